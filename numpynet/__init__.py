@@ -1,0 +1,15 @@
+"""numpynet: a fully connected neural network written in numpy only.
+
+The package imports numpy and the standard library only; the experiment
+harness (Hydra, Optuna, MLflow) lives in the separate ``sweeps`` package.
+"""
+
+import logging
+
+from .exceptions import TrainingDiverged
+from .network import NeuralNetwork
+
+__version__ = "0.1.0"
+__all__ = ["NeuralNetwork", "TrainingDiverged", "__version__"]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,590 @@
+"""The fully connected network: ``NeuralNetwork``.
+
+Layout: every parameter lives in one flat vector ``_theta`` (all weight
+matrices first, then all bias vectors); ``coefs_[l]`` (shape ``(n_in,
+n_out)``) and ``intercepts_[l]`` are views into it, and the gradient has the
+same layout. The optimizer therefore updates the whole network with a few
+vectorised operations, and the gradient check packs and unpacks for free.
+
+Hot path: one workspace of buffers sized for a mini-batch is allocated per
+fit; each batch is gathered by index into it, forward and backward passes
+write into preallocated arrays (``out=``), activations run in place and the
+gradient with respect to the input data is never computed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _validation as check
+from .activations import ACTIVATIONS, DERIVATIVES
+from .exceptions import TrainingDiverged
+from .initializers import AUTO_INITIALIZATION, INITIALIZERS
+from .losses import output_layer_for
+from .metrics import confusion_matrix, precision_recall_f1
+from .optimizers import OPTIMIZERS, make_optimizer
+from .schedules import SCHEDULES, make_schedule
+
+logger = logging.getLogger(__name__)
+
+Callback = Callable[[int, dict], None]
+DTYPES = {"float64": np.float64, "float32": np.float32}
+SAVE_FORMAT_VERSION = 1
+PREDICT_CHUNK = 8192  # rows per forward pass at prediction time
+
+
+class _Workspace:
+    """Buffers for forward and backward passes over at most ``rows`` examples."""
+
+    def __init__(self, dims: list[int], rows: int, dtype, dropout: bool):
+        hidden = dims[1:-1]
+        self.X = np.empty((rows, dims[0]), dtype=dtype)
+        self.Y = np.empty((rows, dims[-1]), dtype=dtype)
+        self.Z = [np.empty((rows, d), dtype=dtype) for d in dims[1:]]
+        self.dA = [np.empty((rows, d), dtype=dtype) for d in hidden]
+        self.D = [np.empty((rows, d), dtype=dtype) for d in hidden] if dropout else None
+        self.R = [np.empty((rows, d), dtype=dtype) for d in hidden] if dropout else None
+        self.M = [np.empty((rows, d), dtype=bool) for d in hidden] if dropout else None
+
+
+class NeuralNetwork:
+    """A fully connected classifier trained with mini-batch gradient methods.
+
+    Hyperparameters keep the names of the original implementation. Binary
+    problems use ``layer_dims[-1] == 1`` (sigmoid + binary cross-entropy),
+    k-class problems ``layer_dims[-1] == k`` (softmax + categorical
+    cross-entropy). Data is ``(n_samples, n_features)``.
+
+    Args:
+        layer_dims: sizes of all layers, input and output included.
+        seed: seeds one ``np.random.Generator`` used for initialisation,
+            shuffling and dropout masks.
+        keep_prob: dropout keep probability of hidden units, in (0, 1]; used
+            when ``regularization`` includes dropout.
+        learning_rate: initial learning rate, > 0.
+        lambd: L2 strength, >= 0; used when ``regularization`` includes l2.
+            The cost adds ``lambd / (2 m) * sum ||W||^2`` (m = training examples).
+        regularization: None, "l2", "dropout" or "l2+dropout" (also the
+            original spellings "L2_regularization" and "l2_regularizer").
+        print_cost: log the cost of every epoch at INFO level.
+        activation_function: hidden activation: relu, tanh, sigmoid, leakyrelu.
+        mini_batch_size: examples per batch; the last partial batch is kept.
+        optimizer: gd, momentum (uses beta1), rmsprop (uses beta2) or adam
+            (uses beta1 and beta2).
+        beta1, beta2: moment decay rates in [0, 1).
+        decay_rate: learning-rate decay strength, >= 0.
+        decay: None, "continuous" (lr0 / (1 + decay_rate * epoch)) or
+            "discrete" (lr0 / (1 + decay_rate * floor(epoch / decay_interval))).
+        epoch: number of epochs (full passes over the training data).
+        decay_interval: epochs per step of the discrete decay.
+        epsilon: added to the denominator of rmsprop and adam.
+        dtype: "float64" or "float32" for parameters and computation.
+        initialization: "he" (std sqrt(2 / fan_in)), "xavier" (std
+            sqrt(2 / (fan_in + fan_out))) or "auto" (he for relu and
+            leakyrelu, xavier for tanh and sigmoid).
+    """
+
+    _estimator_type = "classifier"
+
+    def __init__(
+        self,
+        layer_dims,
+        seed: int = 0,
+        keep_prob: float = 1.0,
+        learning_rate: float = 0.0075,
+        lambd: float = 1.0,
+        regularization: str | None = None,
+        print_cost: bool = False,
+        activation_function: str = "relu",
+        mini_batch_size: int = 32,
+        optimizer: str = "gd",
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        decay_rate: float = 1.0,
+        decay: str | None = None,
+        epoch: int = 2000,
+        decay_interval: int = 1000,
+        epsilon: float = 1e-8,
+        dtype: str = "float64",
+        initialization: str = "he",
+    ):
+        self.layer_dims = layer_dims
+        self.seed = seed
+        self.keep_prob = keep_prob
+        self.learning_rate = learning_rate
+        self.lambd = lambd
+        self.regularization = regularization
+        self.print_cost = print_cost
+        self.activation_function = activation_function
+        self.mini_batch_size = mini_batch_size
+        self.optimizer = optimizer
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.decay_rate = decay_rate
+        self.decay = decay
+        self.epoch = epoch
+        self.decay_interval = decay_interval
+        self.epsilon = epsilon
+        self.dtype = dtype
+        self.initialization = initialization
+
+    # ------------------------------------------------------------------ params
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters by name (scikit-learn convention)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> "NeuralNetwork":
+        """Set hyperparameters by name; unknown names raise ``ValueError``."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"unknown hyperparameter {name!r}; valid names: {', '.join(valid)}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        shown = [f"layer_dims={self.layer_dims!r}"]
+        shown += [f"{k}={v!r}" for k, v in self.get_params().items()
+                  if k != "layer_dims" and v != defaults.get(k)]
+        return f"NeuralNetwork({', '.join(shown)})"
+
+    def _validated(self) -> dict[str, Any]:
+        """Check every hyperparameter; return normalised settings."""
+        dims = check.check_layer_dims(self.layer_dims)
+        check.check_int("seed", self.seed, 0)
+        check.check_real("keep_prob", self.keep_prob, 0, 1, low_open=True)
+        check.check_real("learning_rate", self.learning_rate, 0, None, low_open=True)
+        check.check_real("lambd", self.lambd, 0)
+        regs = check.normalise_regularization(self.regularization)
+        check.check_choice("activation_function", self.activation_function, ACTIVATIONS)
+        check.check_int("mini_batch_size", self.mini_batch_size, 1)
+        check.check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check.check_real("beta1", self.beta1, 0, 1, high_open=True)
+        check.check_real("beta2", self.beta2, 0, 1, high_open=True)
+        check.check_real("decay_rate", self.decay_rate, 0)
+        check.check_choice("decay", self.decay, SCHEDULES)
+        check.check_int("epoch", self.epoch, 1)
+        check.check_int("decay_interval", self.decay_interval, 1)
+        check.check_real("epsilon", self.epsilon, 0, None, low_open=True)
+        check.check_choice("dtype", self.dtype, DTYPES)
+        check.check_choice("initialization", self.initialization, [*INITIALIZERS, "auto"])
+        init = self.initialization
+        if init == "auto":
+            init = AUTO_INITIALIZATION[self.activation_function]
+        return {
+            "dims": dims,
+            "dtype": np.dtype(DTYPES[self.dtype]),
+            "l2": "l2" in regs and self.lambd > 0,
+            "dropout": "dropout" in regs and self.keep_prob < 1,
+            "init": INITIALIZERS[init],
+        }
+
+    # -------------------------------------------------------------- parameters
+    def _allocate(self, dims: list[int], dtype) -> None:
+        shapes = list(zip(dims[:-1], dims[1:]))
+        self._n_weights = sum(i * o for i, o in shapes)
+        size = self._n_weights + sum(dims[1:])
+        self._theta = np.zeros(size, dtype=dtype)
+        self._grad = np.zeros(size, dtype=dtype)
+        self.coefs_, self._gW = self._views(shapes)
+        self.intercepts_, self._gb = self._bias_views(dims[1:])
+
+    def _views(self, shapes):
+        coefs, grads, pos = [], [], 0
+        for i, o in shapes:
+            coefs.append(self._theta[pos:pos + i * o].reshape(i, o))
+            grads.append(self._grad[pos:pos + i * o].reshape(i, o))
+            pos += i * o
+        return coefs, grads
+
+    def _bias_views(self, sizes):
+        coefs, grads, pos = [], [], self._n_weights
+        for o in sizes:
+            coefs.append(self._theta[pos:pos + o])
+            grads.append(self._grad[pos:pos + o])
+            pos += o
+        return coefs, grads
+
+    def _initialise(self, rng: np.random.Generator, init, dims: list[int], dtype) -> None:
+        self._allocate(dims, dtype)
+        for W, (fan_in, fan_out) in zip(self.coefs_, zip(dims[:-1], dims[1:])):
+            W[...] = init(rng, fan_in, fan_out, dtype)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for views in ("coefs_", "intercepts_", "_gW", "_gb"):
+            state.pop(views, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "_theta" in state:
+            dims = [int(d) for d in self.layer_dims]
+            shapes = list(zip(dims[:-1], dims[1:]))
+            self.coefs_, self._gW = self._views(shapes)
+            self.intercepts_, self._gb = self._bias_views(dims[1:])
+
+    # ------------------------------------------------------------------ labels
+    def _encode_fit_labels(self, y: np.ndarray, n_out: int) -> np.ndarray:
+        classes, yidx = np.unique(y, return_inverse=True)
+        k = len(classes)
+        if n_out == 1 and k != 2:
+            raise ValueError(
+                f"y has {k} distinct label(s) {classes[:10].tolist()} but layer_dims[-1] is 1: "
+                "a single sigmoid output needs exactly 2 classes (use layer_dims[-1] = k for k classes)")
+        if n_out > 1 and k != n_out:
+            raise ValueError(
+                f"y has {k} distinct label(s) but layer_dims[-1] is {n_out}: a softmax output "
+                "needs exactly one unit per class (use 1 unit for 2 classes if preferred)")
+        self.classes_ = classes
+        return yidx.astype(np.intp)
+
+    def _encode_known_labels(self, y: np.ndarray, name: str) -> np.ndarray:
+        classes = self.classes_
+        try:
+            pos = np.searchsorted(classes, y)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} labels of type {y.dtype} cannot be compared with classes_ {classes.tolist()}") from None
+        pos = np.clip(pos, 0, len(classes) - 1)
+        unknown = classes[pos] != y
+        if np.any(unknown):
+            raise ValueError(
+                f"{name} contains label(s) {np.unique(y[unknown])[:10].tolist()} not seen in training; "
+                f"known classes: {classes.tolist()}")
+        return pos.astype(np.intp)
+
+    def _targets(self, yidx: np.ndarray, n_out: int, dtype) -> np.ndarray:
+        if n_out == 1:
+            return yidx.astype(dtype).reshape(-1, 1)
+        Y = np.zeros((len(yidx), n_out), dtype=dtype)
+        Y[np.arange(len(yidx)), yidx] = 1
+        return Y
+
+    # ----------------------------------------------------------------- passes
+    def _forward(self, Xb: np.ndarray, ws: _Workspace, mb: int, masks: list | None) -> np.ndarray:
+        """Logits of the output layer; hidden activations stay in ``ws``."""
+        act = ACTIVATIONS[self.activation_function]
+        last = len(self.coefs_) - 1
+        inv_keep = 1.0 / self.keep_prob
+        A = Xb
+        for l, (W, b) in enumerate(zip(self.coefs_, self.intercepts_)):
+            Z = ws.Z[l][:mb]
+            np.matmul(A, W, out=Z)
+            Z += b
+            if l == last:
+                return Z
+            act(Z)
+            if masks is not None:
+                D = ws.D[l][:mb]
+                np.multiply(Z, masks[l], out=D)
+                D *= inv_keep
+                A = D
+            else:
+                A = Z
+        raise AssertionError("unreachable")
+
+    def _backward(self, Xb: np.ndarray, ws: _Workspace, mb: int, masks: list | None,
+                  l2_coef: float) -> None:
+        """Gradients into ``_grad``; the output buffer must hold dL/dZ."""
+        deriv = DERIVATIVES[self.activation_function]
+        inv_keep = 1.0 / self.keep_prob
+        dZ = ws.Z[-1][:mb]
+        for l in range(len(self.coefs_) - 1, -1, -1):
+            if l == 0:
+                A_prev = Xb
+            elif masks is not None:
+                A_prev = ws.D[l - 1][:mb]
+            else:
+                A_prev = ws.Z[l - 1][:mb]
+            np.matmul(A_prev.T, dZ, out=self._gW[l])
+            np.sum(dZ, axis=0, out=self._gb[l])
+            if l == 0:
+                break  # the gradient with respect to the data is never needed
+            dA = ws.dA[l - 1][:mb]
+            np.matmul(dZ, self.coefs_[l].T, out=dA)
+            if masks is not None:
+                dA *= masks[l - 1]
+                dA *= inv_keep
+            deriv(ws.Z[l - 1][:mb], dA)
+            dZ = dA
+        if l2_coef:
+            nW = self._n_weights
+            self._grad[:nW] += l2_coef * self._theta[:nW]
+
+    def _l2_cost(self, m: int) -> float:
+        W = self._theta[:self._n_weights]
+        return float(self.lambd / (2 * m) * np.dot(W, W))
+
+    def _draw_masks(self, rng: np.random.Generator, ws: _Workspace, mb: int) -> list[np.ndarray]:
+        masks = []
+        for R, M in zip(ws.R, ws.M):
+            r = R[:mb]
+            rng.random(dtype=r.dtype, out=r)
+            np.less(r, self.keep_prob, out=M[:mb])
+            masks.append(M[:mb])
+        return masks
+
+    def _logits(self, X: np.ndarray) -> np.ndarray:
+        """Output-layer logits for all rows of X (no dropout), in chunks."""
+        dims = [int(d) for d in self.layer_dims]
+        out = np.empty((len(X), dims[-1]), dtype=self._theta.dtype)
+        rows = min(len(X), PREDICT_CHUNK)
+        ws = _Workspace(dims, rows, self._theta.dtype, dropout=False)
+        for start in range(0, len(X), rows):
+            chunk = X[start:start + rows]
+            out[start:start + len(chunk)] = self._forward(chunk, ws, len(chunk), None)
+        return out
+
+    # -------------------------------------------------------------------- fit
+    def fit(self, X, y, X_val=None, y_val=None, callback: Callback | None = None) -> "NeuralNetwork":
+        """Train on (X, y); optionally track (X_val, y_val) every epoch.
+
+        ``callback(epoch, metrics)`` runs after each epoch with ``train_cost``,
+        ``train_accuracy``, ``learning_rate`` (and ``val_cost``,
+        ``val_accuracy`` with validation data). An exception it raises stops
+        training and propagates; the history attributes keep what was done.
+
+        ``train_cost`` and ``train_accuracy`` are accumulated over the
+        epoch's mini-batches on the forward passes used for the updates (as
+        most frameworks report them); ``val_cost`` is the validation
+        cross-entropy plus the same L2 term, so the two curves compare.
+        """
+        s = self._validated()
+        dims, dtype = s["dims"], s["dtype"]
+        X = check.check_features(X, "X", dims[0], dtype)
+        y = check.check_labels(y, "y", len(X))
+        yidx = self._encode_fit_labels(y, dims[-1])
+        Y = self._targets(yidx, dims[-1], dtype)
+        validation = None
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val and y_val must be given together")
+        if X_val is not None:
+            Xv = check.check_features(X_val, "X_val", dims[0], dtype)
+            yv = self._encode_known_labels(check.check_labels(y_val, "y_val", len(Xv)), "y_val")
+            validation = (Xv, yv, self._targets(yv, dims[-1], dtype))
+
+        n = len(X)
+        rng = np.random.default_rng(self.seed)
+        self._initialise(rng, s["init"], dims, dtype)
+        self.n_features_in_ = dims[0]
+        self.costs_, self.learning_rates_, self.train_accuracies_ = [], [], []
+        self.val_costs_, self.val_accuracies_ = [], []
+
+        batch = min(self.mini_batch_size, n)
+        ws = _Workspace(dims, batch, dtype, s["dropout"])
+        opt = make_optimizer(self.optimizer, self._theta.size, dtype, self.beta1, self.beta2, self.epsilon)
+        schedule = make_schedule(self.decay, self.learning_rate, self.decay_rate, self.decay_interval)
+        output = output_layer_for(dims[-1])
+        l2_coef = self.lambd / n if s["l2"] else 0.0
+
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            for epoch in range(self.epoch):
+                lr = schedule(epoch)
+                perm = rng.permutation(n)
+                loss_sum, correct = 0.0, 0
+                for start in range(0, n, batch):
+                    idx = perm[start:start + batch]
+                    mb = len(idx)
+                    Xb = np.take(X, idx, axis=0, out=ws.X[:mb])
+                    Yb = np.take(Y, idx, axis=0, out=ws.Y[:mb])
+                    masks = self._draw_masks(rng, ws, mb) if s["dropout"] else None
+                    Z = self._forward(Xb, ws, mb, masks)
+                    batch_loss = output.loss_and_probs(Z, Yb)  # Z now holds probabilities
+                    if not math.isfinite(batch_loss):
+                        last = self.costs_[-1] if self.costs_ else None
+                        raise TrainingDiverged(epoch, last)
+                    loss_sum += batch_loss
+                    correct += int(np.count_nonzero(output.predict_index(Z) == yidx[idx]))
+                    Z -= Yb
+                    Z *= 1.0 / mb
+                    self._backward(Xb, ws, mb, masks, l2_coef)
+                    opt.step(self._theta, self._grad, lr)
+                opt.flush_subnormals()
+                cost = loss_sum / n + (self._l2_cost(n) if s["l2"] else 0.0)
+                if not math.isfinite(cost):
+                    raise TrainingDiverged(epoch, self.costs_[-1] if self.costs_ else None)
+                metrics = {"train_cost": cost, "train_accuracy": correct / n, "learning_rate": lr}
+                self.costs_.append(cost)
+                self.learning_rates_.append(lr)
+                self.train_accuracies_.append(correct / n)
+                if validation is not None:
+                    val_loss, val_acc = self._loss_and_accuracy(*validation)
+                    val_cost = val_loss + (self._l2_cost(n) if s["l2"] else 0.0)
+                    metrics.update(val_cost=val_cost, val_accuracy=val_acc)
+                    self.val_costs_.append(val_cost)
+                    self.val_accuracies_.append(val_acc)
+                if self.print_cost:
+                    logger.info("epoch %d: cost %.6f", epoch, cost)
+                if callback is not None:
+                    callback(epoch, metrics)
+        return self
+
+    def _loss_and_accuracy(self, X: np.ndarray, yidx: np.ndarray, Y: np.ndarray) -> tuple[float, float]:
+        """Mean cross-entropy (no L2) and accuracy on encoded data."""
+        Z = self._logits(X)
+        output = output_layer_for(Z.shape[1])
+        loss = output.loss_and_probs(Z, Y) / len(X)
+        acc = float(np.count_nonzero(output.predict_index(Z) == yidx)) / len(X)
+        return loss, acc
+
+    # ------------------------------------------------------------- inference
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "_theta"):
+            raise RuntimeError("this NeuralNetwork is not fitted yet: call fit(X, y) or NeuralNetwork.load(path)")
+
+    def _check_input(self, X) -> np.ndarray:
+        self._check_fitted()
+        return check.check_features(X, "X", int(self.layer_dims[0]), self._theta.dtype)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
+        X = self._check_input(X)
+        with np.errstate(over="ignore", under="ignore"):
+            Z = self._logits(X)
+            output = output_layer_for(Z.shape[1])
+            output.probs(Z)
+            return output.full_proba(Z)
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted labels (values of ``classes_``)."""
+        X = self._check_input(X)
+        with np.errstate(over="ignore", under="ignore"):
+            Z = self._logits(X)
+            output = output_layer_for(Z.shape[1])
+            output.probs(Z)
+            return self.classes_[output.predict_index(Z)]
+
+    def score(self, X, y) -> float:
+        """Accuracy on (X, y)."""
+        return self.evaluate(X, y)["accuracy"]
+
+    def evaluate(self, X, y) -> dict[str, Any]:
+        """Accuracy, precision, recall, F1, log loss and confusion matrix.
+
+        Precision, recall and F1 are for the positive class (the larger of
+        ``classes_``) with 2 classes and macro-averaged otherwise. The
+        confusion matrix has rows = true class, columns = predicted class,
+        both in ``classes_`` order.
+        """
+        X = self._check_input(X)
+        yidx = self._encode_known_labels(check.check_labels(y, "y", len(X)), "y")
+        k = len(self.classes_)
+        with np.errstate(over="ignore", under="ignore"):
+            Z = self._logits(X)
+            output = output_layer_for(Z.shape[1])
+            loss = output.loss_and_probs(Z, self._targets(yidx, Z.shape[1], Z.dtype)) / len(X)
+            pred = output.predict_index(Z)
+        cm = confusion_matrix(yidx, pred, k)
+        precision, recall, f1 = precision_recall_f1(cm)
+        return {
+            "accuracy": float(np.trace(cm)) / len(X),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "log_loss": float(loss),
+            "confusion_matrix": cm,
+        }
+
+    # --------------------------------------------------------- gradient check
+    def grad_check(self, X, y, epsilon: float = 1e-7) -> float:
+        """Relative difference between backprop and central differences.
+
+        Returns ``||g - g_num|| / (||g|| + ||g_num||)`` over all parameters of
+        the cost ``mean loss + L2 term`` on (X, y). With dropout on, one set of
+        masks (drawn from ``seed``) is held fixed for every evaluation. An
+        unfitted network is initialised from ``seed`` first.
+        """
+        s = self._validated()
+        dims, dtype = s["dims"], s["dtype"]
+        X = check.check_features(X, "X", dims[0], dtype)
+        y = check.check_labels(y, "y", len(X))
+        if hasattr(self, "_theta"):
+            yidx = self._encode_known_labels(y, "y")
+        else:
+            yidx = self._encode_fit_labels(y, dims[-1])
+            self._initialise(np.random.default_rng(self.seed), s["init"], dims, dtype)
+        Y = self._targets(yidx, dims[-1], dtype)
+        m = len(X)
+        ws = _Workspace(dims, m, dtype, s["dropout"])
+        masks = self._draw_masks(np.random.default_rng(self.seed), ws, m) if s["dropout"] else None
+        output = output_layer_for(dims[-1])
+
+        def cost() -> float:
+            Z = self._forward(X, ws, m, masks)
+            value = output.loss_and_probs(Z, Y) / m
+            return value + (self._l2_cost(m) if s["l2"] else 0.0)
+
+        cost()
+        Z = ws.Z[-1][:m]
+        Z -= Y
+        Z *= 1.0 / m
+        self._backward(X, ws, m, masks, self.lambd / m if s["l2"] else 0.0)
+        analytic = self._grad.copy()
+        numeric = np.empty_like(analytic)
+        theta = self._theta
+        for i in range(theta.size):
+            saved = theta[i]
+            theta[i] = saved + epsilon
+            plus = cost()
+            theta[i] = saved - epsilon
+            minus = cost()
+            theta[i] = saved
+            numeric[i] = (plus - minus) / (2 * epsilon)
+        denom = np.linalg.norm(analytic) + np.linalg.norm(numeric)
+        return float(np.linalg.norm(analytic - numeric) / denom) if denom else 0.0
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> str:
+        """Write weights, hyperparameters and classes to one ``.npz`` file.
+
+        Returns the path written (numpy appends ``.npz`` when missing).
+        """
+        self._check_fitted()
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            path += ".npz"
+        params = self.get_params()
+        params["layer_dims"] = [int(d) for d in params["layer_dims"]]
+        np.savez(
+            path,
+            format_version=np.int64(SAVE_FORMAT_VERSION),
+            hyperparameters=np.str_(json.dumps(params)),
+            theta=self._theta,
+            classes=self.classes_,
+            costs=np.asarray(getattr(self, "costs_", []), dtype=np.float64),
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "NeuralNetwork":
+        """Load a network written by :meth:`save`; it predicts identically."""
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            missing = {"format_version", "hyperparameters", "theta", "classes"} - set(data.files)
+            if missing:
+                raise ValueError(f"{path} is not a numpynet model file: missing {sorted(missing)}")
+            version = int(data["format_version"])
+            if version > SAVE_FORMAT_VERSION:
+                raise ValueError(f"{path} has model format {version}; this numpynet reads up to {SAVE_FORMAT_VERSION}")
+            model = cls(**json.loads(str(data["hyperparameters"])))
+            dims = check.check_layer_dims(model.layer_dims)
+            model._allocate(dims, data["theta"].dtype)
+            if model._theta.size != data["theta"].size:
+                raise ValueError(f"{path}: {data['theta'].size} parameters do not fit layer_dims {dims}")
+            model._theta[...] = data["theta"]
+            model.classes_ = data["classes"]
+            model.costs_ = data["costs"].tolist()
+        model.n_features_in_ = dims[0]
+        return model
