@@ -1,0 +1,135 @@
+"""One Optuna trial = one ``train(cfg)`` with sampled overrides.
+
+Shaped like Optuna's own examples: suggest, build the config, train while
+reporting the validation metric every epoch and pruning when told, return
+the metric. Everything a ``numpynet-train`` run logs, the trial's MLflow child
+run logs too; the trial's outcome is written on both sides:
+
+- COMPLETE: Optuna gets the final epoch's metric; the run is FINISHED.
+- PRUNED: the run keeps its curves up to the pruned epoch, tagged with it.
+- FAIL (diverged or raised): Optuna's trial carries ``fail_reason``, the run
+  is FAILED with the same reason; the study goes on.
+- Ctrl-C / SIGTERM: the trial is FAIL with ``interrupted`` (so a resumed
+  study runs it again) and the run KILLED; the interruption propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import optuna
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from . import study as st
+from .config import compose_config
+from .search_space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+TAG_STUDY = "numpynet.study"
+TAG_TRIAL = "numpynet.trial_number"
+TAG_STATE = "numpynet.trial_state"
+TAG_PRUNED_EPOCH = "numpynet.pruned_epoch"
+TAG_FAIL_REASON = "numpynet.failure_reason"
+TAG_OVERRIDES = "numpynet.overrides"
+
+
+@dataclass
+class TrialOutcome:
+    number: int
+    state: TrialState
+    value: float | None
+    run_id: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrialRunner:
+    """Everything a worker needs to run trials of one study."""
+
+    space: SearchSpace
+    base_overrides: list[str]
+    metric: str
+    study_name: str
+    parent_run_id: str | None
+    tracking_uri: str
+    log_trial_models: bool = False
+    on_trial_end: Callable[[TrialOutcome], None] | None = None
+
+    def __call__(self, study: optuna.Study, trial: optuna.Trial) -> TrialOutcome:
+        from .train import train
+
+        trial.set_user_attr(st.ATTR_WORKER, st.worker_id())
+        sampled = self.space.sample(trial)
+        overrides = self.base_overrides + self.space.overrides(sampled)
+        if not self.log_trial_models:
+            overrides = overrides + ["tracking.log_model=false"]
+        trial.set_user_attr("overrides", overrides)
+        reported: dict[str, Any] = {"epoch": None, "value": None}
+
+        def on_epoch(epoch: int, metrics: dict) -> None:
+            value = float(metrics[self.metric])
+            reported.update(epoch=epoch, value=value)
+            if math.isfinite(value):
+                trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+        tags = {TAG_STUDY: self.study_name, TAG_TRIAL: str(trial.number), TAG_OVERRIDES: " ".join(overrides)}
+        run_ids: list[str] = []  # the child run, once train() has returned it
+        try:
+            cfg = compose_config(overrides)
+            result = train(cfg, on_epoch=on_epoch, parent_run_id=self.parent_run_id, tags=tags,
+                           stop_exceptions=(optuna.TrialPruned,))
+            run_ids.append(result["run_id"])
+        except optuna.TrialPruned:
+            trial.set_user_attr(st.ATTR_PRUNED_EPOCH, reported["epoch"])
+            outcome = self._finish(study, trial, TrialState.PRUNED, None, run_ids, sampled,
+                                   {TAG_PRUNED_EPOCH: str(reported["epoch"])})
+        except (KeyboardInterrupt, SystemExit):
+            trial.set_user_attr(st.ATTR_INTERRUPTED, True)
+            self._finish(study, trial, TrialState.FAIL, None, run_ids, sampled, {TAG_FAIL_REASON: "interrupted"})
+            raise
+        except Exception as exc:  # diverged, bad sampled value, any bug: the study goes on
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("trial %d failed: %s", trial.number, reason)
+            trial.set_user_attr(st.ATTR_FAIL_REASON, reason)
+            outcome = self._finish(study, trial, TrialState.FAIL, None, run_ids, sampled, {TAG_FAIL_REASON: reason})
+        else:
+            value = reported["value"]
+            if value is None or not math.isfinite(value):
+                reason = f"{self.metric} is {value!r} after training"
+                trial.set_user_attr(st.ATTR_FAIL_REASON, reason)
+                outcome = self._finish(study, trial, TrialState.FAIL, None, run_ids, sampled, {TAG_FAIL_REASON: reason})
+            else:
+                outcome = self._finish(study, trial, TrialState.COMPLETE, value, run_ids, sampled, {})
+            del result
+        if self.on_trial_end is not None:
+            self.on_trial_end(outcome)
+        return outcome
+
+    def _trial_run_id(self, client: MlflowClient, number: int) -> str | None:
+        """The child run of trial ``number`` (found by its tags when train raised)."""
+        if self.parent_run_id is None:
+            return None
+        experiment_id = client.get_run(self.parent_run_id).info.experiment_id
+        runs = client.search_runs(
+            [experiment_id],
+            f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and tags.`{TAG_TRIAL}` = '{number}'",
+            max_results=1)
+        return runs[0].info.run_id if runs else None
+
+    def _finish(self, study, trial, state, value, run_ids, sampled, tags) -> TrialOutcome:
+        client = MlflowClient(tracking_uri=self.tracking_uri)
+        run_id = run_ids[0] if run_ids else self._trial_run_id(client, trial.number)
+        if run_id is not None:
+            trial.set_user_attr(st.ATTR_RUN_ID, run_id)
+            client.set_tag(run_id, TAG_STATE, state.name)
+            for key, val in tags.items():
+                client.set_tag(run_id, key, val)
+        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        return TrialOutcome(trial.number, state, value, run_id, sampled)

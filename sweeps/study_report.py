@@ -1,0 +1,196 @@
+"""What a finished (or interrupted) sweep leaves on its MLflow parent run.
+
+- metrics ``best_value`` and trial counts; params ``best.<path>``; tags with
+  the best trial number and its child run id;
+- Optuna's matplotlib plots as PNG (optimization history, parameter
+  importances, parallel coordinates, slice, intermediate values);
+- ``trials.csv`` (one row per trial), ``best_config.yaml`` (the best trial's
+  resolved config, which ``numpynet-train`` accepts as is);
+- the best trial's weights as a pyfunc model, registered in the model
+  registry as ``numpynet-<study>`` (one new version per new best trial).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import Metric, Param  # noqa: E402
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+from optuna.visualization import matplotlib as ovm  # noqa: E402
+
+from . import study as st  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+PLOTS: dict[str, Callable[[optuna.Study], Any]] = {
+    "optimization_history": ovm.plot_optimization_history,
+    "param_importances": ovm.plot_param_importances,
+    "parallel_coordinate": ovm.plot_parallel_coordinate,
+    "slice": ovm.plot_slice,
+    "intermediate_values": ovm.plot_intermediate_values,
+}
+TAG_REGISTERED_TRIAL = "numpynet.trial_number"
+TAG_REGISTERED_STUDY = "numpynet.study"
+
+
+def registered_model_name(study_name: str) -> str:
+    return "numpynet-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", study_name)
+
+
+def failure_reasons(study: optuna.Study) -> list[str]:
+    return [f"trial {t.number}: {t.user_attrs[st.ATTR_FAIL_REASON]}"
+            for t in study.get_trials(deepcopy=False) if st.ATTR_FAIL_REASON in t.user_attrs]
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        name = "INTERRUPTED" if st.ATTR_INTERRUPTED in t.user_attrs else t.state.name
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:  # no COMPLETE trial yet
+        return None
+
+
+def top_trials(study: optuna.Study, k: int) -> list[dict[str, Any]]:
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    done.sort(key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+    return [{"number": t.number, "value": t.value, "params": dict(t.params),
+             "run_id": t.user_attrs.get(st.ATTR_RUN_ID)} for t in done[:k]]
+
+
+def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg) -> "Any":
+    """Log the study's outcome on the parent run; returns a SweepSummary."""
+    from .sweep import SweepSummary
+
+    sweep = plan.sweep
+    parent = plan.parent_run_id
+    counts = state_counts(study)
+    summary = SweepSummary(sweep["study_name"], plan.storage_url, plan.tracking_uri, parent,
+                           sweep["n_trials"], counts, top=top_trials(study, sweep.get("top_k", 5)))
+    metrics = {f"trials_{state.lower()}": float(n) for state, n in counts.items()}
+    best = best_trial(study)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        _write_plots(study, out)
+        _write_trials_csv(study, out / "trials.csv")
+        if best is not None:
+            summary.best_number, summary.best_value = best.number, best.value
+            summary.best_params = dict(best.params)
+            summary.best_run_id = best.user_attrs.get(st.ATTR_RUN_ID)
+            metrics["best_value"] = float(best.value)
+            client.log_batch(parent, params=[Param(f"best.{k}", str(v)) for k, v in best.params.items()])
+            client.set_tag(parent, "numpynet.best_trial_number", str(best.number))
+            if summary.best_run_id:
+                client.set_tag(parent, "numpynet.best_run_id", summary.best_run_id)
+                _copy_best_config(client, summary.best_run_id, out)
+        client.log_batch(parent, metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()])
+        client.log_artifacts(parent, str(out), artifact_path="study")
+    if best is not None and summary.best_run_id:
+        summary.registered_version = _log_and_register_best(client, plan, best, summary.best_run_id, base_cfg)
+    return summary
+
+
+def _write_plots(study: optuna.Study, out: Path) -> None:
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return
+    for name, plot in PLOTS.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                axes = plot(study)
+            fig = _figure_of(axes)
+            fig.set_size_inches(max(fig.get_size_inches()[0], 8), max(fig.get_size_inches()[1], 5))
+            fig.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
+            plt.close(fig)
+        except Exception as exc:  # e.g. importances need 2+ completed trials
+            log.info("study plot %s skipped: %s", name, exc)
+        finally:
+            plt.close("all")
+
+
+def _figure_of(axes: Any):
+    if hasattr(axes, "figure"):
+        return axes.figure
+    first = axes.flat[0] if hasattr(axes, "flat") else axes[0]
+    return first.figure
+
+
+def _write_trials_csv(study: optuna.Study, path: Path) -> None:
+    frame = study.trials_dataframe(attrs=("number", "value", "state", "params", "datetime_start",
+                                          "datetime_complete", "duration", "user_attrs"))
+    frame.to_csv(path, index=False)
+
+
+def _copy_best_config(client: MlflowClient, run_id: str, out: Path) -> None:
+    from .artifacts import CONFIG_ARTIFACT
+
+    try:
+        local = client.download_artifacts(run_id, CONFIG_ARTIFACT, str(out / "_download"))
+    except Exception as exc:
+        log.warning("could not fetch %s of run %s: %s", CONFIG_ARTIFACT, run_id, exc)
+        return
+    text = Path(local).read_text()
+    header = (f"# Best trial of study; run it again with\n"
+              f"#   numpynet-train --config-path {Path.cwd()} --config-name best_config\n")
+    (out / "best_config.yaml").write_text(header + text)
+    for leftover in (out / "_download").rglob("*"):
+        if leftover.is_file():
+            leftover.unlink()
+    for d in sorted((out / "_download").rglob("*"), reverse=True):
+        d.rmdir()
+    (out / "_download").rmdir()
+
+
+def _log_model_from_run(client: MlflowClient, child_run_id: str, parent_run_id: str, base_cfg) -> str:
+    """Log the weights of a trial's run as a pyfunc model on the parent run."""
+    from numpynet import NeuralNetwork
+
+    from .artifacts import WEIGHTS_ARTIFACT, log_pyfunc_model
+    from .data import load_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(child_run_id, WEIGHTS_ARTIFACT, tmp)
+        network = NeuralNetwork.load(local)
+    return log_pyfunc_model(client, parent_run_id, network, load_dataset(base_cfg.data))
+
+
+def _log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_run_id: str,
+                           base_cfg) -> str | None:
+    """Log the best trial's weights as a pyfunc model on the parent; register it once."""
+    sweep = plan.sweep
+    try:
+        model_uri = _log_model_from_run(client, child_run_id, plan.parent_run_id, base_cfg)
+    except Exception as exc:
+        log.warning("could not log the best model of run %s: %s", child_run_id, exc)
+        return None
+    if not sweep.get("register_model", True):
+        return None
+    name = registered_model_name(sweep["study_name"])
+    with st.budget_lock(plan.storage_url, sweep["study_name"] + ":registry"):
+        for version in client.search_model_versions(f"name='{name}'"):
+            if version.tags.get(TAG_REGISTERED_TRIAL) == str(best.number):
+                return version.version  # this best is registered already (by us or another worker)
+        import mlflow
+
+        version = mlflow.register_model(model_uri, name, tags={TAG_REGISTERED_TRIAL: str(best.number),
+                                                              TAG_REGISTERED_STUDY: sweep["study_name"]})
+        client.set_model_version_tag(name, version.version, "numpynet.best_value", str(best.value))
+        return version.version

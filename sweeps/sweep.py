@@ -1,0 +1,259 @@
+"""``run_sweep``: an Optuna study over ``train(cfg)``, tracked in MLflow.
+
+One MLflow parent run per invocation; each trial is a nested child run.
+Workers are processes (``sweep.n_jobs``), each limited to its share of the
+BLAS threads, sharing the study through its storage. The budget
+``sweep.n_trials`` counts every trial of the study, over all invocations, so
+running the same command again resumes where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import optuna
+from omegaconf import DictConfig
+
+from . import study as st
+from .config import CONF_DIR, compose_config
+from .errors import UserError
+from .objective import TrialOutcome, TrialRunner
+from .search_space import SearchSpace
+from .sweep_config import load_sweep_config, plain
+
+log = logging.getLogger(__name__)
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C or SIGTERM stopped the sweep; the record was closed cleanly."""
+
+    def __init__(self, signum: int, summary: "SweepSummary | None" = None):
+        self.signum = signum
+        self.summary = summary
+        super().__init__(f"sweep interrupted by {signal.Signals(signum).name}")
+
+
+@dataclass
+class SweepPlan:
+    """Everything a worker process needs (picklable)."""
+
+    sweep: dict
+    base_overrides: list[str]
+    storage_url: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str | None = None
+    n_threads: int | None = None
+
+
+@dataclass
+class SweepSummary:
+    study_name: str
+    storage_url: str
+    tracking_uri: str
+    parent_run_id: str | None
+    n_trials: int
+    counts: dict[str, int] = field(default_factory=dict)
+    best_number: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_run_id: str | None = None
+    registered_version: str | None = None
+    top: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------- preparing
+def prepare(sweep_name: str, sweep_overrides: Sequence[str], train_overrides: Sequence[str]):
+    """Load and check everything that can be wrong before the first trial."""
+    sweep_cfg = load_sweep_config(sweep_name, sweep_overrides)
+    base_overrides = [str(o) for o in sweep_cfg.overrides] + list(train_overrides)
+    base_cfg = compose_config(base_overrides)
+    space = SearchSpace.from_config(plain(sweep_cfg.space), base_cfg, CONF_DIR)
+    st.make_sampler(plain(sweep_cfg.sampler), space)
+    st.make_pruner(plain(sweep_cfg.pruner))
+    _check_data(base_cfg)
+    return sweep_cfg, base_cfg, base_overrides, space
+
+
+def _check_data(base_cfg: DictConfig) -> None:
+    """Load the data once so that a missing file fails before any trial."""
+    from .data import load_dataset
+
+    load_dataset(base_cfg.data)
+
+
+def _open_study(plan: SweepPlan, space: SearchSpace, worker_index: int = 0) -> optuna.Study:
+    sweep = plan.sweep
+    storage = st.make_storage(plan.storage_url, sweep.get("heartbeat_interval"), sweep.get("grace_period"),
+                              sweep.get("retry_failed", 0))
+    study = optuna.create_study(
+        study_name=sweep["study_name"], storage=storage, load_if_exists=True,
+        sampler=st.make_sampler(sweep["sampler"], space, worker_index),
+        pruner=st.make_pruner(sweep["pruner"]), direction=sweep["direction"])
+    if study.direction.name.lower() != sweep["direction"]:
+        raise UserError(f"study {sweep['study_name']!r} in {st.mask_url(plan.storage_url)} was created to "
+                        f"{study.direction.name.lower()}, not to {sweep['direction']}; pick another sweep.study_name")
+    return study
+
+
+# ------------------------------------------------------------------- workers
+def _raise_interrupt(signum, frame):
+    """First Ctrl-C / SIGTERM: interrupt; later ones are ignored so cleanup can finish."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt(signum)
+
+
+def _install_interrupt_handlers() -> dict:
+    return {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def run_worker(plan: SweepPlan, worker_index: int = 0,
+               on_trial_end: Callable[[TrialOutcome], None] | None = None,
+               deadline: float | None = None) -> int:
+    """Run trials until the study's budget is used up; returns trials run here."""
+    from threadpoolctl import threadpool_limits
+
+    sweep = plan.sweep
+    base_cfg = compose_config(plan.base_overrides)
+    space = SearchSpace.from_config(sweep["space"], base_cfg, CONF_DIR)
+    study = _open_study(plan, space, worker_index)
+    runner = TrialRunner(space, plan.base_overrides, sweep["metric"], sweep["study_name"], plan.parent_run_id,
+                         plan.tracking_uri, sweep.get("log_trial_models", False), on_trial_end)
+    done = 0
+    with threadpool_limits(limits=plan.n_threads):
+        while deadline is None or time.time() < deadline:
+            with st.budget_lock(plan.storage_url, sweep["study_name"]):
+                if st.budget_used(study) >= sweep["n_trials"]:
+                    break
+                trial = study.ask()
+            runner(study, trial)
+            done += 1
+    return done
+
+
+def _worker_main(plan: SweepPlan, worker_index: int, deadline: float | None) -> None:
+    """Entry point of a spawned worker process."""
+    logging.basicConfig(level=logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _install_interrupt_handlers()
+    try:
+        run_worker(plan, worker_index, deadline=deadline)
+    except KeyboardInterrupt:
+        raise SystemExit(130)
+
+
+# ------------------------------------------------------------- orchestration
+def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
+              train_overrides: Sequence[str] = (), progress: Callable[[int, int], None] | None = None,
+              ) -> SweepSummary:
+    """Run (or resume) the study; returns its summary.
+
+    ``progress(done, total)`` is called whenever the number of finished
+    trials of the study changes. Raises :class:`SweepInterrupted` after a
+    clean shutdown on Ctrl-C / SIGTERM, :class:`UserError` on bad input.
+    """
+    from . import study_report
+    from .tracking import open_experiment, resolve_tracking_uri
+
+    sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
+    sweep = plain(sweep_cfg)
+    sweep["space"] = plain(sweep_cfg.space)
+    storage_url = st.resolve_storage_url(sweep["storage"])
+    tracking_uri = resolve_tracking_uri(base_cfg.tracking.uri)
+    client, experiment_id = open_experiment(tracking_uri, base_cfg.tracking.experiment)
+    n_jobs = sweep["n_jobs"]
+    plan = SweepPlan(sweep, base_overrides, storage_url, tracking_uri, experiment_id,
+                     n_threads=max(1, (os.cpu_count() or 1) // n_jobs))
+    study = _open_study(plan, space)  # creates it, and fails fast on a bad storage
+
+    parent = client.create_run(experiment_id, run_name=f"sweep:{sweep['study_name']}", tags={
+        "numpynet.role": "sweep", "numpynet.study": sweep["study_name"],
+        "numpynet.sampler": sweep["sampler"].get("name", "tpe"),
+        "numpynet.pruner": sweep["pruner"].get("name", "none"),
+        "numpynet.storage": st.mask_url(storage_url),
+        "numpynet.n_jobs": str(n_jobs), "numpynet.n_trials": str(sweep["n_trials"]),
+        "numpynet.overrides": " ".join(base_overrides),
+    })
+    plan.parent_run_id = parent.info.run_id
+    deadline = time.time() + sweep["timeout"] if sweep["timeout"] else None
+    status, interrupted = "FINISHED", None
+    previous_handlers = _install_interrupt_handlers()
+    try:
+        if n_jobs == 1:
+            def tick(_outcome: TrialOutcome) -> None:
+                if progress:
+                    progress(_finished(study), sweep["n_trials"])
+            if progress:
+                progress(_finished(study), sweep["n_trials"])
+            run_worker(plan, 0, tick, deadline)
+        else:
+            _run_processes(plan, study, n_jobs, deadline, progress)
+    except KeyboardInterrupt as exc:
+        status = "KILLED"
+        interrupted = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        try:
+            summary = study_report.summarise(study, client, plan, base_cfg)
+        finally:
+            client.set_terminated(plan.parent_run_id, status=status)
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
+    if interrupted is not None:
+        raise SweepInterrupted(interrupted, summary)
+    if summary.best_number is None:
+        reasons = study_report.failure_reasons(study)
+        raise UserError(f"every trial of study {sweep['study_name']!r} failed or was pruned; no configuration "
+                        f"completed. First failure: {reasons[0] if reasons else 'unknown'}")
+    return summary
+
+
+def _finished(study: optuna.Study) -> int:
+    return sum(t.state.is_finished() and st.counts_in_budget(t) for t in study.get_trials(deepcopy=False))
+
+
+def _run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: float | None,
+                   progress: Callable[[int, int], None] | None) -> None:
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker_main, args=(plan, i, deadline), name=f"numpynet-worker-{i}")
+             for i in range(n_jobs)]
+    for p in procs:
+        p.start()
+    try:
+        last = -1
+        while any(p.is_alive() for p in procs):
+            done = _finished(study)
+            if progress and done != last:
+                progress(done, plan.sweep["n_trials"])
+                last = done
+            time.sleep(0.5)
+        if progress:
+            progress(_finished(study), plan.sweep["n_trials"])
+    except KeyboardInterrupt:
+        # A terminal Ctrl-C reaches the workers too; give them a moment, then
+        # SIGTERM the rest. Each marks its running trial FAIL / KILLED and exits.
+        for p in procs:
+            p.join(timeout=5)
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.join(timeout=60)
+        raise
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+    failed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} worker process(es) exited with code(s) {failed}; see their log above")

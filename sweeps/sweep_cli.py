@@ -1,0 +1,183 @@
+"""``numpynet-sweep`` and ``numpynet-status``: thin command-line wrappers.
+
+Arguments are Hydra-style overrides: ``sweep=NAME`` picks ``conf/sweep/NAME.yaml``
+(or a path to a YAML file), ``sweep.KEY=VALUE`` changes the study file, and
+everything else (``data=breast_cancer``, ``train.epoch=30``...) is a training
+override applied to every trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Sequence
+
+from .errors import UserError
+
+SWEEP_USAGE = """\
+numpynet-sweep: an Optuna hyperparameter search over the numpy network, tracked in MLflow.
+
+Usage: numpynet-sweep [sweep=NAME] [sweep.KEY=VALUE ...] [TRAINING OVERRIDES ...] [--debug]
+
+  sweep=NAME          a study file conf/sweep/NAME.yaml or a path to a YAML file (default: default)
+  sweep.KEY=VALUE     change the study: n_trials, n_jobs, timeout, study_name, storage,
+                      sampler.name, sampler.seed, pruner.name, metric, direction, ...
+  KEY=VALUE           training settings for every trial, as for numpynet-train
+                      (data=breast_cancer, network.hidden=[128], train.epoch=30, ...)
+
+Examples:
+  numpynet-sweep                                   # digits, TPE + median pruner, 40 trials
+  numpynet-sweep sweep.n_trials=60 sweep.n_jobs=2  # resume the same study up to 60 trials, 2 workers
+  numpynet-sweep sweep=architecture sweep.pruner.name=hyperband
+  numpynet-sweep sweep.storage=postgresql+psycopg://postgres@db-host/optuna tracking=server
+
+Running the same command again resumes the study: sweep.n_trials is the total.
+Exit status: 0 done, 1 every trial failed or an internal error, 2 bad config or data,
+130 / 143 interrupted by Ctrl-C / SIGTERM (the record is closed cleanly).
+"""
+
+STATUS_USAGE = """\
+numpynet-status: progress of a study from its shared storage.
+
+Usage: numpynet-status [sweep=NAME] [sweep.study_name=NAME] [sweep.storage=URL] [--all]
+
+  Prints trials by state, the best value so far, the running trials and the workers seen.
+  --all lists every study in the storage instead.
+"""
+
+
+def _error(prog: str, message: str, code: int) -> None:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _friendly(exc: BaseException) -> str | None:
+    """One-line text for errors the user can fix, else None (a bug: show it)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(exc, (UserError, ValueError, HydraException, OmegaConfBaseException)):
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        keep = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "reference_type="))]
+        return "; ".join(keep) or type(exc).__name__
+    return None
+
+
+def _setup_logging() -> None:
+    import optuna
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for noisy in ("mlflow", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def sweep_main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in args or "--help" in args:
+        print(SWEEP_USAGE)
+        return
+    debug = "--debug" in args or os.environ.get("HYDRA_FULL_ERROR") == "1"
+    args = [a for a in args if a != "--debug"]
+    unknown = [a for a in args if a.startswith("-")]
+    if unknown:
+        _error("numpynet-sweep", f"unknown option(s) {unknown}; see numpynet-sweep --help", 2)
+    _setup_logging()
+    from .sweep import SweepInterrupted, run_sweep
+    from .sweep_config import split_overrides
+
+    name, sweep_overrides, train_overrides = split_overrides(args)
+    bar = _ProgressBar()
+    try:
+        summary = run_sweep(name, sweep_overrides, train_overrides, progress=bar.update)
+    except SweepInterrupted as exc:
+        bar.close()
+        print(f"\ninterrupted by {signal.Signals(exc.signum).name}: the running trial was marked FAIL "
+              "(it will run again on resume), its MLflow run KILLED, the parent run ended.", file=sys.stderr)
+        if exc.summary is not None:
+            _print_summary(exc.summary, file=sys.stderr)
+        raise SystemExit(128 + int(exc.signum))
+    except BaseException as exc:
+        bar.close()
+        if isinstance(exc, SystemExit):
+            raise
+        text = _friendly(exc)
+        if text is None or debug:
+            raise
+        _error("numpynet-sweep", text, 1 if isinstance(exc, UserError) and "every trial" in text else 2)
+    bar.close()
+    _print_summary(summary)
+
+
+class _ProgressBar:
+    """tqdm over trials on an interactive terminal; silent otherwise."""
+
+    def __init__(self):
+        self._bar = None
+
+    def update(self, done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=done, unit="trial", desc="sweep", dynamic_ncols=True)
+        self._bar.n = min(done, total)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _print_summary(summary, file=None) -> None:
+    out = file or sys.stdout
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(summary.counts.items()))
+    print(f"\nstudy {summary.study_name!r}: {counts or 'no trials'} (budget {summary.n_trials})", file=out)
+    if summary.top:
+        print(f"\n{'trial':>5}  {'value':>8}  params", file=out)
+        for row in summary.top:
+            params = "  ".join(f"{k}={_short(v)}" for k, v in row["params"].items())
+            print(f"{row['number']:>5}  {row['value']:>8.4f}  {params}", file=out)
+    if summary.best_number is not None:
+        print(f"\nbest: trial {summary.best_number}, value {summary.best_value:.4f}, "
+              f"MLflow run {summary.best_run_id}", file=out)
+    if summary.registered_version:
+        from .study_report import registered_model_name
+
+        print(f"registered model: models:/{registered_model_name(summary.study_name)}/"
+              f"{summary.registered_version}", file=out)
+    print(f"parent run: {summary.parent_run_id}", file=out)
+    print(f"\nopen the MLflow UI on this store:\n  {_ui_command(summary.tracking_uri)}", file=out)
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _ui_command(tracking_uri: str) -> str:
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"(server) open {tracking_uri} in a browser"
+    return f"mlflow ui --backend-store-uri {tracking_uri} --port 5000"
+
+
+def status_main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in args or "--help" in args:
+        print(STATUS_USAGE)
+        return
+    list_all = "--all" in args
+    args = [a for a in args if a != "--all"]
+    _setup_logging()
+    from .status import status_report
+
+    try:
+        print(status_report(args, list_all=list_all))
+    except Exception as exc:
+        text = _friendly(exc)
+        if text is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _error("numpynet-status", text, 2)

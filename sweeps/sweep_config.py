@@ -1,0 +1,106 @@
+"""The schema of a study file (``conf/sweep/*.yaml``) and how it is loaded.
+
+A study file is plain YAML checked against :class:`SweepConfig`: a misspelt
+key or a wrong type fails before any trial with the key named. The command
+line changes it with ``sweep=NAME`` (a file of ``conf/sweep/`` or a path to a
+YAML file) and ``sweep.KEY=VALUE`` overrides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from .config import CONF_DIR
+from .errors import UserError
+
+SWEEP_DIR = CONF_DIR / "sweep"
+DEFAULT_SWEEP = "default"
+
+
+@dataclass
+class SweepConfig:
+    study_name: str = "numpynet"       # the Optuna study (and the registered model's name)
+    storage: Optional[str] = None      # null = journal file ./mlruns/optuna/journal.log; or a path, sqlite:///, postgresql+psycopg://
+    metric: str = "val_accuracy"       # a per-epoch metric: val_accuracy | val_cost | train_accuracy | train_cost
+    direction: str = "maximize"        # maximize | minimize
+    n_trials: int = 30                 # total trials of the study, over all invocations and workers
+    timeout: Optional[float] = None    # stop starting new trials after this many seconds (this invocation)
+    n_jobs: int = 1                    # worker processes on this machine
+    sampler: dict = field(default_factory=lambda: {"name": "tpe", "seed": 0})
+    pruner: dict = field(default_factory=lambda: {"name": "median"})
+    overrides: list = field(default_factory=list)  # training overrides fixed for every trial
+    space: dict = field(default_factory=dict)       # config path -> distribution
+    log_trial_models: bool = False     # log a pyfunc model per trial (the best is always logged and registered)
+    register_model: bool = True        # register the best trial's model in the MLflow model registry
+    heartbeat_interval: Optional[int] = 10  # RDB storages: seconds between worker heartbeats
+    grace_period: Optional[int] = 30   # RDB storages: a RUNNING trial silent this long is marked FAIL
+    retry_failed: int = 0              # re-run the configuration of a stale (dead-worker) trial up to N times
+    top_k: int = 5                     # rows of the summary table
+
+
+METRICS = ("val_accuracy", "val_cost", "train_accuracy", "train_cost")
+DIRECTIONS = ("maximize", "minimize")
+
+
+def split_overrides(argv: Sequence[str]) -> tuple[str, list[str], list[str]]:
+    """Split command-line overrides into (sweep name, sweep.* overrides, training overrides)."""
+    name, sweep_overrides, train_overrides = DEFAULT_SWEEP, [], []
+    for arg in argv:
+        if arg.startswith("sweep="):
+            name = arg.split("=", 1)[1]
+        elif arg.startswith("sweep."):
+            sweep_overrides.append(arg[len("sweep."):])
+        else:
+            train_overrides.append(arg)
+    return name, sweep_overrides, train_overrides
+
+
+def sweep_file(name: str) -> Path:
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        return Path(name).resolve()
+    path = SWEEP_DIR / f"{name}.yaml"
+    if not path.is_file():
+        have = ", ".join(sorted(p.stem for p in SWEEP_DIR.glob("*.yaml")))
+        raise UserError(f"sweep={name!r} is not a file of conf/sweep/ ({have}) nor a path to a YAML file")
+    return path
+
+
+def load_sweep_config(name: str = DEFAULT_SWEEP, overrides: Sequence[str] = ()) -> DictConfig:
+    """The study file ``name`` with ``overrides`` applied, checked against the schema."""
+    path = sweep_file(name)
+    try:
+        raw = OmegaConf.load(path)
+        cli = OmegaConf.from_dotlist(list(overrides))
+    except Exception as exc:
+        raise UserError(f"cannot read sweep config {path}: {exc}") from None
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(SweepConfig), raw, cli)
+    except Exception as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(f"invalid sweep config ({path.name} with {list(overrides)}): sweep.{first}") from None
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: DictConfig) -> None:
+    if cfg.metric not in METRICS:
+        raise UserError(f"sweep.metric={cfg.metric!r} is invalid: must be one of {', '.join(METRICS)}")
+    if cfg.direction not in DIRECTIONS:
+        raise UserError(f"sweep.direction={cfg.direction!r} is invalid: must be maximize or minimize")
+    if cfg.n_trials < 1:
+        raise UserError(f"sweep.n_trials={cfg.n_trials} is invalid: must be >= 1")
+    if cfg.n_jobs < 1:
+        raise UserError(f"sweep.n_jobs={cfg.n_jobs} is invalid: must be >= 1")
+    if cfg.timeout is not None and cfg.timeout <= 0:
+        raise UserError(f"sweep.timeout={cfg.timeout} is invalid: must be > 0 seconds or null")
+    if not cfg.study_name or any(c in cfg.study_name for c in "/\\"):
+        raise UserError(f"sweep.study_name={cfg.study_name!r} is invalid: a non-empty name without slashes")
+
+
+def plain(node: Any) -> Any:
+    """A DictConfig / ListConfig as plain Python containers."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
