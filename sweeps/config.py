@@ -110,7 +110,7 @@ class FileDataConfig(SplitDataConfig):
 # ----------------------------------------------------------------------- train
 @dataclass
 class TrainConfig:
-    epoch: int = 100
+    epoch: int = 200
     mini_batch_size: int = 32
     seed: int = 0
     regularization: Optional[str] = None
@@ -162,17 +162,19 @@ DATA_SCHEMAS: dict[str, type] = {
 def register_configs() -> None:
     """Store the schemas in Hydra's ConfigStore (idempotent).
 
-    YAML files refer to them by name: ``conf/config.yaml`` starts from
-    ``base_config`` and e.g. ``conf/optimizer/adam.yaml`` from ``base_adam``.
+    YAML files extend them through their defaults list: ``conf/config.yaml``
+    starts from ``schema_config`` and e.g. ``conf/optimizer/adam.yaml`` from
+    ``/schema_optimizer_adam@_here_``. Stored outside any group, the schemas
+    stay out of the options that ``--help`` offers.
     """
     cs = ConfigStore.instance()
-    cs.store(name="base_config", node=Config)
+    cs.store(name="schema_config", node=Config)
     for name, schema in OPTIMIZER_SCHEMAS.items():
-        cs.store(group="optimizer", name=f"base_{name}", node=schema)
+        cs.store(name=f"schema_optimizer_{name}", node=schema)
     for name, schema in DATA_SCHEMAS.items():
-        cs.store(group="data", name=f"base_{name}", node=schema)
-    cs.store(group="network", name="base_network", node=NetworkConfig)
-    cs.store(group="tracking", name="base_tracking", node=TrackingConfig)
+        cs.store(name=f"schema_data_{name}", node=schema)
+    cs.store(name="schema_network", node=NetworkConfig)
+    cs.store(name="schema_tracking", node=TrackingConfig)
 
 
 register_configs()

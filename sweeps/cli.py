@@ -1,0 +1,209 @@
+"""Console entry points. Each is a thin wrapper: config in, one line out.
+
+:func:`run_hydra_app` is the shared part for Hydra-driven commands: it finds
+``conf/`` next to the installed package, keeps Hydra from writing into the
+cwd, and turns every error a user can fix into one line on stderr and exit
+status 2 (tracebacks only with ``--debug`` or ``HYDRA_FULL_ERROR=1``). A new
+command is a task function plus a one-line ``*_main``::
+
+    def sweep_main(argv: list[str] | None = None) -> int:
+        return run_hydra_app(_sweep_task, prog="numpynet-sweep", config_name="sweep", argv=argv)
+
+Exit status: 0 success, 1 training diverged / MLflow unreachable / internal
+error, 2 bad config, data or hyperparameter, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from omegaconf import DictConfig
+
+from sweeps.errors import UserError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEBUG_FLAG = "--debug"
+
+log = logging.getLogger(__name__)
+
+
+def run_hydra_app(
+    task: Callable[[DictConfig], int | None],
+    *,
+    prog: str,
+    config_name: str = "config",
+    argv: list[str] | None = None,
+) -> int:
+    """Run ``task(cfg)`` under ``@hydra.main`` with clean error reporting.
+
+    ``argv`` defaults to ``sys.argv[1:]``; Hydra's own flags (``--help``,
+    ``--cfg job``, ``-m`` ...) work as usual. Returns the exit status.
+    """
+    import hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    from sweeps.config import CONF_DIR
+
+    import mlflow  # noqa: F401 - before Hydra's logging setup, which must win over MLflow's own
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in args or os.environ.get("HYDRA_FULL_ERROR") == "1"
+    args = [a for a in args if a != DEBUG_FLAG]
+    status = EXIT_OK
+    failure: BaseException | None = None
+
+    def hydra_task(cfg: DictConfig) -> None:
+        # Errors are carried past Hydra, which would otherwise print its own report.
+        nonlocal status, failure
+        try:
+            status = task(cfg) or EXIT_OK
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, outside Hydra
+            failure = exc
+
+    main = hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(hydra_task)
+    saved_argv, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
+    # Hydra prints multi-line reports and exits 1 on its own unless HYDRA_FULL_ERROR
+    # is set, in which case it re-raises: set it, and report here instead.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    sys.argv = [prog, *args]
+    GlobalHydra.instance().clear()
+    try:
+        with _quiet_mlflow_progress(), _sigterm_as_exit():
+            main()
+            if failure is not None:
+                raise failure
+    except SystemExit as exc:  # --help, argparse errors, SIGTERM
+        code = exc.code
+        return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_FAILURE)
+    except KeyboardInterrupt:
+        _report(prog, "interrupted", None)
+        return EXIT_INTERRUPTED
+    except BaseException as exc:  # noqa: BLE001 - every error becomes one line and a status
+        return _report_error(prog, exc, debug)
+    finally:
+        sys.argv = saved_argv
+        if saved_full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_full_error
+        GlobalHydra.instance().clear()
+    return status
+
+
+def _report_error(prog: str, exc: BaseException, debug: bool) -> int:
+    from hydra.errors import HydraException
+    from mlflow.exceptions import MlflowException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from numpynet import TrainingDiverged
+
+    if debug:
+        traceback.print_exception(exc)
+    if isinstance(exc, (HydraException, OmegaConfBaseException)):
+        _report(prog, f"config error: {hydra_message(exc)}", exc)
+        return EXIT_USAGE
+    if isinstance(exc, (UserError, ValueError)):
+        _report(prog, str(exc), exc)
+        return EXIT_USAGE
+    if isinstance(exc, TrainingDiverged):
+        _report(prog, str(exc), exc)
+        return EXIT_FAILURE
+    if isinstance(exc, MlflowException):
+        _report(prog, f"MLflow error: {exc.message}", exc)
+        return EXIT_FAILURE
+    hint = "" if debug else f" (run again with {DEBUG_FLAG} for the traceback)"
+    _report(prog, f"internal error: {type(exc).__name__}: {exc}{hint}", exc)
+    return EXIT_FAILURE
+
+
+def _report(prog: str, message: str, exc: BaseException | None) -> None:
+    notes = getattr(exc, "__notes__", None) or []
+    text = " ".join(" ".join([message, *(f"({n})" for n in notes)]).split())
+    print(f"{prog}: {text}", file=sys.stderr)
+
+
+def hydra_message(exc: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line reports, squeezed to one sentence."""
+    lines: list[str] = []
+    for part in (exc, exc.__cause__):
+        if part is None:
+            continue
+        for raw in str(part).splitlines():
+            line = raw.strip()
+            if not line or line.startswith(("full_key:", "object_type=", "reference_type=", "To append")):
+                continue
+            if line.startswith("Config search path"):
+                break
+            lines.append(line)
+    text = "; ".join(lines).replace(":;", ":").replace("\t", "")
+    return text.replace(".;", ";") or type(exc).__name__
+
+
+@contextmanager
+def _quiet_mlflow_progress() -> Iterator[None]:
+    """MLflow draws its own download bars while logging the model; ours is enough."""
+    saved = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """``kill`` ends the run KILLED (via SystemExit) instead of leaving it RUNNING."""
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ----------------------------------------------------------------- numpynet-train
+def _train_task(cfg: DictConfig) -> int:
+    from sweeps.progress import EpochProgress
+    from sweeps.train import train
+
+    with EpochProgress(total=int(cfg.train.epoch)) as progress:
+        result = train(cfg, on_epoch=progress.update)
+    print(summary_line(result))
+    return EXIT_OK
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """``run <id>: 200 epochs in 1.2 s, val_accuracy 0.969, test_accuracy 0.975 ...``"""
+    parts = [f"{result['epochs_run']} epochs in {result['fit_seconds']:.1f} s"]
+    for key in ("train_cost", "val_accuracy", "test_accuracy", "test_f1"):
+        if key in result:
+            parts.append(f"{key} {result[key]:.4g}")
+    return f"run {result['run_id']}: " + ", ".join(parts)
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """``numpynet-train [GROUP=OPTION ...] [KEY=VALUE ...] [--debug]``"""
+    return run_hydra_app(_train_task, prog="numpynet-train", argv=argv)
+
+
+def reproduce_main(argv: list[str] | None = None) -> int:
+    """``numpynet-reproduce RUN_ID [--tracking-uri URI] [KEY=VALUE ...] [--debug]``"""
+    from sweeps.reproduce import main
+
+    return main(argv)

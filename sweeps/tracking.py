@@ -1,0 +1,259 @@
+"""MLflow plumbing: where the store is, experiments, runs, batched metrics.
+
+Everything goes through an explicit :class:`mlflow.MlflowClient` and run id,
+never MLflow's "active run" globals, so concurrent trials in threads or
+processes cannot log into each other's runs.
+
+The default store needs no server: SQLite at ``<cwd>/mlruns/mlflow.db`` with
+artifacts under ``<cwd>/mlruns/<experiment>/``. SQLite allows one writer at a
+time; several processes logging at once are made safe by a file lock around
+store creation (MLflow's schema migration is not concurrency-safe) and by
+retrying writes that find the database locked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+from sweeps.errors import UserError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TAG_PREFIX = "numpynet."
+FAILURE_REASON = "numpynet.failure_reason"
+STOPPED_EPOCH = "numpynet.stopped_epoch"
+REPRODUCED_FROM = "numpynet.reproduced_from"
+MAX_TAG_VALUE = 5000  # MLflow allows 8000; leave room for multi-byte characters
+MAX_PARAM_VALUE = 6000
+BATCH_LIMIT = 1000  # MLflow's log_batch limit on metrics (and params + tags) per call
+PARAM_BATCH_LIMIT = 100
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    """``tracking.uri`` if set, else ``$MLFLOW_TRACKING_URI``, else the local SQLite store."""
+    if configured:
+        return str(configured)
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}"
+
+
+def local_store_dir(uri: str) -> Path | None:
+    """The folder of a SQLite store (artifacts go beside it); ``None`` for servers."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db_path = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    if not db_path.is_absolute():
+        db_path = Path.cwd() / db_path
+    return db_path.parent
+
+
+@contextlib.contextmanager
+def store_lock(store_dir: Path | None) -> Iterator[None]:
+    """Serialise store creation across processes (no-op for servers / non-POSIX)."""
+    if store_dir is None:
+        yield
+        return
+    store_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; MLflow's own retries must do
+        yield
+        return
+    with open(store_dir / ".numpynet.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def retry_locked(call: Callable[[], T], *, attempts: int = 8, first_wait: float = 0.05) -> T:
+    """Run an MLflow write, retrying while SQLite reports the database locked."""
+    wait = first_wait
+    for attempt in range(attempts):
+        try:
+            return call()
+        except MlflowException as exc:
+            if "locked" not in str(exc).lower() or attempt == attempts - 1:
+                raise
+            log.debug("store busy, retrying in %.2f s: %s", wait, exc)
+            time.sleep(wait)
+            wait = min(wait * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
+    """A client for ``uri`` and the id of experiment ``name`` (created if needed).
+
+    A new experiment on a local store keeps its artifacts at
+    ``<store>/<experiment>/`` so the whole store is one folder.
+    """
+    store_dir = local_store_dir(uri)
+    with store_lock(store_dir):
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                raise UserError(
+                    f"tracking.experiment={name!r} is deleted in {uri}; restore it "
+                    "(mlflow experiments restore) or choose another tracking.experiment"
+                )
+            return client, experiment.experiment_id
+        location = None
+        if store_dir is not None:
+            location = (store_dir / _slug(name)).as_uri()
+        try:
+            return client, client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created meanwhile by a process on another machine
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return client, experiment.experiment_id
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    items = [Param(k, _param_text(v)) for k, v in params.items()]
+    for start in range(0, len(items), PARAM_BATCH_LIMIT):
+        chunk = items[start:start + PARAM_BATCH_LIMIT]
+        retry_locked(lambda: client.log_batch(run_id, params=chunk))
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None:
+    items = [RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()]
+    for start in range(0, len(items), PARAM_BATCH_LIMIT):
+        chunk = items[start:start + PARAM_BATCH_LIMIT]
+        retry_locked(lambda: client.log_batch(run_id, tags=chunk))
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    retry_locked(lambda: client.log_batch(run_id, metrics=items))
+
+
+class MetricBuffer:
+    """Collects per-epoch metrics and sends them with ``log_batch`` off the training thread.
+
+    Training only appends to a list (microseconds per epoch). Every
+    ``flush_every`` epochs, or when ``flush_seconds`` have passed (so the UI
+    shows a live curve on long runs), the pending metrics go to a sender
+    thread, which writes them in chunks of at most 1000 while the next epochs
+    train; sqlite and HTTP release the GIL while they wait. :meth:`close`
+    sends the rest and waits for it. ``seconds`` adds up the time the
+    training thread spent here, i.e. the logging overhead of the run.
+
+    A failure to send is raised on the training thread at the next
+    :meth:`add` or at :meth:`close`, so a run never silently lacks curves.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, flush_every: int = 50, flush_seconds: float = 5.0):
+        self.client = client
+        self.run_id = run_id
+        self.flush_every = max(1, int(flush_every))
+        self.flush_seconds = float(flush_seconds)
+        self.seconds = 0.0
+        self._pending: list[Metric] = []
+        self._epochs = 0
+        self._last_flush = time.monotonic()
+        self._queue: queue.Queue[list[Metric] | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._sender: threading.Thread | None = None
+
+    def add(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        start = time.perf_counter()
+        self._raise_sender_error()
+        now = int(time.time() * 1000)
+        self._pending.extend(Metric(k, float(v), now, epoch) for k, v in metrics.items())
+        self._epochs += 1
+        if self._epochs >= self.flush_every or time.monotonic() - self._last_flush >= self.flush_seconds:
+            self._hand_over()
+        self.seconds += time.perf_counter() - start
+
+    def close(self) -> None:
+        """Send everything still pending and wait until it is stored (idempotent)."""
+        start = time.perf_counter()
+        try:
+            self._hand_over()
+            if self._sender is not None:
+                self._queue.put(None)
+                self._sender.join()
+                self._sender = None
+            self._raise_sender_error()
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _hand_over(self) -> None:
+        if self._pending:
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send_loop, name=f"mlflow-metrics-{self.run_id[:8]}",
+                                                daemon=True)
+                self._sender.start()
+            self._queue.put(self._pending)
+        self._pending, self._epochs = [], 0
+        self._last_flush = time.monotonic()
+
+    def _send_loop(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain; the error is reported on the training thread
+            try:
+                for begin in range(0, len(batch), BATCH_LIMIT):
+                    chunk = batch[begin:begin + BATCH_LIMIT]
+                    retry_locked(lambda: self.client.log_batch(self.run_id, metrics=chunk))
+            except BaseException as exc:  # noqa: BLE001 - handed to the training thread
+                self._error = exc
+
+    def _raise_sender_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"sending metrics to MLflow failed: {error}") from error
+
+
+def git_commit(path: Path) -> tuple[str, bool] | None:
+    """(commit, dirty) of the checkout containing ``path``, or ``None`` outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit, bool(status.strip())) if commit else None
+
+
+def _param_text(value: Any) -> str:
+    """YAML-like text, so params read like config.yaml (``null``, ``true``, ``[64, 32]``)."""
+    if value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(_param_text(v) for v in value) + "]"
+    else:
+        text = str(value)
+    return text[:MAX_PARAM_VALUE]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "experiment"
