@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -35,27 +36,59 @@ ATTR_WORKER = "worker"
 ATTR_PRUNED_EPOCH = "pruned_epoch"
 
 
+SAMPLER_CLASSES = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "qmc": optuna.samplers.QMCSampler,
+    "grid": optuna.samplers.GridSampler,
+}
+PRUNER_CLASSES = {
+    "median": optuna.pruners.MedianPruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "none": optuna.pruners.NopPruner,
+}
+
+
+def _keep_own_arguments(what: str, name: str, kwargs: dict, classes: dict) -> dict:
+    """Drop arguments that belong to another sampler / pruner of the table.
+
+    A study file tuned for TPE keeps ``n_startup_trials`` when the command line
+    says ``sweep.sampler.name=random``; that key is meant for TPE, so it is
+    left out (with a log line). A key no class accepts is a typo: an error.
+    """
+    def accepted(cls) -> set[str]:
+        return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
+    own = accepted(classes[name])
+    others = set().union(*(accepted(c) for n, c in classes.items() if n != name))
+    unknown = sorted(k for k in kwargs if k not in own and k not in others)
+    if unknown:
+        raise UserError(f"sweep.{what}.{unknown[0]} is not an argument of any {what} "
+                        f"({what} {name} takes: {', '.join(sorted(own - {'seed', 'search_space'})) or 'nothing'})")
+    dropped = sorted(k for k in kwargs if k not in own)
+    if dropped:
+        log.info("sweep.%s: %s ignored by the %s %s", what, ", ".join(dropped), name, what)
+    return {k: v for k, v in kwargs.items() if k in own}
+
+
 def _sampler_table(seed: int | None, kwargs: dict, space) -> dict:
     return {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, **kwargs),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed, **kwargs),
-        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed, **kwargs),
-        "qmc": lambda: optuna.samplers.QMCSampler(seed=seed, **kwargs),
-        "grid": lambda: optuna.samplers.GridSampler(space.grid(), seed=seed, **kwargs),
+        "tpe": lambda: SAMPLER_CLASSES["tpe"](seed=seed, **kwargs),
+        "random": lambda: SAMPLER_CLASSES["random"](seed=seed, **kwargs),
+        "cmaes": lambda: SAMPLER_CLASSES["cmaes"](seed=seed, **kwargs),
+        "qmc": lambda: SAMPLER_CLASSES["qmc"](seed=seed, **kwargs),
+        "grid": lambda: SAMPLER_CLASSES["grid"](space.grid(), seed=seed, **kwargs),
     }
 
 
 def _pruner_table(kwargs: dict) -> dict:
     return {
-        "median": lambda: optuna.pruners.MedianPruner(**kwargs),
-        "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(**kwargs),
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(**kwargs),
-        "none": lambda: optuna.pruners.NopPruner(**kwargs),
+        name: (lambda cls=cls: cls(**kwargs)) for name, cls in PRUNER_CLASSES.items()
     }
 
 
-SAMPLERS = tuple(_sampler_table(None, {}, None))
-PRUNERS = tuple(_pruner_table({}))
 
 
 def _split(spec: Mapping[str, Any], what: str) -> tuple[str, dict]:
@@ -74,9 +107,10 @@ def make_sampler(spec: Mapping[str, Any], space, worker_index: int = 0) -> optun
     seed = kwargs.pop("seed", None)
     if seed is not None:
         seed = int(seed) + worker_index
+    if name not in SAMPLER_CLASSES:
+        raise UserError(f"sweep.sampler.name={name!r} is invalid: must be one of {', '.join(SAMPLER_CLASSES)}")
+    kwargs = _keep_own_arguments("sampler", name, kwargs, SAMPLER_CLASSES)
     table = _sampler_table(seed, kwargs, space)
-    if name not in table:
-        raise UserError(f"sweep.sampler.name={name!r} is invalid: must be one of {', '.join(table)}")
     try:
         return table[name]()
     except TypeError as exc:
@@ -86,9 +120,9 @@ def make_sampler(spec: Mapping[str, Any], space, worker_index: int = 0) -> optun
 def make_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
     """The pruner named by ``spec.name`` (median, successive_halving, hyperband, none)."""
     name, kwargs = _split(spec, "pruner")
-    table = _pruner_table(kwargs)
-    if name not in table:
-        raise UserError(f"sweep.pruner.name={name!r} is invalid: must be one of {', '.join(table)}")
+    if name not in PRUNER_CLASSES:
+        raise UserError(f"sweep.pruner.name={name!r} is invalid: must be one of {', '.join(PRUNER_CLASSES)}")
+    table = _pruner_table(_keep_own_arguments("pruner", name, kwargs, PRUNER_CLASSES))
     try:
         return table[name]()
     except (TypeError, ValueError) as exc:

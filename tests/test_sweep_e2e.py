@@ -1,0 +1,245 @@
+"""Small real sweeps into a temporary store, read back through Optuna and MLflow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+from numpynet import NeuralNetwork
+from sweeps import study as st
+from sweeps.objective import TAG_PRUNED_EPOCH, TAG_STATE, TAG_TRIAL
+from sweeps.sweep import run_sweep
+
+FAST = ["train.epoch=6", "train.decay_interval=2", "network.hidden=[16]", "tracking.log_plots=false"]
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """Run in a fresh folder so the default stores land in tmp_path/mlruns."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def _client(root: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+
+
+def _study(root: Path, name: str) -> optuna.Study:
+    storage = JournalStorage(JournalFileBackend(str(root / "mlruns" / "optuna" / "journal.log")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _children(client: MlflowClient, parent_run_id: str) -> list:
+    exp = client.get_run(parent_run_id).info.experiment_id
+    return client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=1000)
+
+
+def _all_runs(client: MlflowClient) -> list:
+    exps = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(exps, "", max_results=5000)
+
+
+def test_small_sweep_is_fully_recorded(store):
+    summary = run_sweep("default", ["n_trials=3", "study_name=e2e", "pruner.name=none"],
+                        FAST[:-1])  # plots on: the child runs must have them
+    study = _study(store, "e2e")
+    client = _client(store)
+    assert len(study.trials) == 3
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+    children = {int(r.data.tags[TAG_TRIAL]): r for r in _children(client, summary.parent_run_id)}
+    assert sorted(children) == [0, 1, 2]  # exactly one child run per trial
+    for trial in study.trials:
+        run = children[trial.number]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags[TAG_STATE] == trial.state.name
+        assert trial.user_attrs[st.ATTR_RUN_ID] == run.info.run_id
+        for key, value in trial.params.items():
+            logged = run.data.params[key]
+            assert (logged == "null" and value is None) or yaml.safe_load(logged) == value, key
+        assert run.data.metrics["val_accuracy"] == pytest.approx(trial.value)
+        history = client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == list(range(6))
+        files = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"config.yaml", "plots", "weights"} <= files
+
+    parent = client.get_run(summary.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["numpynet.study"] == "e2e"
+    assert parent.data.tags["numpynet.sampler"] == "tpe"
+    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+    assert parent.data.tags["numpynet.best_run_id"] == children[study.best_trial.number].info.run_id
+    for key, value in study.best_params.items():
+        logged = parent.data.params[f"best.{key}"]
+        assert str(value) == logged
+    study_files = {a.path for a in client.list_artifacts(summary.parent_run_id, "study")}
+    for name in ("optimization_history.png", "param_importances.png", "parallel_coordinate.png",
+                 "slice.png", "intermediate_values.png", "trials.csv", "best_config.yaml"):
+        assert f"study/{name}" in study_files, name
+
+    # the registered model predicts exactly like the best trial's weights
+    best_run = children[study.best_trial.number].info.run_id
+    weights = client.download_artifacts(best_run, "weights/network.npz", str(store))
+    network = NeuralNetwork.load(weights)
+    versions = client.search_model_versions("name='numpynet-e2e'")
+    assert len(versions) == 1 and versions[0].tags["numpynet.trial_number"] == str(study.best_trial.number)
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlruns' / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model("models:/numpynet-e2e/1")
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data[:200] / 16.0
+    np.testing.assert_array_equal(model.predict(X), network.predict(X))
+
+    # best_config.yaml holds the best trial's config
+    cfg_path = client.download_artifacts(summary.parent_run_id, "study/best_config.yaml", str(store))
+    best_cfg = yaml.safe_load(Path(cfg_path).read_text())
+    assert best_cfg["train"]["seed"] == study.best_params["train.seed"]
+    assert best_cfg["optimizer"]["learning_rate"] == pytest.approx(study.best_params["optimizer.learning_rate"])
+
+
+def _write_sweep(path: Path, **body) -> str:
+    path.write_text(yaml.safe_dump(body))
+    return str(path)
+
+
+def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(store):
+    sweep = _write_sweep(
+        store / "wild.yaml", study_name="wild", n_trials=8,
+        sampler={"name": "random", "seed": 3},
+        pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+        overrides=["optimizer=gd", "train.epoch=8"],
+        # 0.5 learns, 1e-5 crawls (pruned), 1e6 blows the weights up (NaN cost)
+        space={"optimizer.learning_rate": {"type": "categorical", "choices": [0.5, 1.0e-5, 1.0e6]}})
+    summary = run_sweep(sweep, [], ["network.hidden=[16]", "tracking.log_plots=false"])
+    study = _study(store, "wild")
+    states = {t.number: t.state for t in study.trials}
+    assert len(states) == 8
+    assert TrialState.PRUNED in states.values() and TrialState.FAIL in states.values()
+    assert TrialState.COMPLETE in states.values()
+    client = _client(store)
+    children = {int(r.data.tags[TAG_TRIAL]): r for r in _children(client, summary.parent_run_id)}
+    for trial in study.trials:
+        run = children[trial.number]
+        assert run.data.tags[TAG_STATE] == trial.state.name
+        if trial.state == TrialState.FAIL:
+            assert trial.params["optimizer.learning_rate"] == 1.0e6
+            assert "diverged" in trial.user_attrs[st.ATTR_FAIL_REASON]
+            assert run.info.status == "FAILED"
+            assert "diverged" in run.data.tags["numpynet.failure_reason"]
+        if trial.state == TrialState.PRUNED:
+            epoch = trial.user_attrs[st.ATTR_PRUNED_EPOCH]
+            assert run.data.tags[TAG_PRUNED_EPOCH] == str(epoch)
+            assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == epoch + 1 < 8
+            assert run.info.status == "FINISHED"
+    assert summary.best_value == pytest.approx(study.best_value)
+
+
+def test_a_study_where_every_trial_fails_ends_with_a_clear_error(store):
+    from sweeps.errors import UserError
+
+    sweep = _write_sweep(store / "bad.yaml", study_name="bad", n_trials=2, sampler={"name": "random", "seed": 0},
+                         overrides=["optimizer=gd", "train.epoch=5"],
+                         space={"optimizer.learning_rate": {"type": "float", "low": 1.0e6, "high": 1.0e7}})
+    with pytest.raises(UserError, match="every trial of study 'bad' failed"):
+        run_sweep(sweep, [], ["network.hidden=[8]", "tracking.log_plots=false"])
+    assert all(r.info.status != "RUNNING" for r in _all_runs(_client(store)))
+
+
+def _cli(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    code = "from sweeps.sweep_cli import sweep_main; sweep_main()"
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _states(root: Path, name: str) -> list[TrialState]:
+    try:
+        return [t.state for t in _study(root, name).trials]
+    except (KeyError, FileNotFoundError):
+        return []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, n_jobs", [(signal.SIGINT, 1), (signal.SIGTERM, 2)])
+def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
+    args = ["sweep.study_name=stop", "sweep.n_trials=4", f"sweep.n_jobs={n_jobs}", "sweep.pruner.name=none",
+            "train.epoch=400", "train.decay_interval=50", "network.hidden=[16]", "tracking.log_plots=false"]
+    proc = _cli(args, store)
+    _wait_for(lambda: TrialState.COMPLETE in _states(store, "stop") and TrialState.RUNNING in _states(store, "stop"),
+              240, "a finished trial and a running one")
+    completed_before = {t.number: t.value for t in _study(store, "stop").trials if t.state == TrialState.COMPLETE}
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err
+    assert "interrupted" in err
+
+    trials = _study(store, "stop").trials
+    assert TrialState.RUNNING not in [t.state for t in trials]
+    interrupted = [t for t in trials if st.ATTR_INTERRUPTED in t.user_attrs]
+    assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
+    client = _client(store)
+    runs = _all_runs(client)
+    assert all(r.info.status != "RUNNING" for r in runs)
+    assert any(r.info.status == "KILLED" and TAG_TRIAL in r.data.tags for r in runs)
+    assert [r.info.status for r in runs if r.data.tags.get("numpynet.role") == "sweep"] == ["KILLED"]
+
+    resumed = _cli(args, store)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    trials = _study(store, "stop").trials
+    counted = [t for t in trials if st.counts_in_budget(t)]
+    assert len(counted) == 4 and all(t.state == TrialState.COMPLETE for t in counted)
+    for number, value in completed_before.items():  # nothing completed was lost or re-run
+        assert trials[number].state == TrialState.COMPLETE and trials[number].value == value
+    assert len({t.number for t in trials}) == len(trials)
+    assert all(r.info.status != "RUNNING" for r in _all_runs(client))
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_budget(store):
+    summary = run_sweep("default", ["n_trials=6", "n_jobs=2", "study_name=pair", "pruner.name=none"], FAST)
+    study = _study(store, "pair")
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == list(range(6))
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    workers = {t.user_attrs[st.ATTR_WORKER] for t in study.trials}
+    assert len(workers) == 2  # both processes ran trials
+    children = _children(_client(store), summary.parent_run_id)
+    assert sorted(int(r.data.tags[TAG_TRIAL]) for r in children) == list(range(6))
+
+
+def test_a_seeded_study_is_reproducible(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        run_sweep("default", ["n_trials=4", "study_name=seeded", "sampler.n_startup_trials=2"], FAST)
+        params.append([(t.params, t.state, t.value) for t in _study(folder, "seeded").trials])
+    assert params[0] == params[1]
+    assert len({str(p[0]) for p in params[0]}) == 4  # different points, not one repeated
