@@ -1,0 +1,103 @@
+"""Backprop against central differences (NeuralNetwork.grad_check), float64.
+
+Each network is first trained for two epochs so that every bias is non-zero
+and the check runs at a generic point (zero biases put relu units exactly on
+their kink when a whole layer is dropped out, where no gradient exists).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import numpynet.activations as activations
+from numpynet import NeuralNetwork
+
+HIDDEN = ["relu", "leakyrelu", "tanh", "sigmoid"]
+OUTPUTS = {"sigmoid-binary": 1, "softmax-3": 3}
+TOL = 1e-7
+
+
+def _data(n_outputs: int):
+    rng = np.random.default_rng(42)
+    X = rng.standard_normal((24, 5))
+    if n_outputs == 1:
+        y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    else:
+        y = np.argmax(X[:, :3] + 0.5 * rng.standard_normal((24, 3)), axis=1)
+    return X, y
+
+
+def _trained(activation: str, n_outputs: int, regularization, keep_prob: float = 1.0, **kw):
+    X, y = _data(n_outputs)
+    net = NeuralNetwork(
+        [5, 8, 6, n_outputs], activation_function=activation, regularization=regularization,
+        lambd=0.7, keep_prob=keep_prob, epoch=2, learning_rate=0.1, mini_batch_size=8, seed=0, **kw,
+    ).fit(X, y)
+    assert all(np.any(b != 0) for b in net.intercepts_)  # a generic point, not the initial one
+    return net, X, y
+
+
+@pytest.mark.parametrize("regularization", [None, "l2"])
+@pytest.mark.parametrize("output", list(OUTPUTS))
+@pytest.mark.parametrize("activation", HIDDEN)
+def test_backprop_matches_central_differences(activation, output, regularization):
+    net, X, y = _trained(activation, OUTPUTS[output], regularization)
+    assert net.grad_check(X, y) < TOL
+
+
+@pytest.mark.parametrize("regularization", ["dropout", "l2+dropout"])
+@pytest.mark.parametrize("output", list(OUTPUTS))
+@pytest.mark.parametrize("activation", HIDDEN)
+def test_backprop_with_a_fixed_dropout_mask(activation, output, regularization, monkeypatch):
+    net, X, y = _trained(activation, OUTPUTS[output], regularization, keep_prob=0.8)
+
+    # Record the masks grad_check draws, so that the test cannot pass with dropout
+    # silently switched off: one set of masks, drawn once, some units dropped.
+    drawn = []
+    original = NeuralNetwork._draw_masks
+
+    def spy(self, *args, **kwargs):
+        masks = original(self, *args, **kwargs)
+        drawn.append([m.copy() for m in masks])
+        return masks
+
+    monkeypatch.setattr(NeuralNetwork, "_draw_masks", spy)
+    assert net.grad_check(X, y) < TOL
+    assert len(drawn) == 1, "the dropout masks must be drawn once and held fixed"
+    assert len(drawn[0]) == 2  # one per hidden layer
+    assert not all(m.all() for m in drawn[0]), "no unit was dropped: dropout is not active"
+
+
+def test_grad_check_of_an_unfitted_network_initialises_it_from_seed():
+    X, y = _data(1)
+    net = NeuralNetwork([5, 8, 6, 1], activation_function="tanh", regularization="l2", lambd=0.5, seed=3)
+    assert net.grad_check(X, y) < TOL
+
+
+def test_l2_term_is_part_of_the_checked_cost():
+    """With a big lambda the L2 gradient dominates: a check that ignored it would fail."""
+    net, X, y = _trained("tanh", 3, "l2")
+    net.set_params(lambd=50.0)
+    assert net.grad_check(X, y) < TOL
+
+
+@pytest.mark.parametrize("wrong", ["constant-one", "off-by-one-percent"])
+def test_grad_check_detects_a_wrong_derivative(wrong, monkeypatch):
+    """The check can fail: a broken activation derivative gives a large difference."""
+    net, X, y = _trained("tanh", 3, None)
+    assert net.grad_check(X, y) < TOL  # sanity: correct before the patch
+
+    correct = activations.DERIVATIVES["tanh"]
+
+    def constant_one(a, delta):  # pretends f'(z) = 1
+        return None
+
+    def off_by_one_percent(a, delta):
+        correct(a, delta)
+        delta *= 1.01
+
+    patched = constant_one if wrong == "constant-one" else off_by_one_percent
+    monkeypatch.setitem(activations.DERIVATIVES, "tanh", patched)
+    diff = net.grad_check(X, y)
+    assert diff > 1e-4, f"a wrong derivative went unnoticed (difference {diff:.2e})"

@@ -1,0 +1,530 @@
+"""NeuralNetwork behaviour: determinism, persistence, metrics, labels, callback,
+divergence, numerical safety, dropout, dtypes, initialisation, scikit-learn
+conventions and logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+from numpynet import NeuralNetwork, TrainingDiverged
+from numpynet.losses import SigmoidBinary, SoftmaxCategorical
+
+from _core_helpers import binary_data, flat_params, multiclass_data, run_python
+
+# --------------------------------------------------------------- determinism
+
+DETERMINISM_SCRIPT = r"""
+import hashlib, json, sys
+import numpy as np
+from numpynet import NeuralNetwork
+
+rng = np.random.default_rng(123)
+X = rng.standard_normal((50, 6))
+y = (X[:, 0] - X[:, 1] > 0).astype(int)
+# every consumer of the seeded generator: init, shuffling, dropout masks
+net = NeuralNetwork([6, 7, 5, 1], seed=int(sys.argv[1]), optimizer="adam", learning_rate=0.01,
+                    regularization="l2+dropout", keep_prob=0.8, lambd=0.1, decay="continuous",
+                    decay_rate=0.1, mini_batch_size=16, epoch=20).fit(X, y)
+theta = np.concatenate([w.ravel() for w in net.coefs_] + [b.ravel() for b in net.intercepts_])
+print(json.dumps({
+    "weights": hashlib.sha256(theta.tobytes()).hexdigest(),
+    "costs": hashlib.sha256(np.asarray(net.costs_, dtype=np.float64).tobytes()).hexdigest(),
+    "n_costs": len(net.costs_),
+}))
+"""
+
+
+def _run_in_child(seed: int, hashseed: str) -> dict:
+    return json.loads(run_python(DETERMINISM_SCRIPT, str(seed), extra_env={"PYTHONHASHSEED": hashseed}))
+
+
+def test_same_seed_gives_bit_identical_weights_and_costs_in_new_processes():
+    first = _run_in_child(0, "1")
+    second = _run_in_child(0, "2")
+    assert first["n_costs"] == 20
+    assert first == second
+
+
+def test_a_different_seed_gives_different_weights():
+    assert _run_in_child(0, "0")["weights"] != _run_in_child(1, "0")["weights"]
+    X, y = binary_data()
+    a = NeuralNetwork([4, 6, 1], seed=0, epoch=3).fit(X, y)
+    b = NeuralNetwork([4, 6, 1], seed=1, epoch=3).fit(X, y)
+    assert not np.allclose(flat_params(a), flat_params(b))
+
+
+def test_refitting_the_same_estimator_repeats_itself():
+    X, y = binary_data()
+    net = NeuralNetwork([4, 6, 1], optimizer="momentum", regularization="dropout", keep_prob=0.7, epoch=4)
+    first = flat_params(net.fit(X, y)), list(net.costs_)
+    second = flat_params(net.fit(X, y)), list(net.costs_)
+    np.testing.assert_array_equal(first[0], second[0])
+    assert first[1] == second[1]
+
+
+# ----------------------------------------------------------------- save/load
+
+def _assert_same_predictions(a, b, X):
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    np.testing.assert_array_equal(a.classes_, b.classes_)
+
+
+def test_save_load_round_trip_predicts_identically(tmp_path):
+    X, y = binary_data()
+    net = NeuralNetwork([4, 6, 3, 1], optimizer="adam", learning_rate=0.01, regularization="l2",
+                        lambd=0.3, epoch=10, activation_function="tanh").fit(X, y)
+    written = net.save(tmp_path / "model.npz")
+    loaded = NeuralNetwork.load(written)
+    _assert_same_predictions(net, loaded, X)
+    assert loaded.get_params() == net.get_params()
+    assert loaded.costs_ == net.costs_
+    for w, v in zip(net.coefs_, loaded.coefs_):
+        np.testing.assert_array_equal(w, v)
+
+
+def test_save_load_keeps_string_classes_and_float32(tmp_path):
+    X, y = multiclass_data()
+    labels = np.array(["red", "green", "blue"])[y]
+    net = NeuralNetwork([4, 5, 3], dtype="float32", optimizer="adam", learning_rate=0.01, epoch=5).fit(X, labels)
+    loaded = NeuralNetwork.load(net.save(tmp_path / "m.npz"))
+    _assert_same_predictions(net, loaded, X)
+    assert loaded.coefs_[0].dtype == np.float32
+    assert set(loaded.predict(X)) <= {"red", "green", "blue"}
+
+
+def test_load_accepts_the_path_given_to_save(tmp_path):
+    """save('model') writes model.npz; load('model') must find it again."""
+    X, y = binary_data()
+    net = NeuralNetwork([4, 3, 1], epoch=2).fit(X, y)
+    path = tmp_path / "model"
+    net.save(path)
+    _assert_same_predictions(net, NeuralNetwork.load(path), X)
+
+
+def test_save_accepts_numpy_scalar_hyperparameters(tmp_path):
+    """Values from numpy grids (np.int64 seed, batch size...) pass validation, so save must take them."""
+    X, y = binary_data()
+    net = NeuralNetwork([4, 3, 1], seed=np.int64(3), mini_batch_size=np.int64(16),
+                        learning_rate=np.float32(0.01), epoch=2).fit(X, y)
+    loaded = NeuralNetwork.load(net.save(tmp_path / "m.npz"))
+    _assert_same_predictions(net, loaded, X)
+    assert loaded.seed == 3 and loaded.mini_batch_size == 16
+
+
+def test_save_load_with_object_dtype_string_labels(tmp_path):
+    """Labels from pandas or lists of str often arrive as dtype=object arrays."""
+    X, y = binary_data()
+    labels = np.array(["cat" if v else "non-cat" for v in y], dtype=object)
+    net = NeuralNetwork([4, 3, 1], epoch=2).fit(X, labels)
+    loaded = NeuralNetwork.load(net.save(tmp_path / "m.npz"))
+    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
+
+
+def test_pickle_round_trip_predicts_identically_and_owns_its_parameters():
+    X, y = multiclass_data()
+    net = NeuralNetwork([4, 6, 3], optimizer="rmsprop", learning_rate=0.01, epoch=5).fit(X, y)
+    copy = pickle.loads(pickle.dumps(net))
+    _assert_same_predictions(net, copy, X)
+    before = net.predict_proba(X)
+    copy.coefs_[0][...] = 0.0  # the copy's views point into its own parameters
+    np.testing.assert_array_equal(net.predict_proba(X), before)
+    assert not np.array_equal(copy.predict_proba(X), before)
+
+
+def test_an_unfitted_network_refuses_to_predict_or_save(tmp_path):
+    net = NeuralNetwork([4, 3, 1])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        net.predict(np.zeros((2, 4)))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        net.save(tmp_path / "m.npz")
+
+
+# ------------------------------------------------------------------- evaluate
+
+def _flip(pred, classes, changes):
+    """True labels = predictions with (from_class, to_class, count) changes."""
+    y_true = pred.copy()
+    for src, dst, count in changes:
+        where = np.flatnonzero(pred == classes[src])[:count]
+        assert len(where) == count
+        y_true[where] = classes[dst]
+    return y_true
+
+
+def test_binary_confusion_matrix_rows_are_true_classes():
+    from sklearn import metrics
+
+    X, y = binary_data(n=80, noise=1.0)
+    net = NeuralNetwork([4, 5, 1], epoch=20, learning_rate=0.05).fit(X, y)
+    pred = net.predict(X)
+    # 3 examples predicted positive are truly negative (false positives),
+    # 1 example predicted negative is truly positive (false negative)
+    y_true = _flip(pred, net.classes_, [(1, 0, 3), (0, 1, 1)])
+    result = net.evaluate(X, y_true)
+    cm = result["confusion_matrix"]
+    n_pos_pred = int(np.sum(pred == 1))
+    n_neg_pred = len(pred) - n_pos_pred
+    np.testing.assert_array_equal(cm, [[n_neg_pred - 1, 3], [1, n_pos_pred - 3]])
+    np.testing.assert_array_equal(cm, metrics.confusion_matrix(y_true, pred, labels=net.classes_))
+    assert result["accuracy"] == pytest.approx(metrics.accuracy_score(y_true, pred), abs=1e-15)
+    assert result["precision"] == pytest.approx(metrics.precision_score(y_true, pred), rel=1e-12)
+    assert result["recall"] == pytest.approx(metrics.recall_score(y_true, pred), rel=1e-12)
+    assert result["f1"] == pytest.approx(metrics.f1_score(y_true, pred), rel=1e-12)
+    assert result["log_loss"] == pytest.approx(
+        metrics.log_loss(y_true, net.predict_proba(X), labels=net.classes_), rel=1e-9)
+    assert net.score(X, y_true) == result["accuracy"]
+
+
+def test_multiclass_metrics_match_scikit_learn_macro_averages():
+    from sklearn import metrics
+
+    X, y = multiclass_data(n=120, noise=1.0)
+    labels = np.array(["ant", "bee", "cow"])[y]
+    net = NeuralNetwork([4, 8, 3], optimizer="adam", learning_rate=0.01, epoch=10).fit(X, labels)
+    pred = net.predict(X)
+    y_true = _flip(pred, net.classes_, [(0, 1, 2), (2, 0, 4), (1, 2, 1)])
+    result = net.evaluate(X, y_true)
+    expected_cm = metrics.confusion_matrix(y_true, pred, labels=net.classes_)
+    np.testing.assert_array_equal(result["confusion_matrix"], expected_cm)
+    assert expected_cm[0, 2] != expected_cm[2, 0]  # orientation is observable here
+    for name, fn in [("precision", metrics.precision_score), ("recall", metrics.recall_score),
+                     ("f1", metrics.f1_score)]:
+        assert result[name] == pytest.approx(fn(y_true, pred, average="macro"), rel=1e-12), name
+    assert result["log_loss"] == pytest.approx(
+        metrics.log_loss(y_true, net.predict_proba(X), labels=net.classes_), rel=1e-9)
+
+
+# --------------------------------------------------------------------- labels
+
+def test_binary_labels_are_relabelled_through_classes():
+    """Any two labels train exactly as 0/1 with the larger label as the positive class."""
+    X, y = binary_data()
+    ints = NeuralNetwork([4, 5, 1], epoch=5).fit(X, y)
+    for neg, pos in [("no", "yes"), (-3, 7), (0.5, 2.5), (False, True)]:
+        labels = np.where(y == 1, pos, neg)
+        net = NeuralNetwork([4, 5, 1], epoch=5).fit(X, labels)
+        assert list(net.classes_) == [neg, pos]
+        np.testing.assert_array_equal(flat_params(net), flat_params(ints))
+        np.testing.assert_array_equal(net.predict(X), np.where(ints.predict(X) == 1, pos, neg))
+        np.testing.assert_array_equal(net.predict_proba(X), ints.predict_proba(X))
+
+
+def test_positive_class_is_the_larger_label():
+    X, y = binary_data()
+    labels = np.where(y == 1, "cat", "non-cat")  # 'non-cat' sorts last: it is positive
+    net = NeuralNetwork([4, 5, 1], epoch=30, learning_rate=0.1).fit(X, labels)
+    assert list(net.classes_) == ["cat", "non-cat"]
+    proba = net.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    # column 1 is P(non-cat): high where the label is non-cat
+    assert proba[labels == "non-cat", 1].mean() > 0.7 > proba[labels == "cat", 1].mean()
+    assert net.score(X, labels) > 0.85
+
+
+def test_multiclass_string_labels_map_in_sorted_order():
+    X, y = multiclass_data()
+    ints = NeuralNetwork([4, 6, 3], epoch=5).fit(X, y)
+    labels = np.array(["a", "b", "c"])[y]
+    net = NeuralNetwork([4, 6, 3], epoch=5).fit(X, list(labels))
+    assert list(net.classes_) == ["a", "b", "c"]
+    np.testing.assert_array_equal(flat_params(net), flat_params(ints))
+    np.testing.assert_array_equal(net.predict(X), np.array(["a", "b", "c"])[ints.predict(X)])
+
+
+def test_two_classes_through_a_softmax_output():
+    X, y = binary_data()
+    net = NeuralNetwork([4, 5, 2], epoch=30, learning_rate=0.1).fit(X, y)
+    assert net.predict_proba(X).shape == (len(X), 2)
+    assert net.score(X, y) > 0.85
+
+
+# ------------------------------------------------------------------- callback
+
+def test_callback_receives_the_metrics_every_epoch():
+    X, y = binary_data()
+    Xv, yv = binary_data(n=20, seed=1)
+    seen = []
+    net = NeuralNetwork([4, 5, 1], epoch=4).fit(
+        X, y, X_val=Xv, y_val=yv, callback=lambda epoch, metrics: seen.append((epoch, dict(metrics))))
+    assert [e for e, _ in seen] == [0, 1, 2, 3]
+    for epoch, metrics in seen:
+        assert {"train_cost", "train_accuracy", "learning_rate", "val_cost", "val_accuracy"} <= set(metrics)
+        assert metrics["train_cost"] == net.costs_[epoch]
+        assert metrics["learning_rate"] == net.learning_rates_[epoch]
+        assert metrics["val_cost"] == net.val_costs_[epoch]
+        assert metrics["val_accuracy"] == net.val_accuracies_[epoch]
+        assert 0.0 <= metrics["train_accuracy"] <= 1.0
+    # the last validation figures are those of the final model
+    assert net.val_accuracies_[-1] == net.score(Xv, yv)
+    assert net.val_costs_[-1] == pytest.approx(net.evaluate(Xv, yv)["log_loss"], rel=1e-12)
+
+
+def test_callback_without_validation_gets_the_training_keys():
+    X, y = binary_data()
+    keys = []
+    NeuralNetwork([4, 5, 1], epoch=2).fit(X, y, callback=lambda e, m: keys.append(set(m)))
+    assert keys == [{"train_cost", "train_accuracy", "learning_rate"}] * 2
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_an_exception_in_the_callback_stops_fit_and_keeps_history():
+    X, y = binary_data()
+    calls = []
+
+    def prune(epoch, metrics):
+        calls.append(epoch)
+        if epoch == 2:
+            raise _Stop(epoch)
+
+    net = NeuralNetwork([4, 5, 1], epoch=50)
+    with pytest.raises(_Stop):
+        net.fit(X, y, callback=prune)
+    assert calls == [0, 1, 2]
+    assert len(net.costs_) == len(net.learning_rates_) == 3
+    assert all(math.isfinite(c) for c in net.costs_)
+    assert net.predict(X).shape == (len(X),)  # the weights reached so far are usable
+
+
+# ----------------------------------------------------------------- divergence
+
+def test_a_huge_learning_rate_raises_training_diverged():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 5)) * 10
+    y = (X[:, 0] > 0).astype(int)
+    net = NeuralNetwork([5, 8, 1], learning_rate=100.0, epoch=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # diverging must not spray RuntimeWarnings
+        with pytest.raises(TrainingDiverged) as info:
+            net.fit(X, y)
+    exc = info.value
+    assert exc.epoch == len(net.costs_) >= 1  # diverged after at least one finite epoch
+    assert exc.last_finite_cost == net.costs_[-1]
+    assert math.isfinite(exc.last_finite_cost)
+    assert f"epoch {exc.epoch}" in str(exc)
+    again = pickle.loads(pickle.dumps(exc))  # crosses worker processes intact
+    assert (again.epoch, again.last_finite_cost) == (exc.epoch, exc.last_finite_cost)
+
+
+def test_divergence_in_the_first_epoch_has_no_last_finite_cost():
+    X, y = binary_data()
+    net = NeuralNetwork([4, 8, 1], learning_rate=1e300, epoch=5, mini_batch_size=4)
+    with pytest.raises(TrainingDiverged) as info:
+        net.fit(X * 1e3, y)
+    assert info.value.epoch == 0 and info.value.last_finite_cost is None
+
+
+def test_divergence_in_the_very_last_update_is_not_returned_as_a_fitted_model():
+    """The cost is measured before each update, so the final step can blow the weights
+    up unseen; fit must not hand back a model whose weights are inf or NaN."""
+    X, y = binary_data()
+    net = NeuralNetwork([4, 3, 1], learning_rate=1e308, epoch=1, mini_batch_size=len(X))
+    with pytest.raises(TrainingDiverged) as info:
+        net.fit(X * 100, y)
+    assert info.value.epoch == 0
+
+
+# ------------------------------------------------------ numerical robustness
+
+def test_losses_from_huge_logits_are_exact_and_silent():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        z = np.array([[800.0], [-800.0], [1e5], [-1e5]])
+        y = np.array([[1.0], [1.0], [0.0], [0.0]])
+        # softplus(z) - y z: 0, 800, 1e5, 0
+        assert SigmoidBinary.loss_and_probs(z, y) == pytest.approx(100800.0, rel=1e-15)
+        np.testing.assert_array_equal(z.ravel(), [1.0, 0.0, 1.0, 0.0])
+        z = np.array([[1000.0, 0.0, -1000.0], [1000.0, 0.0, -1000.0]])
+        y = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+        assert SoftmaxCategorical.loss_and_probs(z, y) == pytest.approx(2000.0, rel=1e-15)
+        np.testing.assert_allclose(z, [[1, 0, 0], [1, 0, 0]], atol=1e-300)
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_no_runtime_warning_for_huge_logits(n_out):
+    X, y = (binary_data() if n_out == 1 else multiclass_data())
+    net = NeuralNetwork([4, 5, n_out], epoch=3).fit(X, y)
+    net.coefs_[-1][...] *= 1e6  # logits of order 1e5 to 1e6
+    net.intercepts_[-1][...] += 1e5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        proba = net.predict_proba(X)
+        result = net.evaluate(X, y)
+        net.predict(X)
+        net.score(X, y)
+    assert np.isfinite(proba).all() and (proba >= 0).all() and (proba <= 1).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert math.isfinite(result["log_loss"]) and result["log_loss"] > 100
+
+
+def test_no_runtime_warning_when_training_on_large_inputs():
+    X, y = multiclass_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net = NeuralNetwork([4, 6, 3], learning_rate=1e-4, epoch=5).fit(X * 1e3, y)
+    assert all(math.isfinite(c) for c in net.costs_)
+
+
+def test_prediction_in_chunks_matches_prediction_row_by_row_blocks():
+    """More rows than one prediction chunk (8192) go through several forward passes."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((10_000, 4))
+    y = (X[:, 0] > 0).astype(int)
+    net = NeuralNetwork([4, 5, 1], epoch=1).fit(X[:100], y[:100])
+    whole = net.predict_proba(X)
+    parts = np.vstack([net.predict_proba(X[i:i + 1000]) for i in range(0, len(X), 1000)])
+    np.testing.assert_allclose(whole, parts, rtol=1e-12)
+
+
+# -------------------------------------------------------------------- dropout
+
+def _plain_forward(net, X):
+    """Deterministic forward pass with relu hidden units and no dropout."""
+    A = X
+    for W, b in zip(net.coefs_[:-1], net.intercepts_[:-1]):
+        A = np.maximum(A @ W + b, 0)
+    z = A @ net.coefs_[-1] + net.intercepts_[-1]
+    return 1 / (1 + np.exp(-z[:, 0]))
+
+
+def test_dropout_is_off_at_prediction():
+    X, y = binary_data()
+    net = NeuralNetwork([4, 16, 8, 1], regularization="dropout", keep_prob=0.5, epoch=20,
+                        learning_rate=0.05).fit(X, y)
+    first, second = net.predict_proba(X), net.predict_proba(X)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first[:, 1], _plain_forward(net, X), rtol=1e-12)
+    np.testing.assert_array_equal(net.predict(X), net.predict(X))
+    # and it was on during training
+    plain = NeuralNetwork([4, 16, 8, 1], keep_prob=0.5, epoch=20, learning_rate=0.05).fit(X, y)
+    assert not np.allclose(flat_params(net), flat_params(plain))
+
+
+def test_keep_prob_one_is_no_dropout():
+    X, y = binary_data()
+    a = NeuralNetwork([4, 6, 1], regularization="dropout", keep_prob=1.0, epoch=4).fit(X, y)
+    b = NeuralNetwork([4, 6, 1], regularization=None, epoch=4).fit(X, y)
+    np.testing.assert_array_equal(flat_params(a), flat_params(b))
+
+
+# --------------------------------------------------------------------- dtypes
+
+def test_float32_trains_and_predicts_in_float32():
+    X, y = multiclass_data()
+    net = NeuralNetwork([4, 8, 3], dtype="float32", optimizer="adam", learning_rate=0.01,
+                        regularization="l2+dropout", keep_prob=0.9, lambd=0.01, epoch=40).fit(X, y)
+    assert all(w.dtype == np.float32 for w in net.coefs_ + net.intercepts_)
+    assert net.predict_proba(X).dtype == np.float32
+    assert all(math.isfinite(c) for c in net.costs_)
+    assert net.score(X, y) > 0.8
+
+
+def test_float32_follows_the_float64_trajectory():
+    X, y = binary_data()
+    kw = dict(layer_dims=[4, 6, 1], epoch=5, learning_rate=0.05, optimizer="gd")
+    f64 = flat_params(NeuralNetwork(**kw).fit(X, y))
+    f32 = flat_params(NeuralNetwork(dtype="float32", **kw).fit(X, y))
+    assert f32.dtype == np.float32
+    np.testing.assert_allclose(f32, f64, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------- initialisation
+
+def _initial_weights(n_in=1000, n_hidden=500, **kw):
+    """Weights straight after initialisation: one epoch with a rate too small to move them."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2, n_in))
+    net = NeuralNetwork([n_in, n_hidden, 1], learning_rate=1e-300, epoch=1, **kw).fit(X, [0, 1])
+    return net
+
+
+@pytest.mark.parametrize("kw", [{}, {"initialization": "he"}, {"initialization": "auto"},
+                                {"initialization": "auto", "activation_function": "leakyrelu"}])
+def test_he_initialisation_has_std_sqrt_2_over_fan_in(kw):
+    net = _initial_weights(**kw)
+    W = net.coefs_[0]  # 500 000 draws: the std is known to about 0.1 %
+    expected = math.sqrt(2.0 / 1000)
+    assert W.std() == pytest.approx(expected, rel=0.01)
+    assert abs(W.mean()) < 0.01 * expected
+    assert net.coefs_[1].std() == pytest.approx(math.sqrt(2.0 / 500), rel=0.1)
+    assert all(np.abs(b).max() < 1e-290 for b in net.intercepts_)  # zero, but for the 1e-300 step
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+def test_auto_initialisation_picks_xavier_for_saturating_units(activation):
+    net = _initial_weights(initialization="auto", activation_function=activation)
+    assert net.coefs_[0].std() == pytest.approx(math.sqrt(2.0 / (1000 + 500)), rel=0.01)
+
+
+# -------------------------------------------------------------- scikit-learn
+
+def test_get_params_set_params_and_clone():
+    from sklearn.base import clone
+
+    X, y = binary_data()
+    est = NeuralNetwork([4, 6, 1], learning_rate=0.02, optimizer="adam", epoch=3)
+    assert est.get_params()["learning_rate"] == 0.02
+    assert est.set_params(epoch=4) is est and est.epoch == 4
+    est.fit(X, y)
+    twin = clone(est)
+    assert twin is not est
+    assert twin.get_params() == est.get_params()
+    assert not hasattr(twin, "classes_") and not hasattr(twin, "costs_")
+    np.testing.assert_array_equal(flat_params(twin.fit(X, y)), flat_params(est))
+
+
+def test_constructor_stores_hyperparameters_only():
+    est = NeuralNetwork([4, 6, 1], learning_rate=-5)  # validated at fit, as in scikit-learn
+    assert [k for k in vars(est) if k.endswith("_")] == []
+    assert set(vars(est)) == set(est.get_params())
+
+
+def test_cross_val_score_runs_with_stratified_folds():
+    from sklearn.datasets import load_iris
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    X, y = load_iris(return_X_y=True)
+    est = NeuralNetwork([4, 16, 3], optimizer="adam", learning_rate=0.01, epoch=60)
+    scores = cross_val_score(est, X, y, cv=3)
+    # a classifier gets StratifiedKFold: the same folds done by hand give the same scores
+    manual = [NeuralNetwork(**est.get_params()).fit(X[tr], y[tr]).score(X[te], y[te])
+              for tr, te in StratifiedKFold(3).split(X, y)]
+    np.testing.assert_array_equal(scores, manual)
+    assert scores.min() > 0.8
+
+
+# -------------------------------------------------------------------- logging
+
+def test_print_cost_logs_and_prints_nothing(caplog, capsys):
+    X, y = binary_data()
+    with caplog.at_level(logging.INFO, logger="numpynet"):
+        net = NeuralNetwork([4, 5, 1], epoch=3, print_cost=True).fit(X, y)
+    records = [r for r in caplog.records if r.name.startswith("numpynet")]
+    assert len(records) == 3
+    assert all(r.levelno == logging.INFO for r in records)
+    for epoch, (record, cost) in enumerate(zip(records, net.costs_)):
+        message = record.getMessage()
+        assert str(epoch) in message and f"{cost:.6f}" in message
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_without_print_cost_nothing_is_logged(caplog, capsys):
+    X, y = binary_data()
+    with caplog.at_level(logging.DEBUG, logger="numpynet"):
+        NeuralNetwork([4, 5, 1], epoch=3).fit(X, y)
+    assert [r for r in caplog.records if r.name.startswith("numpynet")] == []
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""

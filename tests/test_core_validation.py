@@ -1,0 +1,202 @@
+"""Bad input raises ValueError naming the parameter, the value and what is allowed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from numpynet import NeuralNetwork
+
+from _core_helpers import binary_data, flat_params, multiclass_data
+
+X, Y = binary_data(n=30)
+BASE = dict(layer_dims=[4, 3, 1], epoch=2)
+
+
+def _fit(X=X, y=Y, **kw):
+    params = {**BASE, **kw}
+    return NeuralNetwork(**params).fit(X, y)
+
+
+# (hyperparameters, parameter named in the message, value shown in the message)
+BAD_HYPERPARAMETERS = [
+    (dict(learning_rate=0), "learning_rate", "0"),
+    (dict(learning_rate=-0.01), "learning_rate", "-0.01"),
+    (dict(learning_rate=float("nan")), "learning_rate", "nan"),
+    (dict(keep_prob=0), "keep_prob", "0"),
+    (dict(keep_prob=-0.2), "keep_prob", "-0.2"),
+    (dict(keep_prob=1.5), "keep_prob", "1.5"),
+    (dict(lambd=-0.1), "lambd", "-0.1"),
+    (dict(mini_batch_size=0), "mini_batch_size", "0"),
+    (dict(mini_batch_size=-4), "mini_batch_size", "-4"),
+    (dict(mini_batch_size=2.5), "mini_batch_size", "2.5"),
+    (dict(epoch=0), "epoch", "0"),
+    (dict(epoch=-3), "epoch", "-3"),
+    (dict(beta1=1.0), "beta1", "1.0"),
+    (dict(beta1=-0.1), "beta1", "-0.1"),
+    (dict(beta2=1.0), "beta2", "1.0"),
+    (dict(beta2=1.5), "beta2", "1.5"),
+    (dict(beta2=-1e-3), "beta2", "-0.001"),
+    (dict(layer_dims=[4]), "layer_dims", "[4]"),
+    (dict(layer_dims=[]), "layer_dims", "[]"),
+    (dict(layer_dims=[4, 0, 1]), "layer_dims", "0"),
+    (dict(layer_dims=[4, -3, 1]), "layer_dims", "-3"),
+    (dict(decay_rate=-1.0), "decay_rate", "-1.0"),
+    (dict(decay_interval=0), "decay_interval", "0"),
+    (dict(epsilon=0.0), "epsilon", "0.0"),
+]
+
+
+@pytest.mark.parametrize("kw, name, shown", BAD_HYPERPARAMETERS, ids=lambda v: repr(v))
+def test_bad_hyperparameter_names_parameter_and_value(kw, name, shown):
+    with pytest.raises(ValueError) as info:
+        _fit(**kw)
+    message = str(info.value)
+    assert name in message
+    assert shown in message
+
+
+@pytest.mark.parametrize("name, value, valid", [
+    ("activation_function", "softplus", ["relu", "tanh", "sigmoid", "leakyrelu"]),
+    ("optimizer", "sgd", ["gd", "momentum", "rmsprop", "adam"]),
+    ("decay", "exponential", ["continuous", "discrete"]),
+    ("regularization", "l1", ["l2", "dropout", "l2+dropout"]),
+])
+def test_unknown_name_lists_the_valid_ones(name, value, valid):
+    with pytest.raises(ValueError) as info:
+        _fit(**{name: value})
+    message = str(info.value)
+    assert name in message and value in message
+    for choice in valid:
+        assert repr(choice) in message or choice in message, (choice, message)
+
+
+@pytest.mark.parametrize("spelling", ["L2_regularization", "l2_regularizer", "l2", "L2"])
+def test_original_regularization_spellings_mean_l2(spelling):
+    l2 = flat_params(_fit(regularization="l2", lambd=5.0, epoch=5))
+    alias = flat_params(_fit(regularization=spelling, lambd=5.0, epoch=5))
+    none = flat_params(_fit(regularization=None, lambd=5.0, epoch=5))
+    np.testing.assert_array_equal(alias, l2)
+    assert not np.array_equal(alias, none)  # the alias is not silently ignored
+
+
+def test_dropout_spellings_are_accepted():
+    both = flat_params(_fit(regularization="l2+dropout", keep_prob=0.7, epoch=3))
+    plain = flat_params(_fit(regularization=None, keep_prob=0.7, epoch=3))
+    assert not np.array_equal(both, plain)
+    _fit(regularization="dropout", keep_prob=0.7)
+
+
+# ------------------------------------------------------------------- data
+
+def _with(value, at=(3, 1)):
+    bad = X.copy()
+    bad[at] = value
+    return bad
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_X_is_rejected(value):
+    with pytest.raises(ValueError, match=r"X contains 1 NaN or infinite"):
+        _fit(X=_with(value))
+
+
+def test_non_finite_validation_data_is_named_X_val():
+    with pytest.raises(ValueError, match=r"X_val contains .*NaN"):
+        NeuralNetwork(**BASE).fit(X, Y, X_val=_with(np.nan), y_val=Y)
+
+
+def test_non_finite_X_at_prediction_is_rejected():
+    net = _fit()
+    with pytest.raises(ValueError, match="NaN"):
+        net.predict(_with(np.inf))
+
+
+def test_empty_X_is_rejected():
+    with pytest.raises(ValueError, match=r"X is empty.*\(0, 4\)"):
+        _fit(X=np.empty((0, 4)), y=np.empty(0))
+
+
+def test_mismatched_X_and_y_lengths():
+    with pytest.raises(ValueError) as info:
+        _fit(y=Y[:-1])
+    message = str(info.value)
+    assert "y" in message and "29" in message and "30" in message
+
+
+def test_mismatched_validation_lengths_name_X_val():
+    """The message must name the validation arrays, not the training X."""
+    with pytest.raises(ValueError, match=r"y_val has 9 labels but X_val has 10"):
+        NeuralNetwork(**BASE).fit(X, Y, X_val=X[:10], y_val=Y[:9])
+
+
+@pytest.mark.parametrize("labels, layer_dims, needle", [
+    (np.arange(30) % 3, [4, 3, 1], r"3 distinct label.*layer_dims\[-1\] is 1"),
+    (np.zeros(30, dtype=int), [4, 3, 1], r"1 distinct label.*layer_dims\[-1\] is 1"),
+    (Y, [4, 3, 3], r"2 distinct label.*layer_dims\[-1\] is 3"),
+    (np.arange(30) % 4, [4, 3, 3], r"4 distinct label.*layer_dims\[-1\] is 3"),
+])
+def test_labels_that_do_not_fit_the_output_layer(labels, layer_dims, needle):
+    with pytest.raises(ValueError, match=needle):
+        _fit(y=labels, layer_dims=layer_dims)
+
+
+def test_labels_unseen_in_training_are_rejected_at_evaluation():
+    Xm, ym = multiclass_data(n=30)
+    net = _fit(X=Xm, y=ym, layer_dims=[4, 3, 3])
+    with pytest.raises(ValueError, match=r"\[7\].*not seen in training"):
+        net.evaluate(Xm, np.where(np.arange(30) == 0, 7, ym))
+    with pytest.raises(ValueError, match="not seen in training"):
+        NeuralNetwork(**{**BASE, "layer_dims": [4, 3, 3]}).fit(Xm, ym, X_val=Xm, y_val=ym + 1)
+
+
+def test_features_first_data_says_to_pass_the_transpose():
+    with pytest.raises(ValueError) as info:
+        _fit(X=X.T)
+    message = str(info.value)
+    assert "features-first" in message and "X.T" in message and "(4, 30)" in message
+
+
+def test_features_first_at_prediction_says_to_pass_the_transpose():
+    net = _fit()
+    with pytest.raises(ValueError, match=r"X\.T"):
+        net.predict(X.T)
+
+
+def test_wrong_feature_count_names_both_sizes():
+    with pytest.raises(ValueError, match=r"X has 5 features.*layer_dims\[0\] is 4"):
+        _fit(X=np.ones((30, 5)))
+
+
+def test_one_dimensional_X_is_rejected():
+    with pytest.raises(ValueError, match="2-D"):
+        _fit(X=X[:, 0])
+
+
+def test_non_numeric_X_is_rejected():
+    with pytest.raises(ValueError, match="numeric"):
+        _fit(X=np.full((30, 4), "a"))
+
+
+def test_validation_data_must_come_in_pairs():
+    with pytest.raises(ValueError, match="X_val and y_val"):
+        NeuralNetwork(**BASE).fit(X, Y, X_val=X)
+
+
+def test_set_params_rejects_unknown_names():
+    with pytest.raises(ValueError, match="learningrate"):
+        NeuralNetwork(**BASE).set_params(learningrate=0.1)
+
+
+def test_a_failed_validation_leaves_an_unfitted_estimator_unfitted():
+    net = NeuralNetwork(**{**BASE, "learning_rate": -1.0})
+    with pytest.raises(ValueError):
+        net.fit(X, Y)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        net.predict(X)
+
+
+def test_mixed_type_labels_are_a_value_error():
+    """Bad input is a ValueError (as in scikit-learn), not a TypeError from sorting."""
+    with pytest.raises(ValueError, match="y"):
+        _fit(y=np.array([1, "a"] * 15, dtype=object))
