@@ -109,14 +109,14 @@ def check_features(X: Any, name: str, n_features: int, dtype) -> np.ndarray:
     return out
 
 
-def check_labels(y: Any, name: str, n_samples: int) -> np.ndarray:
+def check_labels(y: Any, name: str, n_samples: int, x_name: str = "X") -> np.ndarray:
     arr = np.asarray(y)
     if arr.ndim == 2 and 1 in arr.shape:
         arr = arr.ravel()
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D (n_samples,), got shape {arr.shape}")
     if arr.shape[0] != n_samples:
-        raise ValueError(f"{name} has {arr.shape[0]} labels but X has {n_samples} samples")
+        raise ValueError(f"{name} has {arr.shape[0]} labels but {x_name} has {n_samples} samples")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite labels")
     return arr

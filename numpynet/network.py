@@ -40,6 +40,13 @@ SAVE_FORMAT_VERSION = 1
 PREDICT_CHUNK = 8192  # rows per forward pass at prediction time
 
 
+def _json_scalar(value):
+    """numpy scalars (np.int64 seed, np.float32 rate...) as plain Python numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"hyperparameter value {value!r} of type {type(value).__name__} cannot be saved")
+
+
 class _Workspace:
     """Buffers for forward and backward passes over at most ``rows`` examples."""
 
@@ -134,6 +141,13 @@ class NeuralNetwork:
         self.epsilon = epsilon
         self.dtype = dtype
         self.initialization = initialization
+
+    def __sklearn_tags__(self):
+        """Estimator tags for scikit-learn >= 1.6 (imported lazily: only sklearn calls this)."""
+        from sklearn.utils import ClassifierTags, Tags, TargetTags
+
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags())
 
     # ------------------------------------------------------------------ params
     @classmethod
@@ -239,7 +253,10 @@ class NeuralNetwork:
 
     # ------------------------------------------------------------------ labels
     def _encode_fit_labels(self, y: np.ndarray, n_out: int) -> np.ndarray:
-        classes, yidx = np.unique(y, return_inverse=True)
+        try:
+            classes, yidx = np.unique(y, return_inverse=True)
+        except TypeError as exc:  # e.g. a mix of str and int labels cannot be sorted
+            raise ValueError(f"y labels must be mutually comparable (all numbers or all strings): {exc}") from None
         k = len(classes)
         if n_out == 1 and k != 2:
             raise ValueError(
@@ -373,7 +390,7 @@ class NeuralNetwork:
             raise ValueError("X_val and y_val must be given together")
         if X_val is not None:
             Xv = check.check_features(X_val, "X_val", dims[0], dtype)
-            yv = self._encode_known_labels(check.check_labels(y_val, "y_val", len(Xv)), "y_val")
+            yv = self._encode_known_labels(check.check_labels(y_val, "y_val", len(Xv), "X_val"), "y_val")
             validation = (Xv, yv, self._targets(yv, dims[-1], dtype))
 
         n = len(X)
@@ -398,8 +415,8 @@ class NeuralNetwork:
                 for start in range(0, n, batch):
                     idx = perm[start:start + batch]
                     mb = len(idx)
-                    Xb = np.take(X, idx, axis=0, out=ws.X[:mb])
-                    Yb = np.take(Y, idx, axis=0, out=ws.Y[:mb])
+                    Xb = np.take(X, idx, axis=0, out=ws.X[:mb], mode="clip")  # idx in range: clip skips buffering
+                    Yb = np.take(Y, idx, axis=0, out=ws.Y[:mb], mode="clip")
                     masks = self._draw_masks(rng, ws, mb) if s["dropout"] else None
                     Z = self._forward(Xb, ws, mb, masks)
                     batch_loss = output.loss_and_probs(Z, Yb)  # Z now holds probabilities
@@ -414,7 +431,8 @@ class NeuralNetwork:
                     opt.step(self._theta, self._grad, lr)
                 opt.flush_subnormals()
                 cost = loss_sum / n + (self._l2_cost(n) if s["l2"] else 0.0)
-                if not math.isfinite(cost):
+                # the cost was measured before each update: check what the last update left
+                if not math.isfinite(cost) or not np.isfinite(self._theta).all():
                     raise TrainingDiverged(epoch, self.costs_[-1] if self.costs_ else None)
                 metrics = {"train_cost": cost, "train_accuracy": correct / n, "learning_rate": lr}
                 self.costs_.append(cost)
@@ -561,9 +579,9 @@ class NeuralNetwork:
         np.savez(
             path,
             format_version=np.int64(SAVE_FORMAT_VERSION),
-            hyperparameters=np.str_(json.dumps(params)),
+            hyperparameters=np.str_(json.dumps(params, default=_json_scalar)),
             theta=self._theta,
-            classes=self.classes_,
+            classes=self.classes_ if self.classes_.dtype != object else np.asarray(self.classes_.tolist()),
             costs=np.asarray(getattr(self, "costs_", []), dtype=np.float64),
         )
         return path
@@ -571,7 +589,10 @@ class NeuralNetwork:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "NeuralNetwork":
         """Load a network written by :meth:`save`; it predicts identically."""
-        with np.load(os.fspath(path), allow_pickle=False) as data:
+        path = os.fspath(path)
+        if not path.endswith(".npz") and not os.path.exists(path):
+            path += ".npz"  # as save() appended it
+        with np.load(path, allow_pickle=False) as data:
             missing = {"format_version", "hyperparameters", "theta", "classes"} - set(data.files)
             if missing:
                 raise ValueError(f"{path} is not a numpynet model file: missing {sorted(missing)}")
