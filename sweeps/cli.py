@@ -83,10 +83,10 @@ def run_hydra_app(
         code = exc.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_FAILURE)
     except KeyboardInterrupt:
-        _report(prog, "interrupted", None)
+        print_error(prog, "interrupted", None)
         return EXIT_INTERRUPTED
     except BaseException as exc:  # noqa: BLE001 - every error becomes one line and a status
-        return _report_error(prog, exc, debug)
+        return report_error(prog, exc, debug)
     finally:
         sys.argv = saved_argv
         if saved_full_error is None:
@@ -97,7 +97,8 @@ def run_hydra_app(
     return status
 
 
-def _report_error(prog: str, exc: BaseException, debug: bool) -> int:
+def report_error(prog: str, exc: BaseException, debug: bool) -> int:
+    """Print ``exc`` as one line (plus the traceback when ``debug``); return the exit status."""
     from hydra.errors import HydraException
     from mlflow.exceptions import MlflowException
     from omegaconf.errors import OmegaConfBaseException
@@ -107,23 +108,24 @@ def _report_error(prog: str, exc: BaseException, debug: bool) -> int:
     if debug:
         traceback.print_exception(exc)
     if isinstance(exc, (HydraException, OmegaConfBaseException)):
-        _report(prog, f"config error: {hydra_message(exc)}", exc)
+        print_error(prog, f"config error: {hydra_message(exc)}", exc)
         return EXIT_USAGE
     if isinstance(exc, (UserError, ValueError)):
-        _report(prog, str(exc), exc)
+        print_error(prog, str(exc), exc)
         return EXIT_USAGE
     if isinstance(exc, TrainingDiverged):
-        _report(prog, str(exc), exc)
+        print_error(prog, str(exc), exc)
         return EXIT_FAILURE
     if isinstance(exc, MlflowException):
-        _report(prog, f"MLflow error: {exc.message}", exc)
+        print_error(prog, f"MLflow error: {exc.message}", exc)
         return EXIT_FAILURE
     hint = "" if debug else f" (run again with {DEBUG_FLAG} for the traceback)"
-    _report(prog, f"internal error: {type(exc).__name__}: {exc}{hint}", exc)
+    print_error(prog, f"internal error: {type(exc).__name__}: {exc}{hint}", exc)
     return EXIT_FAILURE
 
 
-def _report(prog: str, message: str, exc: BaseException | None) -> None:
+def print_error(prog: str, message: str, exc: BaseException | None) -> None:
+    """``prog: message (notes)`` on one line of stderr."""
     notes = getattr(exc, "__notes__", None) or []
     text = " ".join(" ".join([message, *(f"({n})" for n in notes)]).split())
     print(f"{prog}: {text}", file=sys.stderr)

@@ -188,6 +188,10 @@ def _abort(
         except Exception:  # the original error matters more; still try to end the run
             log.warning("while ending run %s as %s: could not %s", run_id, status, what, exc_info=True)
     exc.add_note(f"MLflow run {run_id} ended {status}")
+    try:
+        exc.mlflow_run_id = run_id  # type: ignore[attr-defined] - lets callers find the run
+    except AttributeError:  # exceptions with __slots__
+        pass
     log.info("run %s ended %s: %s", run_id, status, reason)
 
 

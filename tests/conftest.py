@@ -1,0 +1,67 @@
+"""Shared fixtures: a throw-away MLflow store per test, the cat data, tiny configs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CATVNONCAT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "catvnoncat"
+
+#: Overrides that make a digits run take well under a second.
+TINY = ["train.epoch=3", "network.hidden=[16]", "tracking.log_model=false", "tracking.experiment=tests"]
+
+
+@pytest.fixture(scope="session")
+def _template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated MLflow SQLite database, created once per session.
+
+    Creating MLflow's schema takes seconds; each test copies this file instead.
+    """
+    from mlflow import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _template_store: Path) -> Iterator[str]:
+    """A fresh local store at ``<tmp>/mlruns/mlflow.db``; the test runs in ``<tmp>``.
+
+    Returns the tracking URI, also exported as ``MLFLOW_TRACKING_URI`` so that
+    subprocesses started by the test use the same store.
+    """
+    import mlflow
+
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    shutil.copy(_template_store, store / "mlflow.db")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    yield uri
+    mlflow.set_tracking_uri(None)  # train() pointed MLflow's global URI here; forget it
+
+
+@pytest.fixture
+def catvnoncat_dir() -> Path:
+    if not (CATVNONCAT_DIR / "train_catvnoncat.h5").is_file():
+        pytest.skip(f"cat/non-cat data not found at {CATVNONCAT_DIR} (expected ../shared beside the repo)")
+    return CATVNONCAT_DIR
+
+
+def run_cli(entry: str, args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 180):
+    """Run ``sweeps.cli.<entry>`` in a fresh Python process, as the console script does."""
+    code = f"import sys; from sweeps.cli import {entry}; sys.exit({entry}())"
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

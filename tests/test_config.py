@@ -1,0 +1,170 @@
+"""The Hydra configs: every option composes, typos fail at compose time, every core knob is reachable."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
+
+from numpynet import NeuralNetwork
+from sweeps.config import (
+    CONF_DIR,
+    DATA_SCHEMAS,
+    OPTIMIZER_SCHEMAS,
+    AdamConfig,
+    Config,
+    check_config,
+    compose_config,
+    flatten,
+)
+from sweeps.errors import UserError
+from sweeps.train import CORE_ARGUMENTS, build_network
+
+GROUPS = ("data", "network", "optimizer", "tracking")
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "group,option", [(g, o) for g in (*GROUPS, "experiment") for o in _options(g)]
+)
+def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
+    cfg = compose_config([f"{group}={option}"])
+    assert set(cfg) == {"data", "network", "optimizer", "train", "tracking"}
+    assert check_config(cfg) == cfg
+    if group == "optimizer":
+        assert cfg.optimizer.name == option
+        assert OmegaConf.get_type(cfg.optimizer) is OPTIMIZER_SCHEMAS[option]
+    if group == "data":
+        assert cfg.data.name == option
+        assert OmegaConf.get_type(cfg.data) is DATA_SCHEMAS[option]
+
+
+def test_each_schema_option_has_a_yaml_file() -> None:
+    assert set(_options("optimizer")) == set(OPTIMIZER_SCHEMAS)
+    assert set(_options("data")) == set(DATA_SCHEMAS)
+
+
+def test_defaults_are_the_fast_digits_setup() -> None:
+    cfg = compose_config()
+    assert cfg.data.name == "digits" and cfg.data.val_fraction == 0.2
+    assert list(cfg.network.hidden) == [64, 32] and cfg.network.activation == "relu"
+    assert cfg.optimizer.name == "adam" and cfg.optimizer.learning_rate == 0.001
+    assert cfg.train.epoch == 200
+    assert cfg.tracking.uri is None and cfg.tracking.log_model is True
+
+
+def test_cat_presets() -> None:
+    cfg = compose_config(["data=catvnoncat", "network=cat"])
+    assert list(cfg.network.hidden) == [20, 7, 5]
+    original = compose_config(["experiment=cat_original"])
+    assert (original.data.name, list(original.network.hidden), original.optimizer.name) == ("catvnoncat", [20, 7, 5], "gd")
+    assert (original.optimizer.learning_rate, original.train.epoch, original.train.seed) == (0.01, 501, 1)
+    assert original.train.mini_batch_size == 32
+
+
+@pytest.mark.parametrize(
+    "override,fragment",
+    [
+        ("network.hiden=[8]", "Key 'hiden' not in 'NetworkConfig'"),
+        ("optimizer.beta3=0.5", "Key 'beta3' not in 'AdamConfig'"),
+        ("tracking.experimnt=x", "Key 'experimnt' not in 'TrackingConfig'"),
+        ("train.epochs=5", "Key 'epochs' not in 'TrainConfig'"),
+        ("data.train_path=/x", "Key 'train_path' not in 'DigitsDataConfig'"),
+        ("train.epoch=many", "could not be converted to Integer"),
+        ("optimizer.learning_rate=fast", "could not be converted to Float"),
+        ("tracking.log_model=perhaps", "is not a valid bool"),
+    ],
+)
+def test_misspelt_key_or_wrong_type_fails_at_compose_time(override: str, fragment: str) -> None:
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config([override])
+    assert fragment in f"{info.value} {info.value.__cause__}"
+
+
+def test_key_of_another_optimizer_is_rejected() -> None:
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config(["optimizer=gd", "optimizer.beta1=0.5"])
+    assert "Key 'beta1' not in 'GDConfig'" in str(info.value.__cause__)
+
+
+def test_unknown_option_lists_the_valid_ones_and_hides_schemas() -> None:
+    with pytest.raises(MissingConfigException) as info:
+        compose_config(["optimizer=adamw"])
+    message = str(info.value)
+    assert "adam" in message and "rmsprop" in message and "schema" not in message.split("Config search path")[0]
+
+
+def test_new_top_level_key_is_rejected() -> None:
+    with pytest.raises(UserError, match="'foo' not in 'Config'"):
+        compose_config(["+foo=1"])
+
+
+def test_renaming_the_optimizer_inside_a_group_is_rejected() -> None:
+    with pytest.raises(UserError, match="optimizer.name='adam' contradicts the chosen option optimizer=gd"):
+        compose_config(["optimizer=gd", "optimizer.name=adam"])
+
+
+def test_check_config_types_a_plain_mapping_like_a_logged_config_yaml() -> None:
+    cfg = compose_config(["optimizer=momentum", "data=breast_cancer"])
+    plain = OmegaConf.to_container(cfg)
+    typed = check_config(OmegaConf.create(plain))
+    assert OmegaConf.get_type(typed.optimizer).__name__ == "MomentumConfig"
+    assert typed == cfg
+    plain["optimizer"]["name"] = "adagrad"
+    with pytest.raises(UserError, match="optimizer.name='adagrad' is not known; choose one of adam, gd, momentum, rmsprop"):
+        check_config(plain)
+    plain["optimizer"] = {"name": "adam", "beta9": 1}
+    with pytest.raises(UserError, match="beta9"):
+        check_config(plain)
+
+
+def test_every_core_hyperparameter_is_settable_from_the_config() -> None:
+    core = set(inspect.signature(NeuralNetwork.__init__).parameters) - {"self", "layer_dims"}
+    assert set(CORE_ARGUMENTS.values()) == core
+    schema_keys = set(flatten(OmegaConf.structured(Config(optimizer=AdamConfig(), data={"name": "digits"}))))
+    assert set(CORE_ARGUMENTS) <= schema_keys
+
+
+def test_build_network_passes_every_value_through() -> None:
+    overrides = [
+        "network.hidden=[12,6]", "network.activation=tanh", "network.initialization=xavier",
+        "optimizer=adam", "optimizer.learning_rate=0.02", "optimizer.beta1=0.8", "optimizer.beta2=0.99",
+        "optimizer.epsilon=1e-6", "train.epoch=7", "train.mini_batch_size=64", "train.seed=5",
+        "train.regularization=l2+dropout", "train.lambd=0.3", "train.keep_prob=0.9", "train.decay=discrete",
+        "train.decay_rate=0.5", "train.decay_interval=3", "train.dtype=float32", "train.print_cost=true",
+    ]
+    net = build_network(compose_config(overrides), n_features=10, n_classes=3)
+    expected = dict(
+        layer_dims=[10, 12, 6, 3], activation_function="tanh", initialization="xavier", optimizer="adam",
+        learning_rate=0.02, beta1=0.8, beta2=0.99, epsilon=1e-6, epoch=7, mini_batch_size=64, seed=5,
+        regularization="l2+dropout", lambd=0.3, keep_prob=0.9, decay="discrete", decay_rate=0.5,
+        decay_interval=3, dtype="float32", print_cost=True,
+    )
+    assert {k: net.get_params()[k] for k in expected} == expected
+
+
+def test_binary_data_gets_one_sigmoid_output() -> None:
+    net = build_network(compose_config(["optimizer=gd"]), n_features=30, n_classes=2)
+    assert net.get_params()["layer_dims"] == [30, 64, 32, 1]
+    assert net.get_params()["beta1"] == NeuralNetwork(layer_dims=[1, 1]).beta1  # gd has no beta1: core default
+
+
+def test_flatten_uses_dotted_keys_for_leaves() -> None:
+    flat = flatten(compose_config())
+    assert flat["network.hidden"] == [64, 32]
+    assert flat["optimizer.learning_rate"] == 0.001
+    assert flat["tracking.uri"] is None
+    assert all(not isinstance(v, dict) for v in flat.values())
+
+
+def test_configs_are_found_relative_to_the_package_not_the_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert compose_config().data.name == "digits"
+    assert CONF_DIR.is_dir() and (CONF_DIR / "config.yaml").is_file()
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,216 @@
+"""Data loading: every source, the splits, the hash, and every bad-data error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from sweeps.config import compose_config
+from sweeps.data import content_hash, load_dataset
+from sweeps.errors import UserError
+
+
+def data_cfg(*overrides: str):
+    return compose_config(list(overrides)).data
+
+
+def file_cfg(path: Path, *overrides: str):
+    return data_cfg("data=file", f"data.path={path}", *overrides)
+
+
+def _proportions(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    return np.array([(y == c).mean() for c in classes])
+
+
+# ------------------------------------------------------------------ sources
+def test_digits_scaled_split_stratified_and_seeded() -> None:
+    d = load_dataset(data_cfg())
+    assert (d.n_features, d.n_classes, d.image_shape) == (64, 10, (8, 8))
+    assert len(d.X_train) + len(d.X_val) + len(d.X_test) == 1797
+    assert len(d.X_test) == 360 and len(d.X_val) == 288  # 20 % test, then 20 % of the rest
+    for X in (d.X_train, d.X_val, d.X_test):
+        assert X.dtype == np.float64 and X.min() == 0.0 and X.max() == 1.0
+    overall = _proportions(np.concatenate([d.y_train, d.y_val, d.y_test]), d.classes)
+    for y in (d.y_train, d.y_val, d.y_test):
+        np.testing.assert_allclose(_proportions(y, d.classes), overall, atol=0.02)
+    assert load_dataset(data_cfg()).digest == d.digest
+    assert load_dataset(data_cfg("data.seed=1")).digest != d.digest
+
+
+def test_breast_cancer_standardised_with_training_statistics_only() -> None:
+    d = load_dataset(data_cfg("data=breast_cancer"))
+    assert d.n_features == 30 and list(d.classes) == [0, 1]
+    assert d.label_name(0) == "malignant" and d.label_name(1) == "benign"
+    np.testing.assert_allclose(d.X_train.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(d.X_train.std(axis=0), 1, atol=1e-12)
+    assert np.abs(d.X_test.mean(axis=0)).max() > 1e-3  # test data was not used for the statistics
+
+
+def test_catvnoncat_loader_on_the_original_files(catvnoncat_dir: Path) -> None:
+    cfg = data_cfg("data=catvnoncat", f"data.train_path={catvnoncat_dir / 'train_catvnoncat.h5'}",
+                   f"data.test_path={catvnoncat_dir / 'test_catvnoncat.h5'}")
+    d = load_dataset(cfg)
+    assert (len(d.X_train), len(d.X_val), len(d.X_test)) == (167, 42, 50)
+    assert d.n_features == 64 * 64 * 3 and d.image_shape == (64, 64, 3)
+    assert d.X_train.min() >= 0.0 and d.X_train.max() <= 1.0 and d.X_train.max() > 0.9
+    assert list(d.classes) == [0, 1] and d.label_name(1) == "cat" and d.label_name(0) == "non-cat"
+    with h5py.File(catvnoncat_dir / "test_catvnoncat.h5") as f:  # the file's test set, untouched and in order
+        np.testing.assert_array_equal(d.y_test, f["test_set_y"][()])
+        np.testing.assert_array_equal(d.X_test[0], f["test_set_x"][0].reshape(-1) / 255.0)
+    cfg.val_fraction = 0.0
+    all_train = load_dataset(cfg)
+    assert all_train.X_val is None and len(all_train.X_train) == 209
+
+
+def test_npz_with_own_test_set_and_images(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, X=rng.random((40, 4, 4)), y=np.repeat([3, 7], 20), X_test=rng.random((10, 4, 4)),
+             y_test=np.repeat([3, 7], 5))
+    d = load_dataset(file_cfg(path))
+    assert d.n_features == 16 and d.image_shape == (4, 4)
+    assert len(d.X_test) == 10 and len(d.X_train) + len(d.X_val) == 40
+    assert list(d.classes) == [3, 7]
+
+
+def test_csv_with_text_labels_and_standardize(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    rows = ["a,b,kind"] + [f"{rng.normal(5, 2):.6f},{rng.normal():.6f},{'cat' if i % 2 else 'dog'}" for i in range(60)]
+    path = tmp_path / "d.csv"
+    path.write_text("\n".join(rows) + "\n")
+    d = load_dataset(file_cfg(path, "data.label_column=kind", "data.standardize=true"))
+    assert d.n_features == 2 and list(d.classes) == ["cat", "dog"]
+    np.testing.assert_allclose(d.X_train.mean(axis=0), 0, atol=1e-12)
+    assert len(d.X_test) == 12  # 20 % held out
+
+
+def test_content_hash_sees_values_dtypes_and_missing_splits() -> None:
+    a = {"X": np.zeros((2, 2)), "y": np.array([0, 1])}
+    assert content_hash(a) == content_hash({k: v.copy() for k, v in a.items()})
+    assert content_hash(a) != content_hash({"X": np.zeros((2, 2), dtype=np.float32), "y": a["y"]})
+    assert content_hash(a) != content_hash({"X": np.eye(2), "y": a["y"]})
+    assert content_hash({**a, "X_val": None}) != content_hash({**a, "X_val": np.zeros((0, 2))})
+
+
+# --------------------------------------------------------------- bad data
+def test_missing_path_names_the_key_to_set() -> None:
+    with pytest.raises(UserError, match=r"data.train_path is not set; pass data.train_path="):
+        load_dataset(data_cfg("data=catvnoncat"))
+    with pytest.raises(UserError, match=r"data.path is not set; pass data.path="):
+        load_dataset(data_cfg("data=file"))
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"data.path=.*nope.npz: no such file"):
+        load_dataset(file_cfg(tmp_path / "nope.npz"))
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(UserError, match="not a file"):
+        load_dataset(file_cfg(tmp_path / "dir.npz"))
+
+
+def test_corrupt_hdf5_file(tmp_path: Path, catvnoncat_dir: Path) -> None:
+    bad = tmp_path / "train.h5"
+    bad.write_bytes(b"this is not an HDF5 file" * 10)
+    cfg = data_cfg("data=catvnoncat", f"data.train_path={bad}", f"data.test_path={catvnoncat_dir / 'test_catvnoncat.h5'}")
+    with pytest.raises(UserError, match=r"data.train_path=.*train.h5: cannot read it as HDF5"):
+        load_dataset(cfg)
+
+
+def test_hdf5_without_the_expected_datasets(tmp_path: Path) -> None:
+    path = tmp_path / "train.h5"
+    with h5py.File(path, "w") as f:
+        f["images"] = np.zeros((4, 2, 2, 3), dtype=np.uint8)
+        f["train_set_y"] = np.array([0, 1, 0, 1])
+    cfg = data_cfg("data=catvnoncat", f"data.train_path={path}", f"data.test_path={path}")
+    with pytest.raises(UserError, match=r"no dataset 'train_set_x' in the file \(it has: images, train_set_y\)"):
+        load_dataset(cfg)
+
+
+@pytest.mark.parametrize("suffix,write", [
+    (".npz", lambda p: p.write_bytes(b"PK\x03\x04 truncated")),
+    (".csv", lambda p: p.write_bytes(b"")),
+])
+def test_unreadable_files(tmp_path: Path, suffix: str, write) -> None:
+    path = tmp_path / f"d{suffix}"
+    write(path)
+    with pytest.raises(UserError, match=rf"cannot read it as {suffix}|cannot read it as CSV"):
+        load_dataset(file_cfg(path))
+
+
+def test_unsupported_file_type(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    path.write_bytes(b"x")
+    with pytest.raises(UserError, match=r"unsupported file type '.parquet'; allowed: .npz, .csv"):
+        load_dataset(file_cfg(path))
+
+
+def test_npz_missing_arrays(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((4, 2)))
+    with pytest.raises(UserError, match=r"no array 'y' in the file \(it has: X\)"):
+        load_dataset(file_cfg(path))
+    np.savez(path, X=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), X_test=np.zeros((2, 2)))
+    with pytest.raises(UserError, match="only one of X_test, y_test"):
+        load_dataset(file_cfg(path))
+
+
+def test_labels_with_one_class_only(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((10, 2)), y=np.ones(10))
+    with pytest.raises(UserError, match=r"the labels have one class only \(\[1.0\]\)"):
+        load_dataset(file_cfg(path))
+
+
+def test_nan_in_features(tmp_path: Path) -> None:
+    X = np.ones((20, 3))
+    X[4, 1] = np.nan
+    X[9, 0] = np.inf
+    path = tmp_path / "d.npz"
+    np.savez(path, X=X, y=np.arange(20) % 2)
+    with pytest.raises(UserError, match=r"contain 2 NaN or infinite values in 2 rows \(first: row 4\)"):
+        load_dataset(file_cfg(path))
+    csv = tmp_path / "d.csv"
+    csv.write_text("a,label\n1,0\n,1\n3,0\n4,1\n")
+    with pytest.raises(UserError, match="NaN or infinite"):
+        load_dataset(file_cfg(csv))
+
+
+def test_csv_label_column_and_non_numeric_features(tmp_path: Path) -> None:
+    csv = tmp_path / "d.csv"
+    csv.write_text("a,colour,y\n1,red,0\n2,blue,1\n")
+    with pytest.raises(UserError, match=r"data.label_column='label' is not a column of .* \(columns: a, colour, y\)"):
+        load_dataset(file_cfg(csv))
+    with pytest.raises(UserError, match="not numeric: colour"):
+        load_dataset(file_cfg(csv, "data.label_column=y"))
+
+
+def test_fractions_out_of_range_and_too_small_for_stratification(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"data.val_fraction=1.0 is out of range; allowed: 0 <= value < 1"):
+        load_dataset(data_cfg("data.val_fraction=1.0"))
+    with pytest.raises(UserError, match=r"data.test_fraction=0.0 is out of range; allowed: 0 < value < 1"):
+        load_dataset(data_cfg("data.test_fraction=0"))
+    with pytest.raises(UserError, match=r"data.test_fraction=0.001 cannot give a stratified split"):
+        load_dataset(data_cfg("data.test_fraction=0.001"))
+
+
+def test_test_labels_unknown_to_training(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((20, 2)), y=np.arange(20) % 2, X_test=np.zeros((3, 2)), y_test=np.array([0, 1, 2]))
+    with pytest.raises(UserError, match=r"test labels \[2\] never occur in the training split"):
+        load_dataset(file_cfg(path))
+
+
+def test_feature_count_mismatch_between_train_and_test(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((20, 2)), y=np.arange(20) % 2, X_test=np.zeros((3, 5)), y_test=np.array([0, 1, 0]))
+    with pytest.raises(UserError, match="training data has 2 features but test data has 5"):
+        load_dataset(file_cfg(path))
+
+
+def test_unknown_data_name_from_a_plain_config() -> None:
+    with pytest.raises(UserError, match="data.name='mnist' is not known"):
+        load_dataset(OmegaConf.create({"name": "mnist", "val_fraction": 0.2, "seed": 0}))

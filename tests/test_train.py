@@ -1,0 +1,266 @@
+"""``train(cfg)`` and ``numpynet-train``, read back through ``MlflowClient``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from numpynet import NeuralNetwork, TrainingDiverged, __version__
+from sweeps.config import compose_config, flatten
+from sweeps.data import load_dataset
+from sweeps.errors import UserError
+from sweeps.tracking import FAILURE_REASON, STOPPED_EPOCH, _param_text
+from sweeps.train import train
+
+from conftest import REPO_ROOT, TINY, run_cli
+
+PER_EPOCH = ("train_cost", "train_accuracy", "val_cost", "val_accuracy", "learning_rate")
+FINAL = ("test_accuracy", "test_precision", "test_recall", "test_f1", "test_log_loss", "fit_seconds", "epochs_run")
+
+
+class Stop(Exception):
+    """Stands in for optuna.TrialPruned."""
+
+
+def _history(client: MlflowClient, run_id: str, key: str) -> list[float]:
+    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
+def _artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    out: set[str] = set()
+    for info in client.list_artifacts(run_id, path):
+        out |= _artifacts(client, run_id, info.path) if info.is_dir else {info.path}
+    return out
+
+
+def _download_network(client: MlflowClient, run_id: str, tmp_path: Path) -> NeuralNetwork:
+    return NeuralNetwork.load(client.download_artifacts(run_id, "weights/network.npz", str(tmp_path)))
+
+
+# ------------------------------------------------------------------ a full run
+def test_run_records_params_curves_metrics_artifacts_tags_and_model(mlflow_store: str, tmp_path: Path) -> None:
+    cfg = compose_config(["train.epoch=4", "network.hidden=[16]", "tracking.experiment=tests"])
+    result = train(cfg)
+    client = MlflowClient(mlflow_store)
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "tests"
+
+    assert run.data.params == {k: _param_text(v) for k, v in flatten(cfg).items()}
+    assert run.data.params["network.hidden"] == "[16]" and run.data.params["tracking.uri"] == "null"
+
+    for key in PER_EPOCH:
+        history = client.get_metric_history(run.info.run_id, key)
+        assert sorted(m.step for m in history) == [0, 1, 2, 3], key
+    for key in FINAL:
+        assert key in run.data.metrics, key
+    assert run.data.metrics["epochs_run"] == 4
+    assert result["test_accuracy"] == run.data.metrics["test_accuracy"]
+    assert result["val_accuracy"] == _history(client, run.info.run_id, "val_accuracy")[-1]
+    assert 0 <= result["best_epoch"] < 4
+
+    assert _artifacts(client, run.info.run_id) == {
+        "config.yaml", "weights/network.npz", "plots/cost_curves.png", "plots/learning_rate.png",
+        "plots/confusion_matrix.png", "plots/test_predictions.png",
+    }
+    net = _download_network(client, run.info.run_id, tmp_path)
+    assert _history(client, run.info.run_id, "train_cost") == net.costs_  # stored bit for bit
+
+    tags = run.data.tags
+    dataset = load_dataset(cfg.data)
+    assert tags["numpynet.data_hash"] == dataset.digest
+    assert tags["numpynet.version"] == __version__
+    assert tags["numpynet.seed"] == "0"
+    assert tags["mlflow.runName"] == "digits-adam-16"
+    if (REPO_ROOT / ".git").exists():
+        assert len(tags["numpynet.git_commit"]) == 40 and tags["mlflow.source.git.commit"] == tags["numpynet.git_commit"]
+
+    model = mlflow.pyfunc.load_model(result["model_uri"])
+    np.testing.assert_array_equal(model.predict(dataset.X_test), net.predict(dataset.X_test))
+    np.testing.assert_array_equal(model.predict(dataset.X_test[:5], params={"proba": True}),
+                                  net.predict_proba(dataset.X_test[:5]))
+    assert model.metadata.get_input_schema() is not None and model.metadata.get_output_schema() is not None
+
+
+def test_catvnoncat_run_logs_image_grid_and_binary_model(mlflow_store: str, catvnoncat_dir: Path) -> None:
+    cfg = compose_config([
+        "data=catvnoncat", f"data.train_path={catvnoncat_dir / 'train_catvnoncat.h5'}",
+        f"data.test_path={catvnoncat_dir / 'test_catvnoncat.h5'}", "network.hidden=[4]", "train.epoch=2",
+    ])
+    result = train(cfg)
+    client = MlflowClient(mlflow_store)
+    assert "plots/test_predictions.png" in _artifacts(client, result["run_id"])
+    dataset = load_dataset(cfg.data)
+    predictions = mlflow.pyfunc.load_model(result["model_uri"]).predict(dataset.X_test)
+    assert set(np.unique(predictions)) <= {0, 1} and predictions.shape == (50,)
+
+
+def test_no_validation_split(mlflow_store: str) -> None:
+    result = train(compose_config([*TINY, "data.val_fraction=0"]))
+    client = MlflowClient(mlflow_store)
+    assert client.get_metric_history(result["run_id"], "val_cost") == []
+    assert len(client.get_metric_history(result["run_id"], "train_cost")) == 3
+    assert "val_accuracy" not in result
+
+
+def test_nested_under_a_parent_run_with_extra_tags(mlflow_store: str) -> None:
+    client = MlflowClient(mlflow_store)
+    experiment_id = client.create_experiment("parent-exp")
+    parent = client.create_run(experiment_id)
+    result = train(compose_config(TINY), parent_run_id=parent.info.run_id, tags={"sweep.trial": "7"})
+    child = client.get_run(result["run_id"])
+    assert child.info.experiment_id == experiment_id
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert child.data.tags["sweep.trial"] == "7"
+
+
+def test_on_epoch_sees_every_epoch_after_it_is_queued(mlflow_store: str) -> None:
+    seen: list[tuple[int, set[str]]] = []
+    train(compose_config(TINY), on_epoch=lambda e, m: seen.append((e, set(m))))
+    assert [e for e, _ in seen] == [0, 1, 2]
+    assert all(keys == set(PER_EPOCH) for _, keys in seen)
+
+
+# ----------------------------------------------------------- ends of a run
+def test_stop_exception_finishes_the_run_with_what_exists(mlflow_store: str) -> None:
+    def prune(epoch: int, metrics: dict) -> None:
+        if epoch == 2:
+            raise Stop("pruned")
+
+    cfg = compose_config(["train.epoch=50", "network.hidden=[16]", "tracking.experiment=tests"])
+    with pytest.raises(Stop):
+        train(cfg, on_epoch=prune, stop_exceptions=(Stop,))
+    client = MlflowClient(mlflow_store)
+    (run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[STOPPED_EPOCH] == "2"
+    assert len(client.get_metric_history(run.info.run_id, "train_cost")) == 3
+    assert run.data.metrics["epochs_run"] == 3 and "test_accuracy" in run.data.metrics
+    assert {"config.yaml", "weights/network.npz", "plots/cost_curves.png"} <= _artifacts(client, run.info.run_id)
+    assert client.search_logged_models([run.info.experiment_id]) == []  # no pyfunc model for a stopped run
+
+
+@pytest.mark.parametrize("error,status,reason", [
+    (RuntimeError("disk on fire"), "FAILED", "RuntimeError: disk on fire"),
+    (TrainingDiverged(1, 2.5), "FAILED", "TrainingDiverged: training diverged at epoch 1"),
+    (KeyboardInterrupt(), "KILLED", "interrupted"),
+])
+def test_failure_ends_the_run_with_status_and_reason(mlflow_store: str, error: BaseException, status: str,
+                                                     reason: str) -> None:
+    def fail(epoch: int, metrics: dict) -> None:
+        if epoch == 1:
+            raise error
+
+    with pytest.raises(type(error)) as info:
+        train(compose_config(TINY), on_epoch=fail, stop_exceptions=(Stop,))
+    client = MlflowClient(mlflow_store)
+    run = client.get_run(info.value.mlflow_run_id)
+    assert run.info.status == status
+    assert run.data.tags[FAILURE_REASON].startswith(reason)
+    assert len(client.get_metric_history(run.info.run_id, "train_cost")) == 2  # curves so far are kept
+    assert f"MLflow run {run.info.run_id} ended {status}" in info.value.__notes__
+
+
+def test_invalid_hyperparameter_fails_the_run_with_the_core_message(mlflow_store: str) -> None:
+    with pytest.raises(ValueError, match="learning_rate") as info:
+        train(compose_config([*TINY, "optimizer.learning_rate=-1"]))
+    run = MlflowClient(mlflow_store).get_run(info.value.mlflow_run_id)
+    assert run.info.status == "FAILED"
+    assert "learning_rate" in run.data.tags[FAILURE_REASON]
+
+
+def test_bad_data_fails_before_any_run_exists(mlflow_store: str, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no such file"):
+        train(compose_config([*TINY, "data=file", f"data.path={tmp_path / 'missing.csv'}"]))
+    client = MlflowClient(mlflow_store)
+    assert client.get_experiment_by_name("tests") is None or not client.search_runs(
+        [client.get_experiment_by_name("tests").experiment_id])
+
+
+# ------------------------------------------------------------------ overhead
+def test_metric_logging_keeps_off_the_training_thread(mlflow_store: str) -> None:
+    """Time the training thread spends in the logger, against the fit itself (200-epoch digits run).
+
+    The end-to-end A/B figure is ``python -m sweeps.overhead``; this is the part
+    that cannot hide behind a busy machine.
+    """
+    result = train(compose_config(["tracking.log_model=false", "tracking.log_plots=false"]))
+    assert result["epochs_run"] == 200
+    assert result["logging_seconds"] < 0.05 * result["fit_seconds"], result
+    assert MlflowClient(mlflow_store).get_run(result["run_id"]).data.metrics["logging_seconds"] > 0
+
+
+# ------------------------------------------------------------ concurrency
+@pytest.mark.slow
+def test_two_processes_on_one_new_local_store_both_land(tmp_path: Path) -> None:
+    script = (
+        "import sys; from sweeps.config import compose_config; from sweeps.train import train; "
+        "r = train(compose_config(['train.epoch=30', 'network.hidden=[16]', 'train.seed=' + sys.argv[1]])); "
+        "print(r['run_id'])"
+    )
+    env = {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(seed)], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("numpynet").experiment_id])
+    assert {r.info.run_id for r in runs} == {out.strip().splitlines()[-1] for out, _ in outputs}
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        for key in PER_EPOCH:
+            assert len(client.get_metric_history(run.info.run_id, key)) == 30
+        assert "config.yaml" in _artifacts(client, run.info.run_id)
+
+
+# -------------------------------------------------------------------- CLI
+def test_cli_trains_from_any_directory_without_writing_outputs(tmp_path: Path) -> None:
+    proc = run_cli("train_main", ["train.epoch=2", "network.hidden=[8]", "tracking.log_model=false"], cwd=tmp_path,
+                   env={"MLFLOW_TRACKING_URI": ""})
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.strip().splitlines()
+    assert line.startswith("run ") and "2 epochs in" in line and "test_accuracy" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlruns"]  # no outputs/, .hydra/ or .log files
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    run = client.get_run(line.split()[1].rstrip(":"))
+    assert run.info.status == "FINISHED"
+    assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(tmp_path / "mlruns")
+
+
+def test_cli_bad_value_exits_2_with_one_line_and_a_failed_run(mlflow_store: str, tmp_path: Path) -> None:
+    proc = run_cli("train_main", [*TINY, "optimizer.learning_rate=-0.5"], cwd=tmp_path)
+    assert proc.returncode == 2
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("numpynet-train:")]
+    assert len(errors) == 1 and "learning_rate=-0.5" in errors[0] and "ended FAILED" in errors[0]
+    assert "Traceback" not in proc.stderr
+    client = MlflowClient(mlflow_store)
+    (run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert run.info.status == "FAILED" and "learning_rate" in run.data.tags[FAILURE_REASON]
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["network.hiden=[8]"], "config error: Could not override 'network.hiden'; Key 'hiden' not in 'NetworkConfig'"),
+    (["optimizer=adamw"], "Could not find 'optimizer/adamw'"),
+    (["data=catvnoncat"], "data.train_path is not set; pass data.train_path="),
+])
+def test_cli_config_and_data_errors_are_one_line_without_a_run(mlflow_store: str, capsys, args, fragment) -> None:
+    from sweeps.cli import train_main
+
+    assert train_main([*TINY, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("numpynet-train: ") and fragment in err, err
+    assert MlflowClient(mlflow_store).get_experiment_by_name("tests") is None
+
+
+def test_cli_debug_flag_shows_the_traceback(mlflow_store: str, capsys) -> None:
+    from sweeps.cli import train_main
+
+    assert train_main([*TINY, "data=catvnoncat", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and err.rstrip().endswith("data.train_path=/path/to/train_catvnoncat.h5")
