@@ -79,11 +79,14 @@ def run_hydra_app(
             main()
             if failure is not None:
                 raise failure
-    except SystemExit as exc:  # --help, argparse errors, SIGTERM
+    except Terminated as exc:
+        print_error(prog, "terminated", exc)
+        return int(exc.code)
+    except SystemExit as exc:  # --help, argparse errors
         code = exc.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_FAILURE)
-    except KeyboardInterrupt:
-        print_error(prog, "interrupted", None)
+    except KeyboardInterrupt as exc:
+        print_error(prog, "interrupted", exc)
         return EXIT_INTERRUPTED
     except BaseException as exc:  # noqa: BLE001 - every error becomes one line and a status
         return report_error(prog, exc, debug)
@@ -162,11 +165,15 @@ def _quiet_mlflow_progress() -> Iterator[None]:
             os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved
 
 
+class Terminated(SystemExit):
+    """SIGTERM as an exception, so that ``train`` can end its run KILLED."""
+
+
 @contextmanager
 def _sigterm_as_exit() -> Iterator[None]:
-    """``kill`` ends the run KILLED (via SystemExit) instead of leaving it RUNNING."""
+    """``kill`` ends the run KILLED instead of leaving it RUNNING."""
     def handler(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
+        raise Terminated(128 + signum)
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)

@@ -211,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         reproduction = Reproduction(args.run_id, tracking_uri=args.tracking_uri, overrides=args.overrides)
         with EpochProgress(total=int(reproduction.cfg.train.epoch)) as progress:
             verdict = reproduction.run(on_epoch=progress.update)
-    except KeyboardInterrupt:
-        print_error(prog, "interrupted", None)
+    except KeyboardInterrupt as exc:
+        print_error(prog, "interrupted", exc)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - one line and a status, as every CLI here
         return report_error(prog, exc, debug)

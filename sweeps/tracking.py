@@ -48,11 +48,24 @@ PARAM_BATCH_LIMIT = 100
 def resolve_tracking_uri(configured: str | None) -> str:
     """``tracking.uri`` if set, else ``$MLFLOW_TRACKING_URI``, else the local SQLite store."""
     if configured:
-        return str(configured)
+        return _checked_uri(str(configured), "tracking.uri")
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
-        return env
+        return _checked_uri(env, "MLFLOW_TRACKING_URI")
     return f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}"
+
+
+def _checked_uri(uri: str, source: str) -> str:
+    """Catch the two usual mistakes before MLflow turns them into a long stack trace."""
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    allowed = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("1", "true")
+    if scheme in ("", "file") and not uri.startswith("databricks") and not allowed:
+        raise UserError(
+            f"{source}={uri!r} points at a plain folder, which current MLflow refuses as a store; "
+            f"use sqlite:///{Path(uri.removeprefix('file://') or 'mlruns').expanduser().absolute() / 'mlflow.db'} "
+            "or a server URI such as http://127.0.0.1:5000"
+        )
+    return uri
 
 
 def local_store_dir(uri: str) -> Path | None:

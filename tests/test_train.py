@@ -264,3 +264,52 @@ def test_cli_debug_flag_shows_the_traceback(mlflow_store: str, capsys) -> None:
     assert train_main([*TINY, "data=catvnoncat", "--debug"]) == 2
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and err.rstrip().endswith("data.train_path=/path/to/train_catvnoncat.h5")
+
+
+def test_plain_folder_as_tracking_uri_is_a_user_error(mlflow_store: str) -> None:
+    with pytest.raises(UserError, match=r"tracking.uri='mlruns' points at a plain folder.*use sqlite:///"):
+        train(compose_config([*TINY, "tracking.uri=mlruns"]))
+
+
+def test_progress_bar_only_on_a_terminal() -> None:
+    import io
+
+    from sweeps.progress import EpochProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, drawn in ((io.StringIO(), False), (Terminal(), True)):
+        with EpochProgress(total=3, stream=stream) as progress:
+            for epoch in range(3):
+                progress.update(epoch, {"train_cost": 0.5, "val_accuracy": 0.9})
+        assert ("/3 [" in stream.getvalue()) is drawn, stream.getvalue()
+
+
+@pytest.mark.parametrize("signum,code,said", [(2, 130, "interrupted"), (15, 143, "terminated")])
+def test_cli_interrupted_run_ends_killed(mlflow_store: str, tmp_path: Path, signum: int, code: int, said: str) -> None:
+    """Ctrl-C (SIGINT) or kill (SIGTERM) mid-training: the run is KILLED, never left RUNNING."""
+    import os
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    args = ["train.epoch=100000", "network.hidden=[8]", "tracking.experiment=tests", "tracking.flush_every=1"]
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from sweeps.cli import train_main; sys.exit(train_main())",
+                             *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = MlflowClient(mlflow_store)
+    deadline = time.monotonic() + 120
+    run_id = None
+    while run_id is None and time.monotonic() < deadline and proc.poll() is None:  # wait for epochs to land
+        experiment = client.get_experiment_by_name("tests")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        if runs and client.get_metric_history(runs[0].info.run_id, "train_cost"):
+            run_id = runs[0].info.run_id
+        else:
+            time.sleep(0.2)
+    assert run_id is not None, proc.communicate()[1][-2000:]
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-2000:]
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert "Traceback" not in err and f"numpynet-train: {said}" in err
