@@ -84,7 +84,8 @@ class TrialRunner:
         try:
             cfg = compose_config(overrides)
             result = train(cfg, on_epoch=on_epoch, parent_run_id=self.parent_run_id, tags=tags,
-                           stop_exceptions=(optuna.TrialPruned,))
+                           stop_exceptions=(optuna.TrialPruned,),
+                           on_run_start=lambda run_id: trial.set_user_attr(st.ATTR_RUN_ID, run_id))
             run_ids.append(result["run_id"])
         except optuna.TrialPruned:
             trial.set_user_attr(st.ATTR_PRUNED_EPOCH, reported["epoch"])

@@ -4,6 +4,13 @@ The budget (``sweep.n_trials``) is a total for the study, shared by every
 worker of every invocation. Workers take a lock (a file lock for local
 storages, a PostgreSQL advisory lock for a database) around "count, then
 ask", so racing workers never start more trials than the budget.
+
+Workers on several machines share a PostgreSQL study. With heartbeats on
+(``sweep.heartbeat_interval``), a worker that dies hard (SIGKILL, power loss)
+leaves a RUNNING trial whose heartbeat stops; the next worker that asks for a
+trial after ``sweep.grace_period`` marks it FAIL, lets ``on_stale`` close its
+MLflow run, optionally queues its configuration again
+(``sweep.retry_failed``), and the freed place in the budget is run by someone.
 """
 
 from __future__ import annotations
@@ -14,11 +21,14 @@ import hashlib
 import inspect
 import logging
 import os
+import threading
+import time
+import warnings
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
@@ -34,6 +44,13 @@ ATTR_INTERRUPTED = "interrupted"  # stopped by Ctrl-C / SIGTERM: does not count,
 ATTR_RUN_ID = "mlflow_run_id"
 ATTR_WORKER = "worker"
 ATTR_PRUNED_EPOCH = "pruned_epoch"
+ATTR_HEARTBEAT = "heartbeat_interval"  # the trial's worker sends heartbeats: it goes stale if that worker dies
+
+# user attributes written on the study
+STUDY_ATTR_JOINED = "numpynet_workers_joined"  # workers that ever ran here; gives each its own sampler seed
+STUDY_ATTR_BUDGET = "numpynet_n_trials"  # sweep.n_trials of the latest invocation (numpynet-status shows it)
+
+PG_DRIVER = "postgresql+psycopg"  # psycopg 3 (a dependency); psycopg2 is not installed
 
 
 SAMPLER_CLASSES = {
@@ -130,22 +147,71 @@ def make_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    if "://" not in url or "@" not in url:
+    """The URL with any password replaced by *** (in the user part and in ``?password=``)."""
+    if "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    if ":" in creds:
-        creds = creds.split(":", 1)[0] + ":***"
-    return f"{scheme}://{creds}@{host}"
+    rest, _, query = rest.partition("?")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        creds, host = authority.rsplit("@", 1)
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":***"
+        authority = f"{creds}@{host}"
+    if query:
+        query = "&".join(f"{k}=***" if k.lower() in ("password", "pass", "passwd") else f"{k}{eq}{v}"
+                         for k, eq, v in (part.partition("=") for part in query.split("&")))
+    return f"{scheme}://{authority}{slash}{path}" + (f"?{query}" if query else "")
+
+
+def _password(url: str) -> str | None:
+    try:
+        import sqlalchemy
+
+        return sqlalchemy.engine.make_url(url).password or None
+    except Exception:
+        return None
+
+
+def db_error_text(exc: BaseException, url: str) -> str:
+    """One line saying why a database URL cannot be opened, with no password in it."""
+    name = type(exc).__name__
+    text = str(exc).strip()
+    if name == "NoSuchModuleError":  # "Can't load plugin: sqlalchemy.dialects:postgres"
+        dialect = text.rsplit(":", 1)[-1].strip()
+        text = f"unknown database dialect or driver {dialect!r}; for PostgreSQL write {PG_DRIVER}://user@host:port/db"
+    elif isinstance(exc, ModuleNotFoundError):
+        text = (f"its driver is not installed ({text}); numpynet ships psycopg 3: "
+                f"write {PG_DRIVER}://user@host:port/db")
+    elif name == "ArgumentError" or (isinstance(exc, ValueError) and "literal for int" in text):
+        text = f"not a valid database URL ({text.splitlines()[0] if text else name}); expected e.g. {PG_DRIVER}://user@host:5432/db"
+    else:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("(Background")]
+        text = lines[0] if lines else name
+        if text.startswith("(") and ") " in text:  # "(psycopg.OperationalError) connection failed: ..."
+            text = text.split(") ", 1)[1]
+        if "database" in text and "does not exist" in text:
+            text += " (create it once: createdb -h HOST -U USER NAME)"
+    secret = _password(url)
+    if secret:
+        text = text.replace(secret, "***")
+    return text
+
+
+def normalise_db_url(url: str) -> str:
+    """Pin the PostgreSQL driver: ``postgres://`` and ``postgresql://`` mean psycopg 3."""
+    scheme, rest = url.split("://", 1)
+    if scheme in ("postgres", "postgresql"):
+        return f"{PG_DRIVER}://{rest}"
+    return url
 
 
 def resolve_storage_url(spec: str | None) -> str:
-    """``None`` -> the local journal file; a bare path -> a journal file."""
+    """``None`` -> the local journal file; a bare path -> a journal file; URLs get a pinned driver."""
     if not spec:
         return str(Path.cwd() / DEFAULT_JOURNAL)
     if "://" in spec:
-        return spec
+        return normalise_db_url(spec)
     return str(Path(spec).expanduser().resolve())
 
 
@@ -153,27 +219,93 @@ def is_rdb(url: str) -> bool:
     return "://" in url
 
 
+def check_rdb_url(url: str) -> None:
+    """A storage URL numpynet can share between workers, or a UserError saying what to write."""
+    scheme = url.split("://", 1)[0]
+    if scheme.startswith("mysql"):
+        raise UserError(f"sweep.storage={mask_url(url)!r}: MySQL is not supported (the shared trial budget "
+                        f"uses PostgreSQL advisory locks); use {PG_DRIVER}://user@host:port/db")
+    if not scheme.startswith(("postgresql", "sqlite")):
+        raise UserError(f"sweep.storage={mask_url(url)!r} is invalid: use a file path (journal), "
+                        f"sqlite:///path.db or {PG_DRIVER}://user@host:port/db")
+
+
+def pg_connect_args() -> dict[str, Any]:
+    """libpq options: give up connecting after 10 s; notice a dead peer within about a minute.
+
+    The ``options`` set the server's keepalives for this session, so that a
+    lock or a transaction held by a worker that lost power is released soon
+    instead of after the kernel's two hours.
+    """
+    return {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "options": "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"}
+
+
 def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 retry_failed: int = 0) -> optuna.storages.BaseStorage:
-    """Journal storage for files, RDBStorage (with heartbeats) for databases."""
+                 retry_failed: int = 0,
+                 on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.storages.BaseStorage:
+    """Journal storage for files, RDBStorage (with heartbeats) for databases.
+
+    ``on_stale(study, trial)`` runs once for each trial this process finds
+    stale (its worker stopped sending heartbeats), before the optional retry.
+    """
     if not is_rdb(url):
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(url))
-    if not url.split("://", 1)[0].startswith(("postgresql", "sqlite", "mysql")):
-        raise UserError(f"sweep.storage={mask_url(url)!r} is invalid: use a file path (journal), "
-                        "sqlite:///path.db or postgresql+psycopg://user@host:port/db")
+    check_rdb_url(url)
     kwargs: dict[str, Any] = {}
     if heartbeat_interval and not url.startswith("sqlite"):
-        kwargs.update(heartbeat_interval=int(heartbeat_interval), grace_period=grace_period,
-                      failed_trial_callback=RetryFailedTrialCallback(max_retry=retry_failed) if retry_failed else None)
-    engine_kwargs = {"pool_pre_ping": True}
+        interval = int(heartbeat_interval)
+        grace = int(grace_period) if grace_period else 2 * interval
+        if interval < 1 or grace <= interval:
+            raise UserError(f"sweep.grace_period={grace_period} must be larger than "
+                            f"sweep.heartbeat_interval={heartbeat_interval} (seconds, >= 1), or a live "
+                            "worker's trial would be failed as stale between two heartbeats")
+        kwargs.update(heartbeat_interval=interval, grace_period=grace,
+                      heartbeat_stale_trial_callback=StaleTrialCallback(retry_failed, on_stale))
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
-        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+        engine_kwargs["connect_args"] = pg_connect_args()
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except Exception as exc:  # driver missing, host unreachable, auth refused...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot open the study storage {mask_url(url)}: {first}") from None
+        raise UserError(f"cannot open the study storage {mask_url(url)}: {db_error_text(exc, url)}") from None
+
+
+class StaleTrialCallback:
+    """Optuna's ``heartbeat_stale_trial_callback``: a worker died during this trial.
+
+    Optuna calls it exactly once per stale trial, in the process that moved
+    the trial from RUNNING to FAIL. It logs, runs ``on_stale`` (closing the
+    trial's MLflow run), then re-queues the configuration if
+    ``sweep.retry_failed`` allows. A stale trial has no ``fail_reason``, so it
+    does not count in the budget and a new (or the retried) trial takes its place.
+    """
+
+    def __init__(self, retry_failed: int = 0,
+                 on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None):
+        self.on_stale = on_stale
+        self.retry = None
+        if retry_failed:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.retry = RetryHeartbeatStaleTrialCallback(max_retry=int(retry_failed))
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        log.warning("trial %d of study %r: its worker %s stopped sending heartbeats; marked FAIL by %s",
+                    trial.number, study.study_name, trial.user_attrs.get(ATTR_WORKER, "?"), worker_id())
+        if self.on_stale is not None:
+            try:
+                self.on_stale(study, trial)
+            except Exception as exc:  # MLflow unreachable...: the study must go on
+                log.warning("could not close the MLflow run of stale trial %d: %s", trial.number, exc)
+        if self.retry is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.retry(study, trial)
 
 
 @contextlib.contextmanager
@@ -214,12 +346,17 @@ def _pg_engine(url: str):
     import sqlalchemy
 
     if url not in _ENGINES:
-        _ENGINES[url] = sqlalchemy.create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+        _ENGINES[url] = sqlalchemy.create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True,
+                                                 connect_args=pg_connect_args())
     return _ENGINES[url]
 
 
 def counts_in_budget(trial: FrozenTrial) -> bool:
-    """Trials that use up the budget: running, done, pruned, or genuinely failed."""
+    """Trials that use up the budget: queued, running, done, pruned, or genuinely failed.
+
+    Not counted: trials stopped by Ctrl-C / SIGTERM (``interrupted``) and
+    trials failed as stale because their worker died (no ``fail_reason``).
+    """
     if trial.state in (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE, TrialState.PRUNED):
         return True
     return trial.state == TrialState.FAIL and ATTR_FAIL_REASON in trial.user_attrs
@@ -231,3 +368,142 @@ def budget_used(study: optuna.Study) -> int:
 
 def worker_id() -> str:
     return f"{os.uname().nodename}:{os.getpid()}"
+
+
+def is_stale_failure(trial: FrozenTrial) -> bool:
+    """A FAIL that is neither a genuine failure nor an interruption: its worker died."""
+    return (trial.state == TrialState.FAIL and ATTR_FAIL_REASON not in trial.user_attrs
+            and ATTR_INTERRUPTED not in trial.user_attrs)
+
+
+# ------------------------------------------------------------ workers' loop
+def heartbeat_interval(study: optuna.Study) -> int | None:
+    """Seconds between heartbeats if the study's storage has them on, else None."""
+    get = getattr(study._storage, "get_heartbeat_interval", None)  # RDBStorage (behind Optuna's cache)
+    return get() if get is not None else None
+
+
+def join_study(study: optuna.Study, url: str, sampler_spec: Mapping[str, Any], space,
+               n_trials: int | None = None) -> int:
+    """Register a worker on the study; give it a sampler seeded for it alone.
+
+    Workers started on several machines all say ``sampler.seed=0``; seeded
+    alike, they would propose the same first configurations. The k-th worker
+    that ever joins the study gets seed + k (so the first worker of a fresh
+    study keeps the seed, and a one-worker study stays reproducible).
+    Returns k.
+    """
+    with budget_lock(url, study.study_name):
+        joined = int(study.user_attrs.get(STUDY_ATTR_JOINED, 0))
+        study.set_user_attr(STUDY_ATTR_JOINED, joined + 1)
+        if n_trials is not None:
+            study.set_user_attr(STUDY_ATTR_BUDGET, int(n_trials))
+    study.sampler = make_sampler(sampler_spec, space, joined)
+    return joined
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Mark FAIL the RUNNING trials whose worker stopped sending heartbeats (runs their callback)."""
+    if heartbeat_interval(study):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+
+
+def next_trial(study: optuna.Study, url: str, n_trials: int, deadline: float | None = None) -> optuna.Trial | None:
+    """The next trial this worker should run, or None when the study's budget is used up.
+
+    Under the budget lock: fail stale trials, count, ask. A queued (WAITING)
+    trial, such as the retry of a stale one, is always run: it is already
+    inside the budget. When the budget is full but trials of other workers
+    are still RUNNING with heartbeats, this worker waits: if one of those
+    workers has died, its trial turns stale after the grace period and its
+    place must be run again by someone still alive.
+    """
+    interval = heartbeat_interval(study)
+    told = False
+    while deadline is None or time.time() < deadline:
+        with budget_lock(url, study.study_name):
+            fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            used = sum(counts_in_budget(t) for t in trials)
+            if used < n_trials or any(t.state == TrialState.WAITING for t in trials):
+                return _ask(study, interval)
+        watched = [t.number for t in trials
+                   if t.state == TrialState.RUNNING and ATTR_HEARTBEAT in t.user_attrs]
+        if not interval or not watched:
+            return None
+        if not told:
+            log.info("budget of %d trials reached; waiting for running trial(s) %s of other workers "
+                     "(a dead worker's trial is failed after the grace period and run again)", n_trials, watched)
+            told = True
+        pause = float(min(interval, 5))
+        if deadline is not None:
+            pause = max(0.0, min(pause, deadline - time.time()))
+        time.sleep(pause)
+    return None
+
+
+def _ask(study: optuna.Study, interval: int | None) -> optuna.Trial:
+    with warnings.catch_warnings():
+        # Optuna warns that heartbeats are meant for study.optimize(); this loop
+        # is its ask-and-tell equivalent: it fails stale trials before asking
+        # and runs a heartbeat thread around each trial (see heartbeat()).
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        trial = study.ask()
+    if interval:
+        trial.storage.record_heartbeat(trial._trial_id)  # stale-detectable from its first second
+        trial.set_user_attr(ATTR_HEARTBEAT, interval)
+    if trial.user_attrs.get(ATTR_RUN_ID):  # a retried trial inherits the dead trial's attributes
+        trial.set_user_attr(ATTR_RUN_ID, None)
+    return trial
+
+
+class _HeartbeatThread(threading.Thread):
+    """Records the trial's heartbeat every ``interval`` seconds until stopped.
+
+    Unlike Optuna's own thread, a failed write (database restarting, network
+    blip) is logged and retried at the next beat instead of ending the
+    thread, which would let a live trial be failed as stale.
+    """
+
+    def __init__(self, storage, trial_id: int, number: int, interval: int):
+        super().__init__(name=f"optuna-heartbeat-{number}", daemon=True)
+        self.storage, self.trial_id, self.number, self.interval = storage, trial_id, number, interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        failing = False
+        while not self.stopped.wait(self.interval):
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+                if failing:
+                    log.warning("heartbeat of trial %d is recorded again", self.number)
+                failing = False
+            except Exception as exc:  # noqa: BLE001 - keep beating
+                if not failing:
+                    log.warning("could not record the heartbeat of trial %d (retrying): %s", self.number, exc)
+                failing = True
+
+
+@contextlib.contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Send the trial's heartbeats while the block runs (no-op without heartbeats).
+
+    If another worker failed this trial as stale meanwhile (this worker lost
+    the database for longer than the grace period), the trial's result can no
+    longer be told: that is logged and the worker goes on with the next trial.
+    """
+    interval = heartbeat_interval(study)
+    beat = _HeartbeatThread(trial.storage, trial._trial_id, trial.number, interval) if interval else None
+    if beat is not None:
+        beat.start()
+    try:
+        yield
+    except optuna.exceptions.UpdateFinishedTrialError as exc:
+        log.warning("trial %d was failed as stale by another worker while it ran here (lost heartbeats?); "
+                    "its result is dropped: %s", trial.number, exc)
+    finally:
+        if beat is not None:
+            beat.stopped.set()
+            beat.join(timeout=30)

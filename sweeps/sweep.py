@@ -25,6 +25,7 @@ from .config import CONF_DIR, compose_config
 from .errors import UserError
 from .objective import TrialOutcome, TrialRunner
 from .search_space import SearchSpace
+from .stale_runs import CloseDeadTrialRuns
 from .sweep_config import load_sweep_config, plain
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,8 @@ def _check_data(base_cfg: DictConfig) -> None:
 def _open_study(plan: SweepPlan, space: SearchSpace, worker_index: int = 0) -> optuna.Study:
     sweep = plan.sweep
     storage = st.make_storage(plan.storage_url, sweep.get("heartbeat_interval"), sweep.get("grace_period"),
-                              sweep.get("retry_failed", 0))
+                              sweep.get("retry_failed", 0),
+                              on_stale=CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id))
     study = optuna.create_study(
         study_name=sweep["study_name"], storage=storage, load_if_exists=True,
         sampler=st.make_sampler(sweep["sampler"], space, worker_index),
@@ -124,16 +126,15 @@ def run_worker(plan: SweepPlan, worker_index: int = 0,
     base_cfg = compose_config(plan.base_overrides)
     space = SearchSpace.from_config(sweep["space"], base_cfg, CONF_DIR)
     study = _open_study(plan, space, worker_index)
+    st.join_study(study, plan.storage_url, sweep["sampler"], space, sweep["n_trials"])  # own sampler seed
     runner = TrialRunner(space, plan.base_overrides, sweep["metric"], sweep["study_name"], plan.parent_run_id,
                          plan.tracking_uri, sweep.get("log_trial_models", False), on_trial_end)
     done = 0
     with threadpool_limits(limits=plan.n_threads):
-        while deadline is None or time.time() < deadline:
-            with st.budget_lock(plan.storage_url, sweep["study_name"]):
-                if st.budget_used(study) >= sweep["n_trials"]:
-                    break
-                trial = study.ask()
-            runner(study, trial)
+        # next_trial: under the budget lock, fail stale trials of dead workers, count, ask
+        while (trial := st.next_trial(study, plan.storage_url, sweep["n_trials"], deadline)) is not None:
+            with st.heartbeat(study, trial):
+                runner(study, trial)
             done += 1
     return done
 
@@ -159,7 +160,10 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     trials of the study changes. Raises :class:`SweepInterrupted` after a
     clean shutdown on Ctrl-C / SIGTERM, :class:`UserError` on bad input.
     """
+    import mlflow
+
     from . import study_report
+    from .preflight import preflight
     from .tracking import open_experiment, resolve_tracking_uri
 
     sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
@@ -167,6 +171,8 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     sweep["space"] = plain(sweep_cfg.space)
     storage_url = st.resolve_storage_url(sweep["storage"])
     tracking_uri = resolve_tracking_uri(base_cfg.tracking.uri)
+    preflight(storage_url, tracking_uri)  # one clear line naming the URI, before anything is created
+    mlflow.set_tracking_uri(tracking_uri)  # the model logger and registry read MLflow's global URI
     client, experiment_id = open_experiment(tracking_uri, base_cfg.tracking.experiment)
     n_jobs = sweep["n_jobs"]
     plan = SweepPlan(sweep, base_overrides, storage_url, tracking_uri, experiment_id,
@@ -177,7 +183,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         "numpynet.role": "sweep", "numpynet.study": sweep["study_name"],
         "numpynet.sampler": sweep["sampler"].get("name", "tpe"),
         "numpynet.pruner": sweep["pruner"].get("name", "none"),
-        "numpynet.storage": st.mask_url(storage_url),
+        "numpynet.storage": st.mask_url(storage_url), "numpynet.worker": st.worker_id(),
         "numpynet.n_jobs": str(n_jobs), "numpynet.n_trials": str(sweep["n_trials"]),
         "numpynet.overrides": " ".join(base_overrides),
     })

@@ -73,6 +73,7 @@ def train(
     parent_run_id: str | None = None,
     tags: Mapping[str, str] | None = None,
     stop_exceptions: tuple[type[BaseException], ...] = (),
+    on_run_start: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train the network of ``cfg`` once and record it as an MLflow run.
 
@@ -86,6 +87,9 @@ def train(
             (e.g. ``optuna.TrialPruned``) when raised by ``on_epoch``: the run
             is completed with what exists, ended FINISHED with the tag
             ``numpynet.stopped_epoch``, and the exception is re-raised.
+        on_run_start: called with the run id once the MLflow run exists (a
+            sweep records it on the trial, so that whoever finds the trial's
+            worker dead can end the run).
 
     Returns:
         ``run_id``, ``experiment_id``, the ``test_*`` metrics of the final
@@ -125,6 +129,8 @@ def train(
 
     started = time.perf_counter()
     try:
+        if on_run_start is not None:
+            on_run_start(run_id)
         tracking.log_params(client, run_id, flatten(cfg))
         stopped: BaseException | None = None
         try:

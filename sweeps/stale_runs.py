@@ -1,0 +1,100 @@
+"""Closing the MLflow runs of a worker that died (SIGKILL, power loss).
+
+A dead worker cannot end its runs, so the trial's child run (and, when the
+dead process also owned it, the invocation's parent run) would stay RUNNING
+in the UI forever. Whoever notices the death, i.e. the worker whose
+``fail_stale_trials`` moved the trial from RUNNING to FAIL, ends them KILLED
+with a tag saying why. Optuna calls this once per stale trial.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import optuna
+from mlflow import MlflowClient
+from mlflow.entities import RunStatus
+from optuna.trial import FrozenTrial
+
+from . import study as st
+
+log = logging.getLogger(__name__)
+
+TAG_STUDY = "numpynet.study"
+TAG_TRIAL = "numpynet.trial_number"
+TAG_STATE = "numpynet.trial_state"
+TAG_FAIL_REASON = "numpynet.failure_reason"
+TAG_WORKER = "numpynet.worker"  # on a parent run: the process (host:pid) that owns it
+TAG_PARENT = "mlflow.parentRunId"
+
+
+@dataclass
+class CloseDeadTrialRuns:
+    """``on_stale`` hook for :func:`sweeps.study.make_storage` (picklable)."""
+
+    tracking_uri: str
+    experiment_id: str | None = None
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> list[str]:
+        return close_dead_trial_runs(MlflowClient(tracking_uri=self.tracking_uri), study.study_name, trial,
+                                     self.experiment_id)
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _trial_runs(client: MlflowClient, study_name: str, trial: FrozenTrial, experiment_id: str | None) -> list:
+    """The trial's child run: by the id the trial recorded at its start, else by its tags."""
+    run_id = trial.user_attrs.get(st.ATTR_RUN_ID)
+    if run_id:
+        try:
+            return [client.get_run(run_id)]
+        except Exception as exc:  # deleted meanwhile, or another server
+            log.info("run %s of trial %d not found (%s); searching by tags", run_id, trial.number, exc)
+    if experiment_id is None:
+        return []
+    query = (f"tags.`{TAG_STUDY}` = {_quoted(study_name)} and tags.`{TAG_TRIAL}` = '{trial.number}' "
+             "and attributes.status = 'RUNNING'")
+    return list(client.search_runs([experiment_id], query, max_results=10))
+
+
+def close_dead_trial_runs(client: MlflowClient, study_name: str, trial: FrozenTrial,
+                          experiment_id: str | None = None) -> list[str]:
+    """End KILLED the runs left RUNNING by the dead worker of ``trial``; returns their ids."""
+    dead = trial.user_attrs.get(st.ATTR_WORKER, "unknown worker")
+    reason = (f"worker {dead} stopped sending heartbeats during trial {trial.number} (killed or lost); "
+              f"trial marked FAIL by {st.worker_id()} after the grace period")
+    closed: list[str] = []
+    for run in _trial_runs(client, study_name, trial, experiment_id):
+        if run.info.status != RunStatus.to_string(RunStatus.RUNNING):
+            continue
+        run_id = run.info.run_id
+        client.set_tag(run_id, TAG_STATE, "FAIL")
+        client.set_tag(run_id, TAG_FAIL_REASON, reason)
+        client.set_terminated(run_id, "KILLED")
+        closed.append(run_id)
+        log.warning("MLflow run %s of stale trial %d ended KILLED", run_id, trial.number)
+        parent_id = run.data.tags.get(TAG_PARENT)
+        if parent_id:
+            closed += _close_dead_parent(client, parent_id, dead, reason)
+    return closed
+
+
+def _close_dead_parent(client: MlflowClient, parent_id: str, dead: str, reason: str) -> list[str]:
+    """End the invocation's parent run too, if the dead process was the one that owned it.
+
+    With ``sweep.n_jobs`` > 1 the parent belongs to the orchestrating process,
+    which is still alive and ends the parent itself.
+    """
+    try:
+        parent = client.get_run(parent_id)
+    except Exception:
+        return []
+    if parent.info.status != "RUNNING" or parent.data.tags.get(TAG_WORKER) != dead:
+        return []
+    client.set_tag(parent_id, TAG_FAIL_REASON, reason)
+    client.set_terminated(parent_id, "KILLED")
+    log.warning("MLflow parent run %s of dead worker %s ended KILLED", parent_id, dead)
+    return [parent_id]
