@@ -131,7 +131,7 @@ class TrackingConfig:
     run_name: Optional[str] = None
     log_model: bool = True
     log_plots: bool = True
-    flush_every: int = 50
+    flush_every: int = 100
     flush_seconds: float = 5.0
 
 

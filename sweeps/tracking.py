@@ -169,20 +169,24 @@ class MetricBuffer:
     ``flush_every`` epochs, or when ``flush_seconds`` have passed (so the UI
     shows a live curve on long runs), the pending metrics go to a sender
     thread, which writes them in chunks of at most 1000 while the next epochs
-    train; sqlite and HTTP release the GIL while they wait. :meth:`close`
-    sends the rest and waits for it. ``seconds`` adds up the time the
-    training thread spent here, i.e. the logging overhead of the run.
+    train; sqlite and HTTP release the GIL while they wait. :meth:`finish`
+    hands over the rest without waiting (the caller has end-of-run work to
+    overlap it with); :meth:`close` waits until everything is stored.
+    ``seconds`` adds up the time the training thread spent in :meth:`add` and
+    :meth:`finish`, the logging overhead of the fit; ``wait_seconds`` the time
+    :meth:`close` waited.
 
     A failure to send is raised on the training thread at the next
     :meth:`add` or at :meth:`close`, so a run never silently lacks curves.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, flush_every: int = 50, flush_seconds: float = 5.0):
+    def __init__(self, client: MlflowClient, run_id: str, flush_every: int = 100, flush_seconds: float = 5.0):
         self.client = client
         self.run_id = run_id
         self.flush_every = max(1, int(flush_every))
         self.flush_seconds = float(flush_seconds)
         self.seconds = 0.0
+        self.wait_seconds = 0.0
         self._pending: list[Metric] = []
         self._epochs = 0
         self._last_flush = time.monotonic()
@@ -200,6 +204,12 @@ class MetricBuffer:
             self._hand_over()
         self.seconds += time.perf_counter() - start
 
+    def finish(self) -> None:
+        """Hand the last epochs to the sender thread; do not wait."""
+        start = time.perf_counter()
+        self._hand_over()
+        self.seconds += time.perf_counter() - start
+
     def close(self) -> None:
         """Send everything still pending and wait until it is stored (idempotent)."""
         start = time.perf_counter()
@@ -211,7 +221,7 @@ class MetricBuffer:
                 self._sender = None
             self._raise_sender_error()
         finally:
-            self.seconds += time.perf_counter() - start
+            self.wait_seconds += time.perf_counter() - start
 
     def _hand_over(self) -> None:
         if self._pending:

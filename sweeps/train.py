@@ -94,7 +94,8 @@ def train(
     Returns:
         ``run_id``, ``experiment_id``, the ``test_*`` metrics of the final
         weights, ``fit_seconds``, ``epochs_run``, ``logging_seconds`` (time
-        spent sending metrics to MLflow), the final epoch's ``train_cost``,
+        the training thread spent handing metrics to MLflow during the fit;
+        storing happens on a sender thread), the final epoch's ``train_cost``,
         ``train_accuracy``, ``val_cost`` and ``val_accuracy``, and over all
         epochs ``best_val_accuracy`` with its 0-based ``best_epoch``.
         Validation entries are absent when ``data.val_fraction`` is 0.
@@ -133,13 +134,14 @@ def train(
             on_run_start(run_id)
         tracking.log_params(client, run_id, flatten(cfg))
         stopped: BaseException | None = None
+        started = time.perf_counter()
         try:
             network.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val, callback=callback)
         except stop_exceptions as exc:
             stopped = exc
         fit_seconds = time.perf_counter() - started
-        buffer.close()
-        result = _complete_run(client, run_id, cfg, network, dataset, with_model=stopped is None)
+        buffer.finish()  # the last epochs are stored while the end-of-run files are made
+        result = _complete_run(client, run_id, cfg, network, dataset, buffer, with_model=stopped is None)
         result.update(fit_seconds=fit_seconds, epochs_run=last_epoch + 1, logging_seconds=buffer.seconds)
         tracking.log_metrics(client, run_id, {k: result[k] for k in ("fit_seconds", "epochs_run", "logging_seconds")})
         if stopped is not None:
@@ -160,9 +162,20 @@ def train(
 
 
 def _complete_run(
-    client: MlflowClient, run_id: str, cfg: DictConfig, network: NeuralNetwork, dataset: Dataset, *, with_model: bool
+    client: MlflowClient,
+    run_id: str,
+    cfg: DictConfig,
+    network: NeuralNetwork,
+    dataset: Dataset,
+    buffer: tracking.MetricBuffer,
+    *,
+    with_model: bool,
 ) -> dict[str, Any]:
-    """Final metrics, files and model for the network as it is now."""
+    """Final metrics, files and model for the network as it is now.
+
+    The curves must be stored before the model is logged: MLflow links the
+    run's metrics to the model at that moment.
+    """
     result = artifacts.summary_metrics(network)
     final, confusion = artifacts.test_metrics(network, dataset)
     result.update(final)
@@ -170,6 +183,7 @@ def _complete_run(
     tracking.log_metrics(client, run_id, scalars)
     tracking.set_tags(client, run_id, {"numpynet.weights_sha256": artifacts.weights_digest(network)})
     artifacts.log_run_files(client, run_id, cfg, network, dataset, confusion, with_plots=cfg.tracking.log_plots)
+    buffer.close()
     if with_model and cfg.tracking.log_model:
         result["model_uri"] = artifacts.log_pyfunc_model(client, run_id, network, dataset)
     return result
