@@ -1,17 +1,26 @@
-"""A study's progress read from its storage (``numpynet-status``)."""
+"""A study's progress read from its storage (``numpynet-status``).
+
+Read-only: it opens the storage without heartbeats, so looking never fails
+or changes a trial. Works the same on the local journal file and on a
+PostgreSQL study shared by workers on several machines.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from pathlib import Path
 from typing import Sequence
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from . import study as st
 from .errors import UserError
-from .study_report import best_trial, state_counts
+from .study_report import best_trial
 from .sweep_config import load_sweep_config, split_overrides
+
+RETRIED_FROM = "failed_trial"  # system attribute Optuna's retry callback puts on a re-queued trial
 
 
 def status_report(args: Sequence[str], list_all: bool = False) -> str:
@@ -19,7 +28,7 @@ def status_report(args: Sequence[str], list_all: bool = False) -> str:
     name, sweep_overrides, _ = split_overrides(args)
     sweep = load_sweep_config(name, sweep_overrides)
     url = st.resolve_storage_url(sweep.storage)
-    if not st.is_rdb(url) and not __import__("pathlib").Path(url).exists():
+    if not st.is_rdb(url) and not Path(url).exists():
         raise UserError(f"no study storage at {url}: nothing has run there yet (set sweep.storage=...)")
     storage = st.make_storage(url)
     if list_all:
@@ -30,30 +39,84 @@ def status_report(args: Sequence[str], list_all: bool = False) -> str:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise UserError(f"sweep.study_name={sweep.study_name!r} is not in {st.mask_url(url)}; "
                         f"studies there: {', '.join(names) or 'none'}") from None
-    return _one_study(study, sweep.n_trials, url)
+    budget_given = any(o.split("=", 1)[0].strip() == "n_trials" for o in sweep_overrides)
+    n_trials = sweep.n_trials if budget_given else int(study.user_attrs.get(st.STUDY_ATTR_BUDGET, sweep.n_trials))
+    return _one_study(study, n_trials, url)
+
+
+def trial_label(t: FrozenTrial) -> str:
+    """The state as a person reads it: interrupted and dead-worker failures apart from real ones."""
+    if t.state == TrialState.FAIL:
+        if st.ATTR_INTERRUPTED in t.user_attrs:
+            return "interrupted"
+        if st.is_stale_failure(t):
+            return "stale"
+    return t.state.name.lower()
+
+
+ORDER = ("complete", "pruned", "fail", "stale", "interrupted", "running", "waiting")
+EXPLAIN = {"stale": "worker died; not counted", "interrupted": "Ctrl-C / SIGTERM; not counted",
+           "waiting": "queued, e.g. a stale trial's retry"}
 
 
 def _one_study(study: optuna.Study, n_trials: int, url: str) -> str:
     trials = study.get_trials(deepcopy=False)
-    counts = state_counts(study)
+    counts = Counter(trial_label(t) for t in trials)
     used = sum(st.counts_in_budget(t) for t in trials)
+    finished = sum(t.state.is_finished() and st.counts_in_budget(t) for t in trials)
     lines = [f"study {study.study_name!r} in {st.mask_url(url)}",
-             f"  budget: {used} of {n_trials} trials used",
-             "  trials: " + (", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none")]
+             f"  budget: {used} of {n_trials} trials used, {finished} finished"]
+    parts = [f"{counts[k]} {k}" + (f" ({EXPLAIN[k]})" if k in EXPLAIN else "")
+             for k in sorted(counts, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER))]
+    lines.append("  trials: " + (", ".join(parts) or "none"))
+    rate = _rate(trials)
+    if rate is not None:
+        left = max(0, n_trials - finished)
+        eta = f", about {left / rate:.0f} min to go" if rate > 0 and left else ""
+        lines.append(f"  rate: {rate:.2f} trials/min since the first trial started{eta}")
     best = best_trial(study)
     if best is not None:
-        lines.append(f"  best: trial {best.number}, value {best.value:.6g}, params {best.params}")
+        run = best.user_attrs.get(st.ATTR_RUN_ID)
+        lines.append(f"  best: trial {best.number}, value {best.value:.6g}, params {best.params}"
+                     + (f", MLflow run {run}" if run else ""))
     now = dt.datetime.now()
-    running = [t for t in trials if t.state == TrialState.RUNNING]
-    for t in running:
-        age = (now - t.datetime_start).total_seconds() if t.datetime_start else float("nan")
-        epoch = max(t.intermediate_values) if t.intermediate_values else "-"
-        lines.append(f"  running: trial {t.number} on {t.user_attrs.get(st.ATTR_WORKER, '?')}, "
-                     f"{age:.0f} s, epoch {epoch}")
-    workers = sorted({t.user_attrs[st.ATTR_WORKER] for t in trials if st.ATTR_WORKER in t.user_attrs})
-    hosts = sorted({w.rsplit(':', 1)[0] for w in workers})
-    lines.append(f"  workers seen: {len(workers)} process(es) on {len(hosts)} host(s): {', '.join(hosts)}")
+    for t in trials:
+        if t.state == TrialState.RUNNING:
+            age = (now - t.datetime_start).total_seconds() if t.datetime_start else float("nan")
+            epoch = max(t.intermediate_values) if t.intermediate_values else "-"
+            retry = f", retry of trial {t.system_attrs[RETRIED_FROM]}" if RETRIED_FROM in t.system_attrs else ""
+            lines.append(f"  running: trial {t.number} on {t.user_attrs.get(st.ATTR_WORKER, '?')}, "
+                         f"{age:.0f} s, epoch {epoch}{retry}")
+    lines += _workers(trials, now)
     return "\n".join(lines)
+
+
+def _rate(trials: list[FrozenTrial]) -> float | None:
+    """Finished trials per minute between the first start and the last completion."""
+    done = [t for t in trials if t.state.is_finished() and st.counts_in_budget(t) and t.datetime_complete]
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    if not done or not starts:
+        return None
+    minutes = (max(t.datetime_complete for t in done) - min(starts)).total_seconds() / 60
+    return len(done) / minutes if minutes > 0 else None
+
+
+def _workers(trials: list[FrozenTrial], now: dt.datetime) -> list[str]:
+    """One line per worker process (host:pid): its trials and when it last started one."""
+    by_worker: dict[str, list[FrozenTrial]] = {}
+    for t in trials:
+        by_worker.setdefault(t.user_attrs.get(st.ATTR_WORKER, "?"), []).append(t)
+    by_worker.pop("?", None)
+    hosts = sorted({w.rsplit(":", 1)[0] for w in by_worker})
+    lines = [f"  workers seen: {len(by_worker)} process(es) on {len(hosts)} host(s): {', '.join(hosts) or '-'}"]
+    for worker, own in sorted(by_worker.items()):
+        counts = Counter(trial_label(t) for t in own)
+        text = ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: ORDER.index(kv[0])
+                                                         if kv[0] in ORDER else len(ORDER)))
+        last = max((t.datetime_start for t in own if t.datetime_start), default=None)
+        ago = f", last trial started {(now - last).total_seconds():.0f} s ago" if last else ""
+        lines.append(f"    {worker}: {len(own)} trial(s) ({text}){ago}")
+    return lines
 
 
 def _all_studies(storage, url: str) -> str:
