@@ -507,3 +507,49 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
         if beat is not None:
             beat.stopped.set()
             beat.join(timeout=30)
+
+
+def mark_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
+    """FAIL a trial that an interruption left RUNNING (no-op if it is finished)."""
+    try:
+        if study._storage.get_trial(trial._trial_id).state.is_finished():
+            return
+        trial.set_user_attr(ATTR_INTERRUPTED, True)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    except Exception as exc:  # the storage itself may be what failed
+        log.warning("could not mark trial %d as interrupted: %s", trial.number, exc)
+
+
+def fail_dead_local_trials(study: optuna.Study,
+                           on_stale: Callable[[optuna.Study, FrozenTrial], Any] | None = None) -> list[int]:
+    """FAIL RUNNING trials whose worker process, on this host, no longer exists.
+
+    A worker killed hard (SIGKILL, power loss) leaves its trial RUNNING. On a
+    database, Optuna's heartbeats find it; for the local journal file, the
+    worker id (host:pid) recorded on each trial tells. Such trials are marked
+    ``interrupted`` and do not use up the budget.
+    """
+    host = os.uname().nodename
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner, _, pid = trial.user_attrs.get(ATTR_WORKER, "").rpartition(":")
+        if owner != host or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, ATTR_INTERRUPTED, True)
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        failed.append(trial.number)
+        if on_stale is not None:  # end its MLflow run(s), left RUNNING by the dead worker
+            on_stale(study, trial)
+    if failed:
+        log.warning("trials %s were RUNNING in dead worker processes of this host: marked FAIL", failed)
+    return failed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -132,9 +132,18 @@ def run_worker(plan: SweepPlan, worker_index: int = 0,
     done = 0
     with threadpool_limits(limits=plan.n_threads):
         # next_trial: under the budget lock, fail stale trials of dead workers, count, ask
-        while (trial := st.next_trial(study, plan.storage_url, sweep["n_trials"], deadline)) is not None:
-            with st.heartbeat(study, trial):
-                runner(study, trial)
+        while True:
+            trial = None
+            try:
+                trial = st.next_trial(study, plan.storage_url, sweep["n_trials"], deadline)
+                if trial is None:
+                    break
+                with st.heartbeat(study, trial):
+                    runner(study, trial)
+            except KeyboardInterrupt:
+                if trial is not None:  # e.g. interrupted before the runner took charge of it
+                    st.mark_interrupted(study, trial)
+                raise
             done += 1
     return done
 
@@ -178,6 +187,8 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     plan = SweepPlan(sweep, base_overrides, storage_url, tracking_uri, experiment_id,
                      n_threads=max(1, (os.cpu_count() or 1) // n_jobs))
     study = _open_study(plan, space)  # creates it, and fails fast on a bad storage
+    if not st.is_rdb(storage_url):  # databases have heartbeats for this
+        st.fail_dead_local_trials(study, CloseDeadTrialRuns(tracking_uri, experiment_id))
 
     parent = client.create_run(experiment_id, run_name=f"sweep:{sweep['study_name']}", tags={
         "numpynet.role": "sweep", "numpynet.study": sweep["study_name"],
@@ -245,10 +256,9 @@ def _run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: 
         if progress:
             progress(_finished(study), plan.sweep["n_trials"])
     except KeyboardInterrupt:
-        # A terminal Ctrl-C reaches the workers too; give them a moment, then
-        # SIGTERM the rest. Each marks its running trial FAIL / KILLED and exits.
-        for p in procs:
-            p.join(timeout=5)
+        # Forward the stop at once: each worker marks its running trial FAIL /
+        # KILLED and exits. A worker that already got a terminal Ctrl-C ignores
+        # this second signal (see _raise_interrupt), so its cleanup is not cut short.
         for p in procs:
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)

@@ -243,3 +243,25 @@ def test_a_seeded_study_is_reproducible(tmp_path, monkeypatch):
         params.append([(t.params, t.state, t.value) for t in _study(folder, "seeded").trials])
     assert params[0] == params[1]
     assert len({str(p[0]) for p in params[0]}) == 4  # different points, not one repeated
+
+
+@pytest.mark.slow
+def test_a_killed_local_worker_leaves_nothing_running_after_resume(store):
+    args = ["sweep.study_name=killed", "sweep.n_trials=3", "sweep.pruner.name=none",
+            "train.epoch=400", "train.decay_interval=50", "network.hidden=[16]", "tracking.log_plots=false"]
+    proc = _cli(args, store)
+    _wait_for(lambda: TrialState.RUNNING in _states(store, "killed"), 240, "a running trial")
+    time.sleep(1.0)  # well inside the trial
+    proc.kill()  # SIGKILL: no cleanup at all
+    proc.communicate(timeout=30)
+    dead = [t.number for t in _study(store, "killed").trials if t.state == TrialState.RUNNING]
+    assert dead
+
+    resumed = _cli(args, store)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    trials = _study(store, "killed").trials
+    for number in dead:
+        assert trials[number].state == TrialState.FAIL and st.ATTR_INTERRUPTED in trials[number].user_attrs
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3  # the budget was completed
+    assert all(r.info.status != "RUNNING" for r in _all_runs(_client(store)))
