@@ -53,6 +53,9 @@ def run_hydra_app(
 
     import mlflow  # noqa: F401 - before Hydra's logging setup, which must win over MLflow's own
 
+    if not (CONF_DIR / f"{config_name}.yaml").is_file():
+        print_error(prog, f"configs not found at {CONF_DIR}; install the project editable: pip install -e <checkout>", None)
+        return EXIT_USAGE
     args = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in args or os.environ.get("HYDRA_FULL_ERROR") == "1"
     args = [a for a in args if a != DEBUG_FLAG]

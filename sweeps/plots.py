@@ -64,7 +64,8 @@ def confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: Path, title
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax, shrink=0.8)
     ticks = np.arange(k)
-    ax.set_xticks(ticks, labels=names, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
+    slanted = max(len(n) for n in names) > 3
+    ax.set_xticks(ticks, labels=names, rotation=45 if slanted else 0, ha="right" if slanted else "center")
     ax.set_yticks(ticks, labels=names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")

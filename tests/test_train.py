@@ -87,6 +87,23 @@ def test_run_records_params_curves_metrics_artifacts_tags_and_model(mlflow_store
                                   net.predict_proba(dataset.X_test[:5]))
     assert model.metadata.get_input_schema() is not None and model.metadata.get_output_schema() is not None
 
+    # The model carries its code: it loads in a Python where the project is not importable.
+    hide_project = (
+        "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()"
+        " and 'editable' not in repr(type(f)).lower()]; "
+        f"sys.path[:] = [p for p in sys.path if p not in ('', {str(REPO_ROOT)!r})]; "
+        "import importlib.util as u; assert u.find_spec('numpynet') is None and u.find_spec('sweeps') is None; "
+        "import mlflow, numpy as np; m = mlflow.pyfunc.load_model(sys.argv[1]); "
+        "import numpynet; print(numpynet.__file__); print(' '.join(map(str, m.predict(np.load(sys.argv[2])))))"
+    )
+    np.save(tmp_path / "X.npy", dataset.X_test)
+    proc = subprocess.run([sys.executable, "-c", hide_project, result["model_uri"], str(tmp_path / "X.npy")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    where, predicted = proc.stdout.strip().splitlines()[-2:]
+    assert not Path(where).is_relative_to(REPO_ROOT)
+    assert predicted.split() == [str(v) for v in net.predict(dataset.X_test)]
+
 
 def test_catvnoncat_run_logs_image_grid_and_binary_model(mlflow_store: str, catvnoncat_dir: Path) -> None:
     cfg = compose_config([
