@@ -152,6 +152,7 @@ def train(
         raise
     if stopped is not None:
         log.info("run %s stopped after epoch %d (%s)", run_id, last_epoch, type(stopped).__name__)
+        _attach_run_id(stopped, run_id)
         raise stopped
     result.update(run_id=run_id, experiment_id=experiment_id)
     log.info(
@@ -208,11 +209,16 @@ def _abort(
         except Exception:  # the original error matters more; still try to end the run
             log.warning("while ending run %s as %s: could not %s", run_id, status, what, exc_info=True)
     exc.add_note(f"MLflow run {run_id} ended {status}")
-    try:
-        exc.mlflow_run_id = run_id  # type: ignore[attr-defined] - lets callers find the run
-    except AttributeError:  # exceptions with __slots__
-        pass
+    _attach_run_id(exc, run_id)
     log.info("run %s ended %s: %s", run_id, status, reason)
+
+
+def _attach_run_id(exc: BaseException, run_id: str) -> None:
+    """``exc.mlflow_run_id`` lets a caller find the run that this exception ended."""
+    try:
+        exc.mlflow_run_id = run_id  # type: ignore[attr-defined]
+    except AttributeError:  # exception types with __slots__
+        pass
 
 
 def _initial_tags(
