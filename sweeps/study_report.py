@@ -185,9 +185,13 @@ def _log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_
         return None
     name = registered_model_name(sweep["study_name"])
     with st.budget_lock(plan.storage_url, sweep["study_name"] + ":registry"):
+        sign = 1.0 if sweep.get("direction", "maximize") == "maximize" else -1.0
         for version in client.search_model_versions(f"name='{name}'"):
             if version.tags.get(TAG_REGISTERED_TRIAL) == str(best.number):
                 return version.version  # this best is registered already (by us or another worker)
+            value = version.tags.get("numpynet.best_value")
+            if value is not None and sign * float(value) >= sign * best.value:
+                return version.version  # a worker that finished later registered a better trial already
         import mlflow
 
         version = mlflow.register_model(model_uri, name, tags={TAG_REGISTERED_TRIAL: str(best.number),
