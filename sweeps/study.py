@@ -267,10 +267,16 @@ def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
         engine_kwargs["connect_args"] = pg_connect_args()
+    # Workers started together on a fresh database would all create Optuna's
+    # tables at once and collide ("duplicate key ... pg_type"): one at a time.
+    schema_lock = (_pg_advisory_lock(url, SCHEMA_LOCK) if url.startswith("postgresql")
+                   else contextlib.nullcontext())
     try:
-        with warnings.catch_warnings():
+        with schema_lock, warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
             return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except UserError:
+        raise
     except Exception as exc:  # driver missing, host unreachable, auth refused...
         raise UserError(f"cannot open the study storage {mask_url(url)}: {db_error_text(exc, url)}") from None
 
@@ -308,11 +314,15 @@ class StaleTrialCallback:
                 self.retry(study, trial)
 
 
+SCHEMA_LOCK = "\0optuna-schema"  # cannot be a study name
+
+
 @contextlib.contextmanager
 def budget_lock(url: str, study_name: str) -> Iterator[None]:
     """Serialise "count trials, then ask" across processes and machines."""
     if url.startswith("postgresql"):
-        yield from _pg_advisory_lock(url, study_name)
+        with _pg_advisory_lock(url, study_name):
+            yield
         return
     base = Path(url.split("///", 1)[1]) if url.startswith("sqlite") else Path(url)
     lock_path = base.with_name(base.name + ".numpynet-budget.lock")  # not Optuna's own .lock
@@ -325,7 +335,9 @@ def budget_lock(url: str, study_name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
 def _pg_advisory_lock(url: str, study_name: str) -> Iterator[None]:
+    """A session-level advisory lock; PostgreSQL drops it if this process dies."""
     import sqlalchemy
 
     key = int.from_bytes(hashlib.sha256(f"numpynet:{study_name}".encode()).digest()[:8], "big", signed=True)
