@@ -88,7 +88,7 @@ def _write_plots(folder: Path, network: NeuralNetwork, dataset: Dataset, confusi
 
 
 def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork, dataset: Dataset) -> str:
-    """Log the network as an MLflow ``pyfunc`` model; return its ``runs:/`` URI.
+    """Log the network as an MLflow ``pyfunc`` model; return its ``models:/<model_id>`` URI.
 
     The LoggedModel is created explicitly in the run's experiment and
     ``mlflow.models.Model.log`` gets the run id, so no "active run" or
@@ -127,7 +127,9 @@ def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork, 
             # Bundle the code so the model loads where numpynet is not installed.
             code_paths=[str(Path(numpynet.__file__).parent), str(Path(sweeps.__file__).parent)],
         )
-    return f"runs:/{run_id}/{MODEL_NAME}"
+    # models:/<id> names this very model even when a run holds several
+    # (a sweep's parent run logs one per improvement of the best trial).
+    return f"models:/{logged.model_id}"
 
 
 def summary_metrics(network: NeuralNetwork) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
@@ -42,6 +43,22 @@ PLOTS: dict[str, Callable[[optuna.Study], Any]] = {
     "intermediate_values": ovm.plot_intermediate_values,
 }
 TAG_REGISTERED_TRIAL = "numpynet.trial_number"
+# Makes the resolved config a complete Hydra primary config: the project's
+# logging and no outputs/ folders, exactly as conf/config.yaml sets them.
+BEST_CONFIG_HEADER = """\
+# The best trial's resolved config. Train it again with
+#   numpynet-train --config-dir DIR --config-name best_config   (DIR: this file's folder)
+defaults:
+  - override hydra/job_logging: numpynet
+  - override hydra/hydra_logging: none
+  - _self_
+hydra:
+  run:
+    dir: .
+  output_subdir: null
+  job:
+    chdir: false
+"""
 TAG_REGISTERED_STUDY = "numpynet.study"
 
 
@@ -148,9 +165,7 @@ def _copy_best_config(client: MlflowClient, run_id: str, out: Path) -> None:
         log.warning("could not fetch %s of run %s: %s", CONFIG_ARTIFACT, run_id, exc)
         return
     text = Path(local).read_text()
-    header = (f"# Best trial of study; run it again with\n"
-              f"#   numpynet-train --config-path {Path.cwd()} --config-name best_config\n")
-    (out / "best_config.yaml").write_text(header + text)
+    (out / "best_config.yaml").write_text(BEST_CONFIG_HEADER + text)
     for leftover in (out / "_download").rglob("*"):
         if leftover.is_file():
             leftover.unlink()
@@ -192,9 +207,15 @@ def _log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_
             value = version.tags.get("numpynet.best_value")
             if value is not None and sign * float(value) >= sign * best.value:
                 return version.version  # a worker that finished later registered a better trial already
-        import mlflow
-
-        version = mlflow.register_model(model_uri, name, tags={TAG_REGISTERED_TRIAL: str(best.number),
-                                                              TAG_REGISTERED_STUDY: sweep["study_name"]})
-        client.set_model_version_tag(name, version.version, "numpynet.best_value", str(best.value))
+        try:
+            client.create_registered_model(name, tags={TAG_REGISTERED_STUDY: sweep["study_name"]})
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = client.create_model_version(
+            name, source=model_uri, run_id=plan.parent_run_id, model_id=model_uri.removeprefix("models:/"),
+            tags={TAG_REGISTERED_TRIAL: str(best.number), TAG_REGISTERED_STUDY: sweep["study_name"],
+                  "numpynet.best_value": str(best.value), "numpynet.trial_run_id": child_run_id},
+        )
+        log.info("registered %s version %s (trial %d)", name, version.version, best.number)
         return version.version

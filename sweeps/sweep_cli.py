@@ -66,6 +66,10 @@ def _friendly(exc: BaseException) -> str | None:
 
 
 def _setup_logging() -> None:
+    # Before MLflow is imported (it reads these once) and inherited by the
+    # worker processes: no MLflow INFO lines or download bars between ours.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import optuna
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
