@@ -9,12 +9,15 @@ running the same command again resumes where the last one stopped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
@@ -238,13 +241,30 @@ def _finished(study: optuna.Study) -> int:
     return sum(t.state.is_finished() and st.counts_in_budget(t) for t in study.get_trials(deepcopy=False))
 
 
+@contextlib.contextmanager
+def _without_model_code_paths():
+    """Spawned workers import the installed project, not a logged model's copy.
+
+    ``mlflow.pyfunc.load_model`` puts ``<model>/code`` (which holds a copy of
+    numpynet and sweeps) first on ``sys.path``, and spawned processes inherit
+    ``sys.path``: a sweep started after loading a model would run that copy.
+    """
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved if not (Path(p).name == "code" and (Path(p).parent / "MLmodel").is_file())]
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
 def _run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: float | None,
                    progress: Callable[[int, int], None] | None) -> None:
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker_main, args=(plan, i, deadline), name=f"numpynet-worker-{i}")
              for i in range(n_jobs)]
-    for p in procs:
-        p.start()
+    with _without_model_code_paths():
+        for p in procs:
+            p.start()
     try:
         last = -1
         while any(p.is_alive() for p in procs):

@@ -25,7 +25,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+try:
+    import pytest
+except ImportError:  # the benchmarks use the helpers without the test extras installed
+    pytest = None
 
 PG_SERVER = os.environ.get("NUMPYNET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432").rstrip("/")
 DB_PREFIX = "numpynet_test_"
@@ -176,16 +179,16 @@ def console_script(name: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for the module's Optuna studies (dropped afterwards)."""
-    with fresh_database() as url:
-        yield url
+if pytest is not None:
+    @pytest.fixture(scope="module")
+    def pg_database() -> Iterator[str]:
+        """A fresh PostgreSQL database for the module's Optuna studies (dropped afterwards)."""
+        with fresh_database() as url:
+            yield url
 
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """An MLflow tracking server backed by its own fresh PostgreSQL database, artifacts served."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    with fresh_database() as backend, MlflowServer(backend, root / "artifacts", root / "server.log") as server:
-        yield server
+    @pytest.fixture(scope="module")
+    def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+        """An MLflow tracking server backed by its own fresh PostgreSQL database, artifacts served."""
+        root = tmp_path_factory.mktemp("mlflow-server")
+        with fresh_database() as backend, MlflowServer(backend, root / "artifacts", root / "server.log") as server:
+            yield server

@@ -110,6 +110,19 @@ def test_small_sweep_is_fully_recorded(store):
     assert best_cfg["train"]["seed"] == study.best_params["train.seed"]
     assert best_cfg["optimizer"]["learning_rate"] == pytest.approx(study.best_params["optimizer.learning_rate"])
 
+    # ...and numpynet-train accepts it as is, writing nothing but the store into the cwd
+    elsewhere = store / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run([sys.executable, "-c", "from sweeps.cli import train_main; raise SystemExit(train_main())",
+                           "--config-dir", str(Path(cfg_path).parent), "--config-name", "best_config"],
+                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["mlruns"]
+    rerun = _client(elsewhere).search_runs(["1"])[0]
+    assert rerun.data.params["train.seed"] == str(study.best_params["train.seed"])
+    assert rerun.data.metrics["val_accuracy"] == pytest.approx(study.best_value)  # same config, same numbers
+
 
 def _write_sweep(path: Path, **body) -> str:
     path.write_text(yaml.safe_dump(body))
@@ -188,8 +201,13 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
     args = ["sweep.study_name=stop", "sweep.n_trials=4", f"sweep.n_jobs={n_jobs}", "sweep.pruner.name=none",
             "train.epoch=400", "train.decay_interval=50", "network.hidden=[16]", "tracking.log_plots=false"]
     proc = _cli(args, store)
-    _wait_for(lambda: TrialState.COMPLETE in _states(store, "stop") and TrialState.RUNNING in _states(store, "stop"),
-              240, "a finished trial and a running one")
+
+    def one_done_one_training() -> bool:
+        trials = _study(store, "stop").trials if _states(store, "stop") else []
+        return (any(t.state == TrialState.COMPLETE for t in trials)
+                and any(t.state == TrialState.RUNNING and st.ATTR_RUN_ID in t.user_attrs for t in trials))
+
+    _wait_for(one_done_one_training, 240, "a finished trial and one training in its MLflow run")
     completed_before = {t.number: t.value for t in _study(store, "stop").trials if t.state == TrialState.COMPLETE}
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
@@ -204,7 +222,9 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
     client = _client(store)
     runs = _all_runs(client)
     assert all(r.info.status != "RUNNING" for r in runs)
-    assert any(r.info.status == "KILLED" and TAG_TRIAL in r.data.tags for r in runs)
+    status = {r.info.run_id: r.info.status for r in runs}
+    assert all(status[t.user_attrs[st.ATTR_RUN_ID]] == "KILLED" for t in interrupted if st.ATTR_RUN_ID in t.user_attrs)
+    assert any(st.ATTR_RUN_ID in t.user_attrs for t in interrupted)
     assert [r.info.status for r in runs if r.data.tags.get("numpynet.role") == "sweep"] == ["KILLED"]
 
     resumed = _cli(args, store)
