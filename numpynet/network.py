@@ -467,23 +467,25 @@ class NeuralNetwork:
         self._check_fitted()
         return check.check_features(X, "X", int(self.layer_dims[0]), self._theta.dtype)
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
+    def _scores(self, X):
+        """Output-layer activations (in place in the logits) and the output layer."""
         X = self._check_input(X)
         with np.errstate(over="ignore", under="ignore"):
             Z = self._logits(X)
             output = output_layer_for(Z.shape[1])
             output.probs(Z)
+        return Z, output
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
+        Z, output = self._scores(X)
+        with np.errstate(over="ignore", under="ignore"):
             return output.full_proba(Z)
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels (values of ``classes_``)."""
-        X = self._check_input(X)
-        with np.errstate(over="ignore", under="ignore"):
-            Z = self._logits(X)
-            output = output_layer_for(Z.shape[1])
-            output.probs(Z)
-            return self.classes_[output.predict_index(Z)]
+        Z, output = self._scores(X)
+        return self.classes_[output.predict_index(Z)]
 
     def score(self, X, y) -> float:
         """Accuracy on (X, y)."""
