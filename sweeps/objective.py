@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import optuna
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from optuna.trial import TrialState
 
 from . import study as st
@@ -83,6 +84,8 @@ class TrialRunner:
         run_ids: list[str] = []  # the child run, once train() has returned it
         try:
             cfg = compose_config(overrides)
+            if not cfg.tracking.run_name:  # "trial-7" reads better than seven "digits-adam-64x32" in the UI
+                tags[MLFLOW_RUN_NAME] = f"trial-{trial.number}"
             result = train(cfg, on_epoch=on_epoch, parent_run_id=self.parent_run_id, tags=tags,
                            stop_exceptions=(optuna.TrialPruned,),
                            on_run_start=lambda run_id: trial.set_user_attr(st.ATTR_RUN_ID, run_id))

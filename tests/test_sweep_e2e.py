@@ -67,6 +67,7 @@ def test_small_sweep_is_fully_recorded(store):
         run = children[trial.number]
         assert run.info.status == "FINISHED"
         assert run.data.tags[TAG_STATE] == trial.state.name
+        assert run.info.run_name == f"trial-{trial.number}"
         assert trial.user_attrs[st.ATTR_RUN_ID] == run.info.run_id
         for key, value in trial.params.items():
             logged = run.data.params[key]
