@@ -80,7 +80,11 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _cpu_counters() -> tuple[float, float] | None:
-    """(CPU seconds all processes have used, CPU seconds this process has used), or None."""
+    """(CPU seconds all processes have used, CPU seconds this process and its
+    finished (waited-for) child processes have used), or None.
+
+    Children count as ours: a trial that runs a subprocess (a ``numpynet-sweep``
+    run and the workers it spawns) must not look contended by its own work."""
     try:
         with open("/proc/stat") as f:
             v = [int(x) for x in f.readline().split()[1:9]]
@@ -88,13 +92,14 @@ def _cpu_counters() -> tuple[float, float] | None:
         return None
     user, nice, system, _idle, _iowait, irq, softirq, steal = v
     t = os.times()
-    return (user + nice + system + irq + softirq + steal) / _TICK, t.user + t.system
+    ours = t.user + t.system + t.children_user + t.children_system
+    return (user + nice + system + irq + softirq + steal) / _TICK, ours
 
 
 def measured(trial: Trial) -> dict[str, Any]:
     """Run ``trial`` once; add ``others_cores``: CPU used by other processes (and
     hypervisor steal) during it, in cores. Our own BLAS and OpenMP threads,
-    spinning or not, count as ours."""
+    spinning or not, and child processes the trial waited for count as ours."""
     before = _cpu_counters()
     sample = trial()
     after = _cpu_counters()

@@ -29,20 +29,25 @@ from .common import Context, SectionResult, log, verdict
 REPO = Path(__file__).resolve().parents[1]
 BUDGET_S, QUICK_BUDGET_S = 420, 70  # seconds after which contended rounds are no longer repeated
 
-# key -> module. Issue 6 parts 2-4 plug in here as their modules land
-# ("harness": "benchmarks.harness_overhead", "scaling": "benchmarks.parallel_scaling",
-#  "search": "benchmarks.search_efficiency"); each needs the numpynet-sweep CLI.
+# key -> module, in the order they run. Sections outside DEFAULT run only
+# when named with --only (scale_out takes several minutes and needs PostgreSQL).
 SECTIONS: dict[str, str] = {
     "core": "benchmarks.core_speed",
     "profile": "benchmarks.profile_core",
+    "harness": "benchmarks.harness_overhead",
+    "scaling": "benchmarks.parallel_scaling",
+    "search": "benchmarks.search_efficiency",
+    "scale_out": "benchmarks.scale_out",
 }
+DEFAULT = ["core", "profile", "harness", "scaling", "search"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="small sizes and 3 rounds (about 1-2 minutes)")
-    p.add_argument("--only", default=",".join(SECTIONS),
-                   help=f"comma-separated sections to run, from: {', '.join(SECTIONS)} (default: all)")
+    p.add_argument("--quick", action="store_true", help="small sizes and fewer rounds, a smoke test (about 4 minutes on 2 cores)")
+    p.add_argument("--only", default=",".join(DEFAULT),
+                   help=f"comma-separated sections to run, from: {', '.join(SECTIONS)} "
+                        f"(default: {','.join(DEFAULT)})")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results",
                    help="folder for the report files (default: benchmarks/results)")
     p.add_argument("--cat-data", type=Path, default=REPO.parent / "shared" / "data" / "catvnoncat",
