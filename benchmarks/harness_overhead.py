@@ -60,7 +60,7 @@ def sizes(ctx: Context) -> list[Size]:
            f"data.test_path={ctx.cat_dir / 'test_catvnoncat.h5'}"]
     out = [Size("default", "digits, default sweep", "default", ctx.pick(5, 3), 60)]
     if (ctx.cat_dir / "train_catvnoncat.h5").exists():
-        out.append(Size("cat", "cat / non-cat, cat sweep", "cat", ctx.pick(2, 1), ctx.pick(250, 60), tuple(cat)))
+        out.append(Size("cat", "cat / non-cat, cat sweep", "cat", ctx.pick(2, 1), ctx.pick(150, 60), tuple(cat)))
     else:
         log.warning("harness: cat / non-cat data not found at %s; only the digits size runs", ctx.cat_dir)
     return out

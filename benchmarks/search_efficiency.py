@@ -65,7 +65,7 @@ def problems(ctx: Context) -> tuple[list[Problem], list[str]]:
     out = [Problem("digits", "digits", "default", ctx.pick(20, 10), ctx.pick(60, 30), 60)]
     skipped = []
     if (ctx.cat_dir / "train_catvnoncat.h5").exists():
-        out.append(Problem("cat", "cat / non-cat", "cat", ctx.pick(10, 6), ctx.pick(80, 40), 500,
+        out.append(Problem("cat", "cat / non-cat", "cat", ctx.pick(8, 6), ctx.pick(60, 40), 500,
                            [f"data.train_path={ctx.cat_dir / 'train_catvnoncat.h5'}",
                             f"data.test_path={ctx.cat_dir / 'test_catvnoncat.h5'}"]))
     else:
