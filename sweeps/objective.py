@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from optuna.trial import TrialState
 
+from . import interrupt
 from . import study as st
 from .config import compose_config
 from .search_space import SearchSpace
@@ -73,6 +74,7 @@ class TrialRunner:
         reported: dict[str, Any] = {"epoch": None, "value": None}
 
         def on_epoch(epoch: int, metrics: dict) -> None:
+            interrupt.check()  # Ctrl-C / SIGTERM stop the trial here, never inside a storage write
             value = float(metrics[self.metric])
             reported.update(epoch=epoch, value=value)
             if math.isfinite(value):

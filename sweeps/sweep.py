@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import optuna
 from omegaconf import DictConfig
 
+from . import interrupt
 from . import study as st
 from .config import CONF_DIR, compose_config
 from .errors import UserError
@@ -108,17 +109,6 @@ def _open_study(plan: SweepPlan, space: SearchSpace, worker_index: int = 0) -> o
 
 
 # ------------------------------------------------------------------- workers
-def _raise_interrupt(signum, frame):
-    """First Ctrl-C / SIGTERM: interrupt; later ones are ignored so cleanup can finish."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt(signum)
-
-
-def _install_interrupt_handlers() -> dict:
-    return {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-
 def run_worker(plan: SweepPlan, worker_index: int = 0,
                on_trial_end: Callable[[TrialOutcome], None] | None = None,
                deadline: float | None = None) -> int:
@@ -138,6 +128,7 @@ def run_worker(plan: SweepPlan, worker_index: int = 0,
         while True:
             trial = None
             try:
+                interrupt.check()
                 trial = st.next_trial(study, plan.storage_url, sweep["n_trials"], deadline)
                 if trial is None:
                     break
@@ -155,7 +146,7 @@ def _worker_main(plan: SweepPlan, worker_index: int, deadline: float | None) -> 
     """Entry point of a spawned worker process."""
     logging.basicConfig(level=logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _install_interrupt_handlers()
+    interrupt.install()
     try:
         run_worker(plan, worker_index, deadline=deadline)
     except KeyboardInterrupt:
@@ -204,7 +195,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     plan.parent_run_id = parent.info.run_id
     deadline = time.time() + sweep["timeout"] if sweep["timeout"] else None
     status, interrupted = "FINISHED", None
-    previous_handlers = _install_interrupt_handlers()
+    previous_handlers = interrupt.install()
     try:
         if n_jobs == 1:
             def tick(_outcome: TrialOutcome) -> None:
@@ -225,9 +216,10 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         try:
             summary = study_report.summarise(study, client, plan, base_cfg)
         finally:
+            if status == "FINISHED" and interrupt.requested() is not None:  # came during the last trial's wrap-up
+                status, interrupted = "KILLED", interrupt.requested()
             client.set_terminated(plan.parent_run_id, status=status)
-            for sig, handler in previous_handlers.items():
-                signal.signal(sig, handler)
+            interrupt.restore(previous_handlers)
     if interrupted is not None:
         raise SweepInterrupted(interrupted, summary)
     if summary.best_number is None:
@@ -273,12 +265,13 @@ def _run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: 
                 progress(done, plan.sweep["n_trials"])
                 last = done
             time.sleep(0.5)
+            interrupt.check()
         if progress:
             progress(_finished(study), plan.sweep["n_trials"])
     except KeyboardInterrupt:
         # Forward the stop at once: each worker marks its running trial FAIL /
         # KILLED and exits. A worker that already got a terminal Ctrl-C ignores
-        # this second signal (see _raise_interrupt), so its cleanup is not cut short.
+        # this second signal (see sweeps.interrupt), so its cleanup is not cut short.
         for p in procs:
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
