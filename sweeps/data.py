@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,8 +66,49 @@ class Dataset:
         )
 
 
+_CACHE: dict[tuple, Dataset] = {}
+_CACHE_SIZE = 4
+
+
 def load_dataset(cfg: Any) -> Dataset:
-    """Build the :class:`Dataset` described by a ``data`` config node."""
+    """The :class:`Dataset` described by a ``data`` config node.
+
+    Kept per process (the arrays read-only), keyed by the node and the size
+    and modification time of every file it names: the trials of a sweep
+    share one load, while an edited file is read again.
+    """
+    key = _cache_key(cfg)
+    if key in _CACHE:
+        return _CACHE[key]
+    dataset = _load(cfg)
+    for value in vars(dataset).values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = dataset
+    return dataset
+
+
+def _cache_key(cfg: Any) -> tuple:
+    from omegaconf import DictConfig, OmegaConf
+
+    # unresolved "???" (a required path not set) stays as it is: _load reports it
+    node = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False) if isinstance(cfg, DictConfig) \
+        else dict(cfg.items() if hasattr(cfg, "items") else vars(cfg).items())
+    key: list = []
+    for k, v in sorted((str(k), v) for k, v in node.items()):
+        key.append((k, repr(v)))
+        if isinstance(v, str) and v and v != "???":
+            try:
+                stat = Path(v).expanduser().stat()
+            except (OSError, ValueError):
+                continue
+            key.append((k, stat.st_mtime_ns, stat.st_size))
+    return tuple(key)
+
+
+def _load(cfg: Any) -> Dataset:
     name = str(cfg.name)
     loader = LOADERS.get(name)
     if loader is None:

@@ -214,3 +214,17 @@ def test_feature_count_mismatch_between_train_and_test(tmp_path: Path) -> None:
 def test_unknown_data_name_from_a_plain_config() -> None:
     with pytest.raises(UserError, match="data.name='mnist' is not known"):
         load_dataset(OmegaConf.create({"name": "mnist", "val_fraction": 0.2, "seed": 0}))
+
+
+def test_a_sweep_s_trials_share_one_load_and_an_edited_file_is_read_again(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, X=rng.random((40, 3)), y=np.repeat([0, 1], 20))
+    first = load_dataset(file_cfg(path))
+    assert load_dataset(file_cfg(path)) is first  # the same config: no second read
+    assert load_dataset(file_cfg(path, "data.seed=1")) is not first  # another split
+    with pytest.raises(ValueError, match="read-only"):
+        first.X_train[0, 0] = 1.0  # shared arrays cannot be changed by one trial for the next
+    np.savez(path, X=rng.random((60, 3)), y=np.repeat([0, 1], 30))
+    edited = load_dataset(file_cfg(path))
+    assert edited is not first and len(edited.X_train) + len(edited.X_val) + len(edited.X_test) == 60
