@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="folder with train_catvnoncat.h5 / test_catvnoncat.h5, read in place "
                         "(default: <repo>/../shared/data/catvnoncat)")
     p.add_argument("--rounds", type=int, default=None, help="clean rounds per comparison (default 7, quick 3)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads for numpy in this process (threadpoolctl) and torch's intra-op threads "
+                        "(default: numpy's own setting, usually one per core)")
     p.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a measured target is missed")
     p.add_argument("-v", "--verbose", action="store_true", help="log every round")
     a = p.parse_args(argv)
@@ -91,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"python -m benchmarks.run: error: --threads must be >= 1, got {args.threads}")
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=args.threads, user_api="blas")  # for the whole process
     info = machine.describe(REPO)
     log.info("machine: %s, %d cores, %s %s (%s kernel) with %s threads", info["cpu"], info["cores"],
              info["blas"].get("internal_api"), info["blas"].get("version"),

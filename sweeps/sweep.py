@@ -179,7 +179,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     client, experiment_id = open_experiment(tracking_uri, base_cfg.tracking.experiment)
     n_jobs = sweep["n_jobs"]
     plan = SweepPlan(sweep, base_overrides, storage_url, tracking_uri, experiment_id,
-                     n_threads=max(1, (os.cpu_count() or 1) // n_jobs))
+                     n_threads=sweep.get("blas_threads") or max(1, (os.cpu_count() or 1) // n_jobs))
     study = _open_study(plan, space)  # creates it, and fails fast on a bad storage
     if not st.is_rdb(storage_url):  # databases have heartbeats for this
         st.fail_dead_local_trials(study, CloseDeadTrialRuns(tracking_uri, experiment_id))
@@ -189,7 +189,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         "numpynet.sampler": sweep["sampler"].get("name", "tpe"),
         "numpynet.pruner": sweep["pruner"].get("name", "none"),
         "numpynet.storage": st.mask_url(storage_url), "numpynet.worker": st.worker_id(),
-        "numpynet.n_jobs": str(n_jobs), "numpynet.n_trials": str(sweep["n_trials"]),
+        "numpynet.n_jobs": str(n_jobs), "numpynet.blas_threads": str(plan.n_threads), "numpynet.n_trials": str(sweep["n_trials"]),
         "numpynet.overrides": " ".join(base_overrides),
     })
     plan.parent_run_id = parent.info.run_id

@@ -30,6 +30,7 @@ class SweepConfig:
     n_trials: int = 30                 # total trials of the study, over all invocations and workers
     timeout: Optional[float] = None    # stop starting new trials after this many seconds (this invocation)
     n_jobs: int = 1                    # worker processes on this machine
+    blas_threads: Optional[int] = None  # BLAS threads per worker; null = cores // n_jobs
     sampler: dict = field(default_factory=lambda: {"name": "tpe", "seed": 0})
     pruner: dict = field(default_factory=lambda: {"name": "median"})
     overrides: list = field(default_factory=list)  # training overrides fixed for every trial
@@ -95,6 +96,9 @@ def _check(cfg: DictConfig) -> None:
         raise UserError(f"sweep.n_trials={cfg.n_trials} is invalid: must be >= 1")
     if cfg.n_jobs < 1:
         raise UserError(f"sweep.n_jobs={cfg.n_jobs} is invalid: must be >= 1")
+    if cfg.blas_threads is not None and cfg.blas_threads < 1:
+        raise UserError(f"sweep.blas_threads={cfg.blas_threads} is invalid: must be >= 1, or null for "
+                        "cores // n_jobs")
     if cfg.timeout is not None and cfg.timeout <= 0:
         raise UserError(f"sweep.timeout={cfg.timeout} is invalid: must be > 0 seconds or null")
     if not cfg.study_name or any(c in cfg.study_name for c in "/\\"):
