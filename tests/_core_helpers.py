@@ -14,8 +14,34 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# The cat / non-cat data lives next to the project, never inside it.
-CAT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "catvnoncat"
+
+
+def _find_cat_dir() -> Path:
+    """The cat / non-cat data lives next to the project, never inside it.
+
+    Looked for in $NUMPYNET_CAT_DATA, then ``../shared/data/catvnoncat`` beside
+    this checkout, then beside the checkout it was cloned from (a CI clone
+    in a scratch folder still finds the data of the original).
+    """
+    if os.environ.get("NUMPYNET_CAT_DATA"):
+        return Path(os.environ["NUMPYNET_CAT_DATA"])
+    beside = REPO_ROOT.parent / "shared" / "data" / "catvnoncat"
+    if beside.is_dir():
+        return beside
+    try:
+        origin = subprocess.run(["git", "-C", str(REPO_ROOT), "config", "--get", "remote.origin.url"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin and "://" not in origin and ":" not in origin.split("/", 1)[0]:
+        source = Path(origin.removeprefix("file://")).resolve()
+        candidate = source.parent / "shared" / "data" / "catvnoncat"
+        if candidate.is_dir():
+            return candidate
+    return beside
+
+
+CAT_DIR = _find_cat_dir()
 
 # one BLAS thread per worker process: results do not depend on it, and two
 # single-threaded workers use a 2-core machine better than one process with two

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _core_helpers import CAT_DIR as CATVNONCAT_DIR  # $NUMPYNET_CAT_DATA, ../shared, or beside the origin
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CATVNONCAT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "catvnoncat"
 
 #: Overrides that make a digits run take well under a second.
 TINY = ["train.epoch=3", "network.hidden=[16]", "tracking.log_model=false", "tracking.experiment=tests"]
@@ -54,7 +54,7 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _template_stor
 @pytest.fixture
 def catvnoncat_dir() -> Path:
     if not (CATVNONCAT_DIR / "train_catvnoncat.h5").is_file():
-        pytest.skip(f"cat/non-cat data not found at {CATVNONCAT_DIR} (expected ../shared beside the repo)")
+        pytest.skip(f"cat/non-cat data not found at {CATVNONCAT_DIR} (set NUMPYNET_CAT_DATA or put it in ../shared/data/catvnoncat)")
     return CATVNONCAT_DIR
 
 
