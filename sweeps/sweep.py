@@ -77,6 +77,12 @@ class SweepSummary:
 def prepare(sweep_name: str, sweep_overrides: Sequence[str], train_overrides: Sequence[str]):
     """Load and check everything that can be wrong before the first trial."""
     sweep_cfg = load_sweep_config(sweep_name, sweep_overrides)
+    searched = {str(path) for path in (sweep_cfg.space or {})}
+    for override in train_overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in searched:
+            raise UserError(f"{override!r}: {key} is searched by this sweep (sweep.space), so a fixed value would "
+                            f"be ignored; drop it, or use a study file without {key} in its space")
     base_overrides = [str(o) for o in sweep_cfg.overrides] + list(train_overrides)
     base_cfg = compose_config(base_overrides)
     space = SearchSpace.from_config(plain(sweep_cfg.space), base_cfg, CONF_DIR)

@@ -82,7 +82,9 @@ def load_sweep_config(name: str = DEFAULT_SWEEP, overrides: Sequence[str] = ()) 
         cfg = OmegaConf.merge(OmegaConf.structured(SweepConfig), raw, cli)
     except Exception as exc:
         first = str(exc).splitlines()[0]
-        raise UserError(f"invalid sweep config ({path.name} with {list(overrides)}): sweep.{first}") from None
+        key = getattr(exc, "full_key", None)
+        where = f"sweep.{key}: " if key else ""
+        raise UserError(f"invalid sweep config ({path.name} with {list(overrides)}): {where}{first}") from None
     _check(cfg)
     return cfg
 

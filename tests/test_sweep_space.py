@@ -130,3 +130,11 @@ def test_cli_bad_space_exits_2_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "low=1.0 must be smaller than high=0.5" in proc.stderr
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # nothing started
+
+
+def test_a_fixed_value_for_a_searched_key_is_an_error_not_silently_ignored(tmp_path):
+    space = {"optimizer.learning_rate": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}}
+    with pytest.raises(UserError, match=r"optimizer.learning_rate is searched by this sweep"):
+        prepare(_sweep_file(tmp_path, space), [], BASE + ["optimizer.learning_rate=0.5"])
+    with pytest.raises(UserError, match=r"invalid sweep config .*sweep.n_jobs: Value 'abc'"):
+        prepare(_sweep_file(tmp_path, space), ["n_jobs=abc"], BASE)
