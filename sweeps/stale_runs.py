@@ -98,3 +98,25 @@ def _close_dead_parent(client: MlflowClient, parent_id: str, dead: str, reason: 
     client.set_terminated(parent_id, "KILLED")
     log.warning("MLflow parent run %s of dead worker %s ended KILLED", parent_id, dead)
     return [parent_id]
+
+
+def close_dead_local_parents(client: MlflowClient, experiment_id: str, study_name: str) -> list[str]:
+    """End KILLED the RUNNING parent runs of this study whose process, on this host, is gone.
+
+    A sweep killed hard before its trial had an MLflow run of its own leaves
+    only the parent RUNNING; nothing else would point at it.
+    """
+    host = st.worker_id().rpartition(":")[0]
+    query = (f"tags.`numpynet.role` = 'sweep' and tags.`{TAG_STUDY}` = {_quoted(study_name)} "
+             "and attributes.status = 'RUNNING'")
+    closed = []
+    for run in client.search_runs([experiment_id], query, max_results=1000):
+        owner, _, pid = run.data.tags.get(TAG_WORKER, "").rpartition(":")
+        if owner != host or not pid.isdigit() or st.pid_alive(int(pid)):
+            continue
+        client.set_tag(run.info.run_id, TAG_FAIL_REASON, f"sweep process {owner}:{pid} ended without cleanup "
+                                                          f"(killed); run ended KILLED by {st.worker_id()}")
+        client.set_terminated(run.info.run_id, "KILLED")
+        log.warning("MLflow parent run %s of dead sweep process %s:%s ended KILLED", run.info.run_id, owner, pid)
+        closed.append(run.info.run_id)
+    return closed

@@ -545,7 +545,7 @@ def fail_dead_local_trials(study: optuna.Study,
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner, _, pid = trial.user_attrs.get(ATTR_WORKER, "").rpartition(":")
-        if owner != host or not pid.isdigit() or _pid_alive(int(pid)):
+        if owner != host or not pid.isdigit() or pid_alive(int(pid)):
             continue
         study._storage.set_trial_user_attr(trial._trial_id, ATTR_INTERRUPTED, True)
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
@@ -557,7 +557,7 @@ def fail_dead_local_trials(study: optuna.Study,
     return failed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

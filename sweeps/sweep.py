@@ -29,7 +29,7 @@ from .config import CONF_DIR, compose_config
 from .errors import UserError
 from .objective import TrialOutcome, TrialRunner
 from .search_space import SearchSpace
-from .stale_runs import CloseDeadTrialRuns
+from .stale_runs import CloseDeadTrialRuns, close_dead_local_parents
 from .sweep_config import load_sweep_config, plain
 
 log = logging.getLogger(__name__)
@@ -189,6 +189,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     study = _open_study(plan, space)  # creates it, and fails fast on a bad storage
     if not st.is_rdb(storage_url):  # databases have heartbeats for this
         st.fail_dead_local_trials(study, CloseDeadTrialRuns(tracking_uri, experiment_id))
+        close_dead_local_parents(client, experiment_id, sweep["study_name"])
 
     parent = client.create_run(experiment_id, run_name=f"sweep:{sweep['study_name']}", tags={
         "numpynet.role": "sweep", "numpynet.study": sweep["study_name"],
