@@ -106,17 +106,16 @@ def close_dead_local_parents(client: MlflowClient, experiment_id: str, study_nam
     A sweep killed hard before its trial had an MLflow run of its own leaves
     only the parent RUNNING; nothing else would point at it.
     """
-    host = st.worker_id().rpartition(":")[0]
     query = (f"tags.`numpynet.role` = 'sweep' and tags.`{TAG_STUDY}` = {_quoted(study_name)} "
              "and attributes.status = 'RUNNING'")
     closed = []
     for run in client.search_runs([experiment_id], query, max_results=1000):
-        owner, _, pid = run.data.tags.get(TAG_WORKER, "").rpartition(":")
-        if owner != host or not pid.isdigit() or st.pid_alive(int(pid)):
+        worker = run.data.tags.get(TAG_WORKER, "")
+        if not st.is_dead_local_worker(worker):
             continue
-        client.set_tag(run.info.run_id, TAG_FAIL_REASON, f"sweep process {owner}:{pid} ended without cleanup "
+        client.set_tag(run.info.run_id, TAG_FAIL_REASON, f"sweep process {worker} ended without cleanup "
                                                           f"(killed); run ended KILLED by {st.worker_id()}")
         client.set_terminated(run.info.run_id, "KILLED")
-        log.warning("MLflow parent run %s of dead sweep process %s:%s ended KILLED", run.info.run_id, owner, pid)
+        log.warning("MLflow parent run %s of dead sweep process %s ended KILLED", run.info.run_id, worker)
         closed.append(run.info.run_id)
     return closed

@@ -541,11 +541,9 @@ def fail_dead_local_trials(study: optuna.Study,
     worker id (host:pid) recorded on each trial tells. Such trials are marked
     ``interrupted`` and do not use up the budget.
     """
-    host = os.uname().nodename
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner, _, pid = trial.user_attrs.get(ATTR_WORKER, "").rpartition(":")
-        if owner != host or not pid.isdigit() or pid_alive(int(pid)):
+        if not is_dead_local_worker(trial.user_attrs.get(ATTR_WORKER, "")):
             continue
         study._storage.set_trial_user_attr(trial._trial_id, ATTR_INTERRUPTED, True)
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
@@ -557,7 +555,13 @@ def fail_dead_local_trials(study: optuna.Study,
     return failed
 
 
-def pid_alive(pid: int) -> bool:
+def is_dead_local_worker(worker: str) -> bool:
+    """``worker`` (a :func:`worker_id`, host:pid) is a process of this host that no longer exists."""
+    owner, _, pid = worker.rpartition(":")
+    return owner == os.uname().nodename and pid.isdigit() and not _pid_alive(int(pid))
+
+
+def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -196,7 +196,8 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         "numpynet.sampler": sweep["sampler"].get("name", "tpe"),
         "numpynet.pruner": sweep["pruner"].get("name", "none"),
         "numpynet.storage": st.mask_url(storage_url), "numpynet.worker": st.worker_id(),
-        "numpynet.n_jobs": str(n_jobs), "numpynet.blas_threads": str(plan.n_threads), "numpynet.n_trials": str(sweep["n_trials"]),
+        "numpynet.n_jobs": str(n_jobs), "numpynet.blas_threads": str(plan.n_threads),
+        "numpynet.n_trials": str(sweep["n_trials"]),
         "numpynet.overrides": " ".join(base_overrides),
     })
     plan.parent_run_id = parent.info.run_id
