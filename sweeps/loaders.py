@@ -128,11 +128,26 @@ def load_file(cfg: Any) -> RawData:
     return raw
 
 
+NPZ_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive of .npy files
+NPZ_HINT = "expected a zip of .npy arrays as written by numpy.savez(path, X=..., y=...)"
+
+
 def _read_npz(path: Path, cfg: Any) -> RawData:
+    with open(path, "rb") as handle:
+        magic = handle.read(len(NPZ_MAGIC))
+    if magic != NPZ_MAGIC:
+        # np.load would try other formats and answer with advice about allow_pickle.
+        raise UserError(f"data.path={path}: not an .npz file ({'empty file' if not magic else 'no zip header'}); "
+                        f"{NPZ_HINT}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # an array of Python objects, which is never loaded
+            raise UserError(f"data.path={path}: holds an array of Python objects (pickled data), which numpynet "
+                            f"does not load; save numeric arrays instead") from exc
+        raise UserError(f"data.path={path}: cannot read it as .npz ({_short(exc)})") from exc
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise UserError(f"data.path={path}: cannot read it as .npz ({_short(exc)})") from exc
     missing = [k for k in ("X", "y") if k not in arrays]
     if missing:
@@ -186,8 +201,14 @@ def _read_csv(path: Path, cfg: Any) -> RawData:
 def _flatten_rows(X: np.ndarray, path: Path, name: str) -> np.ndarray:
     if X.ndim < 2:
         raise UserError(f"data.path={path}: {name} has shape {X.shape}; expected (n_samples, n_features)")
+    if np.issubdtype(X.dtype, np.complexfloating):  # astype(float64) would drop the imaginary part
+        raise UserError(f"data.path={path}: {name} has complex dtype {X.dtype}; expected real numbers "
+                        "(split real and imaginary parts into features yourself if both matter)")
     if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
         raise UserError(f"data.path={path}: {name} has dtype {X.dtype}; expected numbers")
+    if X.size == 0:
+        raise UserError(f"data.path={path}: {name} is empty (shape {X.shape}); expected at least one sample "
+                        "and one feature")
     return X.reshape(len(X), -1).astype(np.float64)
 
 

@@ -228,3 +228,52 @@ def test_a_sweep_s_trials_share_one_load_and_an_edited_file_is_read_again(tmp_pa
     np.savez(path, X=rng.random((60, 3)), y=np.repeat([0, 1], 30))
     edited = load_dataset(file_cfg(path))
     assert edited is not first and len(edited.X_train) + len(edited.X_val) + len(edited.X_test) == 60
+
+
+# ------------------------------------------------- bad .npz content (issue 10, item 17)
+def test_complex_features_are_refused_not_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    X = np.ones((10, 2)) + 1j * np.arange(20).reshape(10, 2)
+    np.savez(path, X=X, y=np.array([0, 1] * 5))
+    with pytest.raises(UserError, match=rf"data.path={path}: X has complex dtype complex128; expected real numbers"):
+        load_dataset(file_cfg(path))
+
+
+def test_empty_features_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((0, 3)), y=np.zeros(0))
+    with pytest.raises(UserError, match=rf"data.path={path}: X is empty \(shape \(0, 3\)\)"):
+        load_dataset(file_cfg(path))
+
+
+@pytest.mark.parametrize("content", [b"", b"a,b\n1,2\n", b"\x93NUMPY\x01\x00v\x00{'descr': '<f8'"])
+def test_a_file_that_is_not_an_npz_is_named_without_numpy_s_pickle_advice(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "d.npz"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=rf"data.path={path}: not an .npz file") as info:
+        load_dataset(file_cfg(path))
+    assert "allow_pickle" not in str(info.value)
+
+
+def test_an_npz_of_python_objects_is_refused_with_its_name(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.array([[{"a": 1}, 2]] * 4, dtype=object), y=np.array([0, 1, 0, 1]))
+    with pytest.raises(UserError, match=rf"data.path={path}: holds an array of Python objects") as info:
+        load_dataset(file_cfg(path))
+    assert "allow_pickle" not in str(info.value)
+
+
+def test_bad_npz_on_the_command_line_is_one_line_without_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "d.npz"
+    path.write_text("not numpy")
+    proc = subprocess.run([sys.executable, "-c", "from sweeps.cli import train_main; raise SystemExit(train_main())",
+                           "data=file", f"data.path={path}", f"tracking.uri=sqlite:///{tmp_path}/m.db"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines == [f"numpynet-train: data.path={path}: not an .npz file (no zip header); "
+                     "expected a zip of .npy arrays as written by numpy.savez(path, X=..., y=...)"], proc.stderr
