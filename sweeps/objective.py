@@ -66,12 +66,8 @@ class TrialRunner:
         from .train import train
 
         trial.set_user_attr(st.ATTR_WORKER, st.worker_id())
-        sampled = self.space.sample(trial)
-        overrides = self.base_overrides + self.space.overrides(sampled)
-        if not self.log_trial_models:
-            overrides = overrides + ["tracking.log_model=false"]
-        trial.set_user_attr("overrides", overrides)
         reported: dict[str, Any] = {"epoch": None, "value": None}
+        sampled: dict[str, Any] = {}
 
         def on_epoch(epoch: int, metrics: dict) -> None:
             interrupt.check()  # Ctrl-C / SIGTERM stop the trial here, never inside a storage write
@@ -82,9 +78,15 @@ class TrialRunner:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-        tags = {TAG_STUDY: self.study_name, TAG_TRIAL: str(trial.number), TAG_OVERRIDES: " ".join(overrides)}
         run_ids: list[str] = []  # the child run, once train() has returned it
         try:
+            # Sampling is inside the guarded region: whatever it raises ends the trial FAIL, not RUNNING.
+            sampled = self.space.sample(trial)
+            overrides = self.base_overrides + self.space.overrides(sampled)
+            if not self.log_trial_models:
+                overrides = overrides + ["tracking.log_model=false"]
+            trial.set_user_attr("overrides", overrides)
+            tags = {TAG_STUDY: self.study_name, TAG_TRIAL: str(trial.number), TAG_OVERRIDES: " ".join(overrides)}
             cfg = compose_config(overrides)
             if not cfg.tracking.run_name:  # "trial-7" reads better than seven "digits-adam-64x32" in the UI
                 tags[MLFLOW_RUN_NAME] = f"trial-{trial.number}"

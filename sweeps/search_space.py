@@ -19,6 +19,7 @@ and parameters that would have no effect under the rest of the config.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
+
+log = logging.getLogger(__name__)
 
 TYPES = ("float", "int", "categorical")
 _KEYS = {
@@ -123,10 +126,11 @@ class SearchSpace:
     @classmethod
     def from_config(cls, space: Mapping[str, Any] | None, base_cfg: DictConfig, conf_dir: Path) -> "SearchSpace":
         """Parse ``sweep.space`` and check it against the composed base config."""
-        if not space:
+        specs = flatten_space(space)
+        if not specs:
             raise UserError("sweep.space is empty: name at least one parameter to search, e.g. "
                             "optimizer.learning_rate: {type: float, low: 1e-4, high: 1e-1, log: true}")
-        params = [_parse(path, spec, base_cfg, conf_dir) for path, spec in space.items()]
+        params = [_parse(path, spec, base_cfg, conf_dir) for path, spec in specs.items()]
         out = cls(params)
         out._check_conditions()
         out._check_effects(base_cfg)
@@ -180,9 +184,12 @@ class SearchSpace:
         max_epochs = epochs.high if epochs is not None and epochs.kind != "categorical" else (
             max(epochs.choices) if epochs is not None else OmegaConf.select(base_cfg, "train.epoch"))
         if interval is not None and max_epochs is not None and interval >= max_epochs:
-            raise UserError(
-                f"sweep.space.train.decay offers 'discrete', but train.decay_interval={interval} >= train.epoch="
-                f"{max_epochs}: the discrete schedule would never step; lower train.decay_interval in sweep.overrides")
+            # Harmless (a schedule that never steps is a constant rate), so a quick try such as
+            # train.epoch=5 must still run: say so once, before the first trial.
+            log.warning(
+                "sweep.space.train.decay offers 'discrete', but train.decay_interval=%s >= train.epoch=%s: the "
+                "discrete schedule never steps (a constant rate) in this sweep; lower train.decay_interval to "
+                "search it", interval, max_epochs)
 
     # ---------------------------------------------------------- sampling
     def sample(self, trial: optuna.Trial) -> dict[str, Any]:
@@ -201,6 +208,46 @@ class SearchSpace:
 
     def grid(self) -> dict[str, list]:
         return {p.path: p.grid_values() for p in self.params}
+
+
+#: keys of a parameter's spec whose value is a mapping (every other mapping is a nested parameter)
+_MAPPING_KEYS = {"when"}
+
+
+def flatten_space(space: Mapping[str, Any] | None, *, complete: bool = True) -> dict[str, dict]:
+    """``sweep.space`` as ``{config path: spec}``, whether written flat or nested.
+
+    A study file may name a parameter by its dotted path
+    (``optimizer.learning_rate: {type: float, ...}``) or nest it
+    (``optimizer: {learning_rate: {type: float, ...}}``); a spec is the mapping
+    that holds ``type``. Both spellings of one path are merged, the later
+    winning key by key. The order of first appearance is kept (``when``
+    needs its parent first). With ``complete``, every entry must have a type.
+    """
+    out: dict[str, dict] = {}
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if not isinstance(value, Mapping):
+                raise UserError(f"sweep.space.{path} must be a mapping like {{type: float, low: ..., high: ...}}, "
+                                f"got {value!r}")
+            own = {k: v for k, v in value.items() if k in _MAPPING_KEYS or not isinstance(v, Mapping)}
+            if own:
+                out.setdefault(path, {}).update(own)
+            walk({k: v for k, v in value.items() if k not in _MAPPING_KEYS and isinstance(v, Mapping)},
+                 f"{path}.")
+
+    if OmegaConf.is_config(space):
+        space = OmegaConf.to_container(space, resolve=False)
+    walk(space or {}, "")
+    for path, spec in (out.items() if complete else ()):
+        if "type" not in spec:
+            known = ", ".join(p for p, sp in out.items() if "type" in sp)
+            changed = ", ".join(f"sweep.space.{path}.{k}" for k in spec)
+            raise UserError(f"{changed}: {path!r} is not searched by this study (searched: {known}); to add it, "
+                            f"give its type too, e.g. sweep.space.{path}.type=float")
+    return out
 
 
 def _parse(path: str, spec: Any, base_cfg: DictConfig, conf_dir: Path) -> Param:
@@ -235,12 +282,14 @@ def _parse(path: str, spec: Any, base_cfg: DictConfig, conf_dir: Path) -> Param:
     for name, value in (("low", low), ("high", high)):
         if not isinstance(value, number) or isinstance(value, bool):
             raise UserError(f"{where}.{name}={value!r} is invalid: must be a{'n integer' if kind == 'int' else ' number'}")
+        if not math.isfinite(value):  # .nan / .inf in YAML: Optuna would overflow or sample NaN
+            raise UserError(f"{where}.{name}={value!r} is invalid: must be a finite number")
     if low >= high:
         raise UserError(f"{where}: low={low!r} must be smaller than high={high!r}")
     if log and low <= 0:
         raise UserError(f"{where}: log scale needs low > 0, got low={low!r}")
     if log and step is not None:
         raise UserError(f"{where}: 'step' cannot be combined with log: true")
-    if step is not None and (not isinstance(step, number) or step <= 0):
+    if step is not None and (not isinstance(step, number) or not math.isfinite(step) or step <= 0):
         raise UserError(f"{where}.step={step!r} is invalid: must be a positive number")
     return Param(path, kind, low=low, high=high, log=log, step=step, when=when)

@@ -28,7 +28,7 @@ from . import study as st
 from .config import CONF_DIR, compose_config
 from .errors import UserError
 from .objective import TrialOutcome, TrialRunner
-from .search_space import SearchSpace
+from .search_space import SearchSpace, flatten_space
 from .stale_runs import CloseDeadTrialRuns, close_dead_local_parents
 from .sweep_config import load_sweep_config, plain
 
@@ -77,7 +77,7 @@ class SweepSummary:
 def prepare(sweep_name: str, sweep_overrides: Sequence[str], train_overrides: Sequence[str]):
     """Load and check everything that can be wrong before the first trial."""
     sweep_cfg = load_sweep_config(sweep_name, sweep_overrides)
-    searched = {str(path) for path in (sweep_cfg.space or {})}
+    searched = set(flatten_space(plain(sweep_cfg.space)))
     for override in train_overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key in searched:

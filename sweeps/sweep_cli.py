@@ -24,6 +24,8 @@ Usage: numpynet-sweep [sweep=NAME] [sweep.KEY=VALUE ...] [TRAINING OVERRIDES ...
   sweep=NAME          a study file conf/sweep/NAME.yaml or a path to a YAML file (default: default)
   sweep.KEY=VALUE     change the study: n_trials, n_jobs, timeout, study_name, storage,
                       sampler.name, sampler.seed, pruner.name, metric, direction, ...
+                      and one key of a searched parameter: sweep.space.PATH.KEY=VALUE
+                      (sweep.space.optimizer.learning_rate.low=1e-3)
   KEY=VALUE           training settings for every trial, as for numpynet-train
                       (data=breast_cancer, network.hidden=[128], train.epoch=30, ...)
 

@@ -78,6 +78,7 @@ def load_sweep_config(name: str = DEFAULT_SWEEP, overrides: Sequence[str] = ()) 
         cli = OmegaConf.from_dotlist(list(overrides))
     except Exception as exc:
         raise UserError(f"cannot read sweep config {path}: {exc}") from None
+    _merge_space(raw, cli)
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(SweepConfig), raw, cli)
     except Exception as exc:
@@ -87,6 +88,25 @@ def load_sweep_config(name: str = DEFAULT_SWEEP, overrides: Sequence[str] = ()) 
         raise UserError(f"invalid sweep config ({path.name} with {list(overrides)}): {where}{first}") from None
     _check(cfg)
     return cfg
+
+
+def _merge_space(raw: DictConfig, cli: DictConfig) -> None:
+    """Apply ``sweep.space.PATH.KEY=VALUE`` overrides to the file's space, key by key.
+
+    The override grammar splits at every dot, so ``space.optimizer.learning_rate.low=1e-3``
+    arrives nested while a study file usually names the parameter by its dotted path;
+    both are flattened to ``{path: spec}`` first, so that the change lands on the file's
+    entry (keeping its other keys and its position) instead of beside it.
+    """
+    from .search_space import flatten_space
+
+    if "space" not in cli:
+        return
+    space = flatten_space(raw.get("space"), complete=False)
+    for path, spec in flatten_space(cli.space, complete=False).items():
+        space.setdefault(path, {}).update(spec)
+    raw.space = space
+    del cli["space"]
 
 
 def _check(cfg: DictConfig) -> None:

@@ -39,7 +39,10 @@ def _sweep_file(tmp_path: Path, space: dict, **extra) -> str:
           "train.decay_rate": {"type": "float", "low": 0.01, "high": 1.0}}, "has no effect when train.decay is None"),
         ({"optimizer.beta1": {"type": "float", "low": 0.8, "high": 0.99},
           "optimizer": {"type": "categorical", "choices": ["gd", "adam"]}}, "optimizer.beta1 has no effect when optimizer is 'gd'"),
-        ({"train.decay": {"type": "categorical", "choices": ["discrete"]}}, "the discrete schedule would never step"),
+        ({"train.lambd": {"type": "float", "low": float("nan"), "high": 1.0}}, "low=nan is invalid: must be a finite number"),
+        ({"train.lambd": {"type": "float", "low": 0.1, "high": float("inf")}}, "high=inf is invalid: must be a finite number"),
+        ({"train.lambd": {"type": "float", "low": float("-inf"), "high": 1.0}}, "low=-inf is invalid: must be a finite number"),
+        ({"train.lambd": {"type": "float", "low": 0.1, "high": 1.0, "step": float("nan")}}, "step=nan is invalid"),
     ],
 )
 def test_space_errors(tmp_path, space, fragment):
@@ -138,3 +141,105 @@ def test_a_fixed_value_for_a_searched_key_is_an_error_not_silently_ignored(tmp_p
         prepare(_sweep_file(tmp_path, space), [], BASE + ["optimizer.learning_rate=0.5"])
     with pytest.raises(UserError, match=r"invalid sweep config .*sweep.n_jobs: Value 'abc'"):
         prepare(_sweep_file(tmp_path, space), ["n_jobs=abc"], BASE)
+
+
+# ------------------------------------------ issue 10, items 6, 18, 19
+def test_a_nan_bound_in_a_study_file_fails_before_any_run_or_trial(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("study_name: t\nn_trials: 2\nspace:\n  train.lambd: {type: float, low: .nan, high: 1.0}\n")
+    proc = subprocess.run([sys.executable, "-c", "from sweeps.sweep_cli import sweep_main; sweep_main()",
+                           f"sweep={path}", "train.regularization=l2"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "sweep.space.train.lambd.low=nan is invalid: must be a finite number" in proc.stderr
+    assert not (tmp_path / "mlruns").exists()  # no study, no MLflow run
+
+
+def test_one_bound_of_a_searched_key_changes_from_the_command_line(tmp_path):
+    _, _, _, space = prepare("default", ["space.optimizer.learning_rate.low=0.001",
+                                         "space.train.keep_prob.high=0.9"], [])
+    by_path = {p.path: p for p in space.params}
+    lr = by_path["optimizer.learning_rate"]
+    assert (lr.low, lr.high, lr.log) == (0.001, 3.0e-2, True)  # the other keys of the entry are kept
+    assert (by_path["train.keep_prob"].low, by_path["train.keep_prob"].high) == (0.6, 0.9)
+    # the file's order is kept: train.decay_rate still follows train.decay, which it depends on
+    paths = [p.path for p in space.params]
+    assert paths.index("train.decay") < paths.index("train.decay_rate")
+    assert len(paths) == len(set(paths)) == 7
+
+
+def test_a_bound_change_under_a_searched_config_group(tmp_path):
+    _, _, _, space = prepare("architecture", ["space.optimizer.learning_rate.high=0.01",
+                                              "space.optimizer.choices=[adam,momentum]"], [])
+    by_path = {p.path: p for p in space.params}
+    assert by_path["optimizer"].choices == ("adam", "momentum")
+    assert by_path["optimizer.learning_rate"].high == 0.01
+
+
+def test_a_nested_study_file_means_the_same_as_a_flat_one(tmp_path):
+    flat = {"optimizer.learning_rate": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+            "train.lambd": {"type": "float", "low": 0.1, "high": 1.0}}
+    nested = {"optimizer": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}},
+              "train": {"lambd": {"type": "float", "low": 0.1, "high": 1.0}}}
+    base = ["train.regularization=l2"]
+    a = prepare(_sweep_file(tmp_path, flat), [], base)[3].params
+    b = prepare(_sweep_file(tmp_path, nested), [], base)[3].params
+    assert a == b
+
+
+def test_a_bound_of_a_key_the_study_does_not_search_is_refused_by_name(tmp_path):
+    with pytest.raises(UserError, match=r"sweep.space.train.epoch.high: 'train.epoch' is not searched by this study "
+                                        r"\(searched: optimizer.learning_rate, .*\); to add it, give its type too"):
+        prepare("default", ["space.train.epoch.high=10"], [])
+
+
+def test_cli_bound_override_runs_a_sweep_with_that_bound(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "from sweeps.sweep_cli import sweep_main; sweep_main()",
+                           "sweep.n_trials=2", "sweep.study_name=cli-bound", "sweep.pruner.name=none",
+                           "sweep.space.optimizer.learning_rate.low=0.02", "sweep.space.optimizer.learning_rate.high=0.025",
+                           "train.epoch=2", "network.hidden=[8]", "tracking.log_plots=false"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    study = optuna.load_study(study_name="cli-bound", storage=JournalStorage(
+        JournalFileBackend(str(tmp_path / "mlruns" / "optuna" / "journal.log"))))
+    rates = [t.params["optimizer.learning_rate"] for t in study.trials]
+    assert len(rates) == 2 and all(0.02 <= r <= 0.025 for r in rates), rates
+
+
+def test_a_quick_try_with_few_epochs_runs_and_warns_that_discrete_decay_never_steps(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "from sweeps.sweep_cli import sweep_main; sweep_main()",
+                           "train.epoch=5", "sweep.n_trials=2", "sweep.study_name=quick",
+                           "network.hidden=[8]", "tracking.log_plots=false"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "train.decay_interval=20 >= train.epoch=5: the discrete schedule never steps" in proc.stderr
+    assert "study 'quick': 2 complete" in proc.stdout
+
+
+def test_an_error_while_sampling_ends_the_trial_fail_and_no_run_stays_running(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    from optuna.trial import TrialState
+
+    from sweeps.search_space import SearchSpace as Space
+    from sweeps.sweep import run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    def broken(self, trial):
+        raise OverflowError("sampler blew up")
+
+    monkeypatch.setattr(Space, "sample", broken)
+    with pytest.raises(UserError, match="every trial .* failed"):
+        run_sweep("default", ["n_trials=2", "study_name=boom"], ["train.epoch=2", "tracking.log_plots=false"])
+    study = optuna.load_study(study_name="boom", storage=JournalStorage(
+        JournalFileBackend(str(tmp_path / "mlruns" / "optuna" / "journal.log"))))
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert all("OverflowError: sampler blew up" in t.user_attrs["fail_reason"] for t in study.trials)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert runs and all(r.info.status != "RUNNING" for r in runs)
