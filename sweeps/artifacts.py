@@ -67,6 +67,13 @@ def log_run_files(
         retry_locked(lambda: client.log_artifacts(run_id, str(root)))
 
 
+def log_config(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:
+    """config.yaml alone (a run that leaves no weights)."""
+    with tempfile.TemporaryDirectory(prefix="numpynet-") as tmp:
+        (Path(tmp) / CONFIG_ARTIFACT).write_text(to_yaml(cfg))
+        retry_locked(lambda: client.log_artifacts(run_id, tmp))
+
+
 def _write_plots(folder: Path, network: NeuralNetwork, dataset: Dataset, confusion: np.ndarray | None) -> None:
     folder.mkdir()
     history = {

@@ -73,6 +73,7 @@ class DataConfig:
     name: str = MISSING
     val_fraction: float = 0.2
     seed: int = 0
+    folds: Optional[int] = None  # K: cross-validate on K stratified folds of the training data (no val split)
 
 
 @dataclass

@@ -43,6 +43,8 @@ class Dataset:
     digest: str
     image_shape: tuple[int, ...] | None = None
     class_names: dict[Any, str] | None = None
+    #: ``data.folds``: (train indices, validation indices) of each stratified fold of X_train
+    folds: tuple[tuple[np.ndarray, np.ndarray], ...] | None = None
 
     @property
     def n_features(self) -> int:
@@ -113,7 +115,9 @@ def _load(cfg: Any) -> Dataset:
     loader = LOADERS.get(name)
     if loader is None:
         raise UserError(f"data.name={name!r} is not known; choose one of {', '.join(sorted(LOADERS))}")
-    val_fraction = _fraction(cfg, "val_fraction", allow_zero=True)
+    n_folds = _n_folds(cfg)
+    # Cross-validation takes its validation sets from the folds: no holdout split.
+    val_fraction = 0.0 if n_folds else _fraction(cfg, "val_fraction", allow_zero=True)
     raw = loader(cfg)
     _check(raw)
     X, y = raw.X, raw.y
@@ -144,6 +148,7 @@ def _load(cfg: Any) -> Dataset:
         digest=content_hash(arrays),
         image_shape=raw.image_shape,
         class_names=raw.class_names,
+        folds=stratified_folds(y, n_folds, int(cfg.seed)) if n_folds else None,
     )
     log.info(dataset.summary())
     return dataset
@@ -200,6 +205,30 @@ def _has_missing_labels(y: np.ndarray) -> bool:
     if y.dtype == object:
         return any(v is None or (isinstance(v, float) and np.isnan(v)) for v in y)
     return False
+
+
+def _n_folds(cfg: Any) -> int | None:
+    value = cfg.get("folds") if hasattr(cfg, "get") else getattr(cfg, "folds", None)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise UserError(f"data.folds={value!r} is invalid: an integer >= 2 (K folds), or null for a holdout split")
+    return int(value)
+
+
+def stratified_folds(y: np.ndarray, k: int, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """K stratified folds of ``y`` (shuffled, seeded): disjoint validation sets that cover every sample."""
+    from sklearn.model_selection import StratifiedKFold
+
+    smallest = int(np.unique(y, return_counts=True)[1].min())
+    if k > smallest:
+        raise UserError(f"data.folds={k} is too many: the rarest class has only {smallest} training samples, "
+                        f"and every fold needs one; use data.folds <= {smallest}")
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    folds = tuple((train, val) for train, val in splitter.split(np.zeros((len(y), 1)), y))
+    for train, val in folds:
+        train.flags.writeable = val.flags.writeable = False
+    return folds
 
 
 def _fraction(cfg: Any, key: str, *, allow_zero: bool) -> float:

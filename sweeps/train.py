@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 
 import numpynet
 from numpynet import NeuralNetwork
-from sweeps import artifacts, tracking
+from sweeps import artifacts, cross_validation, tracking
 from sweeps.config import check_config, flatten
 from sweeps.data import Dataset, load_dataset
 
@@ -108,6 +108,9 @@ def train(
     cfg = check_config(cfg)
     dataset = load_dataset(cfg.data)
     network = build_network(cfg, dataset.n_features, dataset.n_classes)
+    # data.folds=K: K fold models trained in lockstep, recorded as one run of mean curves (no test)
+    folds = [build_network(cfg, dataset.n_features, dataset.n_classes) for _ in dataset.folds] \
+        if dataset.folds else None
     uri = tracking.resolve_tracking_uri(cfg.tracking.uri)
     mlflow.set_tracking_uri(uri)  # for the model logger, which reads MLflow's global URI
     client, experiment_id = tracking.open_experiment(uri, cfg.tracking.experiment)
@@ -136,12 +139,18 @@ def train(
         stopped: BaseException | None = None
         started = time.perf_counter()
         try:
-            network.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val, callback=callback)
+            if folds is None:
+                network.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val, callback=callback)
+            else:
+                cross_validation.fit_folds(folds, dataset, callback)
         except stop_exceptions as exc:
             stopped = exc
         fit_seconds = time.perf_counter() - started
         buffer.finish()  # the last epochs are stored while the end-of-run files are made
-        result = _complete_run(client, run_id, cfg, network, dataset, buffer, with_model=stopped is None)
+        if folds is None:
+            result = _complete_run(client, run_id, cfg, network, dataset, buffer, with_model=stopped is None)
+        else:
+            result = _complete_cv_run(client, run_id, cfg, folds, buffer)
         result.update(fit_seconds=fit_seconds, epochs_run=last_epoch + 1, logging_seconds=buffer.seconds)
         tracking.log_metrics(client, run_id, {k: result[k] for k in ("fit_seconds", "epochs_run", "logging_seconds")})
         if stopped is not None:
@@ -155,10 +164,7 @@ def train(
         _attach_run_id(stopped, run_id)
         raise stopped
     result.update(run_id=run_id, experiment_id=experiment_id)
-    log.info(
-        "run %s finished: %d epochs in %.1f s, test_accuracy %.4f",
-        run_id, result["epochs_run"], result["fit_seconds"], result["test_accuracy"],
-    )
+    log.info("run %s finished: %d epochs in %.1f s", run_id, result["epochs_run"], result["fit_seconds"])
     return result
 
 
@@ -187,6 +193,20 @@ def _complete_run(
     buffer.close()
     if with_model and cfg.tracking.log_model:
         result["model_uri"] = artifacts.log_pyfunc_model(client, run_id, network, dataset)
+    return result
+
+
+def _complete_cv_run(client: MlflowClient, run_id: str, cfg: DictConfig, folds: list[NeuralNetwork],
+                     buffer: tracking.MetricBuffer) -> dict[str, Any]:
+    """A cross-validated run keeps its curves, final means and config; no test figures, no model.
+
+    Its purpose is to score a configuration; the configuration's model comes
+    from a refit on all the training data (a run without ``data.folds``).
+    """
+    result = cross_validation.summary_metrics(folds)
+    tracking.log_metrics(client, run_id, {k: v for k, v in result.items() if k.startswith("best_")})
+    artifacts.log_config(client, run_id, cfg)
+    buffer.close()
     return result
 
 
