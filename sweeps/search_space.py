@@ -87,6 +87,17 @@ class Param:
         label = trial.suggest_categorical(self.path, self.labels)
         return self.choices[self.labels.index(label)]
 
+    def fixed(self, value: Any, where: str) -> Any:
+        """``value`` as this parameter's Optuna value, or a UserError if the distribution excludes it."""
+        if self.kind == "categorical":
+            if value not in self.choices:
+                raise UserError(f"{where}: {self.path}={value!r} is not one of the choices {list(self.choices)}")
+            return self.labels[self.choices.index(value)]
+        number = int if self.kind == "int" else (int, float)
+        if not isinstance(value, number) or isinstance(value, bool) or not self.low <= value <= self.high:
+            raise UserError(f"{where}: {self.path}={value!r} is outside the searched range [{self.low}, {self.high}]")
+        return value
+
     def grid_values(self) -> list:
         if self.kind == "categorical":
             return list(self.labels)
@@ -205,6 +216,48 @@ class SearchSpace:
         groups = [format_override(p.path, sampled[p.path]) for p in self.params if p.is_group and p.path in sampled]
         keys = [format_override(p.path, sampled[p.path]) for p in self.params if not p.is_group and p.path in sampled]
         return groups + keys
+
+    def fixed_params(self, overrides: list[str], where: str = "sweep.baseline") -> dict[str, Any]:
+        """Optuna params (as ``enqueue_trial`` takes them) for a configuration given as overrides.
+
+        Every override must set a searched key to a value its distribution
+        allows, and every parameter active under those values must be set:
+        the trial is then exactly that configuration, sampled by nobody.
+        """
+        from omegaconf import OmegaConf
+
+        by_path = {p.path: p for p in self.params}
+        values: dict[str, Any] = {}
+        for override in overrides:
+            key = str(override).split("=", 1)[0]
+            if key not in by_path:
+                raise UserError(f"{where}: {override!r} sets {key}, which this study does not search; a fixed "
+                                f"setting for every trial belongs in sweep.overrides (searched: {', '.join(by_path)})")
+            try:
+                value = OmegaConf.to_container(OmegaConf.from_dotlist([str(override)]), resolve=True)
+                for part in key.split("."):
+                    value = value[part]
+            except Exception as exc:  # noqa: BLE001 - any parse error is the user's override
+                raise UserError(f"{where}: cannot read {override!r} ({exc})") from None
+            values[key] = value
+        params: dict[str, Any] = {}
+        for p in self.params:
+            if not p.active(values):
+                continue
+            if p.path not in values:
+                raise UserError(f"{where} does not set {p.path}, which is searched (and active) in this study; "
+                                "a baseline must fix every searched key")
+            params[p.path] = p.fixed(values[p.path], where)
+        return params
+
+    def values_of(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A trial's Optuna params back as config values (labels of list choices become lists)."""
+        out: dict[str, Any] = {}
+        for p in self.params:
+            if p.path in params:
+                value = params[p.path]
+                out[p.path] = p.choices[p.labels.index(value)] if p.kind == "categorical" else value
+        return out
 
     def grid(self) -> dict[str, list]:
         return {p.path: p.grid_values() for p in self.params}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import inspect
 import logging
 import os
@@ -44,6 +45,7 @@ ATTR_INTERRUPTED = "interrupted"  # stopped by Ctrl-C / SIGTERM: does not count,
 ATTR_RUN_ID = "mlflow_run_id"
 ATTR_WORKER = "worker"
 ATTR_PRUNED_EPOCH = "pruned_epoch"
+ATTR_BASELINE = "baseline"  # the study's reference configuration (sweep.baseline), queued before any other trial
 ATTR_HEARTBEAT = "heartbeat_interval"  # the trial's worker sends heartbeats: it goes stale if that worker dies
 
 # user attributes written on the study
@@ -59,6 +61,7 @@ SAMPLER_CLASSES = {
     "cmaes": optuna.samplers.CmaEsSampler,
     "qmc": optuna.samplers.QMCSampler,
     "grid": optuna.samplers.GridSampler,
+    "gp": optuna.samplers.GPSampler,  # Gaussian process; needs PyTorch (pip install 'numpynet[gp]')
 }
 PRUNER_CLASSES = {
     "median": optuna.pruners.MedianPruner,
@@ -97,6 +100,7 @@ def _sampler_table(seed: int | None, kwargs: dict, space) -> dict:
         "cmaes": lambda: SAMPLER_CLASSES["cmaes"](seed=seed, **kwargs),
         "qmc": lambda: SAMPLER_CLASSES["qmc"](seed=seed, **kwargs),
         "grid": lambda: SAMPLER_CLASSES["grid"](space.grid(), seed=seed, **kwargs),
+        "gp": lambda: SAMPLER_CLASSES["gp"](seed=seed, **kwargs),
     }
 
 
@@ -127,6 +131,9 @@ def make_sampler(spec: Mapping[str, Any], space, worker_index: int = 0) -> optun
     if name not in SAMPLER_CLASSES:
         raise UserError(f"sweep.sampler.name={name!r} is invalid: must be one of {', '.join(SAMPLER_CLASSES)}")
     kwargs = _keep_own_arguments("sampler", name, kwargs, SAMPLER_CLASSES)
+    if name == "gp" and importlib.util.find_spec("torch") is None:
+        raise UserError("sweep.sampler.name=gp needs PyTorch, which is not installed; install it with "
+                        "pip install 'numpynet[gp]' (a CPU build is enough), or choose tpe, random, cmaes or qmc")
     table = _sampler_table(seed, kwargs, space)
     try:
         return table[name]()
@@ -361,6 +368,26 @@ def _pg_engine(url: str):
         _ENGINES[url] = sqlalchemy.create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True,
                                                  connect_args=pg_connect_args())
     return _ENGINES[url]
+
+
+def enqueue_baseline(study: optuna.Study, params: dict[str, Any]) -> bool:
+    """Queue the baseline configuration unless the study has it already; True if queued now.
+
+    On a fresh study it becomes trial 0. It is an ordinary trial (same
+    objective, pruner and records), marked with the ``baseline`` attribute.
+    """
+    # an interrupted or stale baseline does not count: it is queued again
+    if any(t.user_attrs.get(ATTR_BASELINE) and counts_in_budget(t) for t in study.get_trials(deepcopy=False)):
+        return False
+    study.enqueue_trial(params, user_attrs={ATTR_BASELINE: True})
+    return True
+
+
+def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The study's finished baseline trial (the latest, if it was re-run), or None."""
+    done = [t for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get(ATTR_BASELINE) and t.state.is_finished()]
+    return done[-1] if done else None
 
 
 def counts_in_budget(trial: FrozenTrial) -> bool:

@@ -93,8 +93,12 @@ def top_trials(study: optuna.Study, k: int) -> list[dict[str, Any]]:
              "run_id": t.user_attrs.get(st.ATTR_RUN_ID)} for t in done[:k]]
 
 
-def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg) -> "Any":
-    """Log the study's outcome on the parent run; returns a SweepSummary."""
+def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_report=None) -> "Any":
+    """Log the study's outcome on the parent run; returns a SweepSummary.
+
+    With a :class:`sweeps.refit.RefitReport`, its figures go on the parent
+    too and the refit of the chosen configuration is the registered model.
+    """
     from .sweep import SweepSummary
 
     sweep = plan.sweep
@@ -115,13 +119,26 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg) -> "Any
             metrics["best_value"] = float(best.value)
             client.log_batch(parent, params=[Param(f"best.{k}", str(v)) for k, v in best.params.items()])
             client.set_tag(parent, "numpynet.best_trial_number", str(best.number))
-            if summary.best_run_id:
-                client.set_tag(parent, "numpynet.best_run_id", summary.best_run_id)
-                _copy_best_config(client, summary.best_run_id, out)
+        baseline = st.baseline_trial(study)
+        if baseline is not None:
+            summary.baseline_number, summary.baseline_state = baseline.number, baseline.state.name
+            summary.baseline_value = baseline.value
+            client.set_tag(parent, "numpynet.baseline_trial_number", str(baseline.number))
+            if baseline.value is not None:
+                metrics["baseline_value"] = float(baseline.value)
+        if refit_report is not None:
+            summary.refit = refit_report.metrics()
+            metrics.update(summary.refit)
+            if refit_report.chosen_run_id:
+                client.set_tag(parent, "numpynet.refit_run_id", refit_report.chosen_run_id)
+        if best is not None and summary.best_run_id:
+            client.set_tag(parent, "numpynet.best_run_id", summary.best_run_id)
+            _copy_best_config(client, summary.best_run_id, out)
         client.log_batch(parent, metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()])
         client.log_artifacts(parent, str(out), artifact_path="study")
-    if best is not None and summary.best_run_id:
-        summary.registered_version = _log_and_register_best(client, plan, best, summary.best_run_id, base_cfg)
+    model_run = refit_report.chosen_run_id if refit_report is not None else summary.best_run_id
+    if best is not None and model_run:
+        summary.registered_version = _log_and_register_best(client, plan, best, model_run, base_cfg)
     return summary
 
 

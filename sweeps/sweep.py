@@ -71,6 +71,10 @@ class SweepSummary:
     best_run_id: str | None = None
     registered_version: str | None = None
     top: list[dict[str, Any]] = field(default_factory=list)
+    baseline_number: int | None = None
+    baseline_state: str | None = None
+    baseline_value: float | None = None
+    refit: dict[str, float] = field(default_factory=dict)  # sweeps.refit.RefitReport.metrics()
 
 
 # ----------------------------------------------------------------- preparing
@@ -84,8 +88,14 @@ def prepare(sweep_name: str, sweep_overrides: Sequence[str], train_overrides: Se
             raise UserError(f"{override!r}: {key} is searched by this sweep (sweep.space), so a fixed value would "
                             f"be ignored; drop it, or use a study file without {key} in its space")
     base_overrides = [str(o) for o in sweep_cfg.overrides] + list(train_overrides)
+    if sweep_cfg.cv is not None:  # every trial cross-validates; see sweeps.cross_validation
+        if any(o.split("=", 1)[0].lstrip("+~") == "data.folds" for o in base_overrides):
+            raise UserError("data.folds is set by sweep.cv in a sweep; drop the data.folds override")
+        base_overrides.append(f"data.folds={int(sweep_cfg.cv)}")
     base_cfg = compose_config(base_overrides)
     space = SearchSpace.from_config(plain(sweep_cfg.space), base_cfg, CONF_DIR)
+    if sweep_cfg.baseline:
+        space.fixed_params([str(o) for o in sweep_cfg.baseline])  # checked before anything starts
     st.make_sampler(plain(sweep_cfg.sampler), space)
     st.make_pruner(plain(sweep_cfg.pruner))
     _check_data(base_cfg)
@@ -187,6 +197,9 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     plan = SweepPlan(sweep, base_overrides, storage_url, tracking_uri, experiment_id,
                      n_threads=sweep.get("blas_threads") or max(1, (os.cpu_count() or 1) // n_jobs))
     study = _open_study(plan, space)  # creates it, and fails fast on a bad storage
+    if sweep.get("baseline"):
+        with st.budget_lock(storage_url, sweep["study_name"]):
+            st.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
     if not st.is_rdb(storage_url):  # databases have heartbeats for this
         st.fail_dead_local_trials(study, CloseDeadTrialRuns(tracking_uri, experiment_id))
         close_dead_local_parents(client, experiment_id, sweep["study_name"])
@@ -203,6 +216,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     plan.parent_run_id = parent.info.run_id
     deadline = time.time() + sweep["timeout"] if sweep["timeout"] else None
     status, interrupted = "FINISHED", None
+    refit_report = None
     previous_handlers = interrupt.install()
     try:
         if n_jobs == 1:
@@ -214,6 +228,8 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
             run_worker(plan, 0, tick, deadline)
         else:
             _run_processes(plan, study, n_jobs, deadline, progress)
+        if sweep.get("refit"):
+            refit_report = _refit(plan, study, space)
     except KeyboardInterrupt as exc:
         status = "KILLED"
         interrupted = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
@@ -222,7 +238,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         raise
     finally:
         try:
-            summary = study_report.summarise(study, client, plan, base_cfg)
+            summary = study_report.summarise(study, client, plan, base_cfg, refit_report)
         finally:
             if status == "FINISHED" and interrupt.requested() is not None:  # came during the last trial's wrap-up
                 status, interrupted = "KILLED", interrupt.requested()
@@ -235,6 +251,24 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         raise UserError(f"every trial of study {sweep['study_name']!r} failed or was pruned; no configuration "
                         f"completed. First failure: {reasons[0] if reasons else 'unknown'}")
     return summary
+
+
+def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace):
+    """Refit the best trial (and the baseline) on all the training data; see :mod:`sweeps.refit`."""
+    from threadpoolctl import threadpool_limits
+
+    from . import refit
+    from .study_report import best_trial
+    from .train import train
+
+    best = best_trial(study)
+    if best is None:
+        return None
+    with threadpool_limits(limits=plan.n_threads):
+        return refit.refit(plan.base_overrides, space, best, st.baseline_trial(study),
+                           int(plan.sweep.get("robustness_seeds") or 0), plan.parent_run_id,
+                           plan.sweep["study_name"], train,
+                           on_run=lambda name: (interrupt.check(), log.info("%s", name)))
 
 
 def _finished(study: optuna.Study) -> int:

@@ -151,6 +151,11 @@ def _print_summary(summary, file=None) -> None:
     if summary.best_number is not None:
         print(f"\nbest: trial {summary.best_number}, value {summary.best_value:.4f}, "
               f"MLflow run {summary.best_run_id}", file=out)
+    if summary.baseline_number is not None:
+        value = "-" if summary.baseline_value is None else f"{summary.baseline_value:.4f}"
+        print(f"baseline: trial {summary.baseline_number} ({summary.baseline_state.lower()}), value {value}",
+              file=out)
+    _print_refit(summary.refit, out)
     if summary.registered_version:
         from .study_report import registered_model_name
 
@@ -158,6 +163,27 @@ def _print_summary(summary, file=None) -> None:
               f"{summary.registered_version}", file=out)
     print(f"parent run: {summary.parent_run_id}", file=out)
     print(f"\nopen the MLflow UI on this store:\n  {_ui_command(summary.tracking_uri)}", file=out)
+
+
+def _print_refit(refit: dict[str, float], out) -> None:
+    """The refit's test figures and the paired verdict over the robustness seeds."""
+    if not refit:
+        return
+    if "refit.chosen.test_accuracy" in refit:
+        print(f"refit of the best configuration on all training data: test_accuracy "
+              f"{refit['refit.chosen.test_accuracy']:.4f}", file=out)
+    if "robustness.seeds" not in refit:
+        return
+    n = int(refit["robustness.seeds"])
+    print(f"\nover {n} seeds (test_accuracy, mean +- sd):", file=out)
+    for who in ("chosen", "baseline"):
+        key = f"robustness.{who}.test_accuracy"
+        if f"{key}_mean" in refit:
+            print(f"  {who:<8}  {refit[key + '_mean']:.4f} +- {refit[key + '_sd']:.4f}", file=out)
+    key = "robustness.paired_diff.test_accuracy"
+    if f"{key}_mean" in refit:
+        print(f"  paired difference (chosen - baseline): {refit[key + '_mean']:+.4f}, 95 % CI "
+              f"[{refit[key + '_ci95_low']:+.4f}, {refit[key + '_ci95_high']:+.4f}]", file=out)
 
 
 def _short(value) -> str:

@@ -41,6 +41,11 @@ class SweepConfig:
     grace_period: Optional[int] = 30   # RDB storages: a RUNNING trial silent this long is marked FAIL
     retry_failed: int = 0              # re-run the configuration of a stale (dead-worker) trial up to N times
     top_k: int = 5                     # rows of the summary table
+    baseline: Optional[list] = None    # overrides of a reference configuration, run first as trial 0 (searched keys only)
+    cv: Optional[int] = None           # K: every trial is cross-validated on K stratified folds (data.folds=K); null = holdout
+    refit: bool = False                # after the search, train the best configuration (and the baseline) on all the
+                                       # training data, test it once, and register that model
+    robustness_seeds: int = 0          # M: repeat both refits over train.seed = 0..M-1 and compare them, paired
 
 
 METRICS = ("val_accuracy", "val_cost", "train_accuracy", "train_cost")
@@ -123,6 +128,12 @@ def _check(cfg: DictConfig) -> None:
                         "cores // n_jobs")
     if cfg.timeout is not None and cfg.timeout <= 0:
         raise UserError(f"sweep.timeout={cfg.timeout} is invalid: must be > 0 seconds or null")
+    if cfg.cv is not None and cfg.cv < 2:
+        raise UserError(f"sweep.cv={cfg.cv} is invalid: K >= 2 folds, or null for a holdout split")
+    if cfg.robustness_seeds < 0 or (cfg.robustness_seeds and not cfg.refit):
+        raise UserError(f"sweep.robustness_seeds={cfg.robustness_seeds} is invalid: >= 0, and it needs sweep.refit=true")
+    if cfg.robustness_seeds == 1:
+        raise UserError("sweep.robustness_seeds=1 is invalid: 0 (off) or at least 2 seeds for a mean and an interval")
     if not cfg.study_name or any(c in cfg.study_name for c in "/\\"):
         raise UserError(f"sweep.study_name={cfg.study_name!r} is invalid: a non-empty name without slashes")
 

@@ -60,7 +60,7 @@ def test_keep_prob_without_dropout_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "overrides, fragment",
     [
-        (["sampler.name=annealing"], "sweep.sampler.name='annealing' is invalid: must be one of tpe, random, cmaes, qmc, grid"),
+        (["sampler.name=annealing"], "sweep.sampler.name='annealing' is invalid: must be one of tpe, random, cmaes, qmc, grid, gp"),
         (["pruner.name=patient"], "sweep.pruner.name='patient' is invalid: must be one of median, successive_halving, hyperband, none"),
         (["n_trials=0"], "sweep.n_trials=0 is invalid"),
         (["blas_threads=0"], "sweep.blas_threads=0 is invalid: must be >= 1"),
