@@ -37,9 +37,10 @@ SECTIONS: dict[str, str] = {
     "harness": "benchmarks.harness_overhead",
     "scaling": "benchmarks.parallel_scaling",
     "search": "benchmarks.search_efficiency",
+    "cv": "benchmarks.cv_cost",
     "scale_out": "benchmarks.scale_out",
 }
-DEFAULT = ["core", "profile", "harness", "scaling", "search"]
+DEFAULT = ["core", "profile", "harness", "scaling", "search", "cv"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
