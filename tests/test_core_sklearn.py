@@ -112,11 +112,31 @@ def test_a_format_1_file_still_loads(tmp_path):
     net = NeuralNetwork([4, 5, 1], epoch=3).fit(X, y)
     old = {k: v for k, v in net.get_params().items() if k not in ("hidden_layer_sizes", "n_threads")}
     path = tmp_path / "old.npz"
+    # format 1 stored each weight matrix (n_in, n_out) row-major, then the biases
+    theta = np.concatenate([W.ravel() for W in net.coefs_] + [b for b in net.intercepts_])
     np.savez(path, format_version=np.int64(1), hyperparameters=np.str_(json.dumps(old)),
-             theta=net._theta, classes=net.classes_, costs=np.asarray(net.costs_))
+             theta=theta, classes=net.classes_, costs=np.asarray(net.costs_))
     back = NeuralNetwork.load(path)
     assert back.layer_dims_ == [4, 5, 1]
+    np.testing.assert_array_equal(flat_params(back), flat_params(net))
     np.testing.assert_array_equal(back.predict_proba(X), net.predict_proba(X))
+
+
+def test_a_pickle_from_before_format_2_still_loads():
+    """Old pickles: weights (n_in, n_out) in _theta, no layer_dims_ in the state."""
+    import pickle
+
+    X, y = binary_data(n=40)
+    net = NeuralNetwork([4, 5, 3, 1], epoch=3).fit(X, y)
+    state = net.__getstate__()
+    state["_theta"] = np.concatenate([W.ravel() for W in net.coefs_] + [b for b in net.intercepts_])
+    for key in ("layer_dims_", "n_layers_", "n_outputs_", "out_activation_", "hidden_layer_sizes", "n_threads"):
+        state.pop(key, None)
+    old = NeuralNetwork.__new__(NeuralNetwork)
+    old.__setstate__(state)
+    back = pickle.loads(pickle.dumps(old))
+    np.testing.assert_array_equal(back.predict_proba(X), net.predict_proba(X))
+    assert back.get_params()["hidden_layer_sizes"] == (100,) and back.layer_dims_ == [4, 5, 3, 1]
 
 
 def test_the_harness_builds_and_trains_its_network_unchanged():
