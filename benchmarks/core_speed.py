@@ -157,7 +157,9 @@ def render(rows: list[dict[str, Any]], missing: list[str], ctx: Context) -> str:
         "for all (numpynet's He draw for seed 1, biases zero; copied into torch, passed to "
         "scikit-learn through `_init_coef`). torch: idiomatic loop (randperm, `X[idx]` batches, "
         "zero_grad / backward / step, `loss.item()` per batch), "
-        f"`torch.set_num_threads({ctx.blas_threads})` = numpy's BLAS threads. scikit-learn: one "
+        f"`torch.set_num_threads({ctx.blas_threads})` = numpy's BLAS threads; numpynet's `fit` picks its "
+        "BLAS threads within that budget (`numpynet.threads`: one for the skinny cat and digits layers, "
+        "all of them for `wide`; `n_threads` overrides). scikit-learn: one "
         "`fit` with `max_iter` = epochs, `tol=0`, `n_iter_no_change` huge, `alpha=0`, no early "
         "stopping; `sgd` with `momentum=0, nesterovs_momentum=False` for gd, `adam` otherwise. "
         "`spread` is (max - min) / median of the slowest-spread contender.")

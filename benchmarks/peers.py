@@ -55,7 +55,7 @@ def numpynet_trial(wl: Workload, dtype, seed: int) -> Trial:
         net = NeuralNetwork(**params).fit(X, wl.y_train)
         seconds = time.perf_counter() - t0
         return {"seconds": seconds, "accuracy": float(net.score(Xt, wl.y_test)),
-                "final_train_cost": float(net.costs_[-1])}
+                "final_train_cost": float(net.costs_[-1]), "blas_threads": net.n_threads_}
 
     return trial
 

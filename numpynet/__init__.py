@@ -2,14 +2,16 @@
 
 The package imports numpy and the standard library only; the experiment
 harness (Hydra, Optuna, MLflow) lives in the separate ``sweeps`` package.
+``numpynet.sklearn`` (imported on its own) adapts the network to
+scikit-learn's estimator API.
 """
 
 import logging
 
-from .exceptions import TrainingDiverged
+from .exceptions import NotFittedError, TrainingDiverged
 from .network import NeuralNetwork
 
 __version__ = "0.1.0"
-__all__ = ["NeuralNetwork", "TrainingDiverged", "__version__"]
+__all__ = ["NeuralNetwork", "NotFittedError", "TrainingDiverged", "__version__"]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

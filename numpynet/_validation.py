@@ -81,8 +81,30 @@ def check_layer_dims(layer_dims: Any) -> list[int]:
     return [int(d) for d in dims]
 
 
-def check_features(X: Any, name: str, n_features: int, dtype) -> np.ndarray:
-    """Return X as a C-contiguous (n_samples, n_features) array of ``dtype``."""
+def check_hidden_layer_sizes(value: Any) -> list[int]:
+    """An integer or a sequence of positive integers (possibly empty: no hidden layer)."""
+    sizes = [value] if isinstance(value, numbers.Integral) else value
+    try:
+        sizes = list(sizes)
+    except TypeError:
+        sizes = None
+    if sizes is None or any(not isinstance(d, numbers.Integral) or isinstance(d, bool) or d < 1 for d in sizes):
+        _fail("hidden_layer_sizes", value, "must be a positive integer or a sequence of positive integers, e.g. (20, 7, 5)")
+    return [int(d) for d in sizes]
+
+
+def check_n_threads(value: Any) -> None:
+    if value is not None:
+        check_int("n_threads", value, 1)
+
+
+def check_features(X: Any, name: str, n_features: int | None, dtype,
+                   expected: str = "layer_dims[0] is {n}") -> np.ndarray:
+    """Return X as a C-contiguous (n_samples, n_features) array of ``dtype``.
+
+    ``n_features`` None accepts any number of features (sizes inferred at
+    fit); ``expected`` says where the required count comes from.
+    """
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists and the like
@@ -95,13 +117,16 @@ def check_features(X: Any, name: str, n_features: int, dtype) -> np.ndarray:
             "flatten images with X.reshape(len(X), -1)")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); at least one sample is needed")
-    if arr.shape[1] != n_features:
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features (shape {arr.shape}); at least one feature is needed")
+    if n_features is not None and arr.shape[1] != n_features:
+        source = expected.format(n=n_features)
         if arr.shape[0] == n_features:
             raise ValueError(
-                f"{name} has shape {arr.shape} but layer_dims[0] is {n_features}: the data "
+                f"{name} has shape {arr.shape} but {source}: the data "
                 f"looks features-first (n_features, n_samples); pass {name}.T")
         raise ValueError(
-            f"{name} has {arr.shape[1]} features (shape {arr.shape}) but layer_dims[0] is {n_features}")
+            f"{name} has {arr.shape[1]} features (shape {arr.shape}) but {source}")
     out = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(out).all():
         bad = int(np.count_nonzero(~np.isfinite(out)))

@@ -26,3 +26,11 @@ class TrainingDiverged(RuntimeError):
 
     def __reduce__(self):  # keep it picklable across worker processes
         return (type(self), (self.epoch, self.last_finite_cost))
+
+
+class NotFittedError(ValueError, AttributeError, RuntimeError):
+    """A method that needs a fitted network was called before ``fit`` (or ``load``).
+
+    A ``ValueError`` and ``AttributeError`` like scikit-learn's
+    ``NotFittedError``, and a ``RuntimeError`` as numpynet raised before.
+    """

@@ -528,3 +528,64 @@ def test_without_print_cost_nothing_is_logged(caplog, capsys):
     assert [r for r in caplog.records if r.name.startswith("numpynet")] == []
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+# ------------------------------------------------------- the cost with L2
+
+def _independent_cost(coefs, intercepts, X, y, lambd, m):
+    """Binary cross-entropy of a relu network + lambd / (2 m) * sum ||W||^2, in plain numpy."""
+    A = X
+    for W, b in zip(coefs[:-1], intercepts[:-1]):
+        A = np.maximum(A @ W + b, 0.0)
+    p = 1.0 / (1.0 + np.exp(-(A @ coefs[-1] + intercepts[-1])[:, 0]))
+    cross_entropy = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return cross_entropy, lambd / (2 * m) * sum(float(np.sum(W * W)) for W in coefs)
+
+
+def test_train_cost_with_l2_takes_both_terms_at_the_same_weights(monkeypatch):
+    """Full-batch gd, one epoch: train_cost is cross-entropy + L2 at the starting
+    weights (the forward pass the update used); val_cost is both at the final
+    weights. Mixing the two (the old report) differs measurably here."""
+    X, y = binary_data(n=40, n_features=4)
+    Xv, yv = binary_data(n=30, n_features=4, seed=1)
+    start = []
+    original = NeuralNetwork._train
+
+    def spy(self, *args, **kwargs):
+        start.append(([W.copy() for W in self.coefs_], [b.copy() for b in self.intercepts_]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(NeuralNetwork, "_train", spy)
+    net = NeuralNetwork([4, 6, 3, 1], regularization="l2", lambd=2.0, optimizer="gd", learning_rate=0.5,
+                        mini_batch_size=40, epoch=1, seed=3).fit(X, y, X_val=Xv, y_val=yv)
+    (W0, b0), = start
+    ce0, l2_0 = _independent_cost(W0, b0, X, y, 2.0, 40)
+    assert net.costs_[0] == pytest.approx(ce0 + l2_0, rel=1e-12)
+    ce_end_val, l2_end = _independent_cost(net.coefs_, net.intercepts_, Xv, yv, 2.0, 40)
+    assert net.val_costs_[0] == pytest.approx(ce_end_val + l2_end, rel=1e-12)
+    # the test can fail: the L2 term moved by more than the tolerance during the epoch
+    assert abs((ce0 + l2_end) - (ce0 + l2_0)) > 1e-3
+
+
+def test_train_cost_with_l2_over_mini_batches_weights_each_batch_at_its_own_start(monkeypatch):
+    """Two batches: each contributes its cross-entropy and its share (m_b / m) of the
+    L2 term, both at the weights its update started from."""
+    X, y = binary_data(n=40, n_features=4)
+    snapshots = []
+    original = NeuralNetwork._forward
+
+    def spy(self, Xb, ws, mb, masks):
+        snapshots.append((Xb.copy(), [W.copy() for W in self.coefs_], [b.copy() for b in self.intercepts_]))
+        return original(self, Xb, ws, mb, masks)
+
+    monkeypatch.setattr(NeuralNetwork, "_forward", spy)
+    net = NeuralNetwork([4, 5, 1], regularization="l2", lambd=2.0, learning_rate=0.5, mini_batch_size=25,
+                        epoch=1, seed=0).fit(X, y)
+    assert len(snapshots) == 2
+    # the labels of each batch: find each batch's rows in X
+    total = 0.0
+    for Xb, Ws, bs in snapshots:
+        rows = [int(np.flatnonzero((X == r).all(axis=1))[0]) for r in Xb]
+        ce, l2 = _independent_cost(Ws, bs, Xb, y[rows], 2.0, 40)
+        total += len(rows) * (ce + l2)
+    assert net.costs_[0] == pytest.approx(total / 40, rel=1e-12)

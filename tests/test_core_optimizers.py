@@ -167,3 +167,19 @@ def test_each_optimizer_uses_the_documented_betas(optimizer, uses):
     for beta, other in (("beta1", 0.5), ("beta2", 0.9)):
         changed = _weights(optimizer=optimizer, **{"beta1": 0.9, "beta2": 0.999, beta: other})
         assert (not np.array_equal(base, changed)) == (beta in uses), (optimizer, beta)
+
+
+# ------------------------------------- gd with the learning rate folded in
+
+@pytest.mark.parametrize("regularization, keep_prob", [(None, 1.0), ("l2", 1.0), ("l2+dropout", 0.8)])
+def test_folded_gradient_descent_equals_momentum_with_beta1_zero(regularization, keep_prob):
+    """gd folds lr into backprop (no ``step`` call); momentum with beta1 = 0 is
+    the same update computed the textbook way (v = g; p -= lr v), so the two
+    trajectories agree to rounding, with a decaying rate, L2 and dropout."""
+    kw = dict(regularization=regularization, keep_prob=keep_prob, lambd=0.7, decay="continuous",
+              decay_rate=0.5, learning_rate=0.2, epoch=6)
+    folded = _weights(optimizer="gd", **kw)
+    textbook = _weights(optimizer="momentum", beta1=0.0, **kw)
+    start = _weights(optimizer="gd", **{**kw, "learning_rate": 1e-12, "epoch": 1})
+    assert np.abs(folded - start).max() > 1e-2  # the weights did move
+    np.testing.assert_allclose(folded, textbook, rtol=1e-10, atol=1e-12)

@@ -84,18 +84,23 @@ def test_the_default_discrete_interval_is_the_originals_1000():
     assert NeuralNetwork([4, 1]).decay_interval == 1000
 
 
-def test_the_optimizer_steps_with_the_scheduled_rate(monkeypatch):
-    """learning_rates_ is not just bookkeeping: every update uses that epoch's rate."""
+@pytest.mark.parametrize("optimizer, cls", [("momentum", "Momentum"), ("adam", "Adam")])
+def test_the_optimizer_steps_with_the_scheduled_rate(monkeypatch, optimizer, cls):
+    """learning_rates_ is not just bookkeeping: every update uses that epoch's rate.
+
+    (Plain gd folds the rate into backprop instead of calling ``step``; that
+    path is checked against momentum with beta1 = 0 in test_core_optimizers.)
+    """
     seen = []
-    original = optimizers.GradientDescent.step
+    original = getattr(optimizers, cls).step
 
     def recording(self, params, grads, lr):
         seen.append(lr)
         original(self, params, grads, lr)
 
-    monkeypatch.setattr(optimizers.GradientDescent, "step", recording)
+    monkeypatch.setattr(getattr(optimizers, cls), "step", recording)
     metrics = []
-    net = _fit(decay="continuous", decay_rate=1.0, epoch=3, optimizer="gd",
+    net = _fit(decay="continuous", decay_rate=1.0, epoch=3, optimizer=optimizer,
                callback=lambda epoch, m: metrics.append(m["learning_rate"]))
     batches = 3  # 40 examples in batches of 16
     assert seen == pytest.approx([0.1 / (1 + e) for e in range(3) for _ in range(batches)], rel=1e-14)
