@@ -29,3 +29,15 @@ def precision_recall_f1(cm: np.ndarray) -> tuple[float, float, float]:
     if cm.shape[0] == 2:
         return float(precision[1]), float(recall[1]), float(f1[1])
     return float(precision.mean()), float(recall.mean()), float(f1.mean())
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Mean recall over the classes that occur in ``y_true`` (scikit-learn's definition).
+
+    A constant prediction scores 1 / (number of classes present) whatever
+    the class proportions, so it measures discrimination, not the prior.
+    """
+    cm = confusion_matrix(y_true, y_pred, n_classes)
+    actual = cm.sum(axis=1)
+    present = actual > 0
+    return float((np.diag(cm)[present] / actual[present]).mean())

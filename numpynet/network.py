@@ -33,7 +33,7 @@ from .activations import ACTIVATIONS, DERIVATIVES
 from .exceptions import NotFittedError, TrainingDiverged
 from .initializers import AUTO_INITIALIZATION, INITIALIZERS
 from .losses import output_layer_for
-from .metrics import confusion_matrix, precision_recall_f1
+from .metrics import balanced_accuracy, confusion_matrix, precision_recall_f1
 from .optimizers import OPTIMIZERS, make_optimizer
 from .schedules import SCHEDULES, make_schedule
 
@@ -116,7 +116,7 @@ class NeuralNetwork:
     n_out)`` and biases), ``n_iter_`` (epochs run), ``n_threads_`` (BLAS
     threads used by the training loop, None if not controllable) and the
     per-epoch histories ``costs_``, ``train_accuracies_``,
-    ``learning_rates_``, ``val_costs_``, ``val_accuracies_``.
+    ``learning_rates_``, ``val_costs_``, ``val_accuracies_``, ``val_balanced_accuracies_``.
 
     Args:
         layer_dims: optional, the original's way to give the architecture:
@@ -458,7 +458,7 @@ class NeuralNetwork:
 
         ``callback(epoch, metrics)`` runs after each epoch with ``train_cost``,
         ``train_accuracy``, ``learning_rate`` (and ``val_cost``,
-        ``val_accuracy`` with validation data). An exception it raises stops
+        ``val_accuracy``, ``val_balanced_accuracy`` with validation data). An exception it raises stops
         training and propagates; the history attributes keep what was done.
 
         ``train_cost`` and ``train_accuracy`` are accumulated over the
@@ -490,7 +490,7 @@ class NeuralNetwork:
         self._set_architecture(dims)
         self.classes_ = classes
         self.costs_, self.learning_rates_, self.train_accuracies_ = [], [], []
-        self.val_costs_, self.val_accuracies_ = [], []
+        self.val_costs_, self.val_accuracies_, self.val_balanced_accuracies_ = [], [], []
         self.n_iter_ = 0
 
         batch = min(self.mini_batch_size, n)
@@ -552,23 +552,25 @@ class NeuralNetwork:
                 self.train_accuracies_.append(correct / n)
                 self.n_iter_ = epoch + 1
                 if validation is not None:
-                    val_loss, val_acc = self._loss_and_accuracy(*validation)
+                    val_loss, val_acc, val_bal = self._loss_and_accuracy(*validation)
                     val_cost = val_loss + (self._l2_cost(n) if s["l2"] else 0.0)
-                    metrics.update(val_cost=val_cost, val_accuracy=val_acc)
+                    metrics.update(val_cost=val_cost, val_accuracy=val_acc, val_balanced_accuracy=val_bal)
                     self.val_costs_.append(val_cost)
                     self.val_accuracies_.append(val_acc)
+                    self.val_balanced_accuracies_.append(val_bal)
                 if self.print_cost:
                     logger.info("epoch %d: cost %.6f", epoch, cost)
                 if callback is not None:
                     callback(epoch, metrics)
 
-    def _loss_and_accuracy(self, X: np.ndarray, yidx: np.ndarray, Y: np.ndarray) -> tuple[float, float]:
-        """Mean cross-entropy (no L2) and accuracy on encoded data."""
+    def _loss_and_accuracy(self, X: np.ndarray, yidx: np.ndarray, Y: np.ndarray) -> tuple[float, float, float]:
+        """Mean cross-entropy (no L2), accuracy and balanced accuracy on encoded data."""
         Z = self._logits(X)
         output = output_layer_for(Z.shape[1])
         loss = output.loss_and_probs(Z, Y) / len(X)
-        acc = float(np.count_nonzero(output.predict_index(Z) == yidx)) / len(X)
-        return loss, acc
+        predicted = output.predict_index(Z)
+        acc = float(np.count_nonzero(predicted == yidx)) / len(X)
+        return loss, acc, balanced_accuracy(yidx, predicted, len(self.classes_))
 
     # ------------------------------------------------------------- inference
     def __sklearn_is_fitted__(self) -> bool:

@@ -589,3 +589,28 @@ def test_train_cost_with_l2_over_mini_batches_weights_each_batch_at_its_own_star
         ce, l2 = _independent_cost(Ws, bs, Xb, y[rows], 2.0, 40)
         total += len(rows) * (ce + l2)
     assert net.costs_[0] == pytest.approx(total / 40, rel=1e-12)
+
+
+def test_val_balanced_accuracy_each_epoch_matches_scikit_learn_on_the_epoch_s_predictions() -> None:
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 5))
+    y = np.where(X[:, 0] + 0.3 * rng.normal(size=120) > 0.8, "cat", "dog")  # imbalanced, text labels
+    Xv, yv = X[:40], y[:40]
+    seen = []
+
+    def check(epoch, metrics):
+        expected = balanced_accuracy_score(yv, net.predict(Xv))
+        seen.append((metrics["val_balanced_accuracy"], expected))
+
+    net = NeuralNetwork([5, 8, 1], epoch=6, learning_rate=0.05, seed=2)
+    net.fit(X[40:], y[40:], Xv, yv, callback=check)
+    assert len(seen) == 6
+    for got, expected in seen:
+        assert got == pytest.approx(expected, abs=1e-12)
+    assert net.val_balanced_accuracies_ == [g for g, _ in seen]
+    # a constant prediction scores 1 / classes, whatever the proportions
+    from numpynet.metrics import balanced_accuracy
+    assert balanced_accuracy(np.array([0, 0, 0, 1]), np.zeros(4, dtype=int), 2) == 0.5
+    assert balanced_accuracy(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2]), 4) == pytest.approx((1 + 1 + 0.5) / 3)
