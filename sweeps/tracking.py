@@ -262,13 +262,18 @@ class MetricBuffer:
 
 
 def git_commit(path: Path) -> tuple[str, bool] | None:
-    """(commit, dirty) of the checkout containing ``path``, or ``None`` outside git."""
+    """(commit, dirty) of the checkout containing ``path``, or ``None`` outside git.
+
+    ``--no-optional-locks``: a plain ``git status`` refreshes the index and takes
+    ``.git/index.lock`` to write it back, which can make the user's own git
+    commands fail while a run starts.
+    """
     try:
         commit = subprocess.run(
             ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "--no-optional-locks", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
