@@ -53,3 +53,49 @@ def test_git_commit_works_while_the_user_holds_the_index_lock(tmp_path: Path) ->
     commit, dirty = tracking.git_commit(repo)
     assert len(commit) == 40 and dirty is True
     assert lock.exists() and lock.read_text() == ""
+
+
+# ------------------------------------------------------------------ item 2
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql+psycopg://postgres:ab/SECRET@127.0.0.1:5432/db", "postgresql+psycopg://postgres:***@127.0.0.1:5432/db"),
+    ("postgresql+psycopg://postgres:ab?SECRET@db-host/optuna", "postgresql+psycopg://postgres:***@db-host/optuna"),
+    ("postgresql://u:p@SECRET@h:5432/db", "postgresql://u:***@h:5432/db"),
+    ("postgresql://u:p%2FSECRET@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u@h/db?sslmode=require&password=SECRET", "postgresql://u@h/db?sslmode=require&password=***"),
+    ("postgresql://u:SECRET@h/db?PassWord=SECRET", "postgresql://u:***@h/db?PassWord=***"),
+    ("https://alice:SECRET@mlflow.example.com:5000", "https://alice:***@mlflow.example.com:5000"),
+    ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ("postgresql+psycopg://postgres@127.0.0.1/db", "postgresql+psycopg://postgres@127.0.0.1/db"),
+    ("sqlite:////tmp/a@b/mlflow.db", "sqlite:////tmp/a@b/mlflow.db"),
+    ("/home/me/mlruns/optuna/journal.log", "/home/me/mlruns/optuna/journal.log"),
+])
+def test_mask_url_hides_every_password(url: str, shown: str) -> None:
+    from sweeps.redact import mask_url
+    from sweeps.study import mask_url as study_mask_url
+
+    assert mask_url(url) == shown
+    assert study_mask_url(url) == shown
+    assert "SECRET" not in mask_url(url)
+
+
+def test_mask_urls_in_text_and_overrides() -> None:
+    from sweeps.redact import mask_urls_in, recordable_overrides
+
+    text = "cannot open 'postgresql://u:ab/SECRET@h/db': refused; tracking.uri=http://a:SECRET@h:1/x"
+    assert "SECRET" not in mask_urls_in(text)
+    assert recordable_overrides(["train.epoch=3", "tracking.uri=postgresql://u:SECRET@h/db"]) == [
+        "train.epoch=3", "tracking.uri=postgresql://u:***@h/db"]
+
+
+def test_cannot_open_storage_error_hides_a_password_with_a_slash(tmp_path: Path) -> None:
+    from services import console_script, worker_env
+
+    url = "postgresql+psycopg://postgres:ab/SECRET@127.0.0.1:1/nodb"  # nothing listens on port 1
+    proc = subprocess.run(
+        [*console_script("numpynet-sweep"), f"sweep.storage={url}", "sweep.n_trials=1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=worker_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot open" in proc.stderr and "postgres:***@127.0.0.1:1" in proc.stderr
+    assert "SECRET" not in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
