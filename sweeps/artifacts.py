@@ -21,6 +21,7 @@ from numpynet import NeuralNetwork
 from sweeps import plots
 from sweeps.config import to_yaml
 from sweeps.data import Dataset
+from sweeps.redact import recordable_config
 from sweeps.tracking import retry_locked
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def log_run_files(
     """config.yaml, plots and weights, in one upload."""
     with tempfile.TemporaryDirectory(prefix="numpynet-") as tmp:
         root = Path(tmp)
-        (root / CONFIG_ARTIFACT).write_text(to_yaml(cfg))
+        (root / CONFIG_ARTIFACT).write_text(to_yaml(recordable_config(cfg)))
         weights = root / WEIGHTS_ARTIFACT
         weights.parent.mkdir()
         network.save(weights)

@@ -131,10 +131,12 @@ def report_error(prog: str, exc: BaseException, debug: bool) -> int:
 
 
 def print_error(prog: str, message: str, exc: BaseException | None) -> None:
-    """``prog: message (notes)`` on one line of stderr."""
+    """``prog: message (notes)`` on one line of stderr, any URL in it masked."""
     notes = getattr(exc, "__notes__", None) or []
+    from sweeps.redact import mask_urls_in
+
     text = " ".join(" ".join([message, *(f"({n})" for n in notes)]).split())
-    print(f"{prog}: {text}", file=sys.stderr)
+    print(f"{prog}: {mask_urls_in(text)}", file=sys.stderr)
 
 
 def hydra_message(exc: BaseException) -> str:

@@ -33,6 +33,7 @@ from sweeps import tracking
 from sweeps.artifacts import CONFIG_ARTIFACT
 from sweeps.config import check_config
 from sweeps.errors import UserError
+from sweeps.redact import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class Reproduction:
         try:
             source = self.client.get_run(run_id)
         except MlflowException as exc:
-            raise UserError(f"no run {run_id!r} in the tracking store {self.uri} ({exc.message})") from exc
+            raise UserError(f"no run {run_id!r} in the tracking store {mask_url(self.uri)} ({exc.message})") from exc
         cfg = load_logged_config(self.client, run_id)
         if overrides:
             try:

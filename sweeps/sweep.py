@@ -27,6 +27,7 @@ from . import interrupt
 from . import study as st
 from .config import CONF_DIR, compose_config
 from .errors import UserError
+from .redact import recordable_overrides
 from .objective import TrialOutcome, TrialRunner
 from .search_space import SearchSpace
 from .stale_runs import CloseDeadTrialRuns, close_dead_local_parents
@@ -198,7 +199,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         "numpynet.storage": st.mask_url(storage_url), "numpynet.worker": st.worker_id(),
         "numpynet.n_jobs": str(n_jobs), "numpynet.blas_threads": str(plan.n_threads),
         "numpynet.n_trials": str(sweep["n_trials"]),
-        "numpynet.overrides": " ".join(base_overrides),
+        "numpynet.overrides": " ".join(recordable_overrides(base_overrides)),
     })
     plan.parent_run_id = parent.info.run_id
     deadline = time.time() + sweep["timeout"] if sweep["timeout"] else None

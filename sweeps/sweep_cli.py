@@ -49,7 +49,9 @@ Usage: numpynet-status [sweep=NAME] [sweep.study_name=NAME] [sweep.storage=URL] 
 
 
 def _error(prog: str, message: str, code: int) -> None:
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    from .redact import mask_urls_in
+
+    print(f"{prog}: error: {mask_urls_in(message)}", file=sys.stderr)
     raise SystemExit(code)
 
 
@@ -163,6 +165,9 @@ def _short(value) -> str:
 
 
 def _ui_command(tracking_uri: str) -> str:
+    from .redact import mask_url
+
+    tracking_uri = mask_url(tracking_uri)  # printed, so masked: the user has the password already
     if tracking_uri.startswith(("http://", "https://")):
         return f"(server) open {tracking_uri} in a browser"
     return f"mlflow ui --backend-store-uri {tracking_uri} --port 5000"

@@ -30,6 +30,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from sweeps.errors import UserError
+from sweeps.redact import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def _checked_uri(uri: str, source: str) -> str:
     allowed = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("1", "true")
     if scheme in ("", "file") and not uri.startswith("databricks") and not allowed:
         raise UserError(
-            f"{source}={uri!r} points at a plain folder, which current MLflow refuses as a store; "
+            f"{source}={mask_url(uri)!r} points at a plain folder, which current MLflow refuses as a store; "
             f"use sqlite:///{Path(uri.removeprefix('file://') or 'mlruns').expanduser().absolute() / 'mlflow.db'} "
             "or a server URI such as http://127.0.0.1:5000"
         )
@@ -137,7 +138,7 @@ def _open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
         if experiment is not None:
             if experiment.lifecycle_stage == "deleted":
                 raise UserError(
-                    f"tracking.experiment={name!r} is deleted in {uri}; restore it "
+                    f"tracking.experiment={name!r} is deleted in {mask_url(uri)}; restore it "
                     "(mlflow experiments restore) or choose another tracking.experiment"
                 )
             return client, experiment.experiment_id

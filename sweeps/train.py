@@ -31,6 +31,7 @@ from omegaconf import DictConfig
 import numpynet
 from numpynet import NeuralNetwork
 from sweeps import artifacts, tracking
+from sweeps.redact import mask_url, mask_urls_in, recordable_config
 from sweeps.config import check_config, flatten
 from sweeps.data import Dataset, load_dataset
 
@@ -116,7 +117,7 @@ def train(
     run_tags = _initial_tags(cfg, dataset, parent_run_id, tags)
     run = tracking.retry_locked(lambda: client.create_run(experiment_id, run_name=run_tags[MLFLOW_RUN_NAME], tags=run_tags))
     run_id = run.info.run_id
-    log.info("MLflow run %s (%s) in experiment %s at %s", run_id, run.info.run_name, experiment_id, uri)
+    log.info("MLflow run %s (%s) in experiment %s at %s", run_id, run.info.run_name, experiment_id, mask_url(uri))
 
     buffer = tracking.MetricBuffer(client, run_id, cfg.tracking.flush_every, cfg.tracking.flush_seconds)
     last_epoch = -1
@@ -132,7 +133,7 @@ def train(
     try:
         if on_run_start is not None:
             on_run_start(run_id)
-        tracking.log_params(client, run_id, flatten(cfg))
+        tracking.log_params(client, run_id, flatten(recordable_config(cfg)))
         stopped: BaseException | None = None
         started = time.perf_counter()
         try:
@@ -195,7 +196,7 @@ def _abort(
 ) -> None:
     """End the run FAILED (or KILLED on Ctrl-C / exit) with the reason; keep the curves."""
     killed = isinstance(exc, (KeyboardInterrupt, SystemExit))
-    reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+    reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else mask_urls_in(f"{type(exc).__name__}: {exc}")
     status = "KILLED" if killed else "FAILED"
     steps: list[tuple[str, Callable[[], None]]] = [
         ("send metrics", buffer.close),
@@ -243,5 +244,5 @@ def _initial_tags(
         tags.update({MLFLOW_GIT_COMMIT: git[0], "numpynet.git_commit": git[0], "numpynet.git_dirty": str(git[1]).lower()})
     if parent_run_id is not None:
         tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-    tags.update({k: str(v) for k, v in (extra or {}).items()})
+    tags.update({k: mask_urls_in(str(v)) for k, v in (extra or {}).items()})  # e.g. the overrides
     return tags
