@@ -79,7 +79,11 @@ class Verdict:
 
 
 def load_logged_config(client: MlflowClient, run_id: str) -> DictConfig:
-    """The resolved config a run logged as its ``config.yaml`` artifact."""
+    """The resolved config a run logged as its ``config.yaml`` artifact.
+
+    Loaded as data: nothing in it is resolved here. :func:`refuse_interpolations`
+    must pass before the config is used, since using it resolves it.
+    """
     with tempfile.TemporaryDirectory(prefix="numpynet-reproduce-") as tmp:
         try:
             path = client.download_artifacts(run_id, CONFIG_ARTIFACT, tmp)
@@ -91,6 +95,34 @@ def load_logged_config(client: MlflowClient, run_id: str) -> DictConfig:
         cfg = OmegaConf.load(path)
     assert isinstance(cfg, DictConfig)
     return cfg
+
+
+def refuse_interpolations(cfg: DictConfig, run_id: str) -> None:
+    """A record is data: a ``${...}`` in it (``${oc.env:SECRET}``) is refused, never resolved.
+
+    The config a run logs is already resolved, so an interpolation in it was
+    put there by someone else; resolving it would read this machine's
+    environment or files into the new run's params and output.
+    """
+    for key, value in _leaves(OmegaConf.to_container(cfg, resolve=False)):
+        if isinstance(value, str) and "${" in value:
+            raise UserError(
+                f"run {run_id}'s {CONFIG_ARTIFACT} sets {key} to an interpolation ({value[:80]!r}); a logged "
+                f"config is data and is not resolved: override it with {key}=VALUE or fix the artifact"
+            )
+
+
+def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return [(prefix, node)]
+    out: list[tuple[str, Any]] = []
+    for key, value in items:
+        out.extend(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 class Reproduction:
@@ -114,6 +146,7 @@ class Reproduction:
                 cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
             except Exception as exc:
                 raise UserError(f"bad override in {list(overrides)}: {exc}") from exc
+        refuse_interpolations(cfg, run_id)
         experiment = self.client.get_experiment(source.info.experiment_id)
         cfg.tracking.uri = self.uri
         cfg.tracking.experiment = experiment.name

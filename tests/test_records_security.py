@@ -99,3 +99,42 @@ def test_cannot_open_storage_error_hides_a_password_with_a_slash(tmp_path: Path)
     assert "cannot open" in proc.stderr and "postgres:***@127.0.0.1:1" in proc.stderr
     assert "SECRET" not in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ item 3
+def _replace_logged_config(client, run_id: str, tmp_path: Path, edit) -> None:
+    local = Path(client.download_artifacts(run_id, "config.yaml", str(tmp_path / "dl")))
+    text = edit(local.read_text())
+    upload = tmp_path / "up" / "config.yaml"
+    upload.parent.mkdir()
+    upload.write_text(text)
+    client.log_artifact(run_id, str(upload))  # the local artifact store replaces the file
+
+
+def test_reproduce_refuses_an_interpolation_in_a_logged_config(mlflow_store: str, tmp_path: Path, capsys,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow import MlflowClient
+
+    from conftest import TINY
+    from sweeps.config import compose_config
+    from sweeps.reproduce import main
+    from sweeps.train import train
+
+    monkeypatch.setenv("SOME_SECRET", "TOPSECRETvalue")
+    run_id = train(compose_config(TINY))["run_id"]
+    client = MlflowClient(tracking_uri=mlflow_store)
+    _replace_logged_config(client, run_id, tmp_path,
+                           lambda text: text.replace("initialization: he", "initialization: ${oc.env:SOME_SECRET}"))
+    experiment = client.get_run(run_id).info.experiment_id
+
+    assert main([run_id]) == 2
+    err = capsys.readouterr().err
+    assert "network.initialization" in err and "interpolation" in err
+    assert "TOPSECRETvalue" not in err and len(err.strip().splitlines()) == 1
+    assert len(client.search_runs([experiment])) == 1  # nothing trained, nothing recorded
+    for run in client.search_runs([experiment]):
+        assert "TOPSECRETvalue" not in str(run.data.params) + str(run.data.tags)
+
+    # the user may replace the offending value from the command line
+    assert main([run_id, "network.initialization=he"]) == 0
+    assert "identical" in capsys.readouterr().out
