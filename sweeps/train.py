@@ -133,7 +133,9 @@ def train(
     try:
         if on_run_start is not None:
             on_run_start(run_id)
-        tracking.log_params(client, run_id, flatten(recordable_config(cfg)))
+        record = recordable_config(cfg)  # what may be recorded: URLs masked
+        tracking.log_params(client, run_id, flatten(record))
+        artifacts.log_config(client, run_id, record)  # now, so that a run that fails can be reproduced
         stopped: BaseException | None = None
         started = time.perf_counter()
         try:
@@ -184,7 +186,7 @@ def _complete_run(
     scalars = {k: v for k, v in result.items() if k.startswith(("test_", "best_"))}
     tracking.log_metrics(client, run_id, scalars)
     tracking.set_tags(client, run_id, {"numpynet.weights_sha256": artifacts.weights_digest(network)})
-    artifacts.log_run_files(client, run_id, cfg, network, dataset, confusion, with_plots=cfg.tracking.log_plots)
+    artifacts.log_run_files(client, run_id, network, dataset, confusion, with_plots=cfg.tracking.log_plots)
     buffer.close()
     if with_model and cfg.tracking.log_model:
         result["model_uri"] = artifacts.log_pyfunc_model(client, run_id, network, dataset)
