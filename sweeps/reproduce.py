@@ -29,7 +29,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
-from sweeps import tracking
+from sweeps import numeric_env, tracking
 from sweeps.artifacts import CONFIG_ARTIFACT
 from sweeps.config import check_config
 from sweeps.errors import UserError
@@ -152,15 +152,24 @@ class Reproduction:
         cfg.tracking.experiment = experiment.name
         cfg.tracking.run_name = f"reproduce-{source.info.run_name or run_id[:8]}"
         self.cfg = check_config(cfg)
+        self.blas_threads = _recorded_threads(source.data.tags)
+        self.environment_warning = environment_warning(source.data.tags, run_id, self.blas_threads)
+        if self.environment_warning:
+            log.warning("%s", self.environment_warning)
 
     def run(self, on_epoch: Any = None) -> Verdict:
         """Train into the source run's experiment and compare with it."""
         from numpynet import TrainingDiverged
         from sweeps.train import train
 
+        from threadpoolctl import threadpool_limits
+
         diverged: TrainingDiverged | None = None
         try:
-            new_run_id = train(self.cfg, on_epoch=on_epoch, tags={tracking.REPRODUCED_FROM: self.run_id})["run_id"]
+            # the source run's BLAS thread count: a different split of the work may change the bits
+            with threadpool_limits(limits=self.blas_threads, user_api="blas"):
+                new_run_id = train(self.cfg, on_epoch=on_epoch,
+                                   tags={tracking.REPRODUCED_FROM: self.run_id})["run_id"]
         except TrainingDiverged as exc:  # a diverged source run reproduces by diverging identically
             diverged = exc
             new_run_id = getattr(exc, "mlflow_run_id", None)
@@ -171,6 +180,30 @@ class Reproduction:
             verdict.notes.append(f"the reproduction diverged too ({diverged})")
         tracking.set_tags(self.client, new_run_id, {VERDICT_TAG: "identical" if verdict.identical else "different"})
         return verdict
+
+
+def _recorded_threads(tags: dict[str, str]) -> int | None:
+    try:
+        return int(tags[numeric_env.BLAS_THREADS])
+    except (KeyError, ValueError):
+        return None
+
+
+def environment_warning(source_tags: dict[str, str], run_id: str, blas_threads: int | None) -> str | None:
+    """Why this machine may not give run ``run_id``'s bits, before training (``None``: no reason known).
+
+    The thread count is left out when the reproduction will use the recorded one.
+    """
+    if not any(key in source_tags for key in numeric_env.TAGS):
+        return (f"run {run_id} recorded no numeric environment (numpy, BLAS), so a difference "
+                "in it cannot be ruled out")
+    here = numeric_env.numeric_environment()
+    keys = tuple(k for k in numeric_env.TAGS if not (k == numeric_env.BLAS_THREADS and blas_threads is not None))
+    changed = numeric_env.differences(source_tags, here, keys)
+    if not changed:
+        return None
+    return (f"this machine's numeric environment differs from run {run_id}'s ({'; '.join(changed)}); "
+            "the results may differ for that reason alone")
 
 
 def reproduce(run_id: str, *, tracking_uri: str | None = None, overrides: Sequence[str] = ()) -> Verdict:
@@ -206,6 +239,10 @@ def compare_runs(client: MlflowClient, source_id: str, new_id: str) -> Verdict:
     weights_a, weights_b = tags_a.get("numpynet.weights_sha256"), tags_b.get("numpynet.weights_sha256")
     if weights_a and weights_b and not stopped:
         verdict.same_weights = weights_a == weights_b
+    if not any(key in tags_a for key in numeric_env.TAGS):
+        verdict.notes.append(f"run {source_id} recorded no numeric environment to compare")
+    elif changed := numeric_env.differences(tags_a, tags_b):
+        verdict.notes.append(f"the numeric environment differs from run {source_id}'s ({'; '.join(changed)})")
     return verdict
 
 

@@ -34,6 +34,7 @@ from sweeps import artifacts, tracking
 from sweeps.redact import mask_url, mask_urls_in, recordable_config
 from sweeps.config import check_config, flatten
 from sweeps.data import Dataset, load_dataset
+from sweeps.numeric_env import numeric_environment
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,7 @@ def _initial_tags(
         "numpynet.data": dataset.name,
         "numpynet.data_hash": dataset.digest,
         "numpynet.seed": str(cfg.train.seed),
+        **numeric_environment(),  # what bit-identical results depend on besides code, data and seed
     }
     try:
         tags[MLFLOW_USER] = getpass.getuser()

@@ -73,3 +73,44 @@ def test_a_registered_model_of_another_study_is_left_alone(mlflow_store: str, ca
     assert summary.best_run_id is not None and summary.registered_version is None
     assert client.search_model_versions(f"name='{name}'") == []
     assert "belongs to study \"someone else's\"" in caplog.text
+
+
+# ----------------------------------------------------------------- item 15
+def test_runs_record_the_numeric_environment_and_reproduce_warns_when_it_differs(
+        mlflow_store: str, tmp_path: Path) -> None:
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from conftest import TINY
+    from sweeps import numeric_env
+    from sweeps.config import compose_config
+    from sweeps.train import train
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        run_id = train(compose_config(TINY))["run_id"]
+    client = MlflowClient(tracking_uri=mlflow_store)
+    tags = client.get_run(run_id).data.tags
+    assert tags[numeric_env.NUMPY_VERSION] == np.__version__
+    assert tags[numeric_env.BLAS_VENDOR] in ("openblas", "mkl", "blis", "flexiblas")
+    assert tags[numeric_env.BLAS_KERNEL] and tags[numeric_env.BLAS_VERSION]
+    assert tags[numeric_env.BLAS_THREADS] == "1"
+
+    # the same machine: no warning, and the recorded thread count is used again
+    same = run_cli("reproduce_main", [run_id], tmp_path)
+    assert same.returncode == 0 and same.stdout.startswith("identical:"), same.stderr
+    assert "numeric environment" not in same.stdout + same.stderr
+    repro = client.search_runs([client.get_run(run_id).info.experiment_id],
+                               f"tags.`numpynet.reproduced_from` = '{run_id}'")[0]
+    assert repro.data.tags[numeric_env.BLAS_THREADS] == "1"
+
+    # a run made elsewhere: warned before training and said in the verdict
+    client.set_tag(run_id, numeric_env.NUMPY_VERSION, "1.0.0")
+    client.set_tag(run_id, numeric_env.BLAS_KERNEL, "Prescott")
+    other = run_cli("reproduce_main", [run_id], tmp_path, env={"OPENBLAS_CORETYPE": ""})
+    assert other.returncode == 0, other.stderr
+    warning = [line for line in other.stderr.splitlines() if "numeric environment differs" in line]
+    assert len(warning) == 1 and "[WARNING]" in warning[0]
+    assert f"numpy version 1.0.0 -> {np.__version__}" in warning[0] and "blas kernel Prescott -> " in warning[0]
+    assert f"the numeric environment differs from run {run_id}'s (numpy version 1.0.0 -> {np.__version__}" \
+        in other.stdout
+    assert "Traceback" not in other.stderr
