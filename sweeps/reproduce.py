@@ -97,6 +97,18 @@ def load_logged_config(client: MlflowClient, run_id: str) -> DictConfig:
     return cfg
 
 
+def refuse_sweep_parent(source: Any) -> None:
+    """A sweep's parent run trains nothing: say so, and name the run that can be reproduced."""
+    tags = source.data.tags
+    if tags.get("numpynet.role") != "sweep":
+        return
+    study = tags.get("numpynet.study", "?")
+    best = tags.get("numpynet.best_run_id")
+    advice = (f"its best trial's run is {best}: numpynet-reproduce {best}" if best
+              else "it has no completed trial to reproduce yet")
+    raise UserError(f"run {source.info.run_id} is the parent run of sweep {study!r}, which trains nothing; {advice}")
+
+
 def refuse_interpolations(cfg: DictConfig, run_id: str) -> None:
     """A record is data: a ``${...}`` in it (``${oc.env:SECRET}``) is refused, never resolved.
 
@@ -140,6 +152,7 @@ class Reproduction:
             source = self.client.get_run(run_id)
         except MlflowException as exc:
             raise UserError(f"no run {run_id!r} in the tracking store {mask_url(self.uri)} ({exc.message})") from exc
+        refuse_sweep_parent(source)
         cfg = load_logged_config(self.client, run_id)
         if overrides:
             try:
@@ -277,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(message)s")
     logging.getLogger("sweeps").setLevel(logging.INFO)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # we report a refused write once
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # one "Retrying ..." line per retry
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         reproduction = Reproduction(args.run_id, tracking_uri=args.tracking_uri, overrides=args.overrides)

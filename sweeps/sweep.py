@@ -174,7 +174,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
 
     from . import study_report
     from .preflight import preflight
-    from .tracking import open_experiment, resolve_tracking_uri
+    from .tracking import create_run, open_experiment, resolve_tracking_uri
 
     sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
     sweep = plain(sweep_cfg)
@@ -192,7 +192,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         st.fail_dead_local_trials(study, CloseDeadTrialRuns(tracking_uri, experiment_id))
         close_dead_local_parents(client, experiment_id, sweep["study_name"])
 
-    parent = client.create_run(experiment_id, run_name=f"sweep:{sweep['study_name']}", tags={
+    parent = create_run(client, tracking_uri, experiment_id, run_name=f"sweep:{sweep['study_name']}", tags={
         "numpynet.role": "sweep", "numpynet.study": sweep["study_name"],
         "numpynet.sampler": sweep["sampler"].get("name", "tpe"),
         "numpynet.pruner": sweep["pruner"].get("name", "none"),

@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Sequence
 
-from .errors import UserError
+from .errors import StoreError, UserError
 
 SWEEP_USAGE = """\
 numpynet-sweep: an Optuna hyperparameter search over the numpy network, tracked in MLflow.
@@ -78,6 +78,8 @@ def _setup_logging() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for noisy in ("mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # logs each refused database write with a traceback; the error is reported once, in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def sweep_main(argv: Sequence[str] | None = None) -> None:
@@ -112,7 +114,8 @@ def sweep_main(argv: Sequence[str] | None = None) -> None:
         text = _friendly(exc)
         if text is None or debug:
             raise
-        _error("numpynet-sweep", text, 1 if isinstance(exc, UserError) and "every trial" in text else 2)
+        store_fault = isinstance(exc, StoreError) or (isinstance(exc, UserError) and "every trial" in text)
+        _error("numpynet-sweep", text, 1 if store_fault else 2)
     bar.close()
     _print_summary(summary)
 

@@ -116,7 +116,7 @@ def train(
     if parent_run_id is not None:
         experiment_id = client.get_run(parent_run_id).info.experiment_id
     run_tags = _initial_tags(cfg, dataset, parent_run_id, tags)
-    run = tracking.retry_locked(lambda: client.create_run(experiment_id, run_name=run_tags[MLFLOW_RUN_NAME], tags=run_tags))
+    run = tracking.create_run(client, uri, experiment_id, run_name=run_tags[MLFLOW_RUN_NAME], tags=run_tags)
     run_id = run.info.run_id
     log.info("MLflow run %s (%s) in experiment %s at %s", run_id, run.info.run_name, experiment_id, mask_url(uri))
 
@@ -136,7 +136,8 @@ def train(
             on_run_start(run_id)
         record = recordable_config(cfg)  # what may be recorded: URLs masked
         tracking.log_params(client, run_id, flatten(record))
-        artifacts.log_config(client, run_id, record)  # now, so that a run that fails can be reproduced
+        # now, so that a run that fails can be reproduced; a store that cannot take files fails here, fast
+        tracking.store_files_or_fail(uri, lambda: artifacts.log_config(client, run_id, record))
         stopped: BaseException | None = None
         started = time.perf_counter()
         try:

@@ -114,3 +114,57 @@ def test_runs_record_the_numeric_environment_and_reproduce_warns_when_it_differs
     assert f"the numeric environment differs from run {run_id}'s (numpy version 1.0.0 -> {np.__version__}" \
         in other.stdout
     assert "Traceback" not in other.stderr
+
+
+# ----------------------------------------------------------------- item 16
+@pytest.fixture
+def read_only_store(tmp_path: Path, _template_store: Path):
+    """A migrated SQLite store that cannot be written (immutable: chmod does not stop root)."""
+    import shutil
+    import subprocess
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    db = folder / "mlflow.db"
+    shutil.copy(_template_store, db)
+    MlflowClient(tracking_uri=f"sqlite:///{db}").create_experiment("records")  # readable content
+    made = subprocess.run(["chattr", "+i", str(db)], capture_output=True)
+    if made.returncode != 0:
+        pytest.fail(f"chattr +i is needed for this test: {made.stderr!r}")
+    try:
+        yield f"sqlite:///{db}"
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+
+
+def _one_line(proc, fragment: str) -> None:
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and "SQL:" not in proc.stderr, proc.stderr
+    assert fragment in lines[-1], proc.stderr
+    assert [ln for ln in lines if not ln.startswith("[INFO]")] == [lines[-1]], proc.stderr
+
+
+@pytest.mark.parametrize("command, args", [
+    ("train_main", ["train.epoch=3", "network.hidden=[8]", "tracking.experiment=records"]),
+    ("sweep_main", ["sweep.n_trials=1", "network.hidden=[8]", "tracking.experiment=records"]),
+])
+def test_an_unwritable_store_is_one_line_and_exit_1(command: str, args: list[str], tmp_path: Path,
+                                                    read_only_store: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+    from services import worker_env
+
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+
+    module = "sweeps.cli" if command == "train_main" else "sweeps.sweep_cli"
+    for uri, said in ((read_only_store, "attempt to write a readonly database"),
+                      ("sqlite:////dev/null/store/mlflow.db", "Not a directory: /dev/null/store")):
+        proc = subprocess.run(
+            [sys.executable, "-c", f"import sys; from {module} import {command}; sys.exit({command}())",
+             *args, f"tracking.uri={uri}"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+            env=worker_env(PYTHONPATH=path))
+        assert proc.returncode == 1, proc.stderr
+        _one_line(proc, f"MLflow store {uri}: {said}")
