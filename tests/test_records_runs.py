@@ -168,3 +168,48 @@ def test_an_unwritable_store_is_one_line_and_exit_1(command: str, args: list[str
             env=worker_env(PYTHONPATH=path))
         assert proc.returncode == 1, proc.stderr
         _one_line(proc, f"MLflow store {uri}: {said}")
+
+
+def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_line(tmp_path: Path) -> None:
+    """(b): the artifact store behind the server is unwritable; reads still work."""
+    import subprocess
+    import time
+
+    from services import MlflowServer, fresh_database
+
+    from conftest import TINY
+    from sweeps.config import compose_config
+    from sweeps.train import train
+
+    root = tmp_path / "server"
+    with fresh_database() as backend, MlflowServer(backend, root / "artifacts", root / "server.log") as server:
+        source = train(compose_config([*TINY, f"tracking.uri={server.url}", "tracking.log_plots=false"]))
+        frozen = root / "artifacts" / source["experiment_id"]
+        subprocess.run(["chattr", "+i", str(frozen)], check=True)  # root ignores chmod; not this
+        try:
+            started = time.monotonic()
+            proc = run_cli("reproduce_main", [source["run_id"], "--tracking-uri", server.url], tmp_path)
+            seconds = time.monotonic() - started
+        finally:
+            subprocess.run(["chattr", "-i", str(frozen)], check=True)
+        assert proc.returncode == 1, proc.stderr
+        assert seconds < 60, f"{seconds:.0f} s of retries"
+        lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith("[INFO]")]
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert lines[0].startswith(f"numpynet-reproduce: cannot store files in the MLflow store {server.url}")
+        assert "ended FAILED" in lines[0]
+        client = MlflowClient(tracking_uri=server.url)
+        (new,) = client.search_runs([source["experiment_id"]],
+                                    f"tags.`numpynet.reproduced_from` = '{source['run_id']}'")
+        assert new.info.status == "FAILED"  # nothing left RUNNING
+
+
+def test_reproducing_a_sweep_parent_names_its_best_trial_run(mlflow_store: str, tmp_path: Path) -> None:
+    """(c)"""
+    summary = _sweep("parent")
+    proc = run_cli("reproduce_main", [summary.parent_run_id], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith("[INFO]")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"run {summary.parent_run_id} is the parent run of sweep 'parent'" in lines[0]
+    assert f"numpynet-reproduce {summary.best_run_id}" in lines[0]
