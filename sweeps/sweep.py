@@ -27,8 +27,8 @@ from . import interrupt
 from . import study as st
 from .config import CONF_DIR, compose_config
 from .errors import UserError
-from .redact import recordable_overrides
 from .objective import TrialOutcome, TrialRunner
+from .redact import recordable_overrides
 from .search_space import SearchSpace
 from .stale_runs import CloseDeadTrialRuns, close_dead_local_parents
 from .sweep_config import load_sweep_config, plain

@@ -127,7 +127,8 @@ def read_only_store(tmp_path: Path, _template_store: Path):
     folder.mkdir()
     db = folder / "mlflow.db"
     shutil.copy(_template_store, db)
-    MlflowClient(tracking_uri=f"sqlite:///{db}").create_experiment("records")  # readable content
+    MlflowClient(tracking_uri=f"sqlite:///{db}").create_experiment(  # readable content
+        "records", artifact_location=(folder / "artifacts").as_uri())
     made = subprocess.run(["chattr", "+i", str(db)], capture_output=True)
     if made.returncode != 0:
         pytest.fail(f"chattr +i is needed for this test: {made.stderr!r}")
