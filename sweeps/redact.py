@@ -36,20 +36,33 @@ def mask_url(url: str) -> str:
     if "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
-    rest = _mask_userinfo(rest)
+    parsed = _sqlalchemy_url(url)
+    if parsed is not None and parsed.password is not None and rest.count("@") == 1:
+        scheme, rest = parsed.render_as_string(hide_password=True).split("://", 1)
+    else:  # no password in the user part, or an unencoded "@" that SQLAlchemy splits too early
+        rest = _mask_userinfo(rest)
     head, sep, query = rest.partition("?")
     if sep:
         query = "&".join(_mask_argument(part) for part in query.split("&"))
     return f"{scheme}://{head}{sep}{query}"
 
 
+def _sqlalchemy_url(url: str) -> Any:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url)
+    except Exception:  # not a URL SQLAlchemy can parse (or no SQLAlchemy): the manual rule does it
+        return None
+
+
 def _mask_userinfo(rest: str) -> str:
     """``user:pw@host/db`` -> ``user:***@host/db``; the password ends at the last ``@``.
 
-    SQLAlchemy's URL parser finds where the password starts and whether there
-    is one; an unencoded ``@`` inside the password is handled by taking the
-    last ``@`` of the URL as the end of the credentials (at worst a path with
-    an ``@`` is masked too: more hidden, nothing shown).
+    For URLs SQLAlchemy cannot split right: an unencoded ``@`` inside the
+    password is handled by taking the last ``@`` of the URL as the end of the
+    credentials (at worst a path with an ``@`` is masked too: more hidden,
+    nothing shown).
     """
     if rest.startswith("/") or "@" not in rest:  # sqlite:///path, no credentials
         return rest
