@@ -1,8 +1,9 @@
 """What a finished (or stopped) run leaves in MLflow besides its curves.
 
-``config.yaml``, the plots, the weights as the core's ``.npz`` and the
-``pyfunc`` model, plus the final test metrics. All files are written to a
-temporary folder and sent with one ``log_artifacts`` call.
+``config.yaml`` (sent when the run starts), the plots, the weights as the
+core's ``.npz`` and the ``pyfunc`` model, plus the final test metrics. The
+end-of-run files are written to a temporary folder and sent with one
+``log_artifacts`` call.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from numpynet import NeuralNetwork
 from sweeps import plots
 from sweeps.config import to_yaml
 from sweeps.data import Dataset
+from sweeps.redact import recordable_config
 from sweeps.tracking import retry_locked
 
 log = logging.getLogger(__name__)
@@ -45,33 +47,34 @@ def weights_digest(network: NeuralNetwork) -> str:
     return digest.hexdigest()
 
 
+def log_config(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:
+    """``config.yaml``, in its recordable form (URLs masked), sent when the run starts.
+
+    Logged before training rather than with the other files, so that a run
+    that diverges, fails or is killed can still be reproduced.
+    """
+    text = to_yaml(recordable_config(cfg))
+    retry_locked(lambda: client.log_text(run_id, text, CONFIG_ARTIFACT))
+
+
 def log_run_files(
     client: MlflowClient,
     run_id: str,
-    cfg: DictConfig,
     network: NeuralNetwork,
     dataset: Dataset,
     confusion: np.ndarray | None,
     *,
     with_plots: bool,
 ) -> None:
-    """config.yaml, plots and weights, in one upload."""
+    """Plots and weights, in one upload (config.yaml went when the run started)."""
     with tempfile.TemporaryDirectory(prefix="numpynet-") as tmp:
         root = Path(tmp)
-        (root / CONFIG_ARTIFACT).write_text(to_yaml(cfg))
         weights = root / WEIGHTS_ARTIFACT
         weights.parent.mkdir()
         network.save(weights)
         if with_plots:
             _write_plots(root / "plots", network, dataset, confusion)
         retry_locked(lambda: client.log_artifacts(run_id, str(root)))
-
-
-def log_config(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:
-    """config.yaml alone (a run that leaves no weights)."""
-    with tempfile.TemporaryDirectory(prefix="numpynet-") as tmp:
-        (Path(tmp) / CONFIG_ARTIFACT).write_text(to_yaml(cfg))
-        retry_locked(lambda: client.log_artifacts(run_id, tmp))
 
 
 def _write_plots(folder: Path, network: NeuralNetwork, dataset: Dataset, confusion: np.ndarray | None) -> None:

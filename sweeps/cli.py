@@ -9,8 +9,8 @@ command is a task function plus a one-line ``*_main``::
     def sweep_main(argv: list[str] | None = None) -> int:
         return run_hydra_app(_sweep_task, prog="numpynet-sweep", config_name="sweep", argv=argv)
 
-Exit status: 0 success, 1 training diverged / MLflow unreachable / internal
-error, 2 bad config, data or hyperparameter, 130 interrupted.
+Exit status: 0 success, 1 training diverged / MLflow unreachable or unwritable /
+internal error, 2 bad config, data or hyperparameter, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from sweeps.errors import UserError
+from sweeps.errors import StoreError, UserError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEBUG_FLAG = "--debug"
@@ -113,6 +113,9 @@ def report_error(prog: str, exc: BaseException, debug: bool) -> int:
 
     if debug:
         traceback.print_exception(exc)
+    if isinstance(exc, StoreError):  # a fault of the store, not of the config
+        print_error(prog, str(exc), exc)
+        return EXIT_FAILURE
     if isinstance(exc, (HydraException, OmegaConfBaseException)):
         print_error(prog, f"config error: {hydra_message(exc)}", exc)
         return EXIT_USAGE
@@ -131,10 +134,12 @@ def report_error(prog: str, exc: BaseException, debug: bool) -> int:
 
 
 def print_error(prog: str, message: str, exc: BaseException | None) -> None:
-    """``prog: message (notes)`` on one line of stderr."""
+    """``prog: message (notes)`` on one line of stderr, any URL in it masked."""
     notes = getattr(exc, "__notes__", None) or []
+    from sweeps.redact import mask_urls_in
+
     text = " ".join(" ".join([message, *(f"({n})" for n in notes)]).split())
-    print(f"{prog}: {text}", file=sys.stderr)
+    print(f"{prog}: {mask_urls_in(text)}", file=sys.stderr)
 
 
 def hydra_message(exc: BaseException) -> str:

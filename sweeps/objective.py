@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 from . import interrupt
 from . import study as st
 from .config import compose_config
+from .redact import mask_urls_in, recordable_overrides
 from .search_space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class TrialRunner:
             overrides = self.base_overrides + self.space.overrides(sampled)
             if not self.log_trial_models:
                 overrides = overrides + ["tracking.log_model=false"]
-            trial.set_user_attr("overrides", overrides)
+            trial.set_user_attr("overrides", recordable_overrides(overrides))
             tags = {TAG_STUDY: self.study_name, TAG_TRIAL: str(trial.number), TAG_OVERRIDES: " ".join(overrides)}
             cfg = compose_config(overrides)
             if not cfg.tracking.run_name:  # "trial-7" reads better than seven "digits-adam-64x32" in the UI
@@ -103,7 +104,7 @@ class TrialRunner:
             self._finish(study, trial, TrialState.FAIL, None, run_ids, sampled, {TAG_FAIL_REASON: "interrupted"})
             raise
         except Exception as exc:  # diverged, bad sampled value, any bug: the study goes on
-            reason = f"{type(exc).__name__}: {exc}"[:500]
+            reason = mask_urls_in(f"{type(exc).__name__}: {exc}")[:500]
             log.warning("trial %d failed: %s", trial.number, reason)
             trial.set_user_attr(st.ATTR_FAIL_REASON, reason)
             outcome = self._finish(study, trial, TrialState.FAIL, None, run_ids, sampled, {TAG_FAIL_REASON: reason})

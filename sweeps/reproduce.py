@@ -29,10 +29,11 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
-from sweeps import tracking
+from sweeps import numeric_env, tracking
 from sweeps.artifacts import CONFIG_ARTIFACT
 from sweeps.config import check_config
 from sweeps.errors import UserError
+from sweeps.redact import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,11 @@ class Verdict:
 
 
 def load_logged_config(client: MlflowClient, run_id: str) -> DictConfig:
-    """The resolved config a run logged as its ``config.yaml`` artifact."""
+    """The resolved config a run logged as its ``config.yaml`` artifact.
+
+    Loaded as data: nothing in it is resolved here. :func:`refuse_interpolations`
+    must pass before the config is used, since using it resolves it.
+    """
     with tempfile.TemporaryDirectory(prefix="numpynet-reproduce-") as tmp:
         try:
             path = client.download_artifacts(run_id, CONFIG_ARTIFACT, tmp)
@@ -90,6 +95,46 @@ def load_logged_config(client: MlflowClient, run_id: str) -> DictConfig:
         cfg = OmegaConf.load(path)
     assert isinstance(cfg, DictConfig)
     return cfg
+
+
+def refuse_sweep_parent(source: Any) -> None:
+    """A sweep's parent run trains nothing: say so, and name the run that can be reproduced."""
+    tags = source.data.tags
+    if tags.get("numpynet.role") != "sweep":
+        return
+    study = tags.get("numpynet.study", "?")
+    best = tags.get("numpynet.best_run_id")
+    advice = (f"its best trial's run is {best}: numpynet-reproduce {best}" if best
+              else "it has no completed trial to reproduce yet")
+    raise UserError(f"run {source.info.run_id} is the parent run of sweep {study!r}, which trains nothing; {advice}")
+
+
+def refuse_interpolations(cfg: DictConfig, run_id: str) -> None:
+    """A record is data: a ``${...}`` in it (``${oc.env:SECRET}``) is refused, never resolved.
+
+    The config a run logs is already resolved, so an interpolation in it was
+    put there by someone else; resolving it would read this machine's
+    environment or files into the new run's params and output.
+    """
+    for key, value in _leaves(OmegaConf.to_container(cfg, resolve=False)):
+        if isinstance(value, str) and "${" in value:
+            raise UserError(
+                f"run {run_id}'s {CONFIG_ARTIFACT} sets {key} to an interpolation ({value[:80]!r}); a logged "
+                f"config is data and is not resolved: override it with {key}=VALUE or fix the artifact"
+            )
+
+
+def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return [(prefix, node)]
+    out: list[tuple[str, Any]] = []
+    for key, value in items:
+        out.extend(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 class Reproduction:
@@ -106,27 +151,38 @@ class Reproduction:
         try:
             source = self.client.get_run(run_id)
         except MlflowException as exc:
-            raise UserError(f"no run {run_id!r} in the tracking store {self.uri} ({exc.message})") from exc
+            raise UserError(f"no run {run_id!r} in the tracking store {mask_url(self.uri)} ({exc.message})") from exc
+        refuse_sweep_parent(source)
         cfg = load_logged_config(self.client, run_id)
         if overrides:
             try:
                 cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
             except Exception as exc:
                 raise UserError(f"bad override in {list(overrides)}: {exc}") from exc
+        refuse_interpolations(cfg, run_id)
         experiment = self.client.get_experiment(source.info.experiment_id)
         cfg.tracking.uri = self.uri
         cfg.tracking.experiment = experiment.name
         cfg.tracking.run_name = f"reproduce-{source.info.run_name or run_id[:8]}"
         self.cfg = check_config(cfg)
+        self.blas_threads = _recorded_threads(source.data.tags)
+        self.environment_warning = environment_warning(source.data.tags, run_id, self.blas_threads)
+        if self.environment_warning:
+            log.warning("%s", self.environment_warning)
 
     def run(self, on_epoch: Any = None) -> Verdict:
         """Train into the source run's experiment and compare with it."""
         from numpynet import TrainingDiverged
         from sweeps.train import train
 
+        from threadpoolctl import threadpool_limits
+
         diverged: TrainingDiverged | None = None
         try:
-            new_run_id = train(self.cfg, on_epoch=on_epoch, tags={tracking.REPRODUCED_FROM: self.run_id})["run_id"]
+            # the source run's BLAS thread count: a different split of the work may change the bits
+            with threadpool_limits(limits=self.blas_threads, user_api="blas"):
+                new_run_id = train(self.cfg, on_epoch=on_epoch,
+                                   tags={tracking.REPRODUCED_FROM: self.run_id})["run_id"]
         except TrainingDiverged as exc:  # a diverged source run reproduces by diverging identically
             diverged = exc
             new_run_id = getattr(exc, "mlflow_run_id", None)
@@ -137,6 +193,30 @@ class Reproduction:
             verdict.notes.append(f"the reproduction diverged too ({diverged})")
         tracking.set_tags(self.client, new_run_id, {VERDICT_TAG: "identical" if verdict.identical else "different"})
         return verdict
+
+
+def _recorded_threads(tags: dict[str, str]) -> int | None:
+    try:
+        return int(tags[numeric_env.BLAS_THREADS])
+    except (KeyError, ValueError):
+        return None
+
+
+def environment_warning(source_tags: dict[str, str], run_id: str, blas_threads: int | None) -> str | None:
+    """Why this machine may not give run ``run_id``'s bits, before training (``None``: no reason known).
+
+    The thread count is left out when the reproduction will use the recorded one.
+    """
+    if not any(key in source_tags for key in numeric_env.TAGS):
+        return (f"run {run_id} recorded no numeric environment (numpy, BLAS), so a difference "
+                "in it cannot be ruled out")
+    here = numeric_env.numeric_environment()
+    keys = tuple(k for k in numeric_env.TAGS if not (k == numeric_env.BLAS_THREADS and blas_threads is not None))
+    changed = numeric_env.differences(source_tags, here, keys)
+    if not changed:
+        return None
+    return (f"this machine's numeric environment differs from run {run_id}'s ({'; '.join(changed)}); "
+            "the results may differ for that reason alone")
 
 
 def reproduce(run_id: str, *, tracking_uri: str | None = None, overrides: Sequence[str] = ()) -> Verdict:
@@ -172,6 +252,10 @@ def compare_runs(client: MlflowClient, source_id: str, new_id: str) -> Verdict:
     weights_a, weights_b = tags_a.get("numpynet.weights_sha256"), tags_b.get("numpynet.weights_sha256")
     if weights_a and weights_b and not stopped:
         verdict.same_weights = weights_a == weights_b
+    if not any(key in tags_a for key in numeric_env.TAGS):
+        verdict.notes.append(f"run {source_id} recorded no numeric environment to compare")
+    elif changed := numeric_env.differences(tags_a, tags_b):
+        verdict.notes.append(f"the numeric environment differs from run {source_id}'s ({'; '.join(changed)})")
     return verdict
 
 
@@ -206,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(message)s")
     logging.getLogger("sweeps").setLevel(logging.INFO)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # we report a refused write once
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # one "Retrying ..." line per retry
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         reproduction = Reproduction(args.run_id, tracking_uri=args.tracking_uri, overrides=args.overrides)

@@ -34,6 +34,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from .errors import UserError
+from .redact import mask_url  # noqa: F401 - re-exported: st.mask_url is used across the harness
 
 log = logging.getLogger(__name__)
 
@@ -151,24 +152,6 @@ def make_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
         return table[name]()
     except (TypeError, ValueError) as exc:
         raise UserError(f"sweep.pruner ({name}): {exc}") from None
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by *** (in the user part and in ``?password=``)."""
-    if "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    rest, _, query = rest.partition("?")
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        creds, host = authority.rsplit("@", 1)
-        if ":" in creds:
-            creds = creds.split(":", 1)[0] + ":***"
-        authority = f"{creds}@{host}"
-    if query:
-        query = "&".join(f"{k}=***" if k.lower() in ("password", "pass", "passwd") else f"{k}{eq}{v}"
-                         for k, eq, v in (part.partition("=") for part in query.split("&")))
-    return f"{scheme}://{authority}{slash}{path}" + (f"?{query}" if query else "")
 
 
 def _password(url: str) -> str | None:

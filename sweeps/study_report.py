@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import tempfile
@@ -63,7 +64,29 @@ TAG_REGISTERED_STUDY = "numpynet.study"
 
 
 def registered_model_name(study_name: str) -> str:
-    return "numpynet-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", study_name)
+    """The registered model of a study: one name per study, never shared.
+
+    A name that needs no change is kept (``numpynet-digits-default``). When
+    characters had to be replaced, a short hash of the exact study name is
+    appended, so that ``x y`` and ``x-y`` get different models. (A study
+    deliberately named like another's hashed form is caught by the
+    ``numpynet.study`` tag check when registering.)
+    """
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", study_name)
+    if safe != study_name:
+        safe += "-" + hashlib.sha256(study_name.encode()).hexdigest()[:8]
+    return "numpynet-" + safe
+
+
+def _owned_by_another_study(client: MlflowClient, name: str, study_name: str) -> str | None:
+    """The study that registered model ``name`` belongs to, if it is not ``study_name``."""
+    try:
+        owner = client.get_registered_model(name).tags.get(TAG_REGISTERED_STUDY)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return owner if owner is not None and owner != study_name else None
 
 
 def failure_reasons(study: optuna.Study) -> list[str]:
@@ -217,8 +240,15 @@ def _log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_
         return None
     name = registered_model_name(sweep["study_name"])
     with st.budget_lock(plan.storage_url, sweep["study_name"] + ":registry"):
+        owner = _owned_by_another_study(client, name, sweep["study_name"])
+        if owner is not None:
+            log.warning("not registering the best model of study %r: the registered model %s belongs to "
+                        "study %r; rename one of the studies", sweep["study_name"], name, owner)
+            return None
         sign = 1.0 if sweep.get("direction", "maximize") == "maximize" else -1.0
         for version in client.search_model_versions(f"name='{name}'"):
+            if version.tags.get(TAG_REGISTERED_STUDY, sweep["study_name"]) != sweep["study_name"]:
+                continue  # another study's version: its trial numbers mean nothing here
             if version.tags.get(TAG_REGISTERED_TRIAL) == str(best.number):
                 return version.version  # this best is registered already (by us or another worker)
             value = version.tags.get("numpynet.best_value")

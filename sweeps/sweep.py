@@ -28,6 +28,7 @@ from . import study as st
 from .config import CONF_DIR, compose_config
 from .errors import UserError
 from .objective import TrialOutcome, TrialRunner
+from .redact import recordable_overrides
 from .search_space import SearchSpace, flatten_space
 from .stale_runs import CloseDeadTrialRuns, close_dead_local_parents
 from .sweep_config import load_sweep_config, plain
@@ -183,7 +184,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
 
     from . import study_report
     from .preflight import preflight
-    from .tracking import open_experiment, resolve_tracking_uri
+    from .tracking import create_run, open_experiment, resolve_tracking_uri
 
     sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
     sweep = plain(sweep_cfg)
@@ -204,14 +205,14 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         st.fail_dead_local_trials(study, CloseDeadTrialRuns(tracking_uri, experiment_id))
         close_dead_local_parents(client, experiment_id, sweep["study_name"])
 
-    parent = client.create_run(experiment_id, run_name=f"sweep:{sweep['study_name']}", tags={
+    parent = create_run(client, tracking_uri, experiment_id, run_name=f"sweep:{sweep['study_name']}", tags={
         "numpynet.role": "sweep", "numpynet.study": sweep["study_name"],
         "numpynet.sampler": sweep["sampler"].get("name", "tpe"),
         "numpynet.pruner": sweep["pruner"].get("name", "none"),
         "numpynet.storage": st.mask_url(storage_url), "numpynet.worker": st.worker_id(),
         "numpynet.n_jobs": str(n_jobs), "numpynet.blas_threads": str(plan.n_threads),
         "numpynet.n_trials": str(sweep["n_trials"]),
-        "numpynet.overrides": " ".join(base_overrides),
+        "numpynet.overrides": " ".join(recordable_overrides(base_overrides)),
     })
     plan.parent_run_id = parent.info.run_id
     deadline = time.time() + sweep["timeout"] if sweep["timeout"] else None

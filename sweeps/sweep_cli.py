@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Sequence
 
-from .errors import UserError
+from .errors import StoreError, UserError
 
 SWEEP_USAGE = """\
 numpynet-sweep: an Optuna hyperparameter search over the numpy network, tracked in MLflow.
@@ -51,7 +51,9 @@ Usage: numpynet-status [sweep=NAME] [sweep.study_name=NAME] [sweep.storage=URL] 
 
 
 def _error(prog: str, message: str, code: int) -> None:
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    from .redact import mask_urls_in
+
+    print(f"{prog}: error: {mask_urls_in(message)}", file=sys.stderr)
     raise SystemExit(code)
 
 
@@ -78,6 +80,8 @@ def _setup_logging() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for noisy in ("mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # logs each refused database write with a traceback; the error is reported once, in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def sweep_main(argv: Sequence[str] | None = None) -> None:
@@ -112,7 +116,8 @@ def sweep_main(argv: Sequence[str] | None = None) -> None:
         text = _friendly(exc)
         if text is None or debug:
             raise
-        _error("numpynet-sweep", text, 1 if isinstance(exc, UserError) and "every trial" in text else 2)
+        store_fault = isinstance(exc, StoreError) or (isinstance(exc, UserError) and "every trial" in text)
+        _error("numpynet-sweep", text, 1 if store_fault else 2)
     bar.close()
     _print_summary(summary)
 
@@ -191,6 +196,9 @@ def _short(value) -> str:
 
 
 def _ui_command(tracking_uri: str) -> str:
+    from .redact import mask_url
+
+    tracking_uri = mask_url(tracking_uri)  # printed, so masked: the user has the password already
     if tracking_uri.startswith(("http://", "https://")):
         return f"(server) open {tracking_uri} in a browser"
     return f"mlflow ui --backend-store-uri {tracking_uri} --port 5000"

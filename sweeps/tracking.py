@@ -29,7 +29,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from sweeps.errors import UserError
+from sweeps.errors import StoreError, UserError
+from sweeps.redact import mask_url, mask_urls_in
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,18 @@ PARAM_BATCH_LIMIT = 100
 def resolve_tracking_uri(configured: str | None) -> str:
     """``tracking.uri`` if set, else ``$MLFLOW_TRACKING_URI``, else the local SQLite store."""
     if configured:
-        return _checked_uri(str(configured), "tracking.uri")
+        return _quiet_if_secret(_checked_uri(str(configured), "tracking.uri"))
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
-        return _checked_uri(env, "MLFLOW_TRACKING_URI")
+        return _quiet_if_secret(_checked_uri(env, "MLFLOW_TRACKING_URI"))
     return f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}"
+
+
+def _quiet_if_secret(uri: str) -> str:
+    """MLflow prints "View run ... at: <server URL>" on stdout, password included: not for such URLs."""
+    if mask_url(uri) != uri:
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    return uri
 
 
 def _checked_uri(uri: str, source: str) -> str:
@@ -61,7 +69,7 @@ def _checked_uri(uri: str, source: str) -> str:
     allowed = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("1", "true")
     if scheme in ("", "file") and not uri.startswith("databricks") and not allowed:
         raise UserError(
-            f"{source}={uri!r} points at a plain folder, which current MLflow refuses as a store; "
+            f"{source}={mask_url(uri)!r} points at a plain folder, which current MLflow refuses as a store; "
             f"use sqlite:///{Path(uri.removeprefix('file://') or 'mlruns').expanduser().absolute() / 'mlflow.db'} "
             "or a server URI such as http://127.0.0.1:5000"
         )
@@ -130,6 +138,17 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
 
 
 def _open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
+    try:
+        return _open_or_create_experiment(uri, name)
+    except (OSError, MlflowException) as exc:
+        raise StoreError(f"cannot open the MLflow store {mask_url(uri)}: {store_fault_reason(exc)}") from None
+    except Exception as exc:
+        if _is_database_error(exc):
+            raise StoreError(f"cannot open the MLflow store {mask_url(uri)}: {store_fault_reason(exc)}") from None
+        raise
+
+
+def _open_or_create_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     store_dir = local_store_dir(uri)
     with store_lock(store_dir):
         client = MlflowClient(tracking_uri=uri)
@@ -137,7 +156,7 @@ def _open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
         if experiment is not None:
             if experiment.lifecycle_stage == "deleted":
                 raise UserError(
-                    f"tracking.experiment={name!r} is deleted in {uri}; restore it "
+                    f"tracking.experiment={name!r} is deleted in {mask_url(uri)}; restore it "
                     "(mlflow experiments restore) or choose another tracking.experiment"
                 )
             return client, experiment.experiment_id
@@ -151,6 +170,84 @@ def _open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
             if experiment is None:
                 raise
             return client, experiment.experiment_id
+
+
+def create_run(client: MlflowClient, uri: str, experiment_id: str, **kwargs: Any):
+    """``client.create_run`` where a store that refuses the write is a :class:`StoreError`.
+
+    The first write of a command: a read-only store, a full disk or a server
+    that cannot store fails here, before any training, as one line.
+    """
+    try:
+        return retry_locked(lambda: client.create_run(experiment_id, **kwargs))
+    except (OSError, MlflowException) as exc:
+        raise StoreError(f"cannot write to the MLflow store {mask_url(uri)}: {store_fault_reason(exc)}") from None
+    except Exception as exc:
+        if _is_database_error(exc):
+            raise StoreError(f"cannot write to the MLflow store {mask_url(uri)}: "
+                             f"{store_fault_reason(exc)}") from None
+        raise
+
+
+#: HTTP retries while probing whether a store can be written: a blip survives, a fault shows in seconds
+PROBE_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+@contextlib.contextmanager
+def few_retries() -> Iterator[None]:
+    """MLflow's HTTP client retries a failing request for minutes (7 retries, doubling waits).
+
+    Right for a long run's writes, wrong for the first write of a command:
+    a server that cannot store files must be reported in seconds. MLflow reads
+    these settings at each request; only this thread writes meanwhile.
+    """
+    saved = {key: os.environ.get(key) for key in PROBE_RETRIES}
+    os.environ.update(PROBE_RETRIES)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def store_files_or_fail(uri: str, write: Callable[[], None]) -> None:
+    """Run the first file write of a run (config.yaml); a store that refuses it is a :class:`StoreError`."""
+    try:
+        with few_retries():
+            write()
+    except (OSError, MlflowException) as exc:
+        raise StoreError(f"cannot store files in the MLflow store {mask_url(uri)}: "
+                         f"{store_fault_reason(exc)}") from None
+
+
+_DB_ERROR = re.compile(r"\((?:sqlite3|psycopg[\w.]*|psycopg2[\w.]*|pymysql[\w.]*)\.[\w.]+\)\s*([^\[\n]+)")
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("sqlalchemy")
+
+
+def store_fault_reason(exc: BaseException) -> str:
+    """The one sentence that says why the store refused (a driver's message, a file error)."""
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or type(exc).__name__}{where}"
+    text = getattr(exc, "message", None) or str(exc)
+    found = _DB_ERROR.search(text)
+    if found:
+        return mask_urls_in(found.group(1).strip().rstrip("."))
+    if "too many 500 error responses" in text or "too many 503 error responses" in text:
+        return "the server answered every attempt with an internal error (is its store writable?)"
+    if "Max retries exceeded" in text:
+        cause = re.search(r"Caused by (\w+)", text)
+        return ("the server did not accept the request"
+                + (f" ({cause.group(1)}" + (", connection reset)" if "reset by peer" in text else ")") if cause else "")
+                + "; is its artifact store writable?")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return mask_urls_in(first[:300])
 
 
 def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
@@ -262,13 +359,18 @@ class MetricBuffer:
 
 
 def git_commit(path: Path) -> tuple[str, bool] | None:
-    """(commit, dirty) of the checkout containing ``path``, or ``None`` outside git."""
+    """(commit, dirty) of the checkout containing ``path``, or ``None`` outside git.
+
+    ``--no-optional-locks``: a plain ``git status`` refreshes the index and takes
+    ``.git/index.lock`` to write it back, which can make the user's own git
+    commands fail while a run starts.
+    """
     try:
         commit = subprocess.run(
             ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "--no-optional-locks", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):

@@ -31,8 +31,10 @@ from omegaconf import DictConfig
 import numpynet
 from numpynet import NeuralNetwork
 from sweeps import artifacts, cross_validation, tracking
+from sweeps.redact import mask_url, mask_urls_in, recordable_config
 from sweeps.config import check_config, flatten
 from sweeps.data import Dataset, load_dataset
+from sweeps.numeric_env import numeric_environment
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +119,9 @@ def train(
     if parent_run_id is not None:
         experiment_id = client.get_run(parent_run_id).info.experiment_id
     run_tags = _initial_tags(cfg, dataset, parent_run_id, tags)
-    run = tracking.retry_locked(lambda: client.create_run(experiment_id, run_name=run_tags[MLFLOW_RUN_NAME], tags=run_tags))
+    run = tracking.create_run(client, uri, experiment_id, run_name=run_tags[MLFLOW_RUN_NAME], tags=run_tags)
     run_id = run.info.run_id
-    log.info("MLflow run %s (%s) in experiment %s at %s", run_id, run.info.run_name, experiment_id, uri)
+    log.info("MLflow run %s (%s) in experiment %s at %s", run_id, run.info.run_name, experiment_id, mask_url(uri))
 
     buffer = tracking.MetricBuffer(client, run_id, cfg.tracking.flush_every, cfg.tracking.flush_seconds)
     last_epoch = -1
@@ -135,7 +137,10 @@ def train(
     try:
         if on_run_start is not None:
             on_run_start(run_id)
-        tracking.log_params(client, run_id, flatten(cfg))
+        record = recordable_config(cfg)  # what may be recorded: URLs masked
+        tracking.log_params(client, run_id, flatten(record))
+        # now, so that a run that fails can be reproduced; a store that cannot take files fails here, fast
+        tracking.store_files_or_fail(uri, lambda: artifacts.log_config(client, run_id, record))
         stopped: BaseException | None = None
         started = time.perf_counter()
         try:
@@ -150,7 +155,7 @@ def train(
         if folds is None:
             result = _complete_run(client, run_id, cfg, network, dataset, buffer, with_model=stopped is None)
         else:
-            result = _complete_cv_run(client, run_id, cfg, folds, buffer)
+            result = _complete_cv_run(client, run_id, folds, buffer)
         result.update(fit_seconds=fit_seconds, epochs_run=last_epoch + 1, logging_seconds=buffer.seconds)
         tracking.log_metrics(client, run_id, {k: result[k] for k in ("fit_seconds", "epochs_run", "logging_seconds")})
         if stopped is not None:
@@ -189,23 +194,23 @@ def _complete_run(
     scalars = {k: v for k, v in result.items() if k.startswith(("test_", "best_"))}
     tracking.log_metrics(client, run_id, scalars)
     tracking.set_tags(client, run_id, {"numpynet.weights_sha256": artifacts.weights_digest(network)})
-    artifacts.log_run_files(client, run_id, cfg, network, dataset, confusion, with_plots=cfg.tracking.log_plots)
+    artifacts.log_run_files(client, run_id, network, dataset, confusion, with_plots=cfg.tracking.log_plots)
     buffer.close()
     if with_model and cfg.tracking.log_model:
         result["model_uri"] = artifacts.log_pyfunc_model(client, run_id, network, dataset)
     return result
 
 
-def _complete_cv_run(client: MlflowClient, run_id: str, cfg: DictConfig, folds: list[NeuralNetwork],
+def _complete_cv_run(client: MlflowClient, run_id: str, folds: list[NeuralNetwork],
                      buffer: tracking.MetricBuffer) -> dict[str, Any]:
-    """A cross-validated run keeps its curves, final means and config; no test figures, no model.
+    """A cross-validated run keeps its curves, final means and config.yaml (logged at the start);
+    no test figures, no weights, no model.
 
     Its purpose is to score a configuration; the configuration's model comes
     from a refit on all the training data (a run without ``data.folds``).
     """
     result = cross_validation.summary_metrics(folds)
     tracking.log_metrics(client, run_id, {k: v for k, v in result.items() if k.startswith("best_")})
-    artifacts.log_config(client, run_id, cfg)
     buffer.close()
     return result
 
@@ -215,7 +220,7 @@ def _abort(
 ) -> None:
     """End the run FAILED (or KILLED on Ctrl-C / exit) with the reason; keep the curves."""
     killed = isinstance(exc, (KeyboardInterrupt, SystemExit))
-    reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+    reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else mask_urls_in(f"{type(exc).__name__}: {exc}")
     status = "KILLED" if killed else "FAILED"
     steps: list[tuple[str, Callable[[], None]]] = [
         ("send metrics", buffer.close),
@@ -253,6 +258,7 @@ def _initial_tags(
         "numpynet.data": dataset.name,
         "numpynet.data_hash": dataset.digest,
         "numpynet.seed": str(cfg.train.seed),
+        **numeric_environment(),  # what bit-identical results depend on besides code, data and seed
     }
     try:
         tags[MLFLOW_USER] = getpass.getuser()
@@ -263,5 +269,5 @@ def _initial_tags(
         tags.update({MLFLOW_GIT_COMMIT: git[0], "numpynet.git_commit": git[0], "numpynet.git_dirty": str(git[1]).lower()})
     if parent_run_id is not None:
         tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-    tags.update({k: str(v) for k, v in (extra or {}).items()})
+    tags.update({k: mask_urls_in(str(v)) for k, v in (extra or {}).items()})  # e.g. the overrides
     return tags

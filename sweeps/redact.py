@@ -1,0 +1,111 @@
+"""What may be recorded or shown: locations with their credentials masked.
+
+The rule (DESIGN.md: "no credential is ever written into a record"): a
+password never enters a record (MLflow params, tags and artifacts, Optuna
+attributes, files) nor any output (stdout, stderr, log lines). Where a store's
+location is recorded at all, it is recorded masked, with ``***`` in place of
+the password. Every writer takes the recordable form from here:
+
+- :func:`mask_url` for one URL (a tracking URI, a storage URL);
+- :func:`mask_urls_in` for free text that may quote URLs (error messages,
+  override strings such as ``tracking.uri=postgresql://u:pw@h/db``);
+- :func:`recordable_config` for a whole config about to be logged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+MASK = "***"
+#: query arguments that carry a password (libpq's ``password``, some drivers' ``pwd``)
+PASSWORD_KEYS = frozenset({"password", "pass", "passwd", "pwd"})
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"]+")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password (user part and ``?password=`` style arguments) replaced by ``***``.
+
+    Works for passwords that hold ``/``, ``?`` or ``@`` unencoded, which a
+    split at the first ``/`` or ``@`` would leave in clear. Text that is not
+    a URL (a journal file path) is returned as it is.
+    """
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    parsed = _sqlalchemy_url(url)
+    if parsed is not None and parsed.password is not None and rest.count("@") == 1:
+        scheme, rest = parsed.render_as_string(hide_password=True).split("://", 1)
+    else:  # no password in the user part, or an unencoded "@" that SQLAlchemy splits too early
+        rest = _mask_userinfo(rest)
+    head, sep, query = rest.partition("?")
+    if sep:
+        query = "&".join(_mask_argument(part) for part in query.split("&"))
+    return f"{scheme}://{head}{sep}{query}"
+
+
+def _sqlalchemy_url(url: str) -> Any:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url)
+    except Exception:  # not a URL SQLAlchemy can parse (or no SQLAlchemy): the manual rule does it
+        return None
+
+
+def _mask_userinfo(rest: str) -> str:
+    """``user:pw@host/db`` -> ``user:***@host/db``; the password ends at the last ``@``.
+
+    For URLs SQLAlchemy cannot split right: an unencoded ``@`` inside the
+    password is handled by taking the last ``@`` of the URL as the end of the
+    credentials (at worst a path with an ``@`` is masked too: more hidden,
+    nothing shown).
+    """
+    if rest.startswith("/") or "@" not in rest:  # sqlite:///path, no credentials
+        return rest
+    user_end = rest.find(":")
+    at = rest.rfind("@")
+    if user_end == -1 or user_end > at or "/" in rest[:user_end]:
+        return rest  # user@host: a user name alone is no secret
+    return f"{rest[:user_end]}:{MASK}@{rest[at + 1:]}"
+
+
+def _mask_argument(part: str) -> str:
+    key, eq, _value = part.partition("=")
+    return f"{key}={MASK}" if eq and key.lower() in PASSWORD_KEYS else part
+
+
+def mask_urls_in(text: str) -> str:
+    """Every URL inside ``text`` masked (error messages, ``key=url`` override strings)."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
+
+
+def recordable_overrides(overrides: Iterable[str]) -> list[str]:
+    """Command-line overrides as they may be recorded: any URL in them masked."""
+    return [mask_urls_in(str(o)) for o in overrides]
+
+
+def recordable_config(cfg: DictConfig | Mapping[str, Any]) -> DictConfig:
+    """A copy of ``cfg``, resolved, with every URL-valued string masked.
+
+    ``tracking.uri`` is the usual one; any other string that holds a URL with
+    a password (a data URL, a plugin's store) is masked too. The copy is what
+    params, ``config.yaml`` and every other record are made from.
+    """
+    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    return OmegaConf.create(_mask_tree(container))
+
+
+def _mask_tree(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _mask_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mask_tree(v) for v in value]
+    if isinstance(value, str):
+        return mask_urls_in(value)
+    return value

@@ -1,0 +1,140 @@
+"""Issue 10, security items: no credential in any record or output, records are data, no git lock.
+
+Each test runs the real command or function and then looks at everything it
+wrote: params, tags, Optuna attributes, artifact files, stdout, stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from sweeps import tracking
+
+
+# ------------------------------------------------------------------ item 4
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t", *args],
+                   check=True, capture_output=True)
+
+
+def test_git_commit_takes_no_index_lock_and_does_not_rewrite_the_index(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "f.txt").write_text("a\n")
+    _git(repo, "add", "f.txt")
+    _git(repo, "commit", "-qm", "first")
+    index = repo / ".git" / "index"
+    time.sleep(1.1)
+    os.utime(repo / "f.txt")  # stale stat info: a locking `git status` refreshes and rewrites the index
+    before = index.stat()
+    commit, dirty = tracking.git_commit(repo)
+    after = index.stat()
+    assert len(commit) == 40 and dirty is False
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), \
+        "git status took .git/index.lock and rewrote the index"
+
+
+def test_git_commit_works_while_the_user_holds_the_index_lock(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "f.txt").write_text("a\n")
+    _git(repo, "add", "f.txt")
+    _git(repo, "commit", "-qm", "first")
+    (repo / "f.txt").write_text("b\n")
+    lock = repo / ".git" / "index.lock"
+    lock.write_text("")  # a user's `git add` in progress
+    commit, dirty = tracking.git_commit(repo)
+    assert len(commit) == 40 and dirty is True
+    assert lock.exists() and lock.read_text() == ""
+
+
+# ------------------------------------------------------------------ item 2
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql+psycopg://postgres:ab/SECRET@127.0.0.1:5432/db", "postgresql+psycopg://postgres:***@127.0.0.1:5432/db"),
+    ("postgresql+psycopg://postgres:ab?SECRET@db-host/optuna", "postgresql+psycopg://postgres:***@db-host/optuna"),
+    ("postgresql://u:p@SECRET@h:5432/db", "postgresql://u:***@h:5432/db"),
+    ("postgresql://u:p%2FSECRET@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u@h/db?sslmode=require&password=SECRET", "postgresql://u@h/db?sslmode=require&password=***"),
+    ("postgresql://u:SECRET@h/db?PassWord=SECRET", "postgresql://u:***@h/db?PassWord=***"),
+    ("https://alice:SECRET@mlflow.example.com:5000", "https://alice:***@mlflow.example.com:5000"),
+    ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ("postgresql+psycopg://postgres@127.0.0.1/db", "postgresql+psycopg://postgres@127.0.0.1/db"),
+    ("sqlite:////tmp/a@b/mlflow.db", "sqlite:////tmp/a@b/mlflow.db"),
+    ("/home/me/mlruns/optuna/journal.log", "/home/me/mlruns/optuna/journal.log"),
+])
+def test_mask_url_hides_every_password(url: str, shown: str) -> None:
+    from sweeps.redact import mask_url
+    from sweeps.study import mask_url as study_mask_url
+
+    assert mask_url(url) == shown
+    assert study_mask_url(url) == shown
+    assert "SECRET" not in mask_url(url)
+
+
+def test_mask_urls_in_text_and_overrides() -> None:
+    from sweeps.redact import mask_urls_in, recordable_overrides
+
+    text = "cannot open 'postgresql://u:ab/SECRET@h/db': refused; tracking.uri=http://a:SECRET@h:1/x"
+    assert "SECRET" not in mask_urls_in(text)
+    assert recordable_overrides(["train.epoch=3", "tracking.uri=postgresql://u:SECRET@h/db"]) == [
+        "train.epoch=3", "tracking.uri=postgresql://u:***@h/db"]
+
+
+def test_cannot_open_storage_error_hides_a_password_with_a_slash(tmp_path: Path) -> None:
+    from services import console_script, worker_env
+
+    url = "postgresql+psycopg://postgres:ab/SECRET@127.0.0.1:1/nodb"  # nothing listens on port 1
+    proc = subprocess.run(
+        [*console_script("numpynet-sweep"), f"sweep.storage={url}", "sweep.n_trials=1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=worker_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot open" in proc.stderr and "postgres:***@127.0.0.1:1" in proc.stderr
+    assert "SECRET" not in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ item 3
+def _replace_logged_config(client, run_id: str, tmp_path: Path, edit) -> None:
+    local = Path(client.download_artifacts(run_id, "config.yaml", str(tmp_path / "dl")))
+    text = edit(local.read_text())
+    upload = tmp_path / "up" / "config.yaml"
+    upload.parent.mkdir()
+    upload.write_text(text)
+    client.log_artifact(run_id, str(upload))  # the local artifact store replaces the file
+
+
+def test_reproduce_refuses_an_interpolation_in_a_logged_config(mlflow_store: str, tmp_path: Path, capsys,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow import MlflowClient
+
+    from conftest import TINY
+    from sweeps.config import compose_config
+    from sweeps.reproduce import main
+    from sweeps.train import train
+
+    monkeypatch.setenv("SOME_SECRET", "TOPSECRETvalue")
+    run_id = train(compose_config(TINY))["run_id"]
+    client = MlflowClient(tracking_uri=mlflow_store)
+    _replace_logged_config(client, run_id, tmp_path,
+                           lambda text: text.replace("initialization: he", "initialization: ${oc.env:SOME_SECRET}"))
+    experiment = client.get_run(run_id).info.experiment_id
+
+    assert main([run_id]) == 2
+    err = capsys.readouterr().err
+    assert "network.initialization" in err and "interpolation" in err
+    assert "TOPSECRETvalue" not in err and len(err.strip().splitlines()) == 1
+    assert len(client.search_runs([experiment])) == 1  # nothing trained, nothing recorded
+    for run in client.search_runs([experiment]):
+        assert "TOPSECRETvalue" not in str(run.data.params) + str(run.data.tags)
+
+    # the user may replace the offending value from the command line
+    assert main([run_id, "network.initialization=he"]) == 0
+    assert "identical" in capsys.readouterr().out
