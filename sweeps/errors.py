@@ -9,3 +9,16 @@ class UserError(Exception):
     The message names the config key, the offending value and what is allowed,
     so the CLI can print it as a single line without a traceback.
     """
+
+
+class SweepStopped(UserError):
+    """The sweep stopped before using its budget, for a reason given in one line.
+
+    Every trial would fail the same way (a config error: exit status 2), or
+    the machine or a store failed (exit status 1). The trials that failed for
+    it do not count in the budget: the same command resumes once it is fixed.
+    """
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,0 +1,105 @@
+"""Check, before the first trial, the configs that the first trials will train.
+
+A mistake that every trial would hit (``data.val_fraction=0`` with a
+validation metric, ``train.epoch=0``, ``train.keep_prob=0``) must cost one
+line naming the key, not the budget. The configs checked are the ones trials
+really build: the base overrides plus sampled values, from a seeded dry
+sample of the space and from every choice of each categorical parameter.
+Each is composed and checked as a trial does: the config schema, the core's
+own hyperparameter validation, and the data the metric needs. No MLflow
+run, no Optuna trial of the study is created.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig
+
+from .config import compose_config
+from .errors import UserError
+from .search_space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+DRY_SEED = 0
+
+
+def dry_samples(space: SearchSpace) -> list[dict[str, Any]]:
+    """A seeded random sample of the space, then one sample per choice of each categorical parameter."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=DRY_SEED))
+    fixed: list[dict[str, Any]] = [{}]
+    fixed += [{p.path: label} for p in space.params if p.kind == "categorical" for label in p.labels]
+    samples, seen = [], set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. a fixed value of a parameter that its condition leaves out
+        for values in fixed:
+            if values:
+                study.enqueue_trial(values)
+            trial = study.ask()
+            sampled = space.sample(trial)
+            study.tell(trial, 0.0)
+            key = repr(sorted(sampled.items(), key=lambda kv: kv[0]))
+            if key not in seen:
+                seen.add(key)
+                samples.append(sampled)
+    return samples
+
+
+def check_first_trials(space: SearchSpace, base_overrides: Sequence[str], base_cfg: DictConfig, dataset,
+                       metric: str) -> None:
+    """Raise :class:`UserError` naming the key if a trial's config would fail whatever the values."""
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory" is noise here
+    try:
+        samples = dry_samples(space)
+    finally:
+        optuna.logging.set_verbosity(previous)
+    for sampled in samples:
+        _check_one(space, list(base_overrides), base_cfg, dataset, metric, sampled)
+
+
+def _check_one(space: SearchSpace, base_overrides: list[str], base_cfg: DictConfig, dataset, metric: str,
+               sampled: Mapping[str, Any]) -> None:
+    from .data import load_dataset
+    from .train import CORE_ARGUMENTS, build_network
+
+    overrides = space.overrides(sampled)
+    where = f" (with the sampled values {' '.join(overrides)})" if overrides else ""
+    try:
+        cfg = compose_config(base_overrides + overrides)
+    except UserError as exc:
+        raise UserError(f"every trial would fail{where}: {exc}") from None
+    data = dataset if cfg.data == base_cfg.data else load_dataset(cfg.data)
+    if metric.startswith("val_") and data.X_val is None:
+        raise UserError(f"data.val_fraction={cfg.data.val_fraction} leaves no validation set, but sweep.metric="
+                        f"{metric} is measured on it: set data.val_fraction > 0 (e.g. 0.2) or use "
+                        f"sweep.metric=train_{metric[4:]}")
+    try:
+        network = build_network(cfg, data.n_features, data.n_classes)
+        validate = getattr(network, "_validated", None)  # the check fit() runs first
+        if validate is not None:
+            validate()
+    except (ValueError, TypeError) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        key = _config_key(text, CORE_ARGUMENTS)
+        if key in sampled:
+            raise UserError(f"sweep.space.{key}: a sampled value is rejected: {text}; every trial with it "
+                            f"would fail{where}") from None
+        named = f"{key}: " if key else ""
+        raise UserError(f"{named}{text}; every trial would fail with it{where}") from None
+
+
+def _config_key(message: str, core_arguments: Mapping[str, str]) -> str | None:
+    """The config key of the core argument a validation message names (``keep_prob=0.0 is invalid``)."""
+    by_argument = {arg: key for key, arg in core_arguments.items()}
+    head = message.split("=", 1)[0].split(" ", 1)[0].strip("'\"")
+    if head in by_argument:
+        return by_argument[head]
+    if head in ("layer_dims", "hidden"):
+        return "network.hidden"
+    return None
