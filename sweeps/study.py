@@ -564,7 +564,8 @@ def requeue_interrupted(study: optuna.Study, trial: optuna.Trial | FrozenTrial) 
     """
     try:
         params = dict(trial.params)
-        if not params:
+        frozen = study._storage.get_trial(trial._trial_id)
+        if not params or frozen.state != TrialState.FAIL or ATTR_INTERRUPTED not in frozen.user_attrs:
             return False
         for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             if waiting.user_attrs.get(ATTR_RERUN_OF) == trial.number:

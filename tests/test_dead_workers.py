@@ -71,6 +71,7 @@ def _trials(storage, name: str) -> list:
 
 
 def _journal(root: Path):
+    _wait_for(lambda: (root / "mlruns" / "optuna" / "journal.log").is_file(), 120, "the study journal")
     return JournalStorage(JournalFileBackend(str(root / "mlruns" / "optuna" / "journal.log")))
 
 
