@@ -17,3 +17,16 @@ class StoreError(UserError):
     A fault of the machine or the store, not of the config: the CLIs print it
     as one line and exit with status 1.
     """
+
+
+class SweepStopped(UserError):
+    """The sweep stopped before using its budget, for a reason given in one line.
+
+    Every trial would fail the same way (a config error: exit status 2), or
+    the machine or a store failed (exit status 1). The trials that failed for
+    it do not count in the budget: the same command resumes once it is fixed.
+    """
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code

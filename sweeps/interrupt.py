@@ -12,7 +12,13 @@ cleanup after the first one is never cut short.
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
+import threading
+import time
+
+log = logging.getLogger(__name__)
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _state: dict[str, int | bool | None] = {"signum": None, "raised": False}
@@ -44,3 +50,29 @@ def check() -> None:
     if _state["signum"] is not None and not _state["raised"]:
         _state["raised"] = True
         raise KeyboardInterrupt(_state["signum"])
+
+
+def request(signum: int) -> None:
+    """Ask for a stop as if ``signum`` had come (acted on at the next :func:`check`)."""
+    _record(signum, None)
+
+
+def watch_parent(parent_pid: int, every: float = 0.5) -> threading.Thread:
+    """Stop this worker process at its next safe point when its parent process dies.
+
+    A worker of a SIGKILLed sweep would otherwise go on training with nobody
+    to report to. The dead parent's children are adopted by another process,
+    so ``os.getppid()`` changes; the worker then stops as on SIGTERM: its
+    trial is marked interrupted, its run ended KILLED.
+    """
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent_pid:
+                log.warning("the sweep process %d is gone: this worker stops after the current epoch", parent_pid)
+                request(signal.SIGTERM)
+                return
+
+    thread = threading.Thread(target=watch, name="numpynet-parent-watch", daemon=True)
+    thread.start()
+    return thread

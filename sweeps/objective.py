@@ -7,10 +7,13 @@ run logs too; the trial's outcome is written on both sides:
 
 - COMPLETE: Optuna gets the final epoch's metric; the run is FINISHED.
 - PRUNED: the run keeps its curves up to the pruned epoch, tagged with it.
-- FAIL (diverged or raised): Optuna's trial carries ``fail_reason``, the run
-  is FAILED with the same reason; the study goes on.
-- Ctrl-C / SIGTERM: the trial is FAIL with ``interrupted`` (so a resumed
-  study runs it again) and the run KILLED; the interruption propagates.
+- FAIL (diverged or raised): Optuna's trial carries ``fail_reason`` and
+  ``fail_kind`` (:mod:`sweeps.failures`), the run is FAILED with the same
+  reason; the study goes on, unless the failure is a fault of the machine or a
+  store, or the invocation's first trials all failed with the same error.
+- Ctrl-C / SIGTERM: the trial is FAIL with ``interrupted`` and the run KILLED;
+  its values are queued, so the resumed study runs them first; the
+  interruption propagates.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from optuna.trial import TrialState
 
-from . import interrupt
+from . import failures, interrupt
 from . import study as st
+from .errors import SweepStopped
 from .config import compose_config
 from .redact import mask_urls_in, recordable_overrides
 from .search_space import SearchSpace
@@ -67,6 +71,8 @@ class TrialRunner:
         from .train import train
 
         trial.set_user_attr(st.ATTR_WORKER, st.worker_id())
+        if self.parent_run_id is not None:
+            trial.set_user_attr(st.ATTR_INVOCATION, self.parent_run_id)
         reported: dict[str, Any] = {"epoch": None, "value": None}
         sampled: dict[str, Any] = {}
 
@@ -102,17 +108,23 @@ class TrialRunner:
         except (KeyboardInterrupt, SystemExit):
             trial.set_user_attr(st.ATTR_INTERRUPTED, True)
             self._finish(study, trial, TrialState.FAIL, None, run_ids, sampled, {TAG_FAIL_REASON: "interrupted"})
+            st.requeue_interrupted(study, trial)
             raise
         except Exception as exc:  # diverged, bad sampled value, any bug: the study goes on
             reason = mask_urls_in(f"{type(exc).__name__}: {exc}")[:500]
-            log.warning("trial %d failed: %s", trial.number, reason)
+            kind = failures.classify(exc)
+            log.warning("trial %d failed (%s): %s", trial.number, kind, reason)
             trial.set_user_attr(st.ATTR_FAIL_REASON, reason)
+            trial.set_user_attr(st.ATTR_FAIL_KIND, kind)
             outcome = self._finish(study, trial, TrialState.FAIL, None, run_ids, sampled, {TAG_FAIL_REASON: reason})
+            if kind == failures.FAULT:
+                raise SweepStopped(failures.fault_message(reason, trial.number), 1) from exc
         else:
             value = reported["value"]
             if value is None or not math.isfinite(value):
                 reason = f"{self.metric} is {value!r} after training"
                 trial.set_user_attr(st.ATTR_FAIL_REASON, reason)
+                trial.set_user_attr(st.ATTR_FAIL_KIND, failures.NUMERIC)
                 outcome = self._finish(study, trial, TrialState.FAIL, None, run_ids, sampled, {TAG_FAIL_REASON: reason})
             else:
                 outcome = self._finish(study, trial, TrialState.COMPLETE, value, run_ids, sampled, {})
@@ -133,12 +145,19 @@ class TrialRunner:
         return runs[0].info.run_id if runs else None
 
     def _finish(self, study, trial, state, value, run_ids, sampled, tags) -> TrialOutcome:
-        client = MlflowClient(tracking_uri=self.tracking_uri)
-        run_id = run_ids[0] if run_ids else self._trial_run_id(client, trial.number)
-        if run_id is not None:
-            trial.set_user_attr(st.ATTR_RUN_ID, run_id)
-            client.set_tag(run_id, TAG_STATE, state.name)
-            for key, val in tags.items():
-                client.set_tag(run_id, key, val)
+        run_id = run_ids[0] if run_ids else None
+        try:
+            client = MlflowClient(tracking_uri=self.tracking_uri)
+            run_id = run_id or self._trial_run_id(client, trial.number)
+            if run_id is not None:
+                trial.set_user_attr(st.ATTR_RUN_ID, run_id)
+                client.set_tag(run_id, TAG_STATE, state.name)
+                for key, val in tags.items():
+                    client.set_tag(run_id, key, val)
+        except Exception as exc:
+            if state == TrialState.COMPLETE:
+                raise
+            # the tracking store may be what failed this trial: its Optuna record matters more
+            log.warning("could not tag the MLflow run of trial %d: %s", trial.number, exc)
         study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
         return TrialOutcome(trial.number, state, value, run_id, sampled)

@@ -10,6 +10,8 @@ with a tag saying why. Optuna calls this once per stale trial.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 
 import optuna
@@ -117,5 +119,92 @@ def close_dead_local_parents(client: MlflowClient, experiment_id: str, study_nam
                                                           f"(killed); run ended KILLED by {st.worker_id()}")
         client.set_terminated(run.info.run_id, "KILLED")
         log.warning("MLflow parent run %s of dead sweep process %s ended KILLED", run.info.run_id, worker)
+        closed.append(run.info.run_id)
+    return closed
+
+
+TAG_HEARTBEAT = "numpynet.heartbeat"  # on a parent run: unix time of its process's latest heartbeat
+TAG_HEARTBEAT_INTERVAL = "numpynet.heartbeat_interval"
+TAG_GRACE_PERIOD = "numpynet.grace_period"  # a parent silent this long belongs to a dead process
+
+
+class ParentHeartbeat:
+    """The sweep process's heartbeat on its parent run, as the tag ``numpynet.heartbeat``.
+
+    Any later sweep of the study, on any machine, ends KILLED a RUNNING parent
+    whose heartbeat is older than its grace period (:func:`close_stale_parents`):
+    a process id cannot be checked from another machine, a heartbeat can.
+    Clocks of the machines are assumed to agree within the grace period (NTP).
+    """
+
+    def __init__(self, tracking_uri: str, run_id: str, interval: float | None):
+        self.tracking_uri, self.run_id, self.interval = tracking_uri, run_id, interval
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def interval_for(sweep: dict) -> tuple[float | None, float | None]:
+        """(interval, grace period) in seconds from ``sweep.heartbeat_interval`` / ``grace_period``."""
+        interval = sweep.get("heartbeat_interval")
+        if not interval:
+            return None, None
+        grace = sweep.get("grace_period") or 2 * interval
+        return float(interval), float(max(grace, 2 * interval))
+
+    @staticmethod
+    def initial_tags(interval: float | None, grace: float | None) -> dict[str, str]:
+        if not interval:
+            return {}
+        return {TAG_HEARTBEAT: f"{time.time():.3f}", TAG_HEARTBEAT_INTERVAL: f"{interval:g}",
+                TAG_GRACE_PERIOD: f"{grace:g}"}
+
+    def start(self) -> "ParentHeartbeat":
+        if self.interval:
+            self._thread = threading.Thread(target=self._run, name="numpynet-parent-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        client = MlflowClient(tracking_uri=self.tracking_uri)  # its own client: the main thread logs meanwhile
+        while not self._stopped.wait(self.interval):
+            try:
+                client.set_tag(self.run_id, TAG_HEARTBEAT, f"{time.time():.3f}")
+            except Exception as exc:  # noqa: BLE001 - keep beating; a live sweep must not look dead
+                log.info("could not record the heartbeat of parent run %s: %s", self.run_id, exc)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+def close_stale_parents(client: MlflowClient, experiment_id: str, study_name: str,
+                        now: float | None = None) -> list[str]:
+    """End KILLED the RUNNING parent runs of this study whose heartbeat stopped, wherever they ran."""
+    query = (f"tags.`numpynet.role` = 'sweep' and tags.`{TAG_STUDY}` = {_quoted(study_name)} "
+             "and attributes.status = 'RUNNING'")
+    now = time.time() if now is None else now
+    closed = []
+    try:
+        runs = client.search_runs([experiment_id], query, max_results=1000)
+    except Exception as exc:  # the sweep itself will report a store that does not answer
+        log.warning("could not look for parent runs of dead sweep processes: %s", exc)
+        return closed
+    for run in runs:
+        tags = run.data.tags
+        try:
+            beat, grace = float(tags[TAG_HEARTBEAT]), float(tags[TAG_GRACE_PERIOD])
+        except (KeyError, ValueError):
+            continue  # a parent from before heartbeats, or without them
+        if now - beat <= grace:
+            continue
+        worker = tags.get(TAG_WORKER, "?")
+        client.set_tag(run.info.run_id, TAG_FAIL_REASON,
+                       f"sweep process {worker} stopped sending heartbeats {now - beat:.0f} s ago (grace period "
+                       f"{grace:g} s): killed or lost; run ended KILLED by {st.worker_id()}")
+        client.set_terminated(run.info.run_id, "KILLED")
+        log.warning("MLflow parent run %s of sweep process %s (no heartbeat for %.0f s) ended KILLED",
+                    run.info.run_id, worker, now - beat)
         closed.append(run.info.run_id)
     return closed

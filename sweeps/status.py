@@ -30,7 +30,7 @@ def status_report(args: Sequence[str], list_all: bool = False) -> str:
     url = st.resolve_storage_url(sweep.storage)
     if not st.is_rdb(url) and not Path(url).exists():
         raise UserError(f"no study storage at {url}: nothing has run there yet (set sweep.storage=...)")
-    storage = st.make_storage(url)
+    storage = st.make_storage(url, repair=False)  # looking changes nothing
     if list_all:
         return _all_studies(storage, url)
     try:
@@ -51,11 +51,14 @@ def trial_label(t: FrozenTrial) -> str:
             return "interrupted"
         if st.is_stale_failure(t):
             return "stale"
+        if t.user_attrs.get(st.ATTR_FAIL_KIND) in ("error", "fault"):
+            return t.user_attrs[st.ATTR_FAIL_KIND]
     return t.state.name.lower()
 
 
-ORDER = ("complete", "pruned", "fail", "stale", "interrupted", "running", "waiting")
-EXPLAIN = {"stale": "worker died; not counted", "interrupted": "Ctrl-C / SIGTERM; not counted",
+ORDER = ("complete", "pruned", "fail", "error", "fault", "stale", "interrupted", "running", "waiting")
+EXPLAIN = {"stale": "worker died; not counted", "error": "config or code error; not counted",
+           "fault": "machine or store fault; not counted", "interrupted": "Ctrl-C / SIGTERM; not counted",
            "waiting": "queued, e.g. a stale trial's retry"}
 
 

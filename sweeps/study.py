@@ -41,7 +41,10 @@ log = logging.getLogger(__name__)
 DEFAULT_JOURNAL = "mlruns/optuna/journal.log"
 
 # user attributes written on trials
-ATTR_FAIL_REASON = "fail_reason"  # a genuine failure (diverged, raised): counts in the budget
+ATTR_FAIL_REASON = "fail_reason"  # why the trial failed (diverged, raised)
+ATTR_FAIL_KIND = "fail_kind"  # numeric (counts in the budget), error or fault (do not count): see sweeps.failures
+ATTR_INVOCATION = "invocation"  # the MLflow parent run of the sweep invocation that ran the trial
+ATTR_RERUN_OF = "rerun_of"  # on a queued trial: the number of the interrupted trial whose values it runs again
 ATTR_INTERRUPTED = "interrupted"  # stopped by Ctrl-C / SIGTERM: does not count, is re-run
 ATTR_RUN_ID = "mlflow_run_id"
 ATTR_WORKER = "worker"
@@ -52,6 +55,7 @@ ATTR_HEARTBEAT = "heartbeat_interval"  # the trial's worker sends heartbeats: it
 # user attributes written on the study
 STUDY_ATTR_JOINED = "numpynet_workers_joined"  # workers that ever ran here; gives each its own sampler seed
 STUDY_ATTR_BUDGET = "numpynet_n_trials"  # sweep.n_trials of the latest invocation (numpynet-status shows it)
+STUDY_ATTR_STOP = "numpynet_stop:"  # + invocation: why that invocation's workers must stop (sweeps.failures)
 
 PG_DRIVER = "postgresql+psycopg"  # psycopg 3 (a dependency); psycopg2 is not installed
 
@@ -234,18 +238,30 @@ def pg_connect_args() -> dict[str, Any]:
 
 def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
                  retry_failed: int = 0,
-                 on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.storages.BaseStorage:
-    """Journal storage for files, RDBStorage (with heartbeats) for databases.
+                 on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+                 repair: bool = True) -> optuna.storages.BaseStorage:
+    """Journal storage for files, RDBStorage (with heartbeats, SQLite included) for databases.
 
     ``on_stale(study, trial)`` runs once for each trial this process finds
     stale (its worker stopped sending heartbeats), before the optional retry.
+    A journal whose last line was torn (a writer killed mid-write, a full
+    disk) is repaired first (``repair``), so that nothing is appended after
+    a partial line; read-only callers pass ``repair=False``.
     """
     if not is_rdb(url):
+        from .journal_check import check_journal
+
         Path(url).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(url))
+        check_journal(url, repair=repair)
+        try:
+            return JournalStorage(JournalFileBackend(url))
+        except ValueError as exc:  # json.JSONDecodeError included: a corrupt line inside the file
+            from .journal_check import corrupt_journal_error
+
+            raise corrupt_journal_error(url, exc) from None
     check_rdb_url(url)
     kwargs: dict[str, Any] = {}
-    if heartbeat_interval and not url.startswith("sqlite"):
+    if heartbeat_interval:
         interval = int(heartbeat_interval)
         grace = int(grace_period) if grace_period else 2 * interval
         if interval < 1 or grace <= interval:
@@ -374,14 +390,20 @@ def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
 
 
 def counts_in_budget(trial: FrozenTrial) -> bool:
-    """Trials that use up the budget: queued, running, done, pruned, or genuinely failed.
+    """Trials that use up the budget: queued, running, done, pruned, or failed because of their values.
 
-    Not counted: trials stopped by Ctrl-C / SIGTERM (``interrupted``) and
-    trials failed as stale because their worker died (no ``fail_reason``).
+    Only a failure caused by the trial's own sampled values (divergence, a
+    non-finite metric: ``fail_kind`` numeric) counts. Not counted: trials
+    stopped by Ctrl-C / SIGTERM (``interrupted``), trials failed as stale
+    because their worker died (no ``fail_reason``), and failures of the
+    configuration or the code (``error``) or of the machine or a store
+    (``fault``), which :mod:`sweeps.failures` stops the sweep on. Failures
+    recorded before ``fail_kind`` existed count, as they did.
     """
     if trial.state in (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return trial.state == TrialState.FAIL and ATTR_FAIL_REASON in trial.user_attrs
+    return (trial.state == TrialState.FAIL and ATTR_FAIL_REASON in trial.user_attrs
+            and trial.user_attrs.get(ATTR_FAIL_KIND, "numeric") == "numeric")
 
 
 def budget_used(study: optuna.Study) -> int:
@@ -540,6 +562,30 @@ def mark_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     except Exception as exc:  # the storage itself may be what failed
         log.warning("could not mark trial %d as interrupted: %s", trial.number, exc)
+
+
+def requeue_interrupted(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> bool:
+    """Queue the values of an interrupted trial, so that resuming runs that configuration first.
+
+    The queued (WAITING) trial takes the interrupted one's place in the
+    budget; it carries ``rerun_of``. At most one per interrupted trial; a
+    trial stopped before its values were sampled has nothing to re-run.
+    Returns whether a trial was queued.
+    """
+    try:
+        params = dict(trial.params)
+        frozen = study._storage.get_trial(trial._trial_id)
+        if not params or frozen.state != TrialState.FAIL or ATTR_INTERRUPTED not in frozen.user_attrs:
+            return False
+        for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if waiting.user_attrs.get(ATTR_RERUN_OF) == trial.number:
+                return False
+        study.enqueue_trial(params, user_attrs={ATTR_RERUN_OF: trial.number})
+        log.info("trial %d was interrupted: its values are queued and run first on resume", trial.number)
+        return True
+    except Exception as exc:  # the storage itself may be what failed
+        log.warning("could not queue the values of interrupted trial %d again: %s", trial.number, exc)
+        return False
 
 
 def fail_dead_local_trials(study: optuna.Study,

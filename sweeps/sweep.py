@@ -23,14 +23,15 @@ from typing import Any, Callable, Sequence
 import optuna
 from omegaconf import DictConfig
 
-from . import interrupt
+from . import failures, interrupt
 from . import study as st
 from .config import CONF_DIR, compose_config
-from .errors import UserError
+from .errors import SweepStopped, UserError
 from .objective import TrialOutcome, TrialRunner
+from .first_trials import check_first_trials
 from .redact import recordable_overrides
 from .search_space import SearchSpace, flatten_space
-from .stale_runs import CloseDeadTrialRuns, close_dead_local_parents
+from .stale_runs import CloseDeadTrialRuns, ParentHeartbeat, close_dead_local_parents, close_stale_parents
 from .sweep_config import load_sweep_config, plain
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class SweepPlan:
     experiment_id: str
     parent_run_id: str | None = None
     n_threads: int | None = None
+    n_first: int = failures.FIRST_TRIALS  # trials the same-error stop rule looks at (sweeps.failures)
 
 
 @dataclass
@@ -99,15 +101,16 @@ def prepare(sweep_name: str, sweep_overrides: Sequence[str], train_overrides: Se
         space.fixed_params([str(o) for o in sweep_cfg.baseline])  # checked before anything starts
     st.make_sampler(plain(sweep_cfg.sampler), space)
     st.make_pruner(plain(sweep_cfg.pruner))
-    _check_data(base_cfg)
+    dataset = _check_data(base_cfg)
+    check_first_trials(space, base_overrides, base_cfg, dataset, sweep_cfg.metric)
     return sweep_cfg, base_cfg, base_overrides, space
 
 
-def _check_data(base_cfg: DictConfig) -> None:
+def _check_data(base_cfg: DictConfig):
     """Load the data once so that a missing file fails before any trial."""
     from .data import load_dataset
 
-    load_dataset(base_cfg.data)
+    return load_dataset(base_cfg.data)
 
 
 def _open_study(plan: SweepPlan, space: SearchSpace, worker_index: int = 0) -> optuna.Study:
@@ -139,6 +142,7 @@ def run_worker(plan: SweepPlan, worker_index: int = 0,
     st.join_study(study, plan.storage_url, sweep["sampler"], space, sweep["n_trials"])  # own sampler seed
     runner = TrialRunner(space, plan.base_overrides, sweep["metric"], sweep["study_name"], plan.parent_run_id,
                          plan.tracking_uri, sweep.get("log_trial_models", False), on_trial_end)
+    invocation = plan.parent_run_id
     done = 0
     with threadpool_limits(limits=plan.n_threads):
         # next_trial: under the budget lock, fail stale trials of dead workers, count, ask
@@ -146,6 +150,9 @@ def run_worker(plan: SweepPlan, worker_index: int = 0,
             trial = None
             try:
                 interrupt.check()
+                stop = failures.stop_requested(study, invocation)  # another worker of this run saw why
+                if stop is not None:
+                    raise stop
                 trial = st.next_trial(study, plan.storage_url, sweep["n_trials"], deadline)
                 if trial is None:
                     break
@@ -154,20 +161,56 @@ def run_worker(plan: SweepPlan, worker_index: int = 0,
             except KeyboardInterrupt:
                 if trial is not None:  # e.g. interrupted before the runner took charge of it
                     st.mark_interrupted(study, trial)
+                    st.requeue_interrupted(study, trial)
                 raise
+            except SweepStopped as exc:
+                if invocation is not None:
+                    failures.request_stop(study, invocation, str(exc), exc.exit_code)
+                raise
+            except Exception as exc:  # outside the trial's own handling: a store failed, or a bug
+                if failures.classify(exc) != failures.FAULT:
+                    raise
+                message = failures.fault_message(f"{type(exc).__name__}: {exc}"[:500],
+                                                 trial.number if trial is not None else None)
+                if trial is not None:
+                    _fail_as_fault(study, trial, message)
+                if invocation is not None:
+                    failures.request_stop(study, invocation, message, 1)
+                raise SweepStopped(message, 1) from exc
             done += 1
+            failures.check_after_trial(study, invocation, plan.n_first, sweep["n_trials"])
     return done
 
 
-def _worker_main(plan: SweepPlan, worker_index: int, deadline: float | None) -> None:
+def _fail_as_fault(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    """FAIL (not counted) a trial left RUNNING by a fault, if the storage still answers."""
+    try:
+        if study._storage.get_trial(trial._trial_id).state.is_finished():
+            return
+        trial.set_user_attr(st.ATTR_FAIL_REASON, reason[:500])
+        trial.set_user_attr(st.ATTR_FAIL_KIND, failures.FAULT)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    except Exception as exc:
+        log.warning("could not mark trial %d FAIL after a fault: %s", trial.number, exc)
+
+
+EXIT_STOPPED = 3  # a worker's exit status after a SweepStopped; the orchestrator reads the reason from the study
+
+
+def _worker_main(plan: SweepPlan, worker_index: int, deadline: float | None, parent_pid: int | None = None) -> None:
     """Entry point of a spawned worker process."""
     logging.basicConfig(level=logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     interrupt.install()
+    if parent_pid is not None:
+        interrupt.watch_parent(parent_pid)
     try:
         run_worker(plan, worker_index, deadline=deadline)
     except KeyboardInterrupt:
         raise SystemExit(130)
+    except SweepStopped as exc:  # one line, no traceback: the orchestrator reports it
+        log.debug("worker %d stopped: %s", worker_index, exc)
+        raise SystemExit(EXIT_STOPPED)
 
 
 # ------------------------------------------------------------- orchestration
@@ -201,10 +244,13 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     if sweep.get("baseline"):
         with st.budget_lock(storage_url, sweep["study_name"]):
             st.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
-    if not st.is_rdb(storage_url):  # databases have heartbeats for this
+    if not plan.storage_url.startswith("postgresql"):  # one machine: a dead worker's pid tells at once
         st.fail_dead_local_trials(study, CloseDeadTrialRuns(tracking_uri, experiment_id))
         close_dead_local_parents(client, experiment_id, sweep["study_name"])
+    close_stale_parents(client, experiment_id, sweep["study_name"])  # wherever they ran: by their heartbeat
+    plan.n_first = max(1, min(failures.FIRST_TRIALS, sweep["n_trials"] - st.budget_used(study)))
 
+    beat = ParentHeartbeat.interval_for(sweep)
     parent = create_run(client, tracking_uri, experiment_id, run_name=f"sweep:{sweep['study_name']}", tags={
         "numpynet.role": "sweep", "numpynet.study": sweep["study_name"],
         "numpynet.sampler": sweep["sampler"].get("name", "tpe"),
@@ -213,11 +259,14 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         "numpynet.n_jobs": str(n_jobs), "numpynet.blas_threads": str(plan.n_threads),
         "numpynet.n_trials": str(sweep["n_trials"]),
         "numpynet.overrides": " ".join(recordable_overrides(base_overrides)),
+        **ParentHeartbeat.initial_tags(*beat),
     })
     plan.parent_run_id = parent.info.run_id
+    heartbeat = ParentHeartbeat(tracking_uri, plan.parent_run_id, beat[0]).start()
     deadline = time.time() + sweep["timeout"] if sweep["timeout"] else None
     status, interrupted = "FINISHED", None
     refit_report = None
+    summary: SweepSummary | None = None
     previous_handlers = interrupt.install()
     try:
         if n_jobs == 1:
@@ -238,12 +287,29 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         status = "FAILED"
         raise
     finally:
+        failing = status == "FAILED"
+        with contextlib.suppress(Exception):  # parents of sweeps that died meanwhile (logged inside)
+            close_stale_parents(client, experiment_id, sweep["study_name"])
         try:
             summary = study_report.summarise(study, client, plan, base_cfg, refit_report)
+        except Exception as exc:
+            if not failing:
+                status = "FAILED"
+                raise
+            # a fault (the store, the server) already stops the sweep; its own line says why
+            log.warning("could not record the study's summary on parent run %s: %s", plan.parent_run_id, exc)
         finally:
+            heartbeat.stop()
             if status == "FINISHED" and interrupt.requested() is not None:  # came during the last trial's wrap-up
                 status, interrupted = "KILLED", interrupt.requested()
-            client.set_terminated(plan.parent_run_id, status=status)
+            if status == "FINISHED" and summary is not None and summary.best_number is None:
+                status = "FAILED"  # every trial failed or was pruned: the command exits 1
+            try:
+                client.set_terminated(plan.parent_run_id, status=status)
+            except Exception as exc:
+                if not failing:
+                    raise
+                log.warning("could not end parent run %s as %s: %s", plan.parent_run_id, status, exc)
             interrupt.restore(previous_handlers)
     if interrupted is not None:
         raise SweepInterrupted(interrupted, summary)
@@ -313,21 +379,25 @@ def _warm_up_for_the_report() -> None:
 def _run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: float | None,
                    progress: Callable[[int, int], None] | None) -> None:
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker_main, args=(plan, i, deadline), name=f"numpynet-worker-{i}")
+    procs = [ctx.Process(target=_worker_main, args=(plan, i, deadline, os.getpid()), name=f"numpynet-worker-{i}")
              for i in range(n_jobs)]
     with _without_model_code_paths():
         for p in procs:
             p.start()
+    close_runs = CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id)
+    seen_dead: set[int] = set()
     try:
         _warm_up_for_the_report()
         last = -1
         while any(p.is_alive() for p in procs):
+            _end_trials_of_dead_workers(study, procs, seen_dead, close_runs)
             done = _finished(study)
             if progress and done != last:
                 progress(done, plan.sweep["n_trials"])
                 last = done
             time.sleep(0.5)
             interrupt.check()
+        _end_trials_of_dead_workers(study, procs, seen_dead, close_runs)
         if progress:
             progress(_finished(study), plan.sweep["n_trials"])
     except KeyboardInterrupt:
@@ -345,6 +415,44 @@ def _run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: 
             p.join(timeout=5)
             if p.is_alive():
                 p.kill()
-    failed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
-    if failed:
-        raise RuntimeError(f"{len(failed)} worker process(es) exited with code(s) {failed}; see their log above")
+    stop = failures.stop_requested(study, plan.parent_run_id)
+    if stop is not None:
+        raise stop
+    codes = [p.exitcode for p in procs]
+    killed = [f"{p.name} (pid {p.pid}) by {_signal_name(-p.exitcode)}" for p in procs if (p.exitcode or 0) < 0]
+    crashed = [f"{p.name} (pid {p.pid}) with status {p.exitcode}" for p in procs if (p.exitcode or 0) > 0]
+    if crashed:
+        raise SweepStopped(f"worker process(es) {', '.join(crashed)} stopped with an error (see its log above); "
+                           "run the same command again to resume", 1)
+    if killed:
+        if st.budget_used(study) < plan.sweep["n_trials"] and all(c is not None and c < 0 for c in codes):
+            raise SweepStopped(f"every worker process was killed ({', '.join(killed)}); their trials are marked "
+                               "FAIL and do not count: run the same command again to resume", 1)
+        log.warning("worker process(es) %s were killed; their trials were marked FAIL (not counted) and run "
+                    "by the other workers", ", ".join(killed))
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _end_trials_of_dead_workers(study: optuna.Study, procs: list, seen_dead: set[int], close_runs) -> None:
+    """A worker that died without cleanup (SIGKILL, OOM killer): end its trial and runs at once.
+
+    Its trial is marked FAIL (interrupted, not counted) and its MLflow child
+    run KILLED; the other workers run the freed place of the budget.
+    """
+    dead = [p for p in procs if p.pid not in seen_dead and p.exitcode is not None and p.exitcode != 0
+            and p.exitcode != EXIT_STOPPED]
+    if not dead:
+        return
+    for p in dead:
+        seen_dead.add(p.pid)
+        log.warning("worker process %s (pid %d) ended with status %s", p.name, p.pid, p.exitcode)
+    try:
+        st.fail_dead_local_trials(study, close_runs)
+    except Exception as exc:  # the sweep goes on; the next start cleans up
+        log.warning("could not end the trials of dead worker processes: %s", exc)

@@ -104,8 +104,9 @@ def sweep_main(argv: Sequence[str] | None = None) -> None:
         summary = run_sweep(name, sweep_overrides, train_overrides, progress=bar.update)
     except SweepInterrupted as exc:
         bar.close()
-        print(f"\ninterrupted by {signal.Signals(exc.signum).name}: the running trial was marked FAIL "
-              "(it will run again on resume), its MLflow run KILLED, the parent run ended.", file=sys.stderr)
+        print(f"\ninterrupted by {signal.Signals(exc.signum).name}: the running trial was marked FAIL (not "
+              "counted) and its values queued: the same command resumes the study and runs them first; its "
+              "MLflow run was ended KILLED, the parent run too.", file=sys.stderr)
         if exc.summary is not None:
             _print_summary(exc.summary, file=sys.stderr)
         raise SystemExit(128 + int(exc.signum))
@@ -116,8 +117,9 @@ def sweep_main(argv: Sequence[str] | None = None) -> None:
         text = _friendly(exc)
         if text is None or debug:
             raise
-        store_fault = isinstance(exc, StoreError) or (isinstance(exc, UserError) and "every trial" in text)
-        _error("numpynet-sweep", text, 1 if store_fault else 2)
+        code = getattr(exc, "exit_code", None) or (
+            1 if isinstance(exc, StoreError) or (isinstance(exc, UserError) and "every trial of" in text) else 2)
+        _error("numpynet-sweep", text, code)
     bar.close()
     _print_summary(summary)
 

@@ -1,0 +1,234 @@
+"""Workers that die hard, and a journal torn by one (issue 10, items 7, 8 and 10).
+
+Real sweep processes, real SIGKILLs; the Optuna and MLflow records are read back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+from sweeps import study as st
+from sweeps.errors import UserError
+from sweeps.status import status_report
+from sweeps.sweep import run_sweep
+
+pytestmark = pytest.mark.timeout(900)
+
+LR_ONLY = {"optimizer.learning_rate": {"type": "float", "low": 1.0e-3, "high": 3.0e-2, "log": True}}
+SLOW_TRIAL = ["train.mini_batch_size=16", "network.hidden=[16]", "tracking.log_plots=false"]
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def _study_file(path: Path, **body) -> str:
+    spec = {"n_trials": 2, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
+            "space": LR_ONLY, **body}
+    path.write_text(yaml.safe_dump(spec))
+    return f"sweep={path}"
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    code = "from sweeps.sweep_cli import sweep_main; sweep_main()"
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    end = time.time() + timeout
+    while time.time() < end:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _trials(storage, name: str) -> list:
+    try:
+        return optuna.load_study(study_name=name, storage=storage).trials
+    except (KeyError, FileNotFoundError):
+        return []
+
+
+def _journal(root: Path):
+    _wait_for(lambda: (root / "mlruns" / "optuna" / "journal.log").is_file(), 120, "the study journal")
+    return JournalStorage(JournalFileBackend(str(root / "mlruns" / "optuna" / "journal.log")))
+
+
+def _client(root: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+
+
+def _runs(root: Path) -> list:
+    client = _client(root)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()], "", max_results=1000)
+
+
+def _status(client: MlflowClient, run_id: str) -> str:
+    return client.get_run(run_id).info.status
+
+
+def _training(storage, name: str) -> list:
+    return [t for t in _trials(storage, name) if t.state == TrialState.RUNNING and st.ATTR_RUN_ID in t.user_attrs]
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie counts: it runs no more code)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+# ------------------------------------------------------------------- 7: SQLite
+@pytest.mark.slow
+def test_a_sqlite_study_recovers_a_worker_killed_hard(store):
+    db = f"sqlite:///{store / 'optuna.db'}"
+    args = [_study_file(store / "s.yaml", study_name="lite", storage=db, heartbeat_interval=1, grace_period=3),
+            "train.epoch=3000", *SLOW_TRIAL]
+    proc = _cli(args, store)
+    victim = _wait_for(lambda: _training(db, "lite"), 240, "a trial training in its MLflow run")[0]
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert victim.user_attrs.get(st.ATTR_HEARTBEAT) == 1  # SQLite trials send heartbeats now
+    study = optuna.load_study(study_name="lite", storage=st.make_storage(db, 1, 3))
+    assert st.heartbeat_interval(study) == 1
+    assert study.trials[victim.number].state == TrialState.RUNNING  # nobody has cleaned up yet
+
+    resumed = _cli([args[0], "train.epoch=5", *SLOW_TRIAL], store)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    trials = _trials(db, "lite")
+    dead = trials[victim.number]
+    assert dead.state == TrialState.FAIL and not st.counts_in_budget(dead)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2  # its place was run by the resumed sweep
+    client = _client(store)
+    assert _status(client, victim.user_attrs[st.ATTR_RUN_ID]) == "KILLED"
+    parent = client.get_run(victim.user_attrs[st.ATTR_RUN_ID]).data.tags["mlflow.parentRunId"]
+    assert _status(client, parent) == "KILLED"
+    assert all(r.info.status != "RUNNING" for r in _runs(store))
+
+
+# --------------------------------------------------------------- 8: torn journal
+TORN = b'{"op_code":5,"worker_id":"w","trial_id":0,"param_na'
+
+
+def test_a_torn_journal_tail_is_set_aside_and_the_study_goes_on(store, caplog):
+    fast = ["train.epoch=3", "network.hidden=[8]", "tracking.log_plots=false"]
+    sweep = _study_file(store / "j.yaml", study_name="torn", n_trials=1).split("=", 1)[1]
+    run_sweep(sweep, [], fast)
+    journal = store / "mlruns" / "optuna" / "journal.log"
+    intact = journal.read_bytes()
+    with open(journal, "ab") as f:  # a writer killed in the middle of its write
+        f.write(TORN)
+
+    status_args = [f"sweep={sweep}"]
+    assert "study 'torn'" in status_report(status_args)  # reading works, and changes nothing
+    assert journal.read_bytes() == intact + TORN
+
+    with caplog.at_level(logging.WARNING):
+        run_sweep(sweep, ["n_trials=2"], fast)
+    backups = list(journal.parent.glob("journal.log.torn-*"))
+    assert len(backups) == 1 and backups[0].read_bytes() == TORN
+    warned = [r.getMessage() for r in caplog.records if "torn line" in r.getMessage() and "moved" in r.getMessage()]
+    assert warned and str(journal) in warned[0] and str(backups[0]) in warned[0]
+    text = journal.read_bytes()
+    assert text.startswith(intact) and text.endswith(b"\n")
+    assert all(json.loads(line) for line in text.splitlines())  # never appended after a partial line
+    trials = optuna.load_study(study_name="torn", storage=_journal(store)).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert "2 complete" in status_report(status_args)
+
+
+def test_a_journal_already_corrupt_inside_is_refused_naming_the_file_and_the_fix(store):
+    journal = store / "mlruns" / "optuna" / "journal.log"
+    journal.parent.mkdir(parents=True)
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    study = optuna.create_study(study_name="glued", storage=storage, direction="maximize")
+    for x in (1.0, 2.0, 3.0):
+        study.enqueue_trial({"x": x})
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(lines[0] + TORN + b"".join(lines[1:]))  # what the old code left: a glued line
+    sweep = _study_file(store / "g.yaml", study_name="glued")
+    for call in (lambda: run_sweep(sweep.split("=", 1)[1], [], ["train.epoch=3", "tracking.log_plots=false"]),
+                 lambda: status_report([sweep])):
+        with pytest.raises(UserError) as info:
+            call()
+        message = str(info.value)
+        assert "\n" not in message and str(journal) in message and "line 2" in message and "head -n 1" in message
+
+
+# ---------------------------------------------------------- 10: n_jobs=2 locally
+@pytest.mark.slow
+def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
+    args = [_study_file(store / "w.yaml", study_name="two", n_trials=4, n_jobs=2), "train.epoch=1200", *SLOW_TRIAL]
+    proc = _cli(args, store)
+    journal = _journal(store)
+    victim = _wait_for(lambda: len(_training(journal, "two")) == 2 and _training(journal, "two"), 300,
+                       "two trials training")[0]
+    pid = int(victim.user_attrs[st.ATTR_WORKER].rsplit(":", 1)[1])
+    assert pid != proc.pid
+    os.kill(pid, signal.SIGKILL)
+    client = _client(store)
+
+    def ended() -> bool:
+        trial = _trials(journal, "two")[victim.number]
+        return trial.state == TrialState.FAIL and _status(client, victim.user_attrs[st.ATTR_RUN_ID]) == "KILLED"
+
+    _wait_for(ended, 20, "the parent to end the dead worker's trial and run")
+    assert proc.poll() is None  # at once, while the sweep still runs
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    trials = _trials(journal, "two")
+    assert not st.counts_in_budget(trials[victim.number])
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4  # the other worker ran the freed place
+    assert all(r.info.status != "RUNNING" for r in _runs(store))
+
+
+@pytest.mark.slow
+def test_workers_of_a_killed_sweep_stop_and_end_their_runs(store):
+    args = [_study_file(store / "p.yaml", study_name="orphans", n_trials=3, n_jobs=2), "train.epoch=4000",
+            *SLOW_TRIAL]
+    proc = _cli(args, store)
+    journal = _journal(store)
+    victims = _wait_for(lambda: len(_training(journal, "orphans")) == 2 and _training(journal, "orphans"), 300,
+                        "two trials training")
+    pids = [int(t.user_attrs[st.ATTR_WORKER].rsplit(":", 1)[1]) for t in victims]
+    proc.kill()  # the sweep process itself
+    proc.communicate(timeout=30)
+    _wait_for(lambda: all(_gone(pid) for pid in pids), 60, "the orphaned workers to stop")
+    client = _client(store)
+    trials = _trials(journal, "orphans")
+    for victim in victims:
+        trial = trials[victim.number]
+        assert trial.state == TrialState.FAIL and st.ATTR_INTERRUPTED in trial.user_attrs
+        assert _status(client, victim.user_attrs[st.ATTR_RUN_ID]) == "KILLED"
+    parent_id = client.get_run(victims[0].user_attrs[st.ATTR_RUN_ID]).data.tags["mlflow.parentRunId"]
+    assert _status(client, parent_id) == "RUNNING"  # its process had no chance to end it
+
+    resumed = _cli([args[0], "sweep.n_jobs=1", "train.epoch=5", *SLOW_TRIAL], store)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert _status(client, parent_id) == "KILLED"  # the next start ended it
+    assert all(r.info.status != "RUNNING" for r in _runs(store))

@@ -1,0 +1,110 @@
+"""A killed worker's parent run on a shared MLflow server is ended by a later worker (issue 10, item 9).
+
+Workers are separate ``numpynet-sweep`` processes sharing one PostgreSQL
+study and one ``mlflow server``, as they would from several machines: the
+dead worker's pid cannot be checked, its parent run's heartbeat can.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from services import console_script, mlflow_server, pg_database, worker_env  # noqa: F401 (fixtures)
+from sweeps.stale_runs import TAG_FAIL_REASON
+
+TAG_HEARTBEAT = "numpynet.heartbeat"  # a string: the test runs unchanged against older code
+
+pytestmark = pytest.mark.timeout(900)
+
+SPACE = {"optimizer.learning_rate": {"type": "float", "low": 1.0e-3, "high": 3.0e-2, "log": True}}
+GRACE = 3
+
+
+def _sweep_file(path: Path, storage: str, name: str) -> str:
+    spec = {"study_name": name, "storage": storage, "n_trials": 1, "heartbeat_interval": 1,
+            "grace_period": GRACE, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
+            "space": SPACE}
+    path.write_text(yaml.safe_dump(spec))
+    return f"sweep={path}"
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(console_script("numpynet-sweep") + args, cwd=cwd, env=worker_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    end = time.time() + timeout
+    while time.time() < end:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _parents(client: MlflowClient, experiment: str) -> list:
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return client.search_runs([exp.experiment_id], "tags.`numpynet.role` = 'sweep'", max_results=100)
+
+
+@pytest.mark.slow
+def test_a_later_worker_ends_the_parent_run_of_a_worker_killed_anywhere(pg_database, mlflow_server, tmp_path):
+    experiment = "shared-parent"
+    args = [_sweep_file(tmp_path / "s.yaml", pg_database, "shared"), f"tracking.uri={mlflow_server.url}",
+            f"tracking.experiment={experiment}", "network.hidden=[16]", "train.mini_batch_size=16",
+            "tracking.log_plots=false"]
+    client = MlflowClient(mlflow_server.url)
+    first = _start([*args, "train.epoch=4000"], tmp_path)  # takes the whole budget with one long trial
+    _wait_for(lambda: [t for t in optuna.load_study(study_name="shared", storage=pg_database).trials
+                       if t.state == TrialState.RUNNING] if _parents(client, experiment) else [], 300,
+              "the first worker's trial")
+    victim = _start([*args, "train.epoch=5"], tmp_path)  # joins, waits for a place in the budget
+    parent = _wait_for(lambda: [r for r in _parents(client, experiment)
+                                if r.data.tags.get("numpynet.worker", "").endswith(f":{victim.pid}")], 300,
+                       "the second worker's parent run")[0]
+    victim.kill()  # SIGKILL: no cleanup; it owns no trial, only its parent run
+    victim.communicate(timeout=30)
+    killed_at = time.time()
+
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert client.get_run(parent.info.run_id).info.status in ("RUNNING", "KILLED")
+    time.sleep(max(0.0, killed_at + GRACE + 1 - time.time()))  # precondition: the grace period has passed
+    later = _start([*args, "train.epoch=5"], tmp_path)  # e.g. on another machine: the pid is not checkable
+    _, err = later.communicate(timeout=300)
+    assert later.returncode == 0, err
+
+    run = client.get_run(parent.info.run_id)
+    assert run.info.status == "KILLED"
+    assert "heartbeats" in run.data.tags[TAG_FAIL_REASON] and TAG_HEARTBEAT in run.data.tags
+    assert [r.info.status for r in _parents(client, experiment) if r.info.status == "RUNNING"] == []
+
+
+def test_a_parent_with_a_fresh_heartbeat_is_left_alone(mlflow_store):
+    from sweeps.stale_runs import close_stale_parents
+
+    client = MlflowClient(mlflow_store)
+    exp = client.create_experiment("hb")
+    now = time.time()
+
+    def parent(beat: float | None) -> str:
+        tags = {"numpynet.role": "sweep", "numpynet.study": "s", "numpynet.worker": "elsewhere:1"}
+        if beat is not None:
+            tags.update({TAG_HEARTBEAT: f"{beat:.3f}", "numpynet.grace_period": "30"})
+        return client.create_run(exp, tags=tags).info.run_id
+
+    stale, fresh, without = parent(now - 31), parent(now - 5), parent(None)
+    assert close_stale_parents(client, exp, "s", now=now) == [stale]
+    assert client.get_run(stale).info.status == "KILLED"
+    assert client.get_run(fresh).info.status == "RUNNING" and client.get_run(without).info.status == "RUNNING"
