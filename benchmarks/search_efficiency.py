@@ -115,7 +115,9 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
     from sweeps import study as st
     from sweeps.config import compose_config
     from sweeps.cross_validation import fit_folds
+    from sweeps.refit import refit_epochs
     from sweeps.data import load_dataset
+    from sweeps.objective import ObjectiveCurve
     from sweeps.sweep_config import plain
     from sweeps.train import build_network
 
@@ -135,12 +137,11 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
 
     def objective(trial: optuna.Trial) -> float:
         cfg = compose_config(base + space.overrides(space.sample(trial)))
-        last: dict[str, Any] = {"epoch": -1, "value": None}
+        curve = ObjectiveCurve(sweep.get("objective", "final"), sweep["direction"] == "maximize")
 
         def on_epoch(epoch: int, metrics: dict) -> None:
-            value = float(metrics[metric])
-            last.update(epoch=epoch, value=value)
-            if math.isfinite(value):
+            value = curve.update(epoch, float(metrics[metric]))
+            if value is not None:
                 trial.report(value, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
@@ -152,10 +153,11 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
             else:
                 fit_folds([build_network(cfg, data.n_features, data.n_classes) for _ in data.folds], data, on_epoch)
         finally:
-            trial.set_user_attr("epochs_run", (last["epoch"] + 1) * folds)
-        if last["value"] is None or not math.isfinite(last["value"]):
-            raise ValueError(f"{metric} is {last['value']!r} after training")
-        return last["value"]
+            trial.set_user_attr("epochs_run", (-1 if curve.epoch is None else curve.epoch + 1) * folds)
+        if curve.value is None or not math.isfinite(curve.value):
+            raise ValueError(f"{metric} is {curve.value!r} after training")
+        trial.set_user_attr(st.ATTR_BEST_EPOCH, curve.best_epoch)
+        return curve.value
 
     with threadpool_limits(limits=1):
         study.optimize(objective, n_trials=p.n_trials, catch=(Exception,))
@@ -172,13 +174,14 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
     }
     if sweep.get("refit") and best is not None:
         n_seeds = p.robustness_seeds if p.robustness_seeds is not None else int(sweep.get("robustness_seeds") or 0)
+        epochs = refit_epochs(best) if sweep.get("objective") == "best" else None
         with threadpool_limits(limits=1):
-            out["refit_test_accuracy"] = refit_scores(base, space, best, max(n_seeds, 1))
+            out["refit_test_accuracy"] = refit_scores(base, space, best, max(n_seeds, 1), epochs)
     out["seconds"] = time.perf_counter() - started
     return out
 
 
-def refit_scores(base: list[str], space, trial, n_seeds: int) -> list[float]:
+def refit_scores(base: list[str], space, trial, n_seeds: int, epochs: int | None = None) -> list[float]:
     """Test accuracy of ``trial``'s configuration refitted on all the training data, per seed 0..n-1."""
     from sweeps.config import compose_config
     from sweeps.data import load_dataset
@@ -186,8 +189,9 @@ def refit_scores(base: list[str], space, trial, n_seeds: int) -> list[float]:
     from sweeps.train import build_network
 
     scores = []
+    extra = [] if epochs is None else [f"train.epoch={epochs}"]
     for seed in range(n_seeds):
-        cfg = compose_config(trial_overrides(base, space, trial) + REFIT_OVERRIDES + [f"train.seed={seed}"])
+        cfg = compose_config(trial_overrides(base, space, trial) + REFIT_OVERRIDES + extra + [f"train.seed={seed}"])
         data = load_dataset(cfg.data)
         network = build_network(cfg, data.n_features, data.n_classes).fit(data.X_train, data.y_train)
         scores.append(float(network.score(data.X_test, data.y_test)))

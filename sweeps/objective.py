@@ -55,6 +55,32 @@ class TrialOutcome:
 
 
 @dataclass
+class ObjectiveCurve:
+    """A trial's value, followed epoch by epoch (``sweep.objective``).
+
+    ``final``: the last epoch's value of the metric. ``best``: the best value
+    of any epoch so far (what a trial reports then is its running best, so the
+    pruner compares trials on what they would return), with that epoch kept
+    for the refit, which trains that many epochs.
+    """
+
+    mode: str = "final"
+    maximize: bool = True
+    epoch: int | None = None
+    value: float | None = None
+    best_epoch: int | None = None
+
+    def update(self, epoch: int, raw: float) -> float | None:
+        """Take the metric of ``epoch``; returns the value to report (None if not finite)."""
+        self.epoch = epoch
+        if self.mode == "final":
+            self.value, self.best_epoch = raw, epoch
+        elif math.isfinite(raw) and (self.value is None or (raw > self.value if self.maximize else raw < self.value)):
+            self.value, self.best_epoch = raw, epoch
+        return self.value if self.value is not None and math.isfinite(self.value) else None
+
+
+@dataclass
 class TrialRunner:
     """Everything a worker needs to run trials of one study."""
 
@@ -66,6 +92,8 @@ class TrialRunner:
     tracking_uri: str
     log_trial_models: bool = False
     on_trial_end: Callable[[TrialOutcome], None] | None = None
+    objective: str = "final"
+    maximize: bool = True
 
     def __call__(self, study: optuna.Study, trial: optuna.Trial) -> TrialOutcome:
         from .train import train
@@ -73,14 +101,13 @@ class TrialRunner:
         trial.set_user_attr(st.ATTR_WORKER, st.worker_id())
         if self.parent_run_id is not None:
             trial.set_user_attr(st.ATTR_INVOCATION, self.parent_run_id)
-        reported: dict[str, Any] = {"epoch": None, "value": None}
+        curve = ObjectiveCurve(self.objective, self.maximize)
         sampled: dict[str, Any] = {}
 
         def on_epoch(epoch: int, metrics: dict) -> None:
             interrupt.check()  # Ctrl-C / SIGTERM stop the trial here, never inside a storage write
-            value = float(metrics[self.metric])
-            reported.update(epoch=epoch, value=value)
-            if math.isfinite(value):
+            value = curve.update(epoch, float(metrics[self.metric]))
+            if value is not None:
                 trial.report(value, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
@@ -102,9 +129,9 @@ class TrialRunner:
                            on_run_start=lambda run_id: trial.set_user_attr(st.ATTR_RUN_ID, run_id))
             run_ids.append(result["run_id"])
         except optuna.TrialPruned:
-            trial.set_user_attr(st.ATTR_PRUNED_EPOCH, reported["epoch"])
+            trial.set_user_attr(st.ATTR_PRUNED_EPOCH, curve.epoch)
             outcome = self._finish(study, trial, TrialState.PRUNED, None, run_ids, sampled,
-                                   {TAG_PRUNED_EPOCH: str(reported["epoch"])})
+                                   {TAG_PRUNED_EPOCH: str(curve.epoch)})
         except (KeyboardInterrupt, SystemExit):
             trial.set_user_attr(st.ATTR_INTERRUPTED, True)
             self._finish(study, trial, TrialState.FAIL, None, run_ids, sampled, {TAG_FAIL_REASON: "interrupted"})
@@ -120,7 +147,9 @@ class TrialRunner:
             if kind == failures.FAULT:
                 raise SweepStopped(failures.fault_message(reason, trial.number), 1) from exc
         else:
-            value = reported["value"]
+            value = curve.value
+            if curve.best_epoch is not None:
+                trial.set_user_attr(st.ATTR_BEST_EPOCH, curve.best_epoch)
             if value is None or not math.isfinite(value):
                 reason = f"{self.metric} is {value!r} after training"
                 trial.set_user_attr(st.ATTR_FAIL_REASON, reason)

@@ -1,8 +1,11 @@
 """After the search: refit, test once, and judge the chosen configuration against the baseline.
 
 With ``sweep.refit``, the best trial's configuration is trained again on all
-the training data (no validation split, no folds) for the same number of
-epochs, as its own child run ``refit-chosen``: the model that is registered.
+the training data (no validation split, no folds), as its own child run
+``refit-chosen``: the model that is registered. It trains the trial's
+epochs, or with ``sweep.objective=best`` the epochs at which the trial's
+validation curve peaked (the number the search chose). The baseline is
+refitted exactly as configured.
 The search's trials only ever saw the training data; these refits are the
 first and only runs of the sweep that evaluate the test split.
 
@@ -107,15 +110,28 @@ def trial_overrides(base_overrides: list[str], space: SearchSpace, trial: Frozen
 Train = Callable[..., dict[str, Any]]
 
 
+def refit_epochs(trial: FrozenTrial) -> int | None:
+    """The epochs a refit of ``trial`` trains when the study's objective is the best epoch."""
+    from .study import ATTR_BEST_EPOCH
+
+    epoch = trial.user_attrs.get(ATTR_BEST_EPOCH)
+    return None if epoch is None else int(epoch) + 1
+
+
 def refit(base_overrides: list[str], space: SearchSpace, chosen: FrozenTrial, baseline: FrozenTrial | None,
-          seeds: int, parent_run_id: str, study_name: str, train: Train,
+          seeds: int, parent_run_id: str, study_name: str, train: Train, best_epoch: bool = False,
           on_run: Callable[[str], None] | None = None) -> RefitReport:
     """Run the refits (see the module doc); ``train`` is :func:`sweeps.train.train`.
 
+    With ``best_epoch`` (``sweep.objective=best``) the chosen configuration
+    is refitted for the epochs its cross-validated curve peaked at; the
+    baseline always keeps its own configuration, epochs included.
     ``on_run(label)`` is called before each refit starts (progress).
     """
     def run(trial: FrozenTrial, who: str, seed: int | None, keep_model: bool) -> dict[str, Any]:
         overrides = trial_overrides(base_overrides, space, trial) + REFIT_OVERRIDES
+        if best_epoch and who == "chosen" and refit_epochs(trial) is not None:
+            overrides.append(f"train.epoch={refit_epochs(trial)}")
         name = f"refit-{who}" + ("" if seed is None else f"-seed{seed}")
         if seed is not None:
             overrides.append(f"train.seed={seed}")

@@ -49,6 +49,7 @@ ATTR_INTERRUPTED = "interrupted"  # stopped by Ctrl-C / SIGTERM: does not count,
 ATTR_RUN_ID = "mlflow_run_id"
 ATTR_WORKER = "worker"
 ATTR_PRUNED_EPOCH = "pruned_epoch"
+ATTR_BEST_EPOCH = "objective_epoch"  # 0-based epoch whose metric is the trial's value (sweep.objective)
 ATTR_BASELINE = "baseline"  # the study's reference configuration (sweep.baseline), queued before any other trial
 ATTR_HEARTBEAT = "heartbeat_interval"  # the trial's worker sends heartbeats: it goes stale if that worker dies
 

@@ -141,7 +141,8 @@ def run_worker(plan: SweepPlan, worker_index: int = 0,
     study = _open_study(plan, space, worker_index)
     st.join_study(study, plan.storage_url, sweep["sampler"], space, sweep["n_trials"])  # own sampler seed
     runner = TrialRunner(space, plan.base_overrides, sweep["metric"], sweep["study_name"], plan.parent_run_id,
-                         plan.tracking_uri, sweep.get("log_trial_models", False), on_trial_end)
+                         plan.tracking_uri, sweep.get("log_trial_models", False), on_trial_end,
+                         objective=sweep.get("objective", "final"), maximize=sweep["direction"] == "maximize")
     invocation = plan.parent_run_id
     done = 0
     with threadpool_limits(limits=plan.n_threads):
@@ -334,7 +335,7 @@ def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace):
     with threadpool_limits(limits=plan.n_threads):
         return refit.refit(plan.base_overrides, space, best, st.baseline_trial(study),
                            int(plan.sweep.get("robustness_seeds") or 0), plan.parent_run_id,
-                           plan.sweep["study_name"], train,
+                           plan.sweep["study_name"], train, plan.sweep.get("objective", "final") == "best",
                            on_run=lambda name: (interrupt.check(), log.info("%s", name)))
 
 

@@ -25,8 +25,9 @@ DEFAULT_SWEEP = "default"
 class SweepConfig:
     study_name: str = "numpynet"       # the Optuna study (and the registered model's name)
     storage: Optional[str] = None      # null = journal file ./mlruns/optuna/journal.log; or a path, sqlite:///, postgresql+psycopg://
-    metric: str = "val_accuracy"       # a per-epoch metric: val_accuracy | val_cost | train_accuracy | train_cost
+    metric: str = "val_accuracy"       # a per-epoch metric: val_accuracy | val_balanced_accuracy | val_cost | train_*
     direction: str = "maximize"        # maximize | minimize
+    objective: str = "final"           # final | best: the metric's final epoch, or its best epoch (refits train that long)
     n_trials: int = 30                 # total trials of the study, over all invocations and workers
     timeout: Optional[float] = None    # stop starting new trials after this many seconds (this invocation)
     n_jobs: int = 1                    # worker processes on this machine
@@ -48,7 +49,8 @@ class SweepConfig:
     robustness_seeds: int = 0          # M: repeat both refits over train.seed = 0..M-1 and compare them, paired
 
 
-METRICS = ("val_accuracy", "val_cost", "train_accuracy", "train_cost")
+METRICS = ("val_accuracy", "val_balanced_accuracy", "val_cost", "train_accuracy", "train_cost")
+OBJECTIVES = ("final", "best")
 DIRECTIONS = ("maximize", "minimize")
 
 
@@ -117,6 +119,9 @@ def _merge_space(raw: DictConfig, cli: DictConfig) -> None:
 def _check(cfg: DictConfig) -> None:
     if cfg.metric not in METRICS:
         raise UserError(f"sweep.metric={cfg.metric!r} is invalid: must be one of {', '.join(METRICS)}")
+    if cfg.objective not in OBJECTIVES:
+        raise UserError(f"sweep.objective={cfg.objective!r} is invalid: must be final (the last epoch's "
+                        "metric) or best (the best epoch's)")
     if cfg.direction not in DIRECTIONS:
         raise UserError(f"sweep.direction={cfg.direction!r} is invalid: must be maximize or minimize")
     if cfg.n_trials < 1:

@@ -198,3 +198,23 @@ def test_refit_runs_and_cross_validated_trials_reproduce_bit_for_bit(store, monk
         verdict = reproduce(run.info.run_id)
         assert verdict.identical, verdict.describe()
     assert reproduce(refit.info.run_id).same_weights is True
+
+
+def test_a_best_epoch_objective_returns_the_peak_and_the_refit_trains_that_many_epochs(store):
+    summary = run_sweep(_study_file(store, cv=3, refit=True, objective="best", metric="val_balanced_accuracy"),
+                        [], ["train.epoch=6", "network.hidden=[12]", "tracking.log_plots=false"])
+    client = _client(store)
+    study = _study(store)
+    runs = {int(r.data.tags["numpynet.trial_number"]): r for r in _children(client, summary.parent_run_id)
+            if "numpynet.trial_number" in r.data.tags and r.data.tags.get("numpynet.role") != "refit"}
+    for trial in study.trials:
+        curve = [m.value for m in sorted(client.get_metric_history(runs[trial.number].info.run_id,
+                                                                   "val_balanced_accuracy"), key=lambda m: m.step)]
+        peak = int(np.argmax(curve))
+        assert trial.value == curve[peak]
+        assert trial.user_attrs[st.ATTR_BEST_EPOCH] == peak
+        # what the pruner saw: the running best
+        assert [trial.intermediate_values[e] for e in range(6)] == list(np.maximum.accumulate(curve))
+    best = study.best_trial
+    refit = next(r for r in _children(client, summary.parent_run_id) if r.info.run_name == "refit-chosen")
+    assert refit.data.params["train.epoch"] == str(best.user_attrs[st.ATTR_BEST_EPOCH] + 1)
