@@ -48,11 +48,13 @@ def classify(exc: BaseException) -> str:
     """``numeric``, ``fault`` or ``error`` for an exception that failed a trial."""
     from numpynet import TrainingDiverged
 
+    from .errors import StoreError
+
     chain = list(_chain(exc))
     if any(isinstance(e, (TrainingDiverged, FloatingPointError)) for e in chain):
         return NUMERIC
     for e in chain:
-        if isinstance(e, (OSError, MemoryError, optuna.exceptions.StorageInternalError)):
+        if isinstance(e, (OSError, MemoryError, StoreError, optuna.exceptions.StorageInternalError)):
             return FAULT
         if type(e).__module__.split(".")[0] in _FAULT_MODULES:
             return FAULT
