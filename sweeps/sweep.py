@@ -161,11 +161,11 @@ def _worker_main(plan: SweepPlan, worker_index: int, deadline: float | None) -> 
 
 # ------------------------------------------------------------- orchestration
 def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
-              train_overrides: Sequence[str] = (), progress: Callable[[int, int], None] | None = None,
+              train_overrides: Sequence[str] = (), progress: Callable[[int, int, optuna.Study], None] | None = None,
               ) -> SweepSummary:
     """Run (or resume) the study; returns its summary.
 
-    ``progress(done, total)`` is called whenever the number of finished
+    ``progress(done, total, study)`` is called whenever the number of finished
     trials of the study changes. Raises :class:`SweepInterrupted` after a
     clean shutdown on Ctrl-C / SIGTERM, :class:`UserError` on bad input.
     """
@@ -208,9 +208,9 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         if n_jobs == 1:
             def tick(_outcome: TrialOutcome) -> None:
                 if progress:
-                    progress(_finished(study), sweep["n_trials"])
+                    progress(_finished(study), sweep["n_trials"], study)
             if progress:
-                progress(_finished(study), sweep["n_trials"])
+                progress(_finished(study), sweep["n_trials"], study)
             run_worker(plan, 0, tick, deadline)
         else:
             _run_processes(plan, study, n_jobs, deadline, progress)
@@ -276,7 +276,7 @@ def _warm_up_for_the_report() -> None:
 
 
 def _run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: float | None,
-                   progress: Callable[[int, int], None] | None) -> None:
+                   progress: Callable[[int, int, optuna.Study], None] | None) -> None:
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker_main, args=(plan, i, deadline), name=f"numpynet-worker-{i}")
              for i in range(n_jobs)]
@@ -289,12 +289,12 @@ def _run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: 
         while any(p.is_alive() for p in procs):
             done = _finished(study)
             if progress and done != last:
-                progress(done, plan.sweep["n_trials"])
+                progress(done, plan.sweep["n_trials"], study)
                 last = done
             time.sleep(0.5)
             interrupt.check()
         if progress:
-            progress(_finished(study), plan.sweep["n_trials"])
+            progress(_finished(study), plan.sweep["n_trials"], study)
     except KeyboardInterrupt:
         # Forward the stop at once: each worker marks its running trial FAIL /
         # KILLED and exits. A worker that already got a terminal Ctrl-C ignores
