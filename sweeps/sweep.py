@@ -71,6 +71,7 @@ class SweepSummary:
     best_run_id: str | None = None
     registered_version: str | None = None
     top: list[dict[str, Any]] = field(default_factory=list)
+    experiment_id: str | None = None
 
 
 # ----------------------------------------------------------------- preparing
@@ -223,6 +224,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     finally:
         try:
             summary = study_report.summarise(study, client, plan, base_cfg)
+            summary.experiment_id = experiment_id
         finally:
             if status == "FINISHED" and interrupt.requested() is not None:  # came during the last trial's wrap-up
                 status, interrupted = "KILLED", interrupt.requested()

@@ -222,7 +222,12 @@ def _print_summary(summary, file=None) -> None:
         print(f"registered model: models:/{registered_model_name(summary.study_name)}/"
               f"{summary.registered_version}", file=out)
     print(f"parent run: {summary.parent_run_id}", file=out)
-    print(f"\nopen the MLflow UI on this store:\n  {ui_command(summary.tracking_uri)}", file=out)
+    if summary.tracking_uri.startswith(("http://", "https://")):
+        print(f"\nsee the runs in the MLflow UI:\n  {runs_page_url(summary.tracking_uri, summary.experiment_id)}",
+              file=out)
+    else:
+        print(f"\nopen the MLflow UI on this store:\n  {ui_command(summary.tracking_uri)}\n"
+              f"then the runs table:\n  {runs_page_url(UI_ADDRESS, summary.experiment_id)}", file=out)
 
 
 def _short(value) -> str:
@@ -237,13 +242,28 @@ def mlflow_command() -> str:
     return f"{shlex.quote(sys.executable)} -m mlflow"
 
 
-def ui_command(tracking_uri: str) -> str:
-    """The command that opens the MLflow UI on ``tracking_uri`` (a server's address is only shown, password masked)."""
-    if tracking_uri.startswith(("http://", "https://")):
-        from .study import mask_url
+UI_PORT = 5000
+UI_ADDRESS = f"http://127.0.0.1:{UI_PORT}"
 
-        return f"(server) open {mask_url(tracking_uri)} in a browser"
-    return f"{mlflow_command()} ui --backend-store-uri {shlex.quote(tracking_uri)} --port 5000"
+
+def ui_command(tracking_uri: str) -> str:
+    """The command that serves the MLflow UI on a local store ``tracking_uri`` at ``UI_ADDRESS``."""
+    return f"{mlflow_command()} ui --backend-store-uri {shlex.quote(tracking_uri)} --port {UI_PORT}"
+
+
+def runs_page_url(ui_address: str, experiment_id: str | None) -> str:
+    """The experiment's runs table in MLflow 3's UI (password masked).
+
+    MLflow 3.17's UI opens an experiment on the view of its GenAI / Model
+    training switch (GenAI unless the browser remembers otherwise);
+    ``workflowType=machine_learning`` in the address selects Model training.
+    """
+    from .study import mask_url
+
+    base = mask_url(ui_address.rstrip("/"))
+    if experiment_id is None:
+        return f"{base}/#/experiments?workflowType=machine_learning"
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def status_main(argv: Sequence[str] | None = None) -> None:
