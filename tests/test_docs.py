@@ -150,6 +150,7 @@ def test_quickstart_sweep_runs_and_prints_progress_to_a_pipe(tmp_path):
                                             "network.hidden=[16]", "tracking.log_plots=false"],
         cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Warning" not in proc.stderr, proc.stderr  # e.g. matplotlib's "Tight layout not applied"
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("trial ")]
     assert len(lines) == 2, proc.stderr
     for n, line in enumerate(lines):
