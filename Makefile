@@ -29,7 +29,7 @@ install-test: $(VENV)/.installed-test browser
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "== installing Debian's chromium for the browser tests: $(SUDO) apt-get install chromium (about 1-2 minutes)"; \
-	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 sweep: install
 	$(VENV)/bin/numpynet-sweep
