@@ -1,19 +1,23 @@
-# Shortcuts used by the README quickstart and by CI.
+# Shortcuts used by the README quickstart and by CI (.ci/run runs `make test`).
 # `make sweep` : create .venv, install numpynet, run the default sweep (digits, TPE + median pruner)
-# `make test`  : create .venv, install numpynet with test extras (+ Debian's chromium for the UI test), run pytest
+# `make test`  : the same install plus the test extras and Debian's chromium, then the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# apt-get needs root: use sudo when make does not run as root
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install install-test sweep test bench browser
 
 $(VENV)/.installed: pyproject.toml
+	@echo "== installing numpynet into $(VENV) (numpy, optuna, mlflow, hydra, matplotlib, scikit-learn...; a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	@echo "== installing the test extras into $(VENV): pytest, pytest-timeout, playwright (no browser download), optuna-dashboard"
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -21,16 +25,17 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test browser
 
-# Debian's chromium drives the MLflow UI browser test (no browser download).
+# Debian's chromium drives the browser tests (MLflow UI, Optuna dashboard); nothing downloads a browser.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium for the browser test"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	  echo "== installing Debian's chromium for the browser tests: $(SUDO) apt-get install chromium (about 1-2 minutes)"; \
+	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 sweep: install
 	$(VENV)/bin/numpynet-sweep
 
 test: install-test
+	@echo "== running the whole test suite: 10 to 18 minutes on 2 cores (PostgreSQL at 127.0.0.1:5432 needed, see docs/testing.md)"
 	$(PY) -m pytest
 
 bench: install

@@ -70,6 +70,7 @@ def run_hydra_app(
         except BaseException as exc:  # noqa: BLE001 - re-raised below, outside Hydra
             failure = exc
 
+    _register_help_resolvers()
     main = hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(hydra_task)
     saved_argv, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     # Hydra prints multi-line reports and exits 1 on its own unless HYDRA_FULL_ERROR
@@ -101,6 +102,35 @@ def run_hydra_app(
             os.environ["HYDRA_FULL_ERROR"] = saved_full_error
         GlobalHydra.instance().clear()
     return status
+
+
+# Config groups that live in conf/ but that numpynet-train does not accept
+# (conf/sweep/ holds study files for numpynet-sweep; conf/hydra/ is Hydra's own).
+NOT_TRAINING_GROUPS = frozenset({"sweep", "hydra"})
+
+
+def training_groups() -> dict[str, list[str]]:
+    """``{group: [options]}`` that ``numpynet-train GROUP=OPTION`` accepts, read from ``conf/``."""
+    from sweeps.config import CONF_DIR
+
+    groups = {}
+    for folder in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in NOT_TRAINING_GROUPS):
+        options = sorted(f.stem for f in folder.glob("*.yaml"))
+        if options:
+            groups[folder.name] = options
+    return groups
+
+
+def _register_help_resolvers() -> None:
+    """``${numpynet_groups:}`` and ``${numpynet_ui:}``, used by ``hydra.help`` in conf/config.yaml."""
+    from omegaconf import OmegaConf
+
+    from sweeps.sweep_cli import ui_command
+
+    OmegaConf.register_new_resolver(
+        "numpynet_groups", lambda: "\n".join(f"{g}: {', '.join(o)}" for g, o in training_groups().items()),
+        replace=True)
+    OmegaConf.register_new_resolver("numpynet_ui", lambda: ui_command("sqlite:///mlruns/mlflow.db"), replace=True)
 
 
 def report_error(prog: str, exc: BaseException, debug: bool) -> int:

@@ -33,15 +33,18 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
 from . import study as st  # noqa: E402
+from . import study_plots  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-PLOTS: dict[str, Callable[[optuna.Study], Any]] = {
-    "optimization_history": ovm.plot_optimization_history,
-    "param_importances": ovm.plot_param_importances,
-    "parallel_coordinate": ovm.plot_parallel_coordinate,
-    "slice": ovm.plot_slice,
-    "intermediate_values": ovm.plot_intermediate_values,
+# name -> plot(study, metric name): a matplotlib Figure or Optuna's Axes.
+# Optuna's own plots where they stay readable at 200 trials; see study_plots.
+PLOTS: dict[str, Callable[[optuna.Study, str], Any]] = {
+    "optimization_history": lambda study, metric: ovm.plot_optimization_history(study, target_name=metric),
+    "param_importances": lambda study, metric: ovm.plot_param_importances(study, target_name=metric),
+    "parallel_coordinate": study_plots.parallel_coordinate,
+    "slice": study_plots.slice_plot,
+    "intermediate_values": study_plots.intermediate_values,
 }
 TAG_REGISTERED_TRIAL = "numpynet.trial_number"
 # Makes the resolved config a complete Hydra primary config: the project's
@@ -133,7 +136,7 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
     best = best_trial(study)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        _write_plots(study, out)
+        _write_plots(study, out, sweep.get("metric") or "objective value")
         _write_trials_csv(study, out / "trials.csv")
         if best is not None:
             summary.best_number, summary.best_value = best.number, best.value
@@ -165,18 +168,22 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
     return summary
 
 
-def _write_plots(study: optuna.Study, out: Path) -> None:
+def _write_plots(study: optuna.Study, out: Path, metric: str = "objective value") -> None:
+    """One PNG per entry of ``PLOTS``, at most about 1200 px wide; a plot that cannot be drawn is skipped."""
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return
     for name, plot in PLOTS.items():
         try:
             with warnings.catch_warnings():
+                # Optuna marks its matplotlib plots experimental; that and any layout
+                # complaint are the library's business, not the user's.
                 warnings.simplefilter("ignore")
-                axes = plot(study)
-            fig = _figure_of(axes)
-            fig.set_size_inches(max(fig.get_size_inches()[0], 8), max(fig.get_size_inches()[1], 5))
-            fig.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
-            plt.close(fig)
+                fig = _figure_of(plot(study, metric))
+                if fig.get_layout_engine() is not None:  # Optuna's figures: keep a fixed layout
+                    fig.set_layout_engine("none")
+                width, height = fig.get_size_inches()
+                fig.set_size_inches(min(max(width, 8), study_plots.MAX_WIDTH_IN), max(height, 5))
+                fig.savefig(out / f"{name}.png", dpi=study_plots.DPI, bbox_inches="tight")
         except Exception as exc:  # e.g. importances need 2+ completed trials
             log.info("study plot %s skipped: %s", name, exc)
         finally:
@@ -184,6 +191,8 @@ def _write_plots(study: optuna.Study, out: Path) -> None:
 
 
 def _figure_of(axes: Any):
+    if hasattr(axes, "savefig"):  # already a Figure
+        return axes
     if hasattr(axes, "figure"):
         return axes.figure
     first = axes.flat[0] if hasattr(axes, "flat") else axes[0]

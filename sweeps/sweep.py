@@ -78,6 +78,7 @@ class SweepSummary:
     baseline_state: str | None = None
     baseline_value: float | None = None
     refit: dict[str, float] = field(default_factory=dict)  # sweeps.refit.RefitReport.metrics()
+    experiment_id: str | None = None
 
 
 # ----------------------------------------------------------------- preparing
@@ -216,11 +217,11 @@ def _worker_main(plan: SweepPlan, worker_index: int, deadline: float | None, par
 
 # ------------------------------------------------------------- orchestration
 def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
-              train_overrides: Sequence[str] = (), progress: Callable[[int, int], None] | None = None,
+              train_overrides: Sequence[str] = (), progress: Callable[[int, int, optuna.Study], None] | None = None,
               ) -> SweepSummary:
     """Run (or resume) the study; returns its summary.
 
-    ``progress(done, total)`` is called whenever the number of finished
+    ``progress(done, total, study)`` is called whenever the number of finished
     trials of the study changes. Raises :class:`SweepInterrupted` after a
     clean shutdown on Ctrl-C / SIGTERM, :class:`UserError` on bad input.
     """
@@ -273,9 +274,9 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         if n_jobs == 1:
             def tick(_outcome: TrialOutcome) -> None:
                 if progress:
-                    progress(_finished(study), sweep["n_trials"])
+                    progress(_finished(study), sweep["n_trials"], study)
             if progress:
-                progress(_finished(study), sweep["n_trials"])
+                progress(_finished(study), sweep["n_trials"], study)
             run_worker(plan, 0, tick, deadline)
         else:
             _run_processes(plan, study, n_jobs, deadline, progress)
@@ -293,6 +294,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
             close_stale_parents(client, experiment_id, sweep["study_name"])
         try:
             summary = study_report.summarise(study, client, plan, base_cfg, refit_report)
+            summary.experiment_id = experiment_id
         except Exception as exc:
             if not failing:
                 status = "FAILED"
@@ -378,7 +380,7 @@ def _warm_up_for_the_report() -> None:
 
 
 def _run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: float | None,
-                   progress: Callable[[int, int], None] | None) -> None:
+                   progress: Callable[[int, int, optuna.Study], None] | None) -> None:
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker_main, args=(plan, i, deadline, os.getpid()), name=f"numpynet-worker-{i}")
              for i in range(n_jobs)]
@@ -394,13 +396,13 @@ def _run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: 
             _end_trials_of_dead_workers(study, procs, seen_dead, close_runs)
             done = _finished(study)
             if progress and done != last:
-                progress(done, plan.sweep["n_trials"])
+                progress(done, plan.sweep["n_trials"], study)
                 last = done
             time.sleep(0.5)
             interrupt.check()
         _end_trials_of_dead_workers(study, procs, seen_dead, close_runs)
         if progress:
-            progress(_finished(study), plan.sweep["n_trials"])
+            progress(_finished(study), plan.sweep["n_trials"], study)
     except KeyboardInterrupt:
         # Forward the stop at once: each worker marks its running trial FAIL /
         # KILLED and exits. A worker that already got a terminal Ctrl-C ignores

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import sys
+import time
+from pathlib import Path
 from typing import Sequence
 
 from .errors import StoreError, UserError
@@ -125,13 +128,33 @@ def sweep_main(argv: Sequence[str] | None = None) -> None:
 
 
 class _ProgressBar:
-    """tqdm over trials on an interactive terminal; silent otherwise."""
+    """tqdm over trials on an interactive terminal; otherwise one plain line per finished trial.
 
-    def __init__(self):
+    The lines (stderr, flushed) are for output sent to a file, a pipe, CI or a
+    scheduler: ``trial 12 COMPLETE value 0.9712, best 0.9790 (trial 7) | 13/40,
+    elapsed 0:21, ETA 0:43``. Trials finished before this invocation (a resumed
+    study) are summed up in one line, not listed.
+    """
+
+    def __init__(self, stream=None):
         self._bar = None
+        self._stream = stream
+        self._seen: set[int] | None = None
+        self._start = time.monotonic()
+        self._done_at_start = 0
 
-    def update(self, done: int, total: int) -> None:
-        if not sys.stderr.isatty():
+    @property
+    def stream(self):
+        return self._stream if self._stream is not None else sys.stderr
+
+    def update(self, done: int, total: int, study=None) -> None:
+        try:
+            interactive = self.stream.isatty()
+        except (AttributeError, ValueError):
+            interactive = False
+        if not interactive:
+            if study is not None:
+                self._lines(done, total, study)
             return
         if self._bar is None:
             from tqdm import tqdm
@@ -140,10 +163,52 @@ class _ProgressBar:
         self._bar.n = min(done, total)
         self._bar.refresh()
 
+    def _lines(self, done: int, total: int, study) -> None:
+        finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+        if self._seen is None:  # first call: what exists already is not news
+            self._seen = {t.number for t in finished}
+            self._done_at_start = done
+            self._start = time.monotonic()  # the trials start now: start-up is not part of the rate
+            if done:
+                print(f"resuming: {done}/{total} trials done", file=self.stream, flush=True)
+            return
+        new = sorted((t for t in finished if t.number not in self._seen),
+                     key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number))
+        if not new:
+            return
+        elapsed = time.monotonic() - self._start
+        ran = max(1, done - self._done_at_start)
+        eta = elapsed / ran * max(0, total - done)
+        best = _best_trial(study)
+        for trial in new:
+            self._seen.add(trial.number)
+            print(trial_line(trial, best, done, total, elapsed, eta), file=self.stream, flush=True)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _best_trial(study):
+    try:
+        return study.best_trial
+    except ValueError:  # no completed trial yet
+        return None
+
+
+def _clock(seconds: float) -> str:
+    minutes, sec = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{sec:02d}" if hours else f"{minutes}:{sec:02d}"
+
+
+def trial_line(trial, best, done: int, total: int, elapsed: float, eta: float) -> str:
+    """One progress line for a finished trial (see :class:`_ProgressBar`)."""
+    value = f"value {trial.value:.4f}" if trial.value is not None else "no value"
+    best_text = f"best {best.value:.4f} (trial {best.number})" if best is not None else "no best yet"
+    return (f"trial {trial.number} {trial.state.name} {value}, {best_text} | {min(done, total)}/{total}, "
+            f"elapsed {_clock(elapsed)}, ETA {_clock(eta)}")
 
 
 def _print_summary(summary, file=None) -> None:
@@ -169,7 +234,12 @@ def _print_summary(summary, file=None) -> None:
         print(f"registered model: models:/{registered_model_name(summary.study_name)}/"
               f"{summary.registered_version}", file=out)
     print(f"parent run: {summary.parent_run_id}", file=out)
-    print(f"\nopen the MLflow UI on this store:\n  {_ui_command(summary.tracking_uri)}", file=out)
+    if summary.tracking_uri.startswith(("http://", "https://")):
+        print(f"\nsee the runs in the MLflow UI:\n  {runs_page_url(summary.tracking_uri, summary.experiment_id)}",
+              file=out)
+    else:
+        print(f"\nopen the MLflow UI on this store:\n  {ui_command(summary.tracking_uri)}\n"
+              f"then the runs table:\n  {runs_page_url(UI_ADDRESS, summary.experiment_id)}", file=out)
 
 
 def _print_refit(refit: dict[str, float], out) -> None:
@@ -197,13 +267,41 @@ def _short(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _ui_command(tracking_uri: str) -> str:
+def mlflow_command() -> str:
+    """The ``mlflow`` of this very interpreter, as a shell command that works without an activated venv."""
+    script = Path(sys.executable).with_name("mlflow")
+    if script.is_file() and os.access(script, os.X_OK):
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m mlflow"
+
+
+UI_PORT = 5000
+UI_ADDRESS = f"http://127.0.0.1:{UI_PORT}"
+
+
+def ui_command(tracking_uri: str) -> str:
+    """The command that serves the MLflow UI on a local store ``tracking_uri`` at ``UI_ADDRESS``.
+
+    Printed, so a password in the URI is masked: the user has it already.
+    """
     from .redact import mask_url
 
-    tracking_uri = mask_url(tracking_uri)  # printed, so masked: the user has the password already
-    if tracking_uri.startswith(("http://", "https://")):
-        return f"(server) open {tracking_uri} in a browser"
-    return f"mlflow ui --backend-store-uri {tracking_uri} --port 5000"
+    return f"{mlflow_command()} ui --backend-store-uri {shlex.quote(mask_url(tracking_uri))} --port {UI_PORT}"
+
+
+def runs_page_url(ui_address: str, experiment_id: str | None) -> str:
+    """The experiment's runs table in MLflow 3's UI (password masked).
+
+    MLflow 3.17's UI opens an experiment on the view of its GenAI / Model
+    training switch (GenAI unless the browser remembers otherwise);
+    ``workflowType=machine_learning`` in the address selects Model training.
+    """
+    from .study import mask_url
+
+    base = mask_url(ui_address.rstrip("/"))
+    if experiment_id is None:
+        return f"{base}/#/experiments?workflowType=machine_learning"
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def status_main(argv: Sequence[str] | None = None) -> None:

@@ -124,6 +124,11 @@ def retry_locked(call: Callable[[], T], *, attempts: int = 8, first_wait: float 
 _EXPERIMENTS: dict[tuple[str, str], tuple[MlflowClient, str]] = {}
 
 
+# MLflow 3's UI opens an experiment on the view its kind names; without the tag it
+# shows the GenAI overview (traces). This kind is the model-training runs table.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     """A client for ``uri`` and the id of experiment ``name`` (created if needed).
 
@@ -159,12 +164,15 @@ def _open_or_create_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
                     f"tracking.experiment={name!r} is deleted in {mask_url(uri)}; restore it "
                     "(mlflow experiments restore) or choose another tracking.experiment"
                 )
+            if EXPERIMENT_KIND_TAG not in experiment.tags:  # made by an older numpynet or by hand
+                client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             return client, experiment.experiment_id
         location = None
         if store_dir is not None:
             location = (store_dir / _slug(name)).as_uri()
         try:
-            return client, client.create_experiment(name, artifact_location=location)
+            return client, client.create_experiment(name, artifact_location=location,
+                                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         except MlflowException:  # created meanwhile by a process on another machine
             experiment = client.get_experiment_by_name(name)
             if experiment is None:

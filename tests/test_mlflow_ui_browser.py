@@ -6,19 +6,28 @@ server on 127.0.0.1 over the store a small sweep left behind, opens the
 experiment's run list, expands the sweep's parent run and checks that every
 trial's run is listed under it with its ``val_accuracy``. A screenshot is kept
 in the test's folder and copied to ``benchmarks/results/mlflow_ui_browser.png``.
+
+It also opens the address the sweep printed (it must land on the runs table,
+not on the GenAI overview), the chart view with the trials' curves overlaid,
+one trial's own curves, and the optional Optuna dashboard on the study's
+journal file. With ``NUMPYNET_SCREENSHOTS=DIR`` (e.g. ``docs/img``) those
+pages are also saved there as the docs' pictures; CI leaves it unset.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from services import MlflowServer, console_script, worker_env
+from services import MlflowServer, console_script, free_port, worker_env
 from sweeps.objective import TAG_TRIAL
 
 pytestmark = pytest.mark.timeout(300)
@@ -27,7 +36,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-STUDY, EXPERIMENT, N_TRIALS = "ui-check", "ui-check", 3
+STUDY, EXPERIMENT, N_TRIALS = "ui-check", "ui-check", 4
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +46,11 @@ def finished_sweep(tmp_path_factory) -> Path:
     proc = subprocess.run(
         console_script("numpynet-sweep") + [
             f"sweep.study_name={STUDY}", f"sweep.n_trials={N_TRIALS}", "sweep.pruner.name=none",
-            f"tracking.experiment={EXPERIMENT}", "train.epoch=6", "train.decay_interval=2",
+            f"tracking.experiment={EXPERIMENT}", "train.epoch=15", "train.decay_interval=5",
             "network.hidden=[16]", "tracking.log_plots=false"],
         cwd=root, env=worker_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (root / "sweep.out").write_text(proc.stdout)
     return root
 
 
@@ -114,3 +124,123 @@ def _add_column(page, metric: str) -> None:
     page.get_by_placeholder("Search columns").fill(metric)
     page.locator(".du-bois-light-tree-title").filter(has_text=re.compile(rf"^\s*{re.escape(metric)}\s*$")).click()
     page.keyboard.press("Escape")
+
+
+def _keep(page, tmp_path: Path, name: str) -> None:
+    """A screenshot in the test's folder, and in $NUMPYNET_SCREENSHOTS (the docs' pictures) when set."""
+    page.screenshot(path=str(tmp_path / name))
+    _keep_file(tmp_path / name)
+
+
+def _keep_file(shot: Path) -> None:
+    folder = os.environ.get("NUMPYNET_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(folder) / shot.name)
+
+
+def _printed_runs_address(root: Path) -> str:
+    lines = (root / "sweep.out").read_text().splitlines()
+    i = lines.index("then the runs table:")
+    return lines[i + 1].strip()
+
+
+def test_printed_address_lands_on_the_runs_table_with_overlaid_curves(finished_sweep, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    store = f"sqlite:///{finished_sweep / 'mlruns' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
+    printed = _printed_runs_address(finished_sweep)
+    assert printed == (f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
+                       "?workflowType=machine_learning")
+    runs = client.search_runs([experiment.experiment_id], "", max_results=100)
+    [parent] = [r for r in runs if r.data.tags.get("numpynet.role") == "sweep"]
+    child = next(r for r in runs if TAG_TRIAL in r.data.tags)
+
+    with MlflowServer(store, tmp_path / "served-artifacts", tmp_path / "server.log") as server, \
+            sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 800})
+            page.set_default_timeout(30_000)
+            page.goto(printed.replace("http://127.0.0.1:5000", server.url))
+            # the runs table, not the GenAI "Overview" (Traces) page
+            expect(page.get_by_text(parent.info.run_name, exact=True).first).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+            expect(page.get_by_text("Model registry").first).to_be_visible()
+            assert page.get_by_role("heading", name="Overview").count() == 0
+            _close_side_panels(page)
+            page.locator('button[data-component-id*="runnamecellrenderer"]').first.click()  # unfold the trials
+            expect(page.locator(f'a[href$="/runs/{child.info.run_id}"]').first).to_be_visible()
+            _keep(page, tmp_path, "mlflow-runs-table.png")
+
+            # chart view: one chart per metric, every visible run's curve overlaid
+            page.locator('label:has(input[name="runs-view-mode"][value="CHART"])').click()
+            page.get_by_placeholder("Search metric charts").fill("val_")
+            expect(page.get_by_role("heading", name="val_accuracy", exact=True)).to_be_visible(timeout=30_000)
+            time.sleep(2)  # the charts draw after their titles
+            _keep(page, tmp_path, "mlflow-chart-view.png")
+
+            # one trial's own page: its per-epoch curves under "Model metrics"
+            page.goto(f"{server.url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}"
+                      "/model-metrics?workflowType=machine_learning")
+            _close_side_panels(page)
+            page.get_by_placeholder("Search metric charts").fill("_cost")
+            expect(page.get_by_role("heading", name="train_cost", exact=True)).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("heading", name="val_cost", exact=True)).to_be_visible()
+            time.sleep(2)
+            _keep(page, tmp_path, "mlflow-trial-curves.png")
+        finally:
+            browser.close()
+
+
+def test_optuna_dashboard_shows_the_trials_and_their_intermediate_values(finished_sweep, tmp_path):
+    """``optuna-dashboard mlruns/optuna/journal.log``, as docs/sweeps.md prints it, on the sweep's journal."""
+    from playwright.sync_api import expect, sync_playwright
+
+    journal = finished_sweep / "mlruns" / "optuna" / "journal.log"
+    assert journal.is_file()
+    script = Path(sys.executable).with_name("optuna-dashboard")
+    assert script.is_file(), "the [dashboard] extra is needed: pip install -e '.[dashboard]'"
+    port = free_port()
+    log = open(tmp_path / "dashboard.log", "wb")
+    proc = subprocess.Popen([str(script), "mlruns/optuna/journal.log", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=finished_sweep, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/api/studies", proc, tmp_path / "dashboard.log")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                # tall enough for the whole study page: a full-page shot repeats the sticky header
+                page = browser.new_page(viewport={"width": 1400, "height": 2200})
+                page.set_default_timeout(30_000)
+                page.goto(f"http://127.0.0.1:{port}/dashboard")
+                page.get_by_text(re.compile(rf"^\d+\. {re.escape(STUDY)}$")).first.click()  # the study list
+                expect(page.get_by_text("Intermediate values", exact=True).first).to_be_attached(timeout=30_000)
+                for number in range(N_TRIALS):  # one curve per trial, named in the plot's legend
+                    expect(page.get_by_text(f"trial #{number}", exact=True).first).to_be_attached()
+                time.sleep(2)  # the plots draw after their titles
+                _keep(page, tmp_path, "optuna-dashboard.png")
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    import requests
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert proc.poll() is None, log.read_text()[-2000:]
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in {timeout} s: {log.read_text()[-2000:]}")

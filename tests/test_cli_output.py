@@ -1,0 +1,153 @@
+"""What the commands print for a newcomer: per-command help, a UI command that runs, progress in a pipe."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from services import free_port
+from sweeps.cli import training_groups
+from sweeps.sweep_cli import _ProgressBar, runs_page_url, ui_command
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-c", "import sys; from sweeps.cli import train_main; sys.exit(train_main())",
+                           *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_train_help_lists_only_the_groups_training_accepts(tmp_path):
+    from sweeps.config import compose_config
+
+    proc = _train("--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    section = proc.stdout.split("== Configuration groups ==", 1)[1].split("== Config ==", 1)[0]
+    listed = dict(line.split(": ", 1) for line in section.strip().splitlines()[1:] if ": " in line)
+    assert set(listed) == {"data", "experiment", "network", "optimizer", "tracking"}
+    assert {g: o.split(", ") for g, o in listed.items()} == training_groups()
+    for group, options in training_groups().items():  # every option listed is accepted
+        for option in options:
+            compose_config([f"{group}={option}"])
+    assert not list(tmp_path.iterdir()), "--help wrote files"
+    # the group it used to list is refused, and no longer offered
+    refused = _train("sweep=default", "--cfg", "job", cwd=tmp_path)
+    assert refused.returncode == 2 and "sweep" in refused.stderr
+    # the footer's UI command is this environment's mlflow
+    assert ui_command("sqlite:///mlruns/mlflow.db") in proc.stdout
+    assert "${" not in proc.stdout
+
+
+def test_printed_ui_command_runs_from_a_plain_shell(tmp_path):
+    """No venv on PATH: the command works as printed (port changed to a free one)."""
+    command = ui_command(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert shlex.split(command)[0] in (str(Path(sys.executable).with_name("mlflow")), sys.executable)
+    port = free_port()
+    command = command.replace("--port 5000", f"--port {port}")
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"),
+           "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    assert str(Path(sys.executable).parent) not in env["PATH"].split(":")  # the venv is not on PATH
+    (tmp_path / "mlruns").mkdir()
+    log = open(tmp_path / "ui.log", "wb")
+    proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=tmp_path, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        import requests
+
+        end = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (tmp_path / "ui.log").read_text()[-2000:]
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).text.strip() == "OK":
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < end, "the MLflow UI did not answer in 120 s"
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_runs_page_url_selects_model_training_and_masks_passwords():
+    assert runs_page_url("http://127.0.0.1:5000", "3") == \
+        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+    url = runs_page_url("https://me:s3cret@mlflow.example:443/", "7")
+    assert "s3cret" not in url and url.startswith("https://me:***@mlflow.example:443/#/experiments/7/runs")
+
+
+def _study_with(states_values):
+    study = optuna.create_study(direction="maximize")
+    for state, value in states_values:
+        study.add_trial(create_trial(state=state, value=value, params={"x": 0.5},
+                                     distributions={"x": FloatDistribution(0, 1)},
+                                     intermediate_values={0: value or 0.1}))
+    return study
+
+
+class _NotATerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return False
+
+
+def test_progress_writes_one_line_per_finished_trial_when_not_a_terminal():
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    stream = _NotATerminal()
+    bar = _ProgressBar(stream=stream)
+    study = _study_with([(TrialState.COMPLETE, 0.8)])  # done before this invocation: resumed
+    bar.update(1, 5, study)
+    assert stream.getvalue() == "resuming: 1/5 trials done\n"
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.9, params={"x": 0.1},
+                                 distributions={"x": FloatDistribution(0, 1)}))
+    study.add_trial(create_trial(state=TrialState.PRUNED, value=0.3, params={"x": 0.2},
+                                 distributions={"x": FloatDistribution(0, 1)}))
+    bar.update(3, 5, study)
+    bar.update(3, 5, study)  # nothing new: nothing written
+    lines = stream.getvalue().splitlines()[1:]
+    assert len(lines) == 2
+    assert re.fullmatch(r"trial 1 COMPLETE value 0\.9000, best 0\.9000 \(trial 1\) \| 3/5, "
+                        r"elapsed 0:0\d, ETA 0:0\d", lines[0]), lines[0]
+    assert lines[1].startswith("trial 2 PRUNED value 0.3000, best 0.9000 (trial 1) | 3/5")
+
+
+def test_progress_draws_no_lines_on_a_terminal(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    bar = _ProgressBar(stream=stream)
+    monkeypatch.setattr("sys.stderr", stream)  # tqdm draws there
+    bar.update(0, 2, _study_with([]))
+    bar.close()
+    assert "trial 0" not in stream.getvalue()
+
+
+def test_experiment_is_tagged_for_the_model_training_view(mlflow_store):
+    from mlflow import MlflowClient
+
+    from sweeps import tracking
+
+    tracking._EXPERIMENTS.clear()
+    client, experiment_id = tracking.open_experiment(mlflow_store, "fresh")
+    assert client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    # an experiment made before (or by hand) gets the tag when numpynet opens it
+    old = MlflowClient(mlflow_store).create_experiment("older")
+    tracking._EXPERIMENTS.clear()
+    tracking.open_experiment(mlflow_store, "older")
+    assert MlflowClient(mlflow_store).get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+    tracking._EXPERIMENTS.clear()

@@ -1,0 +1,102 @@
+"""The study plots stay readable at 40 and 200 trials: width, legend, colours, no warnings."""
+
+from __future__ import annotations
+
+import math
+import random
+import warnings
+
+import matplotlib.image as mpimg
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from sweeps import study_plots
+from sweeps.study_report import PLOTS, _write_plots
+
+
+def synthetic_study(n: int, seed: int = 0, epochs: int = 60) -> optuna.Study:
+    """An in-memory study shaped like the default sweep: 7 parameters, complete, pruned and failed trials."""
+    rng = random.Random(seed)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="maximize")
+    base = {
+        "optimizer.learning_rate": FloatDistribution(1e-4, 3e-2, log=True),
+        "train.lambd": FloatDistribution(1e-3, 10.0, log=True),
+        "train.keep_prob": FloatDistribution(0.6, 1.0),
+        "train.seed": IntDistribution(0, 10000),
+        "train.mini_batch_size": CategoricalDistribution([16, 32, 64, 128, 256]),
+        "train.decay": CategoricalDistribution([None, "continuous", "discrete"]),
+    }
+    for i in range(n):
+        params = {"optimizer.learning_rate": 10 ** rng.uniform(-4, math.log10(3e-2)),
+                  "train.lambd": 10 ** rng.uniform(-3, 1), "train.keep_prob": rng.uniform(0.6, 1),
+                  "train.seed": rng.randint(0, 10000), "train.mini_batch_size": rng.choice([16, 32, 64, 128, 256]),
+                  "train.decay": rng.choice([None, "continuous", "discrete"])}
+        dists = dict(base)
+        if params["train.decay"] is not None:  # a conditional parameter, as `when:` makes one
+            params["train.decay_rate"] = 10 ** rng.uniform(-3, 0)
+            dists["train.decay_rate"] = FloatDistribution(1e-3, 1.0, log=True)
+        final = 0.5 + 0.48 * rng.random()
+        pruned = i > 10 and rng.random() < 0.35
+        n_epochs = rng.randint(10, 30) if pruned else epochs
+        curve = {e: final * (1 - math.exp(-(e + 1) / 8)) for e in range(n_epochs)}
+        if pruned:
+            trial = create_trial(state=TrialState.PRUNED, params=params, distributions=dists,
+                                 intermediate_values=curve)
+        elif rng.random() < 0.05:
+            trial = create_trial(state=TrialState.FAIL, params=params, distributions=dists)
+        else:
+            trial = create_trial(value=curve[n_epochs - 1], params=params, distributions=dists,
+                                 intermediate_values=curve)
+        study.add_trial(trial)
+    return study
+
+
+@pytest.mark.parametrize("n_trials", [40, 200])
+def test_study_plots_are_at_most_1200_px_wide_and_print_no_warning(n_trials, tmp_path, capfd):
+    study = synthetic_study(n_trials)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _write_plots(study, tmp_path, "val_accuracy")
+    assert [str(w.message) for w in caught] == []
+    assert capfd.readouterr().err == ""
+    written = sorted(p.stem for p in tmp_path.glob("*.png"))
+    assert written == sorted(PLOTS)
+    for png in tmp_path.glob("*.png"):
+        height, width = mpimg.imread(png).shape[:2]
+        assert 400 <= width <= 1200, (png.name, width)
+        assert height <= 1000, (png.name, height)
+
+
+def test_intermediate_values_legend_has_three_entries_coloured_by_state():
+    study = synthetic_study(200)
+    fig = study_plots.intermediate_values(study, "val_accuracy")
+    [ax] = fig.axes
+    legend = ax.get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    n_complete = len(study.get_trials(states=(TrialState.COMPLETE,)))
+    n_pruned = len(study.get_trials(states=(TrialState.PRUNED,)))
+    assert texts == [f"complete ({n_complete - 1})", f"pruned ({n_pruned}), x = stopped",
+                     f"best: trial {study.best_trial.number}"]
+    # the legend fits inside its plot
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert legend.get_window_extent(renderer).height < ax.get_window_extent(renderer).height / 2
+    colours = {line.get_color() for line in ax.get_lines()}
+    assert colours == {study_plots.COMPLETE, study_plots.PRUNED, study_plots.BEST}
+    assert ax.get_ylabel() == "val_accuracy"
+
+
+def test_parallel_coordinate_tick_labels_do_not_overlap():
+    fig = study_plots.parallel_coordinate(synthetic_study(40), "val_accuracy")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = [t.get_window_extent(renderer) for t in ax.texts] + \
+            [t.get_window_extent(renderer) for t in ax.get_xticklabels()]
+    assert len(boxes) > 20
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
