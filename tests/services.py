@@ -192,3 +192,22 @@ if pytest is not None:
         root = tmp_path_factory.mktemp("mlflow-server")
         with fresh_database() as backend, MlflowServer(backend, root / "artifacts", root / "server.log") as server:
             yield server
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
+    """``predicate()``'s first truthy result, polled until ``timeout`` seconds; else an AssertionError naming ``what``."""
+    end = time.time() + timeout
+    while time.time() < end:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def start_sweep(args: list[str], cwd: Path) -> subprocess.Popen:
+    """``numpynet-sweep ARGS`` in a new process (this interpreter), on the default local stores of ``cwd``."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    code = "from sweeps.sweep_cli import sweep_main; sweep_main()"
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -6,11 +6,7 @@ Real sweeps into a temporary store, read back through Optuna and MLflow.
 from __future__ import annotations
 
 import errno
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -25,6 +21,8 @@ from sweeps import study as st
 from sweeps.errors import UserError
 from sweeps.sweep import run_sweep
 from sweeps.sweep_cli import sweep_main
+
+from services import start_sweep, wait_for
 
 # attribute names as strings: the tests run unchanged against older code, and fail there on behaviour
 FAIL_KIND, RERUN_OF, INVOCATION = "fail_kind", "rerun_of", "invocation"
@@ -166,23 +164,6 @@ def test_a_full_disk_during_a_trial_stops_the_sweep_with_one_line_and_uses_no_bu
 
 
 # ------------------------------------------------- 11: an interrupted trial runs again
-def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    code = "from sweeps.sweep_cli import sweep_main; sweep_main()"
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    end = time.time() + timeout
-    while time.time() < end:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def _trials(root: Path, name: str) -> list:
     try:
         return _study(root, name).trials
@@ -195,8 +176,8 @@ def test_after_ctrl_c_the_resumed_study_runs_the_interrupted_configuration_first
     sweep = _study_file(store / "i.yaml", study_name="again", n_trials=2)
     args = [f"sweep={sweep}", "train.epoch=3000", "train.mini_batch_size=16", "network.hidden=[16]",
             "tracking.log_plots=false"]
-    proc = _cli(args, store)
-    running = _wait_for(lambda: [t for t in _trials(store, "again")
+    proc = start_sweep(args, store)
+    running = wait_for(lambda: [t for t in _trials(store, "again")
                                  if t.state == TrialState.RUNNING and st.ATTR_RUN_ID in t.user_attrs], 240,
                         "a trial training in its MLflow run")[0]
     proc.send_signal(signal.SIGINT)
@@ -210,7 +191,7 @@ def test_after_ctrl_c_the_resumed_study_runs_the_interrupted_configuration_first
     queued = [t for t in trials if t.state == TrialState.WAITING]
     assert len(queued) == 1 and queued[0].user_attrs[RERUN_OF] == running.number
 
-    resumed = _cli([*args[:1], "train.epoch=5", *args[2:]], store)
+    resumed = start_sweep([*args[:1], "train.epoch=5", *args[2:]], store)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     trials = _trials(store, "again")

@@ -9,9 +9,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -25,6 +22,8 @@ from sweeps import study as st
 from sweeps.errors import UserError
 from sweeps.status import status_report
 from sweeps.sweep import run_sweep
+
+from services import start_sweep, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -46,23 +45,6 @@ def _study_file(path: Path, **body) -> str:
     return f"sweep={path}"
 
 
-def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    code = "from sweeps.sweep_cli import sweep_main; sweep_main()"
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    end = time.time() + timeout
-    while time.time() < end:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def _trials(storage, name: str) -> list:
     try:
         return optuna.load_study(study_name=name, storage=storage).trials
@@ -71,7 +53,7 @@ def _trials(storage, name: str) -> list:
 
 
 def _journal(root: Path):
-    _wait_for(lambda: (root / "mlruns" / "optuna" / "journal.log").is_file(), 120, "the study journal")
+    wait_for(lambda: (root / "mlruns" / "optuna" / "journal.log").is_file(), 120, "the study journal")
     return JournalStorage(JournalFileBackend(str(root / "mlruns" / "optuna" / "journal.log")))
 
 
@@ -106,8 +88,8 @@ def test_a_sqlite_study_recovers_a_worker_killed_hard(store):
     db = f"sqlite:///{store / 'optuna.db'}"
     args = [_study_file(store / "s.yaml", study_name="lite", storage=db, heartbeat_interval=1, grace_period=3),
             "train.epoch=3000", *SLOW_TRIAL]
-    proc = _cli(args, store)
-    victim = _wait_for(lambda: _training(db, "lite"), 240, "a trial training in its MLflow run")[0]
+    proc = start_sweep(args, store)
+    victim = wait_for(lambda: _training(db, "lite"), 240, "a trial training in its MLflow run")[0]
     proc.kill()
     proc.communicate(timeout=30)
     assert victim.user_attrs.get(st.ATTR_HEARTBEAT) == 1  # SQLite trials send heartbeats now
@@ -115,7 +97,7 @@ def test_a_sqlite_study_recovers_a_worker_killed_hard(store):
     assert st.heartbeat_interval(study) == 1
     assert study.trials[victim.number].state == TrialState.RUNNING  # nobody has cleaned up yet
 
-    resumed = _cli([args[0], "train.epoch=5", *SLOW_TRIAL], store)
+    resumed = start_sweep([args[0], "train.epoch=5", *SLOW_TRIAL], store)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     trials = _trials(db, "lite")
@@ -182,9 +164,9 @@ def test_a_journal_already_corrupt_inside_is_refused_naming_the_file_and_the_fix
 @pytest.mark.slow
 def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
     args = [_study_file(store / "w.yaml", study_name="two", n_trials=4, n_jobs=2), "train.epoch=1200", *SLOW_TRIAL]
-    proc = _cli(args, store)
+    proc = start_sweep(args, store)
     journal = _journal(store)
-    victim = _wait_for(lambda: len(_training(journal, "two")) == 2 and _training(journal, "two"), 300,
+    victim = wait_for(lambda: len(_training(journal, "two")) == 2 and _training(journal, "two"), 300,
                        "two trials training")[0]
     pid = int(victim.user_attrs[st.ATTR_WORKER].rsplit(":", 1)[1])
     assert pid != proc.pid
@@ -195,7 +177,7 @@ def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
         trial = _trials(journal, "two")[victim.number]
         return trial.state == TrialState.FAIL and _status(client, victim.user_attrs[st.ATTR_RUN_ID]) == "KILLED"
 
-    _wait_for(ended, 20, "the parent to end the dead worker's trial and run")
+    wait_for(ended, 20, "the parent to end the dead worker's trial and run")
     assert proc.poll() is None  # at once, while the sweep still runs
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
@@ -210,14 +192,14 @@ def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
 def test_workers_of_a_killed_sweep_stop_and_end_their_runs(store):
     args = [_study_file(store / "p.yaml", study_name="orphans", n_trials=3, n_jobs=2), "train.epoch=4000",
             *SLOW_TRIAL]
-    proc = _cli(args, store)
+    proc = start_sweep(args, store)
     journal = _journal(store)
-    victims = _wait_for(lambda: len(_training(journal, "orphans")) == 2 and _training(journal, "orphans"), 300,
+    victims = wait_for(lambda: len(_training(journal, "orphans")) == 2 and _training(journal, "orphans"), 300,
                         "two trials training")
     pids = [int(t.user_attrs[st.ATTR_WORKER].rsplit(":", 1)[1]) for t in victims]
     proc.kill()  # the sweep process itself
     proc.communicate(timeout=30)
-    _wait_for(lambda: all(_gone(pid) for pid in pids), 60, "the orphaned workers to stop")
+    wait_for(lambda: all(_gone(pid) for pid in pids), 60, "the orphaned workers to stop")
     client = _client(store)
     trials = _trials(journal, "orphans")
     for victim in victims:
@@ -227,7 +209,7 @@ def test_workers_of_a_killed_sweep_stop_and_end_their_runs(store):
     parent_id = client.get_run(victims[0].user_attrs[st.ATTR_RUN_ID]).data.tags["mlflow.parentRunId"]
     assert _status(client, parent_id) == "RUNNING"  # its process had no chance to end it
 
-    resumed = _cli([args[0], "sweep.n_jobs=1", "train.epoch=5", *SLOW_TRIAL], store)
+    resumed = start_sweep([args[0], "sweep.n_jobs=1", "train.epoch=5", *SLOW_TRIAL], store)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert _status(client, parent_id) == "KILLED"  # the next start ended it

@@ -8,7 +8,6 @@ free loopback port.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -22,7 +21,7 @@ import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from services import console_script, free_port, mlflow_server, pg_database, worker_env  # noqa: F401 (fixtures)
+from services import console_script, free_port, mlflow_server, pg_database, wait_for, worker_env  # noqa: F401 (fixtures
 from sweeps import study as st
 from sweeps.objective import TAG_STATE, TAG_TRIAL
 from sweeps.study_report import TAG_REGISTERED_TRIAL, registered_model_name
@@ -68,16 +67,6 @@ def _runs(client: MlflowClient, experiment: str) -> list:
 
 def _param_matches(logged: str, value) -> bool:
     return (logged == "null" and value is None) or yaml.safe_load(logged) == value
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    end = time.time() + timeout
-    while time.time() < end:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 # ------------------------------------------------------------ three workers
@@ -183,7 +172,7 @@ def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_datab
                      and t.user_attrs.get(st.ATTR_RUN_ID) and len(t.intermediate_values) >= 20), None)
 
     try:
-        doomed = _wait_for(victim_mid_trial, 180, "the victim worker in the middle of a trial")
+        doomed = wait_for(victim_mid_trial, 180, "the victim worker in the middle of a trial")
         victim.send_signal(signal.SIGKILL)  # no cleanup of any kind: as a power cut
         victim.communicate(timeout=30)
         code, _out, err = _finish([survivor], timeout=300)[0]

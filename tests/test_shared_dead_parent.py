@@ -17,7 +17,7 @@ import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from services import console_script, mlflow_server, pg_database, worker_env  # noqa: F401 (fixtures)
+from services import console_script, mlflow_server, pg_database, wait_for, worker_env  # noqa: F401 (fixtures
 from sweeps.stale_runs import TAG_FAIL_REASON
 
 TAG_HEARTBEAT = "numpynet.heartbeat"  # a string: the test runs unchanged against older code
@@ -41,16 +41,6 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    end = time.time() + timeout
-    while time.time() < end:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def _parents(client: MlflowClient, experiment: str) -> list:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -66,11 +56,11 @@ def test_a_later_worker_ends_the_parent_run_of_a_worker_killed_anywhere(pg_datab
             "tracking.log_plots=false"]
     client = MlflowClient(mlflow_server.url)
     first = _start([*args, "train.epoch=4000"], tmp_path)  # takes the whole budget with one long trial
-    _wait_for(lambda: [t for t in optuna.load_study(study_name="shared", storage=pg_database).trials
+    wait_for(lambda: [t for t in optuna.load_study(study_name="shared", storage=pg_database).trials
                        if t.state == TrialState.RUNNING] if _parents(client, experiment) else [], 300,
               "the first worker's trial")
     victim = _start([*args, "train.epoch=5"], tmp_path)  # joins, waits for a place in the budget
-    parent = _wait_for(lambda: [r for r in _parents(client, experiment)
+    parent = wait_for(lambda: [r for r in _parents(client, experiment)
                                 if r.data.tags.get("numpynet.worker", "").endswith(f":{victim.pid}")], 300,
                        "the second worker's parent run")[0]
     victim.kill()  # SIGKILL: no cleanup; it owns no trial, only its parent run
