@@ -105,15 +105,21 @@ def _wrap(name: str) -> str:
     return name.replace(".", "\n", 1)
 
 
-def parallel_coordinate(study: optuna.Study, metric: str = "objective value") -> Figure:
-    """The objective and every searched parameter as vertical axes; one line per completed trial."""
-    import matplotlib as mpl
-
+def _completed_with_distributions(study: optuna.Study) -> tuple[list, dict[str, Any]]:
+    """The completed trials and every parameter's distribution (a parameter may be absent from some trials)."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     dists: dict[str, Any] = {}
     for t in trials:
         for name, dist in t.distributions.items():
             dists.setdefault(name, dist)
+    return trials, dists
+
+
+def parallel_coordinate(study: optuna.Study, metric: str = "objective value") -> Figure:
+    """The objective and every searched parameter as vertical axes; one line per completed trial."""
+    import matplotlib as mpl
+
+    trials, dists = _completed_with_distributions(study)
     names = sorted(dists)
     values = np.array([t.value for t in trials], dtype=float)
     vmin, vmax = float(values.min()), float(values.max())
@@ -152,11 +158,7 @@ def parallel_coordinate(study: optuna.Study, metric: str = "objective value") ->
 
 def slice_plot(study: optuna.Study, metric: str = "objective value") -> Figure:
     """The objective against each parameter, in a grid at most four plots wide."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    dists: dict[str, Any] = {}
-    for t in trials:
-        for name, dist in t.distributions.items():
-            dists.setdefault(name, dist)
+    trials, dists = _completed_with_distributions(study)
     names = sorted(dists)
     ncols = min(4, max(1, len(names)))
     nrows = max(1, math.ceil(len(names) / ncols))
