@@ -581,7 +581,10 @@ def requeue_interrupted(study: optuna.Study, trial: optuna.Trial | FrozenTrial) 
         for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             if waiting.user_attrs.get(ATTR_RERUN_OF) == trial.number:
                 return False
-        study.enqueue_trial(params, user_attrs={ATTR_RERUN_OF: trial.number})
+        attrs: dict[str, Any] = {ATTR_RERUN_OF: trial.number}
+        if frozen.user_attrs.get(ATTR_BASELINE):  # the re-run is the baseline (and no second one is queued)
+            attrs[ATTR_BASELINE] = True
+        study.enqueue_trial(params, user_attrs=attrs)
         log.info("trial %d was interrupted: its values are queued and run first on resume", trial.number)
         return True
     except Exception as exc:  # the storage itself may be what failed

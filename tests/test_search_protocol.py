@@ -218,3 +218,20 @@ def test_a_best_epoch_objective_returns_the_peak_and_the_refit_trains_that_many_
     best = study.best_trial
     refit = next(r for r in _children(client, summary.parent_run_id) if r.info.run_name == "refit-chosen")
     assert refit.data.params["train.epoch"] == str(best.user_attrs[st.ATTR_BEST_EPOCH] + 1)
+
+
+def test_an_interrupted_baseline_is_queued_again_once_and_stays_the_baseline(store):
+    storage = JournalStorage(JournalFileBackend(str(store / "journal.log")))
+    study = optuna.create_study(study_name="b", storage=storage)
+    params = {"optimizer.learning_rate": 0.001, "train.mini_batch_size": 32}
+    assert st.enqueue_baseline(study, params)
+    trial = study.ask()
+    trial.suggest_float("optimizer.learning_rate", 1e-4, 3e-2, log=True)
+    trial.suggest_categorical("train.mini_batch_size", [16, 32, 64])
+    trial.set_user_attr(st.ATTR_INTERRUPTED, True)
+    study.tell(trial, state=TrialState.FAIL)  # Ctrl-C during the baseline
+    assert st.requeue_interrupted(study, trial)
+    assert not st.enqueue_baseline(study, params)  # the re-run is the baseline: no second one
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].user_attrs[st.ATTR_BASELINE] is True
+    assert waiting[0].system_attrs["fixed_params"] == params  # what the re-run will train
