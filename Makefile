@@ -1,5 +1,5 @@
 # Shortcuts used by the README quickstart and by CI (.ci/run runs `make test`).
-# `make sweep` : create .venv, install numpynet, run the default sweep (digits, TPE + median pruner)
+# `make sweep` : create .venv, install numpynet, run the default sweep (digits, TPE + successive halving)
 # `make test`  : the same install plus the test extras and Debian's chromium, then the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
