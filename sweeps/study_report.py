@@ -163,6 +163,10 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
         client.log_batch(parent, metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()])
         client.log_artifacts(parent, str(out), artifact_path="study")
     model_run = refit_report.chosen_run_id if refit_report is not None else summary.best_run_id
+    if sweep.get("cv") and refit_report is None:
+        log.info("study %s: cross-validated trials keep no weights and there is no refit: no model to register",
+                 sweep["study_name"])
+        model_run = None
     if best is not None and model_run:
         summary.registered_version = _log_and_register_best(client, plan, best, model_run, base_cfg)
     return summary

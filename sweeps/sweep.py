@@ -334,11 +334,18 @@ def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace):
     best = best_trial(study)
     if best is None:
         return None
-    with threadpool_limits(limits=plan.n_threads):
-        return refit.refit(plan.base_overrides, space, best, st.baseline_trial(study),
-                           int(plan.sweep.get("robustness_seeds") or 0), plan.parent_run_id,
-                           plan.sweep["study_name"], train, plan.sweep.get("objective", "final") == "best",
-                           on_run=lambda name: (interrupt.check(), log.info("%s", name)))
+    try:
+        with threadpool_limits(limits=plan.n_threads):
+            return refit.refit(plan.base_overrides, space, best, st.baseline_trial(study),
+                               int(plan.sweep.get("robustness_seeds") or 0), plan.parent_run_id,
+                               plan.sweep["study_name"], train, plan.sweep.get("objective", "final") == "best",
+                               on_run=lambda name: (interrupt.check(), log.info("%s", name)))
+    except Exception as exc:  # e.g. a refit that diverges on more data: the search's own record stands
+        if failures.classify(exc) == failures.FAULT:
+            raise
+        log.warning("the refit after the search failed, so no refit model is registered and no verdict is "
+                    "given (the failed run says why): %s", exc)
+        return None
 
 
 def _finished(study: optuna.Study) -> int:

@@ -235,3 +235,19 @@ def test_an_interrupted_baseline_is_queued_again_once_and_stays_the_baseline(sto
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 1 and waiting[0].user_attrs[st.ATTR_BASELINE] is True
     assert waiting[0].system_attrs["fixed_params"] == params  # what the re-run will train
+
+
+def test_a_refit_that_fails_leaves_the_search_s_record_and_registers_nothing(store, monkeypatch, caplog):
+    from sweeps import refit as refit_module
+
+    def diverging_refit(*args, **kwargs):
+        raise ValueError("learning_rate=1e9 diverged on all the data")
+
+    monkeypatch.setattr(refit_module, "refit", diverging_refit)
+    summary = run_sweep(_study_file(store, cv=3, refit=True), [], FAST)
+    assert summary.best_number is not None and summary.refit == {}
+    assert "the refit after the search failed" in caplog.text
+    parent = _client(store).get_run(summary.parent_run_id)
+    assert parent.info.status == "FINISHED" and "numpynet.refit_run_id" not in parent.data.tags
+    # cross-validated trials keep no weights: without its refit, such a study has no model to register
+    assert _client(store).search_model_versions("name='numpynet-proto'") == []
