@@ -37,6 +37,7 @@ import math
 import multiprocessing as mp
 import os
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -171,6 +172,7 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
         "epochs": sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials),
         "states": {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL")},
         "search_seconds": search_seconds,
+        "curve": best_so_far(trials, sweep["direction"] == "maximize"),
     }
     if sweep.get("refit") and best is not None:
         n_seeds = p.robustness_seeds if p.robustness_seeds is not None else int(sweep.get("robustness_seeds") or 0)
@@ -179,6 +181,55 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
             out["refit_test_accuracy"] = refit_scores(base, space, best, max(n_seeds, 1), epochs)
     out["seconds"] = time.perf_counter() - started
     return out
+
+
+def best_so_far(trials, maximize: bool) -> list[tuple[int, float | None]]:
+    """(epochs spent so far, best completed value so far) after each trial, in trial order."""
+    spent, best, out = 0, None, []
+    for t in sorted(trials, key=lambda t: t.number):
+        spent += int(t.user_attrs.get("epochs_run", 0))
+        if t.state.name == "COMPLETE" and t.value is not None:
+            best = t.value if best is None else (max(best, t.value) if maximize else min(best, t.value))
+        out.append((spent, best))
+    return out
+
+
+def plot_curves(probs: list[Problem], results: list[dict[str, Any]], out_dir) -> list[str]:
+    """One PNG per problem: best search score against epochs spent, mean over the seeds, one line per method."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    written = []
+    for p in probs:
+        fig = Figure(figsize=(8, 4.5))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        top = max((r["curve"][-1][0] for r in results if r["problem"] == p.key and r["curve"]), default=0)
+        grid = np.linspace(0, top, 200)
+        for m in methods(p):
+            lines = []
+            for r in (r for r in results if r["problem"] == p.key and r["method"] == m):
+                xs = np.array([e for e, b in r["curve"] if b is not None], dtype=float)
+                ys = np.array([b for _, b in r["curve"] if b is not None], dtype=float)
+                if xs.size:  # a step function: the best so far holds until the next improvement
+                    idx = np.searchsorted(xs, grid, side="right") - 1
+                    lines.append(np.where(idx >= 0, ys[np.clip(idx, 0, None)], np.nan))
+            if lines:
+                with warnings.catch_warnings():  # before a method's first completed trial: all NaN, no line
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean = np.nanmean(np.vstack(lines), axis=0)
+                ax.plot(grid, mean, label=m, drawstyle="steps-post")
+        ax.set_xlabel("epochs trained (fold-epochs for cross-validated trials)")
+        ax.set_ylabel("best search score so far (mean of the seeds)")
+        ax.set_title(f"{p.label}: best score against epochs spent")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / f"search_curves_{p.key}.png"
+        fig.savefig(path, dpi=100)
+        written.append(path.name)
+    return written
 
 
 def refit_scores(base: list[str], space, trial, n_seeds: int, epochs: int | None = None) -> list[float]:
@@ -254,9 +305,13 @@ def run(ctx: Context) -> SectionResult:
             targets.append(Target(f"{p.label}: best search score, shipped minus unpruned (pp, mean of 3 seeds)",
                                   s["val_gap_pp"], -MAX_VAL_DROP_PP, ">="))
             targets.append(Target(f"{p.label}: epochs, shipped / unpruned", s["epoch_ratio"], MAX_EPOCH_RATIO, "<="))
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    figures = plot_curves(probs, results, ctx.out_dir)
     data = {"problems": [asdict(p) for p in probs], "seeds": list(SEEDS), "studies": results,
-            "baseline_refit": baseline, "summary": summary, "skipped": skipped, "seconds": seconds}
-    return SectionResult(KEY, TITLE, render(probs, results, summary, skipped), data, targets)
+            "baseline_refit": baseline, "summary": summary, "skipped": skipped, "seconds": seconds,
+            "figures": figures}
+    text = render(probs, results, summary, skipped) + "".join(f"\n\n![{f}]({f})" for f in figures)
+    return SectionResult(KEY, TITLE, text, data, targets)
 
 
 def summarise(probs: list[Problem], results: list[dict[str, Any]],
