@@ -65,3 +65,15 @@ def run_cli(entry: str, args: list[str], cwd: Path, env: dict[str, str] | None =
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_leaks_between_tests() -> Iterator[None]:
+    """``mlflow.set_tracking_uri`` (which ``train`` calls) exports ``MLFLOW_TRACKING_URI``;
+    without this, a later test's subprocess would log to an earlier test's store or server."""
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if saved is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = saved

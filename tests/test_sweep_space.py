@@ -144,12 +144,19 @@ def test_a_fixed_value_for_a_searched_key_is_an_error_not_silently_ignored(tmp_p
 
 
 # ------------------------------------------ issue 10, items 6, 18, 19
+def _local_env() -> dict[str, str]:
+    """This environment without MLFLOW_TRACKING_URI (mlflow.set_tracking_uri in earlier tests exports it)."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+
 def test_a_nan_bound_in_a_study_file_fails_before_any_run_or_trial(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("study_name: t\nn_trials: 2\nspace:\n  train.lambd: {type: float, low: .nan, high: 1.0}\n")
     proc = subprocess.run([sys.executable, "-c", "from sweeps.sweep_cli import sweep_main; sweep_main()",
                            f"sweep={path}", "train.regularization=l2"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env=_local_env())
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "sweep.space.train.lambd.low=nan is invalid: must be a finite number" in proc.stderr
@@ -199,7 +206,7 @@ def test_cli_bound_override_runs_a_sweep_with_that_bound(tmp_path):
                            "sweep.n_trials=2", "sweep.study_name=cli-bound", "sweep.pruner.name=none",
                            "sweep.space.optimizer.learning_rate.low=0.02", "sweep.space.optimizer.learning_rate.high=0.025",
                            "train.epoch=2", "network.hidden=[8]", "tracking.log_plots=false"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_local_env())
     assert proc.returncode == 0, proc.stderr
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -213,7 +220,7 @@ def test_a_quick_try_with_few_epochs_runs_and_warns_that_discrete_decay_never_st
     proc = subprocess.run([sys.executable, "-c", "from sweeps.sweep_cli import sweep_main; sweep_main()",
                            "train.epoch=5", "sweep.n_trials=2", "sweep.study_name=quick",
                            "network.hidden=[8]", "tracking.log_plots=false"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_local_env())
     assert proc.returncode == 0, proc.stderr
     assert "train.decay_interval=20 >= train.epoch=5: the discrete schedule never steps" in proc.stderr
     assert "study 'quick': 2 complete" in proc.stdout

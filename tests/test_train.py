@@ -20,7 +20,7 @@ from sweeps.train import train
 
 from conftest import REPO_ROOT, TINY, run_cli
 
-PER_EPOCH = ("train_cost", "train_accuracy", "val_cost", "val_accuracy", "learning_rate")
+PER_EPOCH = ("train_cost", "train_accuracy", "val_cost", "val_accuracy", "val_balanced_accuracy", "learning_rate")
 FINAL = ("test_accuracy", "test_precision", "test_recall", "test_f1", "test_log_loss", "fit_seconds", "epochs_run")
 
 
