@@ -83,10 +83,10 @@ def problems(ctx: Context) -> tuple[list[Problem], list[str]]:
     out = [Problem("digits", "digits", "default", ctx.pick(20, 10), ctx.pick(None, 30))]
     skipped = []
     if (ctx.cat_dir / "train_catvnoncat.h5").exists():
-        out.append(Problem("cat", "cat / non-cat", "cat", ctx.pick(12, 4), ctx.pick(None, 60),
+        out.append(Problem("cat", "cat / non-cat", "cat", ctx.pick(10, 4), ctx.pick(None, 60),
                            [f"data.train_path={ctx.cat_dir / 'train_catvnoncat.h5'}",
                             f"data.test_path={ctx.cat_dir / 'test_catvnoncat.h5'}"],
-                           ctx.pick(None, 3)))
+                           ctx.pick(5, 3)))
     else:
         skipped.append(f"cat / non-cat data not found at {ctx.cat_dir} (--cat-data)")
     if importlib.util.find_spec("torch") is None:
@@ -125,7 +125,8 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     p = Problem(**problem)
     started = time.perf_counter()
-    overrides = [*methods(p)[method], f"sampler.seed={seed}"]
+    # at most half the budget is random start-up, so that TPE and GP get to model the space
+    overrides = [*methods(p)[method], f"sampler.seed={seed}", f"sampler.n_startup_trials={max(1, p.n_trials // 2)}"]
     sweep_cfg, base_cfg, base, space = _prepare(p, overrides)
     sweep = plain(sweep_cfg)
     study = optuna.create_study(direction=sweep["direction"], sampler=st.make_sampler(sweep["sampler"], space),
