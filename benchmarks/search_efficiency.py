@@ -109,7 +109,6 @@ def _prepare(p: Problem, overrides: list[str]):
 
 def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]:
     """One search (in a worker process); returns its outcome and, with a refit, its chosen config's test figures."""
-    import numpy as np
     import optuna
     from threadpoolctl import threadpool_limits
 

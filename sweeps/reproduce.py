@@ -22,7 +22,6 @@ import struct
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
