@@ -33,7 +33,7 @@ Usage: numpynet-sweep [sweep=NAME] [sweep.KEY=VALUE ...] [TRAINING OVERRIDES ...
                       (data=breast_cancer, network.hidden=[128], train.epoch=30, ...)
 
 Examples:
-  numpynet-sweep                                   # digits, TPE + median pruner, 40 trials
+  numpynet-sweep                                   # digits, TPE + successive halving, 40 trials
   numpynet-sweep sweep.n_trials=60 sweep.n_jobs=2  # resume the same study up to 60 trials, 2 workers
   numpynet-sweep sweep=architecture sweep.pruner.name=hyperband
   numpynet-sweep sweep.storage=postgresql+psycopg://postgres@db-host/optuna tracking=server
