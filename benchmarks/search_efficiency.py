@@ -214,7 +214,8 @@ def plot_curves(probs: list[Problem], results: list[dict[str, Any]], out_dir) ->
                 ys = np.array([b for _, b in r["curve"] if b is not None], dtype=float)
                 if xs.size:  # a step function: the best so far holds until the next improvement
                     idx = np.searchsorted(xs, grid, side="right") - 1
-                    lines.append(np.where(idx >= 0, ys[np.clip(idx, 0, None)], np.nan))
+                    line = np.where(idx >= 0, ys[np.clip(idx, 0, None)], np.nan)
+                    lines.append(np.where(grid <= r["curve"][-1][0], line, np.nan))  # not past what it spent
             if lines:
                 with warnings.catch_warnings():  # before a method's first completed trial: all NaN, no line
                     warnings.simplefilter("ignore", RuntimeWarning)
