@@ -149,7 +149,7 @@ def run_worker(plan: SweepPlan, worker_index: int = 0,
     with threadpool_limits(limits=plan.n_threads):
         # next_trial: under the budget lock, fail stale trials of dead workers, count, ask
         while True:
-            trial = None
+            trial, outcome = None, None
             try:
                 interrupt.check()
                 stop = failures.stop_requested(study, invocation)  # another worker of this run saw why
@@ -159,7 +159,7 @@ def run_worker(plan: SweepPlan, worker_index: int = 0,
                 if trial is None:
                     break
                 with st.heartbeat(study, trial):
-                    runner(study, trial)
+                    outcome = runner(study, trial)
             except KeyboardInterrupt:
                 if trial is not None:  # e.g. interrupted before the runner took charge of it
                     st.mark_interrupted(study, trial)
@@ -180,7 +180,8 @@ def run_worker(plan: SweepPlan, worker_index: int = 0,
                     failures.request_stop(study, invocation, message, 1)
                 raise SweepStopped(message, 1) from exc
             done += 1
-            failures.check_after_trial(study, invocation, plan.n_first, sweep["n_trials"])
+            if outcome is not None and outcome.state == optuna.trial.TrialState.FAIL:  # only failures can stop
+                failures.check_after_trial(study, invocation, plan.n_first, sweep["n_trials"])
     return done
 
 
