@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from services import console_script, create_database, drop_database, worker_env
+from services import create_database, drop_database, worker_env
 
 SECRET = "S3CRETpw"
 
@@ -46,11 +46,23 @@ def _files_holding_the_secret(root: Path) -> list[str]:
             if p.is_file() and SECRET.encode() in p.read_bytes()]
 
 
+ENTRY_POINTS = {"numpynet-train": ("sweeps.cli", "train_main"),
+                "numpynet-reproduce": ("sweeps.cli", "reproduce_main"),
+                "numpynet-sweep": ("sweeps.sweep_cli", "sweep_main")}
+
+
 def _run(command: str, args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    script = console_script(command) if command in ("numpynet-sweep", "numpynet-status") else \
-        [str(Path(console_script("numpynet-sweep")[0]).with_name(command))]
-    return subprocess.run([*script, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env=worker_env(**env))
+    """The command's entry point in a fresh process, this checkout's code first on the path."""
+    import os
+    import sys
+
+    from conftest import REPO_ROOT
+
+    module, function = ENTRY_POINTS[command]
+    code = f"import sys; from {module} import {function}; sys.exit({function}())"
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env=worker_env(PYTHONPATH=path, **env))
 
 
 def _assert_nothing_leaked(proc: subprocess.CompletedProcess, cwd: Path, *urls: str) -> None:
