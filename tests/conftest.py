@@ -52,6 +52,14 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _template_stor
 
 
 @pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in a fresh folder so that a sweep's default stores land in ``tmp_path/mlruns``."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
 def catvnoncat_dir() -> Path:
     if not (CATVNONCAT_DIR / "train_catvnoncat.h5").is_file():
         pytest.skip(f"cat/non-cat data not found at {CATVNONCAT_DIR} (set NUMPYNET_CAT_DATA or put it in ../shared/data/catvnoncat)")

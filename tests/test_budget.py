@@ -31,13 +31,6 @@ FAST = ["train.epoch=4", "network.hidden=[8]", "tracking.log_plots=false"]
 LR_ONLY = {"optimizer.learning_rate": {"type": "float", "low": 1.0e-3, "high": 3.0e-2, "log": True}}
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 def _study_file(path: Path, **body) -> str:
     spec = {"study_name": "b", "n_trials": 4, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
             "space": LR_ONLY, **body}

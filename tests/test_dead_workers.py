@@ -31,13 +31,6 @@ LR_ONLY = {"optimizer.learning_rate": {"type": "float", "low": 1.0e-3, "high": 3
 SLOW_TRIAL = ["train.mini_batch_size=16", "network.hidden=[16]", "tracking.log_plots=false"]
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 def _study_file(path: Path, **body) -> str:
     spec = {"n_trials": 2, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
             "space": LR_ONLY, **body}

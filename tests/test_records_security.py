@@ -22,13 +22,19 @@ def _git(repo: Path, *args: str) -> None:
                    check=True, capture_output=True)
 
 
-def test_git_commit_takes_no_index_lock_and_does_not_rewrite_the_index(tmp_path: Path) -> None:
+def _committed_repo(tmp_path: Path) -> Path:
+    """A git repository with one commit of ``f.txt``."""
     repo = tmp_path / "repo"
     repo.mkdir()
     _git(repo, "init", "-q")
     (repo / "f.txt").write_text("a\n")
     _git(repo, "add", "f.txt")
     _git(repo, "commit", "-qm", "first")
+    return repo
+
+
+def test_git_commit_takes_no_index_lock_and_does_not_rewrite_the_index(tmp_path: Path) -> None:
+    repo = _committed_repo(tmp_path)
     index = repo / ".git" / "index"
     time.sleep(1.1)
     os.utime(repo / "f.txt")  # stale stat info: a locking `git status` refreshes and rewrites the index
@@ -41,12 +47,7 @@ def test_git_commit_takes_no_index_lock_and_does_not_rewrite_the_index(tmp_path:
 
 
 def test_git_commit_works_while_the_user_holds_the_index_lock(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    _git(repo, "init", "-q")
-    (repo / "f.txt").write_text("a\n")
-    _git(repo, "add", "f.txt")
-    _git(repo, "commit", "-qm", "first")
+    repo = _committed_repo(tmp_path)
     (repo / "f.txt").write_text("b\n")
     lock = repo / ".git" / "index.lock"
     lock.write_text("")  # a user's `git add` in progress

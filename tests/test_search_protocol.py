@@ -37,13 +37,6 @@ def _study_file(tmp_path: Path, **keys) -> str:
     return str(path)
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 def _study(root: Path, name: str = "proto") -> optuna.Study:
     storage = JournalStorage(JournalFileBackend(str(root / "mlruns" / "optuna" / "journal.log")))
     return optuna.load_study(study_name=name, storage=storage)

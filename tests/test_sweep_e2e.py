@@ -26,14 +26,6 @@ from sweeps.sweep import run_sweep
 FAST = ["train.epoch=6", "train.decay_interval=2", "network.hidden=[16]", "tracking.log_plots=false"]
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    """Run in a fresh folder so the default stores land in tmp_path/mlruns."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 def _client(root: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
 
