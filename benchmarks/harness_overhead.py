@@ -74,6 +74,9 @@ def study_body(size: Size, study_name: str) -> dict[str, Any]:
     overrides = [o for o in body.get("overrides", []) if not str(o).startswith("train.epoch=")]
     sampler = dict(body.get("sampler") or {"name": "tpe"})
     sampler["seed"] = 0
+    # Plain trials on both sides: the cat study's search protocol (baseline, cv, refit, robustness)
+    # is measured by the search and cv sections; here one trial is one fit, as on the bare side.
+    body.update(cv=None, baseline=None, refit=False, robustness_seeds=0)
     body.update(study_name=study_name, n_trials=size.n_trials, n_jobs=1, timeout=None, pruner={"name": "none"},
                 sampler=sampler, overrides=[*overrides, f"train.epoch={size.epochs}", *size.extra_overrides])
     return body
