@@ -42,7 +42,7 @@ def sweep_command() -> list[str]:
     script = Path(sys.executable).with_name("numpynet-sweep")
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from sweeps.sweep_cli import sweep_main; sys.exit(sweep_main())"]
+    return [sys.executable, "-c", "import sys; from numpynet.sweeps.cli.sweep import sweep_main; sys.exit(sweep_main())"]
 
 
 def sweep_env() -> dict[str, str]:

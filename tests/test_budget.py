@@ -17,10 +17,10 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 import numpynet
-from sweeps import study as st
-from sweeps.errors import UserError
-from sweeps.sweep import run_sweep
-from sweeps.sweep_cli import sweep_main
+from numpynet.sweeps.search import study as st
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.sweep import run_sweep
+from numpynet.sweeps.cli.sweep import sweep_main
 
 from services import start_sweep, wait_for
 
@@ -135,7 +135,7 @@ def test_numeric_failures_count_and_end_the_parent_failed(store):
 
 # ------------------------------------------------------ 5c: a fault of the machine / store
 def test_a_full_disk_during_a_trial_stops_the_sweep_with_one_line_and_uses_no_budget(store, monkeypatch, capsys):
-    from sweeps import artifacts
+    from numpynet.sweeps.recording import artifacts
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -18,10 +18,10 @@ from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
-from sweeps import study as st
-from sweeps.errors import UserError
-from sweeps.status import status_report
-from sweeps.sweep import run_sweep
+from numpynet.sweeps.search import study as st
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.status import status_report
+from numpynet.sweeps.search.sweep import run_sweep
 
 from services import start_sweep, wait_for
 

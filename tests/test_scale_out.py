@@ -22,9 +22,9 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from services import console_script, free_port, mlflow_server, pg_database, wait_for, worker_env  # noqa: F401 (fixtures
-from sweeps import study as st
-from sweeps.objective import TAG_STATE, TAG_TRIAL
-from sweeps.study_report import TAG_REGISTERED_TRIAL, registered_model_name
+from numpynet.sweeps.search import study as st
+from numpynet.sweeps.search.trial import TAG_STATE, TAG_TRIAL
+from numpynet.sweeps.search.report import TAG_REGISTERED_TRIAL, registered_model_name
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -17,10 +17,10 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 from scipy import stats
 
-from sweeps import study as st
-from sweeps.errors import UserError
-from sweeps.refit import paired_interval
-from sweeps.sweep import prepare, run_sweep
+from numpynet.sweeps.search import study as st
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.refit import paired_interval
+from numpynet.sweeps.search.sweep import prepare, run_sweep
 
 SPACE = {
     "optimizer.learning_rate": {"type": "float", "low": 1.0e-4, "high": 3.0e-2, "log": True},
@@ -155,7 +155,7 @@ def test_the_paired_interval_is_the_student_t_interval_of_the_mean():
 
 def test_test_labels_never_reach_the_search(store, monkeypatch):
     """Shuffling the test labels changes the refit's test score but not one trial of the search."""
-    from sweeps import data as data_module
+    from numpynet.sweeps.training import data as data_module
 
     first = run_sweep(_study_file(store, cv=3, study_name="a", refit=True), [], FAST)
     original = data_module._split
@@ -178,7 +178,7 @@ def test_test_labels_never_reach_the_search(store, monkeypatch):
 
 
 def test_refit_runs_and_cross_validated_trials_reproduce_bit_for_bit(store, monkeypatch):
-    from sweeps.reproduce import reproduce
+    from numpynet.sweeps.cli.reproduce import reproduce
 
     summary = run_sweep(_study_file(store, cv=3, n_trials=2, refit=True, robustness_seeds=2,
                                     baseline=BASELINE), [], FAST)
@@ -231,7 +231,7 @@ def test_an_interrupted_baseline_is_queued_again_once_and_stays_the_baseline(sto
 
 
 def test_a_refit_that_fails_leaves_the_search_s_record_and_registers_nothing(store, monkeypatch, caplog):
-    from sweeps import refit as refit_module
+    from numpynet.sweeps.search import refit as refit_module
 
     def diverging_refit(*args, **kwargs):
         raise ValueError("learning_rate=1e9 diverged on all the data")

@@ -7,8 +7,8 @@ import sys
 
 from mlflow import MlflowClient
 
-from sweeps import study as st
-from sweeps.stale_runs import TAG_FAIL_REASON, close_dead_local_parents
+from numpynet.sweeps.search import study as st
+from numpynet.sweeps.recording.stale_runs import TAG_FAIL_REASON, close_dead_local_parents
 
 
 def _dead_pid() -> int:

@@ -19,9 +19,9 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from numpynet import NeuralNetwork
-from sweeps import study as st
-from sweeps.objective import TAG_PRUNED_EPOCH, TAG_STATE, TAG_TRIAL
-from sweeps.sweep import run_sweep
+from numpynet.sweeps.search import study as st
+from numpynet.sweeps.search.trial import TAG_PRUNED_EPOCH, TAG_STATE, TAG_TRIAL
+from numpynet.sweeps.search.sweep import run_sweep
 
 FAST = ["train.epoch=6", "train.decay_interval=2", "network.hidden=[16]", "tracking.log_plots=false"]
 
@@ -107,7 +107,7 @@ def test_small_sweep_is_fully_recorded(store):
     elsewhere = store / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.run([sys.executable, "-c", "from sweeps.cli import train_main; raise SystemExit(train_main())",
+    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.policy import train_main; raise SystemExit(train_main())",
                            "--config-dir", str(Path(cfg_path).parent), "--config-name", "best_config"],
                           cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -155,7 +155,7 @@ def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(store):
 
 
 def test_a_study_where_every_trial_fails_ends_with_a_clear_error(store):
-    from sweeps.errors import UserError
+    from numpynet.sweeps.errors import UserError
 
     sweep = _write_sweep(store / "bad.yaml", study_name="bad", n_trials=2, sampler={"name": "random", "seed": 0},
                          overrides=["optimizer=gd", "train.epoch=5"],
@@ -167,7 +167,7 @@ def test_a_study_where_every_trial_fails_ends_with_a_clear_error(store):
 
 def _cli(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    code = "from sweeps.sweep_cli import sweep_main; sweep_main()"
+    code = "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()"
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 

@@ -12,11 +12,11 @@ import pytest
 from mlflow import MlflowClient
 
 from numpynet import NeuralNetwork, TrainingDiverged, __version__
-from sweeps.config import compose_config, flatten
-from sweeps.data import load_dataset
-from sweeps.errors import UserError
-from sweeps.tracking import FAILURE_REASON, STOPPED_EPOCH, _param_text
-from sweeps.train import train
+from numpynet.sweeps.training.config import compose_config, flatten
+from numpynet.sweeps.training.data import load_dataset
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.recording.store import FAILURE_REASON, STOPPED_EPOCH, _param_text
+from numpynet.sweeps.training.train import train
 
 from conftest import REPO_ROOT, TINY, run_cli
 
@@ -204,7 +204,7 @@ def test_bad_data_fails_before_any_run_exists(mlflow_store: str, tmp_path: Path)
 def test_metric_logging_keeps_off_the_training_thread(mlflow_store: str) -> None:
     """Time the training thread spends in the logger, against the fit itself (200-epoch digits run).
 
-    The end-to-end A/B figure is ``python -m sweeps.overhead``; this is the part
+    The end-to-end A/B figure is ``python -m numpynet.sweeps.training.overhead``; this is the part
     that cannot hide behind a busy machine.
     """
     result = train(compose_config(["tracking.log_model=false", "tracking.log_plots=false"]))
@@ -217,7 +217,7 @@ def test_metric_logging_keeps_off_the_training_thread(mlflow_store: str) -> None
 @pytest.mark.slow
 def test_two_processes_on_one_new_local_store_both_land(tmp_path: Path) -> None:
     script = (
-        "import sys; from sweeps.config import compose_config; from sweeps.train import train; "
+        "import sys; from numpynet.sweeps.training.config import compose_config; from numpynet.sweeps.training.train import train; "
         "r = train(compose_config(['train.epoch=30', 'network.hidden=[16]', 'train.seed=' + sys.argv[1]])); "
         "print(r['run_id'])"
     )
@@ -267,7 +267,7 @@ def test_cli_bad_value_exits_2_with_one_line_and_a_failed_run(mlflow_store: str,
     (["data=catvnoncat"], "data.train_path is not set; pass data.train_path="),
 ])
 def test_cli_config_and_data_errors_are_one_line_without_a_run(mlflow_store: str, capsys, args, fragment) -> None:
-    from sweeps.cli import train_main
+    from numpynet.sweeps.cli.policy import train_main
 
     assert train_main([*TINY, *args]) == 2
     err = capsys.readouterr().err
@@ -276,7 +276,7 @@ def test_cli_config_and_data_errors_are_one_line_without_a_run(mlflow_store: str
 
 
 def test_cli_debug_flag_shows_the_traceback(mlflow_store: str, capsys) -> None:
-    from sweeps.cli import train_main
+    from numpynet.sweeps.cli.policy import train_main
 
     assert train_main([*TINY, "data=catvnoncat", "--debug"]) == 2
     err = capsys.readouterr().err
@@ -291,7 +291,7 @@ def test_plain_folder_as_tracking_uri_is_a_user_error(mlflow_store: str) -> None
 def test_progress_bar_only_on_a_terminal() -> None:
     import io
 
-    from sweeps.progress import EpochProgress
+    from numpynet.sweeps.cli.progress import EpochProgress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -312,7 +312,7 @@ def test_cli_interrupted_run_ends_killed(mlflow_store: str, tmp_path: Path, sign
 
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     args = ["train.epoch=100000", "network.hidden=[8]", "tracking.experiment=tests", "tracking.flush_every=1"]
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from sweeps.cli import train_main; sys.exit(train_main())",
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from numpynet.sweeps.cli.policy import train_main; sys.exit(train_main())",
                              *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = MlflowClient(mlflow_store)
     deadline = time.monotonic() + 120

@@ -1,9 +1,11 @@
-"""The MLflow ``pyfunc`` wrapper around a saved numpynet network.
+"""The MLflow ``pyfunc`` model of a saved numpynet network, logged "from code".
 
-The network travels as the core's own ``.npz`` file (an MLflow artifact named
-``weights``); this class only loads it and forwards ``predict``. The model is
-logged "from code" (:mod:`sweeps.pyfunc_entry`), so nothing is pickled. Keep
-this module light: a model server imports it to load the model.
+MLflow runs this file to build the model (``mlflow.models.set_model`` at the
+bottom); the harness never imports it. The network travels as the core's own
+``.npz`` file (the model artifact named ``weights``), so nothing is pickled,
+and the model's bundled code is the core alone (``numpynet/``, numpy only):
+this file imports nothing of the harness, so a model server needs only
+mlflow, numpy and that copy.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
+from mlflow.models import set_model
 
-WEIGHTS_ARTIFACT = "weights"
+WEIGHTS_ARTIFACT = "weights"  # the key of the .npz file in the model's artifacts
 
 
 class NumpynetModel(mlflow.pyfunc.PythonModel):
@@ -38,3 +41,6 @@ class NumpynetModel(mlflow.pyfunc.PythonModel):
         if params and params.get("proba"):
             return self.network.predict_proba(X)
         return self.network.predict(X)
+
+
+set_model(NumpynetModel())

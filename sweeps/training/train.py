@@ -30,11 +30,14 @@ from omegaconf import DictConfig
 
 import numpynet
 from numpynet import NeuralNetwork
-from sweeps import artifacts, cross_validation, tracking
-from sweeps.redact import mask_url, mask_urls_in, recordable_config
-from sweeps.config import check_config, flatten
-from sweeps.data import Dataset, load_dataset
-from sweeps.numeric_env import numeric_environment
+from numpynet.sweeps.recording import artifacts
+from numpynet.sweeps.training import cross_validation
+from numpynet.sweeps.recording import store as tracking
+from numpynet.sweeps.recording.redact import mask_url, mask_urls_in, recordable_config
+from numpynet.sweeps.training.config import PROJECT_DIR, check_config, flatten
+from numpynet.sweeps.training.data import Dataset, load_dataset
+from numpynet.sweeps.training.numeric_env import numeric_environment
+from numpynet.sweeps.recording import names
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +196,7 @@ def _complete_run(
     result.update(final)
     scalars = {k: v for k, v in result.items() if k.startswith(("test_", "best_"))}
     tracking.log_metrics(client, run_id, scalars)
-    tracking.set_tags(client, run_id, {"numpynet.weights_sha256": artifacts.weights_digest(network)})
+    tracking.set_tags(client, run_id, {names.WEIGHTS_SHA256: artifacts.weights_digest(network)})
     artifacts.log_run_files(client, run_id, network, dataset, confusion, with_plots=cfg.tracking.log_plots)
     buffer.close()
     if with_model and cfg.tracking.log_model:
@@ -254,19 +257,19 @@ def _initial_tags(
         MLFLOW_RUN_NAME: cfg.tracking.run_name or f"{dataset.name}-{cfg.optimizer.name}-{hidden}",
         MLFLOW_SOURCE_NAME: Path(sys.argv[0]).name or "python",
         MLFLOW_SOURCE_TYPE: "LOCAL",
-        "numpynet.version": numpynet.__version__,
-        "numpynet.data": dataset.name,
-        "numpynet.data_hash": dataset.digest,
-        "numpynet.seed": str(cfg.train.seed),
+        names.VERSION: numpynet.__version__,
+        names.DATA: dataset.name,
+        names.DATA_HASH: dataset.digest,
+        names.SEED: str(cfg.train.seed),
         **numeric_environment(),  # what bit-identical results depend on besides code, data and seed
     }
     try:
         tags[MLFLOW_USER] = getpass.getuser()
     except Exception:  # no user name in some containers
         pass
-    git = tracking.git_commit(Path(__file__).resolve().parents[1])
+    git = tracking.git_commit(PROJECT_DIR)
     if git is not None:
-        tags.update({MLFLOW_GIT_COMMIT: git[0], "numpynet.git_commit": git[0], "numpynet.git_dirty": str(git[1]).lower()})
+        tags.update({MLFLOW_GIT_COMMIT: git[0], names.GIT_COMMIT: git[0], names.GIT_DIRTY: str(git[1]).lower()})
     if parent_run_id is not None:
         tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
     tags.update({k: mask_urls_in(str(v)) for k, v in (extra or {}).items()})  # e.g. the overrides

@@ -14,8 +14,8 @@ from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import CONF_DIR
-from .errors import UserError
+from numpynet.sweeps.training.config import CONF_DIR
+from numpynet.sweeps.errors import UserError
 
 SWEEP_DIR = CONF_DIR / "sweep"
 DEFAULT_SWEEP = "default"
@@ -105,7 +105,7 @@ def _merge_space(raw: DictConfig, cli: DictConfig) -> None:
     both are flattened to ``{path: spec}`` first, so that the change lands on the file's
     entry (keeping its other keys and its position) instead of beside it.
     """
-    from .search_space import flatten_space
+    from numpynet.sweeps.search.space import flatten_space
 
     if "space" not in cli:
         return

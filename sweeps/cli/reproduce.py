@@ -28,16 +28,18 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
-from sweeps import numeric_env, tracking
-from sweeps.artifacts import CONFIG_ARTIFACT
-from sweeps.config import check_config
-from sweeps.errors import UserError
-from sweeps.redact import mask_url
+from numpynet.sweeps.training import numeric_env
+from numpynet.sweeps.recording import store as tracking
+from numpynet.sweeps.recording.artifacts import CONFIG_ARTIFACT
+from numpynet.sweeps.training.config import check_config
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.recording.redact import mask_url
+from numpynet.sweeps.recording.names import REPRODUCTION as VERDICT_TAG
+from numpynet.sweeps.recording import names
 
 log = logging.getLogger(__name__)
 
 COMPARED_METRICS = ("train_cost", "val_cost")
-VERDICT_TAG = "numpynet.reproduction"
 
 
 @dataclass
@@ -99,10 +101,10 @@ def load_logged_config(client: MlflowClient, run_id: str) -> DictConfig:
 def refuse_sweep_parent(source: Any) -> None:
     """A sweep's parent run trains nothing: say so, and name the run that can be reproduced."""
     tags = source.data.tags
-    if tags.get("numpynet.role") != "sweep":
+    if tags.get(names.ROLE) != "sweep":
         return
-    study = tags.get("numpynet.study", "?")
-    best = tags.get("numpynet.best_run_id")
+    study = tags.get(names.STUDY, "?")
+    best = tags.get(names.BEST_RUN_ID)
     advice = (f"its best trial's run is {best}: numpynet-reproduce {best}" if best
               else "it has no completed trial to reproduce yet")
     raise UserError(f"run {source.info.run_id} is the parent run of sweep {study!r}, which trains nothing; {advice}")
@@ -172,7 +174,7 @@ class Reproduction:
     def run(self, on_epoch: Any = None) -> Verdict:
         """Train into the source run's experiment and compare with it."""
         from numpynet import TrainingDiverged
-        from sweeps.train import train
+        from numpynet.sweeps.training.train import train
 
         from threadpoolctl import threadpool_limits
 
@@ -247,8 +249,8 @@ def compare_runs(client: MlflowClient, source_id: str, new_id: str) -> Verdict:
     if stopped:
         verdict.notes.append(f"run {source_id} was stopped early; its {verdict.epochs} epochs were compared")
     tags_a, tags_b = source.data.tags, new.data.tags
-    verdict.same_data = tags_a.get("numpynet.data_hash") == tags_b.get("numpynet.data_hash")
-    weights_a, weights_b = tags_a.get("numpynet.weights_sha256"), tags_b.get("numpynet.weights_sha256")
+    verdict.same_data = tags_a.get(names.DATA_HASH) == tags_b.get(names.DATA_HASH)
+    weights_a, weights_b = tags_a.get(names.WEIGHTS_SHA256), tags_b.get(names.WEIGHTS_SHA256)
     if weights_a and weights_b and not stopped:
         verdict.same_weights = weights_a == weights_b
     if not any(key in tags_a for key in numeric_env.TAGS):
@@ -274,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import sys
 
-    from sweeps.cli import EXIT_INTERRUPTED, print_error, report_error
-    from sweeps.progress import EpochProgress
+    from numpynet.sweeps.cli.policy import EXIT_INTERRUPTED, print_error, report_error
+    from numpynet.sweeps.cli.progress import EpochProgress
 
     prog = "numpynet-reproduce"
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])

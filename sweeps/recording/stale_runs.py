@@ -19,21 +19,17 @@ from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 from optuna.trial import FrozenTrial
 
-from . import study as st
+from numpynet.sweeps.search import study as st
+from numpynet.sweeps.recording.names import STUDY as TAG_STUDY, TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE, FAILURE_REASON as TAG_FAIL_REASON, WORKER as TAG_WORKER, HEARTBEAT as TAG_HEARTBEAT, HEARTBEAT_INTERVAL as TAG_HEARTBEAT_INTERVAL, GRACE_PERIOD as TAG_GRACE_PERIOD
 
 log = logging.getLogger(__name__)
 
-TAG_STUDY = "numpynet.study"
-TAG_TRIAL = "numpynet.trial_number"
-TAG_STATE = "numpynet.trial_state"
-TAG_FAIL_REASON = "numpynet.failure_reason"
-TAG_WORKER = "numpynet.worker"  # on a parent run: the process (host:pid) that owns it
 TAG_PARENT = "mlflow.parentRunId"
 
 
 @dataclass
 class CloseDeadTrialRuns:
-    """``on_stale`` hook for :func:`sweeps.study.make_storage` (picklable)."""
+    """``on_stale`` hook for :func:`numpynet.sweeps.search.study.make_storage` (picklable)."""
 
     tracking_uri: str
     experiment_id: str | None = None
@@ -123,9 +119,6 @@ def close_dead_local_parents(client: MlflowClient, experiment_id: str, study_nam
     return closed
 
 
-TAG_HEARTBEAT = "numpynet.heartbeat"  # on a parent run: unix time of its process's latest heartbeat
-TAG_HEARTBEAT_INTERVAL = "numpynet.heartbeat_interval"
-TAG_GRACE_PERIOD = "numpynet.grace_period"  # a parent silent this long belongs to a dead process
 
 
 class ParentHeartbeat:

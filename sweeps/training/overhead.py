@@ -1,9 +1,9 @@
 """Measure what per-epoch MLflow logging costs a training run.
 
-    python -m sweeps.overhead [--epochs 200] [--repeats 5] [--flush-every 50]
+    python -m numpynet.sweeps.training.overhead [--epochs 200] [--repeats 5] [--flush-every 50]
 
 Trains the default digits network ``repeats`` times without logging and
-``repeats`` times with :class:`sweeps.tracking.MetricBuffer` writing to a
+``repeats`` times with :class:`numpynet.sweeps.recording.store.MetricBuffer` writing to a
 fresh SQLite store (alternating, to share out machine noise), and prints the
 median wall time of each and the relative overhead, as ``train`` sees it:
 fit plus handing the last batch over. Storing that last batch overlaps with
@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from sweeps.config import compose_config
-from sweeps.data import load_dataset
-from sweeps.tracking import MetricBuffer, open_experiment
-from sweeps.train import build_network
+from numpynet.sweeps.training.config import compose_config
+from numpynet.sweeps.training.data import load_dataset
+from numpynet.sweeps.recording.store import MetricBuffer, open_experiment
+from numpynet.sweeps.training.train import build_network
 
 
 def measure(epochs: int = 200, repeats: int = 5, flush_every: int = 100) -> dict[str, float]:

@@ -19,17 +19,17 @@ from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 from numpynet import NeuralNetwork
-from sweeps import plots
-from sweeps.config import to_yaml
-from sweeps.data import Dataset
-from sweeps.redact import recordable_config
-from sweeps.tracking import retry_locked
+from numpynet.sweeps.recording import plots
+from numpynet.sweeps.training.config import to_yaml
+from numpynet.sweeps.training.data import Dataset
+from numpynet.sweeps.recording.redact import recordable_config
+from numpynet.sweeps.recording.store import retry_locked
+from numpynet.sweeps.recording.names import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, MODEL_NAME
 
 log = logging.getLogger(__name__)
 
-CONFIG_ARTIFACT = "config.yaml"
-WEIGHTS_ARTIFACT = "weights/network.npz"
-MODEL_NAME = "model"
+MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")  # run by MLflow, never imported here
+MODEL_WEIGHTS_KEY = "weights"  # pyfunc_model.WEIGHTS_ARTIFACT
 
 
 def test_metrics(network: NeuralNetwork, dataset: Dataset) -> tuple[dict[str, float], np.ndarray]:
@@ -104,15 +104,12 @@ def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork, 
     ``mlflow.models.Model.log`` gets the run id, so no "active run" or
     "active experiment" global is involved. (``Model.log`` still reads the
     tracking URI from MLflow's global setting, which
-    :func:`sweeps.train.train` points at this run's store.)
+    :func:`numpynet.sweeps.training.train.train` points at this run's store.)
     """
     import mlflow
     from mlflow.models import Model, infer_signature
 
     import numpynet
-    import sweeps
-    from sweeps import pyfunc_entry
-    from sweeps.pyfunc_model import WEIGHTS_ARTIFACT as WEIGHTS_KEY
 
     run = client.get_run(run_id)
     example = np.asarray(dataset.X_test[:2], dtype=np.float64)
@@ -128,14 +125,14 @@ def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork, 
             flavor=mlflow.pyfunc,
             run_id=run_id,
             model_id=logged.model_id,
-            python_model=pyfunc_entry.__file__,  # "model from code": nothing pickled
-            artifacts={WEIGHTS_KEY: weights},
+            python_model=str(MODEL_CODE),  # "model from code": nothing pickled
+            artifacts={MODEL_WEIGHTS_KEY: weights},
             signature=signature,
             input_example=example,
             # Listed rather than inferred: inference imports the model in a subprocess (slow).
             pip_requirements=[f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"],
-            # Bundle the code so the model loads where numpynet is not installed.
-            code_paths=[str(Path(numpynet.__file__).parent), str(Path(sweeps.__file__).parent)],
+            # Bundle the core (numpy only) so the model loads where numpynet is not installed.
+            code_paths=[str(Path(numpynet.__file__).parent)],
         )
     # models:/<id> names this very model even when a run holds several
     # (a sweep's parent run logs one per improvement of the best trial).

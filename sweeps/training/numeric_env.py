@@ -12,13 +12,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from numpynet.sweeps.recording.names import NUMPY_VERSION, BLAS_VENDOR, BLAS_VERSION, BLAS_KERNEL, BLAS_THREADS, OPENBLAS_CORETYPE
 
-NUMPY_VERSION = "numpynet.numpy_version"
-BLAS_VENDOR = "numpynet.blas_vendor"
-BLAS_VERSION = "numpynet.blas_version"
-BLAS_KERNEL = "numpynet.blas_kernel"
-BLAS_THREADS = "numpynet.blas_threads"
-OPENBLAS_CORETYPE = "numpynet.openblas_coretype"
 #: every tag of the numeric environment, in the order they are reported
 TAGS = (NUMPY_VERSION, BLAS_VENDOR, BLAS_VERSION, BLAS_KERNEL, BLAS_THREADS, OPENBLAS_CORETYPE)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from optuna.storages.journal import JournalFileSymlinkLock
 
-from .errors import UserError
+from numpynet.sweeps.errors import UserError
 
 log = logging.getLogger(__name__)
 

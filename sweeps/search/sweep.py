@@ -23,16 +23,18 @@ from typing import Any, Callable, Sequence
 import optuna
 from omegaconf import DictConfig
 
-from . import failures, interrupt
-from . import study as st
-from .config import CONF_DIR, compose_config
-from .errors import SweepStopped, UserError
-from .objective import TrialOutcome, TrialRunner
-from .first_trials import check_first_trials
-from .redact import recordable_overrides
-from .search_space import SearchSpace, flatten_space
-from .stale_runs import CloseDeadTrialRuns, ParentHeartbeat, close_dead_local_parents, close_stale_parents
-from .sweep_config import load_sweep_config, plain
+from numpynet.sweeps.search import failures
+from numpynet.sweeps import interrupt
+from numpynet.sweeps.search import study as st
+from numpynet.sweeps.training.config import CONF_DIR, compose_config
+from numpynet.sweeps.errors import SweepStopped, UserError
+from numpynet.sweeps.search.trial import TrialOutcome, TrialRunner
+from numpynet.sweeps.search.first_trials import check_first_trials
+from numpynet.sweeps.recording.redact import recordable_overrides
+from numpynet.sweeps.search.space import SearchSpace, flatten_space
+from numpynet.sweeps.recording.stale_runs import CloseDeadTrialRuns, ParentHeartbeat, close_dead_local_parents, close_stale_parents
+from numpynet.sweeps.search.settings import load_sweep_config, plain
+from numpynet.sweeps.recording import names
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ class SweepPlan:
     experiment_id: str
     parent_run_id: str | None = None
     n_threads: int | None = None
-    n_first: int = failures.FIRST_TRIALS  # trials the same-error stop rule looks at (sweeps.failures)
+    n_first: int = failures.FIRST_TRIALS  # trials the same-error stop rule looks at (numpynet.sweeps.search.failures)
 
 
 @dataclass
@@ -77,7 +79,7 @@ class SweepSummary:
     baseline_number: int | None = None
     baseline_state: str | None = None
     baseline_value: float | None = None
-    refit: dict[str, float] = field(default_factory=dict)  # sweeps.refit.RefitReport.metrics()
+    refit: dict[str, float] = field(default_factory=dict)  # numpynet.sweeps.search.refit.RefitReport.metrics()
     experiment_id: str | None = None
 
 
@@ -92,7 +94,7 @@ def prepare(sweep_name: str, sweep_overrides: Sequence[str], train_overrides: Se
             raise UserError(f"{override!r}: {key} is searched by this sweep (sweep.space), so a fixed value would "
                             f"be ignored; drop it, or use a study file without {key} in its space")
     base_overrides = [str(o) for o in sweep_cfg.overrides] + list(train_overrides)
-    if sweep_cfg.cv is not None:  # every trial cross-validates; see sweeps.cross_validation
+    if sweep_cfg.cv is not None:  # every trial cross-validates; see numpynet.sweeps.training.cross_validation
         if any(o.split("=", 1)[0].lstrip("+~") == "data.folds" for o in base_overrides):
             raise UserError("data.folds is set by sweep.cv in a sweep; drop the data.folds override")
         base_overrides.append(f"data.folds={int(sweep_cfg.cv)}")
@@ -109,7 +111,7 @@ def prepare(sweep_name: str, sweep_overrides: Sequence[str], train_overrides: Se
 
 def _check_data(base_cfg: DictConfig):
     """Load the data once so that a missing file fails before any trial."""
-    from .data import load_dataset
+    from numpynet.sweeps.training.data import load_dataset
 
     return load_dataset(base_cfg.data)
 
@@ -228,9 +230,9 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     """
     import mlflow
 
-    from . import study_report
-    from .preflight import preflight
-    from .tracking import create_run, open_experiment, resolve_tracking_uri
+    from numpynet.sweeps.search import report as study_report
+    from numpynet.sweeps.search.preflight import preflight
+    from numpynet.sweeps.recording.store import create_run, open_experiment, resolve_tracking_uri
 
     sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
     sweep = plain(sweep_cfg)
@@ -255,13 +257,13 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
 
     beat = ParentHeartbeat.interval_for(sweep)
     parent = create_run(client, tracking_uri, experiment_id, run_name=f"sweep:{sweep['study_name']}", tags={
-        "numpynet.role": "sweep", "numpynet.study": sweep["study_name"],
-        "numpynet.sampler": sweep["sampler"].get("name", "tpe"),
-        "numpynet.pruner": sweep["pruner"].get("name", "none"),
-        "numpynet.storage": st.mask_url(storage_url), "numpynet.worker": st.worker_id(),
-        "numpynet.n_jobs": str(n_jobs), "numpynet.blas_threads": str(plan.n_threads),
-        "numpynet.n_trials": str(sweep["n_trials"]),
-        "numpynet.overrides": " ".join(recordable_overrides(base_overrides)),
+        names.ROLE: "sweep", names.STUDY: sweep["study_name"],
+        names.SAMPLER: sweep["sampler"].get("name", "tpe"),
+        names.PRUNER: sweep["pruner"].get("name", "none"),
+        names.STORAGE: st.mask_url(storage_url), names.WORKER: st.worker_id(),
+        names.N_JOBS: str(n_jobs), names.BLAS_THREADS: str(plan.n_threads),
+        names.N_TRIALS: str(sweep["n_trials"]),
+        names.OVERRIDES: " ".join(recordable_overrides(base_overrides)),
         **ParentHeartbeat.initial_tags(*beat),
     })
     plan.parent_run_id = parent.info.run_id
@@ -325,12 +327,12 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
 
 
 def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace):
-    """Refit the best trial (and the baseline) on all the training data; see :mod:`sweeps.refit`."""
+    """Refit the best trial (and the baseline) on all the training data; see :mod:`numpynet.sweeps.search.refit`."""
     from threadpoolctl import threadpool_limits
 
-    from . import refit
-    from .study_report import best_trial
-    from .train import train
+    from numpynet.sweeps.search import refit
+    from numpynet.sweeps.search.report import best_trial
+    from numpynet.sweeps.training.train import train
 
     best = best_trial(study)
     if best is None:
@@ -414,7 +416,7 @@ def _run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: 
     except KeyboardInterrupt:
         # Forward the stop at once: each worker marks its running trial FAIL /
         # KILLED and exits. A worker that already got a terminal Ctrl-C ignores
-        # this second signal (see sweeps.interrupt), so its cleanup is not cut short.
+        # this second signal (see numpynet.sweeps.interrupt), so its cleanup is not cut short.
         for p in procs:
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)

@@ -32,8 +32,10 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
-from . import study as st  # noqa: E402
-from . import study_plots  # noqa: E402
+from numpynet.sweeps.search import study as st  # noqa: E402
+from numpynet.sweeps.recording import study_plots  # noqa: E402
+from numpynet.sweeps.recording.names import TRIAL as TAG_REGISTERED_TRIAL, STUDY as TAG_REGISTERED_STUDY
+from numpynet.sweeps.recording import names
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,6 @@ PLOTS: dict[str, Callable[[optuna.Study, str], Any]] = {
     "slice": study_plots.slice_plot,
     "intermediate_values": study_plots.intermediate_values,
 }
-TAG_REGISTERED_TRIAL = "numpynet.trial_number"
 # Makes the resolved config a complete Hydra primary config: the project's
 # logging and no outputs/ folders, exactly as conf/config.yaml sets them.
 BEST_CONFIG_HEADER = """\
@@ -63,7 +64,6 @@ hydra:
   job:
     chdir: false
 """
-TAG_REGISTERED_STUDY = "numpynet.study"
 
 
 def registered_model_name(study_name: str) -> str:
@@ -122,10 +122,10 @@ def top_trials(study: optuna.Study, k: int) -> list[dict[str, Any]]:
 def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_report=None) -> "Any":
     """Log the study's outcome on the parent run; returns a SweepSummary.
 
-    With a :class:`sweeps.refit.RefitReport`, its figures go on the parent
+    With a :class:`numpynet.sweeps.search.refit.RefitReport`, its figures go on the parent
     too and the refit of the chosen configuration is the registered model.
     """
-    from .sweep import SweepSummary
+    from numpynet.sweeps.search.sweep import SweepSummary
 
     sweep = plan.sweep
     parent = plan.parent_run_id
@@ -144,21 +144,21 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
             summary.best_run_id = best.user_attrs.get(st.ATTR_RUN_ID)
             metrics["best_value"] = float(best.value)
             client.log_batch(parent, params=[Param(f"best.{k}", str(v)) for k, v in best.params.items()])
-            client.set_tag(parent, "numpynet.best_trial_number", str(best.number))
+            client.set_tag(parent, names.BEST_TRIAL, str(best.number))
         baseline = st.baseline_trial(study)
         if baseline is not None:
             summary.baseline_number, summary.baseline_state = baseline.number, baseline.state.name
             summary.baseline_value = baseline.value
-            client.set_tag(parent, "numpynet.baseline_trial_number", str(baseline.number))
+            client.set_tag(parent, names.BASELINE_TRIAL, str(baseline.number))
             if baseline.value is not None:
                 metrics["baseline_value"] = float(baseline.value)
         if refit_report is not None:
             summary.refit = refit_report.metrics()
             metrics.update(summary.refit)
             if refit_report.chosen_run_id:
-                client.set_tag(parent, "numpynet.refit_run_id", refit_report.chosen_run_id)
+                client.set_tag(parent, names.REFIT_RUN_ID, refit_report.chosen_run_id)
         if best is not None and summary.best_run_id:
-            client.set_tag(parent, "numpynet.best_run_id", summary.best_run_id)
+            client.set_tag(parent, names.BEST_RUN_ID, summary.best_run_id)
             _copy_best_config(client, summary.best_run_id, out)
         client.log_batch(parent, metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()])
         client.log_artifacts(parent, str(out), artifact_path="study")
@@ -210,7 +210,7 @@ def _write_trials_csv(study: optuna.Study, path: Path) -> None:
 
 
 def _copy_best_config(client: MlflowClient, run_id: str, out: Path) -> None:
-    from .artifacts import CONFIG_ARTIFACT
+    from numpynet.sweeps.recording.artifacts import CONFIG_ARTIFACT
 
     try:
         local = client.download_artifacts(run_id, CONFIG_ARTIFACT, str(out / "_download"))
@@ -231,8 +231,8 @@ def _log_model_from_run(client: MlflowClient, child_run_id: str, parent_run_id: 
     """Log the weights of a trial's run as a pyfunc model on the parent run."""
     from numpynet import NeuralNetwork
 
-    from .artifacts import WEIGHTS_ARTIFACT, log_pyfunc_model
-    from .data import load_dataset
+    from numpynet.sweeps.recording.artifacts import WEIGHTS_ARTIFACT, log_pyfunc_model
+    from numpynet.sweeps.training.data import load_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         local = client.download_artifacts(child_run_id, WEIGHTS_ARTIFACT, tmp)
@@ -264,7 +264,7 @@ def _log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_
                 continue  # another study's version: its trial numbers mean nothing here
             if version.tags.get(TAG_REGISTERED_TRIAL) == str(best.number):
                 return version.version  # this best is registered already (by us or another worker)
-            value = version.tags.get("numpynet.best_value")
+            value = version.tags.get(names.BEST_VALUE)
             if value is not None and sign * float(value) >= sign * best.value:
                 return version.version  # a worker that finished later registered a better trial already
         try:
@@ -275,7 +275,7 @@ def _log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_
         version = client.create_model_version(
             name, source=model_uri, run_id=plan.parent_run_id, model_id=model_uri.removeprefix("models:/"),
             tags={TAG_REGISTERED_TRIAL: str(best.number), TAG_REGISTERED_STUDY: sweep["study_name"],
-                  "numpynet.best_value": str(best.value), "numpynet.trial_run_id": child_run_id},
+                  names.BEST_VALUE: str(best.value), names.TRIAL_RUN_ID: child_run_id},
         )
         log.info("registered %s version %s (trial %d)", name, version.version, best.number)
         return version.version

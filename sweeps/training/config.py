@@ -21,11 +21,12 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from sweeps.errors import UserError
+from numpynet.sweeps.errors import UserError
 
 #: The Hydra config directory, found next to the installed ``sweeps`` package
 #: so that the CLIs work from any working directory.
-CONF_DIR: Path = Path(__file__).resolve().parents[1] / "conf"
+PROJECT_DIR: Path = Path(__file__).resolve().parents[2]  # the checkout: sweeps/training/config.py
+CONF_DIR: Path = PROJECT_DIR / "conf"
 PRIMARY_CONFIG = "config"
 
 

@@ -21,9 +21,9 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from .config import check_config, compose_config
-from .errors import UserError
-from .search_space import SearchSpace, format_override
+from numpynet.sweeps.training.config import check_config, compose_config
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.space import SearchSpace, format_override
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,8 @@ def _trial_config(space: SearchSpace, base_overrides: list[str], sampled: Mappin
 
 def _check_one(space: SearchSpace, base_overrides: list[str], base_cfg: DictConfig, dataset, metric: str,
                sampled: Mapping[str, Any], composed: dict[tuple[str, ...], DictConfig]) -> None:
-    from .data import load_dataset
-    from .train import CORE_ARGUMENTS, build_network
+    from numpynet.sweeps.training.data import load_dataset
+    from numpynet.sweeps.training.train import CORE_ARGUMENTS, build_network
 
     overrides = space.overrides(sampled)
     where = f" (with the sampled values {' '.join(overrides)})" if overrides else ""

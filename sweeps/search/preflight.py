@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import study as st
-from .errors import UserError
+from numpynet.sweeps.search import study as st
+from numpynet.sweeps.errors import UserError
 
 HEALTH_TIMEOUT = 5.0  # seconds for the tracking server's /health answer
 DB_PROBE_TIMEOUT = 10  # seconds to connect to a database

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from . import study as st
-from .errors import SweepStopped
+from numpynet.sweeps.search import study as st
+from numpynet.sweeps.errors import SweepStopped
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def classify(exc: BaseException) -> str:
     """``numeric``, ``fault`` or ``error`` for an exception that failed a trial."""
     from numpynet import TrainingDiverged
 
-    from .errors import StoreError
+    from numpynet.sweeps.errors import StoreError
 
     chain = list(_chain(exc))
     if any(isinstance(e, (TrainingDiverged, FloatingPointError)) for e in chain):

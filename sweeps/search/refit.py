@@ -31,15 +31,13 @@ from typing import Any, Callable
 import numpy as np
 from optuna.trial import FrozenTrial
 
-from .config import compose_config
-from .search_space import SearchSpace
+from numpynet.sweeps.training.config import compose_config
+from numpynet.sweeps.search.space import SearchSpace
+from numpynet.sweeps.recording.names import ROLE as TAG_ROLE, REFIT_OF as TAG_REFIT_OF, REFIT_CONFIG as TAG_REFIT_CONFIG, REFIT_SEED as TAG_REFIT_SEED
+from numpynet.sweeps.recording import names
 
 log = logging.getLogger(__name__)
 
-TAG_ROLE = "numpynet.role"
-TAG_REFIT_OF = "numpynet.refit_of_trial"
-TAG_REFIT_CONFIG = "numpynet.refit_config"  # chosen | baseline
-TAG_REFIT_SEED = "numpynet.refit_seed"
 TEST_METRICS = ("test_accuracy", "test_f1")
 #: overrides that make a trial's configuration a refit on all the training data
 REFIT_OVERRIDES = ["data.folds=null", "data.val_fraction=0"]
@@ -112,7 +110,7 @@ Train = Callable[..., dict[str, Any]]
 
 def refit_epochs(trial: FrozenTrial) -> int | None:
     """The epochs a refit of ``trial`` trains when the study's objective is the best epoch."""
-    from .study import ATTR_BEST_EPOCH
+    from numpynet.sweeps.search.study import ATTR_BEST_EPOCH
 
     epoch = trial.user_attrs.get(ATTR_BEST_EPOCH)
     return None if epoch is None else int(epoch) + 1
@@ -121,7 +119,7 @@ def refit_epochs(trial: FrozenTrial) -> int | None:
 def refit(base_overrides: list[str], space: SearchSpace, chosen: FrozenTrial, baseline: FrozenTrial | None,
           seeds: int, parent_run_id: str, study_name: str, train: Train, best_epoch: bool = False,
           on_run: Callable[[str], None] | None = None) -> RefitReport:
-    """Run the refits (see the module doc); ``train`` is :func:`sweeps.train.train`.
+    """Run the refits (see the module doc); ``train`` is :func:`numpynet.sweeps.training.train.train`.
 
     With ``best_epoch`` (``sweep.objective=best``) the chosen configuration
     is refitted for the epochs its cross-validated curve peaked at; the
@@ -140,7 +138,7 @@ def refit(base_overrides: list[str], space: SearchSpace, chosen: FrozenTrial, ba
         if on_run is not None:
             on_run(name)
         tags = {TAG_ROLE: "refit", TAG_REFIT_OF: str(trial.number), TAG_REFIT_CONFIG: who,
-                TAG_REFIT_SEED: "" if seed is None else str(seed), "numpynet.study": study_name,
+                TAG_REFIT_SEED: "" if seed is None else str(seed), names.STUDY: study_name,
                 "mlflow.runName": name}
         return train(compose_config(overrides), parent_run_id=parent_run_id, tags=tags)
 

@@ -1,6 +1,6 @@
 """Load the ``data`` config into checked, split, scaled arrays.
 
-The pipeline is the same for every source: read (:mod:`sweeps.loaders`),
+The pipeline is the same for every source: read (:mod:`numpynet.sweeps.training.loaders`),
 check, hold out a test split when the source has none, split validation off
 the training data, scale with training statistics, hash. Splits are
 stratified and seeded by ``data.seed`` so that every run of a sweep sees the
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from sweeps.errors import UserError
-from sweeps.loaders import LOADERS, RawData
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.training.loaders import LOADERS, RawData
 
 log = logging.getLogger(__name__)
 

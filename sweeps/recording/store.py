@@ -29,17 +29,14 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from sweeps.errors import StoreError, UserError
-from sweeps.redact import mask_url, mask_urls_in
+from numpynet.sweeps.errors import StoreError, UserError
+from numpynet.sweeps.recording.redact import mask_url, mask_urls_in
+from numpynet.sweeps.recording.names import PREFIX as TAG_PREFIX, FAILURE_REASON, STOPPED_EPOCH, REPRODUCED_FROM
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TAG_PREFIX = "numpynet."
-FAILURE_REASON = "numpynet.failure_reason"
-STOPPED_EPOCH = "numpynet.stopped_epoch"
-REPRODUCED_FROM = "numpynet.reproduced_from"
 MAX_TAG_VALUE = 5000  # MLflow allows 8000; leave room for multi-byte characters
 MAX_PARAM_VALUE = 6000
 BATCH_LIMIT = 1000  # MLflow's log_batch limit on metrics (and params + tags) per call

@@ -15,10 +15,10 @@ from typing import Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from . import study as st
-from .errors import UserError
-from .study_report import best_trial
-from .sweep_config import load_sweep_config, split_overrides
+from numpynet.sweeps.search import study as st
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.report import best_trial
+from numpynet.sweeps.search.settings import load_sweep_config, split_overrides
 
 RETRIED_FROM = "failed_trial"  # system attribute Optuna's retry callback puts on a re-queued trial
 

@@ -8,7 +8,7 @@ run logs too; the trial's outcome is written on both sides:
 - COMPLETE: Optuna gets the final epoch's metric; the run is FINISHED.
 - PRUNED: the run keeps its curves up to the pruned epoch, tagged with it.
 - FAIL (diverged or raised): Optuna's trial carries ``fail_reason`` and
-  ``fail_kind`` (:mod:`sweeps.failures`), the run is FAILED with the same
+  ``fail_kind`` (:mod:`numpynet.sweeps.search.failures`), the run is FAILED with the same
   reason; the study goes on, unless the failure is a fault of the machine or a
   store, or the invocation's first trials all failed with the same error.
 - Ctrl-C / SIGTERM: the trial is FAIL with ``interrupted`` and the run KILLED;
@@ -28,21 +28,17 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from optuna.trial import TrialState
 
-from . import failures, interrupt
-from . import study as st
-from .errors import SweepStopped
-from .config import compose_config
-from .redact import mask_urls_in, recordable_overrides
-from .search_space import SearchSpace
+from numpynet.sweeps.search import failures
+from numpynet.sweeps import interrupt
+from numpynet.sweeps.search import study as st
+from numpynet.sweeps.errors import SweepStopped
+from numpynet.sweeps.training.config import compose_config
+from numpynet.sweeps.recording.redact import mask_urls_in, recordable_overrides
+from numpynet.sweeps.search.space import SearchSpace
+from numpynet.sweeps.recording.names import STUDY as TAG_STUDY, TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE, PRUNED_EPOCH as TAG_PRUNED_EPOCH, FAILURE_REASON as TAG_FAIL_REASON, OVERRIDES as TAG_OVERRIDES
 
 log = logging.getLogger(__name__)
 
-TAG_STUDY = "numpynet.study"
-TAG_TRIAL = "numpynet.trial_number"
-TAG_STATE = "numpynet.trial_state"
-TAG_PRUNED_EPOCH = "numpynet.pruned_epoch"
-TAG_FAIL_REASON = "numpynet.failure_reason"
-TAG_OVERRIDES = "numpynet.overrides"
 
 
 @dataclass
@@ -96,7 +92,7 @@ class TrialRunner:
     maximize: bool = True
 
     def __call__(self, study: optuna.Study, trial: optuna.Trial) -> TrialOutcome:
-        from .train import train
+        from numpynet.sweeps.training.train import train
 
         trial.set_user_attr(st.ATTR_WORKER, st.worker_id())
         if self.parent_run_id is not None:

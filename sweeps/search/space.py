@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import UserError
+from numpynet.sweeps.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Each fold model is the configured network trained on K-1 folds of the
 training data and validated on the remaining one (stratified folds seeded
-by ``data.seed``, see :func:`sweeps.data.stratified_folds`). After every
+by ``data.seed``, see :func:`numpynet.sweeps.training.data.stratified_folds`). After every
 epoch the run's callback receives:
 
 - the mean over the folds under the usual names (``train_cost``,
@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from numpynet import NeuralNetwork
-from sweeps.data import Dataset
-from sweeps.lockstep import fit_in_lockstep, mean_and_std
+from numpynet.sweeps.training.data import Dataset
+from numpynet.sweeps.training.lockstep import fit_in_lockstep, mean_and_std
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 

@@ -1,7 +1,7 @@
 """Readers for each ``data.name``: they return raw arrays, nothing else.
 
-Splitting, checking and scaling are shared and live in :mod:`sweeps.data`.
-Every problem a user can fix becomes a :class:`~sweeps.errors.UserError`
+Splitting, checking and scaling are shared and live in :mod:`numpynet.sweeps.training.data`.
+Every problem a user can fix becomes a :class:`~numpynet.sweeps.errors.UserError`
 whose message names the config key and the file.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sweeps.errors import UserError
+from numpynet.sweeps.errors import UserError
 
 
 @dataclass

@@ -33,8 +33,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from .errors import UserError
-from .redact import mask_url  # noqa: F401 - re-exported: st.mask_url is used across the harness
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.recording.redact import mask_url  # noqa: F401 - re-exported: st.mask_url is used across the harness
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ DEFAULT_JOURNAL = "mlruns/optuna/journal.log"
 
 # user attributes written on trials
 ATTR_FAIL_REASON = "fail_reason"  # why the trial failed (diverged, raised)
-ATTR_FAIL_KIND = "fail_kind"  # numeric (counts in the budget), error or fault (do not count): see sweeps.failures
+ATTR_FAIL_KIND = "fail_kind"  # numeric (counts in the budget), error or fault (do not count): see numpynet.sweeps.search.failures
 ATTR_INVOCATION = "invocation"  # the MLflow parent run of the sweep invocation that ran the trial
 ATTR_RERUN_OF = "rerun_of"  # on a queued trial: the number of the interrupted trial whose values it runs again
 ATTR_INTERRUPTED = "interrupted"  # stopped by Ctrl-C / SIGTERM: does not count, is re-run
@@ -56,7 +56,7 @@ ATTR_HEARTBEAT = "heartbeat_interval"  # the trial's worker sends heartbeats: it
 # user attributes written on the study
 STUDY_ATTR_JOINED = "numpynet_workers_joined"  # workers that ever ran here; gives each its own sampler seed
 STUDY_ATTR_BUDGET = "numpynet_n_trials"  # sweep.n_trials of the latest invocation (numpynet-status shows it)
-STUDY_ATTR_STOP = "numpynet_stop:"  # + invocation: why that invocation's workers must stop (sweeps.failures)
+STUDY_ATTR_STOP = "numpynet_stop:"  # + invocation: why that invocation's workers must stop (numpynet.sweeps.search.failures)
 
 PG_DRIVER = "postgresql+psycopg"  # psycopg 3 (a dependency); psycopg2 is not installed
 
@@ -250,14 +250,14 @@ def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     a partial line; read-only callers pass ``repair=False``.
     """
     if not is_rdb(url):
-        from .journal_check import check_journal
+        from numpynet.sweeps.search.journal import check_journal
 
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         check_journal(url, repair=repair)
         try:
             return JournalStorage(JournalFileBackend(url))
         except ValueError as exc:  # json.JSONDecodeError included: a corrupt line inside the file
-            from .journal_check import corrupt_journal_error
+            from numpynet.sweeps.search.journal import corrupt_journal_error
 
             raise corrupt_journal_error(url, exc) from None
     check_rdb_url(url)
@@ -398,7 +398,7 @@ def counts_in_budget(trial: FrozenTrial) -> bool:
     stopped by Ctrl-C / SIGTERM (``interrupted``), trials failed as stale
     because their worker died (no ``fail_reason``), and failures of the
     configuration or the code (``error``) or of the machine or a store
-    (``fault``), which :mod:`sweeps.failures` stops the sweep on. Failures
+    (``fault``), which :mod:`numpynet.sweeps.search.failures` stops the sweep on. Failures
     recorded before ``fail_kind`` existed count, as they did.
     """
     if trial.state in (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE, TrialState.PRUNED):

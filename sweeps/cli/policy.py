@@ -26,7 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from sweeps.errors import StoreError, UserError
+from numpynet.sweeps.errors import StoreError, UserError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEBUG_FLAG = "--debug"
@@ -49,7 +49,7 @@ def run_hydra_app(
     import hydra
     from hydra.core.global_hydra import GlobalHydra
 
-    from sweeps.config import CONF_DIR
+    from numpynet.sweeps.training.config import CONF_DIR
 
     import mlflow  # noqa: F401 - before Hydra's logging setup, which must win over MLflow's own
 
@@ -111,7 +111,7 @@ NOT_TRAINING_GROUPS = frozenset({"sweep", "hydra"})
 
 def training_groups() -> dict[str, list[str]]:
     """``{group: [options]}`` that ``numpynet-train GROUP=OPTION`` accepts, read from ``conf/``."""
-    from sweeps.config import CONF_DIR
+    from numpynet.sweeps.training.config import CONF_DIR
 
     groups = {}
     for folder in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in NOT_TRAINING_GROUPS):
@@ -125,7 +125,7 @@ def _register_help_resolvers() -> None:
     """``${numpynet_groups:}`` and ``${numpynet_ui:}``, used by ``hydra.help`` in conf/config.yaml."""
     from omegaconf import OmegaConf
 
-    from sweeps.sweep_cli import ui_command
+    from numpynet.sweeps.cli.sweep import ui_command
 
     OmegaConf.register_new_resolver(
         "numpynet_groups", lambda: "\n".join(f"{g}: {', '.join(o)}" for g, o in training_groups().items()),
@@ -166,7 +166,7 @@ def report_error(prog: str, exc: BaseException, debug: bool) -> int:
 def print_error(prog: str, message: str, exc: BaseException | None) -> None:
     """``prog: message (notes)`` on one line of stderr, any URL in it masked."""
     notes = getattr(exc, "__notes__", None) or []
-    from sweeps.redact import mask_urls_in
+    from numpynet.sweeps.recording.redact import mask_urls_in
 
     text = " ".join(" ".join([message, *(f"({n})" for n in notes)]).split())
     print(f"{prog}: {mask_urls_in(text)}", file=sys.stderr)
@@ -226,8 +226,8 @@ def _sigterm_as_exit() -> Iterator[None]:
 
 # ----------------------------------------------------------------- numpynet-train
 def _train_task(cfg: DictConfig) -> int:
-    from sweeps.progress import EpochProgress
-    from sweeps.train import train
+    from numpynet.sweeps.cli.progress import EpochProgress
+    from numpynet.sweeps.training.train import train
 
     with EpochProgress(total=int(cfg.train.epoch)) as progress:
         result = train(cfg, on_epoch=progress.update)
@@ -251,6 +251,6 @@ def train_main(argv: list[str] | None = None) -> int:
 
 def reproduce_main(argv: list[str] | None = None) -> int:
     """``numpynet-reproduce RUN_ID [--tracking-uri URI] [KEY=VALUE ...] [--debug]``"""
-    from sweeps.reproduce import main
+    from numpynet.sweeps.cli.reproduce import main
 
     return main(argv)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .errors import StoreError, UserError
+from numpynet.sweeps.errors import StoreError, UserError
 
 SWEEP_USAGE = """\
 numpynet-sweep: an Optuna hyperparameter search over the numpy network, tracked in MLflow.
@@ -54,7 +54,7 @@ Usage: numpynet-status [sweep=NAME] [sweep.study_name=NAME] [sweep.storage=URL] 
 
 
 def _error(prog: str, message: str, code: int) -> None:
-    from .redact import mask_urls_in
+    from numpynet.sweeps.recording.redact import mask_urls_in
 
     print(f"{prog}: error: {mask_urls_in(message)}", file=sys.stderr)
     raise SystemExit(code)
@@ -98,8 +98,8 @@ def sweep_main(argv: Sequence[str] | None = None) -> None:
     if unknown:
         _error("numpynet-sweep", f"unknown option(s) {unknown}; see numpynet-sweep --help", 2)
     _setup_logging()
-    from .sweep import SweepInterrupted, run_sweep
-    from .sweep_config import split_overrides
+    from numpynet.sweeps.search.sweep import SweepInterrupted, run_sweep
+    from numpynet.sweeps.search.settings import split_overrides
 
     name, sweep_overrides, train_overrides = split_overrides(args)
     bar = _ProgressBar()
@@ -229,7 +229,7 @@ def _print_summary(summary, file=None) -> None:
               file=out)
     _print_refit(summary.refit, out)
     if summary.registered_version:
-        from .study_report import registered_model_name
+        from numpynet.sweeps.search.report import registered_model_name
 
         print(f"registered model: models:/{registered_model_name(summary.study_name)}/"
               f"{summary.registered_version}", file=out)
@@ -284,7 +284,7 @@ def ui_command(tracking_uri: str) -> str:
 
     Printed, so a password in the URI is masked: the user has it already.
     """
-    from .redact import mask_url
+    from numpynet.sweeps.recording.redact import mask_url
 
     return f"{mlflow_command()} ui --backend-store-uri {shlex.quote(mask_url(tracking_uri))} --port {UI_PORT}"
 
@@ -296,7 +296,7 @@ def runs_page_url(ui_address: str, experiment_id: str | None) -> str:
     training switch (GenAI unless the browser remembers otherwise);
     ``workflowType=machine_learning`` in the address selects Model training.
     """
-    from .study import mask_url
+    from numpynet.sweeps.search.study import mask_url
 
     base = mask_url(ui_address.rstrip("/"))
     if experiment_id is None:
@@ -312,7 +312,7 @@ def status_main(argv: Sequence[str] | None = None) -> None:
     list_all = "--all" in args
     args = [a for a in args if a != "--all"]
     _setup_logging()
-    from .status import status_report
+    from numpynet.sweeps.search.status import status_report
 
     try:
         print(status_report(args, list_all=list_all))
