@@ -37,7 +37,7 @@ def run(ctx: Context) -> SectionResult:
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.cross_validation import fit_folds
     from numpynet.sweeps.training.data import load_dataset
-    from numpynet.sweeps.training.train import build_network
+    from numpynet.sweeps.training.network import build_network
 
     rows, data = [], {}
     for name, overrides in _workloads(ctx):

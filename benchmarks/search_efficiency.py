@@ -112,14 +112,14 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
     import optuna
     from threadpoolctl import threadpool_limits
 
-    from numpynet.sweeps.search import study as st
+    from numpynet.sweeps.search import attrs, budget, samplers
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.cross_validation import fit_folds
     from numpynet.sweeps.search.refit import refit_epochs
     from numpynet.sweeps.training.data import load_dataset
     from numpynet.sweeps.search.trial import ObjectiveCurve
     from numpynet.sweeps.search.settings import plain
-    from numpynet.sweeps.training.train import build_network
+    from numpynet.sweeps.training.network import build_network
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     p = Problem(**problem)
@@ -128,10 +128,10 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
     overrides = [*methods(p)[method], f"sampler.seed={seed}", f"sampler.n_startup_trials={max(1, p.n_trials // 2)}"]
     sweep_cfg, base_cfg, base, space = _prepare(p, overrides)
     sweep = plain(sweep_cfg)
-    study = optuna.create_study(direction=sweep["direction"], sampler=st.make_sampler(sweep["sampler"], space),
-                                pruner=st.make_pruner(sweep["pruner"]))
+    study = optuna.create_study(direction=sweep["direction"], sampler=samplers.make_sampler(sweep["sampler"], space),
+                                pruner=samplers.make_pruner(sweep["pruner"]))
     if sweep.get("baseline"):
-        st.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
+        budget.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
     data = load_dataset(base_cfg.data)
     metric = sweep["metric"]
     folds = 1 if data.folds is None else len(data.folds)
@@ -157,7 +157,7 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
             trial.set_user_attr("epochs_run", (-1 if curve.epoch is None else curve.epoch + 1) * folds)
         if curve.value is None or not math.isfinite(curve.value):
             raise ValueError(f"{metric} is {curve.value!r} after training")
-        trial.set_user_attr(st.ATTR_BEST_EPOCH, curve.best_epoch)
+        trial.set_user_attr(attrs.ATTR_BEST_EPOCH, curve.best_epoch)
         return curve.value
 
     with threadpool_limits(limits=1):
@@ -238,7 +238,7 @@ def refit_scores(base: list[str], space, trial, n_seeds: int, epochs: int | None
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.data import load_dataset
     from numpynet.sweeps.search.refit import REFIT_OVERRIDES, trial_overrides
-    from numpynet.sweeps.training.train import build_network
+    from numpynet.sweeps.training.network import build_network
 
     scores = []
     extra = [] if epochs is None else [f"train.epoch={epochs}"]

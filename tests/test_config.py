@@ -21,7 +21,7 @@ from numpynet.sweeps.training.config import (
     flatten,
 )
 from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.training.train import CORE_ARGUMENTS, build_network
+from numpynet.sweeps.training.network import CORE_ARGUMENTS, build_network
 
 GROUPS = ("data", "network", "optimizer", "tracking")
 

@@ -13,7 +13,7 @@ from numpynet.sweeps.training.cross_validation import fit_folds, fold_metric, su
 from numpynet.sweeps.training.data import load_dataset, stratified_folds
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.training.lockstep import fit_in_lockstep
-from numpynet.sweeps.training.train import build_network
+from numpynet.sweeps.training.network import build_network
 
 FAST = ["train.epoch=7", "network.hidden=[12]", "data.folds=4"]
 

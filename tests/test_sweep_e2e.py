@@ -19,7 +19,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from numpynet import NeuralNetwork
-from numpynet.sweeps.search import study as st
+from numpynet.sweeps.search import attrs
 from numpynet.sweeps.search.trial import TAG_PRUNED_EPOCH, TAG_STATE, TAG_TRIAL
 from numpynet.sweeps.search.sweep import run_sweep
 
@@ -60,7 +60,7 @@ def test_small_sweep_is_fully_recorded(store):
         assert run.info.status == "FINISHED"
         assert run.data.tags[TAG_STATE] == trial.state.name
         assert run.info.run_name == f"trial-{trial.number}"
-        assert trial.user_attrs[st.ATTR_RUN_ID] == run.info.run_id
+        assert trial.user_attrs[attrs.ATTR_RUN_ID] == run.info.run_id
         for key, value in trial.params.items():
             logged = run.data.params[key]
             assert (logged == "null" and value is None) or yaml.safe_load(logged) == value, key
@@ -143,11 +143,11 @@ def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(store):
         assert run.data.tags[TAG_STATE] == trial.state.name
         if trial.state == TrialState.FAIL:
             assert trial.params["optimizer.learning_rate"] == 1.0e200
-            assert "diverged" in trial.user_attrs[st.ATTR_FAIL_REASON]
+            assert "diverged" in trial.user_attrs[attrs.ATTR_FAIL_REASON]
             assert run.info.status == "FAILED"
             assert "diverged" in run.data.tags["numpynet.failure_reason"]
         if trial.state == TrialState.PRUNED:
-            epoch = trial.user_attrs[st.ATTR_PRUNED_EPOCH]
+            epoch = trial.user_attrs[attrs.ATTR_PRUNED_EPOCH]
             assert run.data.tags[TAG_PRUNED_EPOCH] == str(epoch)
             assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == epoch + 1 < 8
             assert run.info.status == "FINISHED"
@@ -198,7 +198,7 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
     def one_done_one_training() -> bool:
         trials = _study(store, "stop").trials if _states(store, "stop") else []
         return (any(t.state == TrialState.COMPLETE for t in trials)
-                and any(t.state == TrialState.RUNNING and st.ATTR_RUN_ID in t.user_attrs for t in trials))
+                and any(t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs for t in trials))
 
     _wait_for(one_done_one_training, 240, "a finished trial and one training in its MLflow run")
     completed_before = {t.number: t.value for t in _study(store, "stop").trials if t.state == TrialState.COMPLETE}
@@ -210,21 +210,21 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
 
     trials = _study(store, "stop").trials
     assert TrialState.RUNNING not in [t.state for t in trials]
-    interrupted = [t for t in trials if st.ATTR_INTERRUPTED in t.user_attrs]
+    interrupted = [t for t in trials if attrs.ATTR_INTERRUPTED in t.user_attrs]
     assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
     client = _client(store)
     runs = _all_runs(client)
     assert all(r.info.status != "RUNNING" for r in runs)
     status = {r.info.run_id: r.info.status for r in runs}
-    assert all(status[t.user_attrs[st.ATTR_RUN_ID]] == "KILLED" for t in interrupted if st.ATTR_RUN_ID in t.user_attrs)
-    assert any(st.ATTR_RUN_ID in t.user_attrs for t in interrupted)
+    assert all(status[t.user_attrs[attrs.ATTR_RUN_ID]] == "KILLED" for t in interrupted if attrs.ATTR_RUN_ID in t.user_attrs)
+    assert any(attrs.ATTR_RUN_ID in t.user_attrs for t in interrupted)
     assert [r.info.status for r in runs if r.data.tags.get("numpynet.role") == "sweep"] == ["KILLED"]
 
     resumed = _cli(args, store)
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     trials = _study(store, "stop").trials
-    counted = [t for t in trials if st.counts_in_budget(t)]
+    counted = [t for t in trials if attrs.counts_in_budget(t)]
     assert len(counted) == 4 and all(t.state == TrialState.COMPLETE for t in counted)
     for number, value in completed_before.items():  # nothing completed was lost or re-run
         assert trials[number].state == TrialState.COMPLETE and trials[number].value == value
@@ -239,7 +239,7 @@ def test_two_workers_share_the_budget(store):
     numbers = [t.number for t in study.trials]
     assert sorted(numbers) == list(range(6))
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
-    workers = {t.user_attrs[st.ATTR_WORKER] for t in study.trials}
+    workers = {t.user_attrs[attrs.ATTR_WORKER] for t in study.trials}
     assert len(workers) == 2  # both processes ran trials
     children = _children(_client(store), summary.parent_run_id)
     assert sorted(int(r.data.tags[TAG_TRIAL]) for r in children) == list(range(6))
@@ -275,7 +275,7 @@ def test_a_killed_local_worker_leaves_nothing_running_after_resume(store):
     assert resumed.returncode == 0, err
     trials = _study(store, "killed").trials
     for number in dead:
-        assert trials[number].state == TrialState.FAIL and st.ATTR_INTERRUPTED in trials[number].user_attrs
+        assert trials[number].state == TrialState.FAIL and attrs.ATTR_INTERRUPTED in trials[number].user_attrs
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3  # the budget was completed
     running = [(r.info.run_name, r.data.tags.get("numpynet.role")) for r in _all_runs(_client(store))
                if r.info.status == "RUNNING"]

@@ -183,7 +183,7 @@ class Reproduction:
             # the source run's BLAS thread count: a different split of the work may change the bits
             with threadpool_limits(limits=self.blas_threads, user_api="blas"):
                 new_run_id = train(self.cfg, on_epoch=on_epoch,
-                                   tags={tracking.REPRODUCED_FROM: self.run_id})["run_id"]
+                                   tags={names.REPRODUCED_FROM: self.run_id})["run_id"]
         except TrainingDiverged as exc:  # a diverged source run reproduces by diverging identically
             diverged = exc
             new_run_id = getattr(exc, "mlflow_run_id", None)
@@ -232,7 +232,7 @@ def compare_runs(client: MlflowClient, source_id: str, new_id: str) -> Verdict:
     compared with the same epochs of the new run.
     """
     source, new = client.get_run(source_id), client.get_run(new_id)
-    stopped = tracking.STOPPED_EPOCH in source.data.tags
+    stopped = names.STOPPED_EPOCH in source.data.tags
     verdict = Verdict(source_id, new_id, epochs=0)
     for metric in COMPARED_METRICS:
         a, b = _history(client, source_id, metric), _history(client, new_id, metric)

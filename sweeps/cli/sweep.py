@@ -296,7 +296,7 @@ def runs_page_url(ui_address: str, experiment_id: str | None) -> str:
     training switch (GenAI unless the browser remembers otherwise);
     ``workflowType=machine_learning`` in the address selects Model training.
     """
-    from numpynet.sweeps.search.study import mask_url
+    from numpynet.sweeps.recording.redact import mask_url
 
     base = mask_url(ui_address.rstrip("/"))
     if experiment_id is None:

@@ -57,28 +57,18 @@ def log_config(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:
     retry_locked(lambda: client.log_text(run_id, text, CONFIG_ARTIFACT))
 
 
-def log_run_files(
-    client: MlflowClient,
-    run_id: str,
-    network: NeuralNetwork,
-    dataset: Dataset,
-    confusion: np.ndarray | None,
-    *,
-    with_plots: bool,
-) -> None:
-    """Plots and weights, in one upload (config.yaml went when the run started)."""
-    with tempfile.TemporaryDirectory(prefix="numpynet-") as tmp:
-        root = Path(tmp)
-        weights = root / WEIGHTS_ARTIFACT
-        weights.parent.mkdir()
-        network.save(weights)
-        if with_plots:
-            _write_plots(root / "plots", network, dataset, confusion)
-        retry_locked(lambda: client.log_artifacts(run_id, str(root)))
+def write_run_files(folder: Path, network: NeuralNetwork, dataset: Dataset, confusion: np.ndarray | None,
+                    *, with_plots: bool) -> None:
+    """The weights (and, when asked, the figures) of a finished run, as files under ``folder``."""
+    weights = folder / WEIGHTS_ARTIFACT
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    network.save(weights)
+    if with_plots:
+        write_plots(folder / "plots", network, dataset, confusion)
 
 
-def _write_plots(folder: Path, network: NeuralNetwork, dataset: Dataset, confusion: np.ndarray | None) -> None:
-    folder.mkdir()
+def write_plots(folder: Path, network: NeuralNetwork, dataset: Dataset, confusion: np.ndarray | None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     history = {
         "train_cost": network.costs_,
         "val_cost": network.val_costs_,

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 from optuna.trial import FrozenTrial
 
-from numpynet.sweeps.search import study as st
+from numpynet.sweeps.search import attrs, heartbeats
 from numpynet.sweeps.recording.names import STUDY as TAG_STUDY, TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE, FAILURE_REASON as TAG_FAIL_REASON, WORKER as TAG_WORKER, HEARTBEAT as TAG_HEARTBEAT, HEARTBEAT_INTERVAL as TAG_HEARTBEAT_INTERVAL, GRACE_PERIOD as TAG_GRACE_PERIOD
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ TAG_PARENT = "mlflow.parentRunId"
 
 @dataclass
 class CloseDeadTrialRuns:
-    """``on_stale`` hook for :func:`numpynet.sweeps.search.study.make_storage` (picklable)."""
+    """``on_stale`` hook for :func:`numpynet.sweeps.search.storage.make_storage` (picklable)."""
 
     tracking_uri: str
     experiment_id: str | None = None
@@ -45,7 +45,7 @@ def _quoted(value: str) -> str:
 
 def _trial_runs(client: MlflowClient, study_name: str, trial: FrozenTrial, experiment_id: str | None) -> list:
     """The trial's child run: by the id the trial recorded at its start, else by its tags."""
-    run_id = trial.user_attrs.get(st.ATTR_RUN_ID)
+    run_id = trial.user_attrs.get(attrs.ATTR_RUN_ID)
     if run_id:
         try:
             return [client.get_run(run_id)]
@@ -61,9 +61,9 @@ def _trial_runs(client: MlflowClient, study_name: str, trial: FrozenTrial, exper
 def close_dead_trial_runs(client: MlflowClient, study_name: str, trial: FrozenTrial,
                           experiment_id: str | None = None) -> list[str]:
     """End KILLED the runs left RUNNING by the dead worker of ``trial``; returns their ids."""
-    dead = trial.user_attrs.get(st.ATTR_WORKER, "unknown worker")
+    dead = trial.user_attrs.get(attrs.ATTR_WORKER, "unknown worker")
     reason = (f"worker {dead} stopped sending heartbeats during trial {trial.number} (killed or lost); "
-              f"trial marked FAIL by {st.worker_id()} after the grace period")
+              f"trial marked FAIL by {attrs.worker_id()} after the grace period")
     closed: list[str] = []
     for run in _trial_runs(client, study_name, trial, experiment_id):
         if run.info.status != RunStatus.to_string(RunStatus.RUNNING):
@@ -109,10 +109,10 @@ def close_dead_local_parents(client: MlflowClient, experiment_id: str, study_nam
     closed = []
     for run in client.search_runs([experiment_id], query, max_results=1000):
         worker = run.data.tags.get(TAG_WORKER, "")
-        if not st.is_dead_local_worker(worker):
+        if not heartbeats.is_dead_local_worker(worker):
             continue
         client.set_tag(run.info.run_id, TAG_FAIL_REASON, f"sweep process {worker} ended without cleanup "
-                                                          f"(killed); run ended KILLED by {st.worker_id()}")
+                                                          f"(killed); run ended KILLED by {attrs.worker_id()}")
         client.set_terminated(run.info.run_id, "KILLED")
         log.warning("MLflow parent run %s of dead sweep process %s ended KILLED", run.info.run_id, worker)
         closed.append(run.info.run_id)
@@ -195,7 +195,7 @@ def close_stale_parents(client: MlflowClient, experiment_id: str, study_name: st
         worker = tags.get(TAG_WORKER, "?")
         client.set_tag(run.info.run_id, TAG_FAIL_REASON,
                        f"sweep process {worker} stopped sending heartbeats {now - beat:.0f} s ago (grace period "
-                       f"{grace:g} s): killed or lost; run ended KILLED by {st.worker_id()}")
+                       f"{grace:g} s): killed or lost; run ended KILLED by {attrs.worker_id()}")
         client.set_terminated(run.info.run_id, "KILLED")
         log.warning("MLflow parent run %s of sweep process %s (no heartbeat for %.0f s) ended KILLED",
                     run.info.run_id, worker, now - beat)

@@ -31,7 +31,6 @@ from mlflow.exceptions import MlflowException
 
 from numpynet.sweeps.errors import StoreError, UserError
 from numpynet.sweeps.recording.redact import mask_url, mask_urls_in
-from numpynet.sweeps.recording.names import PREFIX as TAG_PREFIX, FAILURE_REASON, STOPPED_EPOCH, REPRODUCED_FROM
 
 log = logging.getLogger(__name__)
 
@@ -185,13 +184,15 @@ def create_run(client: MlflowClient, uri: str, experiment_id: str, **kwargs: Any
     """
     try:
         return retry_locked(lambda: client.create_run(experiment_id, **kwargs))
-    except (OSError, MlflowException) as exc:
-        raise StoreError(f"cannot write to the MLflow store {mask_url(uri)}: {store_fault_reason(exc)}") from None
     except Exception as exc:
-        if _is_database_error(exc):
-            raise StoreError(f"cannot write to the MLflow store {mask_url(uri)}: "
-                             f"{store_fault_reason(exc)}") from None
-        raise
+        raise store_error(uri, exc) from None
+
+
+def store_error(uri: str, exc: BaseException) -> BaseException:
+    """A failed write as a one-line :class:`StoreError` when the store refused it, else ``exc`` itself."""
+    if isinstance(exc, (OSError, MlflowException)) or _is_database_error(exc):
+        return StoreError(f"cannot write to the MLflow store {mask_url(uri)}: {store_fault_reason(exc)}")
+    return exc
 
 
 #: HTTP retries while probing whether a store can be written: a blip survives, a fault shows in seconds
@@ -256,7 +257,7 @@ def store_fault_reason(exc: BaseException) -> str:
 
 
 def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
-    items = [Param(k, _param_text(v)) for k, v in params.items()]
+    items = [Param(k, param_text(v)) for k, v in params.items()]
     for start in range(0, len(items), PARAM_BATCH_LIMIT):
         chunk = items[start:start + PARAM_BATCH_LIMIT]
         retry_locked(lambda: client.log_batch(run_id, params=chunk))
@@ -383,14 +384,14 @@ def git_commit(path: Path) -> tuple[str, bool] | None:
     return (commit, bool(status.strip())) if commit else None
 
 
-def _param_text(value: Any) -> str:
+def param_text(value: Any) -> str:
     """YAML-like text, so params read like config.yaml (``null``, ``true``, ``[64, 32]``)."""
     if value is None:
         text = "null"
     elif isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, (list, tuple)):
-        text = "[" + ", ".join(_param_text(v) for v in value) + "]"
+        text = "[" + ", ".join(param_text(v) for v in value) + "]"
     else:
         text = str(value)
     return text[:MAX_PARAM_VALUE]

@@ -90,7 +90,7 @@ def _trial_config(space: SearchSpace, base_overrides: list[str], sampled: Mappin
 def _check_one(space: SearchSpace, base_overrides: list[str], base_cfg: DictConfig, dataset, metric: str,
                sampled: Mapping[str, Any], composed: dict[tuple[str, ...], DictConfig]) -> None:
     from numpynet.sweeps.training.data import load_dataset
-    from numpynet.sweeps.training.train import CORE_ARGUMENTS, build_network
+    from numpynet.sweeps.training.network import CORE_ARGUMENTS, build_network
 
     overrides = space.overrides(sampled)
     where = f" (with the sampled values {' '.join(overrides)})" if overrides else ""

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from numpynet.sweeps.search import study as st
+from numpynet.sweeps.recording.redact import mask_url
+
+from numpynet.sweeps.search import storage
 from numpynet.sweeps.errors import UserError
 
 HEALTH_TIMEOUT = 5.0  # seconds for the tracking server's /health answer
@@ -19,7 +21,7 @@ DB_PROBE_TIMEOUT = 10  # seconds to connect to a database
 
 def check_storage(url: str) -> None:
     """The Optuna storage at ``url`` can be opened (journal folder writable, database reachable)."""
-    if not st.is_rdb(url):
+    if not storage.is_rdb(url):
         folder = Path(url).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -28,7 +30,7 @@ def check_storage(url: str) -> None:
         if not os.access(folder, os.W_OK):
             raise UserError(f"cannot write the study storage {url}: {folder} is not writable")
         return
-    st.check_rdb_url(url)
+    storage.check_rdb_url(url)
     _probe_database(url, "the study storage")
 
 
@@ -54,7 +56,7 @@ def _probe_server(uri: str) -> None:
     verify: bool | str = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() not in ("true", "1")
     if verify and os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
         verify = os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"]
-    where = st.mask_url(uri)
+    where = mask_url(uri)
     try:
         answer = requests.get(health, timeout=HEALTH_TIMEOUT, verify=verify, allow_redirects=True)
     except requests.exceptions.RequestException as exc:
@@ -89,7 +91,7 @@ def _network_reason(exc: Exception) -> str:
 def _probe_database(url: str, what: str) -> None:
     import sqlalchemy
 
-    connect_args = st.pg_connect_args() if url.startswith("postgresql") else {}
+    connect_args = storage.pg_connect_args() if url.startswith("postgresql") else {}
     connect_args["connect_timeout"] = DB_PROBE_TIMEOUT if connect_args else None
     connect_args = {k: v for k, v in connect_args.items() if v is not None}
     try:
@@ -100,4 +102,4 @@ def _probe_database(url: str, what: str) -> None:
         finally:
             engine.dispose()
     except Exception as exc:
-        raise UserError(f"cannot open {what} {st.mask_url(url)}: {st.db_error_text(exc, url)}") from None
+        raise UserError(f"cannot open {what} {mask_url(url)}: {storage.db_error_text(exc, url)}") from None

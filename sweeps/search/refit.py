@@ -110,7 +110,7 @@ Train = Callable[..., dict[str, Any]]
 
 def refit_epochs(trial: FrozenTrial) -> int | None:
     """The epochs a refit of ``trial`` trains when the study's objective is the best epoch."""
-    from numpynet.sweeps.search.study import ATTR_BEST_EPOCH
+    from numpynet.sweeps.search.attrs import ATTR_BEST_EPOCH
 
     epoch = trial.user_attrs.get(ATTR_BEST_EPOCH)
     return None if epoch is None else int(epoch) + 1

@@ -32,7 +32,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
-from numpynet.sweeps.search import study as st  # noqa: E402
+from numpynet.sweeps.search import attrs, budget
 from numpynet.sweeps.recording import study_plots  # noqa: E402
 from numpynet.sweeps.recording.names import TRIAL as TAG_REGISTERED_TRIAL, STUDY as TAG_REGISTERED_STUDY
 from numpynet.sweeps.recording import names
@@ -93,14 +93,14 @@ def _owned_by_another_study(client: MlflowClient, name: str, study_name: str) ->
 
 
 def failure_reasons(study: optuna.Study) -> list[str]:
-    return [f"trial {t.number}: {t.user_attrs[st.ATTR_FAIL_REASON]}"
-            for t in study.get_trials(deepcopy=False) if st.ATTR_FAIL_REASON in t.user_attrs]
+    return [f"trial {t.number}: {t.user_attrs[attrs.ATTR_FAIL_REASON]}"
+            for t in study.get_trials(deepcopy=False) if attrs.ATTR_FAIL_REASON in t.user_attrs]
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
-        name = "INTERRUPTED" if st.ATTR_INTERRUPTED in t.user_attrs else t.state.name
+        name = "INTERRUPTED" if attrs.ATTR_INTERRUPTED in t.user_attrs else t.state.name
         counts[name] = counts.get(name, 0) + 1
     return counts
 
@@ -116,7 +116,7 @@ def top_trials(study: optuna.Study, k: int) -> list[dict[str, Any]]:
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     done.sort(key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
     return [{"number": t.number, "value": t.value, "params": dict(t.params),
-             "run_id": t.user_attrs.get(st.ATTR_RUN_ID)} for t in done[:k]]
+             "run_id": t.user_attrs.get(attrs.ATTR_RUN_ID)} for t in done[:k]]
 
 
 def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_report=None) -> "Any":
@@ -141,11 +141,11 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
         if best is not None:
             summary.best_number, summary.best_value = best.number, best.value
             summary.best_params = dict(best.params)
-            summary.best_run_id = best.user_attrs.get(st.ATTR_RUN_ID)
+            summary.best_run_id = best.user_attrs.get(attrs.ATTR_RUN_ID)
             metrics["best_value"] = float(best.value)
             client.log_batch(parent, params=[Param(f"best.{k}", str(v)) for k, v in best.params.items()])
             client.set_tag(parent, names.BEST_TRIAL, str(best.number))
-        baseline = st.baseline_trial(study)
+        baseline = budget.baseline_trial(study)
         if baseline is not None:
             summary.baseline_number, summary.baseline_state = baseline.number, baseline.state.name
             summary.baseline_value = baseline.value
@@ -252,7 +252,7 @@ def _log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_
     if not sweep.get("register_model", True):
         return None
     name = registered_model_name(sweep["study_name"])
-    with st.budget_lock(plan.storage_url, sweep["study_name"] + ":registry"):
+    with budget.budget_lock(plan.storage_url, sweep["study_name"] + ":registry"):
         owner = _owned_by_another_study(client, name, sweep["study_name"])
         if owner is not None:
             log.warning("not registering the best model of study %r: the registered model %s belongs to "
