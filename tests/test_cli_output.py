@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-c", "import sys; from numpynet.sweeps.cli.policy import train_main; sys.exit(train_main())",
+    return subprocess.run([sys.executable, "-c", "import sys; from numpynet.sweeps.cli.train import train_main; sys.exit(train_main())",
                            *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -46,8 +46,8 @@ def _files_holding_the_secret(root: Path) -> list[str]:
             if p.is_file() and SECRET.encode() in p.read_bytes()]
 
 
-ENTRY_POINTS = {"numpynet-train": ("numpynet.sweeps.cli.policy", "train_main"),
-                "numpynet-reproduce": ("numpynet.sweeps.cli.policy", "reproduce_main"),
+ENTRY_POINTS = {"numpynet-train": ("numpynet.sweeps.cli.train", "train_main"),
+                "numpynet-reproduce": ("numpynet.sweeps.cli.reproduce", "reproduce_main"),
                 "numpynet-sweep": ("numpynet.sweeps.cli.sweep", "sweep_main")}
 
 

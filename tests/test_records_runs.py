@@ -160,7 +160,7 @@ def test_an_unwritable_store_is_one_line_and_exit_1(command: str, args: list[str
 
     path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
 
-    module = "numpynet.sweeps.cli.policy" if command == "train_main" else "numpynet.sweeps.cli.sweep"
+    module = "numpynet.sweeps.cli.train" if command == "train_main" else "numpynet.sweeps.cli.sweep"
     for uri, said in ((read_only_store, "attempt to write a readonly database"),
                       ("sqlite:////dev/null/store/mlflow.db", "Not a directory: /dev/null/store")):
         proc = subprocess.run(

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from services import console_script, free_port, mlflow_server, pg_database, wait_for, worker_env  # noqa: F401 (fixtures
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.search import attrs, budget, storage
-from numpynet.sweeps.search.trial import TAG_STATE, TAG_TRIAL
+from numpynet.sweeps.recording.names import TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE
 from numpynet.sweeps.search.report import TAG_REGISTERED_TRIAL, registered_model_name
 
 pytestmark = pytest.mark.timeout(600)

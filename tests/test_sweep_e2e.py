@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from numpynet import NeuralNetwork
 from numpynet.sweeps.search import attrs
-from numpynet.sweeps.search.trial import TAG_PRUNED_EPOCH, TAG_STATE, TAG_TRIAL
+from numpynet.sweeps.recording.names import PRUNED_EPOCH as TAG_PRUNED_EPOCH, TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE
 from numpynet.sweeps.search.sweep import run_sweep
 
 FAST = ["train.epoch=6", "train.decay_interval=2", "network.hidden=[16]", "tracking.log_plots=false"]
@@ -107,7 +107,7 @@ def test_small_sweep_is_fully_recorded(store):
     elsewhere = store / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.policy import train_main; raise SystemExit(train_main())",
+    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.train import train_main; raise SystemExit(train_main())",
                            "--config-dir", str(Path(cfg_path).parent), "--config-name", "best_config"],
                           cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -1,13 +1,10 @@
-"""Console entry points. Each is a thin wrapper: config in, one line out.
+"""The command-line policy the four commands share: errors, exit codes, logging, signals.
 
 :func:`run_hydra_app` is the shared part for Hydra-driven commands: it finds
 ``conf/`` next to the installed package, keeps Hydra from writing into the
 cwd, and turns every error a user can fix into one line on stderr and exit
 status 2 (tracebacks only with ``--debug`` or ``HYDRA_FULL_ERROR=1``). A new
-command is a task function plus a one-line ``*_main``::
-
-    def sweep_main(argv: list[str] | None = None) -> int:
-        return run_hydra_app(_sweep_task, prog="numpynet-sweep", config_name="sweep", argv=argv)
+command is a task function plus a one-line ``main`` (see :mod:`numpynet.sweeps.cli.train`).
 
 Exit status: 0 success, 1 training diverged / MLflow unreachable or unwritable /
 internal error, 2 bad config, data or hyperparameter, 130 interrupted.
@@ -22,10 +19,10 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from omegaconf import DictConfig
 
+from numpynet.sweeps import interrupt
 from numpynet.sweeps.errors import StoreError, UserError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -79,19 +76,21 @@ def run_hydra_app(
     sys.argv = [prog, *args]
     GlobalHydra.instance().clear()
     try:
-        with _quiet_mlflow_progress(), _sigterm_as_exit():
+        with _quiet_mlflow_progress(), deferred_signals():
             main()
             if failure is not None:
                 raise failure
-    except Terminated as exc:
-        print_error(prog, "terminated", exc)
-        return int(exc.code)
+            late = interrupt.requested()
+            if late is not None:  # came after the last safe point: the work is done and recorded
+                print_error(prog, f"{_signal_word(late)} after the run had ended (it is recorded in full)", None)
+                return 128 + int(late)
     except SystemExit as exc:  # --help, argparse errors
         code = exc.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_FAILURE)
     except KeyboardInterrupt as exc:
-        print_error(prog, "interrupted", exc)
-        return EXIT_INTERRUPTED
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else int(signal.SIGINT)
+        print_error(prog, _signal_word(signum), exc)
+        return 128 + int(signum)
     except BaseException as exc:  # noqa: BLE001 - every error becomes one line and a status
         return report_error(prog, exc, debug)
     finally:
@@ -203,54 +202,24 @@ def _quiet_mlflow_progress() -> Iterator[None]:
             os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved
 
 
-class Terminated(SystemExit):
-    """SIGTERM as an exception, so that ``train`` can end its run KILLED."""
-
-
 @contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """``kill`` ends the run KILLED instead of leaving it RUNNING."""
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated(128 + signum)
+def deferred_signals() -> Iterator[None]:
+    """The signal policy of every command: Ctrl-C and SIGTERM act at the next safe point.
 
+    A safe point is an epoch boundary (``on_epoch`` calls
+    :func:`numpynet.sweeps.interrupt.check`), between trials, or the sweep's
+    watch loop; the run in progress then ends KILLED, never half-written.
+    """
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = interrupt.install()
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        interrupt.restore(previous)
 
 
-# ----------------------------------------------------------------- numpynet-train
-def _train_task(cfg: DictConfig) -> int:
-    from numpynet.sweeps.cli.progress import EpochProgress
-    from numpynet.sweeps.training.train import train
-
-    with EpochProgress(total=int(cfg.train.epoch)) as progress:
-        result = train(cfg, on_epoch=progress.update)
-    print(summary_line(result))
-    return EXIT_OK
-
-
-def summary_line(result: dict[str, Any]) -> str:
-    """``run <id>: 200 epochs in 1.2 s, val_accuracy 0.969, test_accuracy 0.975 ...``"""
-    parts = [f"{result['epochs_run']} epochs in {result['fit_seconds']:.1f} s"]
-    for key in ("train_cost", "val_accuracy", "test_accuracy", "test_f1"):
-        if key in result:
-            parts.append(f"{key} {result[key]:.4g}")
-    return f"run {result['run_id']}: " + ", ".join(parts)
-
-
-def train_main(argv: list[str] | None = None) -> int:
-    """``numpynet-train [GROUP=OPTION ...] [KEY=VALUE ...] [--debug]``"""
-    return run_hydra_app(_train_task, prog="numpynet-train", argv=argv)
-
-
-def reproduce_main(argv: list[str] | None = None) -> int:
-    """``numpynet-reproduce RUN_ID [--tracking-uri URI] [KEY=VALUE ...] [--debug]``"""
-    from numpynet.sweeps.cli.reproduce import main
-
-    return main(argv)
+def _signal_word(signum: int) -> str:
+    return "terminated" if signum == signal.SIGTERM else "interrupted"

@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import sys
 
-    from numpynet.sweeps.cli.policy import EXIT_INTERRUPTED, print_error, report_error
+    from numpynet.sweeps import interrupt
+    from numpynet.sweeps.cli.policy import deferred_signals, print_error, report_error
     from numpynet.sweeps.cli.progress import EpochProgress
 
     prog = "numpynet-reproduce"
@@ -289,18 +290,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     debug = args.debug or os.environ.get("HYDRA_FULL_ERROR") == "1"
     logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(message)s")
-    logging.getLogger("sweeps").setLevel(logging.INFO)
+    logging.getLogger("numpynet.sweeps").setLevel(logging.INFO)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # we report a refused write once
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # one "Retrying ..." line per retry
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        interrupt.check()  # the shared signal policy: stop at an epoch boundary, the run ends KILLED
+        progress.update(epoch, metrics)
+
     try:
-        reproduction = Reproduction(args.run_id, tracking_uri=args.tracking_uri, overrides=args.overrides)
-        with EpochProgress(total=int(reproduction.cfg.train.epoch)) as progress:
-            verdict = reproduction.run(on_epoch=progress.update)
+        with deferred_signals():
+            reproduction = Reproduction(args.run_id, tracking_uri=args.tracking_uri, overrides=args.overrides)
+            with EpochProgress(total=int(reproduction.cfg.train.epoch)) as progress:
+                verdict = reproduction.run(on_epoch=on_epoch)
     except KeyboardInterrupt as exc:
-        print_error(prog, "interrupted", exc)
-        return EXIT_INTERRUPTED
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 2
+        print_error(prog, "terminated" if signum == 15 else "interrupted", exc)
+        return 128 + signum
     except Exception as exc:  # noqa: BLE001 - one line and a status, as every CLI here
         return report_error(prog, exc, debug)
     print(verdict.describe())
@@ -309,3 +316,8 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def reproduce_main(argv: list[str] | None = None) -> int:
+    """``numpynet-reproduce RUN_ID [--tracking-uri URI] [KEY=VALUE ...] [--debug]``"""
+    return main(argv)

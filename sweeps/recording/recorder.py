@@ -42,7 +42,7 @@ from typing import Any, Callable
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from numpynet.sweeps.recording.store import MAX_TAG_VALUE, param_text, retry_locked
+from numpynet.sweeps.recording.store import MAX_TAG_VALUE, open_client, param_text, retry_locked
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,19 @@ class Recorder:
 
     def __init__(self, tracking_uri: str, client: MlflowClient | None = None):
         self.tracking_uri = tracking_uri
-        self.client = client or MlflowClient(tracking_uri=tracking_uri)
+        self._client = client
         self._queue: queue.Queue = queue.Queue()
         self._errors: list[BaseException] = []
         self._writer: threading.Thread | None = None
         self._lock = threading.Lock()
         self.busy_seconds = 0.0  # time the writer thread spent storing (for the benchmarks)
+
+    @property
+    def client(self) -> MlflowClient:
+        """The store's client, opened on first use (a new local store is created under its lock)."""
+        if self._client is None:
+            self._client = open_client(self.tracking_uri)
+        return self._client
 
     # ------------------------------------------------------------ synchronous
     def create_run(self, experiment_id: str, run_name: str, tags: Mapping[str, Any]) -> str:

@@ -149,6 +149,19 @@ def _open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
         raise
 
 
+def open_client(uri: str) -> MlflowClient:
+    """A client for ``uri``; a new local store is created (MLflow's migrations) under the store lock."""
+    try:
+        with store_lock(local_store_dir(uri)):
+            return MlflowClient(tracking_uri=uri)
+    except (OSError, MlflowException) as exc:
+        raise StoreError(f"cannot open the MLflow store {mask_url(uri)}: {store_fault_reason(exc)}") from None
+    except Exception as exc:
+        if _is_database_error(exc):
+            raise StoreError(f"cannot open the MLflow store {mask_url(uri)}: {store_fault_reason(exc)}") from None
+        raise
+
+
 def _open_or_create_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     store_dir = local_store_dir(uri)
     with store_lock(store_dir):

@@ -125,7 +125,7 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
     With a :class:`numpynet.sweeps.search.refit.RefitReport`, its figures go on the parent
     too and the refit of the chosen configuration is the registered model.
     """
-    from numpynet.sweeps.search.sweep import SweepSummary
+    from numpynet.sweeps.search.plan import SweepSummary
 
     sweep = plan.sweep
     parent = plan.parent_run_id

@@ -66,10 +66,13 @@ class Trainer:
         self.uri = tracking_uri
         mlflow.set_tracking_uri(tracking_uri)  # the model logger reads MLflow's global URI
         self.recorder = recorder or Recorder(tracking_uri)
-        self.client = self.recorder.client
         self._experiments: dict[str, str] = {}
         self._process_tags: dict[str, str] | None = None
         self._files_checked = False
+
+    @property
+    def client(self):
+        return self.recorder.client
 
     # ------------------------------------------------------------ preparing
     def experiment_id(self, name: str) -> str:
