@@ -20,6 +20,7 @@ from mlflow.entities import RunStatus
 from optuna.trial import FrozenTrial
 
 from numpynet.sweeps.search import attrs, heartbeats
+from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.names import STUDY as TAG_STUDY, TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE, FAILURE_REASON as TAG_FAIL_REASON, WORKER as TAG_WORKER, HEARTBEAT as TAG_HEARTBEAT, HEARTBEAT_INTERVAL as TAG_HEARTBEAT_INTERVAL, GRACE_PERIOD as TAG_GRACE_PERIOD
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,29 @@ def close_dead_local_parents(client: MlflowClient, experiment_id: str, study_nam
         client.set_terminated(run.info.run_id, "KILLED")
         log.warning("MLflow parent run %s of dead sweep process %s ended KILLED", run.info.run_id, worker)
         closed.append(run.info.run_id)
+        closed += close_unfinished_children(client, experiment_id, run.info.run_id)
+    return closed
+
+
+def close_unfinished_children(client: MlflowClient, experiment_id: str, parent_id: str) -> list[str]:
+    """End KILLED the child runs of ``parent_id`` still RUNNING once no worker of it is alive.
+
+    A trial's writes are queued (:mod:`numpynet.sweeps.recording.recorder`)
+    and Optuna is told before they are all stored; a worker killed in
+    between leaves its run RUNNING, possibly without its last curves and
+    files. Optuna's record of the trial is the authority; the run is marked
+    ``numpynet.record=incomplete`` so that nobody mistakes it for a full one.
+    """
+    query = f"tags.`mlflow.parentRunId` = {_quoted(parent_id)} and attributes.status = 'RUNNING'"
+    closed = []
+    for run in client.search_runs([experiment_id], query, max_results=1000):
+        client.set_tag(run.info.run_id, names.RECORD, "incomplete")
+        client.set_tag(run.info.run_id, TAG_FAIL_REASON, "the worker process ended before this run's record was "
+                                                          "complete; the trial's state is in the Optuna study")
+        client.set_terminated(run.info.run_id, "KILLED")
+        log.warning("MLflow run %s (a child of %s) was left RUNNING by a dead worker: ended KILLED",
+                    run.info.run_id, parent_id)
+        closed.append(run.info.run_id)
     return closed
 
 
@@ -200,4 +224,5 @@ def close_stale_parents(client: MlflowClient, experiment_id: str, study_name: st
         log.warning("MLflow parent run %s of sweep process %s (no heartbeat for %.0f s) ended KILLED",
                     run.info.run_id, worker, now - beat)
         closed.append(run.info.run_id)
+        closed += close_unfinished_children(client, experiment_id, run.info.run_id)
     return closed

@@ -227,17 +227,35 @@ def _copy_best_config(client: MlflowClient, run_id: str, out: Path) -> None:
     (out / "_download").rmdir()
 
 
-def _log_model_from_run(client: MlflowClient, child_run_id: str, parent_run_id: str, base_cfg) -> str:
-    """Log the weights of a trial's run as a pyfunc model on the parent run."""
+def _log_model_from_run(client: MlflowClient, child_run_id: str, parent_run_id: str, base_cfg,
+                        figures: bool = False) -> str:
+    """Log the weights of a trial's run as a pyfunc model on the parent run.
+
+    With ``figures``, the trial's own figures (curves, learning rate,
+    confusion matrix, test predictions) are drawn into its run now: a
+    sweep's trials draw none while the search runs, the best one gets them
+    here, once.
+    """
     from numpynet import NeuralNetwork
 
-    from numpynet.sweeps.recording.artifacts import WEIGHTS_ARTIFACT, log_pyfunc_model
+    from numpynet.sweeps.recording.artifacts import WEIGHTS_ARTIFACT, log_pyfunc_model, test_metrics, write_plots
     from numpynet.sweeps.training.data import load_dataset
 
+    dataset = load_dataset(base_cfg.data)
     with tempfile.TemporaryDirectory() as tmp:
         local = client.download_artifacts(child_run_id, WEIGHTS_ARTIFACT, tmp)
         network = NeuralNetwork.load(local)
-    return log_pyfunc_model(client, parent_run_id, network, load_dataset(base_cfg.data))
+        if figures and not client.list_artifacts(child_run_id, "plots"):
+            # the weights file keeps the costs only: the other curves are the run's own metrics
+            for attr, metric in (("costs_", "train_cost"), ("val_costs_", "val_cost"),
+                                 ("train_accuracies_", "train_accuracy"), ("val_accuracies_", "val_accuracy"),
+                                 ("learning_rates_", "learning_rate")):
+                rows = sorted(client.get_metric_history(child_run_id, metric), key=lambda m: m.step)
+                setattr(network, attr, [m.value for m in rows])
+            folder = Path(tmp) / "plots"
+            write_plots(folder, network, dataset, test_metrics(network, dataset)[1])
+            client.log_artifacts(child_run_id, str(folder), artifact_path="plots")
+    return log_pyfunc_model(client, parent_run_id, network, dataset)
 
 
 def _log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_run_id: str,
@@ -245,7 +263,8 @@ def _log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_
     """Log the best trial's weights as a pyfunc model on the parent; register it once."""
     sweep = plan.sweep
     try:
-        model_uri = _log_model_from_run(client, child_run_id, plan.parent_run_id, base_cfg)
+        model_uri = _log_model_from_run(client, child_run_id, plan.parent_run_id, base_cfg,
+                                        figures=child_run_id == best.user_attrs.get(attrs.ATTR_RUN_ID))
     except Exception as exc:
         log.warning("could not log the best model of run %s: %s", child_run_id, exc)
         return None

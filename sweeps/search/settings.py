@@ -37,6 +37,8 @@ class SweepConfig:
     overrides: list = field(default_factory=list)  # training overrides fixed for every trial
     space: dict = field(default_factory=dict)       # config path -> distribution
     log_trial_models: bool = False     # log a pyfunc model per trial (the best is always logged and registered)
+    log_trial_plots: bool = False      # draw each trial's figures; the MLflow UI draws every curve from the metrics,
+                                       # and the best trial's figures are drawn when the sweep ends
     register_model: bool = True        # register the best trial's model in the MLflow model registry
     heartbeat_interval: Optional[int] = 10  # RDB storages: seconds between worker heartbeats
     grace_period: Optional[int] = 30   # RDB storages: a RUNNING trial silent this long is marked FAIL

@@ -33,7 +33,13 @@ from numpynet.sweeps.training.train import Trainer
 from numpynet.sweeps.search.first_trials import check_first_trials
 from numpynet.sweeps.recording.redact import recordable_overrides
 from numpynet.sweeps.search.space import SearchSpace, flatten_space
-from numpynet.sweeps.recording.stale_runs import CloseDeadTrialRuns, ParentHeartbeat, close_dead_local_parents, close_stale_parents
+from numpynet.sweeps.recording.stale_runs import (
+    CloseDeadTrialRuns,
+    ParentHeartbeat,
+    close_dead_local_parents,
+    close_stale_parents,
+    close_unfinished_children,
+)
 from numpynet.sweeps.search.settings import load_sweep_config, plain
 from numpynet.sweeps.recording import names
 
@@ -151,6 +157,11 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         failing = status == "FAILED"
         with contextlib.suppress(Exception):  # parents of sweeps that died meanwhile (logged inside)
             close_stale_parents(client, experiment_id, sweep["study_name"])
+        try:  # every worker has ended and flushed: a child still RUNNING lost its worker mid-record
+            trainer.recorder.flush()
+            close_unfinished_children(client, experiment_id, plan.parent_run_id)
+        except Exception as exc:
+            log.warning("could not end the unfinished runs of this sweep's dead workers: %s", exc)
         try:
             summary = study_report.summarise(study, client, plan, base_cfg, refit_report)
             summary.experiment_id = experiment_id
