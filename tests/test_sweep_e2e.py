@@ -68,7 +68,12 @@ def test_small_sweep_is_fully_recorded(store):
         history = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert [m.step for m in history] == list(range(6))
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"config.yaml", "plots", "weights"} <= files
+        assert {"config.yaml", "weights"} <= files
+        # figures are drawn for the best trial only, when the sweep ends (sweep.log_trial_plots=false)
+        assert ("plots" in files) == (trial.number == study.best_trial.number), (trial.number, files)
+    best_plots = {a.path for a in client.list_artifacts(children[study.best_trial.number].info.run_id, "plots")}
+    assert best_plots == {f"plots/{name}.png" for name in ("cost_curves", "learning_rate", "confusion_matrix",
+                                                            "test_predictions")}
 
     parent = client.get_run(summary.parent_run_id)
     assert parent.info.status == "FINISHED"

@@ -139,21 +139,21 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
 
 
 def _open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
-    try:
-        return _open_or_create_experiment(uri, name)
-    except (OSError, MlflowException) as exc:
-        raise StoreError(f"cannot open the MLflow store {mask_url(uri)}: {store_fault_reason(exc)}") from None
-    except Exception as exc:
-        if _is_database_error(exc):
-            raise StoreError(f"cannot open the MLflow store {mask_url(uri)}: {store_fault_reason(exc)}") from None
-        raise
+    return _opening(uri, lambda: _open_or_create_experiment(uri, name))
 
 
 def open_client(uri: str) -> MlflowClient:
     """A client for ``uri``; a new local store is created (MLflow's migrations) under the store lock."""
-    try:
+    def create() -> MlflowClient:
         with store_lock(local_store_dir(uri)):
             return MlflowClient(tracking_uri=uri)
+    return _opening(uri, create)
+
+
+def _opening(uri: str, open_: Callable[[], T]) -> T:
+    """``open_()``, where a store that cannot be opened is one :class:`StoreError` line."""
+    try:
+        return open_()
     except (OSError, MlflowException) as exc:
         raise StoreError(f"cannot open the MLflow store {mask_url(uri)}: {store_fault_reason(exc)}") from None
     except Exception as exc:

@@ -119,8 +119,15 @@ class Trainer:
         self.recorder.log_params(run_id, flatten(record))
         text = to_yaml(record)  # now, so that a run that fails can be reproduced
         if not self._files_checked:  # a store that cannot take files fails here, before any training
-            tracking.store_files_or_fail(self.uri, lambda: tracking.retry_locked(
-                lambda: self.client.log_text(run_id, text, names.CONFIG_ARTIFACT)))
+            try:
+                tracking.store_files_or_fail(self.uri, lambda: tracking.retry_locked(
+                    lambda: self.client.log_text(run_id, text, names.CONFIG_ARTIFACT)))
+            except BaseException as exc:
+                self.recorder.set_tags(run_id, {names.FAILURE_REASON: mask_urls_in(str(exc))})
+                self.recorder.end_run(run_id, "FAILED")
+                _flush_quietly(self, run_id)  # the run must not stay RUNNING, even if the command ends here
+                exc.add_note(f"MLflow run {run_id} ended FAILED")
+                raise
             self._files_checked = True
         else:
             self.recorder.log_text(run_id, text, names.CONFIG_ARTIFACT)
