@@ -102,10 +102,12 @@ class TrialPipeline:
     on_trial_end: Callable[[TrialOutcome], None] | None = None
     objective: str = "final"
     maximize: bool = True
+    base_cfg: Any = None  # compose_config(base_overrides), when the worker has composed it already
     prepared: PreparedConfig = field(init=False)
 
     def __post_init__(self) -> None:
-        self.prepared = PreparedConfig(self.base_overrides, [p.path for p in self.space.params if p.is_group])
+        self.prepared = PreparedConfig(self.base_overrides, [p.path for p in self.space.params if p.is_group],
+                                       self.base_cfg)
         base = self.prepared.composed({})
         load_dataset(base.data)  # loaded (and cached) before the first trial
         self.worker = attrs.worker_id()

@@ -51,14 +51,16 @@ def run_worker(plan: SweepPlan, worker_index: int = 0,
     from threadpoolctl import threadpool_limits
 
     sweep = plan.sweep
-    space = SearchSpace.from_config(sweep["space"], compose_config(plan.base_overrides), CONF_DIR)
+    base_cfg = compose_config(plan.base_overrides)
+    space = SearchSpace.from_config(sweep["space"], base_cfg, CONF_DIR)
     study = study or open_study(plan, space, worker_index)
     budget.join_study(study, plan.storage_url, sweep["sampler"], space, sweep["n_trials"])  # own sampler seed
     trainer = trainer or Trainer(plan.tracking_uri)
     pipeline = TrialPipeline(space, plan.base_overrides, sweep["metric"], sweep["study_name"], plan.parent_run_id,
                              trainer, plan.experiment_id, log_trial_models=sweep.get("log_trial_models", False),
                              log_trial_plots=sweep.get("log_trial_plots", False), on_trial_end=on_trial_end,
-                             objective=sweep.get("objective", "final"), maximize=sweep["direction"] == "maximize")
+                             objective=sweep.get("objective", "final"), maximize=sweep["direction"] == "maximize",
+                             base_cfg=base_cfg)
     try:
         return _trial_loop(plan, study, pipeline, deadline, threadpool_limits)
     finally:

@@ -34,10 +34,11 @@ class PreparedConfig:
     ``key`` is not in the config, as Hydra requires).
     """
 
-    def __init__(self, base_overrides: Sequence[str], groups: Sequence[str] = ()):
+    def __init__(self, base_overrides: Sequence[str], groups: Sequence[str] = (), base_cfg: DictConfig | None = None):
         self.base_overrides = [str(o) for o in base_overrides]
         self.groups = frozenset(groups)
-        self._composed: dict[tuple, DictConfig] = {}
+        # base_cfg: compose_config(base_overrides), when the caller has it already
+        self._composed: dict[tuple, DictConfig] = {} if base_cfg is None else {(): base_cfg}
 
     def composed(self, choices: Mapping[str, Any]) -> DictConfig:
         """The config for these group choices (Hydra, once per combination)."""
