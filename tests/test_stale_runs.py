@@ -83,3 +83,35 @@ def test_a_sweep_ends_the_runs_its_workers_left_unfinished(store, monkeypatch):
     assert run.info.status == "KILLED" and run.data.tags[names.RECORD] == "incomplete"
     children = client.search_runs([summary.experiment_id], f"tags.`mlflow.parentRunId` = '{summary.parent_run_id}'")
     assert len(children) == 2 and {r.info.status for r in children if r.info.run_id != dropped[0]} == {"FINISHED"}
+
+
+def test_a_write_that_fails_after_the_last_trial_fails_the_sweep_in_one_line(store, monkeypatch, capsys):
+    """The worker's final flush is where a failed end-of-trial write surfaces: the sweep must not report success."""
+    import errno
+
+    import pytest
+
+    from numpynet.sweeps.cli.sweep import sweep_main
+    from numpynet.sweeps.recording.recorder import Recorder
+
+    real_end = Recorder.end_run
+    ended: list[str] = []
+
+    def full_disk_on_the_last_end(self, run_id, status="FINISHED"):
+        ended.append(run_id)
+        if len(ended) == 2:  # the last trial's end: the write fails on the writer thread
+            def fail():
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.call(run_id, fail)
+            return
+        real_end(self, run_id, status)
+
+    monkeypatch.setattr(Recorder, "end_run", full_disk_on_the_last_end)
+    with pytest.raises(SystemExit) as info:
+        sweep_main(["sweep.n_trials=2", "sweep.pruner.name=none", "sweep.study_name=lastwrite", "train.epoch=2",
+                    "tracking.experiment=lastwrite"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("numpynet-sweep")]
+    assert len(lines) == 1 and "No space left on device" in lines[0], err
+    assert "Traceback" not in err

@@ -62,16 +62,25 @@ def run_worker(plan: SweepPlan, worker_index: int = 0,
                              objective=sweep.get("objective", "final"), maximize=sweep["direction"] == "maximize",
                              base_cfg=base_cfg)
     try:
-        return _trial_loop(plan, study, pipeline, deadline, threadpool_limits)
-    finally:
+        done = _trial_loop(plan, study, pipeline, deadline, threadpool_limits)
+    except BaseException:
         _flush_records(trainer)
+        raise
+    try:  # every queued write is stored before the worker ends; one that failed fails the sweep
+        trainer.recorder.flush()
+    except Exception as exc:
+        message = failures.fault_message(f"{exc}"[:500])
+        if plan.parent_run_id is not None:
+            failures.request_stop(study, plan.parent_run_id, message, 1)
+        raise SweepStopped(message, 1) from exc
+    return done
 
 
 def _flush_records(trainer: Trainer) -> None:
-    """Store every queued MLflow write before the worker goes (finished, failed or interrupted)."""
+    """Store every queued MLflow write before a failing worker goes; its own error says more."""
     try:
         trainer.recorder.flush()
-    except Exception as exc:  # the error that ends the worker (if any) says more; the next sweep cleans up
+    except Exception as exc:  # the error that ends the worker says more; the next sweep cleans up
         log.warning("some MLflow writes of this worker failed: %s", exc)
 
 
