@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from . import peers, workloads
+from . import peers
+from . import workloads
 from .common import (Context, SectionResult, Target, fmt, interleave, log, md_table, median,
                      paired_ratio, pick_used, spread)
 

@@ -34,10 +34,10 @@ def _workloads(ctx: Context) -> list[tuple[str, list[str]]]:
 def run(ctx: Context) -> SectionResult:
     from threadpoolctl import threadpool_limits
 
-    from sweeps.config import compose_config
-    from sweeps.cross_validation import fit_folds
-    from sweeps.data import load_dataset
-    from sweeps.train import build_network
+    from numpynet.sweeps.training.config import compose_config
+    from numpynet.sweeps.training.cross_validation import fit_folds
+    from numpynet.sweeps.training.data import load_dataset
+    from numpynet.sweeps.training.network import build_network
 
     rows, data = [], {}
     for name, overrides in _workloads(ctx):

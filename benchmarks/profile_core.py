@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from . import peers, workloads
+from . import peers
+from . import workloads
 from .common import Context, SectionResult, log, md_table
 
 KEY = "profile"

@@ -21,9 +21,9 @@ the test split.
 
 This measures the search, not the tracking: the studies run in this
 process tree with an in-memory Optuna storage and no MLflow, built from the
-harness's own pieces (study file, ``SearchSpace``, ``sweeps.study``'s
+harness's own pieces (study file, ``SearchSpace``, ``numpynet.sweeps.search.study``'s
 sampler and pruner tables, ``compose_config``, ``build_network``,
-``sweeps.cross_validation.fit_folds``, ``sweeps.refit.paired_interval``).
+``numpynet.sweeps.training.cross_validation.fit_folds``, ``numpynet.sweeps.search.refit.paired_interval``).
 The objective does what a sweep's trial does: report the study metric every
 epoch (the mean over folds for a cross-validated trial), ask
 ``should_prune``, return the final epoch's value. Independent studies run
@@ -101,7 +101,7 @@ def methods(problem: Problem) -> dict[str, list[str]]:
 
 def _prepare(p: Problem, overrides: list[str]):
     """(sweep config, base config, base overrides, search space) as a sweep would prepare them."""
-    from sweeps.sweep import prepare
+    from numpynet.sweeps.search.sweep import prepare
 
     train = list(p.train_overrides) + ([f"train.epoch={p.epochs}"] if p.epochs else [])
     return prepare(p.study_file, [*overrides, f"n_trials={p.n_trials}"], train)
@@ -112,14 +112,14 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
     import optuna
     from threadpoolctl import threadpool_limits
 
-    from sweeps import study as st
-    from sweeps.config import compose_config
-    from sweeps.cross_validation import fit_folds
-    from sweeps.refit import refit_epochs
-    from sweeps.data import load_dataset
-    from sweeps.objective import ObjectiveCurve
-    from sweeps.sweep_config import plain
-    from sweeps.train import build_network
+    from numpynet.sweeps.search import attrs, budget, samplers
+    from numpynet.sweeps.training.config import compose_config
+    from numpynet.sweeps.training.cross_validation import fit_folds
+    from numpynet.sweeps.search.refit import refit_epochs
+    from numpynet.sweeps.training.data import load_dataset
+    from numpynet.sweeps.search.trial import ObjectiveCurve
+    from numpynet.sweeps.search.settings import plain
+    from numpynet.sweeps.training.network import build_network
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     p = Problem(**problem)
@@ -128,10 +128,10 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
     overrides = [*methods(p)[method], f"sampler.seed={seed}", f"sampler.n_startup_trials={max(1, p.n_trials // 2)}"]
     sweep_cfg, base_cfg, base, space = _prepare(p, overrides)
     sweep = plain(sweep_cfg)
-    study = optuna.create_study(direction=sweep["direction"], sampler=st.make_sampler(sweep["sampler"], space),
-                                pruner=st.make_pruner(sweep["pruner"]))
+    study = optuna.create_study(direction=sweep["direction"], sampler=samplers.make_sampler(sweep["sampler"], space),
+                                pruner=samplers.make_pruner(sweep["pruner"]))
     if sweep.get("baseline"):
-        st.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
+        budget.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
     data = load_dataset(base_cfg.data)
     metric = sweep["metric"]
     folds = 1 if data.folds is None else len(data.folds)
@@ -157,7 +157,7 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
             trial.set_user_attr("epochs_run", (-1 if curve.epoch is None else curve.epoch + 1) * folds)
         if curve.value is None or not math.isfinite(curve.value):
             raise ValueError(f"{metric} is {curve.value!r} after training")
-        trial.set_user_attr(st.ATTR_BEST_EPOCH, curve.best_epoch)
+        trial.set_user_attr(attrs.ATTR_BEST_EPOCH, curve.best_epoch)
         return curve.value
 
     with threadpool_limits(limits=1):
@@ -235,10 +235,10 @@ def plot_curves(probs: list[Problem], results: list[dict[str, Any]], out_dir) ->
 
 def refit_scores(base: list[str], space, trial, n_seeds: int, epochs: int | None = None) -> list[float]:
     """Test accuracy of ``trial``'s configuration refitted on all the training data, per seed 0..n-1."""
-    from sweeps.config import compose_config
-    from sweeps.data import load_dataset
-    from sweeps.refit import REFIT_OVERRIDES, trial_overrides
-    from sweeps.train import build_network
+    from numpynet.sweeps.training.config import compose_config
+    from numpynet.sweeps.training.data import load_dataset
+    from numpynet.sweeps.search.refit import REFIT_OVERRIDES, trial_overrides
+    from numpynet.sweeps.training.network import build_network
 
     scores = []
     extra = [] if epochs is None else [f"train.epoch={epochs}"]
@@ -254,7 +254,7 @@ def baseline_scores(problem: dict[str, Any]) -> list[float] | None:
     """The baseline's refit test accuracy per seed (the same for every method: its configuration is fixed)."""
     from threadpoolctl import threadpool_limits
 
-    from sweeps.sweep_config import plain
+    from numpynet.sweeps.search.settings import plain
 
     p = Problem(**problem)
     sweep_cfg, _, base, space = _prepare(p, [])
@@ -319,7 +319,7 @@ def summarise(probs: list[Problem], results: list[dict[str, Any]],
               baseline: dict[str, list[float] | None]) -> dict[str, Any]:
     import numpy as np
 
-    from sweeps.refit import paired_interval
+    from numpynet.sweeps.search.refit import paired_interval
 
     out: dict[str, Any] = {}
     for p in probs:

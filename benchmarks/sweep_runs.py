@@ -42,7 +42,7 @@ def sweep_command() -> list[str]:
     script = Path(sys.executable).with_name("numpynet-sweep")
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from sweeps.sweep_cli import sweep_main; sys.exit(sweep_main())"]
+    return [sys.executable, "-c", "import sys; from numpynet.sweeps.cli.sweep import sweep_main; sys.exit(sweep_main())"]
 
 
 def sweep_env() -> dict[str, str]:
@@ -64,14 +64,20 @@ def run_cli(workdir: Path, args: list[str], timeout: float = 3600) -> dict[str, 
 
     Returns ``t_start`` / ``t_end`` (``time.time()`` around the process) and ``wall_s``.
     """
+    import resource
+
     workdir.mkdir(parents=True, exist_ok=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t_start = time.time()
     proc = subprocess.run(sweep_command() + args, cwd=workdir, env=sweep_env(), stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, timeout=timeout)
     t_end = time.time()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"numpynet-sweep {' '.join(args)} exited with {proc.returncode}:\n{proc.stderr[-3000:]}")
-    return {"t_start": t_start, "t_end": t_end, "wall_s": t_end - t_start}
+    # CPU of the command and every process it waited for (its workers): user + system
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"t_start": t_start, "t_end": t_end, "wall_s": t_end - t_start, "cpu_s": cpu}
 
 
 def create_store(workdir: Path) -> None:
@@ -125,6 +131,7 @@ def phases(workdir: Path, study_name: str, process: dict[str, Any]) -> dict[str,
     durations = sorted((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
     return {
         "wall_s": process["wall_s"],
+        "cpu_s": process.get("cpu_s"),
         "startup_s": parent_start - process["t_start"],
         "parent_s": parent_end - parent_start,
         "trials_s": last - first,

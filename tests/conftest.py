@@ -67,8 +67,9 @@ def catvnoncat_dir() -> Path:
 
 
 def run_cli(entry: str, args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 180):
-    """Run ``sweeps.cli.<entry>`` in a fresh Python process, as the console script does."""
-    code = f"import sys; from sweeps.cli import {entry}; sys.exit({entry}())"
+    """Run the console script's function ``entry`` (train_main, reproduce_main) in a fresh Python process."""
+    module = {"train_main": "train", "reproduce_main": "reproduce"}[entry]
+    code = f"import sys; from numpynet.sweeps.cli.{module} import {entry}; sys.exit({entry}())"
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=full_env,

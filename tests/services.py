@@ -173,8 +173,8 @@ def console_script(name: str) -> list[str]:
     script = Path(sys.executable).with_name(name)
     if script.is_file():
         return [str(script)]
-    module, func = {"numpynet-sweep": ("sweeps.sweep_cli", "sweep_main"),
-                    "numpynet-status": ("sweeps.sweep_cli", "status_main")}[name]
+    module, func = {"numpynet-sweep": ("numpynet.sweeps.cli.sweep", "sweep_main"),
+                    "numpynet-status": ("numpynet.sweeps.cli.sweep", "status_main")}[name]
     return [sys.executable, "-c", f"import sys; from {module} import {func}; sys.exit({func}())"]
 
 
@@ -208,6 +208,6 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
 def start_sweep(args: list[str], cwd: Path) -> subprocess.Popen:
     """``numpynet-sweep ARGS`` in a new process (this interpreter), on the default local stores of ``cwd``."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    code = "from sweeps.sweep_cli import sweep_main; sweep_main()"
+    code = "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()"
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

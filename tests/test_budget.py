@@ -17,10 +17,10 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 import numpynet
-from sweeps import study as st
-from sweeps.errors import UserError
-from sweeps.sweep import run_sweep
-from sweeps.sweep_cli import sweep_main
+from numpynet.sweeps.search import attrs, budget
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.sweep import run_sweep
+from numpynet.sweeps.cli.sweep import sweep_main
 
 from services import start_sweep, wait_for
 
@@ -109,14 +109,14 @@ def test_the_same_error_in_the_first_trials_stops_the_sweep_and_uses_no_budget(s
     trials = _study(store, "same").trials
     assert len(trials) == 3  # stopped: the fourth place of the budget was not tried
     assert all(t.state == TrialState.FAIL and t.user_attrs[FAIL_KIND] == "error" for t in trials)
-    assert st.budget_used(_study(store, "same")) == 0
+    assert budget.budget_used(_study(store, "same")) == 0
     assert [r.info.status for r in _parents(store)] == ["FAILED"]
     assert all(r.info.status != "RUNNING" for r in _runs(store))
 
     summary = run_sweep(sweep, [], FAST)  # fixed: the same command runs the whole budget
     trials = _study(store, "same").trials
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
-    assert summary.best_number is not None and st.budget_used(_study(store, "same")) == 4
+    assert summary.best_number is not None and budget.budget_used(_study(store, "same")) == 4
 
 
 def test_numeric_failures_count_and_end_the_parent_failed(store):
@@ -130,17 +130,17 @@ def test_numeric_failures_count_and_end_the_parent_failed(store):
     assert [r.info.status for r in _parents(store)] == ["FAILED"]  # consistent with exit status 1
     study = _study(store, "diverge")
     assert [t.user_attrs.get(FAIL_KIND) for t in study.trials] == ["numeric"] * 2
-    assert st.budget_used(study) == 2
+    assert budget.budget_used(study) == 2
 
 
 # ------------------------------------------------------ 5c: a fault of the machine / store
 def test_a_full_disk_during_a_trial_stops_the_sweep_with_one_line_and_uses_no_budget(store, monkeypatch, capsys):
-    from sweeps import artifacts
+    from numpynet.sweeps.recording import artifacts
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(artifacts, "log_run_files", disk_full)
+    monkeypatch.setattr(artifacts, "write_run_files", disk_full)
     with pytest.raises(SystemExit) as info:
         sweep_main([f"sweep={_study_file(store / 'f.yaml', study_name='full')}", *FAST])
     err = capsys.readouterr().err
@@ -151,7 +151,7 @@ def test_a_full_disk_during_a_trial_stops_the_sweep_with_one_line_and_uses_no_bu
     study = _study(store, "full")
     assert len(study.trials) == 1  # stopped at once
     assert study.trials[0].state == TrialState.FAIL and study.trials[0].user_attrs[FAIL_KIND] == "fault"
-    assert st.budget_used(study) == 0
+    assert budget.budget_used(study) == 0
     assert all(r.info.status != "RUNNING" for r in _runs(store))
     assert [r.info.status for r in _parents(store)] == ["FAILED"]
 
@@ -171,7 +171,7 @@ def test_after_ctrl_c_the_resumed_study_runs_the_interrupted_configuration_first
             "tracking.log_plots=false"]
     proc = start_sweep(args, store)
     running = wait_for(lambda: [t for t in _trials(store, "again")
-                                 if t.state == TrialState.RUNNING and st.ATTR_RUN_ID in t.user_attrs], 240,
+                                 if t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs], 240,
                         "a trial training in its MLflow run")[0]
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -180,7 +180,7 @@ def test_after_ctrl_c_the_resumed_study_runs_the_interrupted_configuration_first
 
     trials = _trials(store, "again")
     interrupted = trials[running.number]
-    assert interrupted.state == TrialState.FAIL and st.ATTR_INTERRUPTED in interrupted.user_attrs
+    assert interrupted.state == TrialState.FAIL and attrs.ATTR_INTERRUPTED in interrupted.user_attrs
     queued = [t for t in trials if t.state == TrialState.WAITING]
     assert len(queued) == 1 and queued[0].user_attrs[RERUN_OF] == running.number
 
@@ -194,4 +194,4 @@ def test_after_ctrl_c_the_resumed_study_runs_the_interrupted_configuration_first
     resumed_trials = [t for t in trials if t.user_attrs.get(INVOCATION) not in
                       (None, interrupted.user_attrs[INVOCATION])]
     assert min(resumed_trials, key=lambda t: t.datetime_start).number == rerun[0].number  # run first
-    assert sum(st.counts_in_budget(t) for t in trials) == 2
+    assert sum(attrs.counts_in_budget(t) for t in trials) == 2

@@ -17,8 +17,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from services import free_port
-from sweeps.cli import training_groups
-from sweeps.sweep_cli import _ProgressBar, runs_page_url, ui_command
+from numpynet.sweeps.cli.policy import training_groups
+from numpynet.sweeps.cli.sweep import _ProgressBar, runs_page_url, ui_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,12 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 def _train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-c", "import sys; from sweeps.cli import train_main; sys.exit(train_main())",
+    return subprocess.run([sys.executable, "-c", "import sys; from numpynet.sweeps.cli.train import train_main; sys.exit(train_main())",
                            *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_train_help_lists_only_the_groups_training_accepts(tmp_path):
-    from sweeps.config import compose_config
+    from numpynet.sweeps.training.config import compose_config
 
     proc = _train("--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -140,7 +140,7 @@ def test_progress_draws_no_lines_on_a_terminal(monkeypatch):
 def test_experiment_is_tagged_for_the_model_training_view(mlflow_store):
     from mlflow import MlflowClient
 
-    from sweeps import tracking
+    from numpynet.sweeps.recording import store as tracking
 
     tracking._EXPERIMENTS.clear()
     client, experiment_id = tracking.open_experiment(mlflow_store, "fresh")

@@ -10,7 +10,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
 from numpynet import NeuralNetwork
-from sweeps.config import (
+from numpynet.sweeps.training.config import (
     CONF_DIR,
     DATA_SCHEMAS,
     OPTIMIZER_SCHEMAS,
@@ -20,8 +20,8 @@ from sweeps.config import (
     compose_config,
     flatten,
 )
-from sweeps.errors import UserError
-from sweeps.train import CORE_ARGUMENTS, build_network
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.training.network import CORE_ARGUMENTS, build_network
 
 GROUPS = ("data", "network", "optimizer", "tracking")
 

@@ -140,10 +140,10 @@ def test_a_pickle_from_before_format_2_still_loads():
 
 
 def test_the_harness_builds_and_trains_its_network_unchanged():
-    """sweeps.train.build_network passes layer_dims positionally with seed-named kwargs."""
+    """numpynet.sweeps.training.network.build_network passes layer_dims positionally with seed-named kwargs."""
     from omegaconf import OmegaConf
 
-    from sweeps.train import build_network
+    from numpynet.sweeps.training.network import build_network
 
     cfg = OmegaConf.create({"network": {"hidden": [6, 3], "activation": "tanh", "initialization": "auto"},
                             "optimizer": {"name": "adam", "learning_rate": 0.01, "beta1": 0.9, "beta2": 0.999,

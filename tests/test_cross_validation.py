@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from numpynet import TrainingDiverged
-from sweeps.config import compose_config
-from sweeps.cross_validation import fit_folds, fold_metric, summary_metrics
-from sweeps.data import load_dataset, stratified_folds
-from sweeps.errors import UserError
-from sweeps.lockstep import fit_in_lockstep
-from sweeps.train import build_network
+from numpynet.sweeps.training.config import compose_config
+from numpynet.sweeps.training.cross_validation import fit_folds, fold_metric, summary_metrics
+from numpynet.sweeps.training.data import load_dataset, stratified_folds
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.training.lockstep import fit_in_lockstep
+from numpynet.sweeps.training.network import build_network
 
 FAST = ["train.epoch=7", "network.hidden=[12]", "data.folds=4"]
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from sweeps.config import compose_config
-from sweeps.data import content_hash, load_dataset
-from sweeps.errors import UserError
+from numpynet.sweeps.training.config import compose_config
+from numpynet.sweeps.training.data import content_hash, load_dataset
+from numpynet.sweeps.errors import UserError
 
 
 def data_cfg(*overrides: str):
@@ -269,7 +269,7 @@ def test_bad_npz_on_the_command_line_is_one_line_without_traceback(tmp_path: Pat
 
     path = tmp_path / "d.npz"
     path.write_text("not numpy")
-    proc = subprocess.run([sys.executable, "-c", "from sweeps.cli import train_main; raise SystemExit(train_main())",
+    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.train import train_main; raise SystemExit(train_main())",
                            "data=file", f"data.path={path}", f"tracking.uri=sqlite:///{tmp_path}/m.db"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2

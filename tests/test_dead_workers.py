@@ -18,10 +18,10 @@ from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
-from sweeps import study as st
-from sweeps.errors import UserError
-from sweeps.status import status_report
-from sweeps.sweep import run_sweep
+from numpynet.sweeps.search import attrs, heartbeats, storage
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.status import status_report
+from numpynet.sweeps.search.sweep import run_sweep
 
 from services import start_sweep, wait_for
 
@@ -64,7 +64,7 @@ def _status(client: MlflowClient, run_id: str) -> str:
 
 
 def _training(storage, name: str) -> list:
-    return [t for t in _trials(storage, name) if t.state == TrialState.RUNNING and st.ATTR_RUN_ID in t.user_attrs]
+    return [t for t in _trials(storage, name) if t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs]
 
 
 def _gone(pid: int) -> bool:
@@ -85,9 +85,9 @@ def test_a_sqlite_study_recovers_a_worker_killed_hard(store):
     victim = wait_for(lambda: _training(db, "lite"), 240, "a trial training in its MLflow run")[0]
     proc.kill()
     proc.communicate(timeout=30)
-    assert victim.user_attrs.get(st.ATTR_HEARTBEAT) == 1  # SQLite trials send heartbeats now
-    study = optuna.load_study(study_name="lite", storage=st.make_storage(db, 1, 3))
-    assert st.heartbeat_interval(study) == 1
+    assert victim.user_attrs.get(attrs.ATTR_HEARTBEAT) == 1  # SQLite trials send heartbeats now
+    study = optuna.load_study(study_name="lite", storage=storage.make_storage(db, 1, 3))
+    assert heartbeats.heartbeat_interval(study) == 1
     assert study.trials[victim.number].state == TrialState.RUNNING  # nobody has cleaned up yet
 
     resumed = start_sweep([args[0], "train.epoch=5", *SLOW_TRIAL], store)
@@ -95,11 +95,11 @@ def test_a_sqlite_study_recovers_a_worker_killed_hard(store):
     assert resumed.returncode == 0, err
     trials = _trials(db, "lite")
     dead = trials[victim.number]
-    assert dead.state == TrialState.FAIL and not st.counts_in_budget(dead)
+    assert dead.state == TrialState.FAIL and not attrs.counts_in_budget(dead)
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2  # its place was run by the resumed sweep
     client = _client(store)
-    assert _status(client, victim.user_attrs[st.ATTR_RUN_ID]) == "KILLED"
-    parent = client.get_run(victim.user_attrs[st.ATTR_RUN_ID]).data.tags["mlflow.parentRunId"]
+    assert _status(client, victim.user_attrs[attrs.ATTR_RUN_ID]) == "KILLED"
+    parent = client.get_run(victim.user_attrs[attrs.ATTR_RUN_ID]).data.tags["mlflow.parentRunId"]
     assert _status(client, parent) == "KILLED"
     assert all(r.info.status != "RUNNING" for r in _runs(store))
 
@@ -161,14 +161,14 @@ def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
     journal = _journal(store)
     victim = wait_for(lambda: len(_training(journal, "two")) == 2 and _training(journal, "two"), 300,
                        "two trials training")[0]
-    pid = int(victim.user_attrs[st.ATTR_WORKER].rsplit(":", 1)[1])
+    pid = int(victim.user_attrs[attrs.ATTR_WORKER].rsplit(":", 1)[1])
     assert pid != proc.pid
     os.kill(pid, signal.SIGKILL)
     client = _client(store)
 
     def ended() -> bool:
         trial = _trials(journal, "two")[victim.number]
-        return trial.state == TrialState.FAIL and _status(client, victim.user_attrs[st.ATTR_RUN_ID]) == "KILLED"
+        return trial.state == TrialState.FAIL and _status(client, victim.user_attrs[attrs.ATTR_RUN_ID]) == "KILLED"
 
     wait_for(ended, 90, "the parent to end the dead worker's trial and run")  # generous: CI machines are shared
     assert proc.poll() is None  # at once, while the sweep still runs
@@ -176,7 +176,7 @@ def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     trials = _trials(journal, "two")
-    assert not st.counts_in_budget(trials[victim.number])
+    assert not attrs.counts_in_budget(trials[victim.number])
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4  # the other worker ran the freed place
     assert all(r.info.status != "RUNNING" for r in _runs(store))
 
@@ -189,7 +189,7 @@ def test_workers_of_a_killed_sweep_stop_and_end_their_runs(store):
     journal = _journal(store)
     victims = wait_for(lambda: len(_training(journal, "orphans")) == 2 and _training(journal, "orphans"), 300,
                         "two trials training")
-    pids = [int(t.user_attrs[st.ATTR_WORKER].rsplit(":", 1)[1]) for t in victims]
+    pids = [int(t.user_attrs[attrs.ATTR_WORKER].rsplit(":", 1)[1]) for t in victims]
     proc.kill()  # the sweep process itself
     proc.communicate(timeout=30)
     wait_for(lambda: all(_gone(pid) for pid in pids), 60, "the orphaned workers to stop")
@@ -197,9 +197,9 @@ def test_workers_of_a_killed_sweep_stop_and_end_their_runs(store):
     trials = _trials(journal, "orphans")
     for victim in victims:
         trial = trials[victim.number]
-        assert trial.state == TrialState.FAIL and st.ATTR_INTERRUPTED in trial.user_attrs
-        assert _status(client, victim.user_attrs[st.ATTR_RUN_ID]) == "KILLED"
-    parent_id = client.get_run(victims[0].user_attrs[st.ATTR_RUN_ID]).data.tags["mlflow.parentRunId"]
+        assert trial.state == TrialState.FAIL and attrs.ATTR_INTERRUPTED in trial.user_attrs
+        assert _status(client, victim.user_attrs[attrs.ATTR_RUN_ID]) == "KILLED"
+    parent_id = client.get_run(victims[0].user_attrs[attrs.ATTR_RUN_ID]).data.tags["mlflow.parentRunId"]
     assert _status(client, parent_id) == "RUNNING"  # its process had no chance to end it
 
     resumed = start_sweep([args[0], "sweep.n_jobs=1", "train.epoch=5", *SLOW_TRIAL], store)

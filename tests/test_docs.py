@@ -1,7 +1,7 @@
 """The docs tell the truth: the quickstart runs, every config key they name exists.
 
-Keys are checked against the schemas themselves (``sweeps.config`` dataclasses
-and the per-option ``*_SCHEMAS`` tables, ``sweeps.sweep_config.SweepConfig``),
+Keys are checked against the schemas themselves (``numpynet.sweeps.training.config`` dataclasses
+and the per-option ``*_SCHEMAS`` tables, ``numpynet.sweeps.search.settings.SweepConfig``),
 so a key added to a schema is known here without editing this file.
 """
 
@@ -32,7 +32,7 @@ def _fields(schema) -> set[str]:
 
 def training_keys() -> set[str]:
     """``group.key`` for every key of the training config, read from the schema dataclasses."""
-    from sweeps import config
+    from numpynet.sweeps.training import config
 
     keys: set[str] = set()
     for f in dataclasses.fields(config.Config):
@@ -46,7 +46,7 @@ def training_keys() -> set[str]:
 
 
 def sweep_fields() -> dict[str, dataclasses.Field]:
-    from sweeps.sweep_config import SweepConfig
+    from numpynet.sweeps.search.settings import SweepConfig
 
     return {f.name: f for f in dataclasses.fields(SweepConfig)}
 

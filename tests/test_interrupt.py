@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from sweeps import interrupt
+from numpynet.sweeps import interrupt
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

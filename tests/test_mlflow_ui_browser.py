@@ -28,7 +28,7 @@ import pytest
 from mlflow import MlflowClient
 
 from services import MlflowServer, console_script, free_port, worker_env
-from sweeps.objective import TAG_TRIAL
+from numpynet.sweeps.recording.names import TRIAL as TAG_TRIAL
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -46,9 +46,9 @@ def _files_holding_the_secret(root: Path) -> list[str]:
             if p.is_file() and SECRET.encode() in p.read_bytes()]
 
 
-ENTRY_POINTS = {"numpynet-train": ("sweeps.cli", "train_main"),
-                "numpynet-reproduce": ("sweeps.cli", "reproduce_main"),
-                "numpynet-sweep": ("sweeps.sweep_cli", "sweep_main")}
+ENTRY_POINTS = {"numpynet-train": ("numpynet.sweeps.cli.train", "train_main"),
+                "numpynet-reproduce": ("numpynet.sweeps.cli.reproduce", "reproduce_main"),
+                "numpynet-sweep": ("numpynet.sweeps.cli.sweep", "sweep_main")}
 
 
 def _run(command: str, args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:

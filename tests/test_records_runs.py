@@ -41,13 +41,13 @@ SWEEP_FAST = ["train.epoch=6", "train.decay_interval=2", "network.hidden=[8]", "
 
 
 def _sweep(study_name: str):
-    from sweeps.sweep import run_sweep
+    from numpynet.sweeps.search.sweep import run_sweep
 
     return run_sweep("default", ["n_trials=1", f"study_name={study_name}", "pruner.name=none"], SWEEP_FAST)
 
 
 def test_studies_whose_names_sanitize_alike_register_separate_models(mlflow_store: str) -> None:
-    from sweeps.study_report import TAG_REGISTERED_STUDY, registered_model_name
+    from numpynet.sweeps.search.report import TAG_REGISTERED_STUDY, registered_model_name
 
     names = {registered_model_name(s) for s in ("x y", "x-y", "x_y", "x/y", "x  y")}
     assert len(names) == 5
@@ -64,7 +64,7 @@ def test_studies_whose_names_sanitize_alike_register_separate_models(mlflow_stor
 
 
 def test_a_registered_model_of_another_study_is_left_alone(mlflow_store: str, caplog) -> None:
-    from sweeps.study_report import TAG_REGISTERED_STUDY, registered_model_name
+    from numpynet.sweeps.search.report import TAG_REGISTERED_STUDY, registered_model_name
 
     client = MlflowClient(tracking_uri=mlflow_store)
     name = registered_model_name("mine")
@@ -82,9 +82,9 @@ def test_runs_record_the_numeric_environment_and_reproduce_warns_when_it_differs
     from threadpoolctl import threadpool_limits
 
     from conftest import TINY
-    from sweeps import numeric_env
-    from sweeps.config import compose_config
-    from sweeps.train import train
+    from numpynet.sweeps.training import numeric_env
+    from numpynet.sweeps.training.config import compose_config
+    from numpynet.sweeps.training.train import train
 
     with threadpool_limits(limits=1, user_api="blas"):
         run_id = train(compose_config(TINY))["run_id"]
@@ -160,7 +160,7 @@ def test_an_unwritable_store_is_one_line_and_exit_1(command: str, args: list[str
 
     path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
 
-    module = "sweeps.cli" if command == "train_main" else "sweeps.sweep_cli"
+    module = "numpynet.sweeps.cli.train" if command == "train_main" else "numpynet.sweeps.cli.sweep"
     for uri, said in ((read_only_store, "attempt to write a readonly database"),
                       ("sqlite:////dev/null/store/mlflow.db", "Not a directory: /dev/null/store")):
         proc = subprocess.run(
@@ -179,8 +179,8 @@ def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_li
     from services import MlflowServer, fresh_database
 
     from conftest import TINY
-    from sweeps.config import compose_config
-    from sweeps.train import train
+    from numpynet.sweeps.training.config import compose_config
+    from numpynet.sweeps.training.train import train
 
     root = tmp_path / "server"
     with fresh_database() as backend, MlflowServer(backend, root / "artifacts", root / "server.log") as server:

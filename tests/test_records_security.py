@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps import tracking
+from numpynet.sweeps.recording import store as tracking
 
 
 # ------------------------------------------------------------------ item 4
@@ -71,8 +71,8 @@ def test_git_commit_works_while_the_user_holds_the_index_lock(tmp_path: Path) ->
     ("/home/me/mlruns/optuna/journal.log", "/home/me/mlruns/optuna/journal.log"),
 ])
 def test_mask_url_hides_every_password(url: str, shown: str) -> None:
-    from sweeps.redact import mask_url
-    from sweeps.study import mask_url as study_mask_url
+    from numpynet.sweeps.recording.redact import mask_url
+    from numpynet.sweeps.recording.redact import mask_url as study_mask_url
 
     assert mask_url(url) == shown
     assert study_mask_url(url) == shown
@@ -80,7 +80,7 @@ def test_mask_url_hides_every_password(url: str, shown: str) -> None:
 
 
 def test_mask_urls_in_text_and_overrides() -> None:
-    from sweeps.redact import mask_urls_in, recordable_overrides
+    from numpynet.sweeps.recording.redact import mask_urls_in, recordable_overrides
 
     text = "cannot open 'postgresql://u:ab/SECRET@h/db': refused; tracking.uri=http://a:SECRET@h:1/x"
     assert "SECRET" not in mask_urls_in(text)
@@ -119,9 +119,9 @@ def test_reproduce_refuses_an_interpolation_in_a_logged_config(mlflow_store: str
     from mlflow import MlflowClient
 
     from conftest import TINY
-    from sweeps.config import compose_config
-    from sweeps.reproduce import main
-    from sweeps.train import train
+    from numpynet.sweeps.training.config import compose_config
+    from numpynet.sweeps.cli.reproduce import main
+    from numpynet.sweeps.training.train import train
 
     monkeypatch.setenv("SOME_SECRET", "TOPSECRETvalue")
     run_id = train(compose_config(TINY))["run_id"]

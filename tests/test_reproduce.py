@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from sweeps.config import compose_config
-from sweeps.errors import UserError
-from sweeps.reproduce import VERDICT_TAG, Reproduction, compare_runs, reproduce
-from sweeps.tracking import REPRODUCED_FROM
-from sweeps.train import train
+from numpynet.sweeps.training.config import compose_config
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.cli.reproduce import VERDICT_TAG, Reproduction, compare_runs, reproduce
+from numpynet.sweeps.recording.names import REPRODUCED_FROM
+from numpynet.sweeps.training.train import train
 
 from conftest import TINY, run_cli
 
@@ -55,7 +55,7 @@ def test_a_different_config_is_reported_with_the_first_differing_epoch(mlflow_st
 
 
 def test_overrides_apply_and_a_length_change_exits_1(mlflow_store: str, capsys) -> None:
-    from sweeps.cli import reproduce_main
+    from numpynet.sweeps.cli.reproduce import reproduce_main
 
     source = train(compose_config(TINY))["run_id"]
     assert reproduce_main([source, "train.epoch=4"]) == 1
@@ -85,7 +85,7 @@ def test_a_stopped_run_is_compared_over_its_epochs(mlflow_store: str) -> None:
 
 
 def test_unknown_run_and_run_without_config(mlflow_store: str, capsys) -> None:
-    from sweeps.cli import reproduce_main
+    from numpynet.sweeps.cli.reproduce import reproduce_main
 
     assert reproduce_main(["0123456789abcdef"]) == 2
     err = capsys.readouterr().err

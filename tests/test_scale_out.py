@@ -22,9 +22,10 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from services import console_script, free_port, mlflow_server, pg_database, wait_for, worker_env  # noqa: F401 (fixtures
-from sweeps import study as st
-from sweeps.objective import TAG_STATE, TAG_TRIAL
-from sweeps.study_report import TAG_REGISTERED_TRIAL, registered_model_name
+from numpynet.sweeps.recording.redact import mask_url
+from numpynet.sweeps.search import attrs, budget, storage
+from numpynet.sweeps.recording.names import TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE
+from numpynet.sweeps.search.report import TAG_REGISTERED_TRIAL, registered_model_name
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -89,12 +90,12 @@ def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_dat
     trials = study.get_trials()
     assert sorted(t.number for t in trials) == list(range(budget))
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    assert sum(st.counts_in_budget(t) for t in trials) == budget
+    assert sum(attrs.counts_in_budget(t) for t in trials) == budget
     pids = {w.pid for w in workers}
-    seen = {t.user_attrs[st.ATTR_WORKER] for t in trials}
+    seen = {t.user_attrs[attrs.ATTR_WORKER] for t in trials}
     assert seen <= {f"{HOST}:{pid}" for pid in pids}
     assert len(seen) >= 2, f"the trials should be spread over the workers, got {seen}"
-    assert study.user_attrs[st.STUDY_ATTR_JOINED] == 3
+    assert study.user_attrs[attrs.STUDY_ATTR_JOINED] == 3
     assert len({tuple(sorted(t.params.items())) for t in trials}) == budget, "workers proposed the same point"
 
     # MLflow: one parent run per worker, one child run per trial, content agrees with Optuna
@@ -111,8 +112,8 @@ def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_dat
         run = by_number[trial.number]
         assert run.data.tags["mlflow.parentRunId"] in parents
         assert parents[run.data.tags["mlflow.parentRunId"]].data.tags["numpynet.worker"] == \
-            trial.user_attrs[st.ATTR_WORKER], "a trial's run hangs under its own worker's parent"
-        assert trial.user_attrs[st.ATTR_RUN_ID] == run.info.run_id
+            trial.user_attrs[attrs.ATTR_WORKER], "a trial's run hangs under its own worker's parent"
+        assert trial.user_attrs[attrs.ATTR_RUN_ID] == run.info.run_id
         assert run.data.tags[TAG_STATE] == trial.state.name
         for key, value in trial.params.items():
             assert _param_matches(run.data.params[key], value), (trial.number, key)
@@ -168,8 +169,8 @@ def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_datab
             trials = _study(pg_database, study_name).get_trials(states=(TrialState.RUNNING,))
         except KeyError:
             return None
-        return next((t for t in trials if t.user_attrs.get(st.ATTR_WORKER) == victim_id
-                     and t.user_attrs.get(st.ATTR_RUN_ID) and len(t.intermediate_values) >= 20), None)
+        return next((t for t in trials if t.user_attrs.get(attrs.ATTR_WORKER) == victim_id
+                     and t.user_attrs.get(attrs.ATTR_RUN_ID) and len(t.intermediate_values) >= 20), None)
 
     try:
         doomed = wait_for(victim_mid_trial, 180, "the victim worker in the middle of a trial")
@@ -188,10 +189,10 @@ def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_datab
     study = _study(pg_database, study_name)
     trials = study.get_trials()
     dead = study.trials[doomed.number]
-    assert dead.state == TrialState.FAIL and st.is_stale_failure(dead)
-    assert not st.counts_in_budget(dead)
-    assert sum(st.counts_in_budget(t) for t in trials) == budget
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials if st.counts_in_budget(t))
+    assert dead.state == TrialState.FAIL and attrs.is_stale_failure(dead)
+    assert not attrs.counts_in_budget(dead)
+    assert sum(attrs.counts_in_budget(t) for t in trials) == budget
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials if attrs.counts_in_budget(t))
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
     assert len(retries) == 1 and retries[0].params == dead.params  # sweep.retry_failed=1 ran it again
@@ -200,7 +201,7 @@ def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_datab
     client = MlflowClient(tracking_uri=mlflow_server.url)
     runs = _runs(client, experiment)
     assert not [r for r in runs if r.info.status == "RUNNING"], "no eternal RUNNING rows in the UI"
-    dead_run = client.get_run(doomed.user_attrs[st.ATTR_RUN_ID])
+    dead_run = client.get_run(doomed.user_attrs[attrs.ATTR_RUN_ID])
     assert dead_run.info.status == "KILLED"
     assert dead_run.data.tags[TAG_STATE] == "FAIL"
     assert victim_id in dead_run.data.tags["numpynet.failure_reason"]
@@ -226,7 +227,7 @@ def test_the_budget_lock_is_one_postgresql_advisory_lock_per_study(pg_database):
     held = threading.Event()
 
     def holder():
-        with st.budget_lock(pg_database, "locked-study"):
+        with budget.budget_lock(pg_database, "locked-study"):
             order.append("first in")
             held.set()
             time.sleep(1.0)
@@ -236,9 +237,9 @@ def test_the_budget_lock_is_one_postgresql_advisory_lock_per_study(pg_database):
     thread.start()
     held.wait(10)
     # another connection (as another machine would have) waits for the holder...
-    st._ENGINES.clear()
+    storage._ENGINES.clear()
     start = time.monotonic()
-    with st.budget_lock(pg_database, "locked-study"):
+    with budget.budget_lock(pg_database, "locked-study"):
         order.append("second in")
     waited = time.monotonic() - start
     thread.join()
@@ -250,8 +251,8 @@ def test_the_budget_lock_is_one_postgresql_advisory_lock_per_study(pg_database):
     held.clear()
     thread.start()
     held.wait(10)
-    st._ENGINES.clear()
-    with st.budget_lock(pg_database, "another-study"):
+    storage._ENGINES.clear()
+    with budget.budget_lock(pg_database, "another-study"):
         order.append("other study in")
     thread.join()
     assert order[:2] == ["first in", "other study in"]
@@ -323,7 +324,7 @@ BAD = {
 def test_bad_connection_strings_fail_fast_with_the_uri_masked(case, pg_database, tmp_path):
     make_args, where, why = BAD[case]
     port = _closed_port()
-    db_masked = st.mask_url(pg_database.replace("postgres@", "postgres:s3cret@"))
+    db_masked = mask_url(pg_database.replace("postgres@", "postgres:s3cret@"))
     start = time.monotonic()
     proc = subprocess.run(console_script("numpynet-sweep") + make_args(pg_database, port) + ["train.epoch=5", "train.decay_interval=2"],
                           cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=120)

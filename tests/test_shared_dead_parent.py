@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from services import console_script, mlflow_server, pg_database, wait_for, worker_env  # noqa: F401 (fixtures
-from sweeps.stale_runs import TAG_FAIL_REASON
+from numpynet.sweeps.recording.stale_runs import TAG_FAIL_REASON
 
 TAG_HEARTBEAT = "numpynet.heartbeat"  # a string: the test runs unchanged against older code
 
@@ -82,7 +82,7 @@ def test_a_later_worker_ends_the_parent_run_of_a_worker_killed_anywhere(pg_datab
 
 
 def test_a_parent_with_a_fresh_heartbeat_is_left_alone(mlflow_store):
-    from sweeps.stale_runs import close_stale_parents
+    from numpynet.sweeps.recording.stale_runs import close_stale_parents
 
     client = MlflowClient(mlflow_store)
     exp = client.create_experiment("hb")

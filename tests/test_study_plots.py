@@ -12,8 +12,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweeps import study_plots
-from sweeps.study_report import PLOTS, _write_plots
+from numpynet.sweeps.recording import study_plots
+from numpynet.sweeps.search.report import PLOTS, _write_plots
 
 
 def synthetic_study(n: int, seed: int = 0, epochs: int = 60) -> optuna.Study:

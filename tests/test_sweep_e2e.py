@@ -19,9 +19,9 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from numpynet import NeuralNetwork
-from sweeps import study as st
-from sweeps.objective import TAG_PRUNED_EPOCH, TAG_STATE, TAG_TRIAL
-from sweeps.sweep import run_sweep
+from numpynet.sweeps.search import attrs
+from numpynet.sweeps.recording.names import PRUNED_EPOCH as TAG_PRUNED_EPOCH, TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE
+from numpynet.sweeps.search.sweep import run_sweep
 
 FAST = ["train.epoch=6", "train.decay_interval=2", "network.hidden=[16]", "tracking.log_plots=false"]
 
@@ -60,7 +60,7 @@ def test_small_sweep_is_fully_recorded(store):
         assert run.info.status == "FINISHED"
         assert run.data.tags[TAG_STATE] == trial.state.name
         assert run.info.run_name == f"trial-{trial.number}"
-        assert trial.user_attrs[st.ATTR_RUN_ID] == run.info.run_id
+        assert trial.user_attrs[attrs.ATTR_RUN_ID] == run.info.run_id
         for key, value in trial.params.items():
             logged = run.data.params[key]
             assert (logged == "null" and value is None) or yaml.safe_load(logged) == value, key
@@ -68,7 +68,12 @@ def test_small_sweep_is_fully_recorded(store):
         history = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert [m.step for m in history] == list(range(6))
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"config.yaml", "plots", "weights"} <= files
+        assert {"config.yaml", "weights"} <= files
+        # figures are drawn for the best trial only, when the sweep ends (sweep.log_trial_plots=false)
+        assert ("plots" in files) == (trial.number == study.best_trial.number), (trial.number, files)
+    best_plots = {a.path for a in client.list_artifacts(children[study.best_trial.number].info.run_id, "plots")}
+    assert best_plots == {f"plots/{name}.png" for name in ("cost_curves", "learning_rate", "confusion_matrix",
+                                                            "test_predictions")}
 
     parent = client.get_run(summary.parent_run_id)
     assert parent.info.status == "FINISHED"
@@ -107,7 +112,7 @@ def test_small_sweep_is_fully_recorded(store):
     elsewhere = store / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.run([sys.executable, "-c", "from sweeps.cli import train_main; raise SystemExit(train_main())",
+    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.train import train_main; raise SystemExit(train_main())",
                            "--config-dir", str(Path(cfg_path).parent), "--config-name", "best_config"],
                           cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -143,11 +148,11 @@ def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(store):
         assert run.data.tags[TAG_STATE] == trial.state.name
         if trial.state == TrialState.FAIL:
             assert trial.params["optimizer.learning_rate"] == 1.0e200
-            assert "diverged" in trial.user_attrs[st.ATTR_FAIL_REASON]
+            assert "diverged" in trial.user_attrs[attrs.ATTR_FAIL_REASON]
             assert run.info.status == "FAILED"
             assert "diverged" in run.data.tags["numpynet.failure_reason"]
         if trial.state == TrialState.PRUNED:
-            epoch = trial.user_attrs[st.ATTR_PRUNED_EPOCH]
+            epoch = trial.user_attrs[attrs.ATTR_PRUNED_EPOCH]
             assert run.data.tags[TAG_PRUNED_EPOCH] == str(epoch)
             assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == epoch + 1 < 8
             assert run.info.status == "FINISHED"
@@ -155,7 +160,7 @@ def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(store):
 
 
 def test_a_study_where_every_trial_fails_ends_with_a_clear_error(store):
-    from sweeps.errors import UserError
+    from numpynet.sweeps.errors import UserError
 
     sweep = _write_sweep(store / "bad.yaml", study_name="bad", n_trials=2, sampler={"name": "random", "seed": 0},
                          overrides=["optimizer=gd", "train.epoch=5"],
@@ -167,7 +172,7 @@ def test_a_study_where_every_trial_fails_ends_with_a_clear_error(store):
 
 def _cli(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    code = "from sweeps.sweep_cli import sweep_main; sweep_main()"
+    code = "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()"
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
@@ -198,7 +203,7 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
     def one_done_one_training() -> bool:
         trials = _study(store, "stop").trials if _states(store, "stop") else []
         return (any(t.state == TrialState.COMPLETE for t in trials)
-                and any(t.state == TrialState.RUNNING and st.ATTR_RUN_ID in t.user_attrs for t in trials))
+                and any(t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs for t in trials))
 
     _wait_for(one_done_one_training, 240, "a finished trial and one training in its MLflow run")
     completed_before = {t.number: t.value for t in _study(store, "stop").trials if t.state == TrialState.COMPLETE}
@@ -210,21 +215,21 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
 
     trials = _study(store, "stop").trials
     assert TrialState.RUNNING not in [t.state for t in trials]
-    interrupted = [t for t in trials if st.ATTR_INTERRUPTED in t.user_attrs]
+    interrupted = [t for t in trials if attrs.ATTR_INTERRUPTED in t.user_attrs]
     assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
     client = _client(store)
     runs = _all_runs(client)
     assert all(r.info.status != "RUNNING" for r in runs)
     status = {r.info.run_id: r.info.status for r in runs}
-    assert all(status[t.user_attrs[st.ATTR_RUN_ID]] == "KILLED" for t in interrupted if st.ATTR_RUN_ID in t.user_attrs)
-    assert any(st.ATTR_RUN_ID in t.user_attrs for t in interrupted)
+    assert all(status[t.user_attrs[attrs.ATTR_RUN_ID]] == "KILLED" for t in interrupted if attrs.ATTR_RUN_ID in t.user_attrs)
+    assert any(attrs.ATTR_RUN_ID in t.user_attrs for t in interrupted)
     assert [r.info.status for r in runs if r.data.tags.get("numpynet.role") == "sweep"] == ["KILLED"]
 
     resumed = _cli(args, store)
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     trials = _study(store, "stop").trials
-    counted = [t for t in trials if st.counts_in_budget(t)]
+    counted = [t for t in trials if attrs.counts_in_budget(t)]
     assert len(counted) == 4 and all(t.state == TrialState.COMPLETE for t in counted)
     for number, value in completed_before.items():  # nothing completed was lost or re-run
         assert trials[number].state == TrialState.COMPLETE and trials[number].value == value
@@ -239,7 +244,7 @@ def test_two_workers_share_the_budget(store):
     numbers = [t.number for t in study.trials]
     assert sorted(numbers) == list(range(6))
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
-    workers = {t.user_attrs[st.ATTR_WORKER] for t in study.trials}
+    workers = {t.user_attrs[attrs.ATTR_WORKER] for t in study.trials}
     assert len(workers) == 2  # both processes ran trials
     children = _children(_client(store), summary.parent_run_id)
     assert sorted(int(r.data.tags[TAG_TRIAL]) for r in children) == list(range(6))
@@ -275,7 +280,7 @@ def test_a_killed_local_worker_leaves_nothing_running_after_resume(store):
     assert resumed.returncode == 0, err
     trials = _study(store, "killed").trials
     for number in dead:
-        assert trials[number].state == TrialState.FAIL and st.ATTR_INTERRUPTED in trials[number].user_attrs
+        assert trials[number].state == TrialState.FAIL and attrs.ATTR_INTERRUPTED in trials[number].user_attrs
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3  # the budget was completed
     running = [(r.info.run_name, r.data.tags.get("numpynet.role")) for r in _all_runs(_client(store))
                if r.info.status == "RUNNING"]

@@ -10,9 +10,9 @@ import optuna
 import pytest
 import yaml
 
-from sweeps.errors import UserError
-from sweeps.search_space import SearchSpace, format_override
-from sweeps.sweep import prepare
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.space import SearchSpace, format_override
+from numpynet.sweeps.search.sweep import prepare
 
 BASE = ["train.regularization=l2+dropout", "train.epoch=5"]
 
@@ -99,7 +99,7 @@ def test_sweep_cat_file_needs_paths():
 
 def test_conditional_parameter_sampled_only_when_active(tmp_path):
     _, base_cfg, _, _ = prepare("default", [], [])
-    from sweeps.config import CONF_DIR
+    from numpynet.sweeps.training.config import CONF_DIR
 
     space = SearchSpace.from_config({
         "train.decay": {"type": "categorical", "choices": [None, "continuous"]},
@@ -127,7 +127,7 @@ def test_overrides_format_for_hydra():
 def test_cli_bad_space_exits_2_without_traceback(tmp_path):
     space = {"optimizer.learning_rate": {"type": "float", "low": 1.0, "high": 0.5}}
     path = _sweep_file(tmp_path, space)
-    proc = subprocess.run([sys.executable, "-c", "from sweeps.sweep_cli import sweep_main; sweep_main()",
+    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()",
                            f"sweep={path}"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -154,7 +154,7 @@ def _local_env() -> dict[str, str]:
 def test_a_nan_bound_in_a_study_file_fails_before_any_run_or_trial(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("study_name: t\nn_trials: 2\nspace:\n  train.lambd: {type: float, low: .nan, high: 1.0}\n")
-    proc = subprocess.run([sys.executable, "-c", "from sweeps.sweep_cli import sweep_main; sweep_main()",
+    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()",
                            f"sweep={path}", "train.regularization=l2"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120, env=_local_env())
     assert proc.returncode == 2, proc.stderr
@@ -202,7 +202,7 @@ def test_a_bound_of_a_key_the_study_does_not_search_is_refused_by_name(tmp_path)
 
 
 def test_cli_bound_override_runs_a_sweep_with_that_bound(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "from sweeps.sweep_cli import sweep_main; sweep_main()",
+    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()",
                            "sweep.n_trials=2", "sweep.study_name=cli-bound", "sweep.pruner.name=none",
                            "sweep.space.optimizer.learning_rate.low=0.02", "sweep.space.optimizer.learning_rate.high=0.025",
                            "train.epoch=2", "network.hidden=[8]", "tracking.log_plots=false"],
@@ -217,7 +217,7 @@ def test_cli_bound_override_runs_a_sweep_with_that_bound(tmp_path):
 
 
 def test_a_quick_try_with_few_epochs_runs_and_warns_that_discrete_decay_never_steps(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "from sweeps.sweep_cli import sweep_main; sweep_main()",
+    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()",
                            "train.epoch=5", "sweep.n_trials=2", "sweep.study_name=quick",
                            "network.hidden=[8]", "tracking.log_plots=false"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_local_env())
@@ -231,8 +231,8 @@ def test_an_error_while_sampling_ends_the_trial_fail_and_no_run_stays_running(tm
     from optuna.storages.journal import JournalFileBackend, JournalStorage
     from optuna.trial import TrialState
 
-    from sweeps.search_space import SearchSpace as Space
-    from sweeps.sweep import run_sweep
+    from numpynet.sweeps.search.space import SearchSpace as Space
+    from numpynet.sweeps.search.sweep import run_sweep
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -1,0 +1,225 @@
+"""The command-line policy the four commands share: errors, exit codes, logging, signals.
+
+:func:`run_hydra_app` is the shared part for Hydra-driven commands: it finds
+``conf/`` next to the installed package, keeps Hydra from writing into the
+cwd, and turns every error a user can fix into one line on stderr and exit
+status 2 (tracebacks only with ``--debug`` or ``HYDRA_FULL_ERROR=1``). A new
+command is a task function plus a one-line ``main`` (see :mod:`numpynet.sweeps.cli.train`).
+
+Exit status: 0 success, 1 training diverged / MLflow unreachable or unwritable /
+internal error, 2 bad config, data or hyperparameter, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from omegaconf import DictConfig
+
+from numpynet.sweeps import interrupt
+from numpynet.sweeps.errors import StoreError, UserError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEBUG_FLAG = "--debug"
+
+log = logging.getLogger(__name__)
+
+
+def run_hydra_app(
+    task: Callable[[DictConfig], int | None],
+    *,
+    prog: str,
+    config_name: str = "config",
+    argv: list[str] | None = None,
+) -> int:
+    """Run ``task(cfg)`` under ``@hydra.main`` with clean error reporting.
+
+    ``argv`` defaults to ``sys.argv[1:]``; Hydra's own flags (``--help``,
+    ``--cfg job``, ``-m`` ...) work as usual. Returns the exit status.
+    """
+    import hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    from numpynet.sweeps.training.config import CONF_DIR
+
+    import mlflow  # noqa: F401 - before Hydra's logging setup, which must win over MLflow's own
+
+    if not (CONF_DIR / f"{config_name}.yaml").is_file():
+        print_error(prog, f"configs not found at {CONF_DIR}; install the project editable: pip install -e <checkout>", None)
+        return EXIT_USAGE
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in args or os.environ.get("HYDRA_FULL_ERROR") == "1"
+    args = [a for a in args if a != DEBUG_FLAG]
+    status = EXIT_OK
+    failure: BaseException | None = None
+
+    def hydra_task(cfg: DictConfig) -> None:
+        # Errors are carried past Hydra, which would otherwise print its own report.
+        nonlocal status, failure
+        try:
+            status = task(cfg) or EXIT_OK
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, outside Hydra
+            failure = exc
+
+    _register_help_resolvers()
+    main = hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(hydra_task)
+    saved_argv, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
+    # Hydra prints multi-line reports and exits 1 on its own unless HYDRA_FULL_ERROR
+    # is set, in which case it re-raises: set it, and report here instead.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    sys.argv = [prog, *args]
+    GlobalHydra.instance().clear()
+    try:
+        with _quiet_mlflow_progress(), deferred_signals():
+            main()
+            if failure is not None:
+                raise failure
+            late = interrupt.requested()
+            if late is not None:  # came after the last safe point: the work is done and recorded
+                print_error(prog, f"{_signal_word(late)} after the run had ended (it is recorded in full)", None)
+                return 128 + int(late)
+    except SystemExit as exc:  # --help, argparse errors
+        code = exc.code
+        return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_FAILURE)
+    except KeyboardInterrupt as exc:
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else int(signal.SIGINT)
+        print_error(prog, _signal_word(signum), exc)
+        return 128 + int(signum)
+    except BaseException as exc:  # noqa: BLE001 - every error becomes one line and a status
+        return report_error(prog, exc, debug)
+    finally:
+        sys.argv = saved_argv
+        if saved_full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_full_error
+        GlobalHydra.instance().clear()
+    return status
+
+
+# Config groups that live in conf/ but that numpynet-train does not accept
+# (conf/sweep/ holds study files for numpynet-sweep; conf/hydra/ is Hydra's own).
+NOT_TRAINING_GROUPS = frozenset({"sweep", "hydra"})
+
+
+def training_groups() -> dict[str, list[str]]:
+    """``{group: [options]}`` that ``numpynet-train GROUP=OPTION`` accepts, read from ``conf/``."""
+    from numpynet.sweeps.training.config import CONF_DIR
+
+    groups = {}
+    for folder in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in NOT_TRAINING_GROUPS):
+        options = sorted(f.stem for f in folder.glob("*.yaml"))
+        if options:
+            groups[folder.name] = options
+    return groups
+
+
+def _register_help_resolvers() -> None:
+    """``${numpynet_groups:}`` and ``${numpynet_ui:}``, used by ``hydra.help`` in conf/config.yaml."""
+    from omegaconf import OmegaConf
+
+    from numpynet.sweeps.cli.sweep import ui_command
+
+    OmegaConf.register_new_resolver(
+        "numpynet_groups", lambda: "\n".join(f"{g}: {', '.join(o)}" for g, o in training_groups().items()),
+        replace=True)
+    OmegaConf.register_new_resolver("numpynet_ui", lambda: ui_command("sqlite:///mlruns/mlflow.db"), replace=True)
+
+
+def report_error(prog: str, exc: BaseException, debug: bool) -> int:
+    """Print ``exc`` as one line (plus the traceback when ``debug``); return the exit status."""
+    from hydra.errors import HydraException
+    from mlflow.exceptions import MlflowException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from numpynet import TrainingDiverged
+
+    if debug:
+        traceback.print_exception(exc)
+    if isinstance(exc, StoreError):  # a fault of the store, not of the config
+        print_error(prog, str(exc), exc)
+        return EXIT_FAILURE
+    if isinstance(exc, (HydraException, OmegaConfBaseException)):
+        print_error(prog, f"config error: {hydra_message(exc)}", exc)
+        return EXIT_USAGE
+    if isinstance(exc, (UserError, ValueError)):
+        print_error(prog, str(exc), exc)
+        return EXIT_USAGE
+    if isinstance(exc, TrainingDiverged):
+        print_error(prog, str(exc), exc)
+        return EXIT_FAILURE
+    if isinstance(exc, MlflowException):
+        print_error(prog, f"MLflow error: {exc.message}", exc)
+        return EXIT_FAILURE
+    hint = "" if debug else f" (run again with {DEBUG_FLAG} for the traceback)"
+    print_error(prog, f"internal error: {type(exc).__name__}: {exc}{hint}", exc)
+    return EXIT_FAILURE
+
+
+def print_error(prog: str, message: str, exc: BaseException | None) -> None:
+    """``prog: message (notes)`` on one line of stderr, any URL in it masked."""
+    notes = getattr(exc, "__notes__", None) or []
+    from numpynet.sweeps.recording.redact import mask_urls_in
+
+    text = " ".join(" ".join([message, *(f"({n})" for n in notes)]).split())
+    print(f"{prog}: {mask_urls_in(text)}", file=sys.stderr)
+
+
+def hydra_message(exc: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line reports, squeezed to one sentence."""
+    lines: list[str] = []
+    for part in (exc, exc.__cause__):
+        if part is None:
+            continue
+        for raw in str(part).splitlines():
+            line = raw.strip()
+            if not line or line.startswith(("full_key:", "object_type=", "reference_type=", "To append")):
+                continue
+            if line.startswith("Config search path"):
+                break
+            lines.append(line)
+    text = "; ".join(lines).replace(":;", ":").replace("\t", "")
+    return text.replace(".;", ";") or type(exc).__name__
+
+
+@contextmanager
+def _quiet_mlflow_progress() -> Iterator[None]:
+    """MLflow draws its own download bars while logging the model; ours is enough."""
+    saved = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """The signal policy of every command: Ctrl-C and SIGTERM act at the next safe point.
+
+    A safe point is an epoch boundary (``on_epoch`` calls
+    :func:`numpynet.sweeps.interrupt.check`), between trials, or the sweep's
+    watch loop; the run in progress then ends KILLED, never half-written.
+    """
+    try:
+        previous = interrupt.install()
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        interrupt.restore(previous)
+
+
+def _signal_word(signum: int) -> str:
+    return "terminated" if signum == signal.SIGTERM else "interrupted"

@@ -1,0 +1,41 @@
+"""``numpynet-train``: one training run of the composed config, recorded in MLflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from numpynet.sweeps import interrupt
+from numpynet.sweeps.cli.policy import EXIT_OK, run_hydra_app
+
+
+def _train_task(cfg: DictConfig) -> int:
+    from numpynet.sweeps.cli.progress import EpochProgress
+    from numpynet.sweeps.training.train import train
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        interrupt.check()  # Ctrl-C / SIGTERM stop the run here: it ends KILLED (see policy.deferred_signals)
+        progress.update(epoch, metrics)
+
+    with EpochProgress(total=int(cfg.train.epoch)) as progress:
+        result = train(cfg, on_epoch=on_epoch)
+    print(summary_line(result))
+    return EXIT_OK
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """``run <id>: 200 epochs in 1.2 s, val_accuracy 0.969, test_accuracy 0.975 ...``"""
+    parts = [f"{result['epochs_run']} epochs in {result['fit_seconds']:.1f} s"]
+    for key in ("train_cost", "val_accuracy", "test_accuracy", "test_f1"):
+        if key in result:
+            parts.append(f"{key} {result[key]:.4g}")
+    return f"run {result['run_id']}: " + ", ".join(parts)
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """``numpynet-train [GROUP=OPTION ...] [KEY=VALUE ...] [--debug]``"""
+    return run_hydra_app(_train_task, prog="numpynet-train", argv=argv)
+
+
+main = train_main

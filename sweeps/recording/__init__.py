@@ -1,0 +1,1 @@
+"""The harness, recording: MLflow stores, runs, artifacts, plots, redaction."""

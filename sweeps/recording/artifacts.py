@@ -1,0 +1,146 @@
+"""What a finished (or stopped) run leaves in MLflow besides its curves.
+
+``config.yaml`` (sent when the run starts), the plots, the weights as the
+core's ``.npz`` and the ``pyfunc`` model, plus the final test metrics. The
+end-of-run files are written to a temporary folder and sent with one
+``log_artifacts`` call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mlflow import MlflowClient
+from omegaconf import DictConfig
+
+from numpynet import NeuralNetwork
+from numpynet.sweeps.recording import plots
+from numpynet.sweeps.training.config import to_yaml
+from numpynet.sweeps.training.data import Dataset
+from numpynet.sweeps.recording.redact import recordable_config
+from numpynet.sweeps.recording.store import retry_locked
+from numpynet.sweeps.recording.names import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, MODEL_NAME
+
+log = logging.getLogger(__name__)
+
+MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")  # run by MLflow, never imported here
+MODEL_WEIGHTS_KEY = "weights"  # pyfunc_model.WEIGHTS_ARTIFACT
+
+
+def test_metrics(network: NeuralNetwork, dataset: Dataset) -> tuple[dict[str, float], np.ndarray]:
+    """``test_*`` scalars and the confusion matrix of the current weights."""
+    scores = network.evaluate(dataset.X_test, dataset.y_test)
+    metrics = {f"test_{k}": float(v) for k, v in scores.items() if k != "confusion_matrix"}
+    return metrics, np.asarray(scores["confusion_matrix"])
+
+
+def weights_digest(network: NeuralNetwork) -> str:
+    """SHA-256 of all weights and biases: equal digests mean bit-identical networks."""
+    digest = hashlib.sha256()
+    for array in (*network.coefs_, *network.intercepts_):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def log_config(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:
+    """``config.yaml``, in its recordable form (URLs masked), sent when the run starts.
+
+    Logged before training rather than with the other files, so that a run
+    that diverges, fails or is killed can still be reproduced.
+    """
+    text = to_yaml(recordable_config(cfg))
+    retry_locked(lambda: client.log_text(run_id, text, CONFIG_ARTIFACT))
+
+
+def write_run_files(folder: Path, network: NeuralNetwork, dataset: Dataset, confusion: np.ndarray | None,
+                    *, with_plots: bool) -> None:
+    """The weights (and, when asked, the figures) of a finished run, as files under ``folder``."""
+    weights = folder / WEIGHTS_ARTIFACT
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    network.save(weights)
+    if with_plots:
+        write_plots(folder / "plots", network, dataset, confusion)
+
+
+def write_plots(folder: Path, network: NeuralNetwork, dataset: Dataset, confusion: np.ndarray | None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    history = {
+        "train_cost": network.costs_,
+        "val_cost": network.val_costs_,
+        "train_accuracy": network.train_accuracies_,
+        "val_accuracy": network.val_accuracies_,
+    }
+    plots.cost_curves(history, folder / "cost_curves.png")
+    plots.learning_rate(network.learning_rates_, folder / "learning_rate.png")
+    if confusion is not None:
+        names = [dataset.label_name(c) for c in network.classes_]
+        plots.confusion_matrix(confusion, names, folder / "confusion_matrix.png")
+        if dataset.image_shape is not None:
+            shown = slice(0, 25)
+            predicted = network.predict(dataset.X_test[shown])
+            plots.image_grid(dataset.X_test[shown], dataset.image_shape, predicted,
+                             dataset.y_test[shown], dataset.label_name, folder / "test_predictions.png")
+
+
+def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork, dataset: Dataset) -> str:
+    """Log the network as an MLflow ``pyfunc`` model; return its ``models:/<model_id>`` URI.
+
+    The LoggedModel is created explicitly in the run's experiment and
+    ``mlflow.models.Model.log`` gets the run id, so no "active run" or
+    "active experiment" global is involved. (``Model.log`` still reads the
+    tracking URI from MLflow's global setting, which
+    :func:`numpynet.sweeps.training.train.train` points at this run's store.)
+    """
+    import mlflow
+    from mlflow.models import Model, infer_signature
+
+    import numpynet
+
+    run = client.get_run(run_id)
+    example = np.asarray(dataset.X_test[:2], dtype=np.float64)
+    signature = infer_signature(example, network.predict(example), params={"proba": False})
+    logged = retry_locked(lambda: client.create_logged_model(
+        run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id, model_type="numpynet"
+    ))
+    with tempfile.TemporaryDirectory(prefix="numpynet-model-") as tmp:
+        weights = network.save(Path(tmp) / "network.npz")
+        Model.log(
+            artifact_path=None,  # deprecated in MLflow 3 in favour of name, yet still positional
+            name=MODEL_NAME,
+            flavor=mlflow.pyfunc,
+            run_id=run_id,
+            model_id=logged.model_id,
+            python_model=str(MODEL_CODE),  # "model from code": nothing pickled
+            artifacts={MODEL_WEIGHTS_KEY: weights},
+            signature=signature,
+            input_example=example,
+            # Listed rather than inferred: inference imports the model in a subprocess (slow).
+            pip_requirements=[f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"],
+            # Bundle the core (numpy only) so the model loads where numpynet is not installed.
+            code_paths=[str(Path(numpynet.__file__).parent)],
+        )
+    # models:/<id> names this very model even when a run holds several
+    # (a sweep's parent run logs one per improvement of the best trial).
+    return f"models:/{logged.model_id}"
+
+
+def summary_metrics(network: NeuralNetwork) -> dict[str, Any]:
+    """Final-epoch and best-epoch figures from the network's history."""
+    out: dict[str, Any] = {}
+    if network.costs_:
+        out["train_cost"] = float(network.costs_[-1])
+        out["train_accuracy"] = float(network.train_accuracies_[-1])
+    if network.val_accuracies_:
+        best = int(np.argmax(network.val_accuracies_))
+        out.update(
+            val_cost=float(network.val_costs_[-1]),
+            val_accuracy=float(network.val_accuracies_[-1]),
+            best_val_accuracy=float(network.val_accuracies_[best]),
+            best_epoch=best,
+        )
+    return out

@@ -1,0 +1,74 @@
+"""Every name the harness writes into MLflow: tags, metrics and artifacts.
+
+One place, so that a reader of the records (the UI, ``numpynet-status``, a
+test, a notebook) and every writer agree. Optuna's own user attributes live
+with the search (:mod:`numpynet.sweeps.search.attrs`).
+"""
+
+from __future__ import annotations
+
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME  # noqa: F401 - re-exported
+
+PREFIX = "numpynet."
+
+# ------------------------------------------------------------- every run
+VERSION = "numpynet.version"
+DATA = "numpynet.data"
+DATA_HASH = "numpynet.data_hash"
+SEED = "numpynet.seed"
+GIT_COMMIT = "numpynet.git_commit"
+GIT_DIRTY = "numpynet.git_dirty"
+WEIGHTS_SHA256 = "numpynet.weights_sha256"  # equal digests mean bit-identical networks
+FAILURE_REASON = "numpynet.failure_reason"  # why a run ended FAILED or KILLED
+STOPPED_EPOCH = "numpynet.stopped_epoch"  # last epoch of a run stopped on purpose (pruned)
+RECORD = "numpynet.record"  # "complete" once every queued write of the run is stored
+# the numeric environment that bit-identical results depend on (numeric_env)
+NUMPY_VERSION = "numpynet.numpy_version"
+BLAS_VENDOR = "numpynet.blas_vendor"
+BLAS_VERSION = "numpynet.blas_version"
+BLAS_KERNEL = "numpynet.blas_kernel"
+BLAS_THREADS = "numpynet.blas_threads"
+OPENBLAS_CORETYPE = "numpynet.openblas_coretype"
+
+# ------------------------------------------------------ a sweep's trials
+ROLE = "numpynet.role"  # sweep (the parent run) | refit
+STUDY = "numpynet.study"
+TRIAL = "numpynet.trial_number"
+TRIAL_STATE = "numpynet.trial_state"  # COMPLETE | PRUNED | FAIL, as Optuna has it
+PRUNED_EPOCH = "numpynet.pruned_epoch"
+OVERRIDES = "numpynet.overrides"  # the Hydra overrides of the run, recordable form
+
+# ------------------------------------------------------- a sweep's parent
+WORKER = "numpynet.worker"  # the process (host:pid) that owns a parent run
+SAMPLER = "numpynet.sampler"
+PRUNER = "numpynet.pruner"
+STORAGE = "numpynet.storage"
+N_JOBS = "numpynet.n_jobs"
+N_TRIALS = "numpynet.n_trials"
+HEARTBEAT = "numpynet.heartbeat"  # unix time of the owning process's latest heartbeat
+HEARTBEAT_INTERVAL = "numpynet.heartbeat_interval"
+GRACE_PERIOD = "numpynet.grace_period"  # a parent silent this long belongs to a dead process
+BEST_VALUE = "numpynet.best_value"
+BEST_RUN_ID = "numpynet.best_run_id"
+BEST_TRIAL = "numpynet.best_trial_number"
+BASELINE_TRIAL = "numpynet.baseline_trial_number"
+TRIAL_RUN_ID = "numpynet.trial_run_id"  # on the registered model version: the child run it came from
+
+# ----------------------------------------------------------------- refits
+REFIT_OF = "numpynet.refit_of_trial"
+REFIT_CONFIG = "numpynet.refit_config"  # chosen | baseline
+REFIT_SEED = "numpynet.refit_seed"
+REFIT_RUN_ID = "numpynet.refit_run_id"
+
+# ----------------------------------------------------------- reproduction
+REPRODUCED_FROM = "numpynet.reproduced_from"
+REPRODUCTION = "numpynet.reproduction"  # the verdict: bit-identical or not
+
+# ---------------------------------------------------------------- metrics
+CURVES = ("train_cost", "train_accuracy", "val_cost", "val_accuracy", "learning_rate")  # step = epoch
+RUN_FIGURES = ("fit_seconds", "epochs_run", "logging_seconds")
+
+# -------------------------------------------------------------- artifacts
+CONFIG_ARTIFACT = "config.yaml"
+WEIGHTS_ARTIFACT = "weights/network.npz"
+MODEL_NAME = "model"

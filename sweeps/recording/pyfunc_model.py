@@ -1,0 +1,46 @@
+"""The MLflow ``pyfunc`` model of a saved numpynet network, logged "from code".
+
+MLflow runs this file to build the model (``mlflow.models.set_model`` at the
+bottom); the harness never imports it. The network travels as the core's own
+``.npz`` file (the model artifact named ``weights``), so nothing is pickled,
+and the model's bundled code is the core alone (``numpynet/``, numpy only):
+this file imports nothing of the harness, so a model server needs only
+mlflow, numpy and that copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+from mlflow.models import set_model
+
+WEIGHTS_ARTIFACT = "weights"  # the key of the .npz file in the model's artifacts
+
+
+class NumpynetModel(mlflow.pyfunc.PythonModel):
+    """``predict(X)`` returns class labels, exactly as ``NeuralNetwork.predict``.
+
+    ``X`` is a 2-D array (or a DataFrame of numeric columns), one row per
+    sample, columns in the training data's feature order. Pass
+    ``params={"proba": True}`` for class probabilities instead, columns in
+    the order of the network's ``classes_``.
+    """
+
+    def load_context(self, context: Any) -> None:
+        from numpynet import NeuralNetwork
+
+        self.network = NeuralNetwork.load(context.artifacts[WEIGHTS_ARTIFACT])
+
+    # ``np.ndarray`` is a hint MLflow accepts without inferring a schema from
+    # it; the logged signature (a float64 tensor) does the input validation.
+    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
+        X = model_input.to_numpy() if hasattr(model_input, "to_numpy") else np.asarray(model_input)
+        X = X.astype(np.float64, copy=False)
+        if params and params.get("proba"):
+            return self.network.predict_proba(X)
+        return self.network.predict(X)
+
+
+set_model(NumpynetModel())

@@ -1,0 +1,1 @@
+"""The harness, searching: the study file, the space, samplers, budget, workers, trials, refit, report."""

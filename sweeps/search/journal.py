@@ -1,0 +1,118 @@
+"""A study journal file whose last line was torn, found and repaired before it is appended to.
+
+Optuna's journal is one JSON operation per line. A writer killed in the
+middle of a write, or a full disk, leaves a last line without its newline.
+Optuna's reader skips such a tail, but the next append lands right after it,
+gluing two operations into one invalid line in the middle of the file: from
+then on every reader fails (``Expecting ':' delimiter``). So, when a sweep
+opens the journal, a torn tail is cut off under Optuna's own journal lock
+and kept in a backup file beside the journal, with a warning naming both. A
+journal already corrupt inside (written by an older version) is refused with
+a message naming the file, the line and the fix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from pathlib import Path
+
+from optuna.storages.journal import JournalFileSymlinkLock
+
+from numpynet.sweeps.errors import UserError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 16
+
+
+def torn_tail(path: str | Path) -> int | None:
+    """The offset where a torn last line starts (the intact prefix's length), or None if the tail is whole."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return None
+    with open(path, "rb") as f:
+        chunk = _CHUNK
+        while True:
+            start = max(0, size - chunk)
+            f.seek(start)
+            data = f.read(size - start)
+            body = data[:-1] if data.endswith(b"\n") else data
+            cut = body.rfind(b"\n")
+            if cut >= 0 or start == 0:
+                break
+            chunk *= 4
+    last = data[cut + 1:]
+    if last.endswith(b"\n"):
+        try:
+            json.loads(last)
+            return None
+        except ValueError:
+            pass
+    return start + cut + 1
+
+
+def check_journal(path: str | Path, repair: bool = True) -> Path | None:
+    """Cut a torn last line off the journal at ``path`` into a backup file; returns the backup's path.
+
+    With ``repair=False`` (read-only callers) a torn tail is only reported:
+    Optuna's reader skips it.
+    """
+    path = Path(path)
+    if not path.is_file() or torn_tail(path) is None:
+        return None
+    if not repair:
+        log.warning("study journal %s ends in a torn line (a write cut short); it is ignored here, and the next "
+                    "numpynet-sweep moves it to a backup file beside the journal", path)
+        return None
+    lock = JournalFileSymlinkLock(str(path))  # the lock Optuna's own writers hold while appending
+    lock.acquire()
+    try:
+        offset = torn_tail(path)  # again, under the lock: a live writer may have completed its line
+        if offset is None:
+            return None
+        size = path.stat().st_size
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        backup = path.with_name(f"{path.name}.torn-{stamp}-{os.getpid()}")
+        with open(path, "rb") as src:
+            src.seek(offset)
+            torn = src.read(size - offset)
+        with open(backup, "wb") as out:
+            out.write(torn)
+            out.flush()
+            os.fsync(out.fileno())
+        with open(path, "r+b") as f:
+            f.truncate(offset)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        lock.release()
+    log.warning("study journal %s ended in a torn line (%d bytes of a write cut short): moved them to %s and "
+                "kept the %d intact bytes before them", path, len(torn), backup, offset)
+    return backup
+
+
+def corrupt_journal_error(path: str | Path, exc: BaseException) -> UserError:
+    """A one-line error naming the journal, its first invalid line and how to keep the intact part."""
+    path = Path(path)
+    bad, total = None, 0
+    try:
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, start=1):
+                total = number
+                if bad is None:
+                    try:
+                        json.loads(line)
+                    except ValueError:
+                        bad = number
+    except OSError:
+        pass
+    if bad is None:
+        return UserError(f"cannot read the study journal {path}: {exc}")
+    keep = bad - 1
+    return UserError(
+        f"the study journal {path} is corrupt at line {bad} of {total} (a torn write that was later appended to: "
+        f"{exc}); keep its {keep} intact lines and set the rest aside, then run again: "
+        f"head -n {keep} {path} > {path}.fixed && mv {path} {path}.corrupt && mv {path}.fixed {path}")

@@ -1,0 +1,113 @@
+"""Samplers and pruners by name: one table each, built from a study file's ``sampler`` / ``pruner``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+from typing import Any, Mapping
+
+import optuna
+
+from numpynet.sweeps.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+SAMPLER_CLASSES = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "qmc": optuna.samplers.QMCSampler,
+    "grid": optuna.samplers.GridSampler,
+    "gp": optuna.samplers.GPSampler,  # Gaussian process; needs PyTorch (pip install 'numpynet[gp]')
+}
+
+
+PRUNER_CLASSES = {
+    "median": optuna.pruners.MedianPruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "none": optuna.pruners.NopPruner,
+}
+
+
+def _keep_own_arguments(what: str, name: str, kwargs: dict, classes: dict) -> dict:
+    """Drop arguments that belong to another sampler / pruner of the table.
+
+    A study file tuned for TPE keeps ``n_startup_trials`` when the command line
+    says ``sweep.sampler.name=random``; that key is meant for TPE, so it is
+    left out (with a log line). A key no class accepts is a typo: an error.
+    """
+    def accepted(cls) -> set[str]:
+        return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
+    own = accepted(classes[name])
+    others = set().union(*(accepted(c) for n, c in classes.items() if n != name))
+    unknown = sorted(k for k in kwargs if k not in own and k not in others)
+    if unknown:
+        raise UserError(f"sweep.{what}.{unknown[0]} is not an argument of any {what} "
+                        f"({what} {name} takes: {', '.join(sorted(own - {'seed', 'search_space'})) or 'nothing'})")
+    dropped = sorted(k for k in kwargs if k not in own)
+    if dropped:
+        log.info("sweep.%s: %s ignored by the %s %s", what, ", ".join(dropped), name, what)
+    return {k: v for k, v in kwargs.items() if k in own}
+
+
+def _sampler_table(seed: int | None, kwargs: dict, space) -> dict:
+    return {
+        "tpe": lambda: SAMPLER_CLASSES["tpe"](seed=seed, **kwargs),
+        "random": lambda: SAMPLER_CLASSES["random"](seed=seed, **kwargs),
+        "cmaes": lambda: SAMPLER_CLASSES["cmaes"](seed=seed, **kwargs),
+        "qmc": lambda: SAMPLER_CLASSES["qmc"](seed=seed, **kwargs),
+        "grid": lambda: SAMPLER_CLASSES["grid"](space.grid(), seed=seed, **kwargs),
+        "gp": lambda: SAMPLER_CLASSES["gp"](seed=seed, **kwargs),
+    }
+
+
+def _pruner_table(kwargs: dict) -> dict:
+    return {
+        name: (lambda cls=cls: cls(**kwargs)) for name, cls in PRUNER_CLASSES.items()
+    }
+
+
+def _split(spec: Mapping[str, Any], what: str) -> tuple[str, dict]:
+    spec = dict(spec or {})
+    name = spec.pop("name", None)
+    return str(name).lower() if name is not None else "none" if what == "pruner" else "tpe", spec
+
+
+def make_sampler(spec: Mapping[str, Any], space, worker_index: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler named by ``spec.name``; other keys are its arguments.
+
+    Worker k > 0 gets seed + k so that parallel workers do not propose the
+    same points; one worker with a seed gives a reproducible study.
+    """
+    name, kwargs = _split(spec, "sampler")
+    seed = kwargs.pop("seed", None)
+    if seed is not None:
+        seed = int(seed) + worker_index
+    if name not in SAMPLER_CLASSES:
+        raise UserError(f"sweep.sampler.name={name!r} is invalid: must be one of {', '.join(SAMPLER_CLASSES)}")
+    kwargs = _keep_own_arguments("sampler", name, kwargs, SAMPLER_CLASSES)
+    if name == "gp" and importlib.util.find_spec("torch") is None:
+        raise UserError("sweep.sampler.name=gp needs PyTorch, which is not installed; install it with "
+                        "pip install 'numpynet[gp]' (a CPU build is enough), or choose tpe, random, cmaes or qmc")
+    table = _sampler_table(seed, kwargs, space)
+    try:
+        return table[name]()
+    except TypeError as exc:
+        raise UserError(f"sweep.sampler ({name}): {exc}") from None
+
+
+def make_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
+    """The pruner named by ``spec.name`` (median, successive_halving, hyperband, none)."""
+    name, kwargs = _split(spec, "pruner")
+    if name not in PRUNER_CLASSES:
+        raise UserError(f"sweep.pruner.name={name!r} is invalid: must be one of {', '.join(PRUNER_CLASSES)}")
+    table = _pruner_table(_keep_own_arguments("pruner", name, kwargs, PRUNER_CLASSES))
+    try:
+        return table[name]()
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"sweep.pruner ({name}): {exc}") from None

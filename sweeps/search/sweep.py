@@ -1,0 +1,219 @@
+"""``run_sweep``: an Optuna study over ``train(cfg)``, tracked in MLflow.
+
+One MLflow parent run per invocation; each trial is a nested child run.
+Workers are processes (``sweep.n_jobs``), each limited to its share of the
+BLAS threads, sharing the study through its storage. The budget
+``sweep.n_trials`` counts every trial of the study, over all invocations, so
+running the same command again resumes where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import signal
+import time
+from typing import Callable, Sequence
+
+import optuna
+from omegaconf import DictConfig
+
+from numpynet.sweeps.search import failures
+from numpynet.sweeps import interrupt
+from numpynet.sweeps.recording.redact import mask_url
+from numpynet.sweeps.search import attrs, budget, heartbeats, samplers, storage
+from numpynet.sweeps.training.config import CONF_DIR, compose_config
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.plan import SweepInterrupted, SweepPlan, SweepSummary
+from numpynet.sweeps.search.trial import TrialOutcome
+from numpynet.sweeps.search.workers import open_study, run_processes, run_worker
+from numpynet.sweeps.training.train import Trainer
+from numpynet.sweeps.search.first_trials import check_first_trials
+from numpynet.sweeps.recording.redact import recordable_overrides
+from numpynet.sweeps.search.space import SearchSpace, flatten_space
+from numpynet.sweeps.recording.stale_runs import (
+    CloseDeadTrialRuns,
+    ParentHeartbeat,
+    close_dead_local_parents,
+    close_stale_parents,
+    close_unfinished_children,
+)
+from numpynet.sweeps.search.settings import load_sweep_config, plain
+from numpynet.sweeps.recording import names
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------- preparing
+def prepare(sweep_name: str, sweep_overrides: Sequence[str], train_overrides: Sequence[str]):
+    """Load and check everything that can be wrong before the first trial."""
+    sweep_cfg = load_sweep_config(sweep_name, sweep_overrides)
+    searched = set(flatten_space(plain(sweep_cfg.space)))
+    for override in train_overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in searched:
+            raise UserError(f"{override!r}: {key} is searched by this sweep (sweep.space), so a fixed value would "
+                            f"be ignored; drop it, or use a study file without {key} in its space")
+    base_overrides = [str(o) for o in sweep_cfg.overrides] + list(train_overrides)
+    if sweep_cfg.cv is not None:  # every trial cross-validates; see numpynet.sweeps.training.cross_validation
+        if any(o.split("=", 1)[0].lstrip("+~") == "data.folds" for o in base_overrides):
+            raise UserError("data.folds is set by sweep.cv in a sweep; drop the data.folds override")
+        base_overrides.append(f"data.folds={int(sweep_cfg.cv)}")
+    base_cfg = compose_config(base_overrides)
+    space = SearchSpace.from_config(plain(sweep_cfg.space), base_cfg, CONF_DIR)
+    if sweep_cfg.baseline:
+        space.fixed_params([str(o) for o in sweep_cfg.baseline])  # checked before anything starts
+    samplers.make_sampler(plain(sweep_cfg.sampler), space)
+    samplers.make_pruner(plain(sweep_cfg.pruner))
+    dataset = _check_data(base_cfg)
+    check_first_trials(space, base_overrides, base_cfg, dataset, sweep_cfg.metric)
+    return sweep_cfg, base_cfg, base_overrides, space
+
+
+def _check_data(base_cfg: DictConfig):
+    """Load the data once so that a missing file fails before any trial."""
+    from numpynet.sweeps.training.data import load_dataset
+
+    return load_dataset(base_cfg.data)
+
+
+# ------------------------------------------------------------- orchestration
+def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
+              train_overrides: Sequence[str] = (), progress: Callable[[int, int, optuna.Study], None] | None = None,
+              ) -> SweepSummary:
+    """Run (or resume) the study; returns its summary.
+
+    ``progress(done, total, study)`` is called whenever the number of finished
+    trials of the study changes. Raises :class:`SweepInterrupted` after a
+    clean shutdown on Ctrl-C / SIGTERM, :class:`UserError` on bad input.
+    """
+    import mlflow
+
+    from numpynet.sweeps.search import report as study_report
+    from numpynet.sweeps.search.preflight import preflight
+    from numpynet.sweeps.recording.store import create_run, resolve_tracking_uri
+
+    sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
+    sweep = plain(sweep_cfg)
+    sweep["space"] = plain(sweep_cfg.space)
+    storage_url = storage.resolve_storage_url(sweep["storage"])
+    tracking_uri = resolve_tracking_uri(base_cfg.tracking.uri)
+    preflight(storage_url, tracking_uri)  # one clear line naming the URI, before anything is created
+    mlflow.set_tracking_uri(tracking_uri)  # the model logger and registry read MLflow's global URI
+    trainer = Trainer(tracking_uri)  # one MLflow recorder for this process's writes
+    client, experiment_id = trainer.client, trainer.experiment_id(base_cfg.tracking.experiment)
+    n_jobs = sweep["n_jobs"]
+    plan = SweepPlan(sweep, base_overrides, storage_url, tracking_uri, experiment_id,
+                     n_threads=sweep.get("blas_threads") or max(1, (os.cpu_count() or 1) // n_jobs))
+    study = open_study(plan, space)  # creates it, and fails fast on a bad storage
+    if sweep.get("baseline"):
+        with budget.budget_lock(storage_url, sweep["study_name"]):
+            budget.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
+    if not plan.storage_url.startswith("postgresql"):  # one machine: a dead worker's pid tells at once
+        heartbeats.fail_dead_local_trials(study, CloseDeadTrialRuns(tracking_uri, experiment_id))
+        close_dead_local_parents(client, experiment_id, sweep["study_name"])
+    close_stale_parents(client, experiment_id, sweep["study_name"])  # wherever they ran: by their heartbeat
+    plan.n_first = max(1, min(failures.FIRST_TRIALS, sweep["n_trials"] - budget.budget_used(study)))
+
+    beat = ParentHeartbeat.interval_for(sweep)
+    parent = create_run(client, tracking_uri, experiment_id, run_name=f"sweep:{sweep['study_name']}", tags={
+        names.ROLE: "sweep", names.STUDY: sweep["study_name"],
+        names.SAMPLER: sweep["sampler"].get("name", "tpe"),
+        names.PRUNER: sweep["pruner"].get("name", "none"),
+        names.STORAGE: mask_url(storage_url), names.WORKER: attrs.worker_id(),
+        names.N_JOBS: str(n_jobs), names.BLAS_THREADS: str(plan.n_threads),
+        names.N_TRIALS: str(sweep["n_trials"]),
+        names.OVERRIDES: " ".join(recordable_overrides(base_overrides)),
+        **ParentHeartbeat.initial_tags(*beat),
+    })
+    plan.parent_run_id = parent.info.run_id
+    heartbeat = ParentHeartbeat(tracking_uri, plan.parent_run_id, beat[0]).start()
+    deadline = time.time() + sweep["timeout"] if sweep["timeout"] else None
+    status, interrupted = "FINISHED", None
+    refit_report = None
+    summary: SweepSummary | None = None
+    previous_handlers = interrupt.install()
+    try:
+        if n_jobs == 1:
+            def tick(_outcome: TrialOutcome) -> None:
+                if progress:
+                    progress(budget.finished_trials(study), sweep["n_trials"], study)
+            if progress:
+                progress(budget.finished_trials(study), sweep["n_trials"], study)
+            run_worker(plan, 0, tick, deadline, study=study, trainer=trainer)
+        else:
+            run_processes(plan, study, n_jobs, deadline, progress)
+        if sweep.get("refit"):
+            refit_report = _refit(plan, study, space, trainer)
+    except KeyboardInterrupt as exc:
+        status = "KILLED"
+        interrupted = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        failing = status == "FAILED"
+        with contextlib.suppress(Exception):  # parents of sweeps that died meanwhile (logged inside)
+            close_stale_parents(client, experiment_id, sweep["study_name"])
+        try:  # every worker has ended and flushed: a child still RUNNING lost its worker mid-record
+            trainer.recorder.flush()
+            close_unfinished_children(client, experiment_id, plan.parent_run_id)
+        except Exception as exc:
+            log.warning("could not end the unfinished runs of this sweep's dead workers: %s", exc)
+        try:
+            summary = study_report.summarise(study, client, plan, base_cfg, refit_report)
+            summary.experiment_id = experiment_id
+        except Exception as exc:
+            if not failing:
+                status = "FAILED"
+                raise
+            # a fault (the store, the server) already stops the sweep; its own line says why
+            log.warning("could not record the study's summary on parent run %s: %s", plan.parent_run_id, exc)
+        finally:
+            heartbeat.stop()
+            if status == "FINISHED" and interrupt.requested() is not None:  # came during the last trial's wrap-up
+                status, interrupted = "KILLED", interrupt.requested()
+            if status == "FINISHED" and summary is not None and summary.best_number is None:
+                status = "FAILED"  # every trial failed or was pruned: the command exits 1
+            try:
+                client.set_terminated(plan.parent_run_id, status=status)
+            except Exception as exc:
+                if not failing:
+                    raise
+                log.warning("could not end parent run %s as %s: %s", plan.parent_run_id, status, exc)
+            interrupt.restore(previous_handlers)
+    if interrupted is not None:
+        raise SweepInterrupted(interrupted, summary)
+    if summary.best_number is None:
+        reasons = study_report.failure_reasons(study)
+        raise UserError(f"every trial of study {sweep['study_name']!r} failed or was pruned; no configuration "
+                        f"completed. First failure: {reasons[0] if reasons else 'unknown'}")
+    return summary
+
+
+def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace, trainer: Trainer):
+    """Refit the best trial (and the baseline) on all the training data; see :mod:`numpynet.sweeps.search.refit`."""
+    from threadpoolctl import threadpool_limits
+
+    from numpynet.sweeps.search import refit
+    from numpynet.sweeps.search.report import best_trial
+    from numpynet.sweeps.training.train import train
+
+    best = best_trial(study)
+    if best is None:
+        return None
+    try:
+        with threadpool_limits(limits=plan.n_threads):
+            return refit.refit(plan.base_overrides, space, best, budget.baseline_trial(study),
+                               int(plan.sweep.get("robustness_seeds") or 0), plan.parent_run_id,
+                               plan.sweep["study_name"], functools.partial(train, trainer=trainer),
+                               plan.sweep.get("objective", "final") == "best",
+                               on_run=lambda name: (interrupt.check(), log.info("%s", name)))
+    except Exception as exc:  # e.g. a refit that diverges on more data: the search's own record stands
+        if failures.classify(exc) == failures.FAULT:
+            raise
+        log.warning("the refit after the search failed, so no refit model is registered and no verdict is "
+                    "given (the failed run says why): %s", exc)
+        return None

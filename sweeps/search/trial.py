@@ -1,0 +1,201 @@
+"""One Optuna trial: sample, apply the values to the prepared config, train, record.
+
+Shaped like Optuna's own examples: suggest, build the config, train while
+reporting the validation metric every epoch and pruning when told, return
+the metric. Everything that does not change between trials (the composed
+config, the data, the MLflow experiment and store, the search space) is
+prepared once per worker in :class:`TrialPipeline`; a trial only samples,
+copies the prepared config with its values, trains and records. The trial
+creates its MLflow child run itself, so it always holds the run's id.
+
+The outcome is written on both sides:
+
+- COMPLETE: Optuna gets the trial's value; the run is FINISHED.
+- PRUNED: the run keeps its curves up to the pruned epoch, tagged with it.
+- FAIL (diverged or raised): Optuna's trial carries ``fail_reason`` and
+  ``fail_kind`` (:mod:`numpynet.sweeps.search.failures`), the run is FAILED
+  with the same reason; the study goes on, unless the failure is a fault of
+  the machine or a store, or the invocation's first trials all failed with
+  the same error.
+- Ctrl-C / SIGTERM: the trial is FAIL with ``interrupted`` and the run
+  KILLED; its values are queued, so the resumed study runs them first; the
+  interruption propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from numpynet.sweeps import interrupt
+from numpynet.sweeps.errors import SweepStopped
+from numpynet.sweeps.recording import names
+from numpynet.sweeps.recording.redact import mask_urls_in, recordable_overrides
+from numpynet.sweeps.search import attrs, budget, failures
+from numpynet.sweeps.search.space import SearchSpace, format_override
+from numpynet.sweeps.training.data import load_dataset
+from numpynet.sweeps.training.prepared import PreparedConfig
+from numpynet.sweeps.training.train import Trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrialOutcome:
+    number: int
+    state: TrialState
+    value: float | None
+    run_id: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ObjectiveCurve:
+    """A trial's value, followed epoch by epoch (``sweep.objective``).
+
+    ``final``: the last epoch's value of the metric. ``best``: the best value
+    of any epoch so far (what a trial reports then is its running best, so the
+    pruner compares trials on what they would return), with that epoch kept
+    for the refit, which trains that many epochs.
+    """
+
+    mode: str = "final"
+    maximize: bool = True
+    epoch: int | None = None
+    value: float | None = None
+    best_epoch: int | None = None
+
+    def update(self, epoch: int, raw: float) -> float | None:
+        """Take the metric of ``epoch``; returns the value to report (None if not finite)."""
+        self.epoch = epoch
+        if self.mode == "final":
+            self.value, self.best_epoch = raw, epoch
+        elif math.isfinite(raw) and (self.value is None or (raw > self.value if self.maximize else raw < self.value)):
+            self.value, self.best_epoch = raw, epoch
+        return self.value if self.value is not None and math.isfinite(self.value) else None
+
+
+@dataclass
+class TrialPipeline:
+    """Everything a worker needs to run trials of one study, prepared once.
+
+    ``base_overrides`` are the study's fixed overrides; the trials' own
+    ``tracking.log_model`` / ``tracking.log_plots`` are off unless the study
+    asks (``log_trial_models`` / ``log_trial_plots``): the best trial's model
+    and figures are made when the sweep ends.
+    """
+
+    space: SearchSpace
+    base_overrides: list[str]
+    metric: str
+    study_name: str
+    parent_run_id: str | None
+    trainer: Trainer
+    experiment_id: str
+    log_trial_models: bool = False
+    log_trial_plots: bool = False
+    on_trial_end: Callable[[TrialOutcome], None] | None = None
+    objective: str = "final"
+    maximize: bool = True
+    base_cfg: Any = None  # compose_config(base_overrides), when the worker has composed it already
+    prepared: PreparedConfig = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prepared = PreparedConfig(self.base_overrides, [p.path for p in self.space.params if p.is_group],
+                                       self.base_cfg)
+        base = self.prepared.composed({})
+        load_dataset(base.data)  # loaded (and cached) before the first trial
+        self.worker = attrs.worker_id()
+
+    def __call__(self, study: optuna.Study, trial: optuna.Trial) -> TrialOutcome:
+        trial.set_user_attr(attrs.ATTR_WORKER, self.worker)
+        if self.parent_run_id is not None:
+            trial.set_user_attr(attrs.ATTR_INVOCATION, self.parent_run_id)
+        curve = ObjectiveCurve(self.objective, self.maximize)
+        sampled: dict[str, Any] = {}
+        run_id: str | None = None
+
+        def on_epoch(epoch: int, metrics: dict) -> None:
+            interrupt.check()  # Ctrl-C / SIGTERM stop the trial here, never inside a storage write
+            value = curve.update(epoch, float(metrics[self.metric]))
+            if value is not None:
+                trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+        try:
+            # Sampling is inside the guarded region: whatever it raises ends the trial FAIL, not RUNNING.
+            sampled = self.space.sample(trial)
+            overrides = self.base_overrides + self.space.overrides(sampled)
+            trial.set_user_attr("overrides", recordable_overrides(overrides))
+            cfg = self.prepared.config_for(sampled)
+            dataset = load_dataset(cfg.data)
+            tags = {names.STUDY: self.study_name, names.TRIAL: str(trial.number),
+                    names.OVERRIDES: " ".join(recordable_overrides(overrides))}
+            if not cfg.tracking.run_name:  # "trial-7" reads better than seven "digits-adam-64x32" in the UI
+                tags[names.MLFLOW_RUN_NAME] = f"trial-{trial.number}"
+            run_id = self.trainer.start(cfg, dataset, parent_run_id=self.parent_run_id,
+                                        experiment_id=self.experiment_id, tags=tags)
+            trial.set_user_attr(attrs.ATTR_RUN_ID, run_id)
+            self.trainer.fit(run_id, cfg, dataset, on_epoch=on_epoch, stop_exceptions=(optuna.TrialPruned,),
+                             plots=self.log_trial_plots, model=self.log_trial_models, end_run=False)
+        except optuna.TrialPruned:
+            trial.set_user_attr(attrs.ATTR_PRUNED_EPOCH, curve.epoch)
+            outcome = self._finish(study, trial, TrialState.PRUNED, None, run_id, sampled,
+                                   {names.PRUNED_EPOCH: str(curve.epoch)})
+        except (KeyboardInterrupt, SystemExit):
+            trial.set_user_attr(attrs.ATTR_INTERRUPTED, True)
+            self._finish(study, trial, TrialState.FAIL, None, run_id, sampled, {names.FAILURE_REASON: "interrupted"})
+            budget.requeue_interrupted(study, trial)
+            raise
+        except Exception as exc:  # diverged, bad sampled value, any bug: the study goes on
+            reason = mask_urls_in(f"{type(exc).__name__}: {exc}")[:500]
+            kind = failures.classify(exc)
+            log.warning("trial %d failed (%s): %s", trial.number, kind, reason)
+            trial.set_user_attr(attrs.ATTR_FAIL_REASON, reason)
+            trial.set_user_attr(attrs.ATTR_FAIL_KIND, kind)
+            outcome = self._finish(study, trial, TrialState.FAIL, None, run_id, sampled,
+                                   {names.FAILURE_REASON: reason})
+            if kind == failures.FAULT:
+                raise SweepStopped(failures.fault_message(reason, trial.number), 1) from exc
+        else:
+            value = curve.value
+            if curve.best_epoch is not None:
+                trial.set_user_attr(attrs.ATTR_BEST_EPOCH, curve.best_epoch)
+            if value is None or not math.isfinite(value):
+                reason = f"{self.metric} is {value!r} after training"
+                trial.set_user_attr(attrs.ATTR_FAIL_REASON, reason)
+                trial.set_user_attr(attrs.ATTR_FAIL_KIND, failures.NUMERIC)
+                outcome = self._finish(study, trial, TrialState.FAIL, None, run_id, sampled,
+                                       {names.FAILURE_REASON: reason})
+            else:
+                outcome = self._finish(study, trial, TrialState.COMPLETE, value, run_id, sampled, {})
+        if self.on_trial_end is not None:
+            self.on_trial_end(outcome)
+        return outcome
+
+    def _finish(self, study, trial, state, value, run_id, sampled, tags) -> TrialOutcome:
+        """Tag and end the run with the trial's outcome (queued), then tell Optuna."""
+        if run_id is not None:
+            status = "FINISHED" if state in (TrialState.COMPLETE, TrialState.PRUNED) else \
+                "KILLED" if trial.user_attrs.get(attrs.ATTR_INTERRUPTED) else "FAILED"
+            try:
+                self.trainer.recorder.set_tags(run_id, {names.TRIAL_STATE: state.name, **tags})
+                self.trainer.recorder.end_run(run_id, status)
+                if state == TrialState.COMPLETE:
+                    self.trainer.recorder.raise_errors()  # a COMPLETE trial's record must be storable
+            except Exception as exc:
+                if state == TrialState.COMPLETE:
+                    raise
+                # the tracking store may be what failed this trial: its Optuna record matters more
+                log.warning("could not tag the MLflow run of trial %d: %s", trial.number, exc)
+        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        return TrialOutcome(trial.number, state, value, run_id, sampled)
+
+
+__all__ = ["ObjectiveCurve", "TrialOutcome", "TrialPipeline", "format_override"]

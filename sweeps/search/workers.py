@@ -1,0 +1,292 @@
+"""Workers: the loop that runs a study's trials in one process, and the processes of ``sweep.n_jobs``.
+
+Each worker prepares its trial pipeline once (data, config, MLflow store and
+experiment, search space), then asks for trials under the study's budget
+lock until the budget is used up. With ``n_jobs`` > 1 the workers are
+spawned processes, each limited to its share of the BLAS threads; the
+parent watches them, ends the trial of a worker that died at once, and
+forwards Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import optuna
+
+from numpynet.sweeps import interrupt
+from numpynet.sweeps.errors import SweepStopped, UserError
+from numpynet.sweeps.recording.redact import mask_url
+from numpynet.sweeps.recording.stale_runs import CloseDeadTrialRuns
+from numpynet.sweeps.search import attrs, budget, failures, heartbeats, samplers, storage
+from numpynet.sweeps.search.plan import SweepPlan
+from numpynet.sweeps.search.space import SearchSpace
+from numpynet.sweeps.search.trial import TrialOutcome, TrialPipeline
+from numpynet.sweeps.training.config import CONF_DIR, compose_config
+from numpynet.sweeps.training.train import Trainer
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(plan: SweepPlan, worker_index: int = 0,
+               on_trial_end: Callable[[TrialOutcome], None] | None = None,
+               deadline: float | None = None, study: optuna.Study | None = None,
+               trainer: Trainer | None = None) -> int:
+    """Run trials until the study's budget is used up; returns trials run here.
+
+    Everything a trial needs is prepared here, once: the study, the search
+    space, the composed config, the data, the MLflow store and experiment.
+    ``study`` and ``trainer`` let a one-worker sweep reuse the ones its
+    parent already opened. Every MLflow write of the worker is stored
+    before it returns or raises.
+    """
+    from threadpoolctl import threadpool_limits
+
+    sweep = plan.sweep
+    base_cfg = compose_config(plan.base_overrides)
+    space = SearchSpace.from_config(sweep["space"], base_cfg, CONF_DIR)
+    study = study or open_study(plan, space, worker_index)
+    budget.join_study(study, plan.storage_url, sweep["sampler"], space, sweep["n_trials"])  # own sampler seed
+    trainer = trainer or Trainer(plan.tracking_uri)
+    pipeline = TrialPipeline(space, plan.base_overrides, sweep["metric"], sweep["study_name"], plan.parent_run_id,
+                             trainer, plan.experiment_id, log_trial_models=sweep.get("log_trial_models", False),
+                             log_trial_plots=sweep.get("log_trial_plots", False), on_trial_end=on_trial_end,
+                             objective=sweep.get("objective", "final"), maximize=sweep["direction"] == "maximize",
+                             base_cfg=base_cfg)
+    try:
+        done = _trial_loop(plan, study, pipeline, deadline, threadpool_limits)
+    except BaseException:
+        _flush_records(trainer)
+        raise
+    try:  # every queued write is stored before the worker ends; one that failed fails the sweep
+        trainer.recorder.flush()
+    except Exception as exc:
+        message = failures.fault_message(f"{exc}"[:500])
+        if plan.parent_run_id is not None:
+            failures.request_stop(study, plan.parent_run_id, message, 1)
+        raise SweepStopped(message, 1) from exc
+    return done
+
+
+def _flush_records(trainer: Trainer) -> None:
+    """Store every queued MLflow write before a failing worker goes; its own error says more."""
+    try:
+        trainer.recorder.flush()
+    except Exception as exc:  # the error that ends the worker says more; the next sweep cleans up
+        log.warning("some MLflow writes of this worker failed: %s", exc)
+
+
+def _trial_loop(plan: SweepPlan, study: optuna.Study, pipeline: TrialPipeline, deadline: float | None,
+                threadpool_limits) -> int:
+    sweep = plan.sweep
+    invocation = plan.parent_run_id
+    done = 0
+    with threadpool_limits(limits=plan.n_threads):
+        # next_trial: under the budget lock, fail stale trials of dead workers, count, ask
+        while True:
+            trial, outcome = None, None
+            try:
+                interrupt.check()
+                stop = failures.stop_requested(study, invocation)  # another worker of this run saw why
+                if stop is not None:
+                    raise stop
+                trial = budget.next_trial(study, plan.storage_url, sweep["n_trials"], deadline)
+                if trial is None:
+                    break
+                with heartbeats.heartbeat(study, trial):
+                    outcome = pipeline(study, trial)
+            except KeyboardInterrupt:
+                if trial is not None:  # e.g. interrupted before the runner took charge of it
+                    budget.mark_interrupted(study, trial)
+                    budget.requeue_interrupted(study, trial)
+                raise
+            except SweepStopped as exc:
+                if invocation is not None:
+                    failures.request_stop(study, invocation, str(exc), exc.exit_code)
+                raise
+            except Exception as exc:  # outside the trial's own handling: a store failed, or a bug
+                if failures.classify(exc) != failures.FAULT:
+                    raise
+                message = failures.fault_message(f"{type(exc).__name__}: {exc}"[:500],
+                                                 trial.number if trial is not None else None)
+                if trial is not None:
+                    _fail_as_fault(study, trial, message)
+                if invocation is not None:
+                    failures.request_stop(study, invocation, message, 1)
+                raise SweepStopped(message, 1) from exc
+            done += 1
+            if outcome is not None and outcome.state == optuna.trial.TrialState.FAIL:  # only failures can stop
+                failures.check_after_trial(study, invocation, plan.n_first, sweep["n_trials"])
+    return done
+
+
+def open_study(plan: SweepPlan, space: SearchSpace, worker_index: int = 0) -> optuna.Study:
+    """Open (or create) the plan's study with this worker's sampler; fails fast on a bad storage."""
+    sweep = plan.sweep
+    opened = storage.make_storage(plan.storage_url, sweep.get("heartbeat_interval"), sweep.get("grace_period"),
+                              sweep.get("retry_failed", 0),
+                              on_stale=CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id))
+    study = optuna.create_study(
+        study_name=sweep["study_name"], storage=opened, load_if_exists=True,
+        sampler=samplers.make_sampler(sweep["sampler"], space, worker_index),
+        pruner=samplers.make_pruner(sweep["pruner"]), direction=sweep["direction"])
+    if study.direction.name.lower() != sweep["direction"]:
+        raise UserError(f"study {sweep['study_name']!r} in {mask_url(plan.storage_url)} was created to "
+                        f"{study.direction.name.lower()}, not to {sweep['direction']}; pick another sweep.study_name")
+    return study
+
+
+
+def _fail_as_fault(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    """FAIL (not counted) a trial left RUNNING by a fault, if the storage still answers."""
+    try:
+        if study._storage.get_trial(trial._trial_id).state.is_finished():
+            return
+        trial.set_user_attr(attrs.ATTR_FAIL_REASON, reason[:500])
+        trial.set_user_attr(attrs.ATTR_FAIL_KIND, failures.FAULT)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    except Exception as exc:
+        log.warning("could not mark trial %d FAIL after a fault: %s", trial.number, exc)
+
+
+EXIT_STOPPED = 3  # a worker's exit status after a SweepStopped; the orchestrator reads the reason from the study
+
+
+def _worker_main(plan: SweepPlan, worker_index: int, deadline: float | None, parent_pid: int | None = None) -> None:
+    """Entry point of a spawned worker process."""
+    logging.basicConfig(level=logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    interrupt.install()
+    if parent_pid is not None:
+        interrupt.watch_parent(parent_pid)
+    try:
+        run_worker(plan, worker_index, deadline=deadline)
+    except KeyboardInterrupt:
+        raise SystemExit(130)
+    except SweepStopped as exc:  # one line, no traceback: the orchestrator reports it
+        log.debug("worker %d stopped: %s", worker_index, exc)
+        raise SystemExit(EXIT_STOPPED)
+
+
+@contextlib.contextmanager
+def _without_model_code_paths():
+    """Spawned workers import the installed project, not a logged model's copy.
+
+    ``mlflow.pyfunc.load_model`` puts ``<model>/code`` (which holds a copy of
+    numpynet and sweeps) first on ``sys.path``, and spawned processes inherit
+    ``sys.path``: a sweep started after loading a model would run that copy.
+    """
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved if not (Path(p).name == "code" and (Path(p).parent / "MLmodel").is_file())]
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+def _warm_up_for_the_report() -> None:
+    """While the workers train, import what the end-of-sweep report needs.
+
+    The parent only watches; without this, the model-logging modules and
+    matplotlib's first draw were paid after the last trial, on the clock.
+    """
+    try:
+        import mlflow.models  # noqa: F401
+        import mlflow.pyfunc  # noqa: F401
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(1, 1))
+        FigureCanvasAgg(fig).draw()  # loads the font cache
+    except Exception:  # only an optimisation
+        log.debug("warm-up for the report failed", exc_info=True)
+
+
+def run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: float | None,
+                   progress: Callable[[int, int, optuna.Study], None] | None) -> None:
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker_main, args=(plan, i, deadline, os.getpid()), name=f"numpynet-worker-{i}")
+             for i in range(n_jobs)]
+    with _without_model_code_paths():
+        for p in procs:
+            p.start()
+    close_runs = CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id)
+    seen_dead: set[int] = set()
+    try:
+        _warm_up_for_the_report()
+        last = -1
+        while any(p.is_alive() for p in procs):
+            _end_trials_of_dead_workers(study, procs, seen_dead, close_runs)
+            done = budget.finished_trials(study)
+            if progress and done != last:
+                progress(done, plan.sweep["n_trials"], study)
+                last = done
+            time.sleep(0.5)
+            interrupt.check()
+        _end_trials_of_dead_workers(study, procs, seen_dead, close_runs)
+        if progress:
+            progress(budget.finished_trials(study), plan.sweep["n_trials"], study)
+    except KeyboardInterrupt:
+        # Forward the stop at once: each worker marks its running trial FAIL /
+        # KILLED and exits. A worker that already got a terminal Ctrl-C ignores
+        # this second signal (see numpynet.sweeps.interrupt), so its cleanup is not cut short.
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.join(timeout=60)
+        raise
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+    stop = failures.stop_requested(study, plan.parent_run_id)
+    if stop is not None:
+        raise stop
+    codes = [p.exitcode for p in procs]
+    killed = [f"{p.name} (pid {p.pid}) by {_signal_name(-p.exitcode)}" for p in procs if (p.exitcode or 0) < 0]
+    crashed = [f"{p.name} (pid {p.pid}) with status {p.exitcode}" for p in procs if (p.exitcode or 0) > 0]
+    if crashed:
+        raise SweepStopped(f"worker process(es) {', '.join(crashed)} stopped with an error (see its log above); "
+                           "run the same command again to resume", 1)
+    if killed:
+        if budget.budget_used(study) < plan.sweep["n_trials"] and all(c is not None and c < 0 for c in codes):
+            raise SweepStopped(f"every worker process was killed ({', '.join(killed)}); their trials are marked "
+                               "FAIL and do not count: run the same command again to resume", 1)
+        log.warning("worker process(es) %s were killed; their trials were marked FAIL (not counted) and run "
+                    "by the other workers", ", ".join(killed))
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _end_trials_of_dead_workers(study: optuna.Study, procs: list, seen_dead: set[int], close_runs) -> None:
+    """A worker that died without cleanup (SIGKILL, OOM killer): end its trial and runs at once.
+
+    Its trial is marked FAIL (interrupted, not counted) and its MLflow child
+    run KILLED; the other workers run the freed place of the budget.
+    """
+    dead = [p for p in procs if p.pid not in seen_dead and p.exitcode is not None and p.exitcode != 0
+            and p.exitcode != EXIT_STOPPED]
+    if not dead:
+        return
+    for p in dead:
+        seen_dead.add(p.pid)
+        log.warning("worker process %s (pid %d) ended with status %s", p.name, p.pid, p.exitcode)
+    try:
+        heartbeats.fail_dead_local_trials(study, close_runs)
+    except Exception as exc:  # the sweep goes on; the next start cleans up
+        log.warning("could not end the trials of dead worker processes: %s", exc)

@@ -1,0 +1,1 @@
+"""The harness, running one training: the config, the data, train(cfg)."""

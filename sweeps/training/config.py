@@ -1,0 +1,270 @@
+"""Structured-config schemas for ``conf/`` and helpers to compose them.
+
+Every YAML file in ``conf/`` extends one of the dataclasses below (through its
+defaults list), so a misspelt key or a value of the wrong type fails when Hydra
+composes the config, before any data is loaded. Value ranges (a negative
+learning rate, an unknown activation) are left to the core's own validation,
+which names the parameter and the allowed values.
+
+Groups whose options carry different keys (``data``, ``optimizer``) have one
+schema per option; the top-level schema types them as ``Any`` so that each
+option's own schema decides which keys exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from numpynet.sweeps.errors import UserError
+
+#: The Hydra config directory, found next to the installed ``sweeps`` package
+#: so that the CLIs work from any working directory.
+PROJECT_DIR: Path = Path(__file__).resolve().parents[2]  # the checkout: sweeps/training/config.py
+CONF_DIR: Path = PROJECT_DIR / "conf"
+PRIMARY_CONFIG = "config"
+
+
+# --------------------------------------------------------------------- network
+@dataclass
+class NetworkConfig:
+    """Hidden layers and activation; input and output sizes come from the data."""
+
+    hidden: list[int] = field(default_factory=lambda: [64, 32])
+    activation: str = "relu"
+    initialization: str = "he"
+
+
+# ------------------------------------------------------------------- optimizer
+@dataclass
+class GDConfig:
+    name: str = "gd"
+    learning_rate: float = 0.0075
+
+
+@dataclass
+class MomentumConfig(GDConfig):
+    name: str = "momentum"
+    beta1: float = 0.9
+
+
+@dataclass
+class RMSPropConfig(GDConfig):
+    name: str = "rmsprop"
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+
+
+@dataclass
+class AdamConfig(GDConfig):
+    name: str = "adam"
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+
+
+# ------------------------------------------------------------------------ data
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    val_fraction: float = 0.2
+    seed: int = 0
+    folds: Optional[int] = None  # K: cross-validate on K stratified folds of the training data (no val split)
+
+
+@dataclass
+class SplitDataConfig(DataConfig):
+    """A dataset without its own test set: ``test_fraction`` is held out."""
+
+    test_fraction: float = 0.2
+
+
+@dataclass
+class DigitsDataConfig(SplitDataConfig):
+    name: str = "digits"
+
+
+@dataclass
+class BreastCancerDataConfig(SplitDataConfig):
+    name: str = "breast_cancer"
+
+
+@dataclass
+class CatvnoncatDataConfig(DataConfig):
+    name: str = "catvnoncat"
+    train_path: str = MISSING
+    test_path: str = MISSING
+
+
+@dataclass
+class FileDataConfig(SplitDataConfig):
+    name: str = "file"
+    path: str = MISSING
+    label_column: str = "label"
+    standardize: bool = False
+
+
+# ----------------------------------------------------------------------- train
+@dataclass
+class TrainConfig:
+    epoch: int = 200
+    mini_batch_size: int = 32
+    seed: int = 0
+    regularization: Optional[str] = None
+    lambd: float = 1.0
+    keep_prob: float = 1.0
+    decay: Optional[str] = None
+    decay_rate: float = 1.0
+    decay_interval: int = 1000
+    dtype: str = "float64"
+    print_cost: bool = False
+
+
+# -------------------------------------------------------------------- tracking
+@dataclass
+class TrackingConfig:
+    uri: Optional[str] = None
+    experiment: str = "numpynet"
+    run_name: Optional[str] = None
+    log_model: bool = True
+    log_plots: bool = True
+    flush_every: int = 100
+    flush_seconds: float = 5.0
+
+
+@dataclass
+class Config:
+    data: Any = MISSING
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    optimizer: Any = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+#: option name -> schema, per group whose options have their own keys.
+OPTIMIZER_SCHEMAS: dict[str, type] = {
+    "gd": GDConfig,
+    "momentum": MomentumConfig,
+    "rmsprop": RMSPropConfig,
+    "adam": AdamConfig,
+}
+DATA_SCHEMAS: dict[str, type] = {
+    "digits": DigitsDataConfig,
+    "breast_cancer": BreastCancerDataConfig,
+    "catvnoncat": CatvnoncatDataConfig,
+    "file": FileDataConfig,
+}
+
+
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore (idempotent).
+
+    YAML files extend them through their defaults list: ``conf/config.yaml``
+    starts from ``schema_config`` and e.g. ``conf/optimizer/adam.yaml`` from
+    ``/schema_optimizer_adam@_here_``. Stored outside any group, the schemas
+    stay out of the options that ``--help`` offers.
+    """
+    cs = ConfigStore.instance()
+    cs.store(name="schema_config", node=Config)
+    for name, schema in OPTIMIZER_SCHEMAS.items():
+        cs.store(name=f"schema_optimizer_{name}", node=schema)
+    for name, schema in DATA_SCHEMAS.items():
+        cs.store(name=f"schema_data_{name}", node=schema)
+    cs.store(name="schema_network", node=NetworkConfig)
+    cs.store(name="schema_tracking", node=TrackingConfig)
+
+
+register_configs()
+
+
+def compose_config(overrides: Sequence[str] = (), config_name: str = PRIMARY_CONFIG) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` with command-line style overrides.
+
+    For library use and tests; the CLIs go through ``@hydra.main``. The
+    ``hydra`` node is dropped from the result, as ``@hydra.main`` does.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=list(overrides))
+    return check_config(cfg)
+
+
+def check_config(cfg: DictConfig | Mapping[str, Any]) -> DictConfig:
+    """Return ``cfg`` typed by the schemas, or raise :class:`UserError`.
+
+    Accepts a composed config (already typed) or a plain mapping such as a
+    ``config.yaml`` read back from an MLflow run, which is merged onto the
+    schema picked by ``optimizer.name`` and ``data.name``.
+    """
+    plain = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else dict(cfg)
+    plain = {k: v for k, v in plain.items() if k != "hydra"}
+    for group, schemas in (("optimizer", OPTIMIZER_SCHEMAS), ("data", DATA_SCHEMAS)):
+        node = plain.get(group)
+        if not isinstance(node, Mapping) or "name" not in node:
+            raise UserError(f"config has no '{group}.name'; choose one of {_names(schemas)}")
+        if node["name"] not in schemas:
+            raise UserError(
+                f"{group}.name={node['name']!r} is not known; choose one of {_names(schemas)}"
+            )
+    if isinstance(cfg, DictConfig):
+        _check_option_matches_group(cfg)
+    base = OmegaConf.structured(Config)
+    base.optimizer = OmegaConf.structured(OPTIMIZER_SCHEMAS[plain["optimizer"]["name"]])
+    base.data = OmegaConf.structured(DATA_SCHEMAS[plain["data"]["name"]])
+    try:
+        merged = OmegaConf.merge(base, plain)
+    except Exception as exc:  # omegaconf's ValidationError / ConfigKeyError
+        raise UserError(f"invalid config: {_first_lines(exc)}") from exc
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
+def _check_option_matches_group(cfg: DictConfig) -> None:
+    """``optimizer=gd optimizer.name=adam`` would silently train Adam with gd's keys."""
+    for group, schemas in (("optimizer", OPTIMIZER_SCHEMAS), ("data", DATA_SCHEMAS)):
+        node = cfg[group]
+        node_type = OmegaConf.get_type(node)
+        expected = schemas[node.name]
+        if node_type in schemas.values() and node_type is not expected:
+            chosen = next(n for n, s in schemas.items() if s is node_type)
+            raise UserError(
+                f"{group}.name={node.name!r} contradicts the chosen option {group}={chosen}; "
+                f"select {group}={node.name} instead of overriding {group}.name"
+            )
+
+
+def flatten(cfg: DictConfig | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Resolved config as ``{"network.hidden": [64, 32], ...}`` (leaves only)."""
+    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    out: dict[str, Any] = {}
+    for key, value in container.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, prefix=f"{dotted}."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """The resolved config as YAML, the form logged with every run."""
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def _names(schemas: Iterable[str]) -> str:
+    return ", ".join(sorted(schemas))
+
+
+def _first_lines(exc: BaseException) -> str:
+    """OmegaConf messages carry ``full_key:``/``object_type=`` lines; keep the sentence."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "reference_type="))]
+    return "; ".join(keep) or type(exc).__name__
