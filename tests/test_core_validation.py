@@ -281,6 +281,11 @@ def test_grad_check_checks_its_epsilon():
         NeuralNetwork(**BASE).grad_check(X, Y, epsilon=0)
 
 
+def test_a_regularization_that_is_not_a_name_is_a_value_error():
+    with pytest.raises(ValueError, match=r"^regularization=\['l2'\] is invalid"):
+        _fit(regularization=["l2"])
+
+
 # ------------------------------------------------------------------ labels
 
 def test_a_column_of_labels_trains_like_a_flat_vector():
