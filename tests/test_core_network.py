@@ -129,6 +129,72 @@ def test_save_load_with_object_dtype_string_labels(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
 
 
+def _rewrite(path, **changes):
+    """The .npz file at path with some arrays replaced (None: removed)."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    for key, value in changes.items():
+        if value is None:
+            arrays.pop(key)
+        else:
+            arrays[key] = value
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture
+def saved(tmp_path):
+    X, y = binary_data()
+    net = NeuralNetwork([4, 3, 1], epoch=2).fit(X, y)
+    return net, net.save(tmp_path / "model.npz")
+
+
+@pytest.mark.parametrize("key", ["format_version", "hyperparameters", "theta", "classes"])
+def test_load_names_a_missing_key(saved, key):
+    _, path = saved
+    _rewrite(path, **{key: None})
+    with pytest.raises(ValueError) as info:
+        NeuralNetwork.load(path)
+    assert str(info.value) == f"{path} is not a numpynet model file: missing ['{key}']"
+
+
+def test_load_lists_every_missing_key(tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, theta=np.zeros(3))
+    with pytest.raises(ValueError, match=r"missing \['classes', 'format_version', 'hyperparameters'\]$"):
+        NeuralNetwork.load(path)
+
+
+def test_load_refuses_a_newer_format_and_reads_the_current_one(saved):
+    net, path = saved
+    X, _ = binary_data()
+    np.testing.assert_array_equal(NeuralNetwork.load(_rewrite(path, format_version=np.int64(2))).predict_proba(X),
+                                  net.predict_proba(X))
+    _rewrite(path, format_version=np.int64(3))
+    with pytest.raises(ValueError) as info:
+        NeuralNetwork.load(path)
+    assert str(info.value) == f"{path} has model format 3; this numpynet reads up to 2"
+
+
+@pytest.mark.parametrize("change", [+1, -1])
+def test_load_refuses_parameters_that_do_not_fit_the_sizes(saved, change):
+    net, path = saved
+    size = net.coefs_[0].size + net.coefs_[1].size + 3 + 1  # [4, 3, 1]: 15 weights, 4 biases
+    theta = np.zeros(size + change)
+    _rewrite(path, theta=theta)
+    with pytest.raises(ValueError) as info:
+        NeuralNetwork.load(path)
+    assert str(info.value) == f"{path}: {size + change} parameters do not fit layer_dims [4, 3, 1]"
+
+
+def test_load_restores_every_fitted_attribute(saved):
+    net, path = saved
+    loaded = NeuralNetwork.load(path)
+    for name in ["layer_dims_", "n_features_in_", "n_layers_", "n_outputs_", "out_activation_", "costs_"]:
+        assert getattr(loaded, name) == getattr(net, name), name
+    assert (loaded.n_layers_, loaded.n_outputs_, loaded.out_activation_) == (3, 1, "logistic")
+
+
 def test_pickle_round_trip_predicts_identically_and_owns_its_parameters():
     X, y = multiclass_data()
     net = NeuralNetwork([4, 6, 3], optimizer="rmsprop", learning_rate=0.01, epoch=5).fit(X, y)
