@@ -680,3 +680,53 @@ def test_val_balanced_accuracy_each_epoch_matches_scikit_learn_on_the_epoch_s_pr
     from numpynet.metrics import balanced_accuracy
     assert balanced_accuracy(np.array([0, 0, 0, 1]), np.zeros(4, dtype=int), 2) == 0.5
     assert balanced_accuracy(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2]), 4) == pytest.approx((1 + 1 + 0.5) / 3)
+
+
+# ------------------------------------------------------- messages and repr
+
+def test_training_diverged_says_where_and_what_to_do():
+    assert str(TrainingDiverged(3, 0.125)) == (
+        "training diverged at epoch 3: the cost is not finite (last finite cost: 0.125); "
+        "lower learning_rate or add regularization")
+    first = TrainingDiverged(0, None, "weights are NaN")
+    assert str(first) == (
+        "training diverged at epoch 0: the cost is not finite (last finite cost: none); "
+        "lower learning_rate or add regularization (weights are NaN)")
+    assert (first.epoch, first.last_finite_cost) == (0, None)
+    assert isinstance(first, RuntimeError)
+
+
+def test_repr_shows_only_the_settings_that_differ_from_the_defaults():
+    assert repr(NeuralNetwork()) == "NeuralNetwork()"
+    assert repr(NeuralNetwork([4, 3, 1], learning_rate=0.1, hidden_layer_sizes=(100,))) == \
+        "NeuralNetwork(layer_dims=[4, 3, 1], learning_rate=0.1)"
+    # same value but another type is shown; an array never breaks the comparison
+    assert repr(NeuralNetwork(hidden_layer_sizes=[100], seed=np.int64(0))) == \
+        "NeuralNetwork(hidden_layer_sizes=[100], seed=np.int64(0))"
+    assert repr(NeuralNetwork(layer_dims=np.array([4, 3, 1]))) == "NeuralNetwork(layer_dims=array([4, 3, 1]))"
+
+
+def test_set_params_names_the_unknown_and_the_valid_names():
+    with pytest.raises(ValueError) as info:
+        NeuralNetwork().set_params(epochs=3)
+    names = ", ".join(NeuralNetwork().get_params())
+    assert str(info.value) == f"unknown hyperparameter 'epochs'; valid names: {names}"
+    assert names.startswith("layer_dims, hidden_layer_sizes, seed,") and names.endswith("initialization, n_threads")
+
+
+def test_save_refuses_a_hyperparameter_json_cannot_hold(tmp_path):
+    X, y = binary_data()
+    flag = object()
+    net = NeuralNetwork([4, 3, 1], epoch=1, print_cost=np.bool_(False)).fit(X, y)
+    assert NeuralNetwork.load(net.save(tmp_path / "ok")).print_cost is False  # numpy scalars are fine
+    net.set_params(print_cost=flag)
+    with pytest.raises(TypeError) as info:
+        net.save(tmp_path / "bad")
+    assert str(info.value) == f"hyperparameter value {flag!r} of type object cannot be saved"
+
+
+def test_estimator_tags_say_classifier_that_needs_y():
+    tags = NeuralNetwork().__sklearn_tags__()
+    assert tags.estimator_type == "classifier"
+    assert tags.target_tags.required is True
+    assert tags.classifier_tags is not None

@@ -232,3 +232,16 @@ def test_the_adapter_keeps_feature_names_and_round_trips_through_save(tmp_path):
     back = NeuralNetworkClassifier.load(est.save(tmp_path / "m"))
     assert isinstance(back, NeuralNetworkClassifier)
     np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(frame))
+
+
+def test_the_adapter_evaluates_like_the_core_and_checks_its_input():
+    X, y = multiclass_data(n=60)
+    core = NeuralNetwork(hidden_layer_sizes=(6,), epoch=3).fit(X, y)
+    adapted = NeuralNetworkClassifier(hidden_layer_sizes=(6,), epoch=3).fit(X, y)
+    ours, theirs = adapted.evaluate(X, y), core.evaluate(X, y)
+    np.testing.assert_array_equal(ours.pop("confusion_matrix"), theirs.pop("confusion_matrix"))
+    assert ours == theirs
+    with pytest.raises(ValueError, match="X has 3 features, but NeuralNetworkClassifier is expecting 4"):
+        adapted.evaluate(X[:, :3], y)
+    with pytest.raises(SkNotFittedError):
+        NeuralNetworkClassifier().evaluate(X, y)

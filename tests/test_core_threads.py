@@ -103,3 +103,12 @@ def test_bad_n_threads_names_the_parameter(value):
     X, y = np.zeros((4, 3)), np.array([0, 1, 0, 1])
     with pytest.raises(ValueError, match=r"n_threads=.*integer >= 1"):
         NeuralNetwork(n_threads=value, epoch=1).fit(X, y)
+
+
+def test_current_budget_is_the_thread_count_in_force(budget_two):
+    from numpynet.threads import current_budget
+
+    assert current_budget() == 2
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        assert current_budget() == 1
+    assert current_budget() == 2
