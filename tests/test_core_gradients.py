@@ -134,3 +134,11 @@ def test_float32_grad_check_still_detects_a_wrong_derivative(monkeypatch):
 
     monkeypatch.setitem(activations.DERIVATIVES, "tanh", off_by_one_percent)
     assert net.grad_check(X, y) > 1e-4
+
+
+def test_at_the_kink_leakyrelu_takes_the_slope_of_the_negative_side():
+    """z = 0 exactly (zero input, zero bias) is on the negative side, as for relu's 0."""
+    delta = np.ones(3)
+    activations.DERIVATIVES["leakyrelu"](np.array([0.0, -0.5, 2.0]), delta)
+    np.testing.assert_array_equal(delta, [activations.LEAKY_SLOPE, activations.LEAKY_SLOPE, 1.0])
+    assert activations.LEAKY_SLOPE == 0.01

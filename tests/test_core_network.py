@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import pickle
 import warnings
 
@@ -193,6 +194,55 @@ def test_load_restores_every_fitted_attribute(saved):
     for name in ["layer_dims_", "n_features_in_", "n_layers_", "n_outputs_", "out_activation_", "costs_"]:
         assert getattr(loaded, name) == getattr(net, name), name
     assert (loaded.n_layers_, loaded.n_outputs_, loaded.out_activation_) == (3, 1, "logistic")
+
+
+def test_save_returns_the_path_it_wrote(tmp_path):
+    X, y = binary_data()
+    net = NeuralNetwork([4, 3, 1], epoch=1).fit(X, y)
+    for given, written in [("a", "a.npz"), ("b.npz", "b.npz"), ("c.v2", "c.v2.npz")]:
+        assert net.save(tmp_path / given) == str(tmp_path / written)
+        assert (tmp_path / written).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz", "c.v2.npz"]
+
+
+def test_load_takes_a_file_by_its_exact_name_first(tmp_path):
+    """A model file renamed without its extension still loads; a missing .npz path is not
+    looked for under another name."""
+    X, y = binary_data()
+    net = NeuralNetwork([4, 3, 1], epoch=1).fit(X, y)
+    renamed = tmp_path / "model"
+    os.replace(net.save(tmp_path / "model.npz"), renamed)
+    np.testing.assert_array_equal(NeuralNetwork.load(renamed).predict_proba(X), net.predict_proba(X))
+    with pytest.raises(FileNotFoundError) as info:
+        NeuralNetwork.load(tmp_path / "missing.npz")
+    assert str(tmp_path / "missing.npz") in str(info.value) and "missing.npz.npz" not in str(info.value)
+
+
+def test_load_never_unpickles(saved):
+    """allow_pickle=False: a file with an object array (which loading would unpickle,
+    running code) is refused."""
+    _, path = saved
+    _rewrite(path, classes=np.array([{"not": "a label"}, None], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        NeuralNetwork.load(path)
+
+
+def test_save_load_of_an_integer_hidden_size_and_of_narrow_integer_classes(tmp_path):
+    X, y = binary_data()
+    net = NeuralNetwork(hidden_layer_sizes=3, epoch=2).fit(X, y.astype(np.int32))
+    loaded = NeuralNetwork.load(net.save(tmp_path / "m"))
+    assert loaded.hidden_layer_sizes == 3 and loaded.layer_dims_ == [4, 3, 1]
+    assert loaded.classes_.dtype == np.int32 and loaded.predict(X).dtype == np.int32
+    _assert_same_predictions(net, loaded, X)
+
+
+def test_a_network_initialised_by_grad_check_saves_without_a_history(tmp_path):
+    X, y = binary_data()
+    net = NeuralNetwork([4, 3, 1])
+    net.grad_check(X, y)
+    loaded = NeuralNetwork.load(net.save(tmp_path / "m"))
+    assert loaded.costs_ == []
+    _assert_same_predictions(net, loaded, X)
 
 
 def test_pickle_round_trip_predicts_identically_and_owns_its_parameters():

@@ -106,10 +106,12 @@ def test_save_load_of_a_network_with_inferred_sizes(tmp_path):
     np.testing.assert_array_equal(back.predict_proba(X), net.predict_proba(X))
 
 
-def test_a_format_1_file_still_loads(tmp_path):
-    """Files written before sizes were inferred keep layer_dims in the hyperparameters only."""
-    X, y = binary_data(n=40)
-    net = NeuralNetwork([4, 5, 1], epoch=3).fit(X, y)
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_a_format_1_file_still_loads(tmp_path, n_out):
+    """Files written before sizes were inferred keep layer_dims in the hyperparameters only.
+    Every layer is re-laid out, the output layer too (a single output unit hides it)."""
+    X, y = binary_data(n=40) if n_out == 1 else multiclass_data(n=40)
+    net = NeuralNetwork([4, 5, n_out], epoch=3).fit(X, y)
     old = {k: v for k, v in net.get_params().items() if k not in ("hidden_layer_sizes", "n_threads")}
     path = tmp_path / "old.npz"
     # format 1 stored each weight matrix (n_in, n_out) row-major, then the biases
@@ -117,7 +119,7 @@ def test_a_format_1_file_still_loads(tmp_path):
     np.savez(path, format_version=np.int64(1), hyperparameters=np.str_(json.dumps(old)),
              theta=theta, classes=net.classes_, costs=np.asarray(net.costs_))
     back = NeuralNetwork.load(path)
-    assert back.layer_dims_ == [4, 5, 1]
+    assert back.layer_dims_ == [4, 5, n_out]
     np.testing.assert_array_equal(flat_params(back), flat_params(net))
     np.testing.assert_array_equal(back.predict_proba(X), net.predict_proba(X))
 
