@@ -101,11 +101,12 @@ def test_save_load_keeps_string_classes_and_float32(tmp_path):
     assert set(loaded.predict(X)) <= {"red", "green", "blue"}
 
 
-def test_load_accepts_the_path_given_to_save(tmp_path):
+def test_load_accepts_the_path_given_to_save(tmp_path, monkeypatch):
     """save('model') writes model.npz; load('model') must find it again."""
+    monkeypatch.chdir(tmp_path)  # relative paths: nothing lands in the working directory
     X, y = binary_data()
     net = NeuralNetwork([4, 3, 1], epoch=2).fit(X, y)
-    path = tmp_path / "model"
+    path = "model"
     net.save(path)
     _assert_same_predictions(net, NeuralNetwork.load(path), X)
 
@@ -196,13 +197,13 @@ def test_load_restores_every_fitted_attribute(saved):
     assert (loaded.n_layers_, loaded.n_outputs_, loaded.out_activation_) == (3, 1, "logistic")
 
 
-def test_save_returns_the_path_it_wrote(tmp_path):
+def test_save_returns_the_path_it_wrote(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     X, y = binary_data()
     net = NeuralNetwork([4, 3, 1], epoch=1).fit(X, y)
-    for given, written in [("a", "a.npz"), ("b.npz", "b.npz"), ("c.v2", "c.v2.npz")]:
-        assert net.save(tmp_path / given) == str(tmp_path / written)
-        assert (tmp_path / written).is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz", "c.v2.npz"]
+    for given, written in [("a", "a.npz"), ("b.npz", "b.npz"), ("c.v2", "c.v2.npz"), (tmp_path / "d", str(tmp_path / "d.npz"))]:
+        assert net.save(given) == written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz", "c.v2.npz", "d.npz"]
 
 
 def test_load_takes_a_file_by_its_exact_name_first(tmp_path):
