@@ -781,3 +781,45 @@ def test_estimator_tags_say_classifier_that_needs_y():
     assert tags.estimator_type == "classifier"
     assert tags.target_tags.required is True
     assert tags.classifier_tags is not None
+
+
+def test_precision_recall_and_f1_where_a_class_is_never_predicted_or_predicted_once():
+    """scikit-learn's zero_division=0: a class nobody predicted has precision 0, not NaN."""
+    from sklearn import metrics as sk
+
+    from numpynet.metrics import confusion_matrix, precision_recall_f1
+
+    y_true = np.array([0, 0, 0, 1, 1, 2, 2])
+    for y_pred in (np.array([0, 0, 0, 0, 0, 0, 0]),   # classes 1 and 2 never predicted
+                   np.array([0, 0, 1, 0, 1, 2, 0])):  # class 2 predicted once
+        cm = confusion_matrix(y_true, y_pred, 3)
+        expected = [f(y_true, y_pred, average="macro", zero_division=0)
+                    for f in (sk.precision_score, sk.recall_score, sk.f1_score)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = precision_recall_f1(cm)
+        assert got == pytest.approx(expected, abs=1e-15)
+    binary = confusion_matrix(np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1]), 2)
+    assert precision_recall_f1(binary) == pytest.approx((1.0, 0.5, 2 / 3))
+    assert precision_recall_f1(confusion_matrix(np.array([0, 1]), np.array([0, 0]), 2)) == (0.0, 0.0, 0.0)
+
+
+def test_evaluate_names_the_labels_in_its_messages():
+    X, y = multiclass_data(n=30)
+    net = NeuralNetwork([4, 3, 3], epoch=1).fit(X, y)
+    for bad, message in [(y[:-1], "y has 29 labels but X has 30 samples"),
+                         (np.where(np.arange(30) == 0, 7, y), "y contains label(s) [7] not seen in training; known classes: [0, 1, 2]")]:
+        for method in (net.evaluate, net.score):
+            with pytest.raises(ValueError) as info:
+                method(X, bad)
+            assert str(info.value) == message
+
+
+def test_predictions_from_overflowing_logits_are_silent():
+    X, y = binary_data()
+    net = NeuralNetwork([4, 5, 1], epoch=1).fit(X, y)
+    net.coefs_[-1][...] = 1e300  # logits overflow to +-inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        proba = net.predict_proba(X * 1e10)
+    assert np.isfinite(proba).all() and ((proba == 0) | (proba == 1)).any()

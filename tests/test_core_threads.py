@@ -112,3 +112,14 @@ def test_current_budget_is_the_thread_count_in_force(budget_two):
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         assert current_budget() == 1
     assert current_budget() == 2
+
+
+@pytest.mark.parametrize("controller", [None, "no BLAS library"])
+def test_current_budget_is_none_when_the_blas_cannot_be_seen(controller, monkeypatch):
+    import numpynet.threads as threads
+
+    class NoLibraries:
+        lib_controllers: list = []
+
+    monkeypatch.setattr(threads, "_blas_controller", lambda: None if controller is None else NoLibraries())
+    assert threads.current_budget() is None
