@@ -175,3 +175,27 @@ def test_grad_check_of_an_unfitted_float32_network_initialises_it_in_float32():
     assert net.grad_check(X, y) < 1e-5
     assert net.coefs_[0].dtype == np.float32 and net._theta.dtype == np.float32
     assert list(net.classes_) == [0, 1, 2] and net.layer_dims_ == [5, 4, 3]
+
+
+def test_grad_check_of_an_unfitted_network_with_inferred_sizes_and_its_seed():
+    X, y = _data(3)
+    first = NeuralNetwork(hidden_layer_sizes=(4,), seed=5)
+    assert first.grad_check(X, y) < TOL
+    assert first.layer_dims_ == [5, 4, 3]
+    again = NeuralNetwork(hidden_layer_sizes=(4,), seed=5)
+    again.grad_check(X, y)
+    np.testing.assert_array_equal(again.coefs_[0], first.coefs_[0])  # initialised from seed, not at random
+
+
+def test_grad_check_draws_its_dropout_masks_from_seed():
+    net, X, y = _trained("relu", 3, "dropout", keep_prob=0.6)
+    assert net.grad_check(X, y) == net.grad_check(X, y)
+
+
+def test_grad_check_notices_a_wrong_l2_term_in_the_cost(monkeypatch):
+    """The L2 term is part of the checked cost: a cost whose L2 term disagrees with
+    the L2 gradient (here doubled) makes the check fail."""
+    net, X, y = _trained("tanh", 3, "l2")
+    correct = NeuralNetwork._l2_cost
+    monkeypatch.setattr(NeuralNetwork, "_l2_cost", lambda self, m: 2 * correct(self, m))
+    assert net.grad_check(X, y) > 1e-4
