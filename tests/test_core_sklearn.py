@@ -247,3 +247,14 @@ def test_the_adapter_evaluates_like_the_core_and_checks_its_input():
         adapted.evaluate(X[:, :3], y)
     with pytest.raises(SkNotFittedError):
         NeuralNetworkClassifier().evaluate(X, y)
+
+
+def test_the_adapter_s_log_probabilities_of_certain_predictions_are_silent():
+    X, y = binary_data(n=40)
+    est = NeuralNetworkClassifier(hidden_layer_sizes=(5,), epoch=2).fit(X, y)
+    est.coefs_[-1][...] = 1e4  # probabilities exactly 0 and 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log_proba = est.predict_log_proba(X)
+    assert np.isneginf(log_proba).any()
+    np.testing.assert_array_equal(np.exp(log_proba), est.predict_proba(X))
