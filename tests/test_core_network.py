@@ -249,8 +249,10 @@ def test_a_network_initialised_by_grad_check_saves_without_a_history(tmp_path):
 def test_pickle_round_trip_predicts_identically_and_owns_its_parameters():
     X, y = multiclass_data()
     net = NeuralNetwork([4, 6, 3], optimizer="rmsprop", learning_rate=0.01, epoch=5).fit(X, y)
+    assert not {"coefs_", "intercepts_", "_gW", "_gb"} & set(net.__getstate__())  # views are rebuilt, not pickled
     copy = pickle.loads(pickle.dumps(net))
     _assert_same_predictions(net, copy, X)
+    assert set(vars(copy)) == set(vars(net))
     before = net.predict_proba(X)
     copy.coefs_[0][...] = 0.0  # the copy's views point into its own parameters
     np.testing.assert_array_equal(net.predict_proba(X), before)

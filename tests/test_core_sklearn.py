@@ -258,3 +258,16 @@ def test_the_adapter_s_log_probabilities_of_certain_predictions_are_silent():
         log_proba = est.predict_log_proba(X)
     assert np.isneginf(log_proba).any()
     np.testing.assert_array_equal(np.exp(log_proba), est.predict_proba(X))
+
+
+def test_the_adapter_tracks_validation_data_like_the_core():
+    X, y = multiclass_data(n=60)
+    Xv, yv = multiclass_data(n=21, seed=1)
+    seen = []
+    core = NeuralNetwork(hidden_layer_sizes=(6,), epoch=3).fit(X, y, Xv, yv)
+    adapted = NeuralNetworkClassifier(hidden_layer_sizes=(6,), epoch=3).fit(
+        X, y, X_val=Xv.tolist(), y_val=yv, callback=lambda epoch, metrics: seen.append(epoch))
+    assert adapted.val_costs_ == core.val_costs_ and adapted.val_accuracies_ == core.val_accuracies_
+    assert seen == [0, 1, 2]
+    with pytest.raises(ValueError, match="X has 3 features, but NeuralNetworkClassifier is expecting 4"):
+        NeuralNetworkClassifier(epoch=1).fit(X, y, X_val=Xv[:, :3], y_val=yv)
