@@ -817,6 +817,25 @@ def test_evaluate_names_the_labels_in_its_messages():
             assert str(info.value) == message
 
 
+def test_label_and_feature_messages_at_prediction():
+    X, y = binary_data(n=30)
+    explicit = NeuralNetwork([4, 3, 1], epoch=1).fit(X, y)
+    inferred = NeuralNetwork(hidden_layer_sizes=(3,), epoch=1).fit(X, y)
+    cases = [
+        (explicit.predict, (X[:, :3],), "X has 3 features (shape (30, 3)) but layer_dims[0] is 4"),
+        (inferred.predict, (X[:, :3],), "X has 3 features (shape (30, 3)) but the network was fitted with 4 (n_features_in_)"),
+        (explicit.evaluate, (X, np.array([None] * 30, dtype=object)),
+         "y labels of type object cannot be compared with classes_ [0, 1]"),
+        # at most the first 10 unknown labels are listed
+        (explicit.evaluate, (X, np.arange(30) + 5),
+         "y contains label(s) [5, 6, 7, 8, 9, 10, 11, 12, 13, 14] not seen in training; known classes: [0, 1]"),
+    ]
+    for method, args, message in cases:
+        with pytest.raises(ValueError) as info:
+            method(*args)
+        assert str(info.value) == message
+
+
 def test_predictions_from_overflowing_logits_are_silent():
     X, y = binary_data()
     net = NeuralNetwork([4, 5, 1], epoch=1).fit(X, y)
