@@ -844,3 +844,24 @@ def test_predictions_from_overflowing_logits_are_silent():
         warnings.simplefilter("error")
         proba = net.predict_proba(X * 1e10)
     assert np.isfinite(proba).all() and ((proba == 0) | (proba == 1)).any()
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_a_tie_goes_to_the_first_class(n_out):
+    """Logits all equal (p = 0.5 for one sigmoid unit): the first of classes_, as
+    scikit-learn's linear classifiers predict the negative class at decision 0."""
+    X, y = binary_data() if n_out == 1 else multiclass_data()
+    labels = np.array(["b", "c", "d"])[y]
+    net = NeuralNetwork([4, 3, n_out], epoch=1).fit(X, labels)
+    net.coefs_[-1][...] = 0.0
+    net.intercepts_[-1][...] = 0.0
+    np.testing.assert_array_equal(net.predict_proba(X), np.full((len(X), max(n_out, 2)), 1 / max(n_out, 2)))
+    assert set(net.predict(X)) == {"b"}
+
+
+def test_the_not_fitted_message_names_the_class_and_the_remedy():
+    from numpynet import NotFittedError
+
+    with pytest.raises(NotFittedError) as info:
+        NeuralNetwork().predict_proba(np.zeros((1, 4)))
+    assert str(info.value) == "this NeuralNetwork is not fitted yet: call fit(X, y) or NeuralNetwork.load(path)"
