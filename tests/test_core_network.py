@@ -865,3 +865,9 @@ def test_the_not_fitted_message_names_the_class_and_the_remedy():
     with pytest.raises(NotFittedError) as info:
         NeuralNetwork().predict_proba(np.zeros((1, 4)))
     assert str(info.value) == "this NeuralNetwork is not fitted yet: call fit(X, y) or NeuralNetwork.load(path)"
+
+
+def test_an_unfitted_network_pickles_and_stays_unfitted():
+    net = pickle.loads(pickle.dumps(NeuralNetwork([4, 3, 1], learning_rate=0.2)))
+    assert net.get_params() == NeuralNetwork([4, 3, 1], learning_rate=0.2).get_params()
+    assert not net.__sklearn_is_fitted__()
