@@ -871,3 +871,24 @@ def test_an_unfitted_network_pickles_and_stays_unfitted():
     net = pickle.loads(pickle.dumps(NeuralNetwork([4, 3, 1], learning_rate=0.2)))
     assert net.get_params() == NeuralNetwork([4, 3, 1], learning_rate=0.2).get_params()
     assert not net.__sklearn_is_fitted__()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_softmax_shifts_each_row_by_its_own_maximum(dtype):
+    """Rows of very different scale: each row is exact, none collapses to uniform."""
+    z = np.array([[1000.0, 0.0, 0.0], [-1000.0, -1000.0, -1001.0]], dtype=dtype)
+    SoftmaxCategorical.probs(z)
+    e = 1 / (2 + math.exp(-1))
+    np.testing.assert_allclose(z[1], [e, e, e * math.exp(-1)], rtol=1e-6)
+    assert z[0, 0] == 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_hopeless_classes_get_a_tiny_normal_probability_never_a_subnormal_or_zero(dtype):
+    """Shifted logits are clamped before exp: subnormals are slow, and a class's
+    probability never becomes exactly 0 (its log stays finite)."""
+    z = np.array([[0.0, -1000.0, -5000.0]], dtype=dtype)
+    SoftmaxCategorical.probs(z)
+    tiny = np.finfo(dtype).tiny
+    assert z[0, 0] == 1.0
+    assert (z[0, 1:] >= tiny).all() and (z[0, 1:] < 1e3 * tiny).all()

@@ -265,7 +265,7 @@ GOOD_SETTINGS = [
     dict(epsilon=1e-300, optimizer="adam"), dict(dtype="float32"), dict(initialization="xavier"),
     dict(initialization="auto"), dict(regularization="DROPOUT", keep_prob=0.5), dict(regularization="none"),
     dict(regularization="dropout+l2", keep_prob=0.5), dict(layer_dims=(4, np.int32(3), 1)),
-    dict(layer_dims=[4, 3, 1], hidden_layer_sizes=(3,)), dict(layer_dims=None, hidden_layer_sizes=np.int64(2)),
+    dict(layer_dims=[4, 3, 1], hidden_layer_sizes=(3,)), dict(layer_dims=[4, 1]), dict(layer_dims=[4, 1, 1]), dict(layer_dims=None, hidden_layer_sizes=np.int64(2)),
 ]
 
 
