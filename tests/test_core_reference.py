@@ -208,7 +208,7 @@ def test_every_update_cost_and_prediction_match_the_reference(activation, output
 
     final = {"Ws": [np.array(W, dtype=np.float64) for W in net.coefs_],
              "bs": [np.array(b, dtype=np.float64) for b in net.intercepts_]}
-    epoch_cost = [0.0] * EPOCHS
+    epoch_cost, epoch_correct = [0.0] * EPOCHS, [0] * EPOCHS
     for i, step in enumerate(steps):
         rows = record.rows(X.astype(dtype).astype(np.float64), step)
         masks = step["masks"]
@@ -217,6 +217,10 @@ def test_every_update_cost_and_prediction_match_the_reference(activation, output
         Xb = step["X"]
         # the cost this batch adds to its epoch: its size times (mean cross-entropy + L2)
         epoch_cost[i // per_epoch] += len(rows) * ref_cost(step["Ws"], step["bs"], Xb, Y[rows], **kw) / n
+        # train accuracy: the predictions of that same forward pass (dropout on)
+        logits, _ = ref_forward(step["Ws"], step["bs"], Xb, activation, masks, KEEP)
+        guess = (logits[:, 0] > 0).astype(int) if k == 1 else logits.argmax(axis=1)
+        epoch_correct[i // per_epoch] += int(np.sum(guess == y[rows]))
         # one gradient step leads to the weights of the next record
         dWs, dbs = ref_gradients(step["Ws"], step["bs"], Xb, Y[rows], **kw)
         after = steps[i + 1] if i + 1 < len(steps) else final
@@ -225,6 +229,7 @@ def test_every_update_cost_and_prediction_match_the_reference(activation, output
         for b, db, b_next in zip(step["bs"], dbs, after["bs"]):
             np.testing.assert_allclose(b_next, b - LR * db, **tol)
     np.testing.assert_allclose(net.costs_, epoch_cost, **tol)
+    assert net.train_accuracies_ == [c / n for c in epoch_correct]
 
     # validation: at the weights each epoch ended with, L2 over the *training* size
     Xv64 = Xv.astype(dtype).astype(np.float64)
