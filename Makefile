@@ -1,13 +1,14 @@
 # Shortcuts used by the README quickstart and by CI (.ci/run runs `make test`).
 # `make sweep` : create .venv, install numpynet, run the default sweep (digits, TPE + successive halving)
 # `make test`  : the same install plus the test extras and Debian's chromium, then the whole test suite
+# `make mutation`: mutation testing of numpynet/ by the core tests (mutmut; not part of `make test`)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # apt-get needs root: use sudo when make does not run as root
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install install-test sweep test bench browser
+.PHONY: install install-test sweep test bench browser mutation
 
 $(VENV)/.installed: pyproject.toml
 	@echo "== installing numpynet into $(VENV) (numpy, optuna, mlflow, hydra, matplotlib, scikit-learn...; a few minutes the first time)"
@@ -41,3 +42,23 @@ test: install-test
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m benchmarks.run
+
+$(VENV)/.installed-mutation: $(VENV)/.installed-test pyproject.toml
+	$(PY) -m pip install --quiet -e '.[mutation]'
+	touch $@
+
+# Mutants of numpynet/ against the quick core tests (tests/test_core_*.py without
+# the slow ones; configured in pyproject.toml [tool.mutmut]); docs/testing.md has the
+# measured score. Starts from scratch each time (rm -rf mutants). Knobs:
+#   MUTATION_JOBS=1        mutmut worker processes (default 1, under nice: the machine is shared)
+#   MUTANTS='numpynet.losses*'  only the mutants whose names match (globs; default: all)
+MUTATION_JOBS ?= 1
+MUTANTS ?=
+mutation: $(VENV)/.installed-mutation
+	rm -rf mutants
+	nice -n 10 $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
+	$(VENV)/bin/mutmut export-cicd-stats
+	$(PY) -c 'import json; s = json.load(open("mutants/mutmut-cicd-stats.json")); \
+	  print("mutation score: %(killed)d killed of %(total)d mutants;" % s, \
+	        ", ".join("%d %s" % (v, k) for k, v in s.items() if k not in ("killed", "total") and v))'
+	$(VENV)/bin/mutmut results

@@ -7,6 +7,7 @@ what is allowed (``assert`` is reserved for internal invariants).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Hashable
 from typing import Any, Iterable
 
 import numpy as np
@@ -62,7 +63,7 @@ def check_int(name: str, value: Any, low: int) -> None:
 
 def normalise_regularization(value: Any) -> frozenset:
     key = value.lower() if isinstance(value, str) else value
-    if key not in REGULARIZATION_ALIASES:
+    if not isinstance(key, Hashable) or key not in REGULARIZATION_ALIASES:  # a list: ValueError, not TypeError
         _fail("regularization", value, "must be one of " + ", ".join(REGULARIZATION_NAMES))
     return REGULARIZATION_ALIASES[key]
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +43,26 @@ def _find_cat_dir() -> Path:
 
 
 CAT_DIR = _find_cat_dir()
+
+CAT_FILES = ("train_catvnoncat.h5", "test_catvnoncat.h5")
+
+
+def require_cat_data(files: tuple[str, ...] = CAT_FILES) -> Path:
+    """The cat data folder; when files are missing, skip the test or, in CI, fail it.
+
+    A local run skips with the reason. ``.ci/run`` exports
+    ``NUMPYNET_REQUIRE_CAT_DATA=1``: there a missing file fails the test, so
+    CI cannot stay green while testing less.
+    """
+    missing = [name for name in files if not (CAT_DIR / name).is_file()]
+    if missing:
+        reason = (f"cat / non-cat data not found in {CAT_DIR} (missing {', '.join(missing)}; set "
+                  "NUMPYNET_CAT_DATA or put it in ../shared/data/catvnoncat; the project never ships a copy)")
+        if os.environ.get("NUMPYNET_REQUIRE_CAT_DATA") == "1":
+            pytest.fail(f"{reason}, and NUMPYNET_REQUIRE_CAT_DATA=1 requires it", pytrace=False)
+        pytest.skip(reason)
+    return CAT_DIR
+
 
 # one BLAS thread per worker process: results do not depend on it, and two
 # single-threaded workers use a 2-core machine better than one process with two

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _core_helpers import CAT_DIR as CATVNONCAT_DIR  # $NUMPYNET_CAT_DATA, ../shared, or beside the origin
+from _core_helpers import require_cat_data  # data in $NUMPYNET_CAT_DATA, ../shared, or beside the origin
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,9 +61,8 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def catvnoncat_dir() -> Path:
-    if not (CATVNONCAT_DIR / "train_catvnoncat.h5").is_file():
-        pytest.skip(f"cat/non-cat data not found at {CATVNONCAT_DIR} (set NUMPYNET_CAT_DATA or put it in ../shared/data/catvnoncat)")
-    return CATVNONCAT_DIR
+    """Skips without the data; fails instead when NUMPYNET_REQUIRE_CAT_DATA=1 (CI)."""
+    return require_cat_data()
 
 
 def run_cli(entry: str, args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 180):

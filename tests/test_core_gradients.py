@@ -134,3 +134,68 @@ def test_float32_grad_check_still_detects_a_wrong_derivative(monkeypatch):
 
     monkeypatch.setitem(activations.DERIVATIVES, "tanh", off_by_one_percent)
     assert net.grad_check(X, y) > 1e-4
+
+
+def test_at_the_kink_leakyrelu_takes_the_slope_of_the_negative_side():
+    """z = 0 exactly (zero input, zero bias) is on the negative side, as for relu's 0."""
+    delta = np.ones(3)
+    activations.DERIVATIVES["leakyrelu"](np.array([0.0, -0.5, 2.0]), delta)
+    np.testing.assert_array_equal(delta, [activations.LEAKY_SLOPE, activations.LEAKY_SLOPE, 1.0])
+    assert activations.LEAKY_SLOPE == 0.01
+
+
+# ------------------------------------------------------------ grad_check's input
+
+def test_grad_check_checks_its_data_against_the_fitted_network():
+    net, X, y = _trained("tanh", 1, None)
+    cases = [
+        ((X[:, :4], y), "X has 4 features (shape (24, 4)) but the network has 5 inputs"),
+        ((X, y[:-1]), "y has 23 labels but X has 24 samples"),
+        ((X, np.where(y == 1, 7, 0)), "y contains label(s) [7] not seen in training; known classes: [0, 1]"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ValueError) as info:
+            net.grad_check(*args)
+        assert str(info.value) == message
+
+
+def test_grad_check_of_an_unfitted_network_checks_the_data_as_fit_does():
+    X, y = _data(1)
+    net = NeuralNetwork([5, 8, 1], seed=3)
+    for args, message in [((X[:, :4], y), "X has 4 features (shape (24, 4)) but layer_dims[0] is 5"),
+                          ((X, y[:-1]), "y has 23 labels but X has 24 samples")]:
+        with pytest.raises(ValueError) as info:
+            net.grad_check(*args)
+        assert str(info.value) == message
+
+
+def test_grad_check_of_an_unfitted_float32_network_initialises_it_in_float32():
+    X, y = _data(3)
+    net = NeuralNetwork([5, 4, 3], dtype="float32", seed=1)
+    assert net.grad_check(X, y) < 1e-5
+    assert net.coefs_[0].dtype == np.float32 and net._theta.dtype == np.float32
+    assert list(net.classes_) == [0, 1, 2] and net.layer_dims_ == [5, 4, 3]
+
+
+def test_grad_check_of_an_unfitted_network_with_inferred_sizes_and_its_seed():
+    X, y = _data(3)
+    first = NeuralNetwork(hidden_layer_sizes=(4,), seed=5)
+    assert first.grad_check(X, y) < TOL
+    assert first.layer_dims_ == [5, 4, 3]
+    again = NeuralNetwork(hidden_layer_sizes=(4,), seed=5)
+    again.grad_check(X, y)
+    np.testing.assert_array_equal(again.coefs_[0], first.coefs_[0])  # initialised from seed, not at random
+
+
+def test_grad_check_draws_its_dropout_masks_from_seed():
+    net, X, y = _trained("relu", 3, "dropout", keep_prob=0.6)
+    assert net.grad_check(X, y) == net.grad_check(X, y)
+
+
+def test_grad_check_notices_a_wrong_l2_term_in_the_cost(monkeypatch):
+    """The L2 term is part of the checked cost: a cost whose L2 term disagrees with
+    the L2 gradient (here doubled) makes the check fail."""
+    net, X, y = _trained("tanh", 3, "l2")
+    correct = NeuralNetwork._l2_cost
+    monkeypatch.setattr(NeuralNetwork, "_l2_cost", lambda self, m: 2 * correct(self, m))
+    assert net.grad_check(X, y) > 1e-4

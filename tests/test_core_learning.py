@@ -21,7 +21,8 @@ import pytest
 
 from numpynet import NeuralNetwork
 
-from _core_helpers import CAT_DIR, SINGLE_THREAD_ENV, finish, start_python
+import _core_helpers
+from _core_helpers import SINGLE_THREAD_ENV, finish, require_cat_data, start_python
 
 
 def test_digits_reach_097_test_accuracy():
@@ -64,9 +65,8 @@ CAT_SEEDS = [1, 2, 3, 4, 5]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (CAT_DIR / "train_catvnoncat.h5").exists() or not (CAT_DIR / "test_catvnoncat.h5").exists(),
-                    reason=f"cat / non-cat data not found in {CAT_DIR} (the project never ships a copy)")
 def test_catvnoncat_with_the_original_configuration():
+    require_cat_data()  # skips locally without the data, fails in CI (NUMPYNET_REQUIRE_CAT_DATA=1)
     tests_dir = str(Path(__file__).resolve().parent)  # where the worker finds _core_helpers
     shares = [CAT_SEEDS[0::2], CAT_SEEDS[1::2]]  # [1, 3, 5] and [2, 4]
     workers = [start_python(CAT_WORKER, tests_dir, ",".join(map(str, s)), extra_env=SINGLE_THREAD_ENV)
@@ -87,3 +87,18 @@ def test_catvnoncat_with_the_original_configuration():
     summary = f"train accuracy {train}, test accuracy {test}, mean test {mean_test:.3f}"
     assert min(train.values()) >= 0.95, summary
     assert mean_test >= 0.74, summary
+
+
+@pytest.mark.parametrize("required, outcome", [(None, pytest.skip.Exception), ("0", pytest.skip.Exception),
+                                               ("1", pytest.fail.Exception)])
+def test_missing_cat_data_skips_locally_and_fails_in_ci(required, outcome, tmp_path, monkeypatch):
+    monkeypatch.setattr(_core_helpers, "CAT_DIR", tmp_path)  # an empty folder
+    if required is None:
+        monkeypatch.delenv("NUMPYNET_REQUIRE_CAT_DATA", raising=False)
+    else:
+        monkeypatch.setenv("NUMPYNET_REQUIRE_CAT_DATA", required)
+    with pytest.raises(outcome, match=r"cat / non-cat data not found in .*missing train_catvnoncat.h5, test_catvnoncat.h5"):
+        require_cat_data()
+    (tmp_path / "train_catvnoncat.h5").touch()
+    (tmp_path / "test_catvnoncat.h5").touch()
+    assert require_cat_data() == tmp_path

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import pickle
 import warnings
 
@@ -100,11 +101,12 @@ def test_save_load_keeps_string_classes_and_float32(tmp_path):
     assert set(loaded.predict(X)) <= {"red", "green", "blue"}
 
 
-def test_load_accepts_the_path_given_to_save(tmp_path):
+def test_load_accepts_the_path_given_to_save(tmp_path, monkeypatch):
     """save('model') writes model.npz; load('model') must find it again."""
+    monkeypatch.chdir(tmp_path)  # relative paths: nothing lands in the working directory
     X, y = binary_data()
     net = NeuralNetwork([4, 3, 1], epoch=2).fit(X, y)
-    path = tmp_path / "model"
+    path = "model"
     net.save(path)
     _assert_same_predictions(net, NeuralNetwork.load(path), X)
 
@@ -129,11 +131,128 @@ def test_save_load_with_object_dtype_string_labels(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
 
 
+def _rewrite(path, **changes):
+    """The .npz file at path with some arrays replaced (None: removed)."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    for key, value in changes.items():
+        if value is None:
+            arrays.pop(key)
+        else:
+            arrays[key] = value
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture
+def saved(tmp_path):
+    X, y = binary_data()
+    net = NeuralNetwork([4, 3, 1], epoch=2).fit(X, y)
+    return net, net.save(tmp_path / "model.npz")
+
+
+@pytest.mark.parametrize("key", ["format_version", "hyperparameters", "theta", "classes"])
+def test_load_names_a_missing_key(saved, key):
+    _, path = saved
+    _rewrite(path, **{key: None})
+    with pytest.raises(ValueError) as info:
+        NeuralNetwork.load(path)
+    assert str(info.value) == f"{path} is not a numpynet model file: missing ['{key}']"
+
+
+def test_load_lists_every_missing_key(tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, theta=np.zeros(3))
+    with pytest.raises(ValueError, match=r"missing \['classes', 'format_version', 'hyperparameters'\]$"):
+        NeuralNetwork.load(path)
+
+
+def test_load_refuses_a_newer_format_and_reads_the_current_one(saved):
+    net, path = saved
+    X, _ = binary_data()
+    np.testing.assert_array_equal(NeuralNetwork.load(_rewrite(path, format_version=np.int64(2))).predict_proba(X),
+                                  net.predict_proba(X))
+    _rewrite(path, format_version=np.int64(3))
+    with pytest.raises(ValueError) as info:
+        NeuralNetwork.load(path)
+    assert str(info.value) == f"{path} has model format 3; this numpynet reads up to 2"
+
+
+@pytest.mark.parametrize("change", [+1, -1])
+def test_load_refuses_parameters_that_do_not_fit_the_sizes(saved, change):
+    net, path = saved
+    size = net.coefs_[0].size + net.coefs_[1].size + 3 + 1  # [4, 3, 1]: 15 weights, 4 biases
+    theta = np.zeros(size + change)
+    _rewrite(path, theta=theta)
+    with pytest.raises(ValueError) as info:
+        NeuralNetwork.load(path)
+    assert str(info.value) == f"{path}: {size + change} parameters do not fit layer_dims [4, 3, 1]"
+
+
+def test_load_restores_every_fitted_attribute(saved):
+    net, path = saved
+    loaded = NeuralNetwork.load(path)
+    for name in ["layer_dims_", "n_features_in_", "n_layers_", "n_outputs_", "out_activation_", "costs_"]:
+        assert getattr(loaded, name) == getattr(net, name), name
+    assert (loaded.n_layers_, loaded.n_outputs_, loaded.out_activation_) == (3, 1, "logistic")
+
+
+def test_save_returns_the_path_it_wrote(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    X, y = binary_data()
+    net = NeuralNetwork([4, 3, 1], epoch=1).fit(X, y)
+    for given, written in [("a", "a.npz"), ("b.npz", "b.npz"), ("c.v2", "c.v2.npz"), (tmp_path / "d", str(tmp_path / "d.npz"))]:
+        assert net.save(given) == written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz", "c.v2.npz", "d.npz"]
+
+
+def test_load_takes_a_file_by_its_exact_name_first(tmp_path):
+    """A model file renamed without its extension still loads; a missing .npz path is not
+    looked for under another name."""
+    X, y = binary_data()
+    net = NeuralNetwork([4, 3, 1], epoch=1).fit(X, y)
+    renamed = tmp_path / "model"
+    os.replace(net.save(tmp_path / "model.npz"), renamed)
+    np.testing.assert_array_equal(NeuralNetwork.load(renamed).predict_proba(X), net.predict_proba(X))
+    with pytest.raises(FileNotFoundError) as info:
+        NeuralNetwork.load(tmp_path / "missing.npz")
+    assert str(tmp_path / "missing.npz") in str(info.value) and "missing.npz.npz" not in str(info.value)
+
+
+def test_load_never_unpickles(saved):
+    """allow_pickle=False: a file with an object array (which loading would unpickle,
+    running code) is refused."""
+    _, path = saved
+    _rewrite(path, classes=np.array([{"not": "a label"}, None], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        NeuralNetwork.load(path)
+
+
+def test_save_load_of_an_integer_hidden_size_and_of_narrow_integer_classes(tmp_path):
+    X, y = binary_data()
+    net = NeuralNetwork(hidden_layer_sizes=3, epoch=2).fit(X, y.astype(np.int32))
+    loaded = NeuralNetwork.load(net.save(tmp_path / "m"))
+    assert loaded.hidden_layer_sizes == 3 and loaded.layer_dims_ == [4, 3, 1]
+    assert loaded.classes_.dtype == np.int32 and loaded.predict(X).dtype == np.int32
+    _assert_same_predictions(net, loaded, X)
+
+
+def test_a_network_initialised_by_grad_check_saves_without_a_history(tmp_path):
+    X, y = binary_data()
+    net = NeuralNetwork([4, 3, 1])
+    net.grad_check(X, y)
+    loaded = NeuralNetwork.load(net.save(tmp_path / "m"))
+    assert loaded.costs_ == []
+    _assert_same_predictions(net, loaded, X)
+
+
 def test_pickle_round_trip_predicts_identically_and_owns_its_parameters():
     X, y = multiclass_data()
     net = NeuralNetwork([4, 6, 3], optimizer="rmsprop", learning_rate=0.01, epoch=5).fit(X, y)
+    assert not {"coefs_", "intercepts_", "_gW", "_gb"} & set(net.__getstate__())  # views are rebuilt, not pickled
     copy = pickle.loads(pickle.dumps(net))
     _assert_same_predictions(net, copy, X)
+    assert set(vars(copy)) == set(vars(net))
     before = net.predict_proba(X)
     copy.coefs_[0][...] = 0.0  # the copy's views point into its own parameters
     np.testing.assert_array_equal(net.predict_proba(X), before)
@@ -614,3 +733,162 @@ def test_val_balanced_accuracy_each_epoch_matches_scikit_learn_on_the_epoch_s_pr
     from numpynet.metrics import balanced_accuracy
     assert balanced_accuracy(np.array([0, 0, 0, 1]), np.zeros(4, dtype=int), 2) == 0.5
     assert balanced_accuracy(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2]), 4) == pytest.approx((1 + 1 + 0.5) / 3)
+
+
+# ------------------------------------------------------- messages and repr
+
+def test_training_diverged_says_where_and_what_to_do():
+    assert str(TrainingDiverged(3, 0.125)) == (
+        "training diverged at epoch 3: the cost is not finite (last finite cost: 0.125); "
+        "lower learning_rate or add regularization")
+    first = TrainingDiverged(0, None, "weights are NaN")
+    assert str(first) == (
+        "training diverged at epoch 0: the cost is not finite (last finite cost: none); "
+        "lower learning_rate or add regularization (weights are NaN)")
+    assert (first.epoch, first.last_finite_cost) == (0, None)
+    assert isinstance(first, RuntimeError)
+
+
+def test_repr_shows_only_the_settings_that_differ_from_the_defaults():
+    assert repr(NeuralNetwork()) == "NeuralNetwork()"
+    assert repr(NeuralNetwork([4, 3, 1], learning_rate=0.1, hidden_layer_sizes=(100,))) == \
+        "NeuralNetwork(layer_dims=[4, 3, 1], learning_rate=0.1)"
+    # same value but another type is shown; an array never breaks the comparison
+    assert repr(NeuralNetwork(hidden_layer_sizes=[100], seed=np.int64(0))) == \
+        "NeuralNetwork(hidden_layer_sizes=[100], seed=np.int64(0))"
+    assert repr(NeuralNetwork(layer_dims=np.array([4, 3, 1]))) == "NeuralNetwork(layer_dims=array([4, 3, 1]))"
+
+
+def test_set_params_names_the_unknown_and_the_valid_names():
+    with pytest.raises(ValueError) as info:
+        NeuralNetwork().set_params(epochs=3)
+    names = ", ".join(NeuralNetwork().get_params())
+    assert str(info.value) == f"unknown hyperparameter 'epochs'; valid names: {names}"
+    assert names.startswith("layer_dims, hidden_layer_sizes, seed,") and names.endswith("initialization, n_threads")
+
+
+def test_save_refuses_a_hyperparameter_json_cannot_hold(tmp_path):
+    X, y = binary_data()
+    flag = object()
+    net = NeuralNetwork([4, 3, 1], epoch=1, print_cost=np.bool_(False)).fit(X, y)
+    assert NeuralNetwork.load(net.save(tmp_path / "ok")).print_cost is False  # numpy scalars are fine
+    net.set_params(print_cost=flag)
+    with pytest.raises(TypeError) as info:
+        net.save(tmp_path / "bad")
+    assert str(info.value) == f"hyperparameter value {flag!r} of type object cannot be saved"
+
+
+def test_estimator_tags_say_classifier_that_needs_y():
+    tags = NeuralNetwork().__sklearn_tags__()
+    assert tags.estimator_type == "classifier"
+    assert tags.target_tags.required is True
+    assert tags.classifier_tags is not None
+
+
+def test_precision_recall_and_f1_where_a_class_is_never_predicted_or_predicted_once():
+    """scikit-learn's zero_division=0: a class nobody predicted has precision 0, not NaN."""
+    from sklearn import metrics as sk
+
+    from numpynet.metrics import confusion_matrix, precision_recall_f1
+
+    y_true = np.array([0, 0, 0, 1, 1, 2, 2])
+    for y_pred in (np.array([0, 0, 0, 0, 0, 0, 0]),   # classes 1 and 2 never predicted
+                   np.array([0, 0, 1, 0, 1, 2, 0])):  # class 2 predicted once
+        cm = confusion_matrix(y_true, y_pred, 3)
+        expected = [f(y_true, y_pred, average="macro", zero_division=0)
+                    for f in (sk.precision_score, sk.recall_score, sk.f1_score)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = precision_recall_f1(cm)
+        assert got == pytest.approx(expected, abs=1e-15)
+    binary = confusion_matrix(np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1]), 2)
+    assert precision_recall_f1(binary) == pytest.approx((1.0, 0.5, 2 / 3))
+    assert precision_recall_f1(confusion_matrix(np.array([0, 1]), np.array([0, 0]), 2)) == (0.0, 0.0, 0.0)
+
+
+def test_evaluate_names_the_labels_in_its_messages():
+    X, y = multiclass_data(n=30)
+    net = NeuralNetwork([4, 3, 3], epoch=1).fit(X, y)
+    for bad, message in [(y[:-1], "y has 29 labels but X has 30 samples"),
+                         (np.where(np.arange(30) == 0, 7, y), "y contains label(s) [7] not seen in training; known classes: [0, 1, 2]")]:
+        for method in (net.evaluate, net.score):
+            with pytest.raises(ValueError) as info:
+                method(X, bad)
+            assert str(info.value) == message
+
+
+def test_label_and_feature_messages_at_prediction():
+    X, y = binary_data(n=30)
+    explicit = NeuralNetwork([4, 3, 1], epoch=1).fit(X, y)
+    inferred = NeuralNetwork(hidden_layer_sizes=(3,), epoch=1).fit(X, y)
+    cases = [
+        (explicit.predict, (X[:, :3],), "X has 3 features (shape (30, 3)) but layer_dims[0] is 4"),
+        (inferred.predict, (X[:, :3],), "X has 3 features (shape (30, 3)) but the network was fitted with 4 (n_features_in_)"),
+        (explicit.evaluate, (X, np.array([None] * 30, dtype=object)),
+         "y labels of type object cannot be compared with classes_ [0, 1]"),
+        # at most the first 10 unknown labels are listed
+        (explicit.evaluate, (X, np.arange(30) + 5),
+         "y contains label(s) [5, 6, 7, 8, 9, 10, 11, 12, 13, 14] not seen in training; known classes: [0, 1]"),
+    ]
+    for method, args, message in cases:
+        with pytest.raises(ValueError) as info:
+            method(*args)
+        assert str(info.value) == message
+
+
+def test_predictions_from_overflowing_logits_are_silent():
+    X, y = binary_data()
+    net = NeuralNetwork([4, 5, 1], epoch=1).fit(X, y)
+    net.coefs_[-1][...] = 1e300  # logits overflow to +-inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        proba = net.predict_proba(X * 1e10)
+    assert np.isfinite(proba).all() and ((proba == 0) | (proba == 1)).any()
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_a_tie_goes_to_the_first_class(n_out):
+    """Logits all equal (p = 0.5 for one sigmoid unit): the first of classes_, as
+    scikit-learn's linear classifiers predict the negative class at decision 0."""
+    X, y = binary_data() if n_out == 1 else multiclass_data()
+    labels = np.array(["b", "c", "d"])[y]
+    net = NeuralNetwork([4, 3, n_out], epoch=1).fit(X, labels)
+    net.coefs_[-1][...] = 0.0
+    net.intercepts_[-1][...] = 0.0
+    np.testing.assert_array_equal(net.predict_proba(X), np.full((len(X), max(n_out, 2)), 1 / max(n_out, 2)))
+    assert set(net.predict(X)) == {"b"}
+
+
+def test_the_not_fitted_message_names_the_class_and_the_remedy():
+    from numpynet import NotFittedError
+
+    with pytest.raises(NotFittedError) as info:
+        NeuralNetwork().predict_proba(np.zeros((1, 4)))
+    assert str(info.value) == "this NeuralNetwork is not fitted yet: call fit(X, y) or NeuralNetwork.load(path)"
+
+
+def test_an_unfitted_network_pickles_and_stays_unfitted():
+    net = pickle.loads(pickle.dumps(NeuralNetwork([4, 3, 1], learning_rate=0.2)))
+    assert net.get_params() == NeuralNetwork([4, 3, 1], learning_rate=0.2).get_params()
+    assert not net.__sklearn_is_fitted__()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_softmax_shifts_each_row_by_its_own_maximum(dtype):
+    """Rows of very different scale: each row is exact, none collapses to uniform."""
+    z = np.array([[1000.0, 0.0, 0.0], [-1000.0, -1000.0, -1001.0]], dtype=dtype)
+    SoftmaxCategorical.probs(z)
+    e = 1 / (2 + math.exp(-1))
+    np.testing.assert_allclose(z[1], [e, e, e * math.exp(-1)], rtol=1e-6)
+    assert z[0, 0] == 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_hopeless_classes_get_a_tiny_normal_probability_never_a_subnormal_or_zero(dtype):
+    """Shifted logits are clamped before exp: subnormals are slow, and a class's
+    probability never becomes exactly 0 (its log stays finite)."""
+    z = np.array([[0.0, -1000.0, -5000.0]], dtype=dtype)
+    SoftmaxCategorical.probs(z)
+    tiny = np.finfo(dtype).tiny
+    assert z[0, 0] == 1.0
+    assert (z[0, 1:] >= tiny).all() and (z[0, 1:] < 1e3 * tiny).all()

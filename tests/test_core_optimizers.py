@@ -183,3 +183,7 @@ def test_folded_gradient_descent_equals_momentum_with_beta1_zero(regularization,
     start = _weights(optimizer="gd", **{**kw, "learning_rate": 1e-12, "epoch": 1})
     assert np.abs(folded - start).max() > 1e-2  # the weights did move
     np.testing.assert_allclose(folded, textbook, rtol=1e-10, atol=1e-12)
+
+
+def test_momentum_s_default_beta1_is_the_network_s():
+    assert OPTIMIZERS["momentum"](2, np.float64).beta1 == NeuralNetwork().beta1 == 0.9

@@ -106,10 +106,12 @@ def test_save_load_of_a_network_with_inferred_sizes(tmp_path):
     np.testing.assert_array_equal(back.predict_proba(X), net.predict_proba(X))
 
 
-def test_a_format_1_file_still_loads(tmp_path):
-    """Files written before sizes were inferred keep layer_dims in the hyperparameters only."""
-    X, y = binary_data(n=40)
-    net = NeuralNetwork([4, 5, 1], epoch=3).fit(X, y)
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_a_format_1_file_still_loads(tmp_path, n_out):
+    """Files written before sizes were inferred keep layer_dims in the hyperparameters only.
+    Every layer is re-laid out, the output layer too (a single output unit hides it)."""
+    X, y = binary_data(n=40) if n_out == 1 else multiclass_data(n=40)
+    net = NeuralNetwork([4, 5, n_out], epoch=3).fit(X, y)
     old = {k: v for k, v in net.get_params().items() if k not in ("hidden_layer_sizes", "n_threads")}
     path = tmp_path / "old.npz"
     # format 1 stored each weight matrix (n_in, n_out) row-major, then the biases
@@ -117,7 +119,7 @@ def test_a_format_1_file_still_loads(tmp_path):
     np.savez(path, format_version=np.int64(1), hyperparameters=np.str_(json.dumps(old)),
              theta=theta, classes=net.classes_, costs=np.asarray(net.costs_))
     back = NeuralNetwork.load(path)
-    assert back.layer_dims_ == [4, 5, 1]
+    assert back.layer_dims_ == [4, 5, n_out]
     np.testing.assert_array_equal(flat_params(back), flat_params(net))
     np.testing.assert_array_equal(back.predict_proba(X), net.predict_proba(X))
 
@@ -232,3 +234,40 @@ def test_the_adapter_keeps_feature_names_and_round_trips_through_save(tmp_path):
     back = NeuralNetworkClassifier.load(est.save(tmp_path / "m"))
     assert isinstance(back, NeuralNetworkClassifier)
     np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(frame))
+
+
+def test_the_adapter_evaluates_like_the_core_and_checks_its_input():
+    X, y = multiclass_data(n=60)
+    core = NeuralNetwork(hidden_layer_sizes=(6,), epoch=3).fit(X, y)
+    adapted = NeuralNetworkClassifier(hidden_layer_sizes=(6,), epoch=3).fit(X, y)
+    ours, theirs = adapted.evaluate(X, y), core.evaluate(X, y)
+    np.testing.assert_array_equal(ours.pop("confusion_matrix"), theirs.pop("confusion_matrix"))
+    assert ours == theirs
+    with pytest.raises(ValueError, match="X has 3 features, but NeuralNetworkClassifier is expecting 4"):
+        adapted.evaluate(X[:, :3], y)
+    with pytest.raises(SkNotFittedError):
+        NeuralNetworkClassifier().evaluate(X, y)
+
+
+def test_the_adapter_s_log_probabilities_of_certain_predictions_are_silent():
+    X, y = binary_data(n=40)
+    est = NeuralNetworkClassifier(hidden_layer_sizes=(5,), epoch=2).fit(X, y)
+    est.coefs_[-1][...] = 1e4  # probabilities exactly 0 and 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log_proba = est.predict_log_proba(X)
+    assert np.isneginf(log_proba).any()
+    np.testing.assert_array_equal(np.exp(log_proba), est.predict_proba(X))
+
+
+def test_the_adapter_tracks_validation_data_like_the_core():
+    X, y = multiclass_data(n=60)
+    Xv, yv = multiclass_data(n=21, seed=1)
+    seen = []
+    core = NeuralNetwork(hidden_layer_sizes=(6,), epoch=3).fit(X, y, Xv, yv)
+    adapted = NeuralNetworkClassifier(hidden_layer_sizes=(6,), epoch=3).fit(
+        X, y, X_val=Xv.tolist(), y_val=yv, callback=lambda epoch, metrics: seen.append(epoch))
+    assert adapted.val_costs_ == core.val_costs_ and adapted.val_accuracies_ == core.val_accuracies_
+    assert seen == [0, 1, 2]
+    with pytest.raises(ValueError, match="X has 3 features, but NeuralNetworkClassifier is expecting 4"):
+        NeuralNetworkClassifier(epoch=1).fit(X, y, X_val=Xv[:, :3], y_val=yv)

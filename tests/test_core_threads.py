@@ -103,3 +103,23 @@ def test_bad_n_threads_names_the_parameter(value):
     X, y = np.zeros((4, 3)), np.array([0, 1, 0, 1])
     with pytest.raises(ValueError, match=r"n_threads=.*integer >= 1"):
         NeuralNetwork(n_threads=value, epoch=1).fit(X, y)
+
+
+def test_current_budget_is_the_thread_count_in_force(budget_two):
+    from numpynet.threads import current_budget
+
+    assert current_budget() == 2
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        assert current_budget() == 1
+    assert current_budget() == 2
+
+
+@pytest.mark.parametrize("controller", [None, "no BLAS library"])
+def test_current_budget_is_none_when_the_blas_cannot_be_seen(controller, monkeypatch):
+    import numpynet.threads as threads
+
+    class NoLibraries:
+        lib_controllers: list = []
+
+    monkeypatch.setattr(threads, "_blas_controller", lambda: None if controller is None else NoLibraries())
+    assert threads.current_budget() is None

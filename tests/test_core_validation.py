@@ -200,3 +200,149 @@ def test_mixed_type_labels_are_a_value_error():
     """Bad input is a ValueError (as in scikit-learn), not a TypeError from sorting."""
     with pytest.raises(ValueError, match="y"):
         _fit(y=np.array([1, "a"] * 15, dtype=object))
+
+
+# ------------------------------------------- the remaining hyperparameter checks
+
+# (hyperparameters, the whole message): the parameter, the value and what is allowed
+BAD_SETTINGS_MESSAGES = [
+    (dict(seed=-1), "seed=-1 is invalid: must be an integer >= 0"),
+    (dict(seed=1.5), "seed=1.5 is invalid: must be an integer >= 0"),
+    (dict(seed=True), "seed=True is invalid: must be an integer >= 0"),
+    (dict(seed="0"), "seed='0' is invalid: must be an integer >= 0"),
+    (dict(dtype="float16"), "dtype='float16' is invalid: must be one of 'float64', 'float32'"),
+    (dict(dtype=np.float32), "dtype=<class 'numpy.float32'> is invalid: must be one of 'float64', 'float32'"),
+    (dict(initialization="glorot"), "initialization='glorot' is invalid: must be one of 'he', 'xavier', 'auto'"),
+    (dict(epsilon=-1e-8), "epsilon=-1e-08 is invalid: must be in (0, inf]"),
+    (dict(epsilon=float("nan")), "epsilon=nan is invalid: must be a finite number in (0, inf]"),
+    (dict(epsilon=float("inf")), "epsilon=inf is invalid: must be a finite number in (0, inf]"),
+    (dict(keep_prob=0), "keep_prob=0 is invalid: must be in (0, 1]"),
+    (dict(keep_prob=1.5), "keep_prob=1.5 is invalid: must be in (0, 1]"),
+    (dict(keep_prob="0.5"), "keep_prob='0.5' is invalid: must be a finite number in (0, 1]"),
+    (dict(lambd=-0.1), "lambd=-0.1 is invalid: must be in [0, inf]"),
+    (dict(lambd=True), "lambd=True is invalid: must be a finite number in [0, inf]"),
+    (dict(beta1=1.0), "beta1=1.0 is invalid: must be in [0, 1)"),
+    (dict(beta2=-0.5), "beta2=-0.5 is invalid: must be in [0, 1)"),
+    (dict(learning_rate=0), "learning_rate=0 is invalid: must be in (0, inf]"),
+    (dict(decay_rate=-1.0), "decay_rate=-1.0 is invalid: must be in [0, inf]"),
+    (dict(epoch=0), "epoch=0 is invalid: must be an integer >= 1"),
+    (dict(epoch=2.0), "epoch=2.0 is invalid: must be an integer >= 1"),
+    (dict(decay_interval=0), "decay_interval=0 is invalid: must be an integer >= 1"),
+    (dict(mini_batch_size=0), "mini_batch_size=0 is invalid: must be an integer >= 1"),
+    (dict(n_threads=0), "n_threads=0 is invalid: must be an integer >= 1"),
+    (dict(optimizer="sgd"), "optimizer='sgd' is invalid: must be one of 'gd', 'momentum', 'rmsprop', 'adam'"),
+    (dict(decay="step"), "decay='step' is invalid: must be one of None, 'continuous', 'discrete'"),
+    (dict(activation_function="elu"),
+     "activation_function='elu' is invalid: must be one of 'relu', 'leakyrelu', 'tanh', 'sigmoid'"),
+    (dict(regularization="l1"), "regularization='l1' is invalid: must be one of None, 'l2', 'dropout', "
+                                "'l2+dropout', 'L2_regularization', 'l2_regularizer'"),
+    (dict(layer_dims=5), "layer_dims=5 is invalid: must list at least 2 sizes (input and output), "
+                         "e.g. [12288, 20, 7, 5, 1]"),
+    (dict(layer_dims=[4]), "layer_dims=[4] is invalid: must list at least 2 sizes (input and output), "
+                           "e.g. [12288, 20, 7, 5, 1]"),
+    (dict(layer_dims=[4, 2.0, 1]), "layer_dims=[4, 2.0, 1] is invalid: every size must be a positive integer (got 2.0)"),
+    (dict(layer_dims=[4, True, 1]), "layer_dims=[4, True, 1] is invalid: every size must be a positive integer (got True)"),
+    (dict(layer_dims=[4, 0, 1]), "layer_dims=[4, 0, 1] is invalid: every size must be a positive integer (got 0)"),
+    (dict(layer_dims=None, hidden_layer_sizes=(3, 0)),
+     "hidden_layer_sizes=(3, 0) is invalid: must be a positive integer or a sequence of positive integers, e.g. (20, 7, 5)"),
+    (dict(layer_dims=[4, 3, 1], hidden_layer_sizes=(5,)),
+     "hidden_layer_sizes=(5,) is invalid: it disagrees with layer_dims=[4, 3, 1] (hidden sizes [3]); give one of the two"),
+]
+
+
+@pytest.mark.parametrize("kw, message", BAD_SETTINGS_MESSAGES, ids=lambda v: repr(v))
+def test_each_bad_setting_gets_its_whole_message(kw, message):
+    with pytest.raises(ValueError) as info:
+        _fit(**kw)
+    assert str(info.value) == message
+
+
+# the edges of each allowed interval, and each documented choice, are accepted
+GOOD_SETTINGS = [
+    dict(seed=0), dict(seed=np.int64(7)), dict(keep_prob=1.0, regularization="dropout"), dict(lambd=0.0),
+    dict(beta1=0.0, optimizer="momentum"), dict(beta2=0.0, optimizer="rmsprop"), dict(decay_rate=0.0, decay="continuous"),
+    dict(epoch=1), dict(mini_batch_size=1), dict(decay_interval=1, decay="discrete"), dict(n_threads=1),
+    dict(epsilon=1e-300, optimizer="adam"), dict(dtype="float32"), dict(initialization="xavier"),
+    dict(initialization="auto"), dict(regularization="DROPOUT", keep_prob=0.5), dict(regularization="none"),
+    dict(regularization="dropout+l2", keep_prob=0.5), dict(layer_dims=(4, np.int32(3), 1)),
+    dict(layer_dims=[4, 3, 1], hidden_layer_sizes=(3,)), dict(layer_dims=[4, 1]), dict(layer_dims=[4, 1, 1]), dict(layer_dims=None, hidden_layer_sizes=np.int64(2)),
+]
+
+
+@pytest.mark.parametrize("kw", GOOD_SETTINGS, ids=repr)
+def test_settings_at_the_edge_of_what_is_allowed_train(kw):
+    net = _fit(**kw)
+    assert len(net.costs_) == net.n_iter_ == net.epoch
+    assert np.isfinite(net.costs_).all()
+
+
+def test_grad_check_checks_its_epsilon():
+    with pytest.raises(ValueError, match=r"^epsilon=0 is invalid: must be in \(0, inf\]$"):
+        NeuralNetwork(**BASE).grad_check(X, Y, epsilon=0)
+
+
+def test_a_regularization_that_is_not_a_name_is_a_value_error():
+    with pytest.raises(ValueError, match=r"^regularization=\['l2'\] is invalid"):
+        _fit(regularization=["l2"])
+
+
+# ------------------------------------------------------------------ labels
+
+def test_a_column_of_labels_trains_like_a_flat_vector():
+    """y of shape (n, 1) (a column, as the original's (1, m) transposed) is y.ravel()."""
+    flat = _fit(y=Y)
+    for column in (Y.reshape(-1, 1), Y.reshape(1, -1)):
+        np.testing.assert_array_equal(flat_params(_fit(y=column)), flat_params(flat))
+    with_val = NeuralNetwork(**BASE).fit(X, Y, X_val=X[:10], y_val=Y[:10].reshape(-1, 1))
+    assert with_val.val_accuracies_ == NeuralNetwork(**BASE).fit(X, Y, X_val=X[:10], y_val=Y[:10]).val_accuracies_
+
+
+@pytest.mark.parametrize("shape", [(30, 2), (2, 15), (30, 1, 1)])
+def test_labels_of_another_shape_are_rejected(shape):
+    y = np.resize(Y, shape)
+    with pytest.raises(ValueError, match=r"^y must be 1-D \(n_samples,\), got shape " + repr(shape).replace("(", r"\(").replace(")", r"\)")):
+        _fit(y=y)
+
+
+def test_validation_labels_of_another_shape_are_named():
+    with pytest.raises(ValueError, match=r"^y_val must be 1-D"):
+        NeuralNetwork(**BASE).fit(X, Y, X_val=X[:10], y_val=np.resize(Y, (5, 2)))
+
+
+def test_labels_must_be_finite():
+    y = Y.astype(float)
+    y[4] = np.nan
+    with pytest.raises(ValueError, match=r"^y contains NaN or infinite labels$"):
+        _fit(y=y)
+    with pytest.raises(ValueError, match=r"^y_val contains NaN"):
+        NeuralNetwork(**BASE).fit(X, Y, X_val=X, y_val=np.where(Y == 1, np.inf, 0.0))
+
+
+def test_one_class_without_layer_dims_names_the_count():
+    with pytest.raises(ValueError, match=r"^y has 1 class: a classifier needs at least 2 classes in y$"):
+        _fit(y=np.zeros(30, dtype=int), layer_dims=None, hidden_layer_sizes=(3,))
+
+
+# -------------------------------------------------------------------- data
+
+def test_whole_messages_for_bad_data():
+    cases = [
+        (X[:, :0], r"^X has 0 features \(shape \(30, 0\)\); at least one feature is needed$"),
+        (np.ones((30, 5)), r"^X has 5 features \(shape \(30, 5\)\) but layer_dims\[0\] is 4$"),
+        (X.T, r"^X has shape \(4, 30\) but layer_dims\[0\] is 4: the data looks features-first "
+              r"\(n_features, n_samples\); pass X.T$"),
+        (X[:, 0], r"^X must be 2-D \(n_samples, n_features\), got shape \(30,\); "
+                  r"flatten images with X.reshape\(len\(X\), -1\)$"),
+        (np.full((30, 4), "a"), r"^X must be numeric, got an array of dtype <U1$"),
+        ([[1.0, 2.0], [3.0]], r"^X could not be read as a numeric array: "),
+        (np.where(np.arange(120).reshape(30, 4) % 7 == 0, np.nan, X), r"^X contains 18 NaN or infinite value\(s\); "),
+    ]
+    for bad, message in cases:
+        with pytest.raises(ValueError, match=message):
+            _fit(X=bad)
+
+
+def test_boolean_and_integer_features_are_numbers():
+    ints = _fit(X=(X > 0).astype(np.int32))
+    bools = _fit(X=X > 0)
+    np.testing.assert_array_equal(flat_params(ints), flat_params(bools))
