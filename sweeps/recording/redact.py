@@ -90,6 +90,12 @@ def recordable_overrides(overrides: Iterable[str]) -> list[str]:
     return [mask_urls_in(str(o)) for o in overrides]
 
 
+def recordable_container(cfg: DictConfig | Mapping[str, Any]) -> dict:
+    """``cfg`` resolved to plain Python, with every URL-valued string masked (one pass)."""
+    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    return _mask_tree(container)
+
+
 def recordable_config(cfg: DictConfig | Mapping[str, Any]) -> DictConfig:
     """A copy of ``cfg``, resolved, with every URL-valued string masked.
 

@@ -221,11 +221,13 @@ def run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: f
     close_runs = CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id)
     seen_dead: set[int] = set()
     try:
-        _warm_up_for_the_report()
-        last = -1
+        last, warm = -1, False
         while any(p.is_alive() for p in procs):
             _end_trials_of_dead_workers(study, procs, seen_dead, close_runs)
             done = budget.finished_trials(study)
+            if not warm and done > 0:  # not while the workers start: on 2 cores they would wait for it
+                _warm_up_for_the_report()
+                warm = True
             if progress and done != last:
                 progress(done, plan.sweep["n_trials"], study)
                 last = done

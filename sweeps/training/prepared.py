@@ -62,7 +62,9 @@ class PreparedConfig:
                 raise
             except Exception as exc:  # omegaconf's ValidationError: a value the schema refuses
                 raise UserError(f"{key}={value!r} is invalid: {str(exc).splitlines()[0]}") from None
-        return check_config(cfg) if values else cfg
+        # OmegaConf.update validated each value against the schema's type; a changed optimizer.name or
+        # data.name changes the schema itself, which only check_config (Hydra's path) re-applies
+        return check_config(cfg) if _SCHEMA_KEYS & set(values) else cfg
 
     def with_overrides(self, overrides: Sequence[str]) -> DictConfig:
         """A config for arbitrary extra overrides (Hydra each time: for the rare, not the per-trial)."""
@@ -70,6 +72,7 @@ class PreparedConfig:
 
 
 _ABSENT = object()
+_SCHEMA_KEYS = frozenset({"optimizer.name", "data.name"})  # keys that pick a structured schema
 
 
 def _plain(value: Any) -> Any:

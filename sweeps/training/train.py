@@ -39,7 +39,7 @@ from numpynet import NeuralNetwork
 from numpynet.sweeps.recording import artifacts, names
 from numpynet.sweeps.recording import store as tracking
 from numpynet.sweeps.recording.recorder import Recorder
-from numpynet.sweeps.recording.redact import mask_url, mask_urls_in, recordable_config
+from numpynet.sweeps.recording.redact import mask_url, mask_urls_in, recordable_container
 from numpynet.sweeps.training import cross_validation
 from numpynet.sweeps.training.config import PROJECT_DIR, check_config, flatten, to_yaml
 from numpynet.sweeps.training.data import Dataset, load_dataset
@@ -115,7 +115,7 @@ class Trainer:
             raise tracking.store_error(self.uri, exc) from None
         log.info("MLflow run %s (%s) in experiment %s at %s", run_id, run_tags[MLFLOW_RUN_NAME], experiment_id,
                  mask_url(self.uri))
-        record = recordable_config(cfg)  # what may be recorded: URLs masked
+        record = recordable_container(cfg)  # what may be recorded: resolved, URLs masked
         self.recorder.log_params(run_id, flatten(record))
         text = to_yaml(record)  # now, so that a run that fails can be reproduced
         if not self._files_checked:  # a store that cannot take files fails here, before any training
