@@ -1,7 +1,8 @@
 """numpynet: a fully connected neural network written in numpy only.
 
 The package imports numpy and the standard library only; the experiment
-harness (Hydra, Optuna, MLflow) lives in the separate ``sweeps`` package.
+harness (Hydra, Optuna, MLflow) is the subpackage ``numpynet.sweeps`` (the
+``sweeps/`` folder of the checkout), which ``import numpynet`` never loads.
 ``numpynet.sklearn`` (imported on its own) adapts the network to
 scikit-learn's estimator API.
 """

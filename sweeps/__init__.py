@@ -1,5 +1,8 @@
-"""The harness around the numpy network: Hydra configs in, MLflow runs out.
+"""The harness around the numpy network, imported as ``numpynet.sweeps``: Hydra configs in, MLflow runs out.
 
-Kept import-light on purpose: ``import sweeps`` must not pull in mlflow, hydra
-or matplotlib; the submodules import what they need.
+One subpackage per concern: ``training`` (running one training),
+``search`` (the study, its workers and trials), ``recording`` (everything
+written to MLflow) and ``cli`` (the commands). Kept import-light on purpose:
+``import numpynet.sweeps`` pulls in neither mlflow, hydra nor matplotlib; the
+submodules import what they need.
 """
