@@ -37,7 +37,7 @@ from numpynet.sweeps.errors import SweepStopped
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.redact import mask_urls_in, recordable_overrides
 from numpynet.sweeps.search import attrs, budget, failures
-from numpynet.sweeps.search.space import SearchSpace, format_override
+from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.training.data import load_dataset
 from numpynet.sweeps.training.prepared import PreparedConfig
 from numpynet.sweeps.training.train import Trainer
@@ -196,6 +196,3 @@ class TrialPipeline:
                 log.warning("could not tag the MLflow run of trial %d: %s", trial.number, exc)
         study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
         return TrialOutcome(trial.number, state, value, run_id, sampled)
-
-
-__all__ = ["ObjectiveCurve", "TrialOutcome", "TrialPipeline", "format_override"]
