@@ -36,7 +36,7 @@ sweep: install
 	$(VENV)/bin/numpynet-sweep
 
 test: install-test
-	@echo "== running the whole test suite: 11 to 18 minutes on 2 cores (PostgreSQL at 127.0.0.1:5432 needed, see docs/testing.md)"
+	@echo "== running the whole test suite: 11 to 30 minutes on 2 cores, by load (PostgreSQL at 127.0.0.1:5432 needed, see docs/testing.md)"
 	$(PY) -m pytest
 
 bench: install
