@@ -16,17 +16,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 
 from numpynet.sweeps.errors import StoreError, UserError
@@ -38,7 +36,6 @@ T = TypeVar("T")
 
 MAX_TAG_VALUE = 5000  # MLflow allows 8000; leave room for multi-byte characters
 MAX_PARAM_VALUE = 6000
-BATCH_LIMIT = 1000  # MLflow's log_batch limit on metrics (and params + tags) per call
 PARAM_BATCH_LIMIT = 100
 
 
@@ -269,112 +266,11 @@ def store_fault_reason(exc: BaseException) -> str:
     return mask_urls_in(first[:300])
 
 
-def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
-    items = [Param(k, param_text(v)) for k, v in params.items()]
-    for start in range(0, len(items), PARAM_BATCH_LIMIT):
-        chunk = items[start:start + PARAM_BATCH_LIMIT]
-        retry_locked(lambda: client.log_batch(run_id, params=chunk))
-
-
 def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None:
     items = [RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()]
     for start in range(0, len(items), PARAM_BATCH_LIMIT):
         chunk = items[start:start + PARAM_BATCH_LIMIT]
         retry_locked(lambda: client.log_batch(run_id, tags=chunk))
-
-
-def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-    now = int(time.time() * 1000)
-    items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-    retry_locked(lambda: client.log_batch(run_id, metrics=items))
-
-
-class MetricBuffer:
-    """Collects per-epoch metrics and sends them with ``log_batch`` off the training thread.
-
-    Training only appends to a list (microseconds per epoch). Every
-    ``flush_every`` epochs, or when ``flush_seconds`` have passed (so the UI
-    shows a live curve on long runs), the pending metrics go to a sender
-    thread, which writes them in chunks of at most 1000 while the next epochs
-    train; sqlite and HTTP release the GIL while they wait. :meth:`finish`
-    hands over the rest without waiting (the caller has end-of-run work to
-    overlap it with); :meth:`close` waits until everything is stored.
-    ``seconds`` adds up the time the training thread spent in :meth:`add` and
-    :meth:`finish`, the logging overhead of the fit; ``wait_seconds`` the time
-    :meth:`close` waited.
-
-    A failure to send is raised on the training thread at the next
-    :meth:`add` or at :meth:`close`, so a run never silently lacks curves.
-    """
-
-    def __init__(self, client: MlflowClient, run_id: str, flush_every: int = 100, flush_seconds: float = 5.0):
-        self.client = client
-        self.run_id = run_id
-        self.flush_every = max(1, int(flush_every))
-        self.flush_seconds = float(flush_seconds)
-        self.seconds = 0.0
-        self.wait_seconds = 0.0
-        self._pending: list[Metric] = []
-        self._epochs = 0
-        self._last_flush = time.monotonic()
-        self._queue: queue.Queue[list[Metric] | None] = queue.Queue()
-        self._error: BaseException | None = None
-        self._sender: threading.Thread | None = None
-
-    def add(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        start = time.perf_counter()
-        self._raise_sender_error()
-        now = int(time.time() * 1000)
-        self._pending.extend(Metric(k, float(v), now, epoch) for k, v in metrics.items())
-        self._epochs += 1
-        if self._epochs >= self.flush_every or time.monotonic() - self._last_flush >= self.flush_seconds:
-            self._hand_over()
-        self.seconds += time.perf_counter() - start
-
-    def finish(self) -> None:
-        """Hand the last epochs to the sender thread; do not wait."""
-        start = time.perf_counter()
-        self._hand_over()
-        self.seconds += time.perf_counter() - start
-
-    def close(self) -> None:
-        """Send everything still pending and wait until it is stored (idempotent)."""
-        start = time.perf_counter()
-        try:
-            self._hand_over()
-            if self._sender is not None:
-                self._queue.put(None)
-                self._sender.join()
-                self._sender = None
-            self._raise_sender_error()
-        finally:
-            self.wait_seconds += time.perf_counter() - start
-
-    def _hand_over(self) -> None:
-        if self._pending:
-            if self._sender is None:
-                self._sender = threading.Thread(target=self._send_loop, name=f"mlflow-metrics-{self.run_id[:8]}",
-                                                daemon=True)
-                self._sender.start()
-            self._queue.put(self._pending)
-        self._pending, self._epochs = [], 0
-        self._last_flush = time.monotonic()
-
-    def _send_loop(self) -> None:
-        while (batch := self._queue.get()) is not None:
-            if self._error is not None:
-                continue  # drain; the error is reported on the training thread
-            try:
-                for begin in range(0, len(batch), BATCH_LIMIT):
-                    chunk = batch[begin:begin + BATCH_LIMIT]
-                    retry_locked(lambda: self.client.log_batch(self.run_id, metrics=chunk))
-            except BaseException as exc:  # noqa: BLE001 - handed to the training thread
-                self._error = exc
-
-    def _raise_sender_error(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise RuntimeError(f"sending metrics to MLflow failed: {error}") from error
 
 
 def git_commit(path: Path) -> tuple[str, bool] | None:
