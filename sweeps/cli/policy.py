@@ -70,6 +70,9 @@ def run_hydra_app(
     _register_help_resolvers()
     main = hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(hydra_task)
     saved_argv, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
+    # Hydra installs the command's logging handlers on the root logger; they belong to this call
+    # (a caller in the same process, e.g. a test, must not keep writing to this call's stderr)
+    saved_handlers, saved_level = logging.root.handlers[:], logging.root.level
     # Hydra prints multi-line reports and exits 1 on its own unless HYDRA_FULL_ERROR
     # is set, in which case it re-raises: set it, and report here instead.
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -95,6 +98,8 @@ def run_hydra_app(
         return report_error(prog, exc, debug)
     finally:
         sys.argv = saved_argv
+        logging.root.handlers[:] = saved_handlers
+        logging.root.setLevel(saved_level)
         if saved_full_error is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
