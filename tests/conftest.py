@@ -52,8 +52,15 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _template_stor
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run in a fresh folder so that a sweep's default stores land in ``tmp_path/mlruns``."""
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _template_store: Path) -> Path:
+    """Run in a fresh folder so that a sweep's default stores land in ``tmp_path/mlruns``.
+
+    The default SQLite store is already there, an empty copy of the template (a
+    sweep would otherwise spend seconds building MLflow's schema); the Optuna
+    journal and the artifacts are still created by the code under test.
+    """
+    (tmp_path / "mlruns").mkdir()
+    shutil.copy(_template_store, tmp_path / "mlruns" / "mlflow.db")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
