@@ -51,6 +51,32 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _template_stor
     mlflow.set_tracking_uri(None)  # train() pointed MLflow's global URI here; forget it
 
 
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory: pytest.TempPathFactory, _template_store: Path):
+    """``tiny_sweep(name)``: the record of the sweep ``name`` of ``_tiny_sweeps.STUDIES``.
+
+    Each runs once per session, in-process, on a copy of the template store,
+    however many tests read it; a sweep that failed fails its readers at once.
+    """
+    from _tiny_sweeps import run_tiny_sweep
+
+    done: dict[str, object] = {}
+    failed: dict[str, Exception] = {}
+
+    def record(name: str):
+        if name in failed:
+            raise RuntimeError(f"the tiny sweep {name!r} failed in an earlier test") from failed[name]
+        if name not in done:
+            try:
+                done[name] = run_tiny_sweep(name, tmp_path_factory.mktemp(name), _template_store)
+            except Exception as exc:
+                failed[name] = exc
+                raise
+        return done[name]
+
+    return record
+
+
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _template_store: Path) -> Path:
     """Run in a fresh folder so that a sweep's default stores land in ``tmp_path/mlruns``.

@@ -121,7 +121,11 @@ def next_trial(study: optuna.Study, url: str, n_trials: int, deadline: float | N
             fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
             used = sum(counts_in_budget(t) for t in trials)
-            if used < n_trials or any(t.state == TrialState.WAITING for t in trials):
+            if any(t.state == TrialState.WAITING for t in trials):
+                return ask_with_heartbeat(study, interval)
+            if grid_exhausted(study):
+                return None
+            if used < n_trials:
                 return ask_with_heartbeat(study, interval)
         watched = [t.number for t in trials
                    if t.state == TrialState.RUNNING and ATTR_HEARTBEAT in t.user_attrs]
@@ -136,6 +140,15 @@ def next_trial(study: optuna.Study, url: str, n_trials: int, deadline: float | N
             pause = max(0.0, min(pause, deadline - time.time()))
         time.sleep(pause)
     return None
+
+
+def grid_exhausted(study: optuna.Study) -> bool:
+    """A grid sampler's study has run every point of its grid: the sweep ends, budget or not."""
+    sampler = study.sampler
+    if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study):
+        log.info("every point of the grid has run: no more trials")
+        return True
+    return False
 
 
 def mark_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:

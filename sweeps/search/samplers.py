@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import logging
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import optuna
 
@@ -15,12 +15,26 @@ from numpynet.sweeps.errors import UserError
 log = logging.getLogger(__name__)
 
 
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, for a loop that asks and tells trials itself.
+
+    Optuna's own calls ``study.stop()`` after the grid's last point, which
+    raises outside ``study.optimize`` and so ended the sweep with a traceback.
+    Here the worker stops asking instead once :meth:`is_exhausted` says every
+    point has run (:func:`numpynet.sweeps.search.budget.next_trial`).
+    """
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                    state: optuna.trial.TrialState, values: Sequence[float] | None) -> None:
+        pass
+
+
 SAMPLER_CLASSES = {
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
     "cmaes": optuna.samplers.CmaEsSampler,
     "qmc": optuna.samplers.QMCSampler,
-    "grid": optuna.samplers.GridSampler,
+    "grid": GridSampler,
     "gp": optuna.samplers.GPSampler,  # Gaussian process; needs PyTorch (pip install 'numpynet[gp]')
 }
 
