@@ -191,3 +191,24 @@ def test_numpynet_status_reads_the_local_journal(tiny_sweep, monkeypatch, capsys
     assert f"best: trial {best.number}, value {best.value:.6g}" in out
     assert f"MLflow run {record.children[best.number].info.run_id}" in out
     assert "workers seen: 1 process(es) on 1 host(s)" in out
+
+
+def test_a_timeout_that_passes_before_any_trial_names_sweep_timeout(store, monkeypatch, capsys):
+    """A deadline already past when the first trial is asked for: one line naming ``sweep.timeout``
+    and exit 2 (a setting that lets no trial run), not "every trial failed ... First failure: unknown"; the parent run is not left RUNNING."""
+    from _tiny_sweeps import _LateClock
+    from mlflow import MlflowClient
+
+    from numpynet.sweeps.cli.sweep import sweep_main
+    from numpynet.sweeps.search import budget
+
+    monkeypatch.setattr(budget, "time", _LateClock(0))
+    with pytest.raises(SystemExit) as exc:
+        sweep_main(["sweep.n_trials=2", "sweep.timeout=5", "sweep.study_name=late", "train.epoch=2",
+                    "network.hidden=[4]", "tracking.log_model=false"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert "sweep.timeout=5" in err and "unknown" not in err and "Traceback" not in err
+    client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlruns' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], "")
+    assert runs and all(r.info.status == "FAILED" for r in runs)

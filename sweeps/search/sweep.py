@@ -188,6 +188,11 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         raise SweepInterrupted(interrupted, summary)
     if summary.best_number is None:
         reasons = study_report.failure_reasons(study)
+        timeout = plan.sweep.get("timeout")
+        if not reasons and timeout is not None and not any(t.state.is_finished() for t in study.trials):
+            raise UserError(f"sweep.timeout={timeout} s passed before study {sweep['study_name']!r} finished "
+                            "any trial; no configuration completed. Allowed: a timeout long enough for one "
+                            "trial, or null for none")
         raise UserError(f"every trial of study {sweep['study_name']!r} failed or was pruned; no configuration "
                         f"completed. First failure: {reasons[0] if reasons else 'unknown'}")
     return summary
