@@ -199,3 +199,15 @@ def test_grad_check_notices_a_wrong_l2_term_in_the_cost(monkeypatch):
     correct = NeuralNetwork._l2_cost
     monkeypatch.setattr(NeuralNetwork, "_l2_cost", lambda self, m: 2 * correct(self, m))
     assert net.grad_check(X, y) > 1e-4
+
+
+@pytest.mark.parametrize("hidden", [(), (3,)])
+def test_grad_check_where_both_gradients_vanish_exactly_is_zero(hidden):
+    """All weights zero and two identical-but-for-the-label examples: backprop
+    and central differences are both exactly 0, and so is the figure (not 0 / 0)."""
+    X = np.array([[1.0, 0.0], [1.0, 0.0]])
+    y = np.array([0, 1])
+    net = NeuralNetwork(hidden_layer_sizes=hidden, epoch=1).fit(X, y)
+    for w in net.coefs_ + net.intercepts_:
+        w[...] = 0.0
+    assert net.grad_check(X, y) == 0.0

@@ -443,6 +443,7 @@ def test_divergence_in_the_first_epoch_has_no_last_finite_cost():
     with pytest.raises(TrainingDiverged) as info:
         net.fit(X * 1e3, y)
     assert info.value.epoch == 0 and info.value.last_finite_cost is None
+    assert net.n_iter_ == 0 and net.costs_ == []  # no epoch completed
 
 
 def test_divergence_in_the_very_last_update_is_not_returned_as_a_fitted_model():
@@ -504,6 +505,16 @@ def test_prediction_in_chunks_matches_prediction_row_by_row_blocks():
     net = NeuralNetwork([4, 5, 1], epoch=1).fit(X[:100], y[:100])
     whole = net.predict_proba(X)
     parts = np.vstack([net.predict_proba(X[i:i + 1000]) for i in range(0, len(X), 1000)])
+    np.testing.assert_allclose(whole, parts, rtol=1e-12)
+
+
+def test_prediction_in_three_chunks_covers_every_row():
+    """Past two chunks (2 x 8192 rows) every row is still predicted exactly once."""
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((20_000, 4))
+    net = NeuralNetwork([4, 5, 3], epoch=1).fit(X[:90], np.arange(90) % 3)
+    whole = net.predict_proba(X)
+    parts = np.vstack([net.predict_proba(X[i:i + 2500]) for i in range(0, len(X), 2500)])
     np.testing.assert_allclose(whole, parts, rtol=1e-12)
 
 
@@ -634,8 +645,7 @@ def test_print_cost_logs_and_prints_nothing(caplog, capsys):
     assert len(records) == 3
     assert all(r.levelno == logging.INFO for r in records)
     for epoch, (record, cost) in enumerate(zip(records, net.costs_)):
-        message = record.getMessage()
-        assert str(epoch) in message and f"{cost:.6f}" in message
+        assert record.getMessage() == f"epoch {epoch}: cost {cost:.6f}"
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
 
@@ -892,3 +902,173 @@ def test_hopeless_classes_get_a_tiny_normal_probability_never_a_subnormal_or_zer
     tiny = np.finfo(dtype).tiny
     assert z[0, 0] == 1.0
     assert (z[0, 1:] >= tiny).all() and (z[0, 1:] < 1e3 * tiny).all()
+
+
+# ------------------------------------------- divergence found at the end of an epoch
+
+def _with_a_huge_weight_after(net, epoch):
+    """A callback that sets one first-layer weight to 1e200 after ``epoch``: the
+    weight of a feature that is always 0, so the forward pass never sees it, but
+    its square overflows in the L2 term."""
+    def callback(e, metrics):
+        if e == epoch:
+            net.coefs_[0][0, 0] = 1e200
+    return callback
+
+
+def test_divergence_found_at_the_end_of_an_epoch_reports_the_last_completed_epoch():
+    X, y = binary_data()
+    X[:, 0] = 0.0
+    net = NeuralNetwork([4, 5, 1], regularization="l2", lambd=0.5, epoch=10, learning_rate=0.05)
+    with pytest.raises(TrainingDiverged) as info:
+        net.fit(X, y, callback=_with_a_huge_weight_after(net, 2))
+    assert info.value.epoch == 3 and net.n_iter_ == 3 and len(net.costs_) == 3
+    assert info.value.last_finite_cost == net.costs_[-1] != net.costs_[-2]
+
+
+def test_l2_with_lambd_zero_is_no_regularization_even_for_weights_too_large_to_square():
+    X, y = binary_data()
+    X[:, 0] = 0.0
+    costs = []
+    for regularization in ("l2", None):
+        net = NeuralNetwork([4, 5, 1], regularization=regularization, lambd=0.0, epoch=5, learning_rate=0.05)
+        net.fit(X, y, callback=_with_a_huge_weight_after(net, 1))
+        costs.append(net.costs_)
+    assert costs[0] == costs[1] and all(math.isfinite(c) for c in costs[0])
+
+
+# ------------------------------------------------ float32 computes in float32
+
+def _spy_on_the_arrays(monkeypatch):
+    """Record every workspace, forward pass, target matrix, optimizer and
+    initializer dtype the network uses."""
+    import numpynet.network as network_module
+
+    seen = {"workspaces": [], "forwards": [], "targets": [], "optimizers": [], "init_dtypes": []}
+
+    class Workspace(network_module._Workspace):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen["workspaces"].append(self)
+
+    forward, targets, make_optimizer = NeuralNetwork._forward, NeuralNetwork._targets, network_module.make_optimizer
+
+    def spy_forward(self, Xb, ws, mb, masks):
+        Z = forward(self, Xb, ws, mb, masks)
+        seen["forwards"].append((Xb.dtype, Z.dtype))
+        return Z
+
+    def spy_targets(self, yidx, n_out, dtype):
+        Y = targets(self, yidx, n_out, dtype)
+        seen["targets"].append(Y.dtype)
+        return Y
+
+    def spy_make_optimizer(*args):
+        opt = make_optimizer(*args)
+        seen["optimizers"].append(opt)
+        return opt
+
+    def spy_initializer(init):
+        def wrapped(rng, fan_in, fan_out, dtype):
+            seen["init_dtypes"].append(np.dtype(dtype))
+            return init(rng, fan_in, fan_out, dtype)
+        return wrapped
+
+    monkeypatch.setattr(network_module, "_Workspace", Workspace)
+    monkeypatch.setattr(NeuralNetwork, "_forward", spy_forward)
+    monkeypatch.setattr(NeuralNetwork, "_targets", spy_targets)
+    monkeypatch.setattr(network_module, "make_optimizer", spy_make_optimizer)
+    for name, init in list(network_module.INITIALIZERS.items()):
+        monkeypatch.setitem(network_module.INITIALIZERS, name, spy_initializer(init))
+    return seen
+
+
+def _workspace_dtypes(ws):
+    """The dtype of every buffer of a workspace, and whether it has dropout buffers."""
+    arrays = [ws.X, ws.Y, *ws.Z, *ws.dA] + ([*ws.D, *ws.R] if ws.D is not None else [])
+    return {a.dtype for a in arrays}, ws.D is not None
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_a_float32_network_computes_in_float32_throughout(n_out, monkeypatch):
+    """dtype="float32" is for the parameters *and* the computation: no buffer,
+    target matrix, optimizer state or input is silently kept in float64 (twice
+    the memory and time, and other rounding) when the data comes in float64."""
+    X, y = binary_data() if n_out == 1 else multiclass_data()
+    seen = _spy_on_the_arrays(monkeypatch)
+    net = NeuralNetwork(hidden_layer_sizes=(5, 4), dtype="float32", optimizer="adam", regularization="dropout",
+                        keep_prob=0.8, epoch=2, mini_batch_size=16)
+    net.fit(X, y, X_val=X[:10], y_val=y[:10])  # float64 data, converted once
+    f32 = np.dtype(np.float32)
+    assert net._theta.dtype == net._grad.dtype == f32
+    assert seen["init_dtypes"] == [f32] * 3
+    opt, = seen["optimizers"]
+    state = [v for v in vars(opt).values() if isinstance(v, np.ndarray)]
+    assert len(state) == 3 and {a.dtype for a in state} == {f32}  # adam: m, s and its scratch
+    training, *validation = seen["workspaces"]
+    assert _workspace_dtypes(training) == ({f32}, True) and training.M[0].dtype == bool
+    net.predict_proba(X)
+    net.evaluate(X, y)
+    assert len(seen["workspaces"]) == 1 + 2 + 2  # one per validation epoch, predict and evaluate
+    for ws in seen["workspaces"][1:]:
+        assert _workspace_dtypes(ws) == ({f32}, False)  # and no dropout buffers at prediction
+    assert set(seen["forwards"]) == {(f32, f32)}
+    assert set(seen["targets"]) == {f32} and len(seen["targets"]) == 3  # validation, training, evaluate
+
+    seen["forwards"].clear(), seen["targets"].clear(), seen["workspaces"].clear()
+    net.grad_check(X[:6], y[:6])  # float64 data: backprop in float32, the reference in float64
+    assert seen["forwards"][0] == (f32, f32) and seen["targets"] == [f32]
+    assert _workspace_dtypes(seen["workspaces"][0]) == ({f32}, True)
+
+
+@pytest.mark.parametrize("dropout", [True, False])
+def test_a_workspace_holds_every_buffer_in_its_dtype_and_dropout_buffers_only_with_dropout(dropout):
+    from numpynet.network import _Workspace
+
+    ws = _Workspace([3, 4, 5, 2], 6, np.float32, dropout)
+    assert ws.X.shape == (6, 3) and ws.Y.shape == (6, 2)
+    assert [z.shape for z in ws.Z] == [(6, 4), (6, 5), (6, 2)]
+    assert [a.shape for a in ws.dA] == [(6, 4), (6, 5)]
+    assert _workspace_dtypes(ws) == ({np.dtype(np.float32)}, dropout)
+    if dropout:
+        assert [a.shape for a in ws.D] == [a.shape for a in ws.R] == [a.shape for a in ws.M] == [(6, 4), (6, 5)]
+        assert {m.dtype for m in ws.M} == {np.dtype(bool)}
+    else:
+        assert ws.D is None and ws.R is None and ws.M is None
+
+
+@pytest.mark.parametrize("name", ["he", "xavier"])
+def test_initializers_return_the_dtype_asked_for(name):
+    from numpynet.initializers import INITIALIZERS
+
+    W = INITIALIZERS[name](np.random.default_rng(0), 3, 4, np.float32)
+    assert W.shape == (3, 4) and W.dtype == np.float32
+
+
+def test_plain_gradient_descent_folds_the_learning_rate_and_never_calls_step(monkeypatch):
+    """gd's update is lr * g: backprop yields it directly (one pass less over the
+    parameters per batch), so GradientDescent.step is never needed."""
+    from numpynet.optimizers import GradientDescent
+
+    def step(*args):
+        raise AssertionError("GradientDescent.step called: the learning rate was not folded")
+
+    monkeypatch.setattr(GradientDescent, "step", step)
+    X, y = binary_data()
+    net = NeuralNetwork([4, 5, 1], optimizer="gd", regularization="l2", epoch=2).fit(X, y)
+    assert len(net.costs_) == 2
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_underflow_is_ignored_even_when_the_caller_makes_numpy_raise_on_it(n_out):
+    """Underflow is harmless here (exp of a very negative logit in the loss, products
+    of tiny values in a forward pass): fit, predict_proba, predict and evaluate
+    silence it themselves, whatever numpy error state the caller has set."""
+    X, y = binary_data() if n_out == 1 else multiclass_data()
+    with np.errstate(under="raise"):
+        net = NeuralNetwork([4, 5, n_out], epoch=3).fit(X * 1e3, y)  # logits of order 1e3
+        net.coefs_[0][...] *= 1e-10
+        tiny = X * 1e-300  # first-layer products below the smallest normal float
+        assert np.isfinite(net.predict_proba(tiny)).all()
+        net.predict(tiny)
+        assert math.isfinite(net.evaluate(tiny, y)["log_loss"])

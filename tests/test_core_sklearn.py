@@ -271,3 +271,37 @@ def test_the_adapter_tracks_validation_data_like_the_core():
     assert seen == [0, 1, 2]
     with pytest.raises(ValueError, match="X has 3 features, but NeuralNetworkClassifier is expecting 4"):
         NeuralNetworkClassifier(epoch=1).fit(X, y, X_val=Xv[:, :3], y_val=yv)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_adapter_hands_the_core_data_already_in_the_network_s_dtype(dtype, monkeypatch):
+    """scikit-learn's validate_data converts the input straight to the network's
+    dtype: the core then has nothing left to convert (no second copy), for
+    integer data as for float64 data and a float32 network."""
+    received = []
+
+    def spy(method):
+        real = getattr(NeuralNetwork, method)
+
+        def wrapped(self, X, *args):  # the adapter passes fit's X_val as the third argument
+            received.append((method, X.dtype, args[1].dtype) if method == "fit" else (method, X.dtype))
+            return real(self, X, *args)
+        return wrapped
+
+    for method in ("fit", "predict_proba", "predict", "evaluate"):
+        monkeypatch.setattr(NeuralNetwork, method, spy(method))
+    X, y = binary_data(n=30)
+    Xi = np.round(X * 10).astype(np.int64)  # integer features
+    est = NeuralNetworkClassifier(hidden_layer_sizes=(3,), epoch=1, dtype=dtype)
+    est.fit(Xi, y, X_val=Xi[:10], y_val=y[:10])
+    est.predict_proba(X)
+    est.predict(X)
+    est.evaluate(Xi, y)
+    want = np.dtype(dtype)
+    assert received == [("fit", want, want), ("predict_proba", want), ("predict", want), ("evaluate", want)]
+
+
+def test_an_unhashable_dtype_is_the_core_s_value_error():
+    X, y = binary_data(n=30)
+    with pytest.raises(ValueError, match=r"^dtype=\['float32'\] is invalid: must be one of 'float64', 'float32'$"):
+        NeuralNetworkClassifier(epoch=1, dtype=["float32"]).fit(X, y)

@@ -179,8 +179,10 @@ def test_non_numeric_X_is_rejected():
 
 
 def test_validation_data_must_come_in_pairs():
-    with pytest.raises(ValueError, match="X_val and y_val"):
+    with pytest.raises(ValueError, match="^X_val and y_val must be given together$"):
         NeuralNetwork(**BASE).fit(X, Y, X_val=X)
+    with pytest.raises(ValueError, match="^X_val and y_val must be given together$"):
+        NeuralNetwork(**BASE).fit(X, Y, y_val=Y)
 
 
 def test_set_params_rejects_unknown_names():
@@ -346,3 +348,37 @@ def test_boolean_and_integer_features_are_numbers():
     ints = _fit(X=(X > 0).astype(np.int32))
     bools = _fit(X=X > 0)
     np.testing.assert_array_equal(flat_params(ints), flat_params(bools))
+
+
+# ------------------------------------------- sizes, output layer and validation data
+
+@pytest.mark.parametrize("hidden", [1, (1,), (3, 1)])
+def test_a_hidden_layer_of_one_unit_is_allowed(hidden):
+    net = _fit(layer_dims=None, hidden_layer_sizes=hidden)
+    assert net.layer_dims_ == [4, *np.atleast_1d(hidden).tolist(), 1]
+
+
+@pytest.mark.parametrize("labels, layer_dims, message", [
+    (np.arange(30) % 3, [4, 3, 1],
+     "y has 3 distinct label(s) but layer_dims[-1] is 1: a single sigmoid output needs exactly 2 classes "
+     "(use layer_dims[-1] = k for k classes)"),
+    (np.arange(30) % 3, [4, 3, 2],
+     "y has 3 distinct label(s) but layer_dims[-1] is 2: a softmax output needs exactly one unit per class "
+     "(use 1 unit for 2 classes if preferred)"),
+])
+def test_an_output_layer_that_does_not_fit_the_labels_says_what_does(labels, layer_dims, message):
+    with pytest.raises(ValueError) as info:
+        _fit(y=labels, layer_dims=layer_dims)
+    assert str(info.value) == message
+
+
+def test_validation_data_of_another_width_names_X_val_and_X():
+    with pytest.raises(ValueError) as info:
+        NeuralNetwork(**BASE).fit(X, Y, X_val=np.ones((10, 3)), y_val=Y[:10])
+    assert str(info.value) == "X_val has 3 features (shape (10, 3)) but X has 4"
+
+
+def test_validation_labels_unseen_in_training_name_y_val():
+    with pytest.raises(ValueError) as info:
+        NeuralNetwork(**BASE).fit(X, Y, X_val=X[:10], y_val=np.where(np.arange(10) == 0, 7, Y[:10]))
+    assert str(info.value).startswith("y_val contains label(s) [7] not seen in training; known classes: [0, 1]")
