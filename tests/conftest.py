@@ -1,4 +1,4 @@
-"""Shared fixtures: a throw-away MLflow store per test, the cat data, tiny configs."""
+"""Shared fixtures: a throw-away MLflow store per test, the cat data, tiny configs; a guard on the checkout."""
 
 from __future__ import annotations
 
@@ -118,3 +118,85 @@ def _no_tracking_uri_leaks_between_tests() -> Iterator[None]:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+# ------------------------------------------------------------ the checkout stays clean
+#: caches Python and pytest write by design; nothing else may appear in the checkout during the tests
+_CACHES = ("__pycache__", ".pytest_cache")
+
+
+def _checkout_files(root: Path) -> dict[str, tuple[int, int]] | None:
+    """Size and mtime of every path git reports in the checkout ``root`` (untracked, changed or ignored).
+
+    Ignored folders are walked, so that a write into ``mlruns/`` or ``benchmarks/results/`` shows even
+    when the folder was there before. None when ``root`` is not the top of a git checkout (an sdist,
+    a copy of the tests) or git is missing: then there is nothing to compare.
+    """
+    def git(*args: str) -> subprocess.CompletedProcess:  # --no-optional-locks: never takes .git/index.lock
+        return subprocess.run(["git", "--no-optional-locks", "-C", str(root), *args],
+                              check=False, capture_output=True, text=True, timeout=120)
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root.resolve():
+            return None
+        status = git("status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=matching")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if status.returncode != 0:
+        return None
+    files: dict[str, tuple[int, int]] = {}
+
+    def note(path: Path, presence_only: bool = False) -> None:
+        try:
+            stat = path.lstat()
+        except OSError:  # gone meanwhile
+            return
+        files[path.relative_to(root).as_posix()] = (-1, -1) if presence_only else (stat.st_size, stat.st_mtime_ns)
+
+    entries = iter(status.stdout.split("\0"))
+    for entry in entries:
+        if not entry:
+            continue
+        code, name = entry[:2], entry[3:]
+        if "R" in code or "C" in code:  # a rename or copy: the original path follows
+            next(entries, None)
+        if any(part in _CACHES for part in Path(name).parts):
+            continue
+        path = root / name
+        if code != "!!" or not path.is_dir():
+            note(path)
+            continue
+        note(path, presence_only=True)  # an ignored folder (mlruns/optuna/, outputs/...): what is inside counts
+        if (path / "pyvenv.cfg").is_file():  # a virtual environment: its presence only
+            continue
+        for folder, dirs, names in os.walk(path):
+            dirs[:] = [d for d in dirs if d not in _CACHES]
+            for item in names:
+                note(Path(folder) / item)
+    return files
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tests_write_nowhere_in_the_checkout() -> Iterator[None]:
+    """Fail the run if the tests created, changed or deleted a file in the checkout.
+
+    Compares what ``git status`` sees (ignored files included: ``mlruns/``,
+    ``outputs/``, ``benchmarks/results/`` are ignored but are writes all the
+    same) at the start and at the end of the session; files that were there
+    before and did not change are fine, Python's and pytest's caches too.
+    """
+    before = _checkout_files(REPO_ROOT)
+    screenshots = os.environ.get("NUMPYNET_SCREENSHOTS")  # the browser tests' pictures, asked for
+    asked = Path(screenshots).resolve() if screenshots else None
+    yield
+    if before is None:
+        return
+    after = _checkout_files(REPO_ROOT) or {}
+    written = sorted(p for p in after.keys() | before.keys() if after.get(p) != before.get(p)
+                     and not (asked is not None and (REPO_ROOT / p).resolve().is_relative_to(asked)))
+    if written:
+        pytest.fail(f"the tests wrote into the checkout {REPO_ROOT}: "
+                    + ", ".join(written[:20]) + (f" and {len(written) - 20} more" if len(written) > 20 else "")
+                    + " (a test must write under its tmp_path; if you edited these files yourself while the "
+                    "tests ran, run them again)", pytrace=False)

@@ -196,8 +196,8 @@ if pytest is not None:
 
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
     """``predicate()``'s first truthy result, polled until ``timeout`` seconds; else an AssertionError naming ``what``."""
-    end = time.time() + timeout
-    while time.time() < end:
+    end = time.monotonic() + timeout  # a deadline against a hang, not a measurement
+    while time.monotonic() < end:
         found = predicate()
         if found:
             return found

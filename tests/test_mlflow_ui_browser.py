@@ -5,7 +5,7 @@ browser) driven by Playwright's Python package. The test starts an MLflow
 server on 127.0.0.1 over the store a small sweep left behind, opens the
 experiment's run list, expands the sweep's parent run and checks that every
 trial's run is listed under it with its ``val_accuracy``. A screenshot is kept
-in the test's folder and copied to ``benchmarks/results/mlflow_ui_browser.png``.
+in the test's folder (the tests write nothing into the checkout).
 
 It also opens the address the sweep printed (it must land on the runs table,
 not on the GenAI overview), the chart view with the trials' curves overlaid,
@@ -35,7 +35,6 @@ pytestmark = pytest.mark.timeout(300)
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 STUDY, EXPERIMENT, N_TRIALS = "ui-check", "ui-check", 4
 
 
@@ -104,9 +103,8 @@ def test_trial_runs_are_listed_under_their_parent_with_val_accuracy(finished_swe
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, RESULTS / shot.name)
-    print(f"screenshot: {shot} (copied to {RESULTS / shot.name})")
+    _keep_file(shot)
+    print(f"screenshot: {shot}")
 
 
 def _close_side_panels(page) -> None:
@@ -124,6 +122,13 @@ def _add_column(page, metric: str) -> None:
     page.get_by_placeholder("Search columns").fill(metric)
     page.locator(".du-bois-light-tree-title").filter(has_text=re.compile(rf"^\s*{re.escape(metric)}\s*$")).click()
     page.keyboard.press("Escape")
+
+
+def _expect_curves(page) -> None:
+    """Plotly has drawn curves on the page (a chart's title shows before its lines do)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(".js-plotly-plot path.js-line").first).to_be_visible(timeout=30_000)
 
 
 def _keep(page, tmp_path: Path, name: str) -> None:
@@ -180,7 +185,7 @@ def test_printed_address_lands_on_the_runs_table_with_overlaid_curves(finished_s
             page.locator('label:has(input[name="runs-view-mode"][value="CHART"])').click()
             page.get_by_placeholder("Search metric charts").fill("val_")
             expect(page.get_by_role("heading", name="val_accuracy", exact=True)).to_be_visible(timeout=30_000)
-            time.sleep(2)  # the charts draw after their titles
+            _expect_curves(page)  # the charts draw after their titles
             _keep(page, tmp_path, "mlflow-chart-view.png")
 
             # one trial's own page: its per-epoch curves under "Model metrics"
@@ -190,7 +195,7 @@ def test_printed_address_lands_on_the_runs_table_with_overlaid_curves(finished_s
             page.get_by_placeholder("Search metric charts").fill("_cost")
             expect(page.get_by_role("heading", name="train_cost", exact=True)).to_be_visible(timeout=30_000)
             expect(page.get_by_role("heading", name="val_cost", exact=True)).to_be_visible()
-            time.sleep(2)
+            _expect_curves(page)
             _keep(page, tmp_path, "mlflow-trial-curves.png")
         finally:
             browser.close()
@@ -221,7 +226,7 @@ def test_optuna_dashboard_shows_the_trials_and_their_intermediate_values(finishe
                 expect(page.get_by_text("Intermediate values", exact=True).first).to_be_attached(timeout=30_000)
                 for number in range(N_TRIALS):  # one curve per trial, named in the plot's legend
                     expect(page.get_by_text(f"trial #{number}", exact=True).first).to_be_attached()
-                time.sleep(2)  # the plots draw after their titles
+                _expect_curves(page)  # the plots draw after their titles
                 _keep(page, tmp_path, "optuna-dashboard.png")
             finally:
                 browser.close()

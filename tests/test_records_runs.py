@@ -174,11 +174,11 @@ def test_an_unwritable_store_is_one_line_and_exit_1(command: str, args: list[str
 def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_line(tmp_path: Path) -> None:
     """(b): the artifact store behind the server is unwritable; reads still work."""
     import subprocess
-    import time
 
     from services import MlflowServer, fresh_database
 
     from conftest import TINY
+    from numpynet.sweeps.recording.store import PROBE_RETRIES
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.train import train
 
@@ -188,13 +188,10 @@ def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_li
         frozen = root / "artifacts" / source["experiment_id"]
         subprocess.run(["chattr", "+i", str(frozen)], check=True)  # root ignores chmod; not this
         try:
-            started = time.monotonic()
             proc = run_cli("reproduce_main", [source["run_id"], "--tracking-uri", server.url], tmp_path)
-            seconds = time.monotonic() - started
         finally:
             subprocess.run(["chattr", "-i", str(frozen)], check=True)
         assert proc.returncode == 1, proc.stderr
-        assert seconds < 60, f"{seconds:.0f} s of retries"
         lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith("[INFO]")]
         assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert lines[0].startswith(f"numpynet-reproduce: cannot store files in the MLflow store {server.url}")
@@ -203,6 +200,11 @@ def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_li
         (new,) = client.search_runs([source["experiment_id"]],
                                     f"tags.`numpynet.reproduced_from` = '{source['run_id']}'")
         assert new.info.status == "FAILED"  # nothing left RUNNING
+        # fast, counted rather than timed: the server's access log shows the few tries of the probing
+        # write, not MLflow's default of 1 + 7 with doubling waits (minutes)
+        upload = f'"PUT /api/2.0/mlflow-artifacts/artifacts/{source["experiment_id"]}/{new.info.run_id}/artifacts/config.yaml '
+        tries = server.log_path.read_text(errors="replace").count(upload)
+        assert 1 <= tries <= 1 + int(PROBE_RETRIES["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]), tries
 
 
 def test_reproducing_a_sweep_parent_names_its_best_trial_run(mlflow_store: str, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -36,14 +35,20 @@ def _committed_repo(tmp_path: Path) -> Path:
 def test_git_commit_takes_no_index_lock_and_does_not_rewrite_the_index(tmp_path: Path) -> None:
     repo = _committed_repo(tmp_path)
     index = repo / ".git" / "index"
-    time.sleep(1.1)
-    os.utime(repo / "f.txt")  # stale stat info: a locking `git status` refreshes and rewrites the index
+    stat = (repo / "f.txt").stat()
+    # stale stat info, set rather than waited for: the file's mtime is no longer the one the index
+    # holds, so a locking `git status` refreshes the entry and rewrites the index
+    os.utime(repo / "f.txt", ns=(stat.st_atime_ns, stat.st_mtime_ns - 10_000_000_000))
     before = index.stat()
     commit, dirty = tracking.git_commit(repo)
     after = index.stat()
     assert len(commit) == 40 and dirty is False
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), \
         "git status took .git/index.lock and rewrote the index"
+    _git(repo, "status", "--porcelain")  # the control: a plain `git status` does rewrite it here
+    rewritten = index.stat()
+    assert (rewritten.st_ino, rewritten.st_mtime_ns) != (before.st_ino, before.st_mtime_ns), \
+        "the index needed no refresh: this test would pass whatever git_commit does"
 
 
 def test_git_commit_works_while_the_user_holds_the_index_lock(tmp_path: Path) -> None:

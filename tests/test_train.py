@@ -331,23 +331,28 @@ def test_progress_bar_only_on_a_terminal() -> None:
 def test_cli_interrupted_run_ends_killed(mlflow_store: str, tmp_path: Path, signum: int, code: int, said: str) -> None:
     """Ctrl-C (SIGINT) or kill (SIGTERM) mid-training: the run is KILLED, never left RUNNING."""
     import os
-    import time
+
+    from services import wait_for
 
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     args = ["train.epoch=100000", "network.hidden=[8]", "tracking.experiment=tests", "tracking.flush_every=1"]
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from numpynet.sweeps.cli.train import train_main; sys.exit(train_main())",
                              *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = MlflowClient(mlflow_store)
-    deadline = time.monotonic() + 120
-    run_id = None
-    while run_id is None and time.monotonic() < deadline and proc.poll() is None:  # wait for epochs to land
+
+    def training_run() -> str | None:  # the run, once its first epochs have landed
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
         experiment = client.get_experiment_by_name("tests")
         runs = client.search_runs([experiment.experiment_id]) if experiment else []
         if runs and client.get_metric_history(runs[0].info.run_id, "train_cost"):
-            run_id = runs[0].info.run_id
-        else:
-            time.sleep(0.2)
-    assert run_id is not None, proc.communicate()[1][-2000:]
+            return runs[0].info.run_id
+        return None
+
+    try:
+        run_id = wait_for(training_run, 120, "the run's first epochs")
+    except AssertionError:
+        proc.kill()
+        raise
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err[-2000:]

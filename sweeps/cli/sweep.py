@@ -14,8 +14,8 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Sequence
 
 from numpynet.sweeps.errors import StoreError, UserError
 
@@ -133,14 +133,16 @@ class _ProgressBar:
     The lines (stderr, flushed) are for output sent to a file, a pipe, CI or a
     scheduler: ``trial 12 COMPLETE value 0.9712, best 0.9790 (trial 7) | 13/40,
     elapsed 0:21, ETA 0:43``. Trials finished before this invocation (a resumed
-    study) are summed up in one line, not listed.
+    study) are summed up in one line, not listed. ``clock`` gives the seconds
+    that elapsed and ETA are computed from (a test passes its own).
     """
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, clock: Callable[[], float] = time.monotonic):
         self._bar = None
         self._stream = stream
+        self._now = clock
         self._seen: set[int] | None = None
-        self._start = time.monotonic()
+        self._start = clock()
         self._done_at_start = 0
 
     @property
@@ -168,7 +170,7 @@ class _ProgressBar:
         if self._seen is None:  # first call: what exists already is not news
             self._seen = {t.number for t in finished}
             self._done_at_start = done
-            self._start = time.monotonic()  # the trials start now: start-up is not part of the rate
+            self._start = self._now()  # the trials start now: start-up is not part of the rate
             if done:
                 print(f"resuming: {done}/{total} trials done", file=self.stream, flush=True)
             return
@@ -176,7 +178,7 @@ class _ProgressBar:
                      key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number))
         if not new:
             return
-        elapsed = time.monotonic() - self._start
+        elapsed = self._now() - self._start
         ran = max(1, done - self._done_at_start)
         eta = elapsed / ran * max(0, total - done)
         best = _best_trial(study)

@@ -54,11 +54,12 @@ def torn_tail(path: str | Path) -> int | None:
     return start + cut + 1
 
 
-def check_journal(path: str | Path, repair: bool = True) -> Path | None:
+def check_journal(path: str | Path, repair: bool = True, lock_grace: int = 30) -> Path | None:
     """Cut a torn last line off the journal at ``path`` into a backup file; returns the backup's path.
 
     With ``repair=False`` (read-only callers) a torn tail is only reported:
-    Optuna's reader skips it.
+    Optuna's reader skips it. ``lock_grace``: seconds after which the journal's
+    lock, left by a writer killed while holding it, is broken.
     """
     path = Path(path)
     if not path.is_file() or torn_tail(path) is None:
@@ -67,7 +68,7 @@ def check_journal(path: str | Path, repair: bool = True) -> Path | None:
         log.warning("study journal %s ends in a torn line (a write cut short); it is ignored here, and the next "
                     "numpynet-sweep moves it to a backup file beside the journal", path)
         return None
-    lock = JournalFileSymlinkLock(str(path))  # the lock Optuna's own writers hold while appending
+    lock = JournalFileSymlinkLock(str(path), lock_grace)  # the lock Optuna's own writers hold while appending
     lock.acquire()
     try:
         offset = torn_tail(path)  # again, under the lock: a live writer may have completed its line

@@ -41,7 +41,8 @@ class SweepConfig:
                                        # and the best trial's figures are drawn when the sweep ends
     register_model: bool = True        # register the best trial's model in the MLflow model registry
     heartbeat_interval: Optional[int] = 10  # RDB storages: seconds between worker heartbeats
-    grace_period: Optional[int] = 30   # RDB storages: a RUNNING trial silent this long is marked FAIL
+    grace_period: Optional[int] = 30   # RDB storages: a RUNNING trial silent this long is marked FAIL;
+                                       # journal files: a lock left this long by a killed writer is broken
     retry_failed: int = 0              # re-run the configuration of a stale (dead-worker) trial up to N times
     top_k: int = 5                     # rows of the summary table
     baseline: Optional[list] = None    # overrides of a reference configuration, run first as trial 0 (searched keys only)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
 from optuna.trial import FrozenTrial
 
 from numpynet.sweeps.errors import UserError
@@ -106,6 +106,10 @@ def pg_connect_args() -> dict[str, Any]:
             "options": "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"}
 
 
+#: seconds a journal lock may go unchanged before a writer breaks it (Optuna's default)
+JOURNAL_LOCK_GRACE = 30
+
+
 def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
                  retry_failed: int = 0,
                  on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
@@ -116,15 +120,18 @@ def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     stale (its worker stopped sending heartbeats), before the optional retry.
     A journal whose last line was torn (a writer killed mid-write, a full
     disk) is repaired first (``repair``), so that nothing is appended after
-    a partial line; read-only callers pass ``repair=False``.
+    a partial line; read-only callers pass ``repair=False``. A journal's lock
+    left behind by a writer killed while holding it is broken after
+    ``grace_period`` seconds without change (Optuna's 30 by default).
     """
     if not is_rdb(url):
         from numpynet.sweeps.search.journal import check_journal
 
         Path(url).parent.mkdir(parents=True, exist_ok=True)
-        check_journal(url, repair=repair)
+        lock_grace = int(grace_period) if grace_period else JOURNAL_LOCK_GRACE
+        check_journal(url, repair=repair, lock_grace=lock_grace)
         try:
-            return JournalStorage(JournalFileBackend(url))
+            return JournalStorage(JournalFileBackend(url, lock_obj=JournalFileSymlinkLock(url, lock_grace)))
         except ValueError as exc:  # json.JSONDecodeError included: a corrupt line inside the file
             from numpynet.sweeps.search.journal import corrupt_journal_error
 
