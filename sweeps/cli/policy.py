@@ -19,6 +19,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from omegaconf import DictConfig
 
@@ -108,6 +109,43 @@ def run_hydra_app(
     return status
 
 
+# ---------------------------------------------------------- numpynet-sweep and numpynet-status
+# (no Hydra app: their arguments are split between the study file and the training config)
+def exit_with_error(prog: str, message: str, code: int) -> NoReturn:
+    """``prog: error: message`` (URLs masked) on stderr, then exit with ``code``."""
+    from numpynet.sweeps.recording.redact import mask_urls_in
+
+    print(f"{prog}: error: {mask_urls_in(message)}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def user_error_text(exc: BaseException) -> str | None:
+    """One-line text for errors the user can fix, else None (a bug: show it with its traceback)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(exc, (UserError, ValueError, HydraException, OmegaConfBaseException)):
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        keep = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "reference_type="))]
+        return "; ".join(keep) or type(exc).__name__
+    return None
+
+
+def setup_command_logging() -> None:
+    # Before MLflow is imported (it reads these once) and inherited by the
+    # worker processes: no MLflow INFO lines or download bars between ours.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import optuna
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for noisy in ("mlflow", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # logs each refused database write with a traceback; the error is reported once, in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+
 # Config groups that live in conf/ but that numpynet-train does not accept
 # (conf/sweep/ holds study files for numpynet-sweep; conf/hydra/ is Hydra's own).
 NOT_TRAINING_GROUPS = frozenset({"sweep", "hydra"})
@@ -129,7 +167,7 @@ def _register_help_resolvers() -> None:
     """``${numpynet_groups:}`` and ``${numpynet_ui:}``, used by ``hydra.help`` in conf/config.yaml."""
     from omegaconf import OmegaConf
 
-    from numpynet.sweeps.cli.sweep import ui_command
+    from numpynet.sweeps.cli.summary import ui_command
 
     OmegaConf.register_new_resolver(
         "numpynet_groups", lambda: "\n".join(f"{g}: {', '.join(o)}" for g, o in training_groups().items()),
