@@ -47,7 +47,7 @@ $(VENV)/.installed-mutation: $(VENV)/.installed-test pyproject.toml
 	$(PY) -m pip install --quiet -e '.[mutation]'
 	touch $@
 
-# Mutants of numpynet/ against the quick core tests (tests/test_core_*.py without
+# Mutants of numpynet/ against the quick core tests (tests/core/test_*.py without
 # the slow ones; configured in pyproject.toml [tool.mutmut]); docs/testing.md has the
 # measured score. Starts from scratch each time (rm -rf mutants). Knobs:
 #   MUTATION_JOBS=1        mutmut worker processes (default 1, under nice: the machine is shared)

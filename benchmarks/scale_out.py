@@ -74,16 +74,17 @@ def one_run(setup: str, workers: int, budget: int, sweep: Path, workdir: Path,
     """Start ``workers`` numpynet-sweep processes on a fresh study; time them."""
     import optuna
 
-    services = _services()
+    sys.path.insert(0, str(REPO))  # tests/ is not an installed package
+    from tests import commands
+
     study = f"bench-{setup}-{workers}w-{secrets.token_hex(3)}"
     args = [f"sweep={sweep}", f"sweep.study_name={study}", f"tracking.experiment={study}"]
     if setup == "postgresql":
         args += [f"sweep.storage={pg_url}", f"tracking.uri={server_url}"]
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    procs = [subprocess.Popen(services.console_script("numpynet-sweep") + args, cwd=workdir,
-                              env=services.worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True) for _ in range(workers)]
+    procs = [commands.start_command("numpynet-sweep", args, workdir, tracking_uri=None, stdout=subprocess.DEVNULL)
+             for _ in range(workers)]
     errors = [p.communicate(timeout=3600)[1] for p in procs]
     wall = time.perf_counter() - start
     failed = [(p.returncode, e[-2000:]) for p, e in zip(procs, errors) if p.returncode != 0]

@@ -23,7 +23,7 @@ those scikit-learn's conformance suite expects:
 ``NeuralNetworkClassifier(hidden_layer_sizes=(16,), optimizer="adam",
 learning_rate=0.01, epoch=50)`` and for the defaults (scikit-learn 1.9: 54
 passed, 1 skipped by scikit-learn itself: ``check_array_api_input`` runs only
-with ``SCIPY_ARRAY_API=1``). ``tests/test_core_sklearn.py`` runs the suite
+with ``SCIPY_ARRAY_API=1``). ``tests/core/test_sklearn.py`` runs the suite
 and asserts the count.
 
 Excluded checks: none. One caveat that is a choice, not an exclusion:

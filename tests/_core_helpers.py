@@ -1,4 +1,4 @@
-"""Shared helpers of the numpynet core tests (tests/test_core_*.py).
+"""Shared helpers of the numpynet core tests (tests/core/test_*.py).
 
 Kept out of conftest.py on purpose: the harness tests own that file. Import
 with ``from _core_helpers import ...`` (pytest puts tests/ on sys.path).

@@ -2,8 +2,8 @@
 
 Each entry of :data:`STUDIES` is a study file plus command-line arguments that
 exercise some options of the harness at once (a sampler, a pruner, study
-settings, a storage). ``tests/test_search_options.py`` asserts what each option
-left in the records; ``tests/test_record_steps.py`` asserts, on every one of
+settings, a storage). ``tests/search/test_search_options.py`` asserts what each option
+left in the records; ``tests/search/test_record_steps.py`` asserts, on every one of
 these sweeps, that Optuna's and MLflow's records of the epochs agree.
 
 They run through ``numpynet-sweep``'s entry point (``sweep_main(argv)``) in

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,16 +95,6 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _template_store: Path
 def catvnoncat_dir() -> Path:
     """Skips without the data; fails instead when NUMPYNET_REQUIRE_CAT_DATA=1 (CI)."""
     return require_cat_data()
-
-
-def run_cli(entry: str, args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 180):
-    """Run the console script's function ``entry`` (train_main, reproduce_main) in a fresh Python process."""
-    module = {"train_main": "train", "reproduce_main": "reproduce"}[entry]
-    code = f"import sys; from numpynet.sweeps.cli.{module} import {entry}; sys.exit({entry}())"
-    full_env = {**os.environ, **(env or {})}
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(autouse=True)

@@ -112,6 +112,8 @@ class MlflowServer:
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+        # MLflow 3's job runner (three more processes: huey consumers for GenAI jobs) serves no numpynet need
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
                                          cwd=self.artifacts_dir.parent, start_new_session=True)
@@ -161,23 +163,6 @@ class MlflowServer:
         self.stop()
 
 
-def worker_env(**extra: str) -> dict[str, str]:
-    """Environment for ``numpynet-sweep`` subprocesses: no inherited tracking URI, no progress bars."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env.update(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def console_script(name: str) -> list[str]:
-    """The installed console script beside this interpreter, else the same entry point via ``-c``."""
-    script = Path(sys.executable).with_name(name)
-    if script.is_file():
-        return [str(script)]
-    module, func = {"numpynet-sweep": ("numpynet.sweeps.cli.sweep", "sweep_main"),
-                    "numpynet-status": ("numpynet.sweeps.cli.sweep", "status_main")}[name]
-    return [sys.executable, "-c", f"import sys; from {module} import {func}; sys.exit({func}())"]
-
-
 # ------------------------------------------------------------------ fixtures
 if pytest is not None:
     @pytest.fixture(scope="module")
@@ -203,11 +188,3 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
             return found
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def start_sweep(args: list[str], cwd: Path) -> subprocess.Popen:
-    """``numpynet-sweep ARGS`` in a new process (this interpreter), on the default local stores of ``cwd``."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    code = "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()"
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -9,7 +9,7 @@ float -> text -> float round trip). A config-group choice
 list itself, and a group file brings defaults of its own, so each
 combination of group choices is composed by Hydra once and cached.
 
-``tests/test_prepared_config.py`` checks the result against Hydra's own
+``tests/training/test_prepared_config.py`` checks the result against Hydra's own
 ``compose`` over group choices, nested keys, lists, null, experiments and
 conditional parameters.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import io
 import os
 import shlex
@@ -11,28 +12,22 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from commands import run_command
 from services import free_port
 from numpynet.sweeps.cli.policy import training_groups
 from numpynet.sweeps.cli.sweep import _ProgressBar, runs_page_url, ui_command
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
-def _train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-c", "import sys; from numpynet.sweeps.cli.train import train_main; sys.exit(train_main())",
-                           *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-
-
+@pytest.mark.slow
 def test_train_help_lists_only_the_groups_training_accepts(tmp_path):
     from numpynet.sweeps.training.config import compose_config
 
-    proc = _train("--help", cwd=tmp_path)
+    proc = run_command("numpynet-train", ["--help"], tmp_path, tracking_uri=None)
     assert proc.returncode == 0, proc.stderr
     section = proc.stdout.split("== Configuration groups ==", 1)[1].split("== Config ==", 1)[0]
     listed = dict(line.split(": ", 1) for line in section.strip().splitlines()[1:] if ": " in line)
@@ -43,13 +38,14 @@ def test_train_help_lists_only_the_groups_training_accepts(tmp_path):
             compose_config([f"{group}={option}"])
     assert not list(tmp_path.iterdir()), "--help wrote files"
     # the group it used to list is refused, and no longer offered
-    refused = _train("sweep=default", "--cfg", "job", cwd=tmp_path)
+    refused = run_command("numpynet-train", ["sweep=default", "--cfg", "job"], tmp_path, tracking_uri=None)
     assert refused.returncode == 2 and "sweep" in refused.stderr
     # the footer's UI command is this environment's mlflow
     assert ui_command("sqlite:///mlruns/mlflow.db") in proc.stdout
     assert "${" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_printed_ui_command_runs_from_a_plain_shell(tmp_path):
     """No venv on PATH: the command works as printed (port changed to a free one)."""
     command = ui_command(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")

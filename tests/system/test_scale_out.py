@@ -21,7 +21,8 @@ import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from services import console_script, free_port, mlflow_server, pg_database, wait_for, worker_env  # noqa: F401 (fixtures
+from commands import run_command, start_command
+from services import free_port, mlflow_server, pg_database, wait_for  # noqa: F401 (fixtures
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.search import attrs, budget, storage
 from numpynet.sweeps.recording.names import TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE
@@ -44,8 +45,7 @@ def _sweep_file(path: Path, **body) -> str:
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(console_script("numpynet-sweep") + args, cwd=cwd, env=worker_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_command("numpynet-sweep", args, cwd, tracking_uri=None)
 
 
 def _finish(procs: list[subprocess.Popen], timeout: float = 300) -> list[tuple[int, str, str]]:
@@ -71,6 +71,7 @@ def _param_matches(logged: str, value) -> bool:
 
 
 # ------------------------------------------------------------ three workers
+@pytest.mark.slow
 def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_database, mlflow_server, tmp_path):
     budget, study_name, experiment = 9, "three-workers", "scale-out"
     sweep = _sweep_file(tmp_path / "three.yaml", study_name=study_name, n_trials=budget)
@@ -139,8 +140,8 @@ def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_dat
     assert registered[-1] == study.best_trial.number
 
     # numpynet-status reads the same progress from PostgreSQL
-    status = subprocess.run(console_script("numpynet-status") + [sweep, f"sweep.storage={pg_database}"],
-                            cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=120)
+    status = run_command("numpynet-status", [sweep, f"sweep.storage={pg_database}"], tmp_path, tracking_uri=None,
+                 timeout=120)
     assert status.returncode == 0, status.stderr
     print(status.stdout)
     assert f"budget: {budget} of {budget} trials used, {budget} finished" in status.stdout
@@ -150,6 +151,7 @@ def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_dat
 
 
 # --------------------------------------------------------- a worker dies hard
+@pytest.mark.slow
 def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_database, mlflow_server, tmp_path):
     budget, study_name, experiment = 5, "killed-worker", "scale-out-kill"
     sweep = _sweep_file(tmp_path / "kill.yaml", study_name=study_name, n_trials=budget,
@@ -212,8 +214,8 @@ def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_datab
     retry_run = next(r for r in children if int(r.data.tags[TAG_TRIAL]) == retries[0].number)
     assert retry_run.info.status == "FINISHED"
 
-    status = subprocess.run(console_script("numpynet-status") + [sweep, f"sweep.storage={pg_database}"],
-                            cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=120)
+    status = run_command("numpynet-status", [sweep, f"sweep.storage={pg_database}"], tmp_path, tracking_uri=None,
+                 timeout=120)
     assert status.returncode == 0, status.stderr
     print(status.stdout)
     assert "1 stale (worker died; not counted)" in status.stdout
@@ -283,6 +285,7 @@ def test_the_budget_lock_is_one_postgresql_advisory_lock_per_study(pg_database):
 
 
 # ------------------------------------------------ server path == local path
+@pytest.mark.slow
 def test_the_tracking_server_records_the_same_content_as_the_local_store(pg_database, mlflow_server, tmp_path):
     sweep = _sweep_file(tmp_path / "same.yaml", study_name="same-trial", n_trials=1)
     common = [sweep, "train.epoch=12", "network.hidden=[16]", "tracking.experiment=same-content"]
@@ -344,13 +347,14 @@ BAD = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_connection_strings_fail_fast_with_the_uri_masked(case, pg_database, tmp_path):
     make_args, where, why = BAD[case]
     port = _closed_port()
     db_masked = mask_url(pg_database.replace("postgres@", "postgres:s3cret@"))
-    proc = subprocess.run(console_script("numpynet-sweep") + make_args(pg_database, port) + ["train.epoch=5", "train.decay_interval=2"],
-                          cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=120)
+    proc = run_command("numpynet-sweep", make_args(pg_database, port) + ["train.epoch=5", "train.decay_interval=2"],
+               tmp_path, tracking_uri=None, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr  # one line, no traceback

@@ -85,6 +85,7 @@ def test_successive_halving_judges_its_first_rung_at_min_resource(tiny_sweep):
     assert pruned == crawling  # the learning rate of 1e-4 lost its rung to those of 0.5
 
 
+@pytest.mark.slow
 def test_the_architecture_study_runs_with_hyperband(tiny_sweep):
     record = tiny_sweep("architecture")
     assert record.parent.data.tags[names.PRUNER] == "hyperband"
@@ -101,6 +102,7 @@ def test_the_architecture_study_runs_with_hyperband(tiny_sweep):
 
 
 # ------------------------------------------------------------ study settings
+@pytest.mark.slow
 def test_minimize_val_cost_makes_the_lowest_cost_the_best(tiny_sweep):
     record = tiny_sweep("cmaes")
     assert record.study.direction == optuna.study.StudyDirection.MINIMIZE
@@ -133,6 +135,7 @@ def test_an_sqlite_study_is_read_back_from_its_database(tiny_sweep):
         [record.children[t.number].data.tags[names.TRIAL_STATE] for t in study.trials]
 
 
+@pytest.mark.slow
 def test_the_timeout_stops_the_sweep_before_its_budget(tiny_sweep):
     """The clock passes the deadline after three trials (``_tiny_sweeps``: no wall time is waited)."""
     record = tiny_sweep("qmc")

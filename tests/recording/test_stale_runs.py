@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import subprocess
 import sys
 
@@ -60,6 +61,7 @@ def test_a_dead_parent_s_unfinished_children_are_ended_and_marked_incomplete(mlf
     assert client.get_run(stranger).info.status == "RUNNING"
 
 
+@pytest.mark.slow
 def test_a_sweep_ends_the_runs_its_workers_left_unfinished(store, monkeypatch):
     """The sweep's own end closes a child whose end was never stored (the recorder lost it)."""
     from numpynet.sweeps.recording import names
@@ -85,6 +87,7 @@ def test_a_sweep_ends_the_runs_its_workers_left_unfinished(store, monkeypatch):
     assert len(children) == 2 and {r.info.status for r in children if r.info.run_id != dropped[0]} == {"FINISHED"}
 
 
+@pytest.mark.slow
 def test_a_write_that_fails_after_the_last_trial_fails_the_sweep_in_one_line(store, monkeypatch, capsys):
     """The worker's final flush is where a failed end-of-trial write surfaces: the sweep must not report success."""
     import errno

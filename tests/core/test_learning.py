@@ -67,7 +67,7 @@ CAT_SEEDS = [1, 2, 3, 4, 5]
 @pytest.mark.slow
 def test_catvnoncat_with_the_original_configuration():
     require_cat_data()  # skips locally without the data, fails in CI (NUMPYNET_REQUIRE_CAT_DATA=1)
-    tests_dir = str(Path(__file__).resolve().parent)  # where the worker finds _core_helpers
+    tests_dir = str(Path(__file__).resolve().parents[1])  # where the worker finds _core_helpers
     shares = [CAT_SEEDS[0::2], CAT_SEEDS[1::2]]  # [1, 3, 5] and [2, 4]
     workers = [start_python(CAT_WORKER, tests_dir, ",".join(map(str, s)), extra_env=SINGLE_THREAD_ENV)
                for s in shares]

@@ -89,7 +89,7 @@ def test_the_optimizer_steps_with_the_scheduled_rate(monkeypatch, optimizer, cls
     """learning_rates_ is not just bookkeeping: every update uses that epoch's rate.
 
     (Plain gd folds the rate into backprop instead of calling ``step``; that
-    path is checked against momentum with beta1 = 0 in test_core_optimizers.)
+    path is checked against momentum with beta1 = 0 in core/test_optimizers.py.)
     """
     seen = []
     original = getattr(optimizers, cls).step

@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from services import MlflowServer, console_script, free_port, worker_env
+from commands import run_command
+from services import MlflowServer, free_port
 from numpynet.sweeps.recording.names import TRIAL as TAG_TRIAL
 
 pytestmark = pytest.mark.timeout(300)
@@ -42,12 +43,10 @@ STUDY, EXPERIMENT, N_TRIALS = "ui-check", "ui-check", 4
 def finished_sweep(tmp_path_factory) -> Path:
     """A small finished sweep in the local default store (SQLite under ./mlruns)."""
     root = tmp_path_factory.mktemp("ui-sweep")
-    proc = subprocess.run(
-        console_script("numpynet-sweep") + [
-            f"sweep.study_name={STUDY}", f"sweep.n_trials={N_TRIALS}", "sweep.pruner.name=none",
-            f"tracking.experiment={EXPERIMENT}", "train.epoch=15", "train.decay_interval=5",
-            "network.hidden=[16]", "tracking.log_plots=false"],
-        cwd=root, env=worker_env(), capture_output=True, text=True, timeout=240)
+    proc = run_command("numpynet-sweep", [
+        f"sweep.study_name={STUDY}", f"sweep.n_trials={N_TRIALS}", "sweep.pruner.name=none",
+        f"tracking.experiment={EXPERIMENT}", "train.epoch=15", "train.decay_interval=5",
+        "network.hidden=[16]", "tracking.log_plots=false"], root, tracking_uri=None, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (root / "sweep.out").write_text(proc.stdout)
     return root
@@ -60,6 +59,7 @@ def _row_index(page, run_id: str) -> int:
     return int(link.evaluate("a => a.closest('[role=\"row\"]').getAttribute('row-index')"))
 
 
+@pytest.mark.slow
 def test_trial_runs_are_listed_under_their_parent_with_val_accuracy(finished_sweep, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -150,6 +150,7 @@ def _printed_runs_address(root: Path) -> str:
     return lines[i + 1].strip()
 
 
+@pytest.mark.slow
 def test_printed_address_lands_on_the_runs_table_with_overlaid_curves(finished_sweep, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -201,6 +202,7 @@ def test_printed_address_lands_on_the_runs_table_with_overlaid_curves(finished_s
             browser.close()
 
 
+@pytest.mark.slow
 def test_optuna_dashboard_shows_the_trials_and_their_intermediate_values(finished_sweep, tmp_path):
     """``optuna-dashboard mlruns/optuna/journal.log``, as docs/sweeps.md prints it, on the sweep's journal."""
     from playwright.sync_api import expect, sync_playwright

@@ -23,7 +23,8 @@ from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.status import status_report
 from numpynet.sweeps.search.sweep import run_sweep
 
-from services import start_sweep, wait_for
+from commands import start_command
+from services import wait_for
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -81,7 +82,7 @@ def test_a_sqlite_study_recovers_a_worker_killed_hard(store):
     db = f"sqlite:///{store / 'optuna.db'}"
     args = [_study_file(store / "s.yaml", study_name="lite", storage=db, heartbeat_interval=1, grace_period=3),
             "train.epoch=3000", *SLOW_TRIAL]
-    proc = start_sweep(args, store)
+    proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
     victim = wait_for(lambda: _training(db, "lite"), 240, "a trial training in its MLflow run")[0]
     proc.kill()
     proc.communicate(timeout=30)
@@ -90,7 +91,7 @@ def test_a_sqlite_study_recovers_a_worker_killed_hard(store):
     assert heartbeats.heartbeat_interval(study) == 1
     assert study.trials[victim.number].state == TrialState.RUNNING  # nobody has cleaned up yet
 
-    resumed = start_sweep([args[0], "train.epoch=5", *SLOW_TRIAL], store)
+    resumed = start_command("numpynet-sweep", [args[0], "train.epoch=5", *SLOW_TRIAL], store, tracking_uri=None)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     trials = _trials(db, "lite")
@@ -108,6 +109,7 @@ def test_a_sqlite_study_recovers_a_worker_killed_hard(store):
 TORN = b'{"op_code":5,"worker_id":"w","trial_id":0,"param_na'
 
 
+@pytest.mark.slow
 def test_a_torn_journal_tail_is_set_aside_and_the_study_goes_on(store, caplog):
     fast = ["train.epoch=3", "network.hidden=[8]", "tracking.log_plots=false"]
     sweep = _study_file(store / "j.yaml", study_name="torn", n_trials=1).split("=", 1)[1]
@@ -135,6 +137,7 @@ def test_a_torn_journal_tail_is_set_aside_and_the_study_goes_on(store, caplog):
     assert "2 complete" in status_report(status_args)
 
 
+@pytest.mark.slow
 def test_a_journal_lock_left_by_a_killed_writer_is_broken_after_the_grace_period(store):
     """A writer killed while appending leaves Optuna's lock (a symlink) behind: the next writer breaks it
     once it has stood unchanged for ``sweep.grace_period`` seconds (Optuna's 30 by default, short here)."""
@@ -176,7 +179,7 @@ def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
     # grace_period: a journal lock the killed worker held is broken after 3 s, not Optuna's 30
     args = [_study_file(store / "w.yaml", study_name="two", n_trials=4, n_jobs=2, grace_period=3), "train.epoch=1200",
             *SLOW_TRIAL]
-    proc = start_sweep(args, store)
+    proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
     journal = _journal(store)
     victim = wait_for(lambda: len(_training(journal, "two")) == 2 and _training(journal, "two"), 300,
                        "two trials training")[0]
@@ -206,7 +209,7 @@ def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
 def test_workers_of_a_killed_sweep_stop_and_end_their_runs(store):
     args = [_study_file(store / "p.yaml", study_name="orphans", n_trials=3, n_jobs=2, grace_period=3),
             "train.epoch=4000", *SLOW_TRIAL]
-    proc = start_sweep(args, store)
+    proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
     journal = _journal(store)
     victims = wait_for(lambda: len(_training(journal, "orphans")) == 2 and _training(journal, "orphans"), 300,
                         "two trials training")
@@ -223,7 +226,7 @@ def test_workers_of_a_killed_sweep_stop_and_end_their_runs(store):
     parent_id = client.get_run(victims[0].user_attrs[attrs.ATTR_RUN_ID]).data.tags["mlflow.parentRunId"]
     assert _status(client, parent_id) == "RUNNING"  # its process had no chance to end it
 
-    resumed = start_sweep([args[0], "sweep.n_jobs=1", "train.epoch=5", *SLOW_TRIAL], store)
+    resumed = start_command("numpynet-sweep", [args[0], "sweep.n_jobs=1", "train.epoch=5", *SLOW_TRIAL], store, tracking_uri=None)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert _status(client, parent_id) == "KILLED"  # the next start ended it

@@ -16,7 +16,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from services import create_database, drop_database, worker_env
+from commands import run_command
+from services import create_database, drop_database
 
 SECRET = "S3CRETpw"
 
@@ -46,25 +47,6 @@ def _files_holding_the_secret(root: Path) -> list[str]:
             if p.is_file() and SECRET.encode() in p.read_bytes()]
 
 
-ENTRY_POINTS = {"numpynet-train": ("numpynet.sweeps.cli.train", "train_main"),
-                "numpynet-reproduce": ("numpynet.sweeps.cli.reproduce", "reproduce_main"),
-                "numpynet-sweep": ("numpynet.sweeps.cli.sweep", "sweep_main")}
-
-
-def _run(command: str, args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    """The command's entry point in a fresh process, this checkout's code first on the path."""
-    import os
-    import sys
-
-    from conftest import REPO_ROOT
-
-    module, function = ENTRY_POINTS[command]
-    code = f"import sys; from {module} import {function}; sys.exit({function}())"
-    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env=worker_env(PYTHONPATH=path, **env))
-
-
 def _assert_nothing_leaked(proc: subprocess.CompletedProcess, cwd: Path, *urls: str) -> None:
     out = proc.stdout + proc.stderr
     assert SECRET not in out, out
@@ -74,16 +56,18 @@ def _assert_nothing_leaked(proc: subprocess.CompletedProcess, cwd: Path, *urls: 
         assert SECRET not in dump, [line for line in dump.splitlines() if SECRET in line][:5]
 
 
+@pytest.mark.slow
 def test_train_and_reproduce_record_no_password(stores, tmp_path: Path) -> None:
     mlflow_url, _ = stores
-    train = _run("numpynet-train", [f"tracking.uri={mlflow_url}", "train.epoch=3", "network.hidden=[8]",
-                                    "tracking.experiment=leaks", "tracking.log_plots=false"], tmp_path)
+    train = run_command("numpynet-train", [f"tracking.uri={mlflow_url}", "train.epoch=3", "network.hidden=[8]",
+                                    "tracking.experiment=leaks", "tracking.log_plots=false"], tmp_path,
+                tracking_uri=None, timeout=600)
     assert train.returncode == 0, train.stderr
     assert "postgres:***@" in train.stderr  # the "MLflow run ... at <uri>" line, masked
     _assert_nothing_leaked(train, tmp_path, mlflow_url)
 
     run_id = train.stdout.split("run ", 1)[1].split(":", 1)[0]
-    reproduce = _run("numpynet-reproduce", [run_id], tmp_path, MLFLOW_TRACKING_URI=mlflow_url)
+    reproduce = run_command("numpynet-reproduce", [run_id], tmp_path, tracking_uri=mlflow_url, timeout=600)
     assert reproduce.returncode == 0, reproduce.stderr
     assert "identical" in reproduce.stdout
     _assert_nothing_leaked(reproduce, tmp_path, mlflow_url)
@@ -95,11 +79,13 @@ def test_train_and_reproduce_record_no_password(stores, tmp_path: Path) -> None:
         assert run.data.params["tracking.uri"].startswith("postgresql+psycopg://postgres:***@127.0.0.1")
 
 
+@pytest.mark.slow
 def test_sweep_records_no_password(stores, tmp_path: Path) -> None:
     mlflow_url, optuna_url = stores
-    sweep = _run("numpynet-sweep", [f"sweep.storage={optuna_url}", f"tracking.uri={mlflow_url}",
+    sweep = run_command("numpynet-sweep", [f"sweep.storage={optuna_url}", f"tracking.uri={mlflow_url}",
                                     "sweep.n_trials=2", "sweep.study_name=leaks", "sweep.pruner.name=none",
-                                    "network.hidden=[8]", "tracking.experiment=sweep-leaks"], tmp_path)
+                                    "network.hidden=[8]", "tracking.experiment=sweep-leaks"], tmp_path,
+                tracking_uri=None, timeout=600)
     assert sweep.returncode == 0, sweep.stderr
     # the printed UI command names this venv's mlflow by its path and quotes the (masked) URI
     assert re.search(r"mlflow'? ui --backend-store-uri '?postgresql\+psycopg://postgres:\*\*\*@", sweep.stdout), \
@@ -121,6 +107,7 @@ def test_sweep_records_no_password(stores, tmp_path: Path) -> None:
     assert {"study/trials.csv", "study/best_config.yaml"} <= artifacts
 
 
+@pytest.mark.slow
 def test_a_server_url_with_a_password_is_not_printed(tmp_path: Path) -> None:
     """MLflow itself prints "View run ... at: <server URL>" after each run; not with a password in it."""
     from services import MlflowServer, fresh_database
@@ -130,8 +117,8 @@ def test_a_server_url_with_a_password_is_not_printed(tmp_path: Path) -> None:
         url = server.url.replace("http://", f"http://alice:{SECRET}@")
         work = tmp_path / "work"
         work.mkdir()
-        train = _run("numpynet-train", [f"tracking.uri={url}", "train.epoch=3", "network.hidden=[8]",
-                                        "tracking.log_plots=false"], work)
+        train = run_command("numpynet-train", [f"tracking.uri={url}", "train.epoch=3", "network.hidden=[8]",
+                                        "tracking.log_plots=false"], work, tracking_uri=None, timeout=600)
         assert train.returncode == 0, train.stderr
         assert "alice:***@127.0.0.1" in train.stderr
         _assert_nothing_leaked(train, work)

@@ -54,6 +54,7 @@ def _children(client: MlflowClient, parent_run_id: str) -> list:
 BASELINE = ["optimizer.learning_rate=0.001", "train.mini_batch_size=32"]
 
 
+@pytest.mark.slow
 def test_the_baseline_is_trial_0_with_exactly_its_values_and_the_summary_names_it(store):
     summary = run_sweep(_study_file(store, baseline=BASELINE), [], FAST)
     study = _study(store)
@@ -82,6 +83,7 @@ def test_a_baseline_outside_the_space_is_refused_before_anything_starts(store, b
     assert fragment in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_cross_validated_trial_reports_the_mean_of_its_folds_as_recorded_in_mlflow(store):
     summary = run_sweep(_study_file(store, cv=3), [], FAST)
     client = _client(store)
@@ -103,6 +105,7 @@ def test_a_cross_validated_trial_reports_the_mean_of_its_folds_as_recorded_in_ml
         assert run.data.params["data.folds"] == "3"
 
 
+@pytest.mark.slow
 def test_pruning_a_cross_validated_trial_stops_all_its_folds(store):
     summary = run_sweep(_study_file(store, cv=3, n_trials=6, sampler={"name": "random", "seed": 1},
                                     pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0}),
@@ -118,6 +121,7 @@ def test_pruning_a_cross_validated_trial_stops_all_its_folds(store):
         assert max(trial.intermediate_values) < 7
 
 
+@pytest.mark.slow
 def test_refit_and_robustness_figures_on_the_parent_match_their_child_runs(store):
     summary = run_sweep(_study_file(store, cv=3, baseline=BASELINE, refit=True, robustness_seeds=3), [], FAST)
     client = _client(store)
@@ -153,6 +157,7 @@ def test_the_paired_interval_is_the_student_t_interval_of_the_mean():
     assert (low, high) == (pytest.approx(ref.low), pytest.approx(ref.high))
 
 
+@pytest.mark.slow
 def test_test_labels_never_reach_the_search(store, monkeypatch):
     """Shuffling the test labels changes the refit's test score but not one trial of the search."""
     from numpynet.sweeps.training import data as data_module
@@ -177,6 +182,7 @@ def test_test_labels_never_reach_the_search(store, monkeypatch):
     assert first.refit["refit.chosen.test_accuracy"] != second.refit["refit.chosen.test_accuracy"]
 
 
+@pytest.mark.slow
 def test_refit_runs_and_cross_validated_trials_reproduce_bit_for_bit(store, monkeypatch):
     from numpynet.sweeps.cli.reproduce import reproduce
 
@@ -193,6 +199,7 @@ def test_refit_runs_and_cross_validated_trials_reproduce_bit_for_bit(store, monk
     assert reproduce(refit.info.run_id).same_weights is True
 
 
+@pytest.mark.slow
 def test_a_best_epoch_objective_returns_the_peak_and_the_refit_trains_that_many_epochs(store):
     summary = run_sweep(_study_file(store, cv=3, refit=True, objective="best", metric="val_balanced_accuracy"),
                         [], ["train.epoch=6", "network.hidden=[12]", "tracking.log_plots=false"])
@@ -230,6 +237,7 @@ def test_an_interrupted_baseline_is_queued_again_once_and_stays_the_baseline(sto
     assert waiting[0].system_attrs["fixed_params"] == params  # what the re-run will train
 
 
+@pytest.mark.slow
 def test_a_refit_that_fails_leaves_the_search_s_record_and_registers_nothing(store, monkeypatch, caplog):
     from numpynet.sweeps.search import refit as refit_module
 

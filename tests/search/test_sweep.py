@@ -22,6 +22,7 @@ from numpynet.sweeps.search import attrs
 from numpynet.sweeps.recording.names import PRUNED_EPOCH as TAG_PRUNED_EPOCH, TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE
 from numpynet.sweeps.search.sweep import run_sweep
 
+from commands import start_command
 from services import wait_for
 
 FAST = ["train.epoch=6", "train.decay_interval=2", "network.hidden=[16]", "tracking.log_plots=false"]
@@ -46,6 +47,7 @@ def _all_runs(client: MlflowClient) -> list:
     return client.search_runs(exps, "", max_results=5000)
 
 
+@pytest.mark.slow
 def test_small_sweep_is_fully_recorded(store):
     summary = run_sweep("default", ["n_trials=3", "study_name=e2e", "pruner.name=none"],
                         FAST[:-1])  # plots on: the child runs must have them
@@ -128,6 +130,7 @@ def _write_sweep(path: Path, **body) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(store):
     sweep = _write_sweep(
         store / "wild.yaml", study_name="wild", n_trials=8,
@@ -171,13 +174,6 @@ def test_a_study_where_every_trial_fails_ends_with_a_clear_error(store):
     assert all(r.info.status != "RUNNING" for r in _all_runs(_client(store)))
 
 
-def _cli(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    code = "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()"
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
-
-
 def _short(args: list[str]) -> list[str]:
     """The same sweep with short trials: a resume only has to finish the budget, not catch a trial midway."""
     return [{"train.epoch=400": "train.epoch=10", "train.decay_interval=50": "train.decay_interval=5"}.get(a, a)
@@ -196,7 +192,7 @@ def _states(root: Path, name: str) -> list[TrialState]:
 def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
     args = ["sweep.study_name=stop", "sweep.n_trials=4", f"sweep.n_jobs={n_jobs}", "sweep.pruner.name=none",
             "train.epoch=400", "train.decay_interval=50", "network.hidden=[16]", "tracking.log_plots=false"]
-    proc = _cli(args, store)
+    proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
 
     def one_done_one_training() -> bool:
         trials = _study(store, "stop").trials if _states(store, "stop") else []
@@ -223,7 +219,7 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
     assert any(attrs.ATTR_RUN_ID in t.user_attrs for t in interrupted)
     assert [r.info.status for r in runs if r.data.tags.get("numpynet.role") == "sweep"] == ["KILLED"]
 
-    resumed = _cli(_short(args), store)
+    resumed = start_command("numpynet-sweep", _short(args), store, tracking_uri=None)
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     trials = _study(store, "stop").trials
@@ -249,6 +245,7 @@ def test_two_workers_share_the_budget(store):
     assert sorted(int(r.data.tags[TAG_TRIAL]) for r in children) == list(range(6))
 
 
+@pytest.mark.slow
 def test_a_seeded_study_is_reproducible(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     params = []
@@ -267,7 +264,7 @@ def test_a_killed_local_worker_leaves_nothing_running_after_resume(store):
     # sweep.grace_period: a journal lock the killed worker held is broken after 3 s, not Optuna's 30
     args = ["sweep.study_name=killed", "sweep.n_trials=3", "sweep.pruner.name=none", "sweep.grace_period=3",
             "train.epoch=400", "train.decay_interval=50", "network.hidden=[16]", "tracking.log_plots=false"]
-    proc = _cli(args, store)
+    proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
 
     def training() -> bool:  # inside a trial: its MLflow run exists and it has reported an epoch
         trials = _study(store, "killed").trials if _states(store, "killed") else []
@@ -280,7 +277,7 @@ def test_a_killed_local_worker_leaves_nothing_running_after_resume(store):
     dead = [t.number for t in _study(store, "killed").trials if t.state == TrialState.RUNNING]
     assert dead
 
-    resumed = _cli(_short(args), store)
+    resumed = start_command("numpynet-sweep", _short(args), store, tracking_uri=None)
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     trials = _study(store, "killed").trials

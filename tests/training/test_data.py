@@ -263,15 +263,14 @@ def test_an_npz_of_python_objects_is_refused_with_its_name(tmp_path: Path) -> No
     assert "allow_pickle" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_bad_npz_on_the_command_line_is_one_line_without_traceback(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+    from commands import run_command
 
     path = tmp_path / "d.npz"
     path.write_text("not numpy")
-    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.train import train_main; raise SystemExit(train_main())",
-                           "data=file", f"data.path={path}", f"tracking.uri=sqlite:///{tmp_path}/m.db"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    proc = run_command("numpynet-train", ["data=file", f"data.path={path}", f"tracking.uri=sqlite:///{tmp_path}/m.db"],
+               tmp_path, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

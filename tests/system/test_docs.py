@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from services import console_script, worker_env
+from commands import run_command
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = sorted((REPO / "docs").glob("*.md"))
 PAGES = [REPO / "README.md", *DOCS]
 # Keys the docs name on purpose as mistakes that are refused.
@@ -145,10 +144,8 @@ def test_readme_is_short_and_its_quickstart_is_make_sweep_and_make_test():
 @pytest.mark.slow
 def test_quickstart_sweep_runs_and_prints_progress_to_a_pipe(tmp_path):
     """The quickstart's `numpynet-sweep`, reduced to 2 short trials, in an empty folder, output to pipes."""
-    proc = subprocess.run(
-        console_script("numpynet-sweep") + ["sweep.n_trials=2", "train.epoch=6", "train.decay_interval=2",
-                                            "network.hidden=[16]", "tracking.log_plots=false"],
-        cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=300)
+    proc = run_command("numpynet-sweep", ["sweep.n_trials=2", "train.epoch=6", "train.decay_interval=2",
+                                  "network.hidden=[16]", "tracking.log_plots=false"], tmp_path, tracking_uri=None)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Warning" not in proc.stderr, proc.stderr  # e.g. matplotlib's "Tight layout not applied"
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("trial ")]

@@ -22,7 +22,8 @@ from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.sweep import run_sweep
 from numpynet.sweeps.cli.sweep import sweep_main
 
-from services import start_sweep, wait_for
+from commands import start_command
+from services import wait_for
 
 # attribute names as strings: the tests run unchanged against older code, and fail there on behaviour
 FAIL_KIND, RERUN_OF, INVOCATION = "fail_kind", "rerun_of", "invocation"
@@ -67,6 +68,7 @@ def _parents(root: Path) -> list:
 
 
 # ------------------------------------------------------- 5a: found before the first trial
+@pytest.mark.slow
 @pytest.mark.parametrize("sweep_name, overrides, key", [
     ("default", ["data.val_fraction=0"], "data.val_fraction"),
     ("nodecay", ["train.epoch=0"], "train.epoch"),
@@ -94,6 +96,7 @@ def test_the_command_line_gives_one_line_and_exit_2_for_it(store, capsys):
 
 
 # ------------------------------------------------ 5b: same error in the first trials
+@pytest.mark.slow
 def test_the_same_error_in_the_first_trials_stops_the_sweep_and_uses_no_budget(store, monkeypatch):
     sweep = _study_file(store / "s.yaml", study_name="same")
 
@@ -169,7 +172,7 @@ def test_after_ctrl_c_the_resumed_study_runs_the_interrupted_configuration_first
     sweep = _study_file(store / "i.yaml", study_name="again", n_trials=2)
     args = [f"sweep={sweep}", "train.epoch=3000", "train.mini_batch_size=16", "network.hidden=[16]",
             "tracking.log_plots=false"]
-    proc = start_sweep(args, store)
+    proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
     running = wait_for(lambda: [t for t in _trials(store, "again")
                                  if t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs], 240,
                         "a trial training in its MLflow run")[0]
@@ -184,7 +187,7 @@ def test_after_ctrl_c_the_resumed_study_runs_the_interrupted_configuration_first
     queued = [t for t in trials if t.state == TrialState.WAITING]
     assert len(queued) == 1 and queued[0].user_attrs[RERUN_OF] == running.number
 
-    resumed = start_sweep([*args[:1], "train.epoch=5", *args[2:]], store)
+    resumed = start_command("numpynet-sweep", [*args[:1], "train.epoch=5", *args[2:]], store, tracking_uri=None)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     trials = _trials(store, "again")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from conftest import run_cli
+from commands import run_command
 
 DIVERGING = ["data=breast_cancer", "optimizer=gd", "optimizer.learning_rate=100", "train.epoch=50",
              "network.hidden=[8]", "tracking.log_model=false", "tracking.log_plots=false",
@@ -21,15 +21,16 @@ def _only_run(client: MlflowClient, experiment: str = "records"):
 
 
 # ----------------------------------------------------------------- item 13
+@pytest.mark.slow
 def test_a_diverged_run_has_its_config_and_reproduces(mlflow_store: str, tmp_path: Path) -> None:
-    train = run_cli("train_main", DIVERGING, tmp_path)
+    train = run_command("numpynet-train", DIVERGING, tmp_path)
     assert train.returncode == 1 and "diverged" in train.stderr, train.stderr
     client = MlflowClient(tracking_uri=mlflow_store)
     (source,) = _only_run(client)
     assert source.info.status == "FAILED"
     assert "config.yaml" in {a.path for a in client.list_artifacts(source.info.run_id)}
 
-    again = run_cli("reproduce_main", [source.info.run_id], tmp_path)
+    again = run_command("numpynet-reproduce", [source.info.run_id], tmp_path)
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith("identical:") and "the reproduction diverged too" in again.stdout
     assert "Traceback" not in again.stderr
@@ -46,6 +47,7 @@ def _sweep(study_name: str):
     return run_sweep("default", ["n_trials=1", f"study_name={study_name}", "pruner.name=none"], SWEEP_FAST)
 
 
+@pytest.mark.slow
 def test_studies_whose_names_sanitize_alike_register_separate_models(mlflow_store: str) -> None:
     from numpynet.sweeps.search.report import TAG_REGISTERED_STUDY, registered_model_name
 
@@ -63,6 +65,7 @@ def test_studies_whose_names_sanitize_alike_register_separate_models(mlflow_stor
         assert client.get_run(summary.best_run_id).data.tags["numpynet.study"] == study
 
 
+@pytest.mark.slow
 def test_a_registered_model_of_another_study_is_left_alone(mlflow_store: str, caplog) -> None:
     from numpynet.sweeps.search.report import TAG_REGISTERED_STUDY, registered_model_name
 
@@ -76,6 +79,7 @@ def test_a_registered_model_of_another_study_is_left_alone(mlflow_store: str, ca
 
 
 # ----------------------------------------------------------------- item 15
+@pytest.mark.slow
 def test_runs_record_the_numeric_environment_and_reproduce_warns_when_it_differs(
         mlflow_store: str, tmp_path: Path) -> None:
     import numpy as np
@@ -96,7 +100,7 @@ def test_runs_record_the_numeric_environment_and_reproduce_warns_when_it_differs
     assert tags[numeric_env.BLAS_THREADS] == "1"
 
     # the same machine: no warning, and the recorded thread count is used again
-    same = run_cli("reproduce_main", [run_id], tmp_path)
+    same = run_command("numpynet-reproduce", [run_id], tmp_path)
     assert same.returncode == 0 and same.stdout.startswith("identical:"), same.stderr
     assert "numeric environment" not in same.stdout + same.stderr
     repro = client.search_runs([client.get_run(run_id).info.experiment_id],
@@ -106,7 +110,7 @@ def test_runs_record_the_numeric_environment_and_reproduce_warns_when_it_differs
     # a run made elsewhere: warned before training and said in the verdict
     client.set_tag(run_id, numeric_env.NUMPY_VERSION, "1.0.0")
     client.set_tag(run_id, numeric_env.BLAS_KERNEL, "Prescott")
-    other = run_cli("reproduce_main", [run_id], tmp_path, env={"OPENBLAS_CORETYPE": ""})
+    other = run_command("numpynet-reproduce", [run_id], tmp_path, env={"OPENBLAS_CORETYPE": ""})
     assert other.returncode == 0, other.stderr
     warning = [line for line in other.stderr.splitlines() if "numeric environment differs" in line]
     assert len(warning) == 1 and "[WARNING]" in warning[0]
@@ -145,32 +149,21 @@ def _one_line(proc, fragment: str) -> None:
     assert [ln for ln in lines if not ln.startswith("[INFO]")] == [lines[-1]], proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command, args", [
-    ("train_main", ["train.epoch=3", "network.hidden=[8]", "tracking.experiment=records"]),
-    ("sweep_main", ["sweep.n_trials=1", "network.hidden=[8]", "tracking.experiment=records"]),
+    ("numpynet-train", ["train.epoch=3", "network.hidden=[8]", "tracking.experiment=records"]),
+    ("numpynet-sweep", ["sweep.n_trials=1", "network.hidden=[8]", "tracking.experiment=records"]),
 ])
 def test_an_unwritable_store_is_one_line_and_exit_1(command: str, args: list[str], tmp_path: Path,
                                                     read_only_store: str) -> None:
-    import os
-    import subprocess
-    import sys
-
-    from conftest import REPO_ROOT
-    from services import worker_env
-
-    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-
-    module = "numpynet.sweeps.cli.train" if command == "train_main" else "numpynet.sweeps.cli.sweep"
     for uri, said in ((read_only_store, "attempt to write a readonly database"),
                       ("sqlite:////dev/null/store/mlflow.db", "Not a directory: /dev/null/store")):
-        proc = subprocess.run(
-            [sys.executable, "-c", f"import sys; from {module} import {command}; sys.exit({command}())",
-             *args, f"tracking.uri={uri}"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-            env=worker_env(PYTHONPATH=path))
+        proc = run_command(command, [*args, f"tracking.uri={uri}"], tmp_path, tracking_uri=None)
         assert proc.returncode == 1, proc.stderr
         _one_line(proc, f"MLflow store {uri}: {said}")
 
 
+@pytest.mark.slow
 def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_line(tmp_path: Path) -> None:
     """(b): the artifact store behind the server is unwritable; reads still work."""
     import subprocess
@@ -188,7 +181,7 @@ def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_li
         frozen = root / "artifacts" / source["experiment_id"]
         subprocess.run(["chattr", "+i", str(frozen)], check=True)  # root ignores chmod; not this
         try:
-            proc = run_cli("reproduce_main", [source["run_id"], "--tracking-uri", server.url], tmp_path)
+            proc = run_command("numpynet-reproduce", [source["run_id"], "--tracking-uri", server.url], tmp_path)
         finally:
             subprocess.run(["chattr", "-i", str(frozen)], check=True)
         assert proc.returncode == 1, proc.stderr
@@ -207,10 +200,11 @@ def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_li
         assert 1 <= tries <= 1 + int(PROBE_RETRIES["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]), tries
 
 
+@pytest.mark.slow
 def test_reproducing_a_sweep_parent_names_its_best_trial_run(mlflow_store: str, tmp_path: Path) -> None:
     """(c)"""
     summary = _sweep("parent")
-    proc = run_cli("reproduce_main", [summary.parent_run_id], tmp_path)
+    proc = run_command("numpynet-reproduce", [summary.parent_run_id], tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith("[INFO]")]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr

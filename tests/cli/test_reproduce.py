@@ -13,7 +13,8 @@ from numpynet.sweeps.cli.reproduce import VERDICT_TAG, Reproduction, compare_run
 from numpynet.sweeps.recording.names import REPRODUCED_FROM
 from numpynet.sweeps.training.train import train
 
-from conftest import TINY, run_cli
+from commands import run_command
+from conftest import TINY
 
 
 class Stop(Exception):
@@ -24,13 +25,14 @@ def _history(client: MlflowClient, run_id: str, key: str) -> list[float]:
     return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
 
 
+@pytest.mark.slow
 def test_reproduce_in_a_separate_process_is_bit_identical(mlflow_store: str, tmp_path: Path) -> None:
     # dropout, L2 and decay exercise every source of randomness and every schedule path
     source = train(compose_config([
         *TINY, "train.epoch=5", "train.regularization=l2+dropout", "train.keep_prob=0.8", "train.lambd=0.1",
         "train.decay=continuous", "train.decay_rate=0.1", "train.seed=3",
     ]))["run_id"]
-    proc = run_cli("reproduce_main", [source], cwd=tmp_path)
+    proc = run_command("numpynet-reproduce", [source], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("identical: run ") and "over 5 epochs, weights identical" in proc.stdout
 
@@ -43,6 +45,7 @@ def test_reproduce_in_a_separate_process_is_bit_identical(mlflow_store: str, tmp
     assert new.data.tags["numpynet.weights_sha256"] == client.get_run(source).data.tags["numpynet.weights_sha256"]
 
 
+@pytest.mark.slow
 def test_a_different_config_is_reported_with_the_first_differing_epoch(mlflow_store: str) -> None:
     a = train(compose_config([*TINY, "train.seed=1"]))["run_id"]
     b = train(compose_config([*TINY, "train.seed=2"]))["run_id"]
@@ -70,6 +73,7 @@ def test_changed_data_is_named_in_the_verdict(mlflow_store: str) -> None:
     assert "the data hash differs" in verdict.describe()
 
 
+@pytest.mark.slow
 def test_a_stopped_run_is_compared_over_its_epochs(mlflow_store: str) -> None:
     def stop(epoch: int, metrics: dict) -> None:
         if epoch == 1:

@@ -52,6 +52,7 @@ def test_a_prepared_config_equals_hydra_s_compose(base, values) -> None:
         assert OmegaConf.get_type(got, section) is OmegaConf.get_type(expected, section), section
 
 
+@pytest.mark.slow
 def test_a_space_sampled_through_when_conditions_gives_hydra_s_config() -> None:
     """The default study's conditional decay_rate, every decay choice, through the real space."""
     base = ["train.epoch=60", "train.regularization=l2+dropout", "train.decay_interval=20"]

@@ -161,6 +161,7 @@ def test_the_harness_builds_and_trains_its_network_unchanged():
 
 # ------------------------------------------------------------- the adapter
 
+@pytest.mark.slow
 def test_import_numpynet_sklearn_is_separate_from_import_numpynet():
     out = run_python("import sys, numpynet; a = 'sklearn' in sys.modules; import numpynet.sklearn; "
                      "print(a, 'sklearn' in sys.modules)")

@@ -93,16 +93,13 @@ def test_mask_urls_in_text_and_overrides() -> None:
         "train.epoch=3", "tracking.uri=postgresql://u:***@h/db"]
 
 
+@pytest.mark.slow
 def test_cannot_open_storage_error_hides_a_password_with_a_slash(tmp_path: Path) -> None:
-    from conftest import REPO_ROOT
-    from services import console_script, worker_env
+    from commands import run_command
 
     url = "postgresql+psycopg://postgres:ab/SECRET@127.0.0.1:1/nodb"  # nothing listens on port 1
-    proc = subprocess.run(
-        [*console_script("numpynet-sweep"), f"sweep.storage={url}", "sweep.n_trials=1"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env=worker_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                       PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))))
+    proc = run_command("numpynet-sweep", [f"sweep.storage={url}", "sweep.n_trials=1"], tmp_path,
+               tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert proc.returncode == 2, proc.stderr
     assert "cannot open" in proc.stderr and "postgres:***@127.0.0.1:1" in proc.stderr
     assert "SECRET" not in proc.stdout + proc.stderr

@@ -30,6 +30,7 @@ from numpynet.sweeps.search import attrs
 PRUNING = [name for name, spec in STUDIES.items() if spec.file.get("pruner", {}).get("name") != "none"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", STUDIES)
 def test_optuna_steps_are_the_mlflow_steps_of_the_reported_metric(tiny_sweep, name):
     record = tiny_sweep(name)

@@ -18,7 +18,8 @@ import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from services import console_script, mlflow_server, pg_database, wait_for, worker_env  # noqa: F401 (fixtures
+from commands import start_command
+from services import mlflow_server, pg_database, wait_for  # noqa: F401 (fixtures
 from numpynet.sweeps.recording.stale_runs import TAG_FAIL_REASON
 
 TAG_HEARTBEAT = "numpynet.heartbeat"  # a string: the test runs unchanged against older code
@@ -39,8 +40,7 @@ def _sweep_file(path: Path, storage: str, name: str) -> str:
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(console_script("numpynet-sweep") + args, cwd=cwd, env=worker_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_command("numpynet-sweep", args, cwd, tracking_uri=None)
 
 
 def _parents(client: MlflowClient, experiment: str) -> list:
@@ -99,6 +99,7 @@ def test_a_later_worker_ends_the_parent_run_of_a_worker_killed_anywhere(pg_datab
     assert [r.info.status for r in _parents(client, experiment) if r.info.status == "RUNNING"] == []
 
 
+@pytest.mark.slow
 def test_a_parent_with_a_fresh_heartbeat_is_left_alone(mlflow_store):
     from numpynet.sweeps.recording.stale_runs import close_stale_parents
 

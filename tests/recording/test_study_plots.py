@@ -54,6 +54,7 @@ def synthetic_study(n: int, seed: int = 0, epochs: int = 60) -> optuna.Study:
     return study
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_trials", [40, 200])
 def test_study_plots_are_at_most_1200_px_wide_and_print_no_warning(n_trials, tmp_path, capfd):
     study = synthetic_study(n_trials)

@@ -19,7 +19,8 @@ from numpynet.sweeps.recording.names import FAILURE_REASON, STOPPED_EPOCH
 from numpynet.sweeps.recording.store import param_text as _param_text
 from numpynet.sweeps.training.train import train
 
-from conftest import REPO_ROOT, TINY, run_cli
+from commands import run_command, start_command
+from conftest import REPO_ROOT, TINY
 
 PER_EPOCH = ("train_cost", "train_accuracy", "val_cost", "val_accuracy", "val_balanced_accuracy", "learning_rate")
 FINAL = ("test_accuracy", "test_precision", "test_recall", "test_f1", "test_log_loss", "fit_seconds", "epochs_run")
@@ -45,6 +46,7 @@ def _download_network(client: MlflowClient, run_id: str, tmp_path: Path) -> Neur
 
 
 # ------------------------------------------------------------------ a full run
+@pytest.mark.slow
 def test_run_records_params_curves_metrics_artifacts_tags_and_model(mlflow_store: str, tmp_path: Path) -> None:
     cfg = compose_config(["train.epoch=4", "network.hidden=[16]", "tracking.experiment=tests"])
     result = train(cfg)
@@ -138,6 +140,7 @@ def test_nested_under_a_parent_run_with_extra_tags(mlflow_store: str) -> None:
     assert child.data.tags["sweep.trial"] == "7"
 
 
+@pytest.mark.slow
 def test_on_epoch_sees_every_epoch_after_it_is_queued(mlflow_store: str) -> None:
     seen: list[tuple[int, set[str]]] = []
     train(compose_config(TINY), on_epoch=lambda e, m: seen.append((e, set(m))))
@@ -260,9 +263,10 @@ def test_two_processes_on_one_new_local_store_both_land(tmp_path: Path) -> None:
 
 
 # -------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_cli_trains_from_any_directory_without_writing_outputs(tmp_path: Path) -> None:
-    proc = run_cli("train_main", ["train.epoch=2", "network.hidden=[8]", "tracking.log_model=false"], cwd=tmp_path,
-                   env={"MLFLOW_TRACKING_URI": ""})
+    proc = run_command("numpynet-train", ["train.epoch=2", "network.hidden=[8]", "tracking.log_model=false"], cwd=tmp_path,
+               tracking_uri=None)
     assert proc.returncode == 0, proc.stderr
     (line,) = proc.stdout.strip().splitlines()
     assert line.startswith("run ") and "2 epochs in" in line and "test_accuracy" in line
@@ -273,8 +277,9 @@ def test_cli_trains_from_any_directory_without_writing_outputs(tmp_path: Path) -
     assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(tmp_path / "mlruns")
 
 
+@pytest.mark.slow
 def test_cli_bad_value_exits_2_with_one_line_and_a_failed_run(mlflow_store: str, tmp_path: Path) -> None:
-    proc = run_cli("train_main", [*TINY, "optimizer.learning_rate=-0.5"], cwd=tmp_path)
+    proc = run_command("numpynet-train", [*TINY, "optimizer.learning_rate=-0.5"], cwd=tmp_path)
     assert proc.returncode == 2
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("numpynet-train:")]
     assert len(errors) == 1 and "learning_rate=-0.5" in errors[0] and "ended FAILED" in errors[0]
@@ -327,17 +332,15 @@ def test_progress_bar_only_on_a_terminal() -> None:
         assert ("/3 [" in stream.getvalue()) is drawn, stream.getvalue()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum,code,said", [(2, 130, "interrupted"), (15, 143, "terminated")])
 def test_cli_interrupted_run_ends_killed(mlflow_store: str, tmp_path: Path, signum: int, code: int, said: str) -> None:
     """Ctrl-C (SIGINT) or kill (SIGTERM) mid-training: the run is KILLED, never left RUNNING."""
-    import os
 
     from services import wait_for
 
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     args = ["train.epoch=100000", "network.hidden=[8]", "tracking.experiment=tests", "tracking.flush_every=1"]
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from numpynet.sweeps.cli.train import train_main; sys.exit(train_main())",
-                             *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_command("numpynet-train", args, tmp_path)
     client = MlflowClient(mlflow_store)
 
     def training_run() -> str | None:  # the run, once its first epochs have landed

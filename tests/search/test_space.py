@@ -82,7 +82,7 @@ def test_unknown_sweep_name_lists_the_files():
 
 
 def test_every_shipped_study_file_validates():
-    conf = Path(__file__).resolve().parents[1] / "conf" / "sweep"
+    conf = Path(__file__).resolve().parents[2] / "conf" / "sweep"
     names = sorted(p.stem for p in conf.glob("*.yaml"))
     assert "default" in names
     for name in names:
@@ -124,6 +124,7 @@ def test_overrides_format_for_hydra():
     assert format_override("optimizer.learning_rate", 1e-05) == "optimizer.learning_rate=1e-05"
 
 
+@pytest.mark.slow
 def test_cli_bad_space_exits_2_without_traceback(tmp_path):
     space = {"optimizer.learning_rate": {"type": "float", "low": 1.0, "high": 0.5}}
     path = _sweep_file(tmp_path, space)
@@ -151,6 +152,7 @@ def _local_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
 
 
+@pytest.mark.slow
 def test_a_nan_bound_in_a_study_file_fails_before_any_run_or_trial(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("study_name: t\nn_trials: 2\nspace:\n  train.lambd: {type: float, low: .nan, high: 1.0}\n")
@@ -201,6 +203,7 @@ def test_a_bound_of_a_key_the_study_does_not_search_is_refused_by_name(tmp_path)
         prepare("default", ["space.train.epoch.high=10"], [])
 
 
+@pytest.mark.slow
 def test_cli_bound_override_runs_a_sweep_with_that_bound(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()",
                            "sweep.n_trials=2", "sweep.study_name=cli-bound", "sweep.pruner.name=none",
@@ -216,6 +219,7 @@ def test_cli_bound_override_runs_a_sweep_with_that_bound(tmp_path):
     assert len(rates) == 2 and all(0.02 <= r <= 0.025 for r in rates), rates
 
 
+@pytest.mark.slow
 def test_a_quick_try_with_few_epochs_runs_and_warns_that_discrete_decay_never_steps(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()",
                            "train.epoch=5", "sweep.n_trials=2", "sweep.study_name=quick",
