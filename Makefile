@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	@echo "== installing the test extras into $(VENV): pytest, pytest-timeout, playwright (no browser download), optuna-dashboard"
+	@echo "== installing the test extras into $(VENV): pytest, pytest-timeout, pytest-xdist, playwright (no browser download), optuna-dashboard"
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -36,7 +36,7 @@ sweep: install
 	$(VENV)/bin/numpynet-sweep
 
 test: install-test
-	@echo "== running the whole test suite: 11 to 30 minutes on 2 cores, by load (PostgreSQL at 127.0.0.1:5432 needed, see docs/testing.md)"
+	@echo "== running the whole test suite on every core: 5 to 10 minutes on 2 cores, by load (PostgreSQL at 127.0.0.1:5432 needed, see docs/testing.md)"
 	$(PY) -m pytest
 
 bench: install

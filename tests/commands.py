@@ -30,7 +30,7 @@ ENTRY_POINTS = {
     "numpynet-train": ("numpynet.sweeps.cli.train", "train_main"),
     "numpynet-sweep": ("numpynet.sweeps.cli.sweep", "sweep_main"),
     "numpynet-reproduce": ("numpynet.sweeps.cli.reproduce", "reproduce_main"),
-    "numpynet-status": ("numpynet.sweeps.cli.sweep", "status_main"),
+    "numpynet-status": ("numpynet.sweeps.cli.status", "status_main"),
 }
 
 _INHERIT = object()

@@ -18,7 +18,8 @@ from optuna.trial import TrialState, create_trial
 from commands import run_command
 from services import free_port
 from numpynet.sweeps.cli.policy import training_groups
-from numpynet.sweeps.cli.sweep import _ProgressBar, runs_page_url, ui_command
+from numpynet.sweeps.cli.progress import TrialProgress
+from numpynet.sweeps.cli.summary import runs_page_url, ui_command
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,7 +104,7 @@ def test_progress_writes_one_line_per_finished_trial_when_not_a_terminal():
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     stream = _NotATerminal()
     now = [50.0]  # the bar's clock, in seconds: set by the test, not read from the machine
-    bar = _ProgressBar(stream=stream, clock=lambda: now[0])
+    bar = TrialProgress(stream=stream, clock=lambda: now[0])
     study = _study_with([(TrialState.COMPLETE, 0.8)])  # done before this invocation: resumed
     now[0] = 100.0  # the trials of this invocation start here
     bar.update(1, 5, study)
@@ -127,7 +128,7 @@ def test_progress_draws_no_lines_on_a_terminal(monkeypatch):
             return True
 
     stream = Terminal()
-    bar = _ProgressBar(stream=stream)
+    bar = TrialProgress(stream=stream)
     monkeypatch.setattr("sys.stderr", stream)  # tqdm draws there
     bar.update(0, 2, _study_with([]))
     bar.close()

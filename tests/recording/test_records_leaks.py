@@ -98,7 +98,7 @@ def test_sweep_records_no_password(stores, tmp_path: Path) -> None:
     client = MlflowClient(tracking_uri=mlflow_url)
     experiment = client.get_experiment_by_name("sweep-leaks").experiment_id
     parent = client.search_runs([experiment], "tags.`numpynet.role` = 'sweep'")[0]
-    assert f"tracking.uri=postgresql+psycopg://postgres:***@" in parent.data.tags["numpynet.overrides"]
+    assert "tracking.uri=postgresql+psycopg://postgres:***@" in parent.data.tags["numpynet.overrides"]
     study = optuna.load_study(study_name="leaks", storage=optuna_url)
     for trial in study.trials:
         assert any(o.startswith("tracking.uri=postgresql+psycopg://postgres:***@")

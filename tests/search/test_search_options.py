@@ -15,7 +15,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from numpynet.sweeps.cli.sweep import status_main
+from numpynet.sweeps.cli.status import status_main
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.search import attrs
 
