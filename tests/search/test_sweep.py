@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import mlflow
@@ -287,3 +288,23 @@ def test_a_killed_local_worker_leaves_nothing_running_after_resume(store):
     running = [(r.info.run_name, r.data.tags.get("numpynet.role")) for r in _all_runs(_client(store))
                if r.info.status == "RUNNING"]
     assert running == []
+
+
+@pytest.mark.slow
+def test_the_end_report_s_one_time_costs_are_paid_while_the_trials_run(store, monkeypatch):
+    """With worker processes, MLflow's scan of the installed packages (once per process, when a model
+    is logged) happens on the sweep's warm-up thread while the workers train, not after the last trial."""
+    from mlflow.utils import requirements_utils
+
+    scans: list[str] = []
+    real = requirements_utils.importlib_metadata.packages_distributions
+
+    def counted():
+        scans.append(threading.current_thread().name)
+        return real()
+
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # as in a new process
+    monkeypatch.setattr(requirements_utils.importlib_metadata, "packages_distributions", counted)
+    summary = run_sweep("default", ["n_trials=2", "n_jobs=2", "study_name=warm", "pruner.name=none"], FAST)
+    assert summary.registered_version is not None  # a model was logged, so its requirements were checked
+    assert scans == ["numpynet-report-warm-up"]
