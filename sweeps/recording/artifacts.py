@@ -19,7 +19,6 @@ from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 from numpynet import NeuralNetwork
-from numpynet.sweeps.recording import plots
 from numpynet.sweeps.training.config import to_yaml
 from numpynet.sweeps.training.data import Dataset
 from numpynet.sweeps.recording.redact import recordable_config
@@ -68,6 +67,9 @@ def write_run_files(folder: Path, network: NeuralNetwork, dataset: Dataset, conf
 
 
 def write_plots(folder: Path, network: NeuralNetwork, dataset: Dataset, confusion: np.ndarray | None) -> None:
+    # imported here: a sweep's trials draw no figures, and their workers then never load matplotlib
+    from numpynet.sweeps.recording import plots
+
     folder.mkdir(parents=True, exist_ok=True)
     history = {
         "train_cost": network.costs_,

@@ -67,7 +67,7 @@ hydra:
 
 
 def warm_up() -> None:
-    """Pay the end report's one-time costs early, on a thread, while the trials run.
+    """Pay the end report's one-time costs early, while worker processes train.
 
     The first PNG a process renders loads fonts and the Agg canvas; fANOVA's
     importances import scikit-learn's forests; logging the model imports

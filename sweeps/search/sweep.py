@@ -14,7 +14,6 @@ import functools
 import logging
 import os
 import signal
-import threading
 import time
 from typing import Callable, Sequence
 
@@ -131,12 +130,6 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     })
     plan.parent_run_id = parent.info.run_id
     heartbeat = ParentHeartbeat(tracking_uri, plan.parent_run_id, beat[0]).start()
-    # With worker processes this one idles while they train: it pays the end report's one-time costs
-    # (fonts, imports, MLflow's package scan) meanwhile. With n_jobs=1 the trials run on this very
-    # interpreter and such a thread only slows them (measured: +0.5 s for 10 default trials).
-    warm = threading.Thread(target=study_report.warm_up, name="numpynet-report-warm-up", daemon=True)
-    if n_jobs > 1:
-        warm.start()
     deadline = time.time() + sweep["timeout"] if sweep["timeout"] else None
     status, interrupted = "FINISHED", None
     refit_report = None
@@ -170,8 +163,6 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         except Exception as exc:
             log.warning("could not end the unfinished runs of this sweep's dead workers: %s", exc)
         try:
-            if warm.is_alive():
-                warm.join(timeout=60)  # normally long done; the report must not draw beside it
             summary = study_report.summarise(study, client, plan, base_cfg, refit_report)
             summary.experiment_id = experiment_id
         except Exception as exc:

@@ -160,8 +160,12 @@ def _fail_as_fault(study: optuna.Study, trial: optuna.Trial, reason: str) -> Non
 EXIT_STOPPED = 3  # a worker's exit status after a SweepStopped; the orchestrator reads the reason from the study
 
 
-def _worker_main(plan: SweepPlan, worker_index: int, deadline: float | None, parent_pid: int | None = None) -> None:
-    """Entry point of a spawned worker process."""
+def _worker_main(plan: SweepPlan, worker_index: int, deadline: float | None, parent_pid: int | None = None,
+                 datasets: dict | None = None) -> None:
+    """Entry point of a spawned worker process; ``datasets``: what the parent loaded already."""
+    from numpynet.sweeps.training.data import adopt_datasets
+
+    adopt_datasets(datasets or {})
     logging.basicConfig(level=logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     interrupt.install()
@@ -193,28 +197,27 @@ def _without_model_code_paths():
 
 
 def _warm_up_for_the_report() -> None:
-    """While the workers train, import what the end-of-sweep report needs.
+    """While the workers train, pay the end-of-sweep report's one-time costs here.
 
-    The parent only watches; without this, the model-logging modules and
-    matplotlib's first draw were paid after the last trial, on the clock.
+    The parent only watches; without this, the model-logging modules, MLflow's
+    scan of the installed packages, fANOVA's imports and matplotlib's first
+    draw were paid after the last trial, on the clock (see
+    :func:`numpynet.sweeps.search.report.warm_up`). With ``n_jobs=1`` the trials
+    run in this very interpreter, where the same work would only slow them.
     """
-    try:
-        import mlflow.models  # noqa: F401
-        import mlflow.pyfunc  # noqa: F401
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+    from numpynet.sweeps.search import report
 
-        fig = Figure(figsize=(1, 1))
-        FigureCanvasAgg(fig).draw()  # loads the font cache
-    except Exception:  # only an optimisation
-        log.debug("warm-up for the report failed", exc_info=True)
+    report.warm_up()
 
 
 def run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: float | None,
                    progress: Callable[[int, int, optuna.Study], None] | None) -> None:
+    from numpynet.sweeps.training.data import loaded_datasets
+
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker_main, args=(plan, i, deadline, os.getpid()), name=f"numpynet-worker-{i}")
-             for i in range(n_jobs)]
+    datasets = loaded_datasets()  # the parent checked the data before the sweep: the workers start with it
+    procs = [ctx.Process(target=_worker_main, args=(plan, i, deadline, os.getpid(), datasets),
+                         name=f"numpynet-worker-{i}") for i in range(n_jobs)]
     with _without_model_code_paths():
         for p in procs:
             p.start()

@@ -92,6 +92,24 @@ def load_dataset(cfg: Any) -> Dataset:
     return dataset
 
 
+def loaded_datasets() -> dict[tuple, Dataset]:
+    """The datasets this process has loaded, by cache key (handed to spawned workers)."""
+    return dict(_CACHE)
+
+
+def adopt_datasets(datasets: dict[tuple, Dataset]) -> None:
+    """Take datasets another process loaded (a sweep's parent): a worker then neither reads the
+    files again nor imports scikit-learn to split them. Their keys hold the files' sizes and
+    modification times, so a file edited meanwhile is still read afresh."""
+    for key, dataset in datasets.items():
+        for field in (dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val, dataset.X_test,
+                      dataset.y_test, dataset.classes, *(i for fold in dataset.folds or () for i in fold)):
+            if isinstance(field, np.ndarray):
+                field.flags.writeable = False  # unpickled arrays are writable again
+        if key not in _CACHE and len(_CACHE) < _CACHE_SIZE:
+            _CACHE[key] = dataset
+
+
 def _cache_key(cfg: Any) -> tuple:
     from omegaconf import DictConfig, OmegaConf
 

@@ -177,7 +177,7 @@ def test_a_journal_already_corrupt_inside_is_refused_naming_the_file_and_the_fix
 @pytest.mark.slow
 def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
     # grace_period: a journal lock the killed worker held is broken after 3 s, not Optuna's 30
-    args = [_study_file(store / "w.yaml", study_name="two", n_trials=4, n_jobs=2, grace_period=3), "train.epoch=1200",
+    args = [_study_file(store / "w.yaml", study_name="two", n_trials=4, n_jobs=2, grace_period=3), "train.epoch=600",
             *SLOW_TRIAL]
     proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
     journal = _journal(store)

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import mlflow
@@ -290,21 +289,23 @@ def test_a_killed_local_worker_leaves_nothing_running_after_resume(store):
     assert running == []
 
 
-@pytest.mark.slow
-def test_the_end_report_s_one_time_costs_are_paid_while_the_trials_run(store, monkeypatch):
-    """With worker processes, MLflow's scan of the installed packages (once per process, when a model
-    is logged) happens on the sweep's warm-up thread while the workers train, not after the last trial."""
+def test_the_parent_of_worker_processes_pays_the_report_s_one_time_costs_while_they_train(monkeypatch):
+    """What the watching parent warms up (after the first trial, see ``run_processes``): MLflow's scan of
+    the installed packages, which logging a model otherwise pays after the last trial, and fANOVA's
+    evaluator (scikit-learn's forests) for the importance plot."""
+    import optuna
     from mlflow.utils import requirements_utils
 
-    scans: list[str] = []
-    real = requirements_utils.importlib_metadata.packages_distributions
+    from numpynet.sweeps.search import workers
 
-    def counted():
-        scans.append(threading.current_thread().name)
-        return real()
-
+    scans, evaluators = [], []
+    real_scan, real_evaluator = requirements_utils.importlib_metadata.packages_distributions, \
+        optuna.importance.FanovaImportanceEvaluator
     monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # as in a new process
-    monkeypatch.setattr(requirements_utils.importlib_metadata, "packages_distributions", counted)
-    summary = run_sweep("default", ["n_trials=2", "n_jobs=2", "study_name=warm", "pruner.name=none"], FAST)
-    assert summary.registered_version is not None  # a model was logged, so its requirements were checked
-    assert scans == ["numpynet-report-warm-up"]
+    monkeypatch.setattr(requirements_utils.importlib_metadata, "packages_distributions",
+                        lambda: scans.append(1) or real_scan())
+    monkeypatch.setattr(optuna.importance, "FanovaImportanceEvaluator",
+                        lambda *a, **k: evaluators.append(1) or real_evaluator(*a, **k))
+    workers._warm_up_for_the_report()
+    assert scans == [1] and evaluators == [1]
+    assert requirements_utils._MODULES_TO_PACKAGES  # filled: logging the model will not scan again

@@ -276,3 +276,30 @@ def test_bad_npz_on_the_command_line_is_one_line_without_traceback(tmp_path: Pat
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert lines == [f"numpynet-train: data.path={path}: not an .npz file (no zip header); "
                      "expected a zip of .npy arrays as written by numpy.savez(path, X=..., y=...)"], proc.stderr
+
+
+def test_a_worker_adopts_the_parent_s_datasets_and_reads_nothing_again(tmp_path: Path, monkeypatch) -> None:
+    """What a sweep's parent loaded reaches its spawned workers (pickled, as ``spawn`` sends it): there
+    ``load_dataset`` answers from it without reading or splitting, the arrays stay read-only, and a file
+    edited since is read again (its size and mtime are part of the key)."""
+    import pickle
+
+    from numpynet.sweeps.training import data
+
+    X, y = np.random.default_rng(0).normal(size=(60, 3)), np.repeat([0, 1], 30)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    cfg = compose_config(["data=file", f"data.path={tmp_path / 'd.npz'}"]).data
+    monkeypatch.setattr(data, "_CACHE", {})
+    parent = data.load_dataset(cfg)
+    sent = pickle.loads(pickle.dumps(data.loaded_datasets()))  # what a spawned worker receives
+
+    monkeypatch.setattr(data, "_CACHE", {})  # the worker's own, empty cache
+    loads = []
+    real = data._load
+    monkeypatch.setattr(data, "_load", lambda c: loads.append(c) or real(c))
+    data.adopt_datasets(sent)
+    adopted = data.load_dataset(cfg)
+    assert loads == [] and adopted.digest == parent.digest
+    assert not adopted.X_train.flags.writeable and not adopted.y_test.flags.writeable
+    np.savez(tmp_path / "d.npz", X=X[:50], y=y[:50])  # edited meanwhile: another key, read afresh
+    assert data.load_dataset(cfg).digest != parent.digest and len(loads) == 1
