@@ -12,6 +12,7 @@ internal error, 2 bad config, data or hyperparameter, 130 interrupted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -107,6 +108,26 @@ def run_hydra_app(
             os.environ["HYDRA_FULL_ERROR"] = saved_full_error
         GlobalHydra.instance().clear()
     return status
+
+
+EXIT_CLOSED_PIPE = 128 + 13  # as a process killed by SIGPIPE: what `yes | head` reports
+
+
+def quiet_on_a_closed_pipe(main: Callable) -> Callable:
+    """A console entry point whose reader went away (``numpynet-sweep --help | head -1``) exits
+    with status 141, without a ``BrokenPipeError`` traceback: there is nobody left to tell."""
+    @functools.wraps(main)
+    def entry(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except BrokenPipeError:
+            try:  # the interpreter flushes stdout once more at exit: let that write go nowhere
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError):  # not a real file (a test's stream)
+                pass
+            raise SystemExit(EXIT_CLOSED_PIPE) from None
+    return entry
 
 
 # ---------------------------------------------------------- numpynet-sweep and numpynet-status

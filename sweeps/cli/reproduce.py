@@ -33,6 +33,7 @@ from numpynet.sweeps.recording import store as tracking
 from numpynet.sweeps.recording.artifacts import CONFIG_ARTIFACT
 from numpynet.sweeps.training.config import check_config
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.cli.policy import quiet_on_a_closed_pipe
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.recording.names import REPRODUCTION as VERDICT_TAG
 from numpynet.sweeps.recording import names
@@ -318,6 +319,7 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
+@quiet_on_a_closed_pipe
 def reproduce_main(argv: list[str] | None = None) -> int:
     """``numpynet-reproduce RUN_ID [--tracking-uri URI] [KEY=VALUE ...] [--debug]``"""
     return main(argv)

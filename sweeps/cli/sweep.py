@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from numpynet.sweeps.cli.policy import exit_with_error, setup_command_logging, user_error_text
+from numpynet.sweeps.cli.policy import exit_with_error, quiet_on_a_closed_pipe, setup_command_logging, user_error_text
 from numpynet.sweeps.cli.progress import TrialProgress
 from numpynet.sweeps.cli.summary import print_summary
 from numpynet.sweeps.errors import StoreError, UserError
@@ -44,6 +44,7 @@ Exit status: 0 done, 1 every trial failed or an internal error, 2 bad config or 
 
 
 
+@quiet_on_a_closed_pipe
 def sweep_main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if "-h" in args or "--help" in args:

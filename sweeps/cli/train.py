@@ -7,7 +7,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from numpynet.sweeps import interrupt
-from numpynet.sweeps.cli.policy import EXIT_OK, run_hydra_app
+from numpynet.sweeps.cli.policy import EXIT_OK, quiet_on_a_closed_pipe, run_hydra_app
 
 
 def _train_task(cfg: DictConfig) -> int:
@@ -33,6 +33,7 @@ def summary_line(result: dict[str, Any]) -> str:
     return f"run {result['run_id']}: " + ", ".join(parts)
 
 
+@quiet_on_a_closed_pipe
 def train_main(argv: list[str] | None = None) -> int:
     """``numpynet-train [GROUP=OPTION ...] [KEY=VALUE ...] [--debug]``"""
     return run_hydra_app(_train_task, prog="numpynet-train", argv=argv)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import io
 import os
 import shlex
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -153,3 +153,26 @@ def test_experiment_is_tagged_for_the_model_training_view(mlflow_store):
     tracking.open_experiment(mlflow_store, "older")
     assert MlflowClient(mlflow_store).get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
     tracking._EXPERIMENTS.clear()
+
+
+class _ClosedPipe(io.StringIO):
+    """stdout whose reader has gone away (``numpynet-sweep --help | head -0``)."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("module, main, args", [
+    ("numpynet.sweeps.cli.sweep", "sweep_main", ["--help"]),
+    ("numpynet.sweeps.cli.status", "status_main", ["--help"]),
+])  # (numpynet-reproduce's --help is argparse's, which ignores the closed pipe itself)
+def test_a_reader_that_went_away_ends_the_command_with_141_and_no_traceback(module, main, args, monkeypatch, capsys):
+    import importlib
+
+    entry = getattr(importlib.import_module(module), main)
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    with pytest.raises(SystemExit) as exc:
+        entry(args)
+    assert exc.value.code == 141  # as `yes | head`: killed by SIGPIPE
+    assert exc.value.__context__ is None or isinstance(exc.value.__context__, BrokenPipeError)
+    assert "Traceback" not in capsys.readouterr().err
