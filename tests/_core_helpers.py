@@ -79,10 +79,9 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     Works whether or not the project is pip-installed: the checkout is put
     first on PYTHONPATH.
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    env.update(extra or {})
-    return env
+    from commands import environment
+
+    return environment(env=extra)
 
 
 def run_python(code: str, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 300) -> str:

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -132,6 +132,15 @@ def quiet_on_a_closed_pipe(main: Callable) -> Callable:
 
 # ---------------------------------------------------------- numpynet-sweep and numpynet-status
 # (no Hydra app: their arguments are split between the study file and the training config)
+def arguments_or_help(argv: Sequence[str] | None, usage: str) -> list[str] | None:
+    """The command's arguments (``sys.argv[1:]`` by default); ``None`` once ``usage`` is printed for -h / --help."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in args or "--help" in args:
+        print(usage)
+        return None
+    return args
+
+
 def exit_with_error(prog: str, message: str, code: int) -> NoReturn:
     """``prog: error: message`` (URLs masked) on stderr, then exit with ``code``."""
     from numpynet.sweeps.recording.redact import mask_urls_in

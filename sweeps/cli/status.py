@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Sequence
 
-from numpynet.sweeps.cli.policy import exit_with_error, quiet_on_a_closed_pipe, setup_command_logging, user_error_text
+from numpynet.sweeps.cli.policy import arguments_or_help, exit_with_error, quiet_on_a_closed_pipe, setup_command_logging, user_error_text
 
 STATUS_USAGE = """\
 numpynet-status: progress of a study from its shared storage.
@@ -20,9 +19,8 @@ Usage: numpynet-status [sweep=NAME] [sweep.study_name=NAME] [sweep.storage=URL] 
 
 @quiet_on_a_closed_pipe
 def status_main(argv: Sequence[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in args or "--help" in args:
-        print(STATUS_USAGE)
+    args = arguments_or_help(argv, STATUS_USAGE)
+    if args is None:
         return
     list_all = "--all" in args
     args = [a for a in args if a != "--all"]

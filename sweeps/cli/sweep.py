@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from numpynet.sweeps.cli.policy import exit_with_error, quiet_on_a_closed_pipe, setup_command_logging, user_error_text
+from numpynet.sweeps.cli.policy import arguments_or_help, exit_with_error, quiet_on_a_closed_pipe, setup_command_logging, user_error_text
 from numpynet.sweeps.cli.progress import TrialProgress
 from numpynet.sweeps.cli.summary import print_summary
 from numpynet.sweeps.errors import StoreError, UserError
@@ -43,12 +43,10 @@ Exit status: 0 done, 1 every trial failed or an internal error, 2 bad config or 
 """
 
 
-
 @quiet_on_a_closed_pipe
 def sweep_main(argv: Sequence[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in args or "--help" in args:
-        print(SWEEP_USAGE)
+    args = arguments_or_help(argv, SWEEP_USAGE)
+    if args is None:
         return
     debug = "--debug" in args or os.environ.get("HYDRA_FULL_ERROR") == "1"
     args = [a for a in args if a != "--debug"]

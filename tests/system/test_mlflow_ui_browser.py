@@ -16,6 +16,7 @@ pages are also saved there as the docs' pictures; CI leaves it unset.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -52,6 +53,22 @@ def finished_sweep(tmp_path_factory) -> Path:
     return root
 
 
+@contextlib.contextmanager
+def _mlflow_page(store: str, tmp_path: Path, width: int, height: int):
+    """``(server, page)``: the sweep's store served by ``mlflow server``, a headless chromium page on it."""
+    from playwright.sync_api import sync_playwright
+
+    with MlflowServer(store, tmp_path / "served-artifacts", tmp_path / "server.log") as server, \
+            sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(30_000)
+            yield server, page
+        finally:
+            browser.close()
+
+
 def _row_index(page, run_id: str) -> int:
     """The grid row (``row-index``) holding the link to ``run_id``."""
     link = page.locator(f'a[href$="/runs/{run_id}"]').first
@@ -61,7 +78,7 @@ def _row_index(page, run_id: str) -> int:
 
 @pytest.mark.slow
 def test_trial_runs_are_listed_under_their_parent_with_val_accuracy(finished_sweep, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     assert CHROMIUM.is_file(), "Debian's chromium is needed: run `make browser` (apt-get install chromium)"
     store = f"sqlite:///{finished_sweep / 'mlruns' / 'mlflow.db'}"
@@ -73,36 +90,29 @@ def test_trial_runs_are_listed_under_their_parent_with_val_accuracy(finished_swe
     assert len(children) == N_TRIALS
 
     shot = tmp_path / "mlflow_ui_browser.png"
-    with MlflowServer(store, tmp_path / "served-artifacts", tmp_path / "server.log") as server, \
-            sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1800, "height": 1000})
-            page.set_default_timeout(30_000)
-            page.goto(f"{server.url}/#/experiments/{experiment.experiment_id}/runs")
-            # the React app loads the run list asynchronously: wait for the parent run's name
-            expect(page.get_by_text(parent.info.run_name, exact=True).first).to_be_visible(timeout=60_000)
-            _close_side_panels(page)
-            _add_column(page, "val_accuracy")
-            # nested runs are folded under their parent: unfold it
-            page.locator('button[data-component-id*="runnamecellrenderer"]').first.click()
+    with _mlflow_page(store, tmp_path, 1800, 1000) as (server, page):
+        page.goto(f"{server.url}/#/experiments/{experiment.experiment_id}/runs")
+        # the React app loads the run list asynchronously: wait for the parent run's name
+        expect(page.get_by_text(parent.info.run_name, exact=True).first).to_be_visible(timeout=60_000)
+        _close_side_panels(page)
+        _add_column(page, "val_accuracy")
+        # nested runs are folded under their parent: unfold it
+        page.locator('button[data-component-id*="runnamecellrenderer"]').first.click()
 
-            parent_row = _row_index(page, parent.info.run_id)
-            child_rows = {r.info.run_id: _row_index(page, r.info.run_id) for r in children}
-            assert sorted(child_rows.values()) == list(range(parent_row + 1, parent_row + 1 + N_TRIALS)), \
-                f"trial runs directly under their parent (row {parent_row}): {child_rows}"
-            expect(page.get_by_role("columnheader", name="val_accuracy").first).to_be_visible()
-            for run in children:
-                cell = page.locator(f'.ag-center-cols-container [role="row"][row-index="{child_rows[run.info.run_id]}"] '
-                                    '[role="gridcell"][col-id*="val_accuracy"]')
-                cell.scroll_into_view_if_needed()
-                expect(cell).to_be_in_viewport()  # on screen, not merely in the DOM
-                shown = cell.inner_text().strip()
-                assert re.fullmatch(r"[0-9.e-]+", shown), shown
-                assert float(shown) == pytest.approx(run.data.metrics["val_accuracy"], rel=1e-6)
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+        parent_row = _row_index(page, parent.info.run_id)
+        child_rows = {r.info.run_id: _row_index(page, r.info.run_id) for r in children}
+        assert sorted(child_rows.values()) == list(range(parent_row + 1, parent_row + 1 + N_TRIALS)), \
+            f"trial runs directly under their parent (row {parent_row}): {child_rows}"
+        expect(page.get_by_role("columnheader", name="val_accuracy").first).to_be_visible()
+        for run in children:
+            cell = page.locator(f'.ag-center-cols-container [role="row"][row-index="{child_rows[run.info.run_id]}"] '
+                                '[role="gridcell"][col-id*="val_accuracy"]')
+            cell.scroll_into_view_if_needed()
+            expect(cell).to_be_in_viewport()  # on screen, not merely in the DOM
+            shown = cell.inner_text().strip()
+            assert re.fullmatch(r"[0-9.e-]+", shown), shown
+            assert float(shown) == pytest.approx(run.data.metrics["val_accuracy"], rel=1e-6)
+        page.screenshot(path=str(shot), full_page=True)
     _keep_file(shot)
     print(f"screenshot: {shot}")
 
@@ -152,7 +162,7 @@ def _printed_runs_address(root: Path) -> str:
 
 @pytest.mark.slow
 def test_printed_address_lands_on_the_runs_table_with_overlaid_curves(finished_sweep, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     store = f"sqlite:///{finished_sweep / 'mlruns' / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=store)
@@ -165,41 +175,34 @@ def test_printed_address_lands_on_the_runs_table_with_overlaid_curves(finished_s
     [parent] = [r for r in runs if r.data.tags.get("numpynet.role") == "sweep"]
     child = next(r for r in runs if TAG_TRIAL in r.data.tags)
 
-    with MlflowServer(store, tmp_path / "served-artifacts", tmp_path / "server.log") as server, \
-            sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 800})
-            page.set_default_timeout(30_000)
-            page.goto(printed.replace("http://127.0.0.1:5000", server.url))
-            # the runs table, not the GenAI "Overview" (Traces) page
-            expect(page.get_by_text(parent.info.run_name, exact=True).first).to_be_visible(timeout=60_000)
-            expect(page.get_by_role("heading", name="Runs")).to_be_visible()
-            expect(page.get_by_text("Model registry").first).to_be_visible()
-            assert page.get_by_role("heading", name="Overview").count() == 0
-            _close_side_panels(page)
-            page.locator('button[data-component-id*="runnamecellrenderer"]').first.click()  # unfold the trials
-            expect(page.locator(f'a[href$="/runs/{child.info.run_id}"]').first).to_be_visible()
-            _keep(page, tmp_path, "mlflow-runs-table.png")
+    with _mlflow_page(store, tmp_path, 1400, 800) as (server, page):
+        page.goto(printed.replace("http://127.0.0.1:5000", server.url))
+        # the runs table, not the GenAI "Overview" (Traces) page
+        expect(page.get_by_text(parent.info.run_name, exact=True).first).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+        expect(page.get_by_text("Model registry").first).to_be_visible()
+        assert page.get_by_role("heading", name="Overview").count() == 0
+        _close_side_panels(page)
+        page.locator('button[data-component-id*="runnamecellrenderer"]').first.click()  # unfold the trials
+        expect(page.locator(f'a[href$="/runs/{child.info.run_id}"]').first).to_be_visible()
+        _keep(page, tmp_path, "mlflow-runs-table.png")
 
-            # chart view: one chart per metric, every visible run's curve overlaid
-            page.locator('label:has(input[name="runs-view-mode"][value="CHART"])').click()
-            page.get_by_placeholder("Search metric charts").fill("val_")
-            expect(page.get_by_role("heading", name="val_accuracy", exact=True)).to_be_visible(timeout=30_000)
-            _expect_curves(page)  # the charts draw after their titles
-            _keep(page, tmp_path, "mlflow-chart-view.png")
+        # chart view: one chart per metric, every visible run's curve overlaid
+        page.locator('label:has(input[name="runs-view-mode"][value="CHART"])').click()
+        page.get_by_placeholder("Search metric charts").fill("val_")
+        expect(page.get_by_role("heading", name="val_accuracy", exact=True)).to_be_visible(timeout=30_000)
+        _expect_curves(page)  # the charts draw after their titles
+        _keep(page, tmp_path, "mlflow-chart-view.png")
 
-            # one trial's own page: its per-epoch curves under "Model metrics"
-            page.goto(f"{server.url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}"
-                      "/model-metrics?workflowType=machine_learning")
-            _close_side_panels(page)
-            page.get_by_placeholder("Search metric charts").fill("_cost")
-            expect(page.get_by_role("heading", name="train_cost", exact=True)).to_be_visible(timeout=30_000)
-            expect(page.get_by_role("heading", name="val_cost", exact=True)).to_be_visible()
-            _expect_curves(page)
-            _keep(page, tmp_path, "mlflow-trial-curves.png")
-        finally:
-            browser.close()
+        # one trial's own page: its per-epoch curves under "Model metrics"
+        page.goto(f"{server.url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}"
+                  "/model-metrics?workflowType=machine_learning")
+        _close_side_panels(page)
+        page.get_by_placeholder("Search metric charts").fill("_cost")
+        expect(page.get_by_role("heading", name="train_cost", exact=True)).to_be_visible(timeout=30_000)
+        expect(page.get_by_role("heading", name="val_cost", exact=True)).to_be_visible()
+        _expect_curves(page)
+        _keep(page, tmp_path, "mlflow-trial-curves.png")
 
 
 @pytest.mark.slow
