@@ -31,6 +31,7 @@ from numpynet.sweeps.search.heartbeats import (
     ask_with_heartbeat,
     fail_stale_trials,
     heartbeat_interval,
+    stored_trial,
 )
 from numpynet.sweeps.search.samplers import make_sampler
 from numpynet.sweeps.search.storage import pg_advisory_lock
@@ -154,7 +155,7 @@ def grid_exhausted(study: optuna.Study) -> bool:
 def mark_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
     """FAIL a trial that an interruption left RUNNING (no-op if it is finished)."""
     try:
-        if study._storage.get_trial(trial._trial_id).state.is_finished():
+        if stored_trial(study, trial).state.is_finished():
             return
         trial.set_user_attr(ATTR_INTERRUPTED, True)
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
@@ -172,7 +173,7 @@ def requeue_interrupted(study: optuna.Study, trial: optuna.Trial | FrozenTrial) 
     """
     try:
         params = dict(trial.params)
-        frozen = study._storage.get_trial(trial._trial_id)
+        frozen = stored_trial(study, trial)
         if not params or frozen.state != TrialState.FAIL or ATTR_INTERRUPTED not in frozen.user_attrs:
             return False
         for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):

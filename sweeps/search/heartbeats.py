@@ -2,7 +2,8 @@
 
 Optuna sends heartbeats only from ``study.optimize``; under ask-and-tell there is no
 public API for them, so this module uses ``study._storage`` and ``trial._trial_id``
-(record a heartbeat, read a trial by id, mark a dead worker's trial FAIL). Keep such uses here.
+(record a heartbeat, read a trial by id, mark a dead worker's trial FAIL). Keep such uses here:
+the budget and the workers read a trial's stored state through :func:`stored_trial`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------ workers' loop
+def stored_trial(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> FrozenTrial:
+    """The trial as its storage holds it now (state, attributes), read by id: no public API reads one trial."""
+    return study._storage.get_trial(trial._trial_id)
+
+
 def heartbeat_interval(study: optuna.Study) -> int | None:
     """Seconds between heartbeats if the study's storage has them on, else None."""
     get = getattr(study._storage, "get_heartbeat_interval", None)  # RDBStorage (behind Optuna's cache)

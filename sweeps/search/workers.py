@@ -148,7 +148,7 @@ def open_study(plan: SweepPlan, space: SearchSpace, worker_index: int = 0) -> op
 def _fail_as_fault(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     """FAIL (not counted) a trial left RUNNING by a fault, if the storage still answers."""
     try:
-        if study._storage.get_trial(trial._trial_id).state.is_finished():
+        if heartbeats.stored_trial(study, trial).state.is_finished():
             return
         trial.set_user_attr(attrs.ATTR_FAIL_REASON, reason[:500])
         trial.set_user_attr(attrs.ATTR_FAIL_KIND, failures.FAULT)
