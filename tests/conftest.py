@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import commands
 import pytest
 from _core_helpers import require_cat_data  # data in $NUMPYNET_CAT_DATA, ../shared, or beside the origin
 
@@ -189,3 +190,11 @@ def _tests_write_nowhere_in_the_checkout() -> Iterator[None]:
                     + ", ".join(written[:20]) + (f" and {len(written) - 20} more" if len(written) > 20 else "")
                     + " (a test must write under its tmp_path; if you edited these files yourself while the "
                     "tests ran, run them again)", pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _commands_start_warm() -> Iterator[None]:
+    """Commands are forked by a warm starter with the libraries imported (``tests/commands.py``)."""
+    commands.use_warm_starter()
+    yield
+    commands.stop_warm_starter()
