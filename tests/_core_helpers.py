@@ -106,12 +106,9 @@ def start_python(code: str, *args: str, extra_env: dict[str, str] | None = None)
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
     """Wait for a process from :func:`start_python`; return stdout or fail with stderr."""
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise
+    from commands import communicate_or_kill
+
+    out, err = communicate_or_kill(proc, timeout)
     if proc.returncode != 0:
         raise AssertionError(f"child python failed (rc={proc.returncode}):\n{err}")
     return out

@@ -77,13 +77,18 @@ def run_command(name: str, args: list[str], cwd: Path, *, tracking_uri=_INHERIT,
         timeout: float = 300, cold: bool = False) -> subprocess.CompletedProcess:
     """Run console script ``name`` with ``args`` in ``cwd`` and wait for it."""
     proc = start_command(name, args, cwd, tracking_uri=tracking_uri, env=env, cold=cold)
+    stdout, stderr = communicate_or_kill(proc, timeout)
+    return subprocess.CompletedProcess([name, *args], proc.returncode, stdout, stderr)
+
+
+def communicate_or_kill(proc: "subprocess.Popen | WarmProcess", timeout: float) -> tuple[str, str]:
+    """``proc.communicate(timeout)``; on a timeout the process is killed (never left running) and it raises."""
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
+        return proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
         raise
-    return subprocess.CompletedProcess([name, *args], proc.returncode, stdout, stderr)
 
 
 def start_command(name: str, args: list[str], cwd: Path, *, tracking_uri=_INHERIT, env: dict[str, str] | None = None,

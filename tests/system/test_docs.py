@@ -145,7 +145,8 @@ def test_readme_is_short_and_its_quickstart_is_make_sweep_and_make_test():
 def test_quickstart_sweep_runs_and_prints_progress_to_a_pipe(tmp_path):
     """The quickstart's `numpynet-sweep`, reduced to 2 short trials, in an empty folder, output to pipes."""
     proc = run_command("numpynet-sweep", ["sweep.n_trials=2", "train.epoch=6", "train.decay_interval=2",
-                                  "network.hidden=[16]", "tracking.log_plots=false"], tmp_path, tracking_uri=None)
+                                  "network.hidden=[16]", "tracking.log_plots=false"], tmp_path, tracking_uri=None,
+                       cold=True)  # a plain interpreter, as a user's: a warning on import shows here too
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Warning" not in proc.stderr, proc.stderr  # e.g. matplotlib's "Tight layout not applied"
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("trial ")]

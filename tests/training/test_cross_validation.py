@@ -87,6 +87,21 @@ def test_lockstep_folds_equal_separate_fits_bit_for_bit_and_report_their_mean() 
     assert final["val_accuracy"] == seen[-1][1]["val_accuracy"] and final["folds"] == 4
 
 
+def test_mirrored_folds_train_on_their_mirrored_training_rows() -> None:
+    """data.augment=hflip reaches every fold model: each equals a plain fit on its fold's mirrored rows."""
+    cfg = compose_config([*FAST, "data.augment=hflip"])
+    dataset = load_dataset(cfg.data)
+    networks = _fold_networks(dataset, cfg)
+    fit_folds(networks, dataset)
+    X, y = dataset.X_train, dataset.y_train
+    for net, (train, val) in zip(networks, dataset.folds):
+        mirrored = build_network(cfg, dataset.n_features, dataset.n_classes).fit(
+            *dataset.training_arrays(train), X[val], y[val])
+        plain = build_network(cfg, dataset.n_features, dataset.n_classes).fit(X[train], y[train], X[val], y[val])
+        assert net.costs_ == mirrored.costs_ and net.val_accuracies_ == mirrored.val_accuracies_
+        assert net.costs_ != plain.costs_
+
+
 def test_only_one_fold_computes_at_a_time_in_a_fixed_order() -> None:
     order, busy, overlap = [], threading.Lock(), []
 

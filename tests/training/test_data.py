@@ -303,3 +303,48 @@ def test_a_worker_adopts_the_parent_s_datasets_and_reads_nothing_again(tmp_path:
     assert not adopted.X_train.flags.writeable and not adopted.y_test.flags.writeable
     np.savez(tmp_path / "d.npz", X=X[:50], y=y[:50])  # edited meanwhile: another key, read afresh
     assert data.load_dataset(cfg).digest != parent.digest and len(loads) == 1
+
+
+# ------------------------------------------------------------------ augmentation
+def _colour_images(tmp_path: Path) -> Path:
+    """30 training images 3 high, 5 wide, 2 channels (no two alike) and their own test set."""
+    rng = np.random.default_rng(1)
+    path = tmp_path / "img.npz"
+    np.savez(path, X=rng.random((30, 3, 5, 2)), y=np.repeat([0, 1], 15), X_test=rng.random((6, 3, 5, 2)),
+             y_test=np.repeat([0, 1], 3))
+    return path
+
+
+def test_hflip_adds_the_left_right_mirror_of_every_training_image_and_nothing_else(tmp_path: Path) -> None:
+    path = _colour_images(tmp_path)
+    plain = load_dataset(file_cfg(path))
+    d = load_dataset(file_cfg(path, "data.augment=hflip"))
+    assert d.digest == plain.digest and d.n_features == 30  # the data as loaded is the same
+    X, y = d.training_arrays()
+    n = len(d.X_train)
+    assert X.shape == (2 * n, 30) and np.array_equal(y, np.concatenate([d.y_train, d.y_train]))
+    assert np.array_equal(X[:n], d.X_train)
+    for i in range(n):  # column j of the mirror is column width-1-j of the image, every row and channel
+        image, mirror = d.X_train[i].reshape(3, 5, 2), X[n + i].reshape(3, 5, 2)
+        for j in range(5):
+            assert np.array_equal(mirror[:, j, :], image[:, 4 - j, :])
+    assert plain.training_arrays()[0] is plain.X_train  # without augment: the split itself, no copy
+    assert "(+%d mirrored)" % n in d.summary()
+
+
+def test_hflip_in_folds_mirrors_only_the_fold_s_training_rows(tmp_path: Path) -> None:
+    d = load_dataset(file_cfg(_colour_images(tmp_path), "data.augment=hflip", "data.folds=3"))
+    for train, val in d.folds:
+        X, y = d.training_arrays(train)
+        assert len(X) == 2 * len(train)
+        held_out = {d.X_train[v].tobytes() for v in val}
+        held_out |= {d.X_train[v].reshape(3, 5, 2)[:, ::-1].tobytes() for v in val}
+        assert not held_out & {row.tobytes() for row in X}  # no validation image, nor its mirror, is trained on
+        assert np.array_equal(y, np.concatenate([d.y_train[train], d.y_train[train]]))
+
+
+def test_augment_values_and_data_it_cannot_mirror_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"data.augment='rotate' is invalid: null, or hflip"):
+        load_dataset(file_cfg(_colour_images(tmp_path), "data.augment=rotate"))
+    with pytest.raises(UserError, match=r"data.augment=hflip needs images, and data=breast_cancer holds feature"):
+        load_dataset(data_cfg("data=breast_cancer", "data.augment=hflip"))

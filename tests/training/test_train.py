@@ -47,6 +47,22 @@ def _download_network(client: MlflowClient, run_id: str, tmp_path: Path) -> Neur
 
 # ------------------------------------------------------------------ a full run
 @pytest.mark.slow
+def test_a_mirrored_run_trains_on_the_mirrored_training_split(mlflow_store: str, tmp_path: Path) -> None:
+    cfg = compose_config(["train.epoch=3", "network.hidden=[8]", "tracking.experiment=tests", "data.augment=hflip",
+                          "tracking.log_model=false", "tracking.log_plots=false"])
+    result = train(cfg)
+    client = MlflowClient(mlflow_store)
+    dataset = load_dataset(cfg.data)
+    X, y = dataset.training_arrays()
+    assert len(X) == 2 * len(dataset.X_train)
+    from numpynet.sweeps.training.network import build_network
+
+    direct = build_network(cfg, dataset.n_features, dataset.n_classes).fit(X, y, dataset.X_val, dataset.y_val)
+    assert _history(client, result["run_id"], "train_cost") == direct.costs_
+    assert client.get_run(result["run_id"]).data.params["data.augment"] == "hflip"
+
+
+@pytest.mark.slow
 def test_run_records_params_curves_metrics_artifacts_tags_and_model(mlflow_store: str, tmp_path: Path) -> None:
     cfg = compose_config(["train.epoch=4", "network.hidden=[16]", "tracking.experiment=tests"])
     result = train(cfg)
