@@ -75,6 +75,8 @@ class DataConfig:
     val_fraction: float = 0.2
     seed: int = 0
     folds: Optional[int] = None  # K: cross-validate on K stratified folds of the training data (no val split)
+    augment: Optional[str] = None  # null | hflip: train on every training image and its left-right mirror
+                                   # (training split and folds only; validation and test images never)
 
 
 @dataclass

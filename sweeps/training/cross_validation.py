@@ -45,7 +45,7 @@ def fit_folds(networks: list[NeuralNetwork], dataset: Dataset, callback: EpochCa
     X, y = dataset.X_train, dataset.y_train
 
     def fit_of(network: NeuralNetwork, train: np.ndarray, val: np.ndarray):
-        return lambda on_epoch: network.fit(X[train], y[train], X[val], y[val], callback=on_epoch)
+        return lambda on_epoch: network.fit(*dataset.training_arrays(train), X[val], y[val], callback=on_epoch)
 
     def on_epoch(epoch: int, per_fold: list[dict[str, float]]) -> None:
         metrics = mean_and_std(per_fold)

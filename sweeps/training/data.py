@@ -45,6 +45,8 @@ class Dataset:
     class_names: dict[Any, str] | None = None
     #: ``data.folds``: (train indices, validation indices) of each stratified fold of X_train
     folds: tuple[tuple[np.ndarray, np.ndarray], ...] | None = None
+    #: ``data.augment``: ``"hflip"`` adds the left-right mirror of every image a model trains on
+    augment: str | None = None
 
     @property
     def n_features(self) -> int:
@@ -60,10 +62,27 @@ class Dataset:
             return self.class_names[label]
         return str(label)
 
+    def training_arrays(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """What a model trains on: the training split (or its ``rows``: a fold), augmented.
+
+        With ``augment="hflip"`` the mirrored images follow the originals, labels
+        repeated (the network shuffles every epoch). Only training rows are
+        mirrored, so no validation or test image reaches training in any form.
+        """
+        X = self.X_train if rows is None else self.X_train[rows]
+        y = self.y_train if rows is None else self.y_train[rows]
+        if self.augment == "hflip":
+            height, width = self.image_shape[0], self.image_shape[1]
+            images = X.reshape(len(X), height, width, -1)  # channels last; one channel for grey images
+            mirrored = images[:, :, ::-1, :].reshape(len(X), -1)
+            X, y = np.concatenate([X, mirrored]), np.concatenate([y, y])
+        return X, y
+
     def summary(self) -> str:
         n_val = 0 if self.X_val is None else len(self.X_val)
+        mirrored = f" (+{len(self.X_train)} mirrored)" if self.augment == "hflip" else ""
         return (
-            f"data {self.name}: {len(self.X_train)} train / {n_val} val / {len(self.X_test)} test, "
+            f"data {self.name}: {len(self.X_train)} train{mirrored} / {n_val} val / {len(self.X_test)} test, "
             f"{self.n_features} features, {self.n_classes} classes (sha256 {self.digest[:12]})"
         )
 
@@ -138,6 +157,7 @@ def _load(cfg: Any) -> Dataset:
     val_fraction = 0.0 if n_folds else _fraction(cfg, "val_fraction", allow_zero=True)
     raw = loader(cfg)
     _check(raw)
+    augment = _augment(cfg, raw)
     X, y = raw.X, raw.y
     if raw.X_test is None:
         test_fraction = _fraction(cfg, "test_fraction", allow_zero=False)
@@ -167,6 +187,7 @@ def _load(cfg: Any) -> Dataset:
         image_shape=raw.image_shape,
         class_names=raw.class_names,
         folds=stratified_folds(y, n_folds, int(cfg.seed)) if n_folds else None,
+        augment=augment,
     )
     log.info(dataset.summary())
     return dataset
@@ -223,6 +244,26 @@ def _has_missing_labels(y: np.ndarray) -> bool:
     if y.dtype == object:
         return any(v is None or (isinstance(v, float) and np.isnan(v)) for v in y)
     return False
+
+
+AUGMENTATIONS = ("hflip",)
+
+
+def _augment(cfg: Any, raw: RawData) -> str | None:
+    value = cfg.get("augment") if hasattr(cfg, "get") else getattr(cfg, "augment", None)
+    if value is None:
+        return None
+    if value not in AUGMENTATIONS:
+        raise UserError(f"data.augment={value!r} is invalid: null, or hflip (add each training image's "
+                        "left-right mirror)")
+    if raw.image_shape is None or len(raw.image_shape) < 2:
+        raise UserError(f"data.augment={value} needs images, and {raw.source} holds feature vectors without an "
+                        "image shape; use data.augment=null")
+    if raw.standardize:
+        raise UserError(f"data.augment={value} mirrors pixels, but {raw.source} is standardized feature by "
+                        "feature (a mirrored pixel would carry another position's scale); use "
+                        "data.augment=null or data.standardize=false")
+    return str(value)
 
 
 def _n_folds(cfg: Any) -> int | None:

@@ -164,7 +164,7 @@ class Trainer:
             network = build_network(cfg, dataset.n_features, dataset.n_classes) if folds is None else None
             try:
                 if folds is None:
-                    network.fit(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val, callback=callback)
+                    network.fit(*dataset.training_arrays(), dataset.X_val, dataset.y_val, callback=callback)
                 else:
                     cross_validation.fit_folds(folds, dataset, callback)
             except stop_exceptions as exc:
