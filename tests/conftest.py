@@ -194,7 +194,9 @@ def _tests_write_nowhere_in_the_checkout() -> Iterator[None]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _commands_start_warm() -> Iterator[None]:
-    """Commands are forked by a warm starter with the libraries imported (``tests/commands.py``)."""
-    commands.use_warm_starter()
+    """Commands are forked by a warm starter with the libraries imported (``tests/commands.py``);
+    ``NUMPYNET_TESTS_COLD=1`` starts every command as a plain interpreter instead."""
+    if os.environ.get("NUMPYNET_TESTS_COLD") != "1":
+        commands.use_warm_starter()
     yield
     commands.stop_warm_starter()

@@ -11,7 +11,13 @@ import commands
 import pytest
 from commands import run_command, start_command
 
-pytestmark = pytest.mark.usefixtures("_commands_start_warm")
+@pytest.fixture(autouse=True)
+def _warm():
+    was_warm = commands._WARM
+    commands.use_warm_starter()  # also under NUMPYNET_TESTS_COLD=1: these tests are about the starter
+    yield
+    if not was_warm:
+        commands.stop_warm_starter()
 
 
 def test_a_warm_command_has_its_own_process_directory_environment_and_exit_status(
