@@ -20,7 +20,8 @@ from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.search import attrs, storage
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.report import best_trial
-from numpynet.sweeps.search.settings import load_sweep_config, split_overrides
+from numpynet.sweeps.search.overrides import split_overrides
+from numpynet.sweeps.search.settings import load_sweep_config
 
 RETRIED_FROM = "failed_trial"  # system attribute Optuna's retry callback puts on a re-queued trial
 
