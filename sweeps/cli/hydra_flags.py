@@ -62,7 +62,7 @@ def parse_flags(args: Sequence[str]) -> SweepFlags:
         if not arg.startswith("-") or arg == "-":
             flags.overrides.append(arg)
             continue
-        name, has_value, value = arg.partition("=") if arg.startswith("--") else (arg, False, "")
+        name, has_value, value = arg.partition("=")
         name = ALIASES.get(name, name)
         if name in REFUSED:
             raise UserError(f"{arg}: not available for numpynet-sweep: {REFUSED[name]}")
