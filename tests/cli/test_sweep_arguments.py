@@ -131,6 +131,9 @@ def test_cfg_hydra_all_and_package(empty_cwd, capsys):
     code, out, err = _run(["-c", "job", "--package", "sweep.sampler"], capsys)
     assert code == 0, err
     assert out.startswith("# @package sweep.sampler\n") and yaml.safe_load(out) == load_sweep_config().sampler
+    import hydra
+
+    assert _run(["--version"], capsys)[1] == f"Hydra {hydra.__version__}\n"  # as numpynet-train --version
     assert not list(empty_cwd.iterdir())
 
 
