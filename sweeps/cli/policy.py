@@ -69,7 +69,7 @@ def run_hydra_app(
         except BaseException as exc:  # noqa: BLE001 - re-raised below, outside Hydra
             failure = exc
 
-    _register_help_resolvers()
+    register_help_resolvers()
     main = hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(hydra_task)
     saved_argv, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     # Hydra installs the command's logging handlers on the root logger; they belong to this call
@@ -130,8 +130,9 @@ def quiet_on_a_closed_pipe(main: Callable) -> Callable:
     return entry
 
 
-# ---------------------------------------------------------- numpynet-sweep and numpynet-status
-# (no Hydra app: their arguments are split between the study file and the training config)
+# ---------------------------------------------------------------------------- numpynet-status
+# (no Hydra app: its arguments name a study, not a config; numpynet-sweep parses Hydra's flags
+# itself, see numpynet.sweeps.cli.hydra_flags)
 def arguments_or_help(argv: Sequence[str] | None, usage: str) -> list[str] | None:
     """The command's arguments (``sys.argv[1:]`` by default); ``None`` once ``usage`` is printed for -h / --help."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -193,15 +194,25 @@ def training_groups() -> dict[str, list[str]]:
     return groups
 
 
-def _register_help_resolvers() -> None:
-    """``${numpynet_groups:}`` and ``${numpynet_ui:}``, used by ``hydra.help`` in conf/config.yaml."""
+def sweep_groups() -> dict[str, list[str]]:
+    """``{group: [options]}`` that ``numpynet-sweep GROUP=OPTION`` accepts: the training groups and the study files."""
+    from numpynet.sweeps.training.config import CONF_DIR
+
+    return {**training_groups(), "sweep": sorted(f.stem for f in (CONF_DIR / "sweep").glob("*.yaml"))}
+
+
+def register_help_resolvers() -> None:
+    """``${numpynet_groups:}``, ``${numpynet_sweep_groups:}`` and ``${numpynet_ui:}``, used by the
+    commands' help texts (conf/hydra/help/)."""
     from omegaconf import OmegaConf
 
     from numpynet.sweeps.cli.summary import ui_command
 
-    OmegaConf.register_new_resolver(
-        "numpynet_groups", lambda: "\n".join(f"{g}: {', '.join(o)}" for g, o in training_groups().items()),
-        replace=True)
+    def listing(groups: dict[str, list[str]]) -> str:
+        return "\n".join(f"{g}: {', '.join(o)}" for g, o in sorted(groups.items()))
+
+    OmegaConf.register_new_resolver("numpynet_groups", lambda: listing(training_groups()), replace=True)
+    OmegaConf.register_new_resolver("numpynet_sweep_groups", lambda: listing(sweep_groups()), replace=True)
     OmegaConf.register_new_resolver("numpynet_ui", lambda: ui_command("sqlite:///mlruns/mlflow.db"), replace=True)
 
 

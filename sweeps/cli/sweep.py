@@ -1,9 +1,12 @@
 """``numpynet-sweep``: the command line of a sweep (the study runs in :mod:`numpynet.sweeps.search.sweep`).
 
-Arguments are Hydra-style overrides: ``sweep=NAME`` picks ``conf/sweep/NAME.yaml``
-(or a path to a YAML file), ``sweep.KEY=VALUE`` changes the study file, and
+Arguments are Hydra overrides, parsed by Hydra's own grammar: ``sweep`` is the
+config group of the study files (``sweep=NAME`` picks ``conf/sweep/NAME.yaml``,
+or ``sweep=PATH/TO/file.yaml``), ``sweep.KEY=VALUE`` changes the study, and
 everything else (``data=breast_cancer``, ``train.epoch=30``...) is a training
-override applied to every trial.
+override applied to every trial. Hydra's flags that show the config
+(``--help``, ``--cfg job``...) work as in ``numpynet-train``; the others are
+refused (:mod:`numpynet.sweeps.cli.hydra_flags`).
 """
 
 from __future__ import annotations
@@ -12,52 +15,50 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from numpynet.sweeps.cli.policy import arguments_or_help, exit_with_error, quiet_on_a_closed_pipe, setup_command_logging, user_error_text
+from numpynet.sweeps.cli.hydra_flags import parse_flags
+from numpynet.sweeps.cli.policy import (DEBUG_FLAG, exit_with_error, hydra_message, quiet_on_a_closed_pipe,
+                                        setup_command_logging, user_error_text)
 from numpynet.sweeps.cli.progress import TrialProgress
 from numpynet.sweeps.cli.summary import print_summary
 from numpynet.sweeps.errors import StoreError, UserError
 
-SWEEP_USAGE = """\
-numpynet-sweep: an Optuna hyperparameter search over the numpy network, tracked in MLflow.
-
-Usage: numpynet-sweep [sweep=NAME] [sweep.KEY=VALUE ...] [TRAINING OVERRIDES ...] [--debug]
-
-  sweep=NAME          a study file conf/sweep/NAME.yaml or a path to a YAML file (default: default)
-  sweep.KEY=VALUE     change the study: n_trials, n_jobs, timeout, study_name, storage,
-                      sampler.name, sampler.seed, pruner.name, metric, direction, ...
-                      and one key of a searched parameter: sweep.space.PATH.KEY=VALUE
-                      (sweep.space.optimizer.learning_rate.low=1e-3)
-  KEY=VALUE           training settings for every trial, as for numpynet-train
-                      (data=breast_cancer, network.hidden=[128], train.epoch=30, ...)
-
-Examples:
-  numpynet-sweep                                   # digits, TPE + successive halving, 40 trials
-  numpynet-sweep sweep.n_trials=60 sweep.n_jobs=2  # resume the same study up to 60 trials, 2 workers
-  numpynet-sweep sweep=architecture sweep.pruner.name=hyperband
-  numpynet-sweep sweep.storage=postgresql+psycopg://postgres@db-host/optuna tracking=server
-
-Running the same command again resumes the study: sweep.n_trials is the total.
-Exit status: 0 done, 1 every trial failed or an internal error, 2 bad config or data,
-130 / 143 interrupted by Ctrl-C / SIGTERM (the record is closed cleanly).
-"""
+PROG = "numpynet-sweep"
 
 
 @quiet_on_a_closed_pipe
 def sweep_main(argv: Sequence[str] | None = None) -> None:
-    args = arguments_or_help(argv, SWEEP_USAGE)
-    if args is None:
-        return
-    debug = "--debug" in args or os.environ.get("HYDRA_FULL_ERROR") == "1"
-    args = [a for a in args if a != "--debug"]
-    unknown = [a for a in args if a.startswith("-")]
-    if unknown:
-        exit_with_error("numpynet-sweep", f"unknown option(s) {unknown}; see numpynet-sweep --help", 2)
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in args or os.environ.get("HYDRA_FULL_ERROR") == "1"
+    try:
+        flags = parse_flags(args)
+        if flags.version:
+            from hydra import __version__
+
+            print(f"Hydra {__version__}")
+            return
+        from numpynet.sweeps.search.overrides import split_overrides
+
+        name, sweep_overrides, train_overrides = split_overrides(flags.overrides)
+        if flags.help or flags.cfg:
+            from numpynet.sweeps.cli import sweep_help
+
+            if flags.help:
+                print(sweep_help.help_text(name, sweep_overrides, train_overrides, resolve=flags.resolve))
+            else:
+                sys.stdout.write(sweep_help.config_text(flags.cfg, name, sweep_overrides, train_overrides,
+                                                        package=flags.package, resolve=flags.resolve))
+            return
+    except Exception as exc:
+        _exit_for(exc, debug)
+    _run(name, sweep_overrides, train_overrides, debug)
+
+
+def _run(name: str, sweep_overrides: list[str], train_overrides: list[str], debug: bool) -> None:
     setup_command_logging()
     from numpynet.sweeps.search.sweep import SweepInterrupted, run_sweep
-    from numpynet.sweeps.search.settings import split_overrides
 
-    name, sweep_overrides, train_overrides = split_overrides(args)
     bar = TrialProgress()
     try:
         summary = run_sweep(name, sweep_overrides, train_overrides, progress=bar.update)
@@ -73,11 +74,23 @@ def sweep_main(argv: Sequence[str] | None = None) -> None:
         bar.close()
         if isinstance(exc, SystemExit):
             raise
-        text = user_error_text(exc)
-        if text is None or debug:
-            raise
-        code = getattr(exc, "exit_code", None) or (
-            1 if isinstance(exc, StoreError) or (isinstance(exc, UserError) and "every trial of" in text) else 2)
-        exit_with_error("numpynet-sweep", text, code)
+        _exit_for(exc, debug)
     bar.close()
     print_summary(summary)
+
+
+def _exit_for(exc: BaseException, debug: bool) -> NoReturn:
+    """One line and the exit status for an error the user can fix; anything else (or ``--debug``) re-raises."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(exc, (HydraException, OmegaConfBaseException)):  # as numpynet-train reports them
+        notes = getattr(exc, "__notes__", None)  # compose_config's: the keys there are, for a misspelt one
+        text = f"config error: {notes[-1] if notes else hydra_message(exc)}"
+    else:
+        text = user_error_text(exc)
+    if text is None or debug:
+        raise exc
+    code = getattr(exc, "exit_code", None) or (
+        1 if isinstance(exc, StoreError) or (isinstance(exc, UserError) and "every trial of" in text) else 2)
+    exit_with_error(PROG, text, code)

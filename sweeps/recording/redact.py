@@ -36,7 +36,8 @@ def mask_url(url: str) -> str:
     if "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
-    parsed = _sqlalchemy_url(url)
+    # credentials need an "@"; without one SQLAlchemy (0.3 s to import) would find no password either
+    parsed = _sqlalchemy_url(url) if "@" in rest else None
     if parsed is not None and parsed.password is not None and rest.count("@") == 1:
         scheme, rest = parsed.render_as_string(hide_password=True).split("://", 1)
     else:  # no password in the user part, or an unencoded "@" that SQLAlchemy splits too early

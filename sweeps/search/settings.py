@@ -8,17 +8,21 @@ YAML file) and ``sweep.KEY=VALUE`` overrides.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from numpynet.sweeps.training.config import CONF_DIR
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.overrides import DEFAULT_SWEEP, as_written, parse_overrides, split_overrides  # noqa: F401 - split_overrides: as before
+from numpynet.sweeps.search.space_file import apply_space_overrides, flatten_space
+from numpynet.sweeps.training.config import CONF_DIR
+
+if TYPE_CHECKING:
+    from hydra.core.override_parser.types import Override
 
 SWEEP_DIR = CONF_DIR / "sweep"
-DEFAULT_SWEEP = "default"
 
 
 @dataclass
@@ -52,22 +56,11 @@ class SweepConfig:
     robustness_seeds: int = 0          # M: repeat both refits over train.seed = 0..M-1 and compare them, paired
 
 
+SWEEP_KEYS = tuple(f.name for f in fields(SweepConfig))
+_ABSENT = object()
 METRICS = ("val_accuracy", "val_balanced_accuracy", "val_cost", "train_accuracy", "train_cost")
 OBJECTIVES = ("final", "best")
 DIRECTIONS = ("maximize", "minimize")
-
-
-def split_overrides(argv: Sequence[str]) -> tuple[str, list[str], list[str]]:
-    """Split command-line overrides into (sweep name, sweep.* overrides, training overrides)."""
-    name, sweep_overrides, train_overrides = DEFAULT_SWEEP, [], []
-    for arg in argv:
-        if arg.startswith("sweep="):
-            name = arg.split("=", 1)[1]
-        elif arg.startswith("sweep."):
-            sweep_overrides.append(arg[len("sweep."):])
-        else:
-            train_overrides.append(arg)
-    return name, sweep_overrides, train_overrides
 
 
 def sweep_file(name: str) -> Path:
@@ -81,16 +74,32 @@ def sweep_file(name: str) -> Path:
 
 
 def load_sweep_config(name: str = DEFAULT_SWEEP, overrides: Sequence[str] = ()) -> DictConfig:
-    """The study file ``name`` with ``overrides`` applied, checked against the schema."""
+    """The study file ``name`` with ``overrides`` applied, checked against the schema.
+
+    ``overrides`` are Hydra overrides relative to the study (``n_trials=5``,
+    ``+sampler.n_startup_trials=5``, ``~baseline``, ``space.train.lambd.low=0.01``).
+    Unlike a Hydra-composed node, the study's mappings (``sampler``, ``pruner``,
+    ``space``) stay open: a key of them is set without ``+``, as the study
+    files have always been changed; the other keys are the schema's.
+    """
     path = sweep_file(name)
+    parsed = parse_overrides(overrides, where="sweep.")
     try:
         raw = OmegaConf.load(path)
-        cli = OmegaConf.from_dotlist(list(overrides))
     except Exception as exc:
         raise UserError(f"cannot read sweep config {path}: {exc}") from None
-    _merge_space(raw, cli)
+    if not isinstance(raw, DictConfig):
+        raise UserError(f"sweep config {path} is not a mapping of study keys")
+    space = [(arg, o) for arg, o in zip(overrides, parsed) if o.key_or_group.split(".")[0] == "space"]
+    if space:
+        raw.space = apply_space_overrides(raw.get("space"), space)
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(SweepConfig), raw, cli)
+        cfg = OmegaConf.merge(OmegaConf.structured(SweepConfig), raw)
+        for arg, override in zip(overrides, parsed):
+            if override.key_or_group.split(".")[0] != "space":
+                _apply(cfg, arg, override)
+    except UserError:
+        raise
     except Exception as exc:
         first = str(exc).splitlines()[0]
         key = getattr(exc, "full_key", None)
@@ -100,23 +109,59 @@ def load_sweep_config(name: str = DEFAULT_SWEEP, overrides: Sequence[str] = ()) 
     return cfg
 
 
-def _merge_space(raw: DictConfig, cli: DictConfig) -> None:
-    """Apply ``sweep.space.PATH.KEY=VALUE`` overrides to the file's space, key by key.
+def _apply(cfg: DictConfig, arg: str, override: Override) -> None:
+    """One ``sweep.KEY`` override, with Hydra's meaning of ``=``, ``+``, ``++`` and ``~``."""
+    key = override.key_or_group
+    top = key.split(".")[0]
+    if top not in SWEEP_KEYS:
+        raise UserError(f"{as_written(arg)}: the study has no key {top!r}; its keys: {', '.join(SWEEP_KEYS)}")
+    present = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False) is not _ABSENT
+    if override.is_delete():
+        if not present:
+            raise UserError(f"{as_written(arg)}: the study has no sweep.{key} to delete")
+        parent, _, leaf = key.rpartition(".")
+        if not parent:  # a key of the schema: back to its default
+            cfg[leaf] = OmegaConf.structured(SweepConfig)[leaf]
+        else:
+            del OmegaConf.select(cfg, parent)[leaf]
+    elif override.is_add() and present:
+        raise UserError(f"{as_written(arg)}: sweep.{key} is set already; change it with sweep.{arg[1:]}, "
+                        f"or add-or-change it with ++sweep.{arg[1:]}")
+    else:
+        OmegaConf.update(cfg, key, override.value(), merge=True, force_add=True)
 
-    The override grammar splits at every dot, so ``space.optimizer.learning_rate.low=1e-3``
-    arrives nested while a study file usually names the parameter by its dotted path;
-    both are flattened to ``{path: spec}`` first, so that the change lands on the file's
-    entry (keeping its other keys and its position) instead of beside it.
+
+def base_overrides(sweep_cfg: DictConfig, train_overrides: Sequence[str]) -> list[str]:
+    """The overrides every trial's config starts from: the study's fixed ones, then the command line's.
+
+    A fixed value for a searched key would be silently replaced by the sampled one: refused.
+    With ``sweep.cv`` every trial cross-validates (see numpynet.sweeps.training.cross_validation).
     """
-    from numpynet.sweeps.search.space import flatten_space
+    searched = set(flatten_space(plain(sweep_cfg.space)))
+    for override in train_overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in searched:
+            raise UserError(f"{override!r}: {key} is searched by this sweep (sweep.space), so a fixed value would "
+                            f"be ignored; drop it, or use a study file without {key} in its space")
+    overrides = [str(o) for o in sweep_cfg.overrides] + list(train_overrides)
+    if sweep_cfg.cv is not None:
+        if any(o.split("=", 1)[0].lstrip("+~") == "data.folds" for o in overrides):
+            raise UserError("data.folds is set by sweep.cv in a sweep; drop the data.folds override")
+        overrides.append(f"data.folds={int(sweep_cfg.cv)}")
+    return overrides
 
-    if "space" not in cli:
-        return
-    space = flatten_space(raw.get("space"), complete=False)
-    for path, spec in flatten_space(cli.space, complete=False).items():
-        space.setdefault(path, {}).update(spec)
-    raw.space = space
-    del cli["space"]
+
+def compose_sweep_config(sweep_name: str = DEFAULT_SWEEP, sweep_overrides: Sequence[str] = (),
+                         train_overrides: Sequence[str] = ()) -> DictConfig:
+    """The sweep's whole config, as ``numpynet-sweep --cfg job`` prints it: the training config every
+    trial starts from (Hydra's composition of ``conf/config.yaml``) with the study under ``sweep``."""
+    from numpynet.sweeps.training.config import compose_config
+
+    sweep_cfg = load_sweep_config(sweep_name, sweep_overrides)
+    cfg = compose_config(base_overrides(sweep_cfg, train_overrides))
+    with open_dict(cfg):
+        cfg.sweep = sweep_cfg
+    return cfg
 
 
 def _check(cfg: DictConfig) -> None:

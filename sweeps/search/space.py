@@ -29,6 +29,7 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.space_file import flatten_space
 
 log = logging.getLogger(__name__)
 
@@ -261,46 +262,6 @@ class SearchSpace:
 
     def grid(self) -> dict[str, list]:
         return {p.path: p.grid_values() for p in self.params}
-
-
-#: keys of a parameter's spec whose value is a mapping (every other mapping is a nested parameter)
-_MAPPING_KEYS = {"when"}
-
-
-def flatten_space(space: Mapping[str, Any] | None, *, complete: bool = True) -> dict[str, dict]:
-    """``sweep.space`` as ``{config path: spec}``, whether written flat or nested.
-
-    A study file may name a parameter by its dotted path
-    (``optimizer.learning_rate: {type: float, ...}``) or nest it
-    (``optimizer: {learning_rate: {type: float, ...}}``); a spec is the mapping
-    that holds ``type``. Both spellings of one path are merged, the later
-    winning key by key. The order of first appearance is kept (``when``
-    needs its parent first). With ``complete``, every entry must have a type.
-    """
-    out: dict[str, dict] = {}
-
-    def walk(node: Mapping[str, Any], prefix: str) -> None:
-        for key, value in node.items():
-            path = f"{prefix}{key}"
-            if not isinstance(value, Mapping):
-                raise UserError(f"sweep.space.{path} must be a mapping like {{type: float, low: ..., high: ...}}, "
-                                f"got {value!r}")
-            own = {k: v for k, v in value.items() if k in _MAPPING_KEYS or not isinstance(v, Mapping)}
-            if own:
-                out.setdefault(path, {}).update(own)
-            walk({k: v for k, v in value.items() if k not in _MAPPING_KEYS and isinstance(v, Mapping)},
-                 f"{path}.")
-
-    if OmegaConf.is_config(space):
-        space = OmegaConf.to_container(space, resolve=False)
-    walk(space or {}, "")
-    for path, spec in (out.items() if complete else ()):
-        if "type" not in spec:
-            known = ", ".join(p for p, sp in out.items() if "type" in sp)
-            changed = ", ".join(f"sweep.space.{path}.{k}" for k in spec)
-            raise UserError(f"{changed}: {path!r} is not searched by this study (searched: {known}); to add it, "
-                            f"give its type too, e.g. sweep.space.{path}.type=float")
-    return out
 
 
 def _parse(path: str, spec: Any, base_cfg: DictConfig, conf_dir: Path) -> Param:

@@ -20,7 +20,8 @@ from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.search import attrs, storage
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.report import best_trial
-from numpynet.sweeps.search.settings import load_sweep_config, split_overrides
+from numpynet.sweeps.search.overrides import split_overrides
+from numpynet.sweeps.search.settings import load_sweep_config
 
 RETRIED_FROM = "failed_trial"  # system attribute Optuna's retry callback puts on a re-queued trial
 
@@ -41,7 +42,7 @@ def status_report(args: Sequence[str], list_all: bool = False) -> str:
         names = [s.study_name for s in optuna.get_all_study_summaries(opened)]
         raise UserError(f"sweep.study_name={sweep.study_name!r} is not in {mask_url(url)}; "
                         f"studies there: {', '.join(names) or 'none'}") from None
-    budget_given = any(o.split("=", 1)[0].strip() == "n_trials" for o in sweep_overrides)
+    budget_given = any(o.split("=", 1)[0].strip().lstrip("+~") == "n_trials" for o in sweep_overrides)
     n_trials = sweep.n_trials if budget_given else int(study.user_attrs.get(attrs.STUDY_ATTR_BUDGET, sweep.n_trials))
     return _one_study(study, n_trials, url)
 

@@ -32,7 +32,7 @@ from numpynet.sweeps.search.workers import open_study, run_processes, run_worker
 from numpynet.sweeps.training.train import Trainer
 from numpynet.sweeps.search.first_trials import check_first_trials
 from numpynet.sweeps.recording.redact import recordable_overrides
-from numpynet.sweeps.search.space import SearchSpace, flatten_space
+from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.recording.stale_runs import (
     CloseDeadTrialRuns,
     ParentHeartbeat,
@@ -40,6 +40,7 @@ from numpynet.sweeps.recording.stale_runs import (
     close_stale_parents,
     close_unfinished_children,
 )
+from numpynet.sweeps.search import settings
 from numpynet.sweeps.search.settings import load_sweep_config, plain
 from numpynet.sweeps.recording import names
 
@@ -50,17 +51,7 @@ log = logging.getLogger(__name__)
 def prepare(sweep_name: str, sweep_overrides: Sequence[str], train_overrides: Sequence[str]):
     """Load and check everything that can be wrong before the first trial."""
     sweep_cfg = load_sweep_config(sweep_name, sweep_overrides)
-    searched = set(flatten_space(plain(sweep_cfg.space)))
-    for override in train_overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if key in searched:
-            raise UserError(f"{override!r}: {key} is searched by this sweep (sweep.space), so a fixed value would "
-                            f"be ignored; drop it, or use a study file without {key} in its space")
-    base_overrides = [str(o) for o in sweep_cfg.overrides] + list(train_overrides)
-    if sweep_cfg.cv is not None:  # every trial cross-validates; see numpynet.sweeps.training.cross_validation
-        if any(o.split("=", 1)[0].lstrip("+~") == "data.folds" for o in base_overrides):
-            raise UserError("data.folds is set by sweep.cv in a sweep; drop the data.folds override")
-        base_overrides.append(f"data.folds={int(sweep_cfg.cv)}")
+    base_overrides = settings.base_overrides(sweep_cfg, train_overrides)
     base_cfg = compose_config(base_overrides)
     space = SearchSpace.from_config(plain(sweep_cfg.space), base_cfg, CONF_DIR)
     if sweep_cfg.baseline:

@@ -13,6 +13,7 @@ option's own schema decides which keys exist.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,16 +188,64 @@ register_configs()
 def compose_config(overrides: Sequence[str] = (), config_name: str = PRIMARY_CONFIG) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with command-line style overrides.
 
-    For library use and tests; the CLIs go through ``@hydra.main``. The
-    ``hydra`` node is dropped from the result, as ``@hydra.main`` does.
+    For library use, tests and ``numpynet-sweep`` (``numpynet-train`` goes
+    through ``@hydra.main``). The ``hydra`` node is dropped from the result,
+    as ``@hydra.main`` does. When an override names a key the config does not
+    have, Hydra's error gets a note listing the keys it has there.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=list(overrides))
+    except ConfigCompositionException as exc:
+        hint = _unknown_key(exc, overrides, config_name)
+        if hint is not None:
+            exc.add_note(hint)
+        raise
+    return check_config(cfg)
+
+
+def _unknown_key(exc: BaseException, overrides: Sequence[str], config_name: str) -> str | None:
+    """``train.epochs=5: train has no key 'epochs' (its keys: epoch, ...); ...`` for Hydra's
+    "Could not override 'train.epochs'", or None for any other composition error."""
+    match = re.match(r"Could not override '([^']+)'", str(exc))
+    if match is None:
+        return None
+    key = match.group(1)
+    given = [o for o in overrides if o.split("=", 1)[0] == key]
+    if not given:
+        return None
+    try:  # the config without the refused override: what the user could have meant
+        node = compose_config([o for o in overrides if o not in given], config_name)
+    except Exception:
+        return None
+    where: list[str] = []
+    for part in key.split("."):  # down to the first key that is missing
+        if not isinstance(node, DictConfig):
+            return None
+        if part not in node:
+            return (f"{given[-1]}: {'.'.join(where) or 'the config'} has no key {part!r} "
+                    f"(its keys: {', '.join(map(str, node))})")
+        node, where = node[part], [*where, part]
+    return None
+
+
+def compose_with_hydra_node(overrides: Sequence[str] = (), config_name: str = PRIMARY_CONFIG) -> DictConfig:
+    """Hydra's composition with its own ``hydra`` node kept (``hydra.help``, ``hydra.job``, ...).
+
+    For what a command prints about its config (``--help``, ``--cfg hydra``); the
+    training config in it is not checked (:func:`compose_config` is the checked one).
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=list(overrides))
-    return check_config(cfg)
+        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
 
 
 def check_config(cfg: DictConfig | Mapping[str, Any]) -> DictConfig:
