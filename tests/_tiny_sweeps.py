@@ -134,7 +134,7 @@ def run_tiny_sweep(name: str, root: Path, template_store: Path) -> SweepRecord:
     import mlflow
 
     from numpynet.sweeps.cli.sweep import sweep_main
-    from numpynet.sweeps.search import budget, report
+    from numpynet.sweeps.search import best_model, budget, report
     from numpynet.sweeps.search.settings import load_sweep_config, plain, split_overrides
 
     spec = STUDIES[name]
@@ -153,8 +153,8 @@ def run_tiny_sweep(name: str, root: Path, template_store: Path) -> SweepRecord:
         mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         mp.setenv("MLFLOW_LOGGING_LEVEL", "WARNING")  # sweep_main sets it when unset, for good; this is undone
         mp.setattr(report, "PLOTS", {})  # no study plots
-        real = report._log_model_from_run
-        mp.setattr(report, "_log_model_from_run", lambda *a, figures=False, **k: real(*a, figures=False, **k))
+        real = best_model.log_model_from_run
+        mp.setattr(best_model, "log_model_from_run", lambda *a, figures=False, **k: real(*a, figures=False, **k))
         if spec.clock_checks is not None:
             mp.setattr(budget, "time", _LateClock(spec.clock_checks))
         try:

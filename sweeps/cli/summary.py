@@ -28,7 +28,7 @@ def print_summary(summary, file=None) -> None:
               file=out)
     _print_refit(summary.refit, out)
     if summary.registered_version:
-        from numpynet.sweeps.search.report import registered_model_name
+        from numpynet.sweeps.search.best_model import registered_model_name
 
         print(f"registered model: models:/{registered_model_name(summary.study_name)}/"
               f"{summary.registered_version}", file=out)

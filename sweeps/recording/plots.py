@@ -11,9 +11,38 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import math
+
 import numpy as np
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
+class PlainLogFormatter(LogFormatter):
+    """Log-axis tick labels in plain text (10⁻³, 2×10⁻³) on the ticks matplotlib's default labels.
+
+    The default formatter writes mathtext (``$\\mathdefault{10^{-3}}$``):
+    the first figure with one builds the mathtext parser, every label is
+    parsed, and the parser's cache is not safe for two threads drawing at
+    once (the end of a sweep draws on two).
+    """
+
+    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+        exponent = math.floor(math.log10(x) + 1e-9)
+        coeff = x / 10.0 ** exponent
+        power = "10" + str(exponent).translate(_SUPERSCRIPT)
+        return power if abs(coeff - 1) < 1e-9 else f"{coeff:g}\u00d7{power}"
+
+
+def log_scale(axis: Axis) -> None:
+    """Put ``axis`` on a log scale labelled in plain text (see :class:`PlainLogFormatter`)."""
+    (axis.axes.set_xscale if axis is axis.axes.xaxis else axis.axes.set_yscale)("log")
+    axis.set_major_formatter(PlainLogFormatter())  # as matplotlib's log scale sets them, in plain text
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -43,7 +72,7 @@ def cost_curves(history: dict[str, Sequence[float]], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     if _all_positive(history.get("train_cost")):
-        ax_cost.set_yscale("log")
+        log_scale(ax_cost.yaxis)
     ax_cost.set_title("cost")
     ax_acc.set_title("accuracy")
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.9, wspace=0.25)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
+from multiprocessing.connection import wait as wait_for_processes
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -178,6 +178,23 @@ def _worker_main(plan: SweepPlan, worker_index: int, deadline: float | None, par
     except SweepStopped as exc:  # one line, no traceback: the orchestrator reports it
         log.debug("worker %d stopped: %s", worker_index, exc)
         raise SystemExit(EXIT_STOPPED)
+    _exit_at_once()
+
+
+def _exit_at_once() -> None:
+    """End a worker whose work is stored, without the interpreter's teardown.
+
+    ``run_worker`` returned: every trial is told to the study (journal or
+    database, written synchronously) and every MLflow write is stored (its
+    recorder flushed). What remains of a normal exit is freeing the modules
+    and objects of numpy, Optuna, MLflow, SQLAlchemy and Hydra, 0.3 to 1 s
+    on two busy cores, which the end-of-sweep report would wait for.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 @contextlib.contextmanager
@@ -234,7 +251,8 @@ def run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: f
             if progress and done != last:
                 progress(done, plan.sweep["n_trials"], study)
                 last = done
-            time.sleep(0.5)
+            # wakes as soon as a worker ends (the last one's end is the end of the trials), else every 0.5 s
+            wait_for_processes([p.sentinel for p in procs if p.is_alive()], timeout=0.5)
             interrupt.check()
         _end_trials_of_dead_workers(study, procs, seen_dead, close_runs)
         if progress:

@@ -101,3 +101,48 @@ def test_parallel_coordinate_tick_labels_do_not_overlap():
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert not a.overlaps(b), (a, b)
+
+
+def _tick_labels(axis) -> list[str]:
+    return [t.get_text() for t in axis.get_ticklabels() + axis.get_ticklabels(minor=True) if t.get_text()]
+
+
+def test_log_scaled_parameters_are_labelled_in_plain_text():
+    """10⁻³ rather than mathtext: its parser is slow to build and not safe for the two threads that draw
+    at the end of a sweep."""
+    fig = study_plots.slice_plot(synthetic_study(40), "val_accuracy")
+    fig.canvas.draw()
+    ax = next(a for a in fig.axes if a.get_title() == "optimizer.learning_rate")
+    assert ax.get_xscale() == "log"
+    labels = _tick_labels(ax.xaxis)
+    assert {"10\u207b\u00b3", "10\u207b\u00b2"} <= set(labels), labels
+    assert not any("$" in text for text in labels), labels
+
+
+def test_a_narrow_log_range_keeps_its_minor_labels_in_plain_text():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from numpynet.sweeps.recording.plots import log_scale
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([2e-3, 5e-3], [0, 1])
+    log_scale(ax.xaxis)
+    fig.canvas.draw()
+    labels = _tick_labels(ax.xaxis)
+    assert "3\u00d710\u207b\u00b3" in labels, labels  # no decade inside the range: the minor ticks say where
+    assert not any("$" in text for text in labels), labels
+
+
+def test_the_importance_plot_is_the_same_on_every_call():
+    import matplotlib.pyplot as plt
+
+    study = synthetic_study(40)
+    try:
+        bars = [[p.get_width() for p in study_plots.param_importances(study, "val_accuracy").patches]
+                for _ in range(2)]
+    finally:
+        plt.close("all")
+    assert len(bars[0]) == 6 and bars[0] == bars[1]  # train.decay_rate is conditional: fANOVA leaves it out

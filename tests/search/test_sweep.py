@@ -241,8 +241,29 @@ def test_two_workers_share_the_budget(store):
     # trials ran in the worker processes, not in this one; how the two shared them is the scheduler's business
     workers = {t.user_attrs[attrs.ATTR_WORKER] for t in study.trials}
     assert 1 <= len(workers) <= 2 and attrs.worker_id() not in workers, workers
-    children = _children(_client(store), summary.parent_run_id)
+    client = _client(store)
+    children = _children(client, summary.parent_run_id)
     assert sorted(int(r.data.tags[TAG_TRIAL]) for r in children) == list(range(6))
+    # a worker ends without the interpreter's teardown, after its records are stored: nothing is lost
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == list(range(6))
+        assert "weights" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    # the end of the sweep, its two halves drawn at once, leaves every file and the model
+    study_files = {a.path for a in client.list_artifacts(summary.parent_run_id, "study")}
+    assert study_files == {f"study/{name}" for name in ("optimization_history.png", "param_importances.png",
+                                                         "parallel_coordinate.png", "slice.png",
+                                                         "intermediate_values.png", "trials.csv", "best_config.yaml")}
+    best_run = study.best_trial.user_attrs[attrs.ATTR_RUN_ID]
+    assert {a.path for a in client.list_artifacts(best_run, "plots")} == {
+        f"plots/{name}.png" for name in ("cost_curves", "learning_rate", "confusion_matrix", "test_predictions")}
+    network = NeuralNetwork.load(client.download_artifacts(best_run, "weights/network.npz", str(store)))
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlruns' / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"models:/numpynet-pair/{summary.registered_version}")
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data[:200] / 16.0
+    np.testing.assert_array_equal(model.predict(X), network.predict(X))
 
 
 @pytest.mark.slow

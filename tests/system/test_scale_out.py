@@ -26,7 +26,7 @@ from services import free_port, mlflow_server, pg_database, wait_for  # noqa: F4
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.search import attrs, budget, storage
 from numpynet.sweeps.recording.names import TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE
-from numpynet.sweeps.search.report import TAG_REGISTERED_TRIAL, registered_model_name
+from numpynet.sweeps.search.best_model import TAG_REGISTERED_TRIAL, registered_model_name
 
 pytestmark = pytest.mark.timeout(600)
 
