@@ -92,7 +92,7 @@ class Comparison:
         self.runs = 0
         self.trials: list[dict[str, Any]] | None = None  # from the first sweep run
         self.configs: list[Any] = []
-        self.dataset = None
+        self.datasets = self.arrays = None
         self.threads = max(1, os.cpu_count() or 1)  # what numpynet.sweeps.search.sweep gives a single worker
 
     # ------------------------------------------------------------ sweep side
@@ -119,7 +119,9 @@ class Comparison:
 
         self.trials = trials
         self.configs = [compose_config(t["overrides"]) for t in trials]
-        self.dataset = load_dataset(self.configs[0].data)
+        # per trial: a searched data key (data.augment) gives that trial its own training arrays
+        self.datasets = [load_dataset(cfg.data) for cfg in self.configs]
+        self.arrays = [ds.training_arrays() for ds in self.datasets]  # built outside the timed region
 
     def bare(self) -> dict[str, Any]:
         from threadpoolctl import threadpool_limits
@@ -128,15 +130,14 @@ class Comparison:
 
         if self.trials is None:
             raise RuntimeError("the bare fits need the sweep's trials: run the sweep first")
-        ds = self.dataset
         fits, values = [], []
         with threadpool_limits(limits=self.threads):
             cpu = time.process_time()
             start = time.perf_counter()
-            for cfg in self.configs:
+            for cfg, ds, (X, y) in zip(self.configs, self.datasets, self.arrays):
                 t0 = time.perf_counter()
                 network = build_network(cfg, ds.n_features, ds.n_classes)
-                network.fit(ds.X_train, ds.y_train, ds.X_val, ds.y_val)
+                network.fit(X, y, ds.X_val, ds.y_val)
                 fits.append(time.perf_counter() - t0)
                 values.append(float(network.val_accuracies_[-1]))
             seconds = time.perf_counter() - start

@@ -148,11 +148,13 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         try:
-            if data.folds is None:
-                build_network(cfg, data.n_features, data.n_classes).fit(
-                    data.X_train, data.y_train, data.X_val, data.y_val, callback=on_epoch)
+            trial_data = load_dataset(cfg.data)  # cached; its own when the trial samples a data key (data.augment)
+            if trial_data.folds is None:
+                build_network(cfg, trial_data.n_features, trial_data.n_classes).fit(
+                    *trial_data.training_arrays(), trial_data.X_val, trial_data.y_val, callback=on_epoch)
             else:
-                fit_folds([build_network(cfg, data.n_features, data.n_classes) for _ in data.folds], data, on_epoch)
+                fit_folds([build_network(cfg, trial_data.n_features, trial_data.n_classes)
+                           for _ in trial_data.folds], trial_data, on_epoch)
         finally:
             trial.set_user_attr("epochs_run", (-1 if curve.epoch is None else curve.epoch + 1) * folds)
         if curve.value is None or not math.isfinite(curve.value):
@@ -245,7 +247,7 @@ def refit_scores(base: list[str], space, trial, n_seeds: int, epochs: int | None
     for seed in range(n_seeds):
         cfg = compose_config(trial_overrides(base, space, trial) + REFIT_OVERRIDES + extra + [f"train.seed={seed}"])
         data = load_dataset(cfg.data)
-        network = build_network(cfg, data.n_features, data.n_classes).fit(data.X_train, data.y_train)
+        network = build_network(cfg, data.n_features, data.n_classes).fit(*data.training_arrays())
         scores.append(float(network.score(data.X_test, data.y_test)))
     return scores
 
