@@ -83,7 +83,14 @@ def mask_urls_in(text: str) -> str:
     """Every URL inside ``text`` masked (error messages, ``key=url`` override strings)."""
     if "://" not in text:
         return text
-    return _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
+    return _URL_IN_TEXT.sub(_mask_url_in_text, text)
+
+
+def _mask_url_in_text(match: re.Match) -> str:
+    """The URL of ``match`` masked; punctuation the sentence put after it (``db: refused``) stays outside."""
+    found = match.group(0)
+    url = found.rstrip(":;,.)")
+    return mask_url(url) + found[len(url):]
 
 
 def recordable_overrides(overrides: Iterable[str]) -> list[str]:

@@ -91,6 +91,10 @@ def test_mask_urls_in_text_and_overrides() -> None:
     assert "SECRET" not in mask_urls_in(text)
     assert recordable_overrides(["train.epoch=3", "tracking.uri=postgresql://u:SECRET@h/db"]) == [
         "train.epoch=3", "tracking.uri=postgresql://u:***@h/db"]
+    # the sentence's own punctuation is not part of the URL (it used to come out as db%3A)
+    assert mask_urls_in("cannot open the study storage postgresql+psycopg://u:SECRET@h:1/db: refused") == \
+        "cannot open the study storage postgresql+psycopg://u:***@h:1/db: refused"
+    assert mask_urls_in("stores (sqlite:///a.db, http://u:SECRET@h/x).") == "stores (sqlite:///a.db, http://u:***@h/x)."
 
 
 @pytest.mark.slow
