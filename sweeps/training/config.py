@@ -118,6 +118,8 @@ class TrainConfig:
     epoch: int = 200
     mini_batch_size: int = 32
     seed: int = 0
+    seed_per_fold: bool = False  # with data.folds=K: fold k's model uses seed + k, so the mean over the
+                                 # folds averages K initialisations and shuffles too, not K splits of one
     regularization: Optional[str] = None
     lambd: float = 1.0
     keep_prob: float = 1.0

@@ -25,6 +25,7 @@ import numpy as np
 from numpynet import NeuralNetwork
 from numpynet.sweeps.training.data import Dataset
 from numpynet.sweeps.training.lockstep import fit_in_lockstep, mean_and_std
+from numpynet.sweeps.training.network import build_network
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -32,6 +33,11 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 def fold_metric(fold: int, name: str) -> str:
     """The MLflow name of one fold's curve, grouped under ``fold<k>/`` in the UI."""
     return f"fold{fold}/{name}"
+
+
+def fold_networks(cfg: Any, dataset: Dataset) -> list[NeuralNetwork]:
+    """One network per fold of ``dataset.folds`` (fold k seeded ``train.seed + k`` with ``train.seed_per_fold``)."""
+    return [build_network(cfg, dataset.n_features, dataset.n_classes, fold=k) for k in range(len(dataset.folds))]
 
 
 def fit_folds(networks: list[NeuralNetwork], dataset: Dataset, callback: EpochCallback | None = None) -> None:

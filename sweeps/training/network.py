@@ -24,12 +24,16 @@ CORE_ARGUMENTS: dict[str, str] = {
 }
 
 
-def build_network(cfg: DictConfig, n_features: int, n_classes: int) -> NeuralNetwork:
+def build_network(cfg: DictConfig, n_features: int, n_classes: int, fold: int | None = None) -> NeuralNetwork:
     """The core network described by ``cfg`` for data of the given shape.
 
     One sigmoid unit for two classes (as the original), softmax otherwise.
+    ``fold`` (cross-validation) shifts the seed by the fold's index when
+    ``train.seed_per_fold`` is set.
     """
     flat = flatten(cfg)
     kwargs = {arg: flat[key] for key, arg in CORE_ARGUMENTS.items() if key in flat}
+    if fold is not None and flat.get("train.seed_per_fold") and isinstance(kwargs.get("seed"), int):
+        kwargs["seed"] += fold
     outputs = 1 if n_classes == 2 else n_classes
     return NeuralNetwork([n_features, *flat["network.hidden"], outputs], **kwargs)

@@ -159,8 +159,7 @@ class Trainer:
         stopped: BaseException | None = None
         try:
             # data.folds=K: K fold models trained in lockstep, recorded as one run of mean curves (no test)
-            folds = [build_network(cfg, dataset.n_features, dataset.n_classes) for _ in dataset.folds] \
-                if dataset.folds else None
+            folds = cross_validation.fold_networks(cfg, dataset) if dataset.folds else None
             network = build_network(cfg, dataset.n_features, dataset.n_classes) if folds is None else None
             try:
                 if folds is None:

@@ -9,7 +9,7 @@ import pytest
 
 from numpynet import TrainingDiverged
 from numpynet.sweeps.training.config import compose_config
-from numpynet.sweeps.training.cross_validation import fit_folds, fold_metric, summary_metrics
+from numpynet.sweeps.training.cross_validation import fit_folds, fold_metric, fold_networks, summary_metrics
 from numpynet.sweeps.training.data import load_dataset, stratified_folds
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.training.lockstep import fit_in_lockstep
@@ -56,7 +56,7 @@ def test_bad_fold_counts_name_the_key(value, fragment) -> None:
 
 # ---------------------------------------------------------------- lockstep
 def _fold_networks(dataset, cfg):
-    return [build_network(cfg, dataset.n_features, dataset.n_classes) for _ in dataset.folds]
+    return fold_networks(cfg, dataset)
 
 
 def test_lockstep_folds_equal_separate_fits_bit_for_bit_and_report_their_mean() -> None:
@@ -100,6 +100,21 @@ def test_mirrored_folds_train_on_their_mirrored_training_rows() -> None:
         plain = build_network(cfg, dataset.n_features, dataset.n_classes).fit(X[train], y[train], X[val], y[val])
         assert net.costs_ == mirrored.costs_ and net.val_accuracies_ == mirrored.val_accuracies_
         assert net.costs_ != plain.costs_
+
+
+def test_seed_per_fold_seeds_fold_k_with_seed_plus_k_and_equals_those_separate_fits() -> None:
+    cfg = compose_config([*FAST, "train.seed=5", "train.seed_per_fold=true"])
+    dataset = load_dataset(cfg.data)
+    networks = _fold_networks(dataset, cfg)
+    assert [net.seed for net in networks] == [5, 6, 7, 8]
+    fit_folds(networks, dataset)
+    X, y = dataset.X_train, dataset.y_train
+    for k, (net, (train, val)) in enumerate(zip(networks, dataset.folds)):
+        alone = build_network(compose_config([*FAST, f"train.seed={5 + k}"]), dataset.n_features, dataset.n_classes)
+        alone.fit(X[train], y[train], X[val], y[val])
+        assert net.costs_ == alone.costs_ and net.val_accuracies_ == alone.val_accuracies_
+    shared = _fold_networks(dataset, compose_config([*FAST, "train.seed=5"]))
+    assert [net.seed for net in shared] == [5, 5, 5, 5]
 
 
 def test_only_one_fold_computes_at_a_time_in_a_fixed_order() -> None:
