@@ -152,12 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-path", type=Path, required=True)
     parser.add_argument("--variant", action="append", default=[],
-                        help="NAME=OVERRIDE,OVERRIDE (sweep and training overrides); repeatable")
+                        help="NAME=OVERRIDE,OVERRIDE (sweep and training overrides); repeatable; "
+                        "'shipped=' is the study file as it is (the default when none is named)")
     parser.add_argument("--outer", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=5, help="robustness seeds per outer fold")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
-    variants = dict(DEFAULT_VARIANTS)
+    variants = {} if args.variant else dict(DEFAULT_VARIANTS)  # the shipped study unless variants are named
     for text in args.variant:
         name, _, overrides = text.partition("=")
         variants[name] = [o for o in overrides.split(",") if o]
