@@ -269,7 +269,25 @@ def hydra_message(exc: BaseException) -> str:
                 break
             lines.append(line)
     text = "; ".join(lines).replace(":;", ":").replace("\t", "")
-    return text.replace(".;", ";") or type(exc).__name__
+    text = text.replace(".;", ";") or type(exc).__name__
+    keys = _allowed_keys(exc)
+    return f"{text}; {keys}" if keys else text
+
+
+def _allowed_keys(exc: BaseException) -> str:
+    """For an unknown key of a structured config group (``train.foo``): the keys that group has."""
+    import dataclasses
+
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    for part in (exc, exc.__cause__):
+        kind = getattr(part, "object_type", None)
+        full_key = getattr(part, "full_key", None)
+        if isinstance(part, (ConfigAttributeError, ConfigKeyError)) and dataclasses.is_dataclass(kind) and full_key:
+            group = str(full_key).rpartition(".")[0]
+            names = ", ".join(f.name for f in dataclasses.fields(kind))
+            return f"the keys of {group or 'the config'}: {names}"
+    return ""
 
 
 @contextmanager

@@ -171,3 +171,18 @@ def test_configs_are_found_relative_to_the_package_not_the_cwd(tmp_path: Path, m
     assert compose_config().data.name == "digits"
     assert CONF_DIR.is_dir() and (CONF_DIR / "config.yaml").is_file()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("override, keys", [
+    ("train.epochs=5", "the keys of train: epoch, mini_batch_size, seed, seed_per_fold,"),
+    ("optimizer=gd optimizer.beta1=0.5", "the keys of optimizer: name, learning_rate"),
+    ("data.train_path=/x", "the keys of data: name, val_fraction, seed, folds, augment, test_fraction"),
+])
+def test_the_one_line_message_of_an_unknown_key_lists_the_group_s_keys(override: str, keys: str) -> None:
+    from numpynet.sweeps.cli.policy import hydra_message
+
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config(override.split())
+    message = hydra_message(info.value)
+    assert keys in message and "\n" not in message
+    assert "beta1" not in message.partition("the keys of")[2]  # gd has no beta1: only the chosen option's keys
