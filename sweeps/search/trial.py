@@ -134,6 +134,9 @@ class TrialPipeline:
             overrides = self.base_overrides + self.space.overrides(sampled)
             trial.set_user_attr("overrides", recordable_overrides(overrides))
             cfg = self.prepared.config_for(sampled)
+            # the recorded config.yaml says what this run logs (a trial's model and plots are off unless the
+            # study asks), so that numpynet-reproduce of a trial does what the trial did
+            cfg.tracking.log_model, cfg.tracking.log_plots = self.log_trial_models, self.log_trial_plots
             dataset = load_dataset(cfg.data)
             tags = {names.STUDY: self.study_name, names.TRIAL: str(trial.number),
                     names.OVERRIDES: " ".join(recordable_overrides(overrides))}

@@ -153,12 +153,19 @@ def test_register_model_false_registers_nothing(tiny_sweep):
     assert len(_models_of(record, record.parent.info.run_id)) == 1  # the best model is still logged
 
 
-def test_log_trial_models_logs_a_model_on_every_trial(tiny_sweep):
+def test_log_trial_models_logs_a_model_on_every_trial(tiny_sweep, tmp_path):
     record = tiny_sweep("qmc")
     for number, run in record.children.items():
         assert [m.name for m in _models_of(record, run.info.run_id)] == ["model"], number
     off = tiny_sweep("cmaes")  # the default: no model on the trials
     assert not any(_models_of(off, run.info.run_id) for run in off.children.values())
+    # and each trial's recorded config says so, so that reproducing a trial does what the trial did
+    for records, logged in ((record, True), (off, False)):
+        for run in records.children.values():
+            folder = tmp_path / run.info.run_id
+            folder.mkdir()
+            path = records.client.download_artifacts(run.info.run_id, "config.yaml", str(folder))
+            assert yaml.safe_load(open(path).read())["tracking"]["log_model"] is logged
 
 
 def test_top_k_rows_of_the_best_trials_are_printed(tiny_sweep):
