@@ -58,11 +58,13 @@ def outer_folds(train_path: Path, outer: int, folder: Path, seed: int = 0) -> li
     with h5py.File(train_path, "r") as f:
         X, y, classes = f["train_set_x"][()], f["train_set_y"][()], f["list_classes"][()]
     pairs = []
+    folder.mkdir(parents=True, exist_ok=True)
     splitter = StratifiedKFold(n_splits=outer, shuffle=True, random_state=seed)
     for k, (inner, held_out) in enumerate(splitter.split(X, y)):
         train_file, test_file = folder / f"outer{k}-train.h5", folder / f"outer{k}-test.h5"
-        _write_split(train_file, "train", X[inner], y[inner], classes)
-        _write_split(test_file, "test", X[held_out], y[held_out], classes)
+        if not (train_file.exists() and test_file.exists()):  # a --work folder keeps them between runs
+            _write_split(train_file, "train", X[inner], y[inner], classes)
+            _write_split(test_file, "test", X[held_out], y[held_out], classes)
         pairs.append((train_file, test_file))
     return pairs
 
@@ -157,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outer", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=5, help="robustness seeds per outer fold")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep the outer folds, stores and journals here (default: a temporary folder); "
+                             "running again with the same folder resumes each unfinished sweep")
     args = parser.parse_args(argv)
     variants = {} if args.variant else dict(DEFAULT_VARIANTS)  # the shipped study unless variants are named
     for text in args.variant:
@@ -166,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     result_file = args.out / "nested-cat.json"
     records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="numpynet-nested-") as tmp:
-        folder = Path(tmp)
+        folder = args.work or Path(tmp)
         pairs = outer_folds(args.train_path, args.outer, folder)
         for k, pair in enumerate(pairs):  # outer fold by outer fold, every variant in turn: paired early results
             for name, overrides in variants.items():
