@@ -218,8 +218,12 @@ def _build_plots(study: optuna.Study, metric: str = "objective value") -> dict[s
     """
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return {}
+    import matplotlib
+
     figures = {}
-    with warnings.catch_warnings():
+    # Optuna's plots switch pyplot's global style to ggplot: rc_context puts the process's style back,
+    # so the figures a process draws afterwards (a later sweep's trial curves, a caller's) keep theirs
+    with warnings.catch_warnings(), matplotlib.rc_context():
         warnings.simplefilter("ignore")
         for name, plot in PLOTS.items():
             try:

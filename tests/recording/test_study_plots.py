@@ -146,3 +146,16 @@ def test_the_importance_plot_is_the_same_on_every_call():
     finally:
         plt.close("all")
     assert len(bars[0]) == 6 and bars[0] == bars[1]  # train.decay_rate is conditional: fANOVA leaves it out
+
+
+def test_the_study_plots_leave_the_process_s_matplotlib_style_as_it_was():
+    """Optuna's plots switch pyplot to its ggplot style; the figures a process draws afterwards keep theirs."""
+    import matplotlib
+
+    from numpynet.sweeps.search.report import _build_plots
+
+    before = dict(matplotlib.rcParams)
+    figures = _build_plots(synthetic_study(20), "val_accuracy")
+    assert "optimization_history" in figures
+    after = dict(matplotlib.rcParams)
+    assert {k: after[k] for k in after if after[k] != before[k]} == {}
