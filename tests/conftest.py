@@ -11,6 +11,7 @@ from pathlib import Path
 import commands
 import pytest
 from _core_helpers import require_cat_data  # data in $NUMPYNET_CAT_DATA, ../shared, or beside the origin
+from services import mlflow_server  # noqa: F401 - one MLflow server per session, shared by the modules using it
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -171,9 +171,15 @@ if pytest is not None:
         with fresh_database() as url:
             yield url
 
-    @pytest.fixture(scope="module")
+    @pytest.fixture(scope="session")
     def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-        """An MLflow tracking server backed by its own fresh PostgreSQL database, artifacts served."""
+        """An MLflow tracking server backed by its own fresh PostgreSQL database, artifacts served.
+
+        One per test session (per pytest worker), shared by every module that uses it: starting one
+        costs seconds. ``tests/conftest.py`` makes it the suite's fixture; a test module must not import
+        it (its import would make a second, module-level fixture). Tests keep apart on it by their own
+        experiment and study names.
+        """
         root = tmp_path_factory.mktemp("mlflow-server")
         with fresh_database() as backend, MlflowServer(backend, root / "artifacts", root / "server.log") as server:
             yield server

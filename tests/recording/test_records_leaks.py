@@ -108,18 +108,16 @@ def test_sweep_records_no_password(stores, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_server_url_with_a_password_is_not_printed(tmp_path: Path) -> None:
-    """MLflow itself prints "View run ... at: <server URL>" after each run; not with a password in it."""
-    from services import MlflowServer, fresh_database
+def test_a_server_url_with_a_password_is_not_printed(tmp_path: Path, mlflow_server) -> None:
+    """MLflow itself prints "View run ... at: <server URL>" after each run; not with a password in it.
 
-    root = tmp_path / "server"
-    with fresh_database() as backend, MlflowServer(backend, root / "artifacts", root / "server.log") as server:
-        url = server.url.replace("http://", f"http://alice:{SECRET}@")
-        work = tmp_path / "work"
-        work.mkdir()
-        train = run_command("numpynet-train", [f"tracking.uri={url}", "train.epoch=3", "network.hidden=[8]",
-                                        "tracking.log_plots=false"], work, tracking_uri=None, timeout=600)
-        assert train.returncode == 0, train.stderr
-        assert "alice:***@127.0.0.1" in train.stderr
-        _assert_nothing_leaked(train, work)
-        assert _files_holding_the_secret(root / "artifacts") == []
+    On the session's server: its whole artifact store is searched, whatever other tests left there."""
+    url = mlflow_server.url.replace("http://", f"http://alice:{SECRET}@")
+    work = tmp_path / "work"
+    work.mkdir()
+    train = run_command("numpynet-train", [f"tracking.uri={url}", "train.epoch=3", "network.hidden=[8]",
+                                    "tracking.log_plots=false"], work, tracking_uri=None, timeout=600)
+    assert train.returncode == 0, train.stderr
+    assert "alice:***@127.0.0.1" in train.stderr
+    _assert_nothing_leaked(train, work)
+    assert _files_holding_the_secret(mlflow_server.artifacts_dir) == []

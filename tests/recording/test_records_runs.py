@@ -164,40 +164,42 @@ def test_an_unwritable_store_is_one_line_and_exit_1(command: str, args: list[str
 
 
 @pytest.mark.slow
-def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_line(tmp_path: Path) -> None:
-    """(b): the artifact store behind the server is unwritable; reads still work."""
-    import subprocess
+def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_line(
+        tmp_path: Path, mlflow_server) -> None:
+    """(b): the artifact store behind the server is unwritable; reads still work.
 
-    from services import MlflowServer, fresh_database
+    The session's server: only this test's experiment folder is frozen, and only while it runs."""
+    import subprocess
 
     from conftest import TINY
     from numpynet.sweeps.recording.store import PROBE_RETRIES
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.train import train
 
-    root = tmp_path / "server"
-    with fresh_database() as backend, MlflowServer(backend, root / "artifacts", root / "server.log") as server:
-        source = train(compose_config([*TINY, f"tracking.uri={server.url}", "tracking.log_plots=false"]))
-        frozen = root / "artifacts" / source["experiment_id"]
-        subprocess.run(["chattr", "+i", str(frozen)], check=True)  # root ignores chmod; not this
-        try:
-            proc = run_command("numpynet-reproduce", [source["run_id"], "--tracking-uri", server.url], tmp_path)
-        finally:
-            subprocess.run(["chattr", "-i", str(frozen)], check=True)
-        assert proc.returncode == 1, proc.stderr
-        lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith("[INFO]")]
-        assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-        assert lines[0].startswith(f"numpynet-reproduce: cannot store files in the MLflow store {server.url}")
-        assert "ended FAILED" in lines[0]
-        client = MlflowClient(tracking_uri=server.url)
-        (new,) = client.search_runs([source["experiment_id"]],
-                                    f"tags.`numpynet.reproduced_from` = '{source['run_id']}'")
-        assert new.info.status == "FAILED"  # nothing left RUNNING
-        # fast, counted rather than timed: the server's access log shows the few tries of the probing
-        # write, not MLflow's default of 1 + 7 with doubling waits (minutes)
-        upload = f'"PUT /api/2.0/mlflow-artifacts/artifacts/{source["experiment_id"]}/{new.info.run_id}/artifacts/config.yaml '
-        tries = server.log_path.read_text(errors="replace").count(upload)
-        assert 1 <= tries <= 1 + int(PROBE_RETRIES["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]), tries
+    server = mlflow_server
+    tiny = [o for o in TINY if not o.startswith("tracking.experiment=")]  # its own experiment on the server
+    source = train(compose_config([*tiny, f"tracking.uri={server.url}", "tracking.experiment=unwritable",
+                                   "tracking.log_plots=false"]))
+    frozen = server.artifacts_dir / source["experiment_id"]
+    subprocess.run(["chattr", "+i", str(frozen)], check=True)  # root ignores chmod; not this
+    try:
+        proc = run_command("numpynet-reproduce", [source["run_id"], "--tracking-uri", server.url], tmp_path)
+    finally:
+        subprocess.run(["chattr", "-i", str(frozen)], check=True)
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith("[INFO]")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"numpynet-reproduce: cannot store files in the MLflow store {server.url}")
+    assert "ended FAILED" in lines[0]
+    client = MlflowClient(tracking_uri=server.url)
+    (new,) = client.search_runs([source["experiment_id"]],
+                                f"tags.`numpynet.reproduced_from` = '{source['run_id']}'")
+    assert new.info.status == "FAILED"  # nothing left RUNNING
+    # fast, counted rather than timed: the server's access log shows the few tries of the probing
+    # write, not MLflow's default of 1 + 7 with doubling waits (minutes)
+    upload = f'"PUT /api/2.0/mlflow-artifacts/artifacts/{source["experiment_id"]}/{new.info.run_id}/artifacts/config.yaml '
+    tries = server.log_path.read_text(errors="replace").count(upload)
+    assert 1 <= tries <= 1 + int(PROBE_RETRIES["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]), tries
 
 
 @pytest.mark.slow

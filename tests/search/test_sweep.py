@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -22,7 +20,7 @@ from numpynet.sweeps.search import attrs
 from numpynet.sweeps.recording.names import PRUNED_EPOCH as TAG_PRUNED_EPOCH, TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE
 from numpynet.sweeps.search.sweep import run_sweep
 
-from commands import start_command
+from commands import run_command, start_command
 from services import wait_for
 
 FAST = ["train.epoch=6", "train.decay_interval=2", "network.hidden=[16]", "tracking.log_plots=false"]
@@ -48,7 +46,7 @@ def _all_runs(client: MlflowClient) -> list:
 
 
 @pytest.mark.slow
-def test_small_sweep_is_fully_recorded(store):
+def test_small_sweep_is_fully_recorded(store, _template_store):
     summary = run_sweep("default", ["n_trials=3", "study_name=e2e", "pruner.name=none"],
                         FAST[:-1])  # plots on: the child runs must have them
     study = _study(store, "e2e")
@@ -111,13 +109,14 @@ def test_small_sweep_is_fully_recorded(store):
     assert best_cfg["train"]["seed"] == study.best_params["train.seed"]
     assert best_cfg["optimizer"]["learning_rate"] == pytest.approx(study.best_params["optimizer.learning_rate"])
 
-    # ...and numpynet-train accepts it as is, writing nothing but the store into the cwd
+    # ...and numpynet-train accepts it as is, writing nothing but the store into the cwd (whose SQLite file is
+    # there already, an empty copy of the template, as in the `store` fixture: building MLflow's schema takes
+    # seconds; that a fresh folder gets its store is test_cli_trains_from_any_directory_without_writing_outputs's)
     elsewhere = store / "elsewhere"
-    elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.train import train_main; raise SystemExit(train_main())",
-                           "--config-dir", str(Path(cfg_path).parent), "--config-name", "best_config"],
-                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    (elsewhere / "mlruns").mkdir(parents=True)
+    shutil.copy(_template_store, elsewhere / "mlruns" / "mlflow.db")
+    proc = run_command("numpynet-train", ["--config-dir", str(Path(cfg_path).parent), "--config-name", "best_config"],
+                       elsewhere, tracking_uri=None, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in elsewhere.iterdir()) == ["mlruns"]
     rerun = _client(elsewhere).search_runs(["1"])[0]
@@ -219,7 +218,10 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
     assert any(attrs.ATTR_RUN_ID in t.user_attrs for t in interrupted)
     assert [r.info.status for r in runs if r.data.tags.get("numpynet.role") == "sweep"] == ["KILLED"]
 
-    resumed = start_command("numpynet-sweep", _short(args), store, tracking_uri=None)
+    # the resume runs in one process: what this test varies is how the interrupt reaches one or two workers;
+    # two more spawned workers would only add their start (fresh interpreters) to a few short trials
+    one_job = [a if not a.startswith("sweep.n_jobs=") else "sweep.n_jobs=1" for a in _short(args)]
+    resumed = start_command("numpynet-sweep", one_job, store, tracking_uri=None)
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     trials = _study(store, "stop").trials

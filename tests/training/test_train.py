@@ -19,7 +19,7 @@ from numpynet.sweeps.recording.names import FAILURE_REASON, STOPPED_EPOCH
 from numpynet.sweeps.recording.store import param_text as _param_text
 from numpynet.sweeps.training.train import train
 
-from commands import run_command, start_command
+from commands import communicate_or_kill, run_command, start_command
 from conftest import REPO_ROOT, TINY
 
 PER_EPOCH = ("train_cost", "train_accuracy", "val_cost", "val_accuracy", "val_balanced_accuracy", "learning_rate")
@@ -260,19 +260,16 @@ def test_metric_logging_keeps_off_the_training_thread(mlflow_store: str, monkeyp
 # ------------------------------------------------------------ concurrency
 @pytest.mark.slow
 def test_two_processes_on_one_new_local_store_both_land(tmp_path: Path) -> None:
-    script = (
-        "import sys; from numpynet.sweeps.training.config import compose_config; from numpynet.sweeps.training.train import train; "
-        "r = train(compose_config(['train.epoch=30', 'network.hidden=[16]', 'train.seed=' + sys.argv[1]])); "
-        "print(r['run_id'])"
-    )
-    env = {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(seed)], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
-    outputs = [p.communicate(timeout=300) for p in procs]
+    # two numpynet-train processes started together in a folder without a store: both create it
+    procs = [start_command("numpynet-train", ["train.epoch=30", "network.hidden=[16]", f"train.seed={seed}"],
+                           tmp_path, tracking_uri=None) for seed in (1, 2)]
+    outputs = [communicate_or_kill(p, 300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("numpynet").experiment_id])
-    assert {r.info.run_id for r in runs} == {out.strip().splitlines()[-1] for out, _ in outputs}
+    # the last line: "run <id>: 30 epochs in ..."
+    assert {r.info.run_id for r in runs} == {out.strip().splitlines()[-1].split()[1].rstrip(":")
+                                             for out, _ in outputs}
     for run in runs:
         assert run.info.status == "FINISHED"
         for key in PER_EPOCH:
