@@ -177,9 +177,9 @@ def test_a_journal_already_corrupt_inside_is_refused_naming_the_file_and_the_fix
 @pytest.mark.slow
 def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
     # grace_period: a journal lock the killed worker held is broken after 3 s, not Optuna's 30.
-    # n_trials=2: each worker takes one; the survivor's, begun with the victim's, still trains when the parent
-    # ends the dead one, and its next trial is the freed place (more would only be its, one after another)
-    args = [_study_file(store / "w.yaml", study_name="two", n_trials=2, n_jobs=2, grace_period=3), "train.epoch=600",
+    # n_trials=4, not 2: with 2 the survivor's first trial would have to outlast that grace period for the freed
+    # place to start after the dead trial was ended, a race on a loaded machine
+    args = [_study_file(store / "w.yaml", study_name="two", n_trials=4, n_jobs=2, grace_period=3), "train.epoch=600",
             *SLOW_TRIAL]
     proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
     journal = _journal(store)
