@@ -79,7 +79,7 @@ def _refit_scores(tracking_uri: str, experiment: str) -> dict[str, dict[int, dic
     out: dict[str, dict[int, dict[str, float]]] = {"chosen": {}, "baseline": {}}
     for run in runs:
         seed = run.data.tags.get("numpynet.refit_seed")
-        if seed is None or run.info.status != "FINISHED":
+        if not seed or run.info.status != "FINISHED":  # refit-chosen (the trial's own seed) has none
             continue
         out[run.data.tags["numpynet.refit_config"]][int(seed)] = {
             k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
@@ -103,12 +103,17 @@ def run_one(variant: str, overrides: list[str], k: int, pair: tuple[Path, Path],
                f"data.train_path={pair[0]}", f"data.test_path={pair[1]}",
                f"sweep.robustness_seeds={seeds}", f"tracking.uri={uri}",
                f"sweep.storage={work / 'journal.log'}", *overrides]
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=work, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    (work / "stdout.txt").write_text(done.stdout + "\n--- stderr\n" + done.stderr)
-    if done.returncode != 0:
-        return {"variant": variant, "outer": k, "error": done.stderr[-2000:], "seconds": seconds}
+    finished = work / "finished.json"  # a sweep that ended well is not run again (--work)
+    if finished.exists():
+        seconds = json.loads(finished.read_text())["seconds"]
+    else:
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=work, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        (work / "stdout.txt").write_text(done.stdout + "\n--- stderr\n" + done.stderr)
+        if done.returncode != 0:
+            return {"variant": variant, "outer": k, "error": done.stderr[-2000:], "seconds": seconds}
+        finished.write_text(json.dumps({"seconds": seconds}))
     scores = _refit_scores(uri, "numpynet")
     import h5py
 
