@@ -179,7 +179,8 @@ def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
     # grace_period: a journal lock the killed worker held is broken after 3 s, not Optuna's 30.
     # n_trials=4, not 2: with 2 the survivor's first trial would have to outlast that grace period for the freed
     # place to start after the dead trial was ended, a race on a loaded machine
-    args = [_study_file(store / "w.yaml", study_name="two", n_trials=4, n_jobs=2, grace_period=3), "train.epoch=600",
+    budget = 4
+    args = [_study_file(store / "w.yaml", study_name="two", n_trials=budget, n_jobs=2, grace_period=3), "train.epoch=600",
             *SLOW_TRIAL]
     proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
     journal = _journal(store)
@@ -201,7 +202,7 @@ def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
     trials = _trials(journal, "two")
     dead = trials[victim.number]
     assert not attrs.counts_in_budget(dead)
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2  # the other worker ran the freed place
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == budget  # the other worker ran the freed place
     # at once, while the sweep still ran: the record shows a trial started after the dead one was ended
     assert any(t.datetime_start > dead.datetime_complete for t in trials if t.number != victim.number)
     assert all(r.info.status != "RUNNING" for r in _runs(store))
