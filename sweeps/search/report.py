@@ -270,6 +270,24 @@ def _write_trials_csv(study: optuna.Study, path: Path) -> None:
     frame.to_csv(path, index=False)
 
 
+def _as_a_training_config(text: str) -> str:
+    """A trial's recorded config, with a plain training run's model and plot logging.
+
+    A trial records ``tracking.log_model`` / ``log_plots`` as the trial did them
+    (off unless the study asks); training the best configuration again with
+    ``best_config.yaml`` is a run of its own, which logs both, as any
+    ``numpynet-train`` run does by default.
+    """
+    from omegaconf import OmegaConf
+
+    from numpynet.sweeps.training.config import TrackingConfig
+
+    cfg = OmegaConf.create(text)
+    if "tracking" in cfg:
+        cfg.tracking.log_model, cfg.tracking.log_plots = TrackingConfig.log_model, TrackingConfig.log_plots
+    return OmegaConf.to_yaml(cfg)
+
+
 def _copy_best_config(client: MlflowClient, run_id: str, out: Path) -> None:
     from numpynet.sweeps.recording.artifacts import CONFIG_ARTIFACT
 
@@ -278,8 +296,7 @@ def _copy_best_config(client: MlflowClient, run_id: str, out: Path) -> None:
     except Exception as exc:
         log.warning("could not fetch %s of run %s: %s", CONFIG_ARTIFACT, run_id, exc)
         return
-    text = Path(local).read_text()
-    (out / "best_config.yaml").write_text(BEST_CONFIG_HEADER + text)
+    (out / "best_config.yaml").write_text(BEST_CONFIG_HEADER + _as_a_training_config(Path(local).read_text()))
     for leftover in (out / "_download").rglob("*"):
         if leftover.is_file():
             leftover.unlink()

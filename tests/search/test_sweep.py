@@ -122,6 +122,11 @@ def test_small_sweep_is_fully_recorded(store, _template_store):
     rerun = _client(elsewhere).search_runs(["1"])[0]
     assert rerun.data.params["train.seed"] == str(study.best_params["train.seed"])
     assert rerun.data.metrics["val_accuracy"] == pytest.approx(study.best_value)  # same config, same numbers
+    # a run of its own, not a trial: it logs its model and plots as numpynet-train does by default
+    assert best_cfg["tracking"]["log_model"] is True and best_cfg["tracking"]["log_plots"] is True
+    rerun_files = {a.path for a in _client(elsewhere).list_artifacts(rerun.info.run_id)}
+    assert "plots" in rerun_files
+    assert _client(elsewhere).search_logged_models(["1"], f"source_run_id = '{rerun.info.run_id}'"), "no model"
 
 
 def _write_sweep(path: Path, **body) -> str:
