@@ -137,12 +137,14 @@ def test_a_narrow_log_range_keeps_its_minor_labels_in_plain_text():
 
 
 def test_the_importance_plot_is_the_same_on_every_call():
+    import matplotlib
     import matplotlib.pyplot as plt
 
     study = synthetic_study(40)
     try:
-        bars = [[p.get_width() for p in study_plots.param_importances(study, "val_accuracy").patches]
-                for _ in range(2)]
+        with matplotlib.rc_context():  # Optuna's plot switches the style: not for the tests after this one
+            bars = [[p.get_width() for p in study_plots.param_importances(study, "val_accuracy").patches]
+                    for _ in range(2)]
     finally:
         plt.close("all")
     assert len(bars[0]) == 6 and bars[0] == bars[1]  # train.decay_rate is conditional: fANOVA leaves it out
@@ -154,8 +156,11 @@ def test_the_study_plots_leave_the_process_s_matplotlib_style_as_it_was():
 
     from numpynet.sweeps.search.report import _build_plots
 
-    before = dict(matplotlib.rcParams)
-    figures = _build_plots(synthetic_study(20), "val_accuracy")
-    assert "optimization_history" in figures
-    after = dict(matplotlib.rcParams)
+    with matplotlib.rc_context():  # from matplotlib's defaults, whatever an earlier test left behind
+        matplotlib.rcdefaults()
+        before = dict(matplotlib.rcParams)
+        assert before["axes.facecolor"] == "white"  # not already ggplot's grey: the test can see a change
+        figures = _build_plots(synthetic_study(20), "val_accuracy")
+        assert "optimization_history" in figures
+        after = dict(matplotlib.rcParams)
     assert {k: after[k] for k in after if after[k] != before[k]} == {}
