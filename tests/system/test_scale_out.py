@@ -173,7 +173,7 @@ def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_datab
         except KeyError:
             return None
         return next((t for t in trials if t.user_attrs.get(attrs.ATTR_WORKER) == victim_id
-                     and t.user_attrs.get(attrs.ATTR_RUN_ID) and len(t.intermediate_values) >= 20), None)
+                     and t.user_attrs.get(attrs.ATTR_RUN_ID) and 20 <= len(t.intermediate_values) <= 120), None)
 
     try:
         while True:  # killed in the middle of a trial, however fast the machine: paused, checked, then killed

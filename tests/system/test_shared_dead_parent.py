@@ -59,17 +59,22 @@ def test_a_later_worker_ends_the_parent_run_of_a_worker_killed_anywhere(pg_datab
     client = MlflowClient(mlflow_server.url)
 
     def training() -> list:  # the first worker's trial, in its MLflow run and reporting epochs
+        # caught well before its end (at most 150 of its 300 epochs), so the pause below cannot come too late
         return [t for t in optuna.load_study(study_name="shared", storage=pg_database).trials
-                if t.state == TrialState.RUNNING and t.intermediate_values] if _parents(client, experiment) else []
+                if t.state == TrialState.RUNNING and 0 < len(t.intermediate_values) <= 150] \
+            if _parents(client, experiment) else []
 
     # takes the whole budget with one trial; long enough (~1 s of training on two free cores) to be caught and
     # paused, and what is left of it after the pause runs to the end: not longer
     first = _start([*args, "train.epoch=300"], tmp_path)
     victim = later = None
     try:
-        wait_for(training, 300, "the first worker's trial")
+        (caught,) = wait_for(training, 300, "the first worker's trial")
         # paused (SIGSTOP), its trial stays RUNNING for as long as the test needs, however fast the machine
         first.send_signal(signal.SIGSTOP)
+        if optuna.load_study(study_name="shared", storage=pg_database).trials[caught.number].state \
+                != TrialState.RUNNING:
+            pytest.fail("the first worker's trial ended before it was paused: the scenario did not happen")
         victim = _start([*args, "train.epoch=5"], tmp_path)  # joins, waits for a place in the budget
         parent = wait_for(lambda: [r for r in _parents(client, experiment)
                                     if r.data.tags.get("numpynet.worker", "").endswith(f":{victim.pid}")], 300,
