@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from . import sweep_runs
@@ -123,6 +124,9 @@ class Comparison:
         from numpynet.sweeps.training.data import load_dataset
 
         self.trials = trials
+        body = study_body(self.size, "value")  # read once, outside the timed fits
+        self.objective = (body.get("metric", "val_accuracy"), body.get("objective", "final"),
+                          body.get("direction", "maximize"))
         self.configs = [compose_config(t["overrides"]) for t in trials]
         # per trial: a searched data key (data.augment) gives that trial its own training arrays
         self.datasets = [load_dataset(cfg.data) for cfg in self.configs]
@@ -150,12 +154,13 @@ class Comparison:
         return {"seconds": seconds, "cpu_s": cpu, "fit_s": fits, "values": values}
 
     def _value(self, network: Any) -> float:
-        """The trial's objective computed from a bare fit: the study's metric, final or best epoch."""
-        body = study_body(self.size, "value")
-        curve = getattr(network, CURVES[body.get("metric", "val_accuracy")])
-        if body.get("objective", "final") == "final":
+        """The trial's objective computed from a bare fit: the study's metric, final or best (finite) epoch."""
+        metric, objective, direction = self.objective
+        curve = np.asarray(getattr(network, CURVES[metric]), dtype=float)
+        if objective == "final":
             return float(curve[-1])
-        return float(min(curve) if body.get("direction", "maximize") == "minimize" else max(curve))
+        finite = curve[np.isfinite(curve)]
+        return float(finite.min() if direction == "minimize" else finite.max())
 
     def warm_bare(self) -> dict[str, Any]:
         """One 2-epoch fit of the size's config (first touch of numpy, BLAS, imports); not recorded."""
