@@ -12,7 +12,8 @@ robustness seeds) inside each of ``--outer`` stratified outer folds of the
 training images: the sweep sees the other folds as its training data and
 the outer fold as its "test" split. Every variant sees the same outer folds
 and the same robustness seeds, so the differences between variants are
-paired.
+paired: the summary also gives each pair of variants' difference (the
+chosen configurations' outer-fold scores, fold by fold) with its interval.
 
 Per variant it reports, pooled over the outer folds (each outer fold's
 figure is the mean over its robustness seeds): the outer-fold accuracy and
@@ -124,6 +125,9 @@ def run_one(variant: str, overrides: list[str], k: int, pair: tuple[Path, Path],
         for seed_scores in who.values():
             seed_scores["test_balanced_accuracy"] = _balanced(seed_scores, n_pos, n_neg)
     both = sorted(set(scores["chosen"]) & set(scores["baseline"]))
+    if len(both) != seeds:
+        return {"variant": variant, "outer": k, "seconds": seconds,
+                "error": f"{len(both)} seeded refit pairs in {uri}, expected {seeds}"}
     record = {"variant": variant, "outer": k, "seconds": seconds, "seeds": both,
               "log": str(work / "stdout.txt")}
     for metric in ("test_accuracy", "test_balanced_accuracy"):
@@ -152,7 +156,42 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
                                                                         float(diff.mean() + half)],
                              "per_outer_fold_diff": [round(float(d), 4) for d in diff]}
         out[variant] = entry
+    names = [v for v in out]
+    for i, first in enumerate(names):  # the variants against each other: the chosen configurations, fold by fold
+        for second in names[i + 1:]:
+            folds = sorted({r["outer"] for r in records if r["variant"] == first and "error" not in r}
+                           & {r["outer"] for r in records if r["variant"] == second and "error" not in r})
+            if len(folds) < 2:
+                continue
+            entry = {"outer_folds": len(folds)}
+            for metric in ("test_accuracy", "test_balanced_accuracy"):
+                def chosen(variant: str, k: int) -> float:
+                    row = next(r for r in records if r["variant"] == variant and r["outer"] == k and "error" not in r)
+                    return float(np.mean(row[f"chosen.{metric}"]))
+                diff = np.array([chosen(first, k) - chosen(second, k) for k in folds])
+                half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+                entry[metric] = {"paired_diff": float(diff.mean()),
+                                 "ci95": [float(diff.mean() - half), float(diff.mean() + half)],
+                                 "per_outer_fold_diff": [round(float(d), 4) for d in diff]}
+            out[f"{first} - {second}"] = entry
     return out
+
+
+def _check_manifest(folder: Path, args: argparse.Namespace, variants: dict[str, list[str]]) -> None:
+    """A --work folder is resumed only with the settings it was made with (else its folds and sweeps are stale)."""
+    manifest = folder / "manifest.json"
+    wanted = {"train_path": str(args.train_path.resolve()), "outer": args.outer, "seeds": args.seeds}
+    known = json.loads(manifest.read_text()) if manifest.exists() else {**wanted, "variants": {}}
+    for key, value in wanted.items():
+        if known.get(key) != value:
+            raise SystemExit(f"nested_cat: {folder} was made with {key}={known.get(key)!r}, not {value!r}; "
+                             "use another --work folder")
+    for name, overrides in variants.items():
+        if known["variants"].setdefault(name, overrides) != overrides:
+            raise SystemExit(f"nested_cat: variant {name!r} was run in {folder} with {known['variants'][name]}, "
+                             f"not {overrides}; give this one another name")
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps(known, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="numpynet-nested-") as tmp:
         folder = args.work or Path(tmp)
+        _check_manifest(folder, args, variants)
         pairs = outer_folds(args.train_path, args.outer, folder)
         for k, pair in enumerate(pairs):  # outer fold by outer fold, every variant in turn: paired early results
             for name, overrides in variants.items():
