@@ -33,7 +33,7 @@ def build_network(cfg: DictConfig, n_features: int, n_classes: int, fold: int | 
     """
     flat = flatten(cfg)
     kwargs = {arg: flat[key] for key, arg in CORE_ARGUMENTS.items() if key in flat}
-    if fold is not None and flat.get("train.seed_per_fold") and isinstance(kwargs.get("seed"), int):
-        kwargs["seed"] += fold
+    if fold is not None and flat.get("train.seed_per_fold"):
+        kwargs["seed"] = kwargs.get("seed", 0) + fold
     outputs = 1 if n_classes == 2 else n_classes
     return NeuralNetwork([n_features, *flat["network.hidden"], outputs], **kwargs)
