@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,9 +103,12 @@ def catvnoncat_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _no_tracking_uri_leaks_between_tests() -> Iterator[None]:
     """``mlflow.set_tracking_uri`` (which ``train`` calls) exports ``MLFLOW_TRACKING_URI``;
-    without this, a later test's subprocess would log to an earlier test's store or server."""
+    without this, a later test's subprocess (or in-process call) would log to an earlier test's store or
+    server, the session's shared MLflow server included."""
     saved = os.environ.get("MLFLOW_TRACKING_URI")
     yield
+    if "mlflow" in sys.modules:  # and MLflow's own global URI, which the environment does not reset
+        sys.modules["mlflow"].set_tracking_uri(None)
     if saved is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
