@@ -181,6 +181,9 @@ def _check_manifest(folder: Path, args: argparse.Namespace, variants: dict[str, 
     """A --work folder is resumed only with the settings it was made with (else its folds and sweeps are stale)."""
     manifest = folder / "manifest.json"
     wanted = {"train_path": str(args.train_path.resolve()), "outer": args.outer, "seeds": args.seeds}
+    if not manifest.exists() and any(folder.glob("*-outer*")):
+        raise SystemExit(f"nested_cat: {folder} holds sweeps but no manifest.json to say how they were run; "
+                         "use another --work folder")
     known = json.loads(manifest.read_text()) if manifest.exists() else {**wanted, "variants": {}}
     for key, value in wanted.items():
         if known.get(key) != value:
