@@ -134,8 +134,8 @@ class TrialPipeline:
             overrides = self.base_overrides + self.space.overrides(sampled)
             trial.set_user_attr("overrides", recordable_overrides(overrides))
             cfg = self.prepared.config_for(sampled)
-            # the recorded config.yaml says what this run logs (a trial's model and plots are off unless the
-            # study asks), so that numpynet-reproduce of a trial does what the trial did
+            # a trial's model and plots are off unless the study asks; set in its config (the one source the run
+            # reads), the recorded config.yaml says so and numpynet-reproduce of a trial does what the trial did
             cfg.tracking.log_model, cfg.tracking.log_plots = self.log_trial_models, self.log_trial_plots
             dataset = load_dataset(cfg.data)
             tags = {names.STUDY: self.study_name, names.TRIAL: str(trial.number),
@@ -146,7 +146,7 @@ class TrialPipeline:
                                         experiment_id=self.experiment_id, tags=tags)
             trial.set_user_attr(attrs.ATTR_RUN_ID, run_id)
             self.trainer.fit(run_id, cfg, dataset, on_epoch=on_epoch, stop_exceptions=(optuna.TrialPruned,),
-                             plots=self.log_trial_plots, model=self.log_trial_models, end_run=False)
+                             end_run=False)
         except optuna.TrialPruned:
             trial.set_user_attr(attrs.ATTR_PRUNED_EPOCH, curve.epoch)
             outcome = self._finish(study, trial, TrialState.PRUNED, None, run_id, sampled,
