@@ -269,25 +269,25 @@ def hydra_message(exc: BaseException) -> str:
                 break
             lines.append(line)
     text = "; ".join(lines).replace(":;", ":").replace("\t", "")
-    text = text.replace(".;", ";") or type(exc).__name__
-    keys = _allowed_keys(exc)
-    return f"{text}; {keys}" if keys else text
+    return _unknown_key(exc) or text.replace(".;", ";") or type(exc).__name__
 
 
-def _allowed_keys(exc: BaseException) -> str:
-    """For an unknown key of a structured config group (``train.foo``): the keys that group has."""
+def _unknown_key(exc: BaseException) -> str | None:
+    """For an unknown key of a structured config group (``train.foo``), the line that names the
+    group's keys, worded as ``numpynet-sweep`` words it; None for any other error."""
     import dataclasses
 
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    from numpynet.sweeps.training.config import no_such_key
 
     for part in (exc, exc.__cause__):
         kind = getattr(part, "object_type", None)
         full_key = getattr(part, "full_key", None)
         if isinstance(part, (ConfigAttributeError, ConfigKeyError)) and dataclasses.is_dataclass(kind) and full_key:
-            group = str(full_key).rpartition(".")[0]
-            names = ", ".join(f.name for f in dataclasses.fields(kind))
-            return f"the keys of {group or 'the config'}: {names}"
-    return ""
+            group, _, key = str(full_key).rpartition(".")
+            return no_such_key(str(full_key), group, key, [f.name for f in dataclasses.fields(kind)])
+    return None
 
 
 @contextmanager

@@ -22,6 +22,11 @@ def status_main(argv: Sequence[str] | None = None) -> None:
     args = arguments_or_help(argv, STATUS_USAGE)
     if args is None:
         return
+    flags = [a for a in args if a.startswith("-") and a != "--all"]
+    if flags:
+        exit_with_error("numpynet-status", f"{flags[0]}: not a flag of numpynet-status; its flags are --all (list every "
+                        "study in the storage) and --help, and its other arguments are overrides "
+                        "(sweep=NAME, sweep.study_name=NAME, sweep.storage=URL)", 2)
     list_all = "--all" in args
     args = [a for a in args if a != "--all"]
     setup_command_logging()

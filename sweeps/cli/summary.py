@@ -81,11 +81,13 @@ UI_ADDRESS = f"http://127.0.0.1:{UI_PORT}"
 def ui_command(tracking_uri: str) -> str:
     """The command that serves the MLflow UI on a local store ``tracking_uri`` at ``UI_ADDRESS``.
 
-    Printed, so a password in the URI is masked: the user has it already.
+    Printed, so a password in the URI is masked: the user has it already. One server worker:
+    MLflow's default four each import the whole server (about 12 s to the first answer on two
+    cores instead of 5 s) to serve one person's browser.
     """
     from numpynet.sweeps.recording.redact import mask_url
 
-    return f"{mlflow_command()} ui --backend-store-uri {shlex.quote(mask_url(tracking_uri))} --port {UI_PORT}"
+    return f"{mlflow_command()} ui --backend-store-uri {shlex.quote(mask_url(tracking_uri))} --port {UI_PORT} --workers 1"
 
 
 def runs_page_url(ui_address: str, experiment_id: str | None) -> str:

@@ -169,7 +169,8 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
                  sweep["study_name"])
         model_run = None
     metric = sweep.get("metric") or "objective value"
-    figures = _build_plots(study, metric)  # Optuna's plotting warns: kept off the helper thread (see there)
+    # Optuna's plotting warns: kept off the helper thread (see there)
+    figures = _build_plots(study, metric) if sweep.get("log_study_plots", True) else {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="numpynet-report") as helper:
         model = None
         if best is not None and model_run:

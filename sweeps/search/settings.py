@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.overrides import DEFAULT_SWEEP, as_written, parse_overrides, split_overrides  # noqa: F401 - split_overrides: as before
 from numpynet.sweeps.search.space_file import apply_space_overrides, flatten_space
-from numpynet.sweeps.training.config import CONF_DIR
+from numpynet.sweeps.training.config import CONF_DIR, no_such_key
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.types import Override
@@ -43,6 +43,8 @@ class SweepConfig:
     log_trial_models: bool = False     # log a pyfunc model per trial (the best is always logged and registered)
     log_trial_plots: bool = False      # draw each trial's figures; the MLflow UI draws every curve from the metrics,
                                        # and the best trial's figures are drawn when the sweep ends
+    log_study_plots: bool = True       # Optuna's study plots on the parent run when the sweep ends (about 3 s on
+                                       # two cores); false skips them, trials.csv and best_config.yaml are kept
     register_model: bool = True        # register the best trial's model in the MLflow model registry
     heartbeat_interval: Optional[int] = 10  # RDB storages: seconds between worker heartbeats
     grace_period: Optional[int] = 30   # RDB storages: a RUNNING trial silent this long is marked FAIL;
@@ -114,7 +116,7 @@ def _apply(cfg: DictConfig, arg: str, override: Override) -> None:
     key = override.key_or_group
     top = key.split(".")[0]
     if top not in SWEEP_KEYS:
-        raise UserError(f"{as_written(arg)}: the study has no key {top!r}; its keys: {', '.join(SWEEP_KEYS)}")
+        raise UserError(no_such_key(as_written(arg), "the study", top, SWEEP_KEYS))
     present = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False) is not _ABSENT
     if override.is_delete():
         if not present:

@@ -230,10 +230,15 @@ def _unknown_key(exc: BaseException, overrides: Sequence[str], config_name: str)
         if not isinstance(node, DictConfig):
             return None
         if part not in node:
-            return (f"{given[-1]}: {'.'.join(where) or 'the config'} has no key {part!r} "
-                    f"(its keys: {', '.join(map(str, node))})")
+            return no_such_key(given[-1], ".".join(where), part, list(map(str, node)))
         node, where = node[part], [*where, part]
     return None
+
+
+def no_such_key(subject: str, group: str, key: str, keys: Sequence[str]) -> str:
+    """The one wording of an unknown config key, for ``numpynet-train`` and ``numpynet-sweep`` alike:
+    ``train.epochs=5: train has no key 'epochs' (its keys: epoch, mini_batch_size, ...)``."""
+    return f"{subject}: {group or 'the config'} has no key {key!r} (its keys: {', '.join(keys)})"
 
 
 def compose_with_hydra_node(overrides: Sequence[str] = (), config_name: str = PRIMARY_CONFIG) -> DictConfig:

@@ -51,16 +51,16 @@ def test_train_help_lists_only_the_groups_training_accepts(tmp_path):
 def test_printed_ui_command_runs_from_a_plain_shell(tmp_path, _template_store):
     """No venv on PATH: the command works as printed (port changed to a free one), on the store a
     sweep leaves (a copy of the migrated template), without MLflow's GenAI job runner (three more
-    processes that numpynet never uses) and with one uvicorn worker instead of MLflow's default four
-    (each imports the whole server: 12 s instead of 5 s to the first answer on two cores); the
-    variables change nothing in the command itself."""
+    processes that numpynet never uses; the variable changes nothing in the command itself). The
+    command asks for one uvicorn worker instead of MLflow's default four (each imports the whole
+    server: 12 s instead of 5 s to the first answer on two cores)."""
     command = ui_command(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     assert shlex.split(command)[0] in (str(Path(sys.executable).with_name("mlflow")), sys.executable)
+    assert shlex.split(command)[-2:] == ["--workers", "1"]
     port = free_port()
     command = command.replace("--port 5000", f"--port {port}")
     env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"),
-           "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-           "MLFLOW_WORKERS": "1"}
+           "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     assert str(Path(sys.executable).parent) not in env["PATH"].split(":")  # the venv is not on PATH
     (tmp_path / "mlruns").mkdir()
     shutil.copy(_template_store, tmp_path / "mlruns" / "mlflow.db")

@@ -144,7 +144,7 @@ def test_cfg_hydra_all_and_package(empty_cwd, capsys):
                                                               "quote a value"]),
     (["train.epochs=5"], ["train.epochs=5: train has no key 'epochs' (its keys: epoch, mini_batch_size"]),
     (["optimizer.beta3=0.5"], ["optimizer.beta3=0.5: optimizer has no key 'beta3' (its keys: name, learning_rate"]),
-    (["sweep.n_trial=5"], ["sweep.n_trial=5: the study has no key 'n_trial'; its keys: study_name", "n_trials"]),
+    (["sweep.n_trial=5"], ["sweep.n_trial=5: the study has no key 'n_trial' (its keys: study_name", "n_trials"]),
     (["sweep.n_jobs=two"], ["sweep.n_jobs: Value 'two'", "could not be converted to Integer"]),
     (["train.epoch=many"], ["train.epoch=many", "could not be converted to Integer"]),
     (["data=nope"], ["Could not find 'data/nope'", "breast_cancer; catvnoncat; digits; file"]),

@@ -203,6 +203,16 @@ def test_numpynet_status_reads_the_local_journal(tiny_sweep, monkeypatch, capsys
     assert "workers seen: 1 process(es) on 1 host(s)" in out
 
 
+@pytest.mark.parametrize("flag", ["--bogus", "-a"])
+def test_numpynet_status_names_its_flags_for_an_unknown_one(flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        status_main([flag, "--all"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert f"{flag}: not a flag of numpynet-status" in err and "--all" in err and "--help" in err
+    assert "Traceback" not in err
+
+
 def test_a_timeout_that_passes_before_any_trial_names_sweep_timeout(store, monkeypatch, capsys):
     """A deadline already past when the first trial is asked for: one line naming ``sweep.timeout``
     and exit 2 (a setting that lets no trial run), not "every trial failed ... First failure: unknown"; the parent run is not left RUNNING."""

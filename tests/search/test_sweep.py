@@ -236,6 +236,15 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
     assert all(r.info.status != "RUNNING" for r in _all_runs(client))
 
 
+def test_log_study_plots_false_keeps_the_parent_s_table_and_config_but_draws_no_plot(store):
+    summary = run_sweep("default", ["n_trials=2", "study_name=noplots", "pruner.name=none", "log_study_plots=false"],
+                        FAST)
+    client = _client(store)
+    assert {a.path for a in client.list_artifacts(summary.parent_run_id, "study")} == {
+        "study/trials.csv", "study/best_config.yaml"}
+    assert summary.registered_version is not None  # the rest of the end of the sweep still happens
+
+
 @pytest.mark.slow
 def test_two_workers_share_the_budget(store):
     summary = run_sweep("default", ["n_trials=6", "n_jobs=2", "study_name=pair", "pruner.name=none"], FAST)

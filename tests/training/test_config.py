@@ -174,9 +174,10 @@ def test_configs_are_found_relative_to_the_package_not_the_cwd(tmp_path: Path, m
 
 
 @pytest.mark.parametrize("override, keys", [
-    ("train.epochs=5", "the keys of train: epoch, mini_batch_size, seed, seed_per_fold,"),
-    ("optimizer=gd optimizer.beta1=0.5", "the keys of optimizer: name, learning_rate"),
-    ("data.train_path=/x", "the keys of data: name, val_fraction, seed, folds, augment, test_fraction"),
+    ("train.epochs=5", "train.epochs: train has no key 'epochs' (its keys: epoch, mini_batch_size, seed, seed_per_fold,"),
+    ("optimizer=gd optimizer.beta1=0.5", "optimizer.beta1: optimizer has no key 'beta1' (its keys: name, learning_rate)"),
+    ("data.train_path=/x", "data.train_path: data has no key 'train_path' (its keys: name, val_fraction, seed, folds, "
+                           "augment, test_fraction)"),
 ])
 def test_the_one_line_message_of_an_unknown_key_lists_the_group_s_keys(override: str, keys: str) -> None:
     from numpynet.sweeps.cli.policy import hydra_message
@@ -185,4 +186,4 @@ def test_the_one_line_message_of_an_unknown_key_lists_the_group_s_keys(override:
         compose_config(override.split())
     message = hydra_message(info.value)
     assert keys in message and "\n" not in message
-    assert "beta1" not in message.partition("the keys of")[2]  # gd has no beta1: only the chosen option's keys
+    assert "beta1" not in message.partition("its keys:")[2]  # gd has no beta1: only the chosen option's keys

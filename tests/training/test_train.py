@@ -305,8 +305,7 @@ def test_cli_bad_value_exits_2_with_one_line_and_a_failed_run(mlflow_store: str,
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["network.hiden=[8]"], "config error: Could not override 'network.hiden'; Key 'hiden' not in 'NetworkConfig'; "
-                           "the keys of network: "),
+    (["network.hiden=[8]"], "config error: network.hiden: network has no key 'hiden' (its keys: hidden, activation, "),
     (["optimizer=adamw"], "Could not find 'optimizer/adamw'"),
     (["data=catvnoncat"], "data.train_path is not set; pass data.train_path="),
 ])
