@@ -1,4 +1,4 @@
-"""Re-run a logged run from its ``config.yaml`` and check the numbers agree.
+"""Re-run a logged run from its config.yaml and check the numbers agree.
 
     numpynet-reproduce RUN_ID [--tracking-uri URI] [KEY=VALUE ...] [--debug]
 
@@ -21,6 +21,7 @@ import math
 import struct
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +150,7 @@ class Reproduction:
     def __init__(self, run_id: str, *, tracking_uri: str | None = None, overrides: Sequence[str] = ()):
         self.run_id = run_id
         self.uri = tracking.resolve_tracking_uri(tracking_uri)
+        _require_a_store(self.uri, given=tracking_uri is not None)
         self.client = MlflowClient(tracking_uri=self.uri)
         try:
             source = self.client.get_run(run_id)
@@ -195,6 +197,22 @@ class Reproduction:
             verdict.notes.append(f"the reproduction diverged too ({diverged})")
         tracking.set_tags(self.client, new_run_id, {VERDICT_TAG: "identical" if verdict.identical else "different"})
         return verdict
+
+
+def _require_a_store(uri: str, given: bool) -> None:
+    """A local SQLite store that does not exist holds no run: say where to look, and create nothing
+    (MLflow would create an empty store there)."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    if path.is_file():
+        return
+    where = "--tracking-uri" if given else "the default store of this folder, ./mlruns/mlflow.db,"
+    raise UserError(f"no tracking store at {path} ({where} does not exist); run numpynet-reproduce from the "
+                    "folder the run was made in, or pass --tracking-uri sqlite:////path/to/mlruns/mlflow.db "
+                    "(or the server's http:// URI)")
 
 
 def _recorded_threads(tags: dict[str, str]) -> int | None:

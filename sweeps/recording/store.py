@@ -50,9 +50,14 @@ def resolve_tracking_uri(configured: str | None) -> str:
 
 
 def _quiet_if_secret(uri: str) -> str:
-    """MLflow prints "View run ... at: <server URL>" on stdout, password included: not for such URLs."""
+    """MLflow prints "View run ... at: <server URL>" and "View experiment at" on stdout after every run
+    logged to a server, password included: two lines per trial and worker that bury the sweep's own
+    output (the end of a sweep prints the runs table's address once). Off unless the user set
+    ``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT`` themselves, and always off for a URL with a password."""
     if mask_url(uri) != uri:
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    else:
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     return uri
 
 

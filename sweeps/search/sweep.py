@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from numpynet.sweeps.search import failures
 from numpynet.sweeps import interrupt
 from numpynet.sweeps.recording.redact import mask_url
-from numpynet.sweeps.search import attrs, budget, heartbeats, samplers, storage
+from numpynet.sweeps.search import attrs, budget, heartbeats, samplers, storage, study_setup
 from numpynet.sweeps.training.config import CONF_DIR, compose_config
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.plan import SweepInterrupted, SweepPlan, SweepSummary
@@ -99,8 +99,10 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     plan = SweepPlan(sweep, base_overrides, storage_url, tracking_uri, experiment_id,
                      n_threads=sweep.get("blas_threads") or max(1, (os.cpu_count() or 1) // n_jobs))
     study = open_study(plan, space)  # creates it, and fails fast on a bad storage
-    if sweep.get("baseline"):
-        with budget.budget_lock(storage_url, sweep["study_name"]):
+    setup = study_setup.setup_of(sweep, base_cfg, {p.path for p in space.params}, _check_data(base_cfg).digest)
+    with budget.budget_lock(storage_url, sweep["study_name"]):
+        study_setup.check_or_record(study, setup, storage_url)  # a study resumed with other settings stops here
+        if sweep.get("baseline"):
             budget.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
     if not plan.storage_url.startswith("postgresql"):  # one machine: a dead worker's pid tells at once
         heartbeats.fail_dead_local_trials(study, CloseDeadTrialRuns(tracking_uri, experiment_id))

@@ -101,6 +101,22 @@ def test_unknown_run_and_run_without_config(mlflow_store: str, capsys) -> None:
         Reproduction(foreign)
 
 
+@pytest.mark.parametrize("given", [False, True])
+def test_a_store_that_does_not_exist_is_named_and_not_created(tmp_path: Path, monkeypatch, capsys, given) -> None:
+    """Run from another folder, the default store is not there: say how to find the run, create nothing."""
+    from numpynet.sweeps.cli.reproduce import reproduce_main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    args = ["0123456789abcdef", *(["--tracking-uri", f"sqlite:///{tmp_path / 'else' / 'mlflow.db'}"] if given else [])]
+    assert reproduce_main(args) == 2
+    err = capsys.readouterr().err
+    missing = tmp_path / "else" / "mlflow.db" if given else tmp_path / "mlruns" / "mlflow.db"
+    assert err.startswith(f"numpynet-reproduce: no tracking store at {missing} ") and err.count("\n") == 1
+    assert "--tracking-uri sqlite:////path/to/mlruns/mlflow.db" in err
+    assert list(tmp_path.iterdir()) == []  # no empty store left behind
+
+
 def test_reproduction_lands_in_the_source_experiment_and_store(mlflow_store: str) -> None:
     source = train(compose_config([*TINY, "tracking.experiment=elsewhere"]))["run_id"]
     reproduction = Reproduction(source, tracking_uri=mlflow_store)

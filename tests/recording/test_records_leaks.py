@@ -108,6 +108,22 @@ def test_sweep_records_no_password(stores, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("user_setting", [None, "false"])
+def test_mlflow_s_own_view_run_lines_are_off_unless_the_user_turns_them_on(tmp_path: Path, mlflow_server, monkeypatch,
+                                                                            user_setting) -> None:
+    """MLflow prints "View run ... at" and "View experiment at" after every run logged to a server: two
+    lines per trial that bury a sweep's output. Off by default; a user who sets the variable gets them."""
+    monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
+    env = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": user_setting} if user_setting else None
+    train = run_command("numpynet-train", [f"tracking.uri={mlflow_server.url}", "train.epoch=2", "network.hidden=[8]",
+                                           "tracking.log_plots=false", "tracking.log_model=false"], tmp_path,
+                        tracking_uri=None, env=env, timeout=600)
+    assert train.returncode == 0, train.stderr
+    shown = "View run" in train.stdout and "View experiment at" in train.stdout
+    assert shown == (user_setting == "false"), train.stdout
+
+
+@pytest.mark.slow
 def test_a_server_url_with_a_password_is_not_printed(tmp_path: Path, mlflow_server) -> None:
     """MLflow itself prints "View run ... at: <server URL>" after each run; not with a password in it.
 
