@@ -12,6 +12,7 @@ internal error, 2 bad config, data or hyperparameter, 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -81,7 +82,10 @@ def run_hydra_app(
     sys.argv = [prog, *args]
     GlobalHydra.instance().clear()
     try:
-        with _quiet_mlflow_progress(), deferred_signals():
+        # Hydra's own flags (--cfg, --help, --info) print the composed config: no password in it
+        masked = contextlib.redirect_stdout(_MaskedStream(sys.stdout)) if any(a.startswith("-") for a in args) \
+            else contextlib.nullcontext()
+        with _quiet_mlflow_progress(), deferred_signals(), masked:
             main()
             if failure is not None:
                 raise failure
@@ -288,6 +292,21 @@ def _unknown_key(exc: BaseException) -> str | None:
             group, _, key = str(full_key).rpartition(".")
             return no_such_key(str(full_key), group, key, [f.name for f in dataclasses.fields(kind)])
     return None
+
+
+class _MaskedStream:
+    """A text stream that writes every URL masked (``user:***@host``); the rest is the wrapped stream's."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from numpynet.sweeps.recording.redact import mask_urls_in
+
+        return self._stream.write(mask_urls_in(text))
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 @contextmanager

@@ -44,11 +44,13 @@ def sweep_main(argv: Sequence[str] | None = None) -> None:
         if flags.help or flags.cfg:
             from numpynet.sweeps.cli import sweep_help
 
-            if flags.help:
-                print(sweep_help.help_text(name, sweep_overrides, train_overrides, resolve=flags.resolve))
+            from numpynet.sweeps.recording.redact import mask_urls_in
+
+            if flags.help:  # both print the composed config: no password in it
+                print(mask_urls_in(sweep_help.help_text(name, sweep_overrides, train_overrides, resolve=flags.resolve)))
             else:
-                sys.stdout.write(sweep_help.config_text(flags.cfg, name, sweep_overrides, train_overrides,
-                                                        package=flags.package, resolve=flags.resolve))
+                sys.stdout.write(mask_urls_in(sweep_help.config_text(flags.cfg, name, sweep_overrides, train_overrides,
+                                                                     package=flags.package, resolve=flags.resolve)))
             return
     except Exception as exc:
         _exit_for(exc, debug)

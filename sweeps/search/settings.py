@@ -55,6 +55,7 @@ class SweepConfig:
     cv: Optional[int] = None           # K: every trial is cross-validated on K stratified folds (data.folds=K); null = holdout
     refit: bool = False                # after the search, train the best configuration (and the baseline) on all the
                                        # training data, test it once, and register that model
+    check_setup: bool = True           # refuse to resume a study with another training setup (docs/sweeps.md)
     robustness_seeds: int = 0          # M: repeat both refits over train.seed = 0..M-1 and compare them, paired
 
 

@@ -11,13 +11,16 @@ before any run is created, when they differ, naming the keys and pointing
 at ``sweep.study_name``. The data is compared by content, so the same file
 under another path on another machine is the same setup.
 
-Study-file keys that do not change what a trial is (``n_trials``,
+``sweep.check_setup=false`` resumes a study whatever its setup, with a
+warning (say, a sweep interrupted at 3000 epochs resumed at 5 to finish
+quickly; its trials then no longer compare). Study-file keys that do not change what a trial is (``n_trials``,
 ``n_jobs``, ``timeout``, the sampler, the pruner, ``refit``...) and the
 search space itself may change between invocations, as Optuna allows.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import optuna
@@ -26,6 +29,8 @@ from omegaconf import DictConfig
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.training.config import flatten
+
+log = logging.getLogger(__name__)
 
 STUDY_ATTR_SETUP = "numpynet_setup"
 
@@ -45,11 +50,13 @@ def setup_of(sweep: dict[str, Any], base_cfg: DictConfig, space_keys: set[str], 
             "objective": sweep.get("objective", "final")}
 
 
-def check_or_record(study: optuna.Study, setup: dict[str, Any], storage_url: str) -> None:
+def check_or_record(study: optuna.Study, setup: dict[str, Any], storage_url: str, enforce: bool = True) -> None:
     """Record ``setup`` on a study that has none; raise :class:`UserError` if it has another.
 
-    Call under the study's budget lock, so that two first invocations cannot
-    both record.
+    With ``enforce=False`` (``sweep.check_setup=false``) another setup is
+    logged as a warning and the study goes on; the recorded setup stays the
+    first one. Call under the study's budget lock, so that two first
+    invocations cannot both record.
     """
     stored = study.user_attrs.get(STUDY_ATTR_SETUP)
     if stored is None:
@@ -58,10 +65,16 @@ def check_or_record(study: optuna.Study, setup: dict[str, Any], storage_url: str
     differences = _differences(stored, setup)
     if differences:
         shown = "; ".join(differences[:_SHOWN]) + ("; ..." if len(differences) > _SHOWN else "")
+        if not enforce:
+            log.warning("study %r: resumed with another setup than its trials ran with (%s), as "
+                        "sweep.check_setup=false allows; its trials no longer compare like for like",
+                        study.study_name, shown)
+            return
         raise UserError(
             f"study {study.study_name!r} in {mask_url(storage_url)} ran its trials with another setup than this "
             f"command ({shown}); the trials of one study must train alike. Allowed: a new "
-            f"sweep.study_name=NAME for this setup, or the study's own settings to resume it")
+            f"sweep.study_name=NAME for this setup, or the study's own settings to resume it "
+            f"(sweep.check_setup=false resumes it anyway)")
 
 
 def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:

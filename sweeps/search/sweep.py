@@ -101,7 +101,8 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     study = open_study(plan, space)  # creates it, and fails fast on a bad storage
     setup = study_setup.setup_of(sweep, base_cfg, {p.path for p in space.params}, _check_data(base_cfg).digest)
     with budget.budget_lock(storage_url, sweep["study_name"]):
-        study_setup.check_or_record(study, setup, storage_url)  # a study resumed with other settings stops here
+        # a study resumed with other settings stops here
+        study_setup.check_or_record(study, setup, storage_url, enforce=sweep.get("check_setup", True))
         if sweep.get("baseline"):
             budget.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
     if not plan.storage_url.startswith("postgresql"):  # one machine: a dead worker's pid tells at once

@@ -147,3 +147,30 @@ def test_reproduce_refuses_an_interpolation_in_a_logged_config(mlflow_store: str
     # the user may replace the offending value from the command line
     assert main([run_id, "network.initialization=he"]) == 0
     assert "identical" in capsys.readouterr().out
+
+
+PG_WITH_PASSWORD = "postgresql+psycopg://postgres:S3cretPw@127.0.0.1:5432/nowhere"
+
+
+@pytest.mark.parametrize("command, args", [
+    ("numpynet-train", [f'tracking.uri="{PG_WITH_PASSWORD}"', "--cfg", "job"]),
+    ("numpynet-train", [f'tracking.uri="{PG_WITH_PASSWORD}"', "--cfg", "all"]),
+    ("numpynet-train", [f'tracking.uri="{PG_WITH_PASSWORD}"', "--help"]),
+    ("numpynet-sweep", [f'sweep.storage="{PG_WITH_PASSWORD}"', "--cfg", "job"]),
+    ("numpynet-sweep", [f'sweep.storage="{PG_WITH_PASSWORD}"', "--cfg", "all"]),
+    ("numpynet-sweep", [f'tracking.uri="{PG_WITH_PASSWORD}"', "--cfg", "job", "--package", "tracking"]),
+    ("numpynet-sweep", [f'sweep.storage="{PG_WITH_PASSWORD}"', "--help"]),
+])
+def test_printing_the_config_masks_a_password(command: str, args: list[str], capsys) -> None:
+    """--cfg and --help print the composed config, URLs included: masked, like every other output."""
+    from numpynet.sweeps.cli.sweep import sweep_main
+    from numpynet.sweeps.cli.train import train_main
+
+    if command == "numpynet-train":
+        assert train_main(args) == 0
+    else:
+        assert sweep_main(args) in (0, None)
+    out = capsys.readouterr().out
+    assert "S3cretPw" not in out
+    if "--help" not in args:
+        assert "postgresql+psycopg://postgres:***@127.0.0.1:5432/nowhere" in out

@@ -187,7 +187,9 @@ def test_after_ctrl_c_the_resumed_study_runs_the_interrupted_configuration_first
     queued = [t for t in trials if t.state == TrialState.WAITING]
     assert len(queued) == 1 and queued[0].user_attrs[RERUN_OF] == running.number
 
-    resumed = start_command("numpynet-sweep", [*args[:1], "train.epoch=5", *args[2:]], store, tracking_uri=None)
+    # short trials to finish the budget quickly: another setup, which sweep.check_setup=false allows
+    resumed = start_command("numpynet-sweep", [*args[:1], "train.epoch=5", *args[2:], "sweep.check_setup=false"],
+                            store, tracking_uri=None)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     trials = _trials(store, "again")

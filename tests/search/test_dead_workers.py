@@ -91,7 +91,9 @@ def test_a_sqlite_study_recovers_a_worker_killed_hard(store):
     assert heartbeats.heartbeat_interval(study) == 1
     assert study.trials[victim.number].state == TrialState.RUNNING  # nobody has cleaned up yet
 
-    resumed = start_command("numpynet-sweep", [args[0], "train.epoch=5", *SLOW_TRIAL], store, tracking_uri=None)
+    # short trials (another setup, which sweep.check_setup=false allows) to finish the budget quickly
+    resumed = start_command("numpynet-sweep", [args[0], "train.epoch=5", *SLOW_TRIAL, "sweep.check_setup=false"],
+                            store, tracking_uri=None)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     trials = _trials(db, "lite")
@@ -229,7 +231,8 @@ def test_workers_of_a_killed_sweep_stop_and_end_their_runs(store):
     parent_id = client.get_run(victims[0].user_attrs[attrs.ATTR_RUN_ID]).data.tags["mlflow.parentRunId"]
     assert _status(client, parent_id) == "RUNNING"  # its process had no chance to end it
 
-    resumed = start_command("numpynet-sweep", [args[0], "sweep.n_jobs=1", "train.epoch=5", *SLOW_TRIAL], store, tracking_uri=None)
+    resumed = start_command("numpynet-sweep", [args[0], "sweep.n_jobs=1", "train.epoch=5", *SLOW_TRIAL,
+                                               "sweep.check_setup=false"], store, tracking_uri=None)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert _status(client, parent_id) == "KILLED"  # the next start ended it

@@ -91,3 +91,14 @@ def test_data_is_compared_by_content_not_by_path(store):
     other = _csv(store / "c.csv", seed=1)  # other numbers in the same columns
     with pytest.raises(UserError, match=r"data: study sha256 [0-9a-f]{12}, command sha256 [0-9a-f]{12}"):
         run_sweep("default", ["n_trials=3", *STUDY], [*FAST, *data, f"data.path={other}"])
+
+
+def test_check_setup_false_resumes_another_setup_with_a_warning_and_keeps_the_first(store, caplog):
+    run_sweep("default", ["n_trials=1", *STUDY], FAST)
+    first = _study(store).user_attrs[STUDY_ATTR_SETUP]
+    with caplog.at_level("WARNING", logger="numpynet.sweeps.search.study_setup"):
+        run_sweep("default", ["n_trials=2", *STUDY, "check_setup=false"], [*FAST, "train.epoch=4"])
+    study = _study(store)
+    assert len(study.trials) == 2 and study.trials[1].state.name == "COMPLETE"
+    assert study.user_attrs[STUDY_ATTR_SETUP] == first  # what the study's first trials ran with
+    assert "train.epoch: study 3, command 4" in caplog.text and "sweep.check_setup=false" in caplog.text

@@ -75,7 +75,8 @@ def test_a_later_worker_ends_the_parent_run_of_a_worker_killed_anywhere(pg_datab
         if optuna.load_study(study_name="shared", storage=pg_database).trials[caught.number].state \
                 != TrialState.RUNNING:
             pytest.fail("the first worker's trial ended before it was paused: the scenario did not happen")
-        victim = _start([*args, "train.epoch=5"], tmp_path)  # joins, waits for a place in the budget
+        # the study's own setup (a worker with another is refused); it joins, waits for a place in the budget
+        victim = _start([*args, "train.epoch=300"], tmp_path)
         parent = wait_for(lambda: [r for r in _parents(client, experiment)
                                     if r.data.tags.get("numpynet.worker", "").endswith(f":{victim.pid}")], 300,
                            "the second worker's parent run")[0]
@@ -90,7 +91,7 @@ def test_a_later_worker_ends_the_parent_run_of_a_worker_killed_anywhere(pg_datab
         # period (nobody writes it any more; the later worker reads the age from this tag and its own clock)
         beat = float(client.get_run(parent.info.run_id).data.tags[TAG_HEARTBEAT])
         client.set_tag(parent.info.run_id, TAG_HEARTBEAT, f"{beat - GRACE - 60:.3f}")
-        later = _start([*args, "train.epoch=5"], tmp_path)  # e.g. on another machine: the pid is not checkable
+        later = _start([*args, "train.epoch=300"], tmp_path)  # e.g. on another machine: the pid is not checkable
         _, err = later.communicate(timeout=300)
         assert later.returncode == 0, err
     finally:
