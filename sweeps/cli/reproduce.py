@@ -19,7 +19,6 @@ import argparse
 import logging
 import math
 import struct
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -27,13 +26,13 @@ from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from numpynet.sweeps.training import numeric_env
 from numpynet.sweeps.recording import store as tracking
-from numpynet.sweeps.recording.artifacts import CONFIG_ARTIFACT
 from numpynet.sweeps.training.config import check_config
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.cli.logged_config import load_logged_config, refuse_interpolations, refuse_sweep_parent
 from numpynet.sweeps.cli.policy import quiet_on_a_closed_pipe
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.recording.names import REPRODUCTION as VERDICT_TAG
@@ -79,65 +78,6 @@ class Verdict:
         if not self.same_data:
             text += "; the data hash differs, so the data changed"
         return "; ".join([text, *self.notes])
-
-
-def load_logged_config(client: MlflowClient, run_id: str) -> DictConfig:
-    """The resolved config a run logged as its ``config.yaml`` artifact.
-
-    Loaded as data: nothing in it is resolved here. :func:`refuse_interpolations`
-    must pass before the config is used, since using it resolves it.
-    """
-    with tempfile.TemporaryDirectory(prefix="numpynet-reproduce-") as tmp:
-        try:
-            path = client.download_artifacts(run_id, CONFIG_ARTIFACT, tmp)
-        except (MlflowException, OSError) as exc:
-            raise UserError(
-                f"run {run_id} has no {CONFIG_ARTIFACT} artifact; only runs logged by "
-                "numpynet-train or numpynet-sweep can be reproduced"
-            ) from exc
-        cfg = OmegaConf.load(path)
-    assert isinstance(cfg, DictConfig)
-    return cfg
-
-
-def refuse_sweep_parent(source: Any) -> None:
-    """A sweep's parent run trains nothing: say so, and name the run that can be reproduced."""
-    tags = source.data.tags
-    if tags.get(names.ROLE) != "sweep":
-        return
-    study = tags.get(names.STUDY, "?")
-    best = tags.get(names.BEST_RUN_ID)
-    advice = (f"its best trial's run is {best}: numpynet-reproduce {best}" if best
-              else "it has no completed trial to reproduce yet")
-    raise UserError(f"run {source.info.run_id} is the parent run of sweep {study!r}, which trains nothing; {advice}")
-
-
-def refuse_interpolations(cfg: DictConfig, run_id: str) -> None:
-    """A record is data: a ``${...}`` in it (``${oc.env:SECRET}``) is refused, never resolved.
-
-    The config a run logs is already resolved, so an interpolation in it was
-    put there by someone else; resolving it would read this machine's
-    environment or files into the new run's params and output.
-    """
-    for key, value in _leaves(OmegaConf.to_container(cfg, resolve=False)):
-        if isinstance(value, str) and "${" in value:
-            raise UserError(
-                f"run {run_id}'s {CONFIG_ARTIFACT} sets {key} to an interpolation ({value[:80]!r}); a logged "
-                f"config is data and is not resolved: override it with {key}=VALUE or fix the artifact"
-            )
-
-
-def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(node, dict):
-        items = node.items()
-    elif isinstance(node, list):
-        items = enumerate(node)
-    else:
-        return [(prefix, node)]
-    out: list[tuple[str, Any]] = []
-    for key, value in items:
-        out.extend(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
 
 
 class Reproduction:

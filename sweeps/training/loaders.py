@@ -113,9 +113,11 @@ def _read_h5_split(path: Path, key: str, split: str) -> tuple[np.ndarray, np.nda
 
 
 def load_file(cfg: Any) -> RawData:
-    """``.npz`` with ``X``, ``y`` (optionally ``X_test``, ``y_test``) or ``.csv``."""
+    """``.npz`` or HDF5 with ``X``, ``y`` (optionally ``X_test``, ``y_test``), or ``.csv``."""
     path = required_path(cfg, "path", "/path/to/data.npz")
-    readers: dict[str, Callable[[Path, Any], RawData]] = {".npz": _read_npz, ".csv": _read_csv}
+    readers: dict[str, Callable[[Path, Any], RawData]] = {
+        ".npz": _read_npz, ".h5": _read_h5, ".hdf5": _read_h5, ".csv": _read_csv,
+    }
     reader = readers.get(path.suffix.lower())
     if reader is None:
         raise UserError(
@@ -128,11 +130,25 @@ def load_file(cfg: Any) -> RawData:
     return raw
 
 
+LAYOUT = ("X", "y", "X_test", "y_test")  # the arrays of an .npz or the datasets of an HDF5 file
+LAYOUT_HINT = "expected X, y and optionally X_test, y_test"
 NPZ_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive of .npy files
 NPZ_HINT = "expected a zip of .npy arrays as written by numpy.savez(path, X=..., y=...)"
+H5_HINT = "expected datasets X, y as written by h5py: f.create_dataset('X', data=X)"
 
 
 def _read_npz(path: Path, cfg: Any) -> RawData:
+    arrays, names = _npz_arrays(path)
+    return _from_layout(arrays, names, path, "array")
+
+
+def _read_h5(path: Path, cfg: Any) -> RawData:
+    arrays, names = _h5_arrays(path)
+    return _from_layout(arrays, names, path, "dataset")
+
+
+def _npz_arrays(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The layout's arrays in an .npz, and the names of all arrays it holds."""
     with open(path, "rb") as handle:
         magic = handle.read(len(NPZ_MAGIC))
     if magic != NPZ_MAGIC:
@@ -141,7 +157,7 @@ def _read_npz(path: Path, cfg: Any) -> RawData:
                         f"{NPZ_HINT}")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+            return {k: npz[k] for k in LAYOUT if k in npz.files}, list(npz.files)
     except ValueError as exc:
         if "allow_pickle" in str(exc):  # an array of Python objects, which is never loaded
             raise UserError(f"data.path={path}: holds an array of Python objects (pickled data), which numpynet "
@@ -149,23 +165,72 @@ def _read_npz(path: Path, cfg: Any) -> RawData:
         raise UserError(f"data.path={path}: cannot read it as .npz ({_short(exc)})") from exc
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise UserError(f"data.path={path}: cannot read it as .npz ({_short(exc)})") from exc
+
+
+def _h5_arrays(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The layout's datasets at the top of an HDF5 file, and the names of all its members."""
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        raise UserError(f"data.path={path}: not an HDF5 file (no HDF5 signature); {H5_HINT}")
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            names = [f"{n}/" if isinstance(f.get(n), h5py.Group) else n for n in f.keys()]
+            for name in (n for n in LAYOUT if n in f):
+                node = f[name]
+                if not isinstance(node, h5py.Dataset):
+                    raise UserError(f"data.path={path}: {name!r} is an HDF5 group, not a dataset; "
+                                    f"{LAYOUT_HINT} as datasets at the top of the file")
+                kind = node.dtype.kind
+                if kind not in "biufc":
+                    what = "strings" if kind in "SU" or h5py.check_string_dtype(node.dtype) else (
+                        "records (a compound type)" if kind == "V" else "Python objects or variable-length data")
+                    raise UserError(f"data.path={path}: dataset {name!r} holds {what} (dtype {node.dtype}); "
+                                    "expected numbers (store text labels as integer codes)")
+                arrays[name] = np.asarray(node[()])
+    except UserError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise UserError(f"data.path={path}: cannot read it as HDF5 ({_short(exc)})") from exc
+    return arrays, names
+
+
+def _from_layout(arrays: dict[str, np.ndarray], names: list[str], path: Path, noun: str) -> RawData:
+    """The checks every ``X``/``y`` file shares, then its arrays as :class:`RawData`.
+
+    ``arrays`` holds the members of :data:`LAYOUT` the file has; ``names`` is
+    everything in it, to list when something is missing.
+    """
     missing = [k for k in ("X", "y") if k not in arrays]
     if missing:
         raise UserError(
-            f"data.path={path}: no array {', '.join(map(repr, missing))} in the file "
-            f"(it has: {', '.join(sorted(arrays)) or 'nothing'}); expected X, y and optionally X_test, y_test"
+            f"data.path={path}: no {noun} {', '.join(map(repr, missing))} in the file "
+            f"(it has: {', '.join(sorted(names)) or 'nothing'}); {LAYOUT_HINT}"
         )
     if ("X_test" in arrays) != ("y_test" in arrays):
         raise UserError(f"data.path={path}: has only one of X_test, y_test; give both or neither")
     X, X_test = arrays["X"], arrays.get("X_test")
-    image_shape = tuple(X.shape[1:]) if X.ndim > 2 else None
+    X_rows = _flatten_rows(X, path, "X")
+    X_test_rows = None if X_test is None else _flatten_rows(X_test, path, "X_test")
+    if X_test is not None and max(X.ndim, X_test.ndim) > 2 and X.shape[1:] != X_test.shape[1:]:
+        raise UserError(f"data.path={path}: X holds rows of shape {X.shape[1:]} but X_test of shape "
+                        f"{X_test.shape[1:]}; both must hold images of one size")
     return RawData(
-        X=_flatten_rows(X, path, "X"),
-        y=arrays["y"].reshape(-1),
-        X_test=None if X_test is None else _flatten_rows(X_test, path, "X_test"),
-        y_test=None if X_test is None else arrays["y_test"].reshape(-1),
-        image_shape=image_shape,
+        X=X_rows,
+        y=_labels(arrays["y"], X_rows, path, "y", "X"),
+        X_test=X_test_rows,
+        y_test=None if X_test_rows is None else _labels(arrays["y_test"], X_test_rows, path, "y_test", "X_test"),
+        image_shape=tuple(X.shape[1:]) if X.ndim > 2 else None,
     )
+
+
+def _labels(y: np.ndarray, X: np.ndarray, path: Path, y_name: str, x_name: str) -> np.ndarray:
+    """``y`` as one label per row of ``X``: shape ``(n,)`` or ``(n, 1)``."""
+    if y.ndim == 0 or y.size != y.shape[0] or len(y) != len(X):
+        raise UserError(f"data.path={path}: {y_name} has shape {y.shape} for the {len(X)} rows of {x_name}; "
+                        f"expected one label per row, shape ({len(X)},)")
+    return y.reshape(-1)
 
 
 def _read_csv(path: Path, cfg: Any) -> RawData:

@@ -125,3 +125,33 @@ def test_reproduction_lands_in_the_source_experiment_and_store(mlflow_store: str
     verdict = reproduction.run()
     client = MlflowClient(mlflow_store)
     assert client.get_run(verdict.new_run_id).info.experiment_id == client.get_run(source).info.experiment_id
+
+
+def _run_with_config(client: MlflowClient, tmp_path: Path, content: bytes) -> str:
+    run_id = client.create_run(client.create_experiment("garbled")).info.run_id
+    upload = tmp_path / "upload" / "config.yaml"
+    upload.parent.mkdir(exist_ok=True)
+    upload.write_bytes(content)
+    client.log_artifact(run_id, str(upload))
+    return run_id
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"train: {epoch: [", "is not valid YAML (line 1, column 17: expected the node content, but found '<stream end>')"),
+    (b"train:\n  epoch: 3\n  epoch: 4\n", "is not valid YAML (line 3, column 3: found duplicate key epoch)"),
+    (b"train: \xff\xfe\n", "is not valid YAML (not UTF-8 text: byte 7)"),
+    (b"- train\n- network\n", "is not a mapping of config keys (it holds a list)"),
+    (b"just some words\n", "is not a mapping of config keys (it holds a str)"),
+    (b"", "is not a mapping of config keys (it holds nothing)"),
+    (b"~: x\n", "is not a valid config (Incompatible key type 'NoneType')"),
+])
+def test_a_garbled_or_non_mapping_logged_config_is_one_line_naming_the_run(
+        mlflow_store: str, tmp_path: Path, capsys, content: bytes, reason: str) -> None:
+    from numpynet.sweeps.cli.reproduce import reproduce_main
+
+    run_id = _run_with_config(MlflowClient(mlflow_store), tmp_path, content)
+    assert reproduce_main([run_id]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"numpynet-reproduce: run {run_id}'s config.yaml artifact {reason}; "
+                   "it cannot be reproduced from this artifact\n")
+    assert "numpynet-reproduce-" not in err and "Traceback" not in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import h5py
@@ -144,7 +145,7 @@ def test_unreadable_files(tmp_path: Path, suffix: str, write) -> None:
 def test_unsupported_file_type(tmp_path: Path) -> None:
     path = tmp_path / "d.parquet"
     path.write_bytes(b"x")
-    with pytest.raises(UserError, match=r"unsupported file type '.parquet'; allowed: .npz, .csv"):
+    with pytest.raises(UserError, match=r"unsupported file type '.parquet'; allowed: .npz, .h5, .hdf5, .csv$"):
         load_dataset(file_cfg(path))
 
 
@@ -348,3 +349,84 @@ def test_augment_values_and_data_it_cannot_mirror_are_refused(tmp_path: Path) ->
         load_dataset(file_cfg(_colour_images(tmp_path), "data.augment=rotate"))
     with pytest.raises(UserError, match=r"data.augment=hflip needs images, and data=breast_cancer holds feature"):
         load_dataset(data_cfg("data=breast_cancer", "data.augment=hflip"))
+
+
+# ------------------------------------------------------------------ HDF5 files (data=file)
+def _write_h5(path: Path, **datasets) -> Path:
+    with h5py.File(path, "w") as f:
+        for name, value in datasets.items():
+            f[name] = value
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".hdf5"])
+def test_an_hdf5_file_loads_the_same_dataset_as_the_same_npz(tmp_path: Path, suffix: str) -> None:
+    rng = np.random.default_rng(2)
+    arrays = {"X": rng.random((30, 3, 5, 2)), "y": np.repeat([0, 1], 15),
+              "X_test": rng.random((6, 3, 5, 2)), "y_test": np.repeat([0, 1], 3)}
+    np.savez(tmp_path / "d.npz", **arrays)
+    from_npz = load_dataset(file_cfg(tmp_path / "d.npz", "data.augment=hflip"))
+    from_h5 = load_dataset(file_cfg(_write_h5(tmp_path / f"d{suffix}", **arrays), "data.augment=hflip"))
+    assert from_h5.digest == from_npz.digest and from_h5.image_shape == (3, 5, 2)
+    assert np.array_equal(from_h5.X_test, arrays["X_test"].reshape(6, -1))  # the file's own test set, in order
+    assert np.array_equal(from_h5.training_arrays()[0], from_npz.training_arrays()[0])  # mirrored alike
+    flat = {"X": rng.random((40, 3)), "y": np.repeat([2, 5], 20).reshape(40, 1)}  # labels as a column
+    np.savez(tmp_path / "flat.npz", **flat)
+    from_h5 = load_dataset(file_cfg(_write_h5(tmp_path / f"flat{suffix}", **flat)))
+    assert from_h5.digest == load_dataset(file_cfg(tmp_path / "flat.npz")).digest and from_h5.image_shape is None
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "not an HDF5 file (no HDF5 signature); expected datasets X, y as written by h5py"),
+    (b"X,y\n1,0\n", "not an HDF5 file (no HDF5 signature); expected datasets X, y as written by h5py"),
+    (b"\x89HDF\r\n\x1a\n" + bytes(8) + b"truncated", "cannot read it as HDF5 ("),
+])
+def test_a_file_that_is_not_hdf5_is_named(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "d.h5"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=rf"^data.path={path}: {re.escape(reason)}"):
+        load_dataset(file_cfg(path))
+
+
+def test_hdf5_missing_datasets_groups_and_non_numeric_data_are_named(tmp_path: Path) -> None:
+    X, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
+    path = tmp_path / "d.h5"
+    with h5py.File(path, "w") as f:
+        f["X"], f["labels"] = X, y
+        f.create_group("extra")
+    with pytest.raises(UserError, match=rf"^data.path={path}: no dataset 'y' in the file \(it has: X, extra/, "
+                                        r"labels\); expected X, y and optionally X_test, y_test$"):
+        load_dataset(file_cfg(path))
+    with h5py.File(path, "w") as f:
+        f["X"] = X
+        f.create_group("y")["labels"] = y
+    with pytest.raises(UserError, match=rf"^data.path={path}: 'y' is an HDF5 group, not a dataset; expected X, y"):
+        load_dataset(file_cfg(path))
+    cases = [("y", np.array([b"cat", b"dog"] * 2), None, "strings (dtype |S3)"),
+             ("X", np.array([["a", "b"]] * 4, dtype=object), h5py.string_dtype(), "strings (dtype object)"),
+             ("y", np.array([np.arange(1), np.arange(2)] * 2, dtype=object), h5py.vlen_dtype(np.int64),
+              "Python objects or variable-length data (dtype object)")]
+    for name, value, dtype, what in cases:
+        with h5py.File(path, "w") as f:
+            f["X"], f["y"] = X, y
+            del f[name]
+            f.create_dataset(name, data=value, dtype=dtype)
+        with pytest.raises(UserError, match=rf"^data.path={path}: dataset '{name}' holds {re.escape(what)}; "
+                                            r"expected numbers \(store text labels as integer codes\)$"):
+            load_dataset(file_cfg(path))
+
+
+def test_npz_and_hdf5_share_the_layout_checks(tmp_path: Path) -> None:
+    X, y = np.zeros((4, 3, 3)), np.array([0, 1, 0, 1])
+    bad = {"has only one of X_test, y_test; give both or neither": {"X": X, "y": y, "y_test": y},
+           r"y has shape \(4, 2\) for the 4 rows of X; expected one label per row, shape \(4,\)":
+               {"X": X, "y": np.zeros((4, 2))},
+           r"y_test has shape \(3,\) for the 4 rows of X_test; expected one label per row":
+               {"X": X, "y": y, "X_test": X, "y_test": y[:3]},
+           r"X holds rows of shape \(3, 3\) but X_test of shape \(9,\); both must hold images of one size":
+               {"X": X, "y": y, "X_test": X.reshape(4, 9), "y_test": y}}
+    for message, arrays in bad.items():
+        np.savez(tmp_path / "d.npz", **arrays)
+        for path in (tmp_path / "d.npz", _write_h5(tmp_path / "d.h5", **arrays)):
+            with pytest.raises(UserError, match=rf"^data.path={path}: {message}"):
+                load_dataset(file_cfg(path))
