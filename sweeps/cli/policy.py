@@ -49,6 +49,7 @@ def run_hydra_app(
     import hydra
     from hydra.core.global_hydra import GlobalHydra
 
+    from numpynet.sweeps.recording.redact import masked_stdout as _masked_stdout
     from numpynet.sweeps.training.config import CONF_DIR
 
     import mlflow  # noqa: F401 - before Hydra's logging setup, which must win over MLflow's own
@@ -82,10 +83,8 @@ def run_hydra_app(
     sys.argv = [prog, *args]
     GlobalHydra.instance().clear()
     try:
-        # Hydra's own flags (--cfg, --help, --info) print the composed config: no password in it
-        masked = contextlib.redirect_stdout(_MaskedStream(sys.stdout)) if any(a.startswith("-") for a in args) \
-            else contextlib.nullcontext()
-        with _quiet_mlflow_progress(), deferred_signals(), masked:
+        flags = any(a.startswith("-") for a in args)  # --cfg, --help, --info print the config: URLs masked
+        with _quiet_mlflow_progress(), deferred_signals(), _masked_stdout() if flags else contextlib.nullcontext():
             main()
             if failure is not None:
                 raise failure
@@ -292,21 +291,6 @@ def _unknown_key(exc: BaseException) -> str | None:
             group, _, key = str(full_key).rpartition(".")
             return no_such_key(str(full_key), group, key, [f.name for f in dataclasses.fields(kind)])
     return None
-
-
-class _MaskedStream:
-    """A text stream that writes every URL masked (``user:***@host``); the rest is the wrapped stream's."""
-
-    def __init__(self, stream) -> None:
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        from numpynet.sweeps.recording.redact import mask_urls_in
-
-        return self._stream.write(mask_urls_in(text))
-
-    def __getattr__(self, name: str):
-        return getattr(self._stream, name)
 
 
 @contextmanager

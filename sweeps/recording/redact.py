@@ -123,3 +123,24 @@ def _mask_tree(value: Any) -> Any:
     if isinstance(value, str):
         return mask_urls_in(value)
     return value
+
+
+class MaskedStream:
+    """A text stream that writes every URL masked (``user:***@host``); the rest is the wrapped stream's."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(mask_urls_in(text))
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def masked_stdout():
+    """A context in which ``sys.stdout`` writes every URL masked."""
+    import contextlib
+    import sys
+
+    return contextlib.redirect_stdout(MaskedStream(sys.stdout))
