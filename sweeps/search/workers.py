@@ -161,11 +161,12 @@ EXIT_STOPPED = 3  # a worker's exit status after a SweepStopped; the orchestrato
 
 
 def _worker_main(plan: SweepPlan, worker_index: int, deadline: float | None, parent_pid: int | None = None,
-                 datasets: dict | None = None) -> None:
-    """Entry point of a spawned worker process; ``datasets``: what the parent loaded already."""
-    from numpynet.sweeps.training.data import adopt_datasets
+                 datasets: str | None = None) -> None:
+    """Entry point of a spawned worker process; ``datasets``: the file of what the parent loaded already."""
+    from numpynet.sweeps.training.data import adopt_datasets_from
 
-    adopt_datasets(datasets or {})
+    if datasets:
+        adopt_datasets_from(datasets)
     logging.basicConfig(level=logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     interrupt.install()
@@ -229,18 +230,26 @@ def _warm_up_for_the_report() -> None:
 
 def run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: float | None,
                    progress: Callable[[int, int, optuna.Study], None] | None) -> None:
-    from numpynet.sweeps.training.data import loaded_datasets
+    import tempfile
+
+    from numpynet.sweeps.training.data import save_loaded_datasets
 
     ctx = mp.get_context("spawn")
-    datasets = loaded_datasets()  # the parent checked the data before the sweep: the workers start with it
+    # the parent checked the data before the sweep: the workers start with it, from a file (through the
+    # spawn pipe a start would block for good on a worker that died before reading: CPython keeps its end open)
+    folder = tempfile.TemporaryDirectory(prefix="numpynet-datasets-")
+    datasets = str(save_loaded_datasets(Path(folder.name)))
     procs = [ctx.Process(target=_worker_main, args=(plan, i, deadline, os.getpid(), datasets),
                          name=f"numpynet-worker-{i}") for i in range(n_jobs)]
-    with _without_model_code_paths():
-        for p in procs:
-            p.start()
     close_runs = CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id)
     seen_dead: set[int] = set()
     try:
+        if progress:  # what was done before this invocation, counted before any worker runs a trial
+            progress(budget.finished_trials(study), plan.sweep["n_trials"], study)
+        with _without_model_code_paths():
+            for p in procs:
+                interrupt.check()  # Ctrl-C while the workers start: the ones started are stopped below
+                p.start()
         last, warm = -1, False
         while any(p.is_alive() for p in procs):
             _end_trials_of_dead_workers(study, procs, seen_dead, close_runs)
@@ -265,13 +274,17 @@ def run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: f
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
         for p in procs:
-            p.join(timeout=60)
+            if p.pid is not None:
+                p.join(timeout=60)
         raise
     finally:
         for p in procs:
+            if p.pid is None:  # never started
+                continue
             p.join(timeout=5)
             if p.is_alive():
                 p.kill()
+        folder.cleanup()
     stop = failures.stop_requested(study, plan.parent_run_id)
     if stop is not None:
         raise stop

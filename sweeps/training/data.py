@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,15 +112,20 @@ def load_dataset(cfg: Any) -> Dataset:
     return dataset
 
 
-def loaded_datasets() -> dict[tuple, Dataset]:
-    """The datasets this process has loaded, by cache key (handed to spawned workers)."""
-    return dict(_CACHE)
+def save_loaded_datasets(folder: Path) -> Path:
+    """Pickle the datasets this process has loaded, by cache key, into ``folder`` (for spawned workers)."""
+    path = folder / "datasets.pickle"
+    with open(path, "wb") as handle:
+        pickle.dump(dict(_CACHE), handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
 
 
-def adopt_datasets(datasets: dict[tuple, Dataset]) -> None:
-    """Take datasets another process loaded (a sweep's parent): a worker then neither reads the
+def adopt_datasets_from(path: str | Path) -> None:
+    """Take the datasets another process saved (a sweep's parent): a worker then neither reads the
     files again nor imports scikit-learn to split them. Their keys hold the files' sizes and
     modification times, so a file edited meanwhile is still read afresh."""
+    with open(path, "rb") as handle:
+        datasets: dict[tuple, Dataset] = pickle.load(handle)  # written by this sweep's parent, in a 0700 folder
     for key, dataset in datasets.items():
         for field in (dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val, dataset.X_test,
                       dataset.y_test, dataset.classes, *(i for fold in dataset.folds or () for i in fold)):

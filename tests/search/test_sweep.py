@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 from pathlib import Path
@@ -175,6 +176,39 @@ def test_a_study_where_every_trial_fails_ends_with_a_clear_error(store):
                          space={"optimizer.learning_rate": {"type": "float", "low": 1.0e200, "high": 1.0e250, "log": True}})
     with pytest.raises(UserError, match="every trial of study 'bad' failed"):
         run_sweep(sweep, [], ["network.hidden=[8]", "tracking.log_plots=false"])
+    assert all(r.info.status != "RUNNING" for r in _all_runs(_client(store)))
+
+
+def _spawned_children(pid: int) -> list[int]:
+    """Worker processes of ``pid`` that multiprocessing's spawn has started (their command line says so)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid \
+                    and b"spawn_main" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_the_workers_start_ends_the_sweep(store, signum):
+    """Ctrl-C reaches the whole process group while the spawned workers are still starting up: they die
+    before reading what the parent hands them. The sweep still ends at once, its parent run KILLED."""
+    args = ["sweep.n_trials=4", "sweep.n_jobs=2", "sweep.study_name=early", *FAST]
+    proc = start_command("numpynet-sweep", args, store, tracking_uri=None, start_new_session=True)
+    try:
+        wait_for(lambda: _spawned_children(proc.pid), 120, "a worker being spawned")
+        os.killpg(proc.pid, signum)  # what a terminal's Ctrl-C does: every process of the group
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signum, err
+    parents = [r for r in _all_runs(_client(store)) if r.info.run_name == "sweep:early"]
+    assert [r.info.status for r in parents] == ["KILLED"]
     assert all(r.info.status != "RUNNING" for r in _all_runs(_client(store)))
 
 

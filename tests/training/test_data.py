@@ -283,8 +283,6 @@ def test_a_worker_adopts_the_parent_s_datasets_and_reads_nothing_again(tmp_path:
     """What a sweep's parent loaded reaches its spawned workers (pickled, as ``spawn`` sends it): there
     ``load_dataset`` answers from it without reading or splitting, the arrays stay read-only, and a file
     edited since is read again (its size and mtime are part of the key)."""
-    import pickle
-
     from numpynet.sweeps.training import data
 
     X, y = np.random.default_rng(0).normal(size=(60, 3)), np.repeat([0, 1], 30)
@@ -292,13 +290,13 @@ def test_a_worker_adopts_the_parent_s_datasets_and_reads_nothing_again(tmp_path:
     cfg = compose_config(["data=file", f"data.path={tmp_path / 'd.npz'}"]).data
     monkeypatch.setattr(data, "_CACHE", {})
     parent = data.load_dataset(cfg)
-    sent = pickle.loads(pickle.dumps(data.loaded_datasets()))  # what a spawned worker receives
+    sent = data.save_loaded_datasets(tmp_path)  # the file a spawned worker receives
 
     monkeypatch.setattr(data, "_CACHE", {})  # the worker's own, empty cache
     loads = []
     real = data._load
     monkeypatch.setattr(data, "_load", lambda c: loads.append(c) or real(c))
-    data.adopt_datasets(sent)
+    data.adopt_datasets_from(sent)
     adopted = data.load_dataset(cfg)
     assert loads == [] and adopted.digest == parent.digest
     assert not adopted.X_train.flags.writeable and not adopted.y_test.flags.writeable
