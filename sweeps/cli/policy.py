@@ -221,26 +221,27 @@ def register_help_resolvers() -> None:
 
 def report_error(prog: str, exc: BaseException, debug: bool) -> int:
     """Print ``exc`` as one line (plus the traceback when ``debug``); return the exit status."""
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, OverrideParseException
     from mlflow.exceptions import MlflowException
     from omegaconf.errors import OmegaConfBaseException
 
     from numpynet import TrainingDiverged
+    from numpynet.sweeps.search.overrides import grammar_error
 
     if debug:
         traceback.print_exception(exc)
-    if isinstance(exc, StoreError):  # a fault of the store, not of the config
+    if isinstance(exc, (StoreError, TrainingDiverged)):  # a fault of the store, or of the training: not the config
         print_error(prog, str(exc), exc)
         return EXIT_FAILURE
+    if isinstance(exc, OverrideParseException) and exc.override:  # worded as numpynet-sweep words it
+        print_error(prog, grammar_error(exc.override, exc), exc)
+        return EXIT_USAGE
     if isinstance(exc, (HydraException, OmegaConfBaseException)):
         print_error(prog, f"config error: {hydra_message(exc)}", exc)
         return EXIT_USAGE
     if isinstance(exc, (UserError, ValueError)):
         print_error(prog, str(exc), exc)
         return EXIT_USAGE
-    if isinstance(exc, TrainingDiverged):
-        print_error(prog, str(exc), exc)
-        return EXIT_FAILURE
     if isinstance(exc, MlflowException):
         print_error(prog, f"MLflow error: {exc.message}", exc)
         return EXIT_FAILURE

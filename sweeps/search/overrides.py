@@ -43,9 +43,9 @@ def parse_overrides(args: Sequence[str], *, where: str = "") -> list[Override]:
         try:
             (override,) = parser.parse_overrides([arg])
         except OverrideParseException as exc:
-            raise UserError(_grammar_error(where + arg, exc)) from None
+            raise UserError(grammar_error(where + arg, exc)) from None
         except Exception as exc:  # HydraException without the parser's wrapping
-            raise UserError(_grammar_error(where + arg, exc)) from None
+            raise UserError(grammar_error(where + arg, exc)) from None
         if override.is_sweep_override():
             raise UserError(f"{where}{arg}: a list or range of values to try is a Hydra multirun sweep; numpynet-sweep "
                             "runs one Optuna study: give one value, or search the key in sweep.space (quote a value "
@@ -98,8 +98,11 @@ def _without_group_prefix(arg: str) -> str:
     return arg[: len(arg) - len(body)] + body[len(STUDY_GROUP) + 1:]
 
 
-def _grammar_error(arg: str, exc: BaseException) -> str:
-    """Hydra's parse error in one line: the override, what the parser expected, where the grammar is."""
+def grammar_error(arg: str, exc: BaseException) -> str:
+    """Hydra's parse error in one line: the override, what the parser expected, how to quote, where the grammar is.
+
+    The one wording of a malformed override, for ``numpynet-sweep`` and ``numpynet-train`` alike
+    (:func:`numpynet.sweeps.cli.policy.report_error`)."""
     lines = [ln for ln in str(exc).splitlines() if ln.strip()]
     lexer = "LexerNoViableAltException: "
     if lines and lines[0].startswith(lexer) and len(lines) > 1 and lines[1].strip() == "^":
@@ -108,6 +111,9 @@ def _grammar_error(arg: str, exc: BaseException) -> str:
         detail = f"unexpected {body[column]!r} at character {column + 1}" if 0 <= column < len(body) else "unexpected character"
     else:
         detail = "; ".join(ln.strip() for ln in lines if not ln.startswith("See https://")) or type(exc).__name__
+    key, _, value = arg.partition("=")
+    quoted = value and key and not value.startswith(("[", "{", "(", "'", '"')) and '"' not in value
+    example = f"{key}=\"{value}\"" if quoted else 'KEY="a=b"'
     return (f"{arg}: not an override in Hydra's grammar ({detail}); allowed: KEY=VALUE, +KEY=VALUE, ++KEY=VALUE, "
-            f"~KEY, GROUP=OPTION; quote a value that holds spaces or = , [ ] {{ }} ( ), e.g. 'KEY=\"a=b\"' "
-            f"(see {GRAMMAR_URL})")
+            f"~KEY, GROUP=OPTION; quote a value that holds spaces, non-ASCII letters or = , [ ] {{ }} ( ), "
+            f"e.g. '{example}' (see {GRAMMAR_URL})")

@@ -101,7 +101,7 @@ def make_sampler(spec: Mapping[str, Any], space, worker_index: int = 0) -> optun
     name, kwargs = _split(spec, "sampler")
     seed = kwargs.pop("seed", None)
     if seed is not None:
-        seed = int(seed) + worker_index
+        seed = (int(seed) + worker_index) % 2**32  # numpy's seed range (the study's seed is checked to be in it)
     if name not in SAMPLER_CLASSES:
         raise UserError(f"sweep.sampler.name={name!r} is invalid: must be one of {', '.join(SAMPLER_CLASSES)}")
     kwargs = _keep_own_arguments("sampler", name, kwargs, SAMPLER_CLASSES)

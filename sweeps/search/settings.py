@@ -8,6 +8,7 @@ YAML file) and ``sweep.KEY=VALUE`` overrides.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
@@ -64,6 +65,7 @@ _ABSENT = object()
 METRICS = ("val_accuracy", "val_balanced_accuracy", "val_cost", "train_accuracy", "train_cost")
 OBJECTIVES = ("final", "best")
 DIRECTIONS = ("maximize", "minimize")
+SEED_MAX = 2**32 - 1  # numpy's (and so every Optuna sampler's) seed range
 
 
 def sweep_file(name: str) -> Path:
@@ -175,6 +177,11 @@ def _check(cfg: DictConfig) -> None:
                         "metric) or best (the best epoch's)")
     if cfg.direction not in DIRECTIONS:
         raise UserError(f"sweep.direction={cfg.direction!r} is invalid: must be maximize or minimize")
+    wanted = "minimize" if cfg.metric.endswith("_cost") else "maximize"
+    if cfg.direction != wanted:
+        what = "a cost is best when lowest" if wanted == "minimize" else "an accuracy is best when highest"
+        raise UserError(f"sweep.metric={cfg.metric} with sweep.direction={cfg.direction} would pick the worst trial "
+                        f"({what}); set sweep.direction={wanted}")
     if cfg.n_trials < 1:
         raise UserError(f"sweep.n_trials={cfg.n_trials} is invalid: must be >= 1")
     if cfg.n_jobs < 1:
@@ -182,16 +189,38 @@ def _check(cfg: DictConfig) -> None:
     if cfg.blas_threads is not None and cfg.blas_threads < 1:
         raise UserError(f"sweep.blas_threads={cfg.blas_threads} is invalid: must be >= 1, or null for "
                         "cores // n_jobs")
-    if cfg.timeout is not None and cfg.timeout <= 0:
-        raise UserError(f"sweep.timeout={cfg.timeout} is invalid: must be > 0 seconds or null")
+    if cfg.timeout is not None and not (math.isfinite(cfg.timeout) and cfg.timeout > 0):
+        raise UserError(f"sweep.timeout={cfg.timeout} is invalid: must be a finite number of seconds > 0, "
+                        "or null for no time limit")
     if cfg.cv is not None and cfg.cv < 2:
         raise UserError(f"sweep.cv={cfg.cv} is invalid: K >= 2 folds, or null for a holdout split")
     if cfg.robustness_seeds < 0 or (cfg.robustness_seeds and not cfg.refit):
         raise UserError(f"sweep.robustness_seeds={cfg.robustness_seeds} is invalid: >= 0, and it needs sweep.refit=true")
     if cfg.robustness_seeds == 1:
         raise UserError("sweep.robustness_seeds=1 is invalid: 0 (off) or at least 2 seeds for a mean and an interval")
+    _check_counts(cfg)
+    seed = OmegaConf.select(cfg, "sampler.seed", default=None)
+    if seed is not None and (not _is_int(seed) or not 0 <= seed <= SEED_MAX):
+        raise UserError(f"sweep.sampler.seed={seed!r} is invalid: must be an integer in [0, 2**32-1] "
+                        f"(0 to {SEED_MAX}), or null for an unseeded sampler")
     if not cfg.study_name or any(c in cfg.study_name for c in "/\\"):
         raise UserError(f"sweep.study_name={cfg.study_name!r} is invalid: a non-empty name without slashes")
+
+
+def _check_counts(cfg: DictConfig) -> None:
+    """The study's other integer keys: each has a least value (and some may be null)."""
+    for key, least, nullable in (("top_k", 1, False), ("retry_failed", 0, False),
+                                 ("heartbeat_interval", 1, True), ("grace_period", 1, True)):
+        value = cfg[key]
+        if value is None and nullable:
+            continue
+        if value is None or value < least:
+            allowed = f"an integer >= {least}" + (" (seconds), or null" if nullable else "")
+            raise UserError(f"sweep.{key}={'null' if value is None else value} is invalid: must be {allowed}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def plain(node: Any) -> Any:

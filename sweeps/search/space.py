@@ -95,7 +95,10 @@ class Param:
                 raise UserError(f"{where}: {self.path}={value!r} is not one of the choices {list(self.choices)}")
             return self.labels[self.choices.index(value)]
         number = int if self.kind == "int" else (int, float)
-        if not isinstance(value, number) or isinstance(value, bool) or not self.low <= value <= self.high:
+        if not isinstance(value, number) or isinstance(value, bool):
+            what = "an integer" if self.kind == "int" else "a number"
+            raise UserError(f"{where}: {self.path}={value!r} is invalid: must be {what} in [{self.low}, {self.high}]")
+        if not self.low <= value <= self.high:
             raise UserError(f"{where}: {self.path}={value!r} is outside the searched range [{self.low}, {self.high}]")
         return value
 
@@ -106,6 +109,10 @@ class Param:
             raise UserError(f"sweep.space.{self.path}: the grid sampler needs 'choices' or a 'step' for {self.kind} parameters")
         count = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
         return [self.low + i * self.step for i in range(count)]
+
+
+def _when_text(when: Mapping[str, tuple]) -> str:
+    return " and ".join(f"{dep} is one of {list(allowed)}" for dep, allowed in when.items())
 
 
 def format_override(path: str, value: Any) -> str:
@@ -231,6 +238,9 @@ class SearchSpace:
         values: dict[str, Any] = {}
         for override in overrides:
             key = str(override).split("=", 1)[0]
+            if key in values:
+                raise UserError(f"{where}: {key} is set twice ({values[key]!r}, then {override!r}); "
+                                "a baseline sets each searched key once")
             if key not in by_path:
                 raise UserError(f"{where}: {override!r} sets {key}, which this study does not search; a fixed "
                                 f"setting for every trial belongs in sweep.overrides (searched: {', '.join(by_path)})")
@@ -244,6 +254,10 @@ class SearchSpace:
         params: dict[str, Any] = {}
         for p in self.params:
             if not p.active(values):
+                if p.path in values:
+                    raise UserError(f"{where}: {p.path} has no effect when " + " and ".join(
+                        f"{dep}={values.get(dep)!r}" for dep, allowed in p.when.items() if values.get(dep) not in
+                        allowed) + f" (it applies when {_when_text(p.when)}); drop it from the baseline")
                 continue
             if p.path not in values:
                 raise UserError(f"{where} does not set {p.path}, which is searched (and active) in this study; "

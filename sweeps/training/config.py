@@ -2,9 +2,11 @@
 
 Every YAML file in ``conf/`` extends one of the dataclasses below (through its
 defaults list), so a misspelt key or a value of the wrong type fails when Hydra
-composes the config, before any data is loaded. Value ranges (a negative
-learning rate, an unknown activation) are left to the core's own validation,
-which names the parameter and the allowed values.
+composes the config, before any data is loaded. The ranges of the harness's
+own keys (``data.seed``, ``tracking.*``) are checked in
+:mod:`numpynet.sweeps.training.checks`; the network's (a negative learning
+rate, an unknown activation) are left to the core's own validation, which
+names the parameter and the allowed values.
 
 Groups whose options carry different keys (``data``, ``optimizer``) have one
 schema per option; the top-level schema types them as ``Any`` so that each
@@ -23,6 +25,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.training.checks import check_option_matches_group, check_values
 
 #: The Hydra config directory, found next to the installed ``sweeps`` package
 #: so that the CLIs work from any working directory.
@@ -273,7 +276,7 @@ def check_config(cfg: DictConfig | Mapping[str, Any]) -> DictConfig:
                 f"{group}.name={node['name']!r} is not known; choose one of {_names(schemas)}"
             )
     if isinstance(cfg, DictConfig):
-        _check_option_matches_group(cfg)
+        check_option_matches_group(cfg, {"optimizer": OPTIMIZER_SCHEMAS, "data": DATA_SCHEMAS})
     base = OmegaConf.structured(Config)
     base.optimizer = OmegaConf.structured(OPTIMIZER_SCHEMAS[plain["optimizer"]["name"]])
     base.data = OmegaConf.structured(DATA_SCHEMAS[plain["data"]["name"]])
@@ -282,21 +285,8 @@ def check_config(cfg: DictConfig | Mapping[str, Any]) -> DictConfig:
     except Exception as exc:  # omegaconf's ValidationError / ConfigKeyError
         raise UserError(f"invalid config: {_first_lines(exc)}") from exc
     assert isinstance(merged, DictConfig)
+    check_values(merged)
     return merged
-
-
-def _check_option_matches_group(cfg: DictConfig) -> None:
-    """``optimizer=gd optimizer.name=adam`` would silently train Adam with gd's keys."""
-    for group, schemas in (("optimizer", OPTIMIZER_SCHEMAS), ("data", DATA_SCHEMAS)):
-        node = cfg[group]
-        node_type = OmegaConf.get_type(node)
-        expected = schemas[node.name]
-        if node_type in schemas.values() and node_type is not expected:
-            chosen = next(n for n, s in schemas.items() if s is node_type)
-            raise UserError(
-                f"{group}.name={node.name!r} contradicts the chosen option {group}={chosen}; "
-                f"select {group}={node.name} instead of overriding {group}.name"
-            )
 
 
 def flatten(cfg: DictConfig | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -153,6 +153,15 @@ def test_cfg_hydra_all_and_package(empty_cwd, capsys):
     (["~sweep.space.train.epochs"], ["~sweep.space.train.epochs: not a parameter of the study's space"]),
     (["train.seed=1,2"], ["train.seed=1,2: a list or range of values to try is a Hydra multirun sweep"]),
     (["~sweep"], ["~sweep: the study is chosen with sweep=NAME"]),
+    (["network.activation=é"], ["network.activation=é: not an override in Hydra's grammar (unexpected 'é' at character 20)",
+                                "quote a value that holds spaces, non-ASCII letters", "e.g. 'network.activation=\"é\"'"]),
+    (["sweep.sampler.seed=-1"], ["sweep.sampler.seed=-1 is invalid: must be an integer in [0, 2**32-1]"]),
+    (["sweep.sampler.seed=nan"], ["sweep.sampler.seed=nan is invalid: must be an integer in [0, 2**32-1]"]),
+    (["sweep.timeout=nan"], ["sweep.timeout=nan is invalid: must be a finite number of seconds > 0, or null"]),
+    (["sweep.metric=val_cost"], ["sweep.metric=val_cost with sweep.direction=maximize", "sweep.direction=minimize"]),
+    (["sweep.grace_period=-5"], ["sweep.grace_period=-5 is invalid: must be an integer >= 1 (seconds), or null"]),
+    (["data.seed=-1"], ["data.seed=-1 is invalid: must be an integer in [0, 2**32-1]"]),
+    (["tracking.experiment=''"], ["tracking.experiment='' is invalid: must be a non-empty MLflow experiment name"]),
 ])
 def test_a_bad_override_is_one_line_naming_it_and_exit_2(empty_cwd, capsys, args, fragments):
     for extra in ([], ["--cfg", "job"]):  # before a run as before printing the config

@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.samplers import make_sampler
+from numpynet.sweeps.search.settings import load_sweep_config
 from numpynet.sweeps.search.space import SearchSpace, format_override
 from numpynet.sweeps.search.sweep import prepare
 
@@ -67,6 +69,24 @@ def test_keep_prob_without_dropout_is_refused(tmp_path):
         (["metric=val_f1"], "sweep.metric='val_f1' is invalid"),
         (["n_trialz=3"], "n_trialz"),
         (["sampler.name=grid"], "the grid sampler needs 'choices' or a 'step'"),
+        (["sampler.seed=-1"], "sweep.sampler.seed=-1 is invalid: must be an integer in [0, 2**32-1]"),
+        (["sampler.seed=nan"], "sweep.sampler.seed=nan is invalid: must be an integer in [0, 2**32-1]"),
+        (["sampler.seed=1.5"], "sweep.sampler.seed=1.5 is invalid: must be an integer in [0, 2**32-1]"),
+        (["sampler.seed=4294967296"], "sweep.sampler.seed=4294967296 is invalid: must be an integer in [0, 2**32-1]"),
+        (["timeout=nan"], "sweep.timeout=nan is invalid: must be a finite number of seconds > 0, or null"),
+        (["timeout=inf"], "sweep.timeout=inf is invalid: must be a finite number of seconds > 0, or null"),
+        (["timeout=-5"], "sweep.timeout=-5.0 is invalid: must be a finite number of seconds > 0, or null"),
+        (["timeout=0"], "sweep.timeout=0.0 is invalid: must be a finite number of seconds > 0, or null"),
+        (["metric=val_cost"], "sweep.metric=val_cost with sweep.direction=maximize would pick the worst trial "
+                              "(a cost is best when lowest); set sweep.direction=minimize"),
+        (["metric=train_cost"], "sweep.metric=train_cost with sweep.direction=maximize"),
+        (["direction=minimize"], "sweep.metric=val_accuracy with sweep.direction=minimize would pick the worst trial "
+                                 "(an accuracy is best when highest); set sweep.direction=maximize"),
+        (["metric=val_balanced_accuracy", "direction=minimize"], "set sweep.direction=maximize"),
+        (["top_k=0"], "sweep.top_k=0 is invalid: must be an integer >= 1"),
+        (["retry_failed=-1"], "sweep.retry_failed=-1 is invalid: must be an integer >= 0"),
+        (["heartbeat_interval=0"], "sweep.heartbeat_interval=0 is invalid: must be an integer >= 1 (seconds), or null"),
+        (["grace_period=-5"], "sweep.grace_period=-5 is invalid: must be an integer >= 1 (seconds), or null"),
     ],
 )
 def test_study_file_errors(tmp_path, overrides, fragment):
@@ -74,6 +94,47 @@ def test_study_file_errors(tmp_path, overrides, fragment):
     with pytest.raises(UserError) as err:
         prepare(_sweep_file(tmp_path, space), overrides, BASE)
     assert fragment in str(err.value)
+
+
+def test_the_study_keys_accept_their_limits_and_null(tmp_path):
+    space = {"optimizer.learning_rate": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}}
+    cfg = load_sweep_config(_sweep_file(tmp_path, space), [
+        "sampler.seed=4294967295", "timeout=0.5", "metric=val_cost", "direction=minimize", "top_k=1",
+        "retry_failed=0", "heartbeat_interval=null", "grace_period=1"])
+    assert (cfg.sampler.seed, cfg.timeout, cfg.heartbeat_interval) == (2**32 - 1, 0.5, None)
+    assert load_sweep_config(_sweep_file(tmp_path, space), ["sampler.seed=null", "grace_period=null"]).sampler.seed is None
+    # worker k is seeded seed + k, which wraps around instead of leaving numpy's range
+    assert make_sampler({"name": "random", "seed": 2**32 - 1}, None, 1) is not None
+
+
+BASELINE_SPACE = {
+    "train.seed": {"type": "int", "low": 0, "high": 9},
+    "train.decay": {"type": "categorical", "choices": [None, "continuous"]},
+    "train.decay_rate": {"type": "float", "low": 0.01, "high": 1.0, "when": {"train.decay": ["continuous"]}},
+}
+
+
+@pytest.mark.parametrize("baseline, fragment", [
+    (["train.seed=1", "train.decay=null", "train.seed=2"],
+     "sweep.baseline: train.seed is set twice (1, then 'train.seed=2'); a baseline sets each searched key once"),
+    (["train.seed=1.5", "train.decay=null"], "sweep.baseline: train.seed=1.5 is invalid: must be an integer in [0, 9]"),
+    (["train.seed=true", "train.decay=null"], "train.seed=True is invalid: must be an integer in [0, 9]"),
+    (["train.seed=12", "train.decay=null"], "train.seed=12 is outside the searched range [0, 9]"),
+    (["train.seed=1", "train.decay=null", "train.decay_rate=0.5"],
+     "sweep.baseline: train.decay_rate has no effect when train.decay=None (it applies when train.decay is one of "
+     "['continuous']); drop it from the baseline"),
+])
+def test_a_baseline_is_refused_by_key(tmp_path, baseline, fragment):
+    with pytest.raises(UserError) as err:
+        prepare(_sweep_file(tmp_path, BASELINE_SPACE, baseline=baseline), [], BASE)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_baseline_that_sets_each_active_key_once_is_accepted(tmp_path):
+    for baseline in (["train.seed=1", "train.decay=null"],
+                     ["train.seed=1", "train.decay=continuous", "train.decay_rate=0.5"]):
+        sweep_cfg, _, _, space = prepare(_sweep_file(tmp_path, BASELINE_SPACE, baseline=baseline), [], BASE)
+        assert len(space.fixed_params([str(o) for o in sweep_cfg.baseline])) == len(baseline)
 
 
 def test_unknown_sweep_name_lists_the_files():

@@ -75,8 +75,8 @@ def test_a_resume_with_other_training_settings_is_refused_before_any_run(store, 
 
 def test_another_metric_is_another_setup(store):
     run_sweep("default", ["n_trials=1", *STUDY], FAST)
-    with pytest.raises(UserError, match="sweep.metric: study val_accuracy, command val_cost"):
-        run_sweep("default", ["n_trials=2", *STUDY, "metric=val_cost"], FAST)
+    with pytest.raises(UserError, match="sweep.metric: study val_accuracy, command val_balanced_accuracy"):
+        run_sweep("default", ["n_trials=2", *STUDY, "metric=val_balanced_accuracy"], FAST)
 
 
 def test_data_is_compared_by_content_not_by_path(store):

@@ -187,3 +187,56 @@ def test_the_one_line_message_of_an_unknown_key_lists_the_group_s_keys(override:
     message = hydra_message(info.value)
     assert keys in message and "\n" not in message
     assert "beta1" not in message.partition("its keys:")[2]  # gd has no beta1: only the chosen option's keys
+
+
+# ------------------------------------------------------------------ ranges of the harness's own keys
+@pytest.mark.parametrize("option", sorted(DATA_SCHEMAS))
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_data_seed_outside_numpy_s_range_is_named_for_every_data_option(option: str, seed: str) -> None:
+    with pytest.raises(UserError) as info:
+        compose_config([f"data={option}", f"data.seed={seed}"])
+    assert str(info.value) == f"data.seed={seed} is invalid: must be an integer in [0, 2**32-1] (0 to 4294967295)"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("tracking.experiment=''", "tracking.experiment='' is invalid: must be a non-empty MLflow experiment name of at "
+                               "most 500 characters"),
+    ("tracking.experiment=' '", "tracking.experiment=' ' is invalid: must be a non-empty"),
+    (f"tracking.experiment={'x' * 3000}", f"tracking.experiment={'x' * 40!r}... (3000 characters) is invalid: must be "
+                                          "a non-empty MLflow experiment name of at most 500 characters"),
+    ("tracking.flush_every=0", "tracking.flush_every=0 is invalid: must be an integer >= 1 (epochs)"),
+    ("tracking.flush_seconds=0", "tracking.flush_seconds=0.0 is invalid: must be a finite number of seconds > 0"),
+    ("tracking.flush_seconds=nan", "tracking.flush_seconds=nan is invalid: must be a finite number of seconds > 0"),
+    ("tracking.flush_seconds=inf", "tracking.flush_seconds=inf is invalid: must be a finite number of seconds > 0"),
+])
+def test_tracking_values_outside_their_range_are_named(override: str, message: str) -> None:
+    with pytest.raises(UserError) as info:
+        compose_config([override])
+    assert str(info.value).startswith(message)
+
+
+def test_the_limits_of_the_harness_s_keys_are_accepted() -> None:
+    cfg = compose_config(["data.seed=4294967295", f"tracking.experiment={'x' * 500}", "tracking.flush_every=1",
+                          "tracking.flush_seconds=0.01"])
+    assert (cfg.data.seed, len(cfg.tracking.experiment)) == (2**32 - 1, 500)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("tracking.experiment=''", "numpynet-train: tracking.experiment='' is invalid: must be a non-empty MLflow "
+                               "experiment name of at most 500 characters\n"),
+    ("data.seed=-1", "numpynet-train: data.seed=-1 is invalid: must be an integer in [0, 2**32-1] (0 to 4294967295)\n"),
+    ("network.activation=é", "numpynet-train: network.activation=é: not an override in Hydra's grammar (unexpected "
+                             "'é' at character 20); allowed: KEY=VALUE"),
+])
+def test_numpynet_train_refuses_a_bad_value_in_one_line_exit_2_before_any_store(
+        override: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from numpynet.sweeps.cli.train import train_main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert train_main([override, "train.epoch=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(message.rstrip("\n")) and "Traceback" not in err
+    if "é" in override:
+        assert "quote a value that holds spaces, non-ASCII letters" in err and "e.g. 'network.activation=\"é\"'" in err
+    assert list(tmp_path.iterdir()) == []
