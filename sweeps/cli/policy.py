@@ -6,8 +6,8 @@ cwd, and turns every error a user can fix into one line on stderr and exit
 status 2 (tracebacks only with ``--debug`` or ``HYDRA_FULL_ERROR=1``). A new
 command is a task function plus a one-line ``main`` (see :mod:`numpynet.sweeps.cli.train`).
 
-Exit status: 0 success, 1 training diverged / MLflow unreachable or unwritable /
-internal error, 2 bad config, data or hyperparameter, 130 interrupted.
+Exit status: 0 success, 1 diverged / MLflow unreachable or unwritable / internal error,
+2 bad config, data or hyperparameter, 130 interrupted.
 """
 
 from __future__ import annotations
