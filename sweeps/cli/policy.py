@@ -12,7 +12,6 @@ Exit status: 0 success, 1 diverged / MLflow unreachable or unwritable / internal
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -83,8 +82,7 @@ def run_hydra_app(
     sys.argv = [prog, *args]
     GlobalHydra.instance().clear()
     try:
-        flags = any(a.startswith("-") for a in args)  # --cfg, --help, --info print the config: URLs masked
-        with _quiet_mlflow_progress(), deferred_signals(), _masked_stdout() if flags else contextlib.nullcontext():
+        with _quiet_mlflow_progress(), deferred_signals(), _masked_stdout(any(a.startswith("-") for a in args)):
             main()
             if failure is not None:
                 raise failure

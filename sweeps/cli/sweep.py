@@ -66,9 +66,9 @@ def _run(name: str, sweep_overrides: list[str], train_overrides: list[str], debu
         summary = run_sweep(name, sweep_overrides, train_overrides, progress=bar.update)
     except SweepInterrupted as exc:
         bar.close()
-        print(f"\ninterrupted by {signal.Signals(exc.signum).name}: the running trial was marked FAIL (not "
+        print(f"\ninterrupted by {signal.Signals(exc.signum).name}: a trial that was running is marked FAIL (not "
               "counted) and its values queued: the same command resumes the study and runs them first; its "
-              "MLflow run was ended KILLED, the parent run too.", file=sys.stderr)
+              "MLflow run is ended KILLED, and the parent run too.", file=sys.stderr)
         if exc.summary is not None:
             print_summary(exc.summary, file=sys.stderr)
         raise SystemExit(128 + int(exc.signum))

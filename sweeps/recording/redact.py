@@ -138,9 +138,10 @@ class MaskedStream:
         return getattr(self._stream, name)
 
 
-def masked_stdout():
-    """A context in which ``sys.stdout`` writes every URL masked."""
+def masked_stdout(when: bool = True):
+    """A context in which ``sys.stdout`` writes every URL masked (``when``: Hydra's flags such as ``--cfg``,
+    ``--help``, ``--info``, which print the composed config)."""
     import contextlib
     import sys
 
-    return contextlib.redirect_stdout(MaskedStream(sys.stdout))
+    return contextlib.redirect_stdout(MaskedStream(sys.stdout)) if when else contextlib.nullcontext()

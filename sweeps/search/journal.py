@@ -62,8 +62,12 @@ def check_journal(path: str | Path, repair: bool = True, lock_grace: int = 30) -
     lock, left by a writer killed while holding it, is broken.
     """
     path = Path(path)
-    if not path.is_file() or torn_tail(path) is None:
+    if not path.is_file():
         return None
+    offset = torn_tail(path)
+    if offset is None:
+        return None
+    _refuse_a_tail_that_is_not_json(path, offset)
     if not repair:
         log.warning("study journal %s ends in a torn line (a write cut short); it is ignored here, and the next "
                     "numpynet-sweep moves it to a backup file beside the journal", path)
@@ -93,6 +97,21 @@ def check_journal(path: str | Path, repair: bool = True, lock_grace: int = 30) -
     log.warning("study journal %s ended in a torn line (%d bytes of a write cut short): moved them to %s and "
                 "kept the %d intact bytes before them", path, len(torn), backup, offset)
     return backup
+
+
+def _refuse_a_tail_that_is_not_json(path: Path, offset: int) -> None:
+    """A write cut short leaves the start of one JSON operation; zeros (a file lost in a crash) or other
+    bytes are damage to be looked at, not cut off: the study would silently start over."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        head = f.read(64)
+    if head.lstrip(b" \t")[:1] == b"{" and b"\0" not in head:
+        return
+    what = "NUL bytes" if b"\0" in head else f"bytes that do not start a JSON operation ({head[:16]!r})"
+    where = f"after its {offset} intact bytes" if offset else "from its first byte"
+    raise UserError(
+        f"the study journal {path} holds {what} {where}: not a write cut short, so it is left as it is; "
+        f"restore it from a backup, or set it aside to start the study afresh: mv {path} {path}.damaged")
 
 
 def corrupt_journal_error(path: str | Path, exc: BaseException) -> UserError:

@@ -175,6 +175,31 @@ def test_a_journal_already_corrupt_inside_is_refused_naming_the_file_and_the_fix
         assert "\n" not in message and str(journal) in message and "line 2" in message and "head -n 1" in message
 
 
+@pytest.mark.parametrize("damage", ["zeroed", "garbage", "zeros after intact lines"])
+def test_a_journal_tail_that_is_no_json_write_is_refused_and_left_as_it_is(store, damage):
+    """Zeros (a file lost in a crash) or foreign bytes are not a write cut short: cutting them off would
+    silently start the study over, so the sweep and numpynet-status refuse, and nothing is changed."""
+    journal = store / "mlruns" / "optuna" / "journal.log"
+    journal.parent.mkdir(parents=True)
+    study = optuna.create_study(study_name="damaged", storage=JournalStorage(JournalFileBackend(str(journal))),
+                                direction="maximize")
+    study.enqueue_trial({"x": 1.0})
+    intact = journal.read_bytes()
+    journal.write_bytes({"zeroed": b"\0" * len(intact), "garbage": b"abcd",
+                         "zeros after intact lines": intact + b"\0" * 4096}[damage])
+    before = journal.read_bytes()
+    sweep = _study_file(store / "d.yaml", study_name="damaged")
+    for call in (lambda: run_sweep(sweep.split("=", 1)[1], [], ["train.epoch=3", "tracking.log_plots=false"]),
+                 lambda: status_report([sweep])):
+        with pytest.raises(UserError) as info:
+            call()
+        message = str(info.value)
+        assert "\n" not in message and str(journal) in message and "not a write cut short" in message
+        assert f"mv {journal} {journal}.damaged" in message
+    assert journal.read_bytes() == before and not list(journal.parent.glob("journal.log.torn-*"))
+    assert not (store / "mlruns" / "mlflow.db").exists() or not _runs(store)  # no run was started
+
+
 # ---------------------------------------------------------- 10: n_jobs=2 locally
 @pytest.mark.slow
 def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
