@@ -89,7 +89,10 @@ class TrialProgress:
         self._bar.refresh()
 
     def _lines(self, done: int, total: int, study) -> None:
+        from numpynet.sweeps.search.attrs import counts_in_budget
+
         finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+        done = sum(counts_in_budget(t) for t in finished)  # from the same snapshot as the new trials below
         if self._seen is None:  # first call: what exists already is not news
             self._seen = {t.number for t in finished}
             self._done_at_start = done
@@ -105,9 +108,11 @@ class TrialProgress:
         ran = max(1, done - self._done_at_start)
         eta = elapsed / ran * max(0, total - done)
         best = _best_trial(study)
+        count = done - sum(counts_in_budget(t) for t in new)  # each line counts the trials up to its own
         for trial in new:
             self._seen.add(trial.number)
-            print(trial_line(trial, best, done, total, elapsed, eta), file=self.stream, flush=True)
+            count += counts_in_budget(trial)
+            print(trial_line(trial, best, count, total, elapsed, eta), file=self.stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

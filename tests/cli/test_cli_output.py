@@ -114,7 +114,7 @@ def test_progress_writes_one_line_per_finished_trial_when_not_a_terminal():
     bar = TrialProgress(stream=stream, clock=lambda: now[0])
     study = _study_with([(TrialState.COMPLETE, 0.8)])  # done before this invocation: resumed
     now[0] = 100.0  # the trials of this invocation start here
-    bar.update(1, 5, study)
+    bar.update(2, 5, study)  # a caller's count from another moment: the lines count the study they show
     assert stream.getvalue() == "resuming: 1/5 trials done\n"
     study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.9, params={"x": 0.1},
                                  distributions={"x": FloatDistribution(0, 1)}))
@@ -125,7 +125,8 @@ def test_progress_writes_one_line_per_finished_trial_when_not_a_terminal():
     bar.update(3, 5, study)  # nothing new: nothing written
     lines = stream.getvalue().splitlines()[1:]
     assert len(lines) == 2
-    assert lines[0] == "trial 1 COMPLETE value 0.9000, best 0.9000 (trial 1) | 3/5, elapsed 0:12, ETA 0:12"
+    # two trials seen at once: each line counts up to its own trial (not 3/5 twice)
+    assert lines[0] == "trial 1 COMPLETE value 0.9000, best 0.9000 (trial 1) | 2/5, elapsed 0:12, ETA 0:12"
     assert lines[1].startswith("trial 2 PRUNED value 0.3000, best 0.9000 (trial 1) | 3/5")
 
 
