@@ -9,6 +9,7 @@ YAML file) and ``sweep.KEY=VALUE`` overrides.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
@@ -61,6 +62,7 @@ class SweepConfig:
 
 
 SWEEP_KEYS = tuple(f.name for f in fields(SweepConfig))
+MAX_JOBS_PER_CORE = 4
 _ABSENT = object()
 METRICS = ("val_accuracy", "val_balanced_accuracy", "val_cost", "train_accuracy", "train_cost")
 OBJECTIVES = ("final", "best")
@@ -184,8 +186,10 @@ def _check(cfg: DictConfig) -> None:
                         f"({what}); set sweep.direction={wanted}")
     if cfg.n_trials < 1:
         raise UserError(f"sweep.n_trials={cfg.n_trials} is invalid: must be >= 1")
-    if cfg.n_jobs < 1:
-        raise UserError(f"sweep.n_jobs={cfg.n_jobs} is invalid: must be >= 1")
+    most = MAX_JOBS_PER_CORE * (os.cpu_count() or 1)  # each worker holds its own interpreter, data and models
+    if not 1 <= cfg.n_jobs <= most:
+        raise UserError(f"sweep.n_jobs={cfg.n_jobs} is invalid: worker processes on this machine, from 1 to {most} "
+                        f"({MAX_JOBS_PER_CORE} per core); more machines share a study through sweep.storage")
     if cfg.blas_threads is not None and cfg.blas_threads < 1:
         raise UserError(f"sweep.blas_threads={cfg.blas_threads} is invalid: must be >= 1, or null for "
                         "cores // n_jobs")

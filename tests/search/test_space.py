@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import optuna
+import os
+
 import pytest
 import yaml
 
@@ -59,6 +61,9 @@ def test_keep_prob_without_dropout_is_refused(tmp_path):
         prepare(_sweep_file(tmp_path, space), [], ["train.epoch=5"])
 
 
+_MOST_JOBS = 4 * (os.cpu_count() or 1)
+
+
 @pytest.mark.parametrize(
     "overrides, fragment",
     [
@@ -74,6 +79,9 @@ def test_keep_prob_without_dropout_is_refused(tmp_path):
         (["sampler.seed=1.5"], "sweep.sampler.seed=1.5 is invalid: must be an integer in [0, 2**32-1]"),
         (["sampler.seed=4294967296"], "sweep.sampler.seed=4294967296 is invalid: must be an integer in [0, 2**32-1]"),
         (["timeout=nan"], "sweep.timeout=nan is invalid: must be a finite number of seconds > 0, or null"),
+        (["n_jobs=0"], "sweep.n_jobs=0 is invalid: worker processes on this machine, from 1 to "),
+        ([f"n_jobs={_MOST_JOBS + 1}"], f"sweep.n_jobs={_MOST_JOBS + 1} is invalid: worker processes on this machine, "
+                                       f"from 1 to {_MOST_JOBS} (4 per core)"),
         (["timeout=inf"], "sweep.timeout=inf is invalid: must be a finite number of seconds > 0, or null"),
         (["timeout=-5"], "sweep.timeout=-5.0 is invalid: must be a finite number of seconds > 0, or null"),
         (["timeout=0"], "sweep.timeout=0.0 is invalid: must be a finite number of seconds > 0, or null"),
