@@ -36,7 +36,7 @@ sweep: install
 	$(VENV)/bin/numpynet-sweep
 
 test: install-test
-	@echo "== running the whole test suite on every core: 4 to 11 minutes on 2 cores, with the machine's speed; do not write into the checkout meanwhile (PostgreSQL at 127.0.0.1:5432 needed, see docs/testing.md)"
+	@echo "== running the whole test suite on every core: 4 to 12 minutes on 2 cores, with the machine's speed; do not write into the checkout meanwhile (PostgreSQL at 127.0.0.1:5432 needed, see docs/testing.md)"
 	$(PY) -m pytest
 
 bench: install
