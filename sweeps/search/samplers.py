@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 import optuna
 
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.training.checks import SEED_MAX
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def make_sampler(spec: Mapping[str, Any], space, worker_index: int = 0) -> optun
     name, kwargs = _split(spec, "sampler")
     seed = kwargs.pop("seed", None)
     if seed is not None:
-        seed = (int(seed) + worker_index) % 2**32  # numpy's seed range (the study's seed is checked to be in it)
+        seed = (int(seed) + worker_index) % (SEED_MAX + 1)  # numpy's seed range (the study's seed is checked in it)
     if name not in SAMPLER_CLASSES:
         raise UserError(f"sweep.sampler.name={name!r} is invalid: must be one of {', '.join(SAMPLER_CLASSES)}")
     kwargs = _keep_own_arguments("sampler", name, kwargs, SAMPLER_CLASSES)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from numpynet.sweeps.errors import UserError
 
-SEED_MAX = 2**32 - 1  # scikit-learn's random_state range, which splits the data
+SEED_MAX = 2**32 - 1  # numpy's seed range: scikit-learn's random_state (the data split), Optuna's samplers
 EXPERIMENT_NAME_MAX = 500  # MLflow's limit on an experiment name
 
 
