@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_small_sweep_is_fully_recorded(store, _template_store):
         run = children[trial.number]
         assert run.info.status == "FINISHED"
         assert run.data.tags[TAG_STATE] == trial.state.name
-        assert run.info.run_name == f"trial-{trial.number} · complete · {trial.value:.4f}"  # named when it ended
+        assert run.info.run_name == f"{trial.value:.4f} complete · trial-{trial.number}"  # named when it ended
         assert trial.user_attrs[attrs.ATTR_RUN_ID] == run.info.run_id
         for key, value in trial.params.items():
             logged = run.data.params[key]
@@ -160,10 +161,10 @@ def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(store):
             assert "diverged" in trial.user_attrs[attrs.ATTR_FAIL_REASON]
             assert run.info.status == "FAILED"
             assert "diverged" in run.data.tags["numpynet.failure_reason"]
-            assert run.info.run_name == f"trial-{trial.number} · failed"
+            assert run.info.run_name == f"failed · trial-{trial.number}"
         if trial.state == TrialState.PRUNED:
             epoch = trial.user_attrs[attrs.ATTR_PRUNED_EPOCH]
-            assert run.info.run_name.startswith(f"trial-{trial.number} · pruned@{epoch} · ")
+            assert re.fullmatch(rf"[0-9.]+ pruned@{epoch} · trial-{trial.number}", run.info.run_name)
             assert run.data.tags[TAG_PRUNED_EPOCH] == str(epoch)
             assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == epoch + 1 < 8
             assert run.info.status == "FINISHED"
