@@ -260,6 +260,8 @@ def test_a_bound_of_a_key_the_study_does_not_search_is_refused_by_name(tmp_path)
     with pytest.raises(UserError, match=r"sweep.space.train.epoch.high: 'train.epoch' is not searched by this study "
                                         r"\(searched: optimizer.learning_rate, .*\); to add it, give its type too"):
         prepare("default", ["space.train.epoch.high=10"], [])
+    with pytest.raises(UserError, match=r"give its type too, e.g. sweep.space.train.epoch.type=int$"):
+        prepare("default", ["space.train.epoch.high=10"], [])  # an int bound: an int parameter
 
 
 @pytest.mark.slow

@@ -62,7 +62,7 @@ def test_small_sweep_is_fully_recorded(store, _template_store):
         run = children[trial.number]
         assert run.info.status == "FINISHED"
         assert run.data.tags[TAG_STATE] == trial.state.name
-        assert run.info.run_name == f"{trial.value:.4f} complete · trial-{trial.number}"  # named when it ended
+        assert run.info.run_name == f"{trial.value:.3f} complete · trial-{trial.number}"  # named when it ended
         assert trial.user_attrs[attrs.ATTR_RUN_ID] == run.info.run_id
         for key, value in trial.params.items():
             logged = run.data.params[key]

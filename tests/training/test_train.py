@@ -308,6 +308,10 @@ def test_cli_bad_value_exits_2_with_one_line_and_a_failed_run(mlflow_store: str,
     (["network.hiden=[8]"], "config error: network.hiden: network has no key 'hiden' (its keys: hidden, activation, "),
     (["optimizer=adamw"], "Could not find 'optimizer/adamw'"),
     (["data=catvnoncat"], "data.train_path is not set; pass data.train_path="),
+    # Hydra's own hint, "add --multirun", is a flag numpynet refuses
+    (["network.hidden=64,32"], "network.hidden=64,32 is ambiguous: for a list write 'network.hidden=[64,32]'"),
+    (["data.path=/x.npz"], "data has no key 'path' (its keys: name, val_fraction, seed, folds, augment, test_fraction); "
+                           "data=file has it: e.g. data=file data.path=..."),
 ])
 def test_cli_config_and_data_errors_are_one_line_without_a_run(mlflow_store: str, capsys, args, fragment) -> None:
     from numpynet.sweeps.cli.train import train_main
@@ -315,6 +319,7 @@ def test_cli_config_and_data_errors_are_one_line_without_a_run(mlflow_store: str
     assert train_main([*TINY, *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("numpynet-train: ") and fragment in err, err
+    assert "--multirun" not in err.replace("numpynet has no --multirun", "")
     assert MlflowClient(mlflow_store).get_experiment_by_name("tests") is None
 
 
