@@ -69,8 +69,8 @@ def _run(name: str, sweep_overrides: list[str], train_overrides: list[str], debu
         print(f"\ninterrupted by {signal.Signals(exc.signum).name}: a trial that was running is marked FAIL (not "
               "counted) and its values queued: the same command resumes the study and runs them first; its "
               "MLflow run is ended KILLED, and the parent run too.", file=sys.stderr)
-        if exc.summary is not None:
-            print_summary(exc.summary, file=sys.stderr)
+        if exc.summary is not None:  # the table goes where a finished sweep's goes: stdout
+            print_summary(exc.summary)
         raise SystemExit(128 + int(exc.signum))
     except BaseException as exc:
         bar.close()

@@ -44,16 +44,17 @@ TRIAL_STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed
 
 def trial_run_name(number: int, state: str | None = None, value: float | None = None,
                    epoch: int | None = None) -> str:
-    """``trial-7`` while the trial runs; at its end ``0.979 complete · trial-7``, ``0.912 pruned@5 ·
-    trial-7`` (the value it was pruned on, at that epoch) or ``failed · trial-7``. Outcome first: the runs
-    table of MLflow 3.18 shows about 14 characters of a nested run's name, so the sweep reads at a glance
-    without adding a column (tests/system/test_mlflow_ui_browser.py), and sorting by name sorts by value."""
+    """``trial-7`` while the trial runs; at its end ``0.979 complete · trial-7`` (its objective value),
+    ``pruned@5 · trial-7`` (the epoch it was pruned at: a pruned trial has no objective value) or
+    ``failed · trial-7``. Outcome first: the runs table of MLflow 3.18 shows about 14 characters of a
+    trial's name, so the sweep reads at a glance without adding a column
+    (tests/system/test_mlflow_ui_browser.py), and sorting by name sorts the complete trials by value."""
     if state is None:
         return f"trial-{number}"
     word = TRIAL_STATE_WORDS.get(state, state.lower())
     if state == "PRUNED" and epoch is not None:
         word = f"{word}@{epoch}"
-    if value is not None and state in ("COMPLETE", "PRUNED"):
+    elif state == "COMPLETE" and value is not None:
         word = f"{value:.3f} {word}"
     return f"{word} · trial-{number}"
 

@@ -152,7 +152,7 @@ class TrialPipeline:
         except optuna.TrialPruned:
             trial.set_user_attr(attrs.ATTR_PRUNED_EPOCH, curve.epoch)
             outcome = self._finish(study, trial, TrialState.PRUNED, None, run_id, sampled,
-                                   {names.PRUNED_EPOCH: str(curve.epoch)}, named, curve.value)
+                                   {names.PRUNED_EPOCH: str(curve.epoch)}, named)
         except (KeyboardInterrupt, SystemExit):
             trial.set_user_attr(attrs.ATTR_INTERRUPTED, True)
             self._finish(study, trial, TrialState.FAIL, None, run_id, sampled, {names.FAILURE_REASON: "interrupted"},
@@ -185,15 +185,14 @@ class TrialPipeline:
             self.on_trial_end(outcome)
         return outcome
 
-    def _finish(self, study, trial, state, value, run_id, sampled, tags, named=False, shown=None) -> TrialOutcome:
+    def _finish(self, study, trial, state, value, run_id, sampled, tags, named=False) -> TrialOutcome:
         """Tag and end the run with the trial's outcome (queued), then tell Optuna. When ``named``, the
-        run's name says the outcome and its value (COMPLETE) or the value it was pruned on (``shown``)."""
+        run's name says the outcome (:func:`names.trial_run_name`)."""
         if run_id is not None:
             if named:
                 outcome = "INTERRUPTED" if trial.user_attrs.get(attrs.ATTR_INTERRUPTED) else state.name
                 tags = {**tags, names.MLFLOW_RUN_NAME: names.trial_run_name(
-                    trial.number, outcome, value if state == TrialState.COMPLETE else shown,
-                    trial.user_attrs.get(attrs.ATTR_PRUNED_EPOCH))}
+                    trial.number, outcome, value, trial.user_attrs.get(attrs.ATTR_PRUNED_EPOCH))}
             status = "FINISHED" if state in (TrialState.COMPLETE, TrialState.PRUNED) else \
                 "KILLED" if trial.user_attrs.get(attrs.ATTR_INTERRUPTED) else "FAILED"
             try:

@@ -218,7 +218,7 @@ def _warm_up_for_the_report() -> None:
     """While the workers train, pay the end-of-sweep report's one-time costs here.
 
     The parent only watches; without this, the model-logging modules, MLflow's
-    scan of the installed packages, fANOVA's imports and matplotlib's first
+    scan of the installed packages, the importance evaluator's imports and matplotlib's first
     draw were paid after the last trial, on the clock (see
     :func:`numpynet.sweeps.search.report.warm_up`). With ``n_jobs=1`` the trials
     run in this very interpreter, where the same work would only slow them.

@@ -296,8 +296,9 @@ def train(
         The exception of a run that was created carries ``mlflow_run_id``.
     """
     cfg = check_config(cfg)
+    uri = None if trainer else tracking.resolve_tracking_uri(cfg.tracking.uri)  # a refused store: before the data
     dataset = load_dataset(cfg.data)
-    trainer = trainer or Trainer(tracking.resolve_tracking_uri(cfg.tracking.uri))
+    trainer = trainer or Trainer(uri)
     experiment_id = trainer.client.get_run(parent_run_id).info.experiment_id if parent_run_id else None
     run_id = trainer.start(cfg, dataset, parent_run_id=parent_run_id, experiment_id=experiment_id, tags=tags)
     try:

@@ -331,9 +331,13 @@ def test_cli_debug_flag_shows_the_traceback(mlflow_store: str, capsys) -> None:
     assert "Traceback (most recent call last)" in err and err.rstrip().endswith("data.train_path=/path/to/train_catvnoncat.h5")
 
 
-def test_plain_folder_as_tracking_uri_is_a_user_error(mlflow_store: str) -> None:
+def test_plain_folder_as_tracking_uri_is_a_user_error(mlflow_store: str, tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"tracking.uri='mlruns' points at a plain folder.*use sqlite:///"):
         train(compose_config([*TINY, "tracking.uri=mlruns"]))
+    # on the command line the error is the one line: refused before the data is loaded (and logged)
+    proc = run_command("numpynet-train", [*TINY, f"tracking.uri={tmp_path / 'folder'}"], tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("numpynet-train: tracking.uri="), proc.stderr
 
 
 def test_progress_bar_only_on_a_terminal() -> None:
