@@ -17,6 +17,7 @@ from multiprocessing.connection import wait as wait_for_processes
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -141,6 +142,10 @@ def open_study(plan: SweepPlan, space: SearchSpace, worker_index: int = 0) -> op
     if study.direction.name.lower() != sweep["direction"]:
         raise UserError(f"study {sweep['study_name']!r} in {mask_url(plan.storage_url)} was created to "
                         f"{study.direction.name.lower()}, not to {sweep['direction']}; pick another sweep.study_name")
+    if study.metric_names != [sweep["metric"]]:  # the dashboard names the objective ("val_accuracy", not "Objective 0")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([sweep["metric"]])
     return study
 
 

@@ -54,6 +54,7 @@ def test_small_sweep_is_fully_recorded(store, _template_store):
     client = _client(store)
     assert len(study.trials) == 3
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert study.metric_names == ["val_accuracy"]  # what the Optuna dashboard calls the objective
 
     children = {int(r.data.tags[TAG_TRIAL]): r for r in _children(client, summary.parent_run_id)}
     assert sorted(children) == [0, 1, 2]  # exactly one child run per trial

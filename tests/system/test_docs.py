@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,14 @@ def test_quickstart_sweep_runs_and_prints_progress_to_a_pipe(tmp_path):
     address = out[out.index("then the runs table:") + 1].strip()
     assert re.fullmatch(r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs\?workflowType=machine_learning", address)
     assert (tmp_path / "mlruns" / "optuna" / "journal.log").is_file()
+
+
+def test_the_makefile_names_apt_get_with_one_space_as_root_and_as_a_user():
+    """``make browser`` says what it runs: ``apt-get install`` as root, ``sudo apt-get install`` otherwise,
+    never with the double space an empty ``$(SUDO)`` left."""
+    for sudo in ("", "sudo"):
+        out = subprocess.run(["make", "-n", "-C", str(REPO), "browser", f"SUDO={sudo}"], capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+        said = re.search(r"for the browser tests: (.*?apt-get install chromium)", out)
+        assert said and said[1] == f"{sudo} apt-get install chromium".strip(), out
+        assert "  apt-get" not in out, out

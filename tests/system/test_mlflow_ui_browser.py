@@ -325,6 +325,9 @@ def test_optuna_dashboard_shows_the_trials_and_their_intermediate_values(finishe
                 expect(page.get_by_text("Intermediate values", exact=True).first).to_be_attached(timeout=30_000)
                 for number in range(N_TRIALS):  # one curve per trial, named in the plot's legend
                     expect(page.get_by_text(f"trial #{number}", exact=True).first).to_be_attached()
+                # the study names its objective (study.set_metric_names): not "Objective 0"
+                expect(page.get_by_text("val_accuracy").first).to_be_attached()
+                assert page.get_by_text("Objective 0").count() == 0
                 _expect_curves(page)  # the plots draw after their titles
                 _keep(page, tmp_path, "optuna-dashboard.png")
             finally:
