@@ -96,7 +96,7 @@ def ui_command(tracking_uri: str) -> str:
 def runs_page_url(ui_address: str, experiment_id: str | None) -> str:
     """The experiment's runs table in MLflow 3's UI (password masked).
 
-    MLflow 3.17's UI opens an experiment on the view of its GenAI / Model
+    MLflow 3.18's UI opens an experiment on the view of its GenAI / Model
     training switch (GenAI unless the browser remembers otherwise);
     ``workflowType=machine_learning`` in the address selects Model training.
     """
