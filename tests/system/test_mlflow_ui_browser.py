@@ -53,13 +53,21 @@ def finished_sweep(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def sweep_server(finished_sweep, tmp_path_factory) -> MlflowServer:
+    """``mlflow server`` on the sweep's store, one for the module's MLflow tests (a start costs seconds)."""
+    root = tmp_path_factory.mktemp("ui-server")
+    store = f"sqlite:///{finished_sweep / 'mlruns' / 'mlflow.db'}"
+    with MlflowServer(store, root / "served-artifacts", root / "server.log") as server:
+        yield server
+
+
 @contextlib.contextmanager
-def _mlflow_page(store: str, tmp_path: Path, width: int, height: int):
-    """``(server, page)``: the sweep's store served by ``mlflow server``, a headless chromium page on it."""
+def _mlflow_page(server: MlflowServer, width: int, height: int):
+    """``(server, page)``: a new headless chromium (its own empty profile) on the sweep's server."""
     from playwright.sync_api import sync_playwright
 
-    with MlflowServer(store, tmp_path / "served-artifacts", tmp_path / "server.log") as server, \
-            sync_playwright() as pw:
+    with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
@@ -77,7 +85,7 @@ def _row_index(page, run_id: str) -> int:
 
 
 @pytest.mark.slow
-def test_trial_runs_are_listed_under_their_parent_with_val_accuracy(finished_sweep, tmp_path):
+def test_trial_runs_are_listed_under_their_parent_with_val_accuracy(finished_sweep, sweep_server, tmp_path):
     from playwright.sync_api import expect
 
     assert CHROMIUM.is_file(), "Debian's chromium is needed: run `make browser` (apt-get install chromium)"
@@ -90,7 +98,7 @@ def test_trial_runs_are_listed_under_their_parent_with_val_accuracy(finished_swe
     assert len(children) == N_TRIALS
 
     shot = tmp_path / "mlflow_ui_browser.png"
-    with _mlflow_page(store, tmp_path, 1800, 1000) as (server, page):
+    with _mlflow_page(sweep_server, 1800, 1000) as (server, page):
         page.goto(f"{server.url}/#/experiments/{experiment.experiment_id}/runs")
         # the React app loads the run list asynchronously: wait for the parent run's name
         expect(page.get_by_text(parent.info.run_name, exact=True).first).to_be_visible(timeout=60_000)
@@ -193,7 +201,7 @@ def _printed_runs_address(root: Path) -> str:
 
 
 @pytest.mark.slow
-def test_printed_address_shows_the_sweep_at_a_glance(finished_sweep, tmp_path):
+def test_printed_address_shows_the_sweep_at_a_glance(finished_sweep, sweep_server, tmp_path):
     """What docs/training.md ("What you see") promises on the checked MLflow: the printed address lands
     on the runs table; the Assistant panel closes for good with its x; each trial's name shows its
     outcome and value; the chart view shows every trial after "Show all runs"; a trial's page is in
@@ -212,7 +220,7 @@ def test_printed_address_shows_the_sweep_at_a_glance(finished_sweep, tmp_path):
     children = [r for r in runs if TAG_TRIAL in r.data.tags]
     child = children[-1]
 
-    with _mlflow_page(store, tmp_path, 1400, 800) as (server, page):
+    with _mlflow_page(sweep_server, 1400, 800) as (server, page):
         page.goto(printed.replace("http://127.0.0.1:5000", server.url))
         # the runs table, not the GenAI "Overview" (Traces) page
         expect(page.get_by_text(parent.info.run_name, exact=True).first).to_be_visible(timeout=60_000)
