@@ -12,6 +12,7 @@ import pytest
 
 import numpynet.activations as activations
 from numpynet import NeuralNetwork
+from numpynet.propagation import Passes, Workspace
 
 HIDDEN = ["relu", "leakyrelu", "tanh", "sigmoid"]
 OUTPUTS = {"sigmoid-binary": 1, "softmax-3": 3}
@@ -55,14 +56,14 @@ def test_backprop_with_a_fixed_dropout_mask(activation, output, regularization, 
     # Record the masks grad_check draws, so that the test cannot pass with dropout
     # silently switched off: one set of masks, drawn once, some units dropped.
     drawn = []
-    original = NeuralNetwork._draw_masks
+    original = Workspace.draw_masks
 
     def spy(self, *args, **kwargs):
         masks = original(self, *args, **kwargs)
         drawn.append([m.copy() for m in masks])
         return masks
 
-    monkeypatch.setattr(NeuralNetwork, "_draw_masks", spy)
+    monkeypatch.setattr(Workspace, "draw_masks", spy)
     assert net.grad_check(X, y) < TOL
     assert len(drawn) == 1, "the dropout masks must be drawn once and held fixed"
     assert len(drawn[0]) == 2  # one per hidden layer
@@ -196,8 +197,8 @@ def test_grad_check_notices_a_wrong_l2_term_in_the_cost(monkeypatch):
     """The L2 term is part of the checked cost: a cost whose L2 term disagrees with
     the L2 gradient (here doubled) makes the check fail."""
     net, X, y = _trained("tanh", 3, "l2")
-    correct = NeuralNetwork._l2_cost
-    monkeypatch.setattr(NeuralNetwork, "_l2_cost", lambda self, m: 2 * correct(self, m))
+    correct = Passes.l2_cost
+    monkeypatch.setattr(Passes, "l2_cost", lambda self, lambd, m: 2 * correct(self, lambd, m))
     assert net.grad_check(X, y) > 1e-4
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from numpynet import NeuralNetwork, TrainingDiverged
 from numpynet.losses import SigmoidBinary, SoftmaxCategorical
+from numpynet.propagation import Passes, Workspace
 
 from _core_helpers import binary_data, flat_params, multiclass_data, run_python
 
@@ -701,13 +702,13 @@ def test_train_cost_with_l2_over_mini_batches_weights_each_batch_at_its_own_star
     L2 term, both at the weights its update started from."""
     X, y = binary_data(n=40, n_features=4)
     snapshots = []
-    original = NeuralNetwork._forward
+    original = Passes.forward
 
-    def spy(self, Xb, ws, mb, masks):
-        snapshots.append((Xb.copy(), [W.copy() for W in self.coefs_], [b.copy() for b in self.intercepts_]))
-        return original(self, Xb, ws, mb, masks)
+    def spy(passes, Xb, ws, mb, masks):
+        snapshots.append((Xb.copy(), [W.copy() for W in passes.coefs], [b.copy() for b in passes.intercepts]))
+        return original(passes, Xb, ws, mb, masks)
 
-    monkeypatch.setattr(NeuralNetwork, "_forward", spy)
+    monkeypatch.setattr(Passes, "forward", spy)
     net = NeuralNetwork([4, 5, 1], regularization="l2", lambd=2.0, learning_rate=0.5, mini_batch_size=25,
                         epoch=1, seed=0).fit(X, y)
     assert len(snapshots) == 2
@@ -942,24 +943,24 @@ def test_l2_with_lambd_zero_is_no_regularization_even_for_weights_too_large_to_s
 def _spy_on_the_arrays(monkeypatch):
     """Record every workspace, forward pass, target matrix, optimizer and
     initializer dtype the network uses."""
+    import numpynet.labels as labels
     import numpynet.network as network_module
 
     seen = {"workspaces": [], "forwards": [], "targets": [], "optimizers": [], "init_dtypes": []}
+    init_workspace, forward, targets = Workspace.__init__, Passes.forward, labels.targets
+    make_optimizer = network_module.make_optimizer
 
-    class Workspace(network_module._Workspace):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            seen["workspaces"].append(self)
-
-    forward, targets, make_optimizer = NeuralNetwork._forward, NeuralNetwork._targets, network_module.make_optimizer
+    def spy_workspace(self, *args, **kwargs):
+        init_workspace(self, *args, **kwargs)
+        seen["workspaces"].append(self)
 
     def spy_forward(self, Xb, ws, mb, masks):
         Z = forward(self, Xb, ws, mb, masks)
         seen["forwards"].append((Xb.dtype, Z.dtype))
         return Z
 
-    def spy_targets(self, yidx, n_out, dtype):
-        Y = targets(self, yidx, n_out, dtype)
+    def spy_targets(yidx, n_out, dtype):
+        Y = targets(yidx, n_out, dtype)
         seen["targets"].append(Y.dtype)
         return Y
 
@@ -974,9 +975,9 @@ def _spy_on_the_arrays(monkeypatch):
             return init(rng, fan_in, fan_out, dtype)
         return wrapped
 
-    monkeypatch.setattr(network_module, "_Workspace", Workspace)
-    monkeypatch.setattr(NeuralNetwork, "_forward", spy_forward)
-    monkeypatch.setattr(NeuralNetwork, "_targets", spy_targets)
+    monkeypatch.setattr(Workspace, "__init__", spy_workspace)
+    monkeypatch.setattr(Passes, "forward", spy_forward)
+    monkeypatch.setattr(labels, "targets", spy_targets)
     monkeypatch.setattr(network_module, "make_optimizer", spy_make_optimizer)
     for name, init in list(network_module.INITIALIZERS.items()):
         monkeypatch.setitem(network_module.INITIALIZERS, name, spy_initializer(init))
@@ -1023,9 +1024,7 @@ def test_a_float32_network_computes_in_float32_throughout(n_out, monkeypatch):
 
 @pytest.mark.parametrize("dropout", [True, False])
 def test_a_workspace_holds_every_buffer_in_its_dtype_and_dropout_buffers_only_with_dropout(dropout):
-    from numpynet.network import _Workspace
-
-    ws = _Workspace([3, 4, 5, 2], 6, np.float32, dropout)
+    ws = Workspace([3, 4, 5, 2], 6, np.float32, dropout)
     assert ws.X.shape == (6, 3) and ws.Y.shape == (6, 2)
     assert [z.shape for z in ws.Z] == [(6, 4), (6, 5), (6, 2)]
     assert [a.shape for a in ws.dA] == [(6, 4), (6, 5)]

@@ -9,7 +9,7 @@ written from the textbook formulas *in terms of the pre-activation z*
 probabilities (the network works from logits), backprop with plain
 matrix products. The reference itself is checked by central differences.
 
-The network is observed through a spy on ``NeuralNetwork._backward``, called
+The network is observed through a spy on ``Passes.backward``, called
 once per mini-batch before the update: it records the batch, its dropout
 masks and the weights the update starts from. Each recorded step must then
 lead, by the reference's gradient step, to the weights recorded at the next
@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from numpynet import NeuralNetwork
+from numpynet.propagation import Passes
 
 LEAKY_SLOPE = 0.01  # documented slope of leakyrelu for z < 0
 
@@ -139,7 +140,7 @@ def test_the_reference_gradient_matches_central_differences_of_the_reference_cos
 # ------------------------------------------------------------ recording fit
 
 class Recorder:
-    """Spy on ``NeuralNetwork._backward``: one record per mini-batch update.
+    """Spy on ``Passes.backward``: one record per mini-batch update.
 
     Each record holds the batch's rows, its dropout masks (None without
     dropout) and copies of the weights and biases the update starts from.
@@ -147,19 +148,19 @@ class Recorder:
 
     def __init__(self, monkeypatch):
         self.steps = []
-        original = NeuralNetwork._backward
+        original = Passes.backward
         steps = self.steps
 
-        def spy(net, Xb, ws, mb, masks, l2_coef):
+        def spy(passes, Xb, ws, mb, masks, l2_coef):
             steps.append({
                 "X": np.array(Xb[:mb], dtype=np.float64),
                 "masks": None if masks is None else [np.array(m[:mb]) for m in masks],
-                "Ws": [np.array(W, dtype=np.float64) for W in net.coefs_],
-                "bs": [np.array(b, dtype=np.float64) for b in net.intercepts_],
+                "Ws": [np.array(W, dtype=np.float64) for W in passes.coefs],
+                "bs": [np.array(b, dtype=np.float64) for b in passes.intercepts],
             })
-            return original(net, Xb, ws, mb, masks, l2_coef)
+            return original(passes, Xb, ws, mb, masks, l2_coef)
 
-        monkeypatch.setattr(NeuralNetwork, "_backward", spy)
+        monkeypatch.setattr(Passes, "backward", spy)
 
     @staticmethod
     def rows(X, step):
