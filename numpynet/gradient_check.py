@@ -39,7 +39,7 @@ def relative_difference(theta: np.ndarray, dims: Sequence[int], X: np.ndarray, Y
         value = output.loss_and_probs(Z, Yc) / m
         return value + (passes.l2_cost(lambd, m) if l2 else 0.0)
 
-    backprop = Passes(theta, np.zeros_like(theta), dims, activation, keep_prob)
+    backprop = Passes(theta, dims, activation, keep_prob, grad=np.zeros_like(theta))
     cost(backprop, X, Y, ws)
     Z = ws.Z[-1][:m]
     Z -= Y
@@ -49,7 +49,7 @@ def relative_difference(theta: np.ndarray, dims: Sequence[int], X: np.ndarray, Y
 
     # the reference: the same network and data in float64
     theta64 = theta.astype(np.float64)
-    reference = Passes(theta64, np.zeros_like(theta64), dims, activation, keep_prob)
+    reference = Passes(theta64, dims, activation, keep_prob)
     X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
     ws64 = Workspace(dims, m, np.float64, dropout)
     numeric = np.empty_like(analytic)

@@ -266,9 +266,10 @@ class NeuralNetwork:
         for W, (fan_in, fan_out) in zip(self.coefs_, parameters.layer_shapes(dims), strict=True):
             W[...] = init(rng, fan_in, fan_out, dtype)
 
-    def _passes(self) -> Passes:
-        """Forward and backward passes on this network's own parameters and gradient."""
-        return Passes(self._theta, self._grad, self.layer_dims_, self.activation_function, self.keep_prob)
+    def _passes(self, backward: bool = False) -> Passes:
+        """Passes on this network's own parameters (and, for ``backward``, into its own gradient)."""
+        return Passes(self._theta, self.layer_dims_, self.activation_function, self.keep_prob,
+                      grad=self._grad if backward else None, views=(self.coefs_, self.intercepts_))
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -341,7 +342,7 @@ class NeuralNetwork:
         """The epoch loop of ``fit`` (all inputs validated, parameters initialised)."""
         n, dtype = len(X), s["dtype"]
         ws = Workspace(dims, batch, dtype, s["dropout"])
-        passes = self._passes()
+        passes = self._passes(backward=True)
         opt = make_optimizer(self.optimizer, self._theta.size, dtype, self.beta1, self.beta2, self.epsilon)
         schedule = make_schedule(self.decay, self.learning_rate, self.decay_rate, self.decay_interval)
         output = output_layer_for(dims[-1])

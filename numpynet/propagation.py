@@ -14,6 +14,7 @@ never computed.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -49,20 +50,29 @@ class Workspace:
 
 
 class Passes:
-    """Forward and backward passes of the network whose parameters are ``theta``.
+    """Forward and backward passes of the network of sizes ``dims`` whose parameters are ``theta``.
 
-    ``grad`` (same layout and dtype as ``theta``) receives the gradient of
-    each backward pass. ``activation`` names the hidden activation and
-    ``keep_prob`` rescales the units kept by dropout masks.
+    ``activation`` names the hidden activation and ``keep_prob`` rescales
+    the units kept by dropout masks. ``grad`` (same layout and dtype as
+    ``theta``) receives the gradient of each backward pass; without it the
+    passes only go forward. ``views``: the ``(coefs, intercepts)`` already
+    unpacked from ``theta`` (a fitted network's own), so that a prediction
+    does not unpack them again.
     """
 
-    def __init__(self, theta: np.ndarray, grad: np.ndarray, dims: Sequence[int], activation: str,
-                 keep_prob: float):
-        self.theta, self.grad, self.dims = theta, grad, list(dims)
-        self.coefs, self.intercepts = parameters.unpack(theta, dims)
-        self.grad_coefs, self.grad_intercepts = parameters.unpack(grad, dims)
-        self.n_weights = parameters.n_weights(dims)
+    def __init__(self, theta: np.ndarray, dims: Sequence[int], activation: str, keep_prob: float,
+                 grad: np.ndarray | None = None, views: tuple[list, list] | None = None):
+        self.theta, self.dims = theta, dims
+        self.coefs, self.intercepts = views if views is not None else parameters.unpack(theta, dims)
+        self.grad = grad
+        if grad is not None:
+            self.grad_coefs, self.grad_intercepts = parameters.unpack(grad, dims)
         self.activation, self.keep_prob = activation, keep_prob
+
+    @functools.cached_property
+    def n_weights(self) -> int:
+        """The leading entries of ``theta`` that are weights (the L2 term's)."""
+        return parameters.n_weights(self.dims)
 
     def forward(self, Xb: np.ndarray, ws: Workspace, mb: int, masks: list | None) -> np.ndarray:
         """Logits of the output layer; hidden activations stay in ``ws``."""
@@ -70,7 +80,7 @@ class Passes:
         last = len(self.coefs) - 1
         inv_keep = 1.0 / self.keep_prob
         A = Xb
-        for layer, (W, b) in enumerate(zip(self.coefs, self.intercepts, strict=True)):
+        for layer, (W, b) in enumerate(zip(self.coefs, self.intercepts, strict=False)):  # equal lengths
             Z = ws.Z[layer][:mb]
             np.matmul(A, W, out=Z)
             Z += b
