@@ -282,7 +282,7 @@ class NeuralNetwork:
         for p in inspect.signature(NeuralNetwork.__init__).parameters.values():
             if p.name != "self" and p.name not in state:  # pickled before the parameter existed
                 setattr(self, p.name, p.default)
-        for stale in ("_n_weights", "_gW", "_gb"):  # kept by the network in older pickles, now by Passes
+        for stale in ("_n_weights", "_gW", "_gb"):  # in older pickles; the passes derive these themselves
             self.__dict__.pop(stale, None)
         if "_theta" in state:
             dims = [int(d) for d in state.get("layer_dims_") or self.layer_dims]  # older pickles lack layer_dims_

@@ -268,6 +268,17 @@ def test_a_file_written_before_the_split_is_written_again_member_for_member(name
             np.testing.assert_array_equal(after[key], before[key], strict=True, err_msg=key)
 
 
+def test_a_pickle_written_before_the_split_unpickles_and_predicts_as_it_did():
+    """``model_v2_binary.pkl``: the binary fixture loaded, then pickled, by the same earlier code."""
+    with np.load(FIXTURES / "old_models_expected.npz") as data:
+        X, proba = data["X"], data["binary_proba"]
+    with open(FIXTURES / "model_v2_binary.pkl", "rb") as f:
+        net = pickle.load(f)
+    np.testing.assert_allclose(net.predict_proba(X), proba, rtol=1e-12, atol=0, strict=True)
+    assert set(vars(net)) == set(vars(NeuralNetwork.load(FIXTURES / "model_v2_binary.npz")))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(net)).predict_proba(X), net.predict_proba(X))
+
+
 # ------------------------------------------- sizes checked before any allocation
 
 def test_load_refuses_layer_sizes_its_parameters_cannot_fill_before_allocating_them(saved, monkeypatch):
