@@ -29,13 +29,26 @@ log = logging.getLogger(__name__)
 
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")  # run by MLflow, never imported here
 MODEL_WEIGHTS_KEY = "weights"  # pyfunc_model.WEIGHTS_ARTIFACT
+MODEL_SCALING_KEY = "scaling"  # pyfunc_model.SCALING_ARTIFACT
 
 
 def test_metrics(network: NeuralNetwork, dataset: Dataset) -> tuple[dict[str, float], np.ndarray]:
-    """``test_*`` scalars and the confusion matrix of the current weights."""
+    """``test_*`` scalars and the confusion matrix of the current weights.
+
+    ``test_predicted_classes`` counts the classes the network predicts for at
+    least one test row: 1 means a collapsed model, a constant predictor
+    (see :func:`collapsed`).
+    """
     scores = network.evaluate(dataset.X_test, dataset.y_test)
+    confusion = np.asarray(scores["confusion_matrix"])
     metrics = {f"test_{k}": float(v) for k, v in scores.items() if k != "confusion_matrix"}
-    return metrics, np.asarray(scores["confusion_matrix"])
+    metrics["test_predicted_classes"] = float(np.count_nonzero(confusion.sum(axis=0)))
+    return metrics, confusion
+
+
+def collapsed(metrics: dict[str, float]) -> bool:
+    """Whether a run's test figures come from a constant predictor: one class for every test row."""
+    return metrics.get("test_predicted_classes", 0.0) == 1.0
 
 
 def weights_digest(network: NeuralNetwork) -> str:
@@ -104,13 +117,18 @@ def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork, 
     import numpynet
 
     run = client.get_run(run_id)
-    example = np.asarray(dataset.X_test[:2], dtype=np.float64)
-    signature = infer_signature(example, network.predict(example), params={"proba": False})
+    scaled = np.asarray(dataset.X_test[:2], dtype=np.float64)
+    # the model takes features as the data file holds them: standardised data is scaled inside it
+    example = scaled if dataset.scaling is None else scaled * dataset.scaling[1] + dataset.scaling[0]
+    signature = infer_signature(example, network.predict(scaled), params={"proba": False})
     logged = retry_locked(lambda: client.create_logged_model(
         run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id, model_type="numpynet"
     ))
     with tempfile.TemporaryDirectory(prefix="numpynet-model-") as tmp:
-        weights = network.save(Path(tmp) / "network.npz")
+        files = {MODEL_WEIGHTS_KEY: network.save(Path(tmp) / "network.npz")}
+        if dataset.scaling is not None:
+            files[MODEL_SCALING_KEY] = str(Path(tmp) / "scaling.npz")
+            np.savez(files[MODEL_SCALING_KEY], mean=dataset.scaling[0], std=dataset.scaling[1])
         Model.log(
             artifact_path=None,  # deprecated in MLflow 3 in favour of name, yet still positional
             name=MODEL_NAME,
@@ -118,7 +136,7 @@ def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork, 
             run_id=run_id,
             model_id=logged.model_id,
             python_model=str(MODEL_CODE),  # "model from code": nothing pickled
-            artifacts={MODEL_WEIGHTS_KEY: weights},
+            artifacts=files,
             signature=signature,
             input_example=example,
             # Listed rather than inferred: inference imports the model in a subprocess (slow).

@@ -49,6 +49,8 @@ from numpynet.sweeps.training.numeric_env import numeric_environment
 log = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+#: key of ``train``'s result: a boolean per test row, whether the final weights predict it right
+CORRECT_BY_TEST_ROW = "correct_by_test_row"
 
 
 class Trainer:
@@ -197,8 +199,14 @@ class Trainer:
         result = artifacts.summary_metrics(network)
         final, confusion = artifacts.test_metrics(network, dataset)
         result.update(final)
+        # per test row, whether the prediction is right: the paired verdict's table (not recorded)
+        result[CORRECT_BY_TEST_ROW] = network.predict(dataset.X_test) == dataset.y_test
         self.recorder.log_metrics(run_id, {k: v for k, v in result.items() if k.startswith(("test_", "best_"))})
-        self.recorder.set_tags(run_id, {names.WEIGHTS_SHA256: artifacts.weights_digest(network)})
+        tags = {names.WEIGHTS_SHA256: artifacts.weights_digest(network)}
+        if artifacts.collapsed(final):
+            tags[names.COLLAPSED] = "true"
+            log.warning("run %s predicts one class for every test row (a collapsed model)", run_id)
+        self.recorder.set_tags(run_id, tags)
         folder = Path(tempfile.mkdtemp(prefix="numpynet-run-"))
         artifacts.write_run_files(folder, network, dataset, confusion,
                                   with_plots=cfg.tracking.log_plots if plots is None else plots)
