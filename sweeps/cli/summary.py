@@ -49,7 +49,7 @@ def _print_refit(refit: dict[str, float], out) -> None:
 
     if "refit.chosen.test_accuracy" in refit:
         flag = "  COLLAPSED: one class for every test row" if refit.get("refit.chosen.collapsed") else ""
-        print(f"refit of the best configuration on all training data: test_accuracy "
+        print(f"best configuration trained again (sweep.refit_rule) and tested once: test_accuracy "
               f"{refit['refit.chosen.test_accuracy']:.4f}{flag}", file=out)
     if "robustness.seeds" not in refit:
         return

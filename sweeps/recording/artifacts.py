@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from numpynet import NeuralNetwork
 from numpynet.sweeps.training.config import to_yaml
 from numpynet.sweeps.training.data import Dataset
+from numpynet.sweeps.training.ensemble import FOLD_WEIGHTS, FoldEnsemble, members
 from numpynet.sweeps.recording.redact import recordable_config
 from numpynet.sweeps.recording.store import retry_locked
 from numpynet.sweeps.recording.names import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, MODEL_NAME
@@ -51,11 +52,13 @@ def collapsed(metrics: dict[str, float]) -> bool:
     return metrics.get("test_predicted_classes", 0.0) == 1.0
 
 
-def weights_digest(network: NeuralNetwork) -> str:
-    """SHA-256 of all weights and biases: equal digests mean bit-identical networks."""
+def weights_digest(network: NeuralNetwork | FoldEnsemble) -> str:
+    """SHA-256 of all weights and biases (of every fold model of an ensemble, in fold order): equal
+    digests mean bit-identical networks."""
     digest = hashlib.sha256()
-    for array in (*network.coefs_, *network.intercepts_):
-        digest.update(np.ascontiguousarray(array).tobytes())
+    for member in members(network):
+        for array in (*member.coefs_, *member.intercepts_):
+            digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 
 
@@ -69,9 +72,16 @@ def log_config(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:
     retry_locked(lambda: client.log_text(run_id, text, CONFIG_ARTIFACT))
 
 
-def write_run_files(folder: Path, network: NeuralNetwork, dataset: Dataset, confusion: np.ndarray | None,
+def write_run_files(folder: Path, network: NeuralNetwork | FoldEnsemble, dataset: Dataset, confusion: np.ndarray | None,
                     *, with_plots: bool) -> None:
-    """The weights (and, when asked, the figures) of a finished run, as files under ``folder``."""
+    """The weights (and, when asked, the figures) of a finished run, as files under ``folder``.
+
+    A fold ensemble leaves one weights file per fold model and no figures (its curves are the run's
+    metrics).
+    """
+    if isinstance(network, FoldEnsemble):
+        network.save(folder)
+        return
     weights = folder / WEIGHTS_ARTIFACT
     weights.parent.mkdir(parents=True, exist_ok=True)
     network.save(weights)
@@ -102,8 +112,9 @@ def write_plots(folder: Path, network: NeuralNetwork, dataset: Dataset, confusio
                              dataset.y_test[shown], dataset.label_name, folder / "test_predictions.png")
 
 
-def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork, dataset: Dataset) -> str:
-    """Log the network as an MLflow ``pyfunc`` model; return its ``models:/<model_id>`` URI.
+def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork | FoldEnsemble,
+                     dataset: Dataset) -> str:
+    """Log the network (or fold ensemble) as an MLflow ``pyfunc`` model; return its ``models:/<model_id>`` URI.
 
     The LoggedModel is created explicitly in the run's experiment and
     ``mlflow.models.Model.log`` gets the run id, so no "active run" or
@@ -125,7 +136,9 @@ def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork, 
         run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id, model_type="numpynet"
     ))
     with tempfile.TemporaryDirectory(prefix="numpynet-model-") as tmp:
-        files = {MODEL_WEIGHTS_KEY: network.save(Path(tmp) / "network.npz")}
+        # an ensemble's fold models: weights, weights_1, ... (the model averages their probabilities)
+        files = {MODEL_WEIGHTS_KEY + (f"_{k}" if k else ""): member.save(Path(tmp) / f"network{k}.npz")
+                 for k, member in enumerate(members(network))}
         if dataset.scaling is not None:
             files[MODEL_SCALING_KEY] = str(Path(tmp) / "scaling.npz")
             np.savez(files[MODEL_SCALING_KEY], mean=dataset.scaling[0], std=dataset.scaling[1])
@@ -164,3 +177,17 @@ def summary_metrics(network: NeuralNetwork) -> dict[str, Any]:
             best_epoch=best,
         )
     return out
+
+
+def load_run_model(client: MlflowClient, run_id: str, folder: str) -> NeuralNetwork | FoldEnsemble:
+    """The model a run's weight files hold: its network, or the fold models of a fold ensemble."""
+    listed = {f.path for f in client.list_artifacts(run_id, WEIGHTS_ARTIFACT.rsplit("/", 1)[0])}
+    if WEIGHTS_ARTIFACT in listed:
+        return NeuralNetwork.load(client.download_artifacts(run_id, WEIGHTS_ARTIFACT, folder))
+    folds = []
+    while FOLD_WEIGHTS.format(k=len(folds)) in listed:
+        path = FOLD_WEIGHTS.format(k=len(folds))
+        folds.append(NeuralNetwork.load(client.download_artifacts(run_id, path, folder)))
+    if not folds:
+        raise FileNotFoundError(f"run {run_id} has no weights ({WEIGHTS_ARTIFACT} or {FOLD_WEIGHTS.format(k=0)})")
+    return FoldEnsemble(folds)

@@ -32,6 +32,7 @@ import numpy as np
 from optuna.trial import FrozenTrial
 
 from numpynet.sweeps.training.config import compose_config
+from numpynet.sweeps.search.settings import ALL_DATA, FOLD_ENSEMBLE
 from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.recording.names import ROLE as TAG_ROLE, REFIT_OF as TAG_REFIT_OF, REFIT_CONFIG as TAG_REFIT_CONFIG, REFIT_SEED as TAG_REFIT_SEED
 from numpynet.sweeps.recording import names
@@ -145,16 +146,23 @@ def refit_epochs(trial: FrozenTrial) -> int | None:
 
 def refit(base_overrides: list[str], space: SearchSpace, chosen: FrozenTrial, baseline: FrozenTrial | None,
           seeds: int, parent_run_id: str, study_name: str, train: Train, best_epoch: bool = False,
-          on_run: Callable[[str], None] | None = None) -> RefitReport:
+          on_run: Callable[[str], None] | None = None, rule: str = ALL_DATA) -> RefitReport:
     """Run the refits (see the module doc); ``train`` is :func:`numpynet.sweeps.training.train.train`.
 
     With ``best_epoch`` (``sweep.objective=best``) the chosen configuration
     is refitted for the epochs its cross-validated curve peaked at; the
     baseline always keeps its own configuration, epochs included.
+    ``rule`` (``sweep.refit_rule``): :data:`ALL_DATA` trains one model on all
+    the training rows; :data:`FOLD_ENSEMBLE` (cross-validated studies) trains
+    the configuration's K fold models again and tests them as one ensemble,
+    for the chosen configuration and the baseline alike.
     ``on_run(label)`` is called before each refit starts (progress).
     """
+    ensemble = rule == FOLD_ENSEMBLE and any(o.startswith("data.folds=") and o != "data.folds=null"
+                                             for o in base_overrides)
+
     def run(trial: FrozenTrial, who: str, seed: int | None, keep_model: bool) -> dict[str, Any]:
-        overrides = trial_overrides(base_overrides, space, trial) + REFIT_OVERRIDES
+        overrides = trial_overrides(base_overrides, space, trial) + ([] if ensemble else REFIT_OVERRIDES)
         if best_epoch and who == "chosen" and refit_epochs(trial) is not None:
             overrides.append(f"train.epoch={refit_epochs(trial)}")
         name = f"refit-{who}" + ("" if seed is None else f"-seed{seed}")
@@ -166,8 +174,8 @@ def refit(base_overrides: list[str], space: SearchSpace, chosen: FrozenTrial, ba
             on_run(name)
         tags = {TAG_ROLE: "refit", TAG_REFIT_OF: str(trial.number), TAG_REFIT_CONFIG: who,
                 TAG_REFIT_SEED: "" if seed is None else str(seed), names.STUDY: study_name,
-                "mlflow.runName": name}
-        return train(compose_config(overrides), parent_run_id=parent_run_id, tags=tags)
+                names.REFIT_RULE: FOLD_ENSEMBLE if ensemble else ALL_DATA, "mlflow.runName": name}
+        return train(compose_config(overrides), parent_run_id=parent_run_id, tags=tags, ensemble=ensemble)
 
     chosen_result = run(chosen, "chosen", None, keep_model=True)
     report = RefitReport(chosen.number, chosen_result.get("run_id"), chosen_result,
