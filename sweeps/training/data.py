@@ -48,6 +48,9 @@ class Dataset:
     folds: tuple[tuple[np.ndarray, np.ndarray], ...] | None = None
     #: ``data.augment``: ``"hflip"`` adds the left-right mirror of every image a model trains on
     augment: str | None = None
+    #: ``(mean, std)`` of the training rows when the features were standardised (every split is
+    #: ``(X - mean) / std``); the logged model applies it, so it takes features as the file holds them
+    scaling: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def n_features(self) -> int:
@@ -103,7 +106,7 @@ def load_dataset(cfg: Any) -> Dataset:
     if key in _CACHE:
         return _CACHE[key]
     dataset = _load(cfg)
-    for value in vars(dataset).values():
+    for value in [*vars(dataset).values(), *(dataset.scaling or ())]:
         if isinstance(value, np.ndarray):
             value.flags.writeable = False
     if len(_CACHE) >= _CACHE_SIZE:
@@ -128,7 +131,8 @@ def adopt_datasets_from(path: str | Path) -> None:
         datasets: dict[tuple, Dataset] = pickle.load(handle)  # written by this sweep's parent, in a 0700 folder
     for key, dataset in datasets.items():
         for field in (dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val, dataset.X_test,
-                      dataset.y_test, dataset.classes, *(i for fold in dataset.folds or () for i in fold)):
+                      dataset.y_test, dataset.classes, *(i for fold in dataset.folds or () for i in fold),
+                      *(dataset.scaling or ())):
             if isinstance(field, np.ndarray):
                 field.flags.writeable = False  # unpickled arrays are writable again
         if key not in _CACHE and len(_CACHE) < _CACHE_SIZE:
@@ -179,11 +183,13 @@ def _load(cfg: Any) -> Dataset:
             f"{raw.source}: test labels {unseen.tolist()} never occur in the training split; "
             "the network cannot predict them"
         )
+    scaling = None
     if raw.standardize:
         mean, std = X.mean(axis=0), X.std(axis=0)
         std[std == 0] = 1.0  # constant features stay constant instead of turning into NaN
         X, X_test = (X - mean) / std, (X_test - mean) / std
         X_val = None if X_val is None else (X_val - mean) / std
+        scaling = (mean, std)
     arrays = {"X_train": X, "y_train": y, "X_val": X_val, "y_val": y_val, "X_test": X_test, "y_test": y_test}
     dataset = Dataset(
         name=name,
@@ -194,6 +200,7 @@ def _load(cfg: Any) -> Dataset:
         class_names=raw.class_names,
         folds=stratified_folds(y, n_folds, int(cfg.seed)) if n_folds else None,
         augment=augment,
+        scaling=scaling,
     )
     log.info(dataset.summary())
     return dataset
