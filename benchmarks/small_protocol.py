@@ -1,27 +1,27 @@
 """The evidence behind ``sweep=small``: refit rules, objectives and class imbalance, on synthetic data only.
 
-    nice -n 10 python -m benchmarks.small_protocol [--seeds 5] [--configs 8] [--out FILE]
+    nice -n 10 python -m benchmarks.small_protocol [--seeds 5] [--configs 6] [--spaces small gd] [--out FILE]
 
 Every development set is drawn from a scikit-learn generator
 (``make_classification``, ``make_moons``) with a fixed ``random_state``: a
-few hundred rows to search on, and 3000 more rows of the same generator as
+few hundred rows to search on, and 2000 more rows of the same generator as
 a test set large enough that a rule's test score is not the test split's
 noise. No real dataset is read (the benchmark that judges ``sweep=small``
 must stay unseen).
 
-For each development set this emulates the study: ``--configs``
-configurations drawn at random from ``conf/sweep/small.yaml``'s space, each
-5-fold cross-validated (stratified, fold k's model seeded ``1 + k``), the
+For each development set and each space (``sweep=small``'s, Adam; one like
+the cat study's, plain gradient descent through [20, 7, 5]) this emulates
+the study: ``--configs`` configurations drawn at random from the space, each
+5-fold cross-validated (stratified, fold k's model seeded ``1 + k``); the
 one with the best mean-over-folds balanced accuracy at its best epoch is
-"chosen", then refitted over ``--seeds`` robustness seeds under each rule:
+"chosen", then deployed over ``--seeds`` robustness seeds under each rule:
 
-- ``peak``: all the training rows, for the epochs at which the mean fold
-  curve peaked (plus one): the rule before issue 22;
-- ``plateau``: all the training rows, for the epochs up to the *last*
-  epoch at which the curve pooled over the folds (and so over their five
-  seeds), smoothed over a few epochs, is within one standard error (over
-  the folds) of its maximum;
-- ``full``: all the training rows, for the trial's own epochs;
+- ``peak``: one model on all the training rows, for the epochs at which the
+  mean fold curve peaked (plus one): the rule before issue 22;
+- ``pooled``: the same, for the epochs at which the curve pooled over the
+  folds and ``POOLED_SEED_SETS`` seed sets of the chosen configuration,
+  smoothed over 5 epochs, peaks;
+- ``full``: the same, for the trial's own epochs;
 - ``ensemble``: no refit: the K fold models (seeded ``s + k``) stopped at the
   peak epoch, their class probabilities averaged.
 

@@ -1,21 +1,25 @@
 """After the search: refit, test once, and judge the chosen configuration against the baseline.
 
-With ``sweep.refit``, the best trial's configuration is trained again on all
-the training data (no validation split, no folds), as its own child run
-``refit-chosen``: the model that is registered. It trains the trial's
-epochs, or with ``sweep.objective=best`` the epochs at which the trial's
-validation curve peaked (the number the search chose). The baseline is
-refitted exactly as configured.
+With ``sweep.refit``, the best trial's configuration is trained again as its
+own child run ``refit-chosen``: the model that is registered. By
+``sweep.refit_rule``: ``all_data``, one model on all the training data (no
+validation split, no folds) for the trial's epochs, or with
+``sweep.objective=best`` the epochs at which its validation curve peaked;
+``fold_ensemble``, its K fold models trained again as in the trial (stopped
+at that epoch) and tested as one ensemble
+(:mod:`numpynet.sweeps.training.ensemble`). The baseline is trained by the
+same rule, as configured.
 The search's trials only ever saw the training data; these refits are the
 first and only runs of the sweep that evaluate the test split.
 
 With ``sweep.robustness_seeds=M`` the chosen configuration and the baseline
 trial's configuration are both refitted over ``train.seed = 0..M-1``
 (``refit-chosen-seed<s>``, ``refit-baseline-seed<s>``). The same seeds for
-both make the comparison paired: the verdict is the mean of the per-seed
-differences of test accuracy (chosen minus baseline) with a 95 % Student-t
-interval, so that a configuration that won the search by a lucky seed shows
-it here.
+both make the comparison paired: the verdict is the mean difference of test
+accuracy (chosen minus baseline) with a 95 % interval over the seeds *and*
+the test rows (:mod:`numpynet.sweeps.search.verdict`), so that neither a
+lucky seed nor a lucky test split passes for a gain. A refit that predicts
+one class for every test row is counted (``robustness.<who>.collapsed``).
 
 Every refit is an ordinary training run (``train(cfg)``), so
 ``numpynet-reproduce`` re-runs any of them bit for bit.

@@ -51,6 +51,8 @@ class Dataset:
     #: ``(mean, std)`` of the training rows when the features were standardised (every split is
     #: ``(X - mean) / std``); the logged model applies it, so it takes features as the file holds them
     scaling: tuple[np.ndarray, np.ndarray] | None = None
+    #: ``data.balance``: ``"oversample"`` repeats each class's rows a model trains on up to the largest class's count
+    balance: str | None = None
 
     @property
     def n_features(self) -> int:
@@ -67,7 +69,11 @@ class Dataset:
         return str(label)
 
     def training_arrays(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """What a model trains on: the training split (or its ``rows``: a fold), augmented.
+        """What a model trains on: the training split (or its ``rows``: a fold), balanced, augmented.
+
+        With ``balance="oversample"`` each class's rows are repeated after the originals
+        (:func:`oversampled_rows`) so that every class counts as many rows as the largest: the
+        loss then weighs each class as a whole equally, as class weights ``n / (k n_c)`` would.
 
         With ``augment="hflip"`` the mirrored images follow the originals, labels
         repeated (the network shuffles every epoch). Only training rows are
@@ -75,6 +81,9 @@ class Dataset:
         """
         X = self.X_train if rows is None else self.X_train[rows]
         y = self.y_train if rows is None else self.y_train[rows]
+        if self.balance == "oversample":
+            extra = oversampled_rows(y)
+            X, y = np.concatenate([X, X[extra]]), np.concatenate([y, y[extra]])
         if self.augment == "hflip":
             height, width = self.image_shape[0], self.image_shape[1]
             images = X.reshape(len(X), height, width, -1)  # channels last; one channel for grey images
@@ -85,6 +94,7 @@ class Dataset:
     def summary(self) -> str:
         n_val = 0 if self.X_val is None else len(self.X_val)
         mirrored = f" (+{len(self.X_train)} mirrored)" if self.augment == "hflip" else ""
+        mirrored += " (classes oversampled to equal counts)" if self.balance == "oversample" else ""
         return (
             f"data {self.name}: {len(self.X_train)} train{mirrored} / {n_val} val / {len(self.X_test)} test, "
             f"{self.n_features} features, {self.n_classes} classes (sha256 {self.digest[:12]})"
@@ -201,6 +211,7 @@ def _load(cfg: Any) -> Dataset:
         folds=stratified_folds(y, n_folds, int(cfg.seed)) if n_folds else None,
         augment=augment,
         scaling=scaling,
+        balance=_balance(cfg),
     )
     log.info(dataset.summary())
     return dataset
@@ -277,6 +288,34 @@ def _augment(cfg: Any, raw: RawData) -> str | None:
                         "feature (a mirrored pixel would carry another position's scale); use "
                         "data.augment=null or data.standardize=false")
     return str(value)
+
+
+BALANCES = ("oversample",)
+
+
+def _balance(cfg: Any) -> str | None:
+    value = cfg.get("balance") if hasattr(cfg, "get") else getattr(cfg, "balance", None)
+    if value is not None and value not in BALANCES:
+        raise UserError(f"data.balance={value!r} is invalid: null, or oversample (repeat each class's training "
+                        "rows up to the largest class's count)")
+    return None if value is None else str(value)
+
+
+def oversampled_rows(y: np.ndarray) -> np.ndarray:
+    """Indices into ``y`` to add so that every class has as many rows as the largest.
+
+    A class of ``n_c`` rows gets ``(n_max - n_c) // n_c`` whole copies of its rows, then its first
+    ``(n_max - n_c) % n_c`` rows once more (in ``y``'s order, which the seeded split has shuffled):
+    deterministic, and within one row of exact class weights.
+    """
+    classes, counts = np.unique(y, return_counts=True)
+    most = int(counts.max())
+    extra = []
+    for label, count in zip(classes, counts):
+        rows = np.flatnonzero(y == label)
+        missing = most - int(count)
+        extra.append(np.concatenate([np.tile(rows, missing // count), rows[:missing % count]]))
+    return np.concatenate(extra).astype(np.intp)
 
 
 def _n_folds(cfg: Any) -> int | None:

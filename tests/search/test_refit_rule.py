@@ -18,6 +18,7 @@ import yaml
 from mlflow import MlflowClient
 from sklearn.datasets import make_classification
 
+from numpynet.sweeps.cli.summary import print_summary
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.sweep import run_sweep
 from numpynet.sweeps.search.settings import load_sweep_config
@@ -53,7 +54,7 @@ def _refits(root: Path, parent_run_id: str) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_the_old_rule_collapses_on_seed_1_the_fold_ensemble_does_not_and_the_verdict_counts_it(store):
+def test_the_old_rule_collapses_on_seed_1_the_fold_ensemble_does_not_and_the_verdict_counts_it(store, capsys):
     data = _collapse_data(store)
     overrides = ["data=file", f"data.path={data}", *COLLAPSE_CASE]
     old = run_sweep(_study(store, "all_data"), [], overrides)
@@ -64,6 +65,8 @@ def test_the_old_rule_collapses_on_seed_1_the_fold_ensemble_does_not_and_the_ver
     assert refits["refit-chosen-seed1"].data.metrics["test_predicted_classes"] == 1
     assert "numpynet.collapsed" not in refits["refit-chosen-seed0"].data.tags
     assert old.refit["robustness.chosen.collapsed"] == 1
+    print_summary(old)
+    assert "chosen    " in (out := capsys.readouterr().out) and "(1 of 2 refits COLLAPSED: one class for every" in out
 
     new = run_sweep(_study(store, "fold_ensemble"), [], overrides)
     refits = _refits(store, new.parent_run_id)
