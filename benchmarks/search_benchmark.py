@@ -325,6 +325,11 @@ def run(protocol_path: Path, work: Path, jobs: int, smoke: bool) -> Path:
     raw = protocol_path.read_bytes()
     protocol = yaml.safe_load(raw)
     digest = hashlib.sha256(raw + (b"smoke" if smoke else b"")).hexdigest()
+    study = protocol["arms"]["A"]["study_file"]
+    found = hashlib.sha256((REPO / study["path"]).read_bytes()).hexdigest()
+    if found != study["sha256"]:
+        raise SystemExit(f"{study['path']}: sha256 {found[:12]} is not the registered {study['sha256'][:12]}; "
+                         "a changed study file needs a new protocol version")
     if smoke:
         protocol = smoke_protocol(protocol)
     work.mkdir(parents=True, exist_ok=True)

@@ -106,3 +106,15 @@ def test_the_smoke_benchmark_runs_every_arm_writes_the_report_and_resumes(tmp_pa
     other = subprocess.run([sys.executable, "-m", "benchmarks.search_benchmark", "--work", str(work)], cwd=REPO,
                            capture_output=True, text=True, timeout=120)
     assert other.returncode != 0 and "holds results of another protocol" in other.stderr
+
+
+def test_a_changed_sweep_small_is_refused_as_another_protocol(tmp_path):
+    from benchmarks.search_benchmark import main
+
+    text = PROTOCOL.read_text()
+    registered = yaml.safe_load(text)["arms"]["A"]["study_file"]["sha256"]
+    other = tmp_path / "protocol.yaml"
+    other.write_text(text.replace(registered, "0" * 64))
+    with pytest.raises(SystemExit, match="is not the registered 000000000000; a changed study file needs a new"):
+        main(["--protocol", str(other), "--work", str(tmp_path / "work")])
+    assert not (tmp_path / "work").exists()  # refused before anything is written
