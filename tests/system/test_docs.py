@@ -175,3 +175,17 @@ def test_the_makefile_names_apt_get_with_one_space_as_root_and_as_a_user():
         said = re.search(r"for the browser tests: (.*?apt-get install chromium)", out)
         assert said and said[1] == f"{sudo} apt-get install chromium".strip(), out
         assert re.search(rf"&& {sudo} ?env DEBIAN_FRONTEND".replace("  ", " "), out), out
+
+
+def test_the_docs_name_the_mlflow_range_the_project_pins():
+    """The MLflow the docs describe is the MLflow the browser tests check: one range, pyproject.toml's."""
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    [pin] = [d.split("#")[0].strip() for d in deps if re.match(r"mlflow\b", d)]
+    lowest = re.search(r">=(\d+\.\d+)", pin)[1]
+    for page in (REPO / "README.md", REPO / "docs" / "training.md", REPO / "docs" / "testing.md"):
+        text = page.read_text()
+        assert f"`{pin}`" in text, (page.name, pin)
+        assert f"What you see (MLflow {lowest}" in text or page.name == "testing.md", page.name
+        assert not re.search(r"MLflow 3\.(?!%s)\d+\b" % re.escape(lowest.split(".")[1]), text), page.name
