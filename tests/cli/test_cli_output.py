@@ -152,6 +152,7 @@ def test_progress_draws_no_lines_on_a_terminal(monkeypatch):
     assert "trial 0" not in stream.getvalue()
 
 
+@pytest.mark.slow
 def test_experiment_is_tagged_for_the_model_training_view(mlflow_store):
     from mlflow import MlflowClient
 

@@ -191,6 +191,7 @@ def test_the_study_plots_leave_the_process_s_matplotlib_style_as_it_was():
     assert {k: after[k] for k in after if after[k] != before[k]} == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_trials", [9, 40, 200])
 def test_slice_plot_tick_labels_do_not_overlap(n_trials):
     """Every axis of the slice plot, the log ones included (learning rate, lambd, decay rate): no two tick

@@ -46,6 +46,7 @@ def test_optuna_steps_are_the_mlflow_steps_of_the_reported_metric(tiny_sweep, na
             assert trial.value == pytest.approx(curve[-1].value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PRUNING)
 def test_a_pruned_trial_records_its_last_reported_step_as_pruned_epoch(tiny_sweep, name):
     record = tiny_sweep(name)

@@ -150,6 +150,7 @@ def test_unknown_sweep_name_lists_the_files():
         prepare("nope", [], [])
 
 
+@pytest.mark.slow
 def test_every_shipped_study_file_validates():
     conf = Path(__file__).resolve().parents[2] / "conf" / "sweep"
     names = sorted(p.stem for p in conf.glob("*.yaml"))
@@ -301,6 +302,7 @@ def test_a_quick_try_with_few_epochs_runs_and_warns_that_discrete_decay_never_st
     assert "study 'quick': 2 complete" in proc.stdout
 
 
+@pytest.mark.slow
 def test_an_error_while_sampling_ends_the_trial_fail_and_no_run_stays_running(tmp_path, monkeypatch):
     from mlflow import MlflowClient
     from optuna.storages.journal import JournalFileBackend, JournalStorage

@@ -171,6 +171,7 @@ def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(store):
     assert summary.best_value == pytest.approx(study.best_value)
 
 
+@pytest.mark.slow
 def test_a_study_where_every_trial_fails_ends_with_a_clear_error(store):
     from numpynet.sweeps.errors import UserError
 
@@ -195,6 +196,7 @@ def _spawned_children(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_while_the_workers_start_ends_the_sweep(store, signum):
     """Ctrl-C reaches the whole process group while the spawned workers are still starting up: they die
@@ -276,6 +278,7 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
     assert all(r.info.status != "RUNNING" for r in _all_runs(client))
 
 
+@pytest.mark.slow
 def test_log_study_plots_false_keeps_the_parent_s_table_and_config_but_draws_no_plot(store):
     summary = run_sweep("default", ["n_trials=2", "study_name=noplots", "pruner.name=none", "log_study_plots=false"],
                         FAST)

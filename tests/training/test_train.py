@@ -330,6 +330,7 @@ def test_cli_debug_flag_shows_the_traceback(mlflow_store: str, capsys) -> None:
     assert "Traceback (most recent call last)" in err and err.rstrip().endswith("data.train_path=/path/to/train_catvnoncat.h5")
 
 
+@pytest.mark.slow
 def test_plain_folder_as_tracking_uri_is_a_user_error(mlflow_store: str, tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"tracking.uri='mlruns' points at a plain folder.*use sqlite:///"):
         train(compose_config([*TINY, "tracking.uri=mlruns"]))
