@@ -15,9 +15,9 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf._utils import get_yaml_loader  # the loader OmegaConf.load uses (duplicate keys refused)
 from omegaconf.errors import OmegaConfBaseException
 
+from numpynet.sweeps import safe_yaml
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.artifacts import CONFIG_ARTIFACT
@@ -45,7 +45,9 @@ def parse_logged_config(raw: bytes, run_id: str) -> DictConfig:
     """``raw`` (the artifact's bytes) as a config mapping, or a :class:`UserError` saying why not."""
     what = f"run {run_id}'s {CONFIG_ARTIFACT} artifact"
     try:
-        data = yaml.load(raw.decode("utf-8"), Loader=get_yaml_loader())
+        data = safe_yaml.load(raw.decode("utf-8"), what)
+    except safe_yaml.AliasRefused as exc:
+        raise UserError(f"{exc}; it cannot be reproduced from this artifact") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{what} is not valid YAML (not UTF-8 text: byte {exc.start}); "
                         "it cannot be reproduced from this artifact") from exc

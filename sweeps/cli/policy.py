@@ -66,7 +66,8 @@ def run_hydra_app(
         # Errors are carried past Hydra, which would otherwise print its own report.
         nonlocal status, failure
         try:
-            status = task(cfg) or EXIT_OK
+            with interrupt.at_once(False):  # the task acts on a signal at its safe points
+                status = task(cfg) or EXIT_OK
         except BaseException as exc:  # noqa: BLE001 - re-raised below, outside Hydra
             failure = exc
 
@@ -83,7 +84,8 @@ def run_hydra_app(
     GlobalHydra.instance().clear()
     try:
         with _quiet_mlflow_progress(), deferred_signals(), _masked_stdout(any(a.startswith("-") for a in args)):
-            main()
+            with interrupt.at_once():  # composing creates nothing: a signal stops it at once
+                main()
             if failure is not None:
                 raise failure
             late = interrupt.requested()

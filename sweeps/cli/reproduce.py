@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with deferred_signals():
-            reproduction = Reproduction(args.run_id, tracking_uri=args.tracking_uri, overrides=args.overrides)
+            with interrupt.at_once():  # reading the source run creates nothing: a signal stops it at once
+                reproduction = Reproduction(args.run_id, tracking_uri=args.tracking_uri, overrides=args.overrides)
             with EpochProgress(total=int(reproduction.cfg.train.epoch)) as progress:
                 verdict = reproduction.run(on_epoch=on_epoch)
     except KeyboardInterrupt as exc:

@@ -36,6 +36,7 @@ from omegaconf import DictConfig
 
 import numpynet
 from numpynet import NeuralNetwork
+from numpynet.sweeps import interrupt
 from numpynet.sweeps.recording import artifacts, names
 from numpynet.sweeps.recording import store as tracking
 from numpynet.sweeps.recording.recorder import Recorder
@@ -295,8 +296,9 @@ def train(
         numpynet.TrainingDiverged: non-finite cost (the run ends FAILED).
         The exception of a run that was created carries ``mlflow_run_id``.
     """
-    cfg = check_config(cfg)
-    dataset = load_dataset(cfg.data)
+    with interrupt.at_once():  # nothing is created yet: a signal while the data loads stops at once
+        cfg = check_config(cfg)
+        dataset = load_dataset(cfg.data)
     trainer = trainer or Trainer(tracking.resolve_tracking_uri(cfg.tracking.uri))
     experiment_id = trainer.client.get_run(parent_run_id).info.experiment_id if parent_run_id else None
     run_id = trainer.start(cfg, dataset, parent_run_id=parent_run_id, experiment_id=experiment_id, tags=tags)
