@@ -22,6 +22,9 @@ DB_PROBE_TIMEOUT = 10  # seconds to connect to a database
 def check_storage(url: str) -> None:
     """The Optuna storage at ``url`` can be opened (journal folder writable, database reachable)."""
     if not storage.is_rdb(url):
+        from numpynet.sweeps.search.journal import refuse_what_is_not_a_journal
+
+        refuse_what_is_not_a_journal(url)
         folder = Path(url).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import optuna
 from omegaconf import DictConfig
@@ -70,6 +70,32 @@ def _check_data(base_cfg: DictConfig):
     return load_dataset(base_cfg.data)
 
 
+@contextlib.contextmanager
+def warnings_after_checks(logger: str = "numpynet.sweeps") -> Iterator[None]:
+    """The harness's warnings logged in the block are shown when it ends without an error, else dropped.
+
+    A warning about the setup (a schedule that never steps) must not come
+    before the error that stops the command; the next run shows it.
+    """
+    held: list[logging.LogRecord] = []
+
+    class Hold(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            held.append(record)
+
+    parent, hold = logging.getLogger(logger), Hold()
+    saved = parent.propagate
+    parent.addHandler(hold)
+    parent.propagate = False
+    try:
+        yield
+    finally:
+        parent.removeHandler(hold)
+        parent.propagate = saved
+    for record in held:
+        logging.getLogger(record.name).handle(record)
+
+
 # ------------------------------------------------------------- orchestration
 def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
               train_overrides: Sequence[str] = (), progress: Callable[[int, int, optuna.Study], None] | None = None,
@@ -86,12 +112,13 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     from numpynet.sweeps.search.preflight import preflight
     from numpynet.sweeps.recording.store import create_run, resolve_tracking_uri
 
-    sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
-    sweep = plain(sweep_cfg)
-    sweep["space"] = plain(sweep_cfg.space)
-    storage_url = storage.resolve_storage_url(sweep["storage"])
-    tracking_uri = resolve_tracking_uri(base_cfg.tracking.uri)
-    preflight(storage_url, tracking_uri)  # one clear line naming the URI, before anything is created
+    with warnings_after_checks():  # an error found by the checks comes alone, not after a warning
+        sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
+        sweep = plain(sweep_cfg)
+        sweep["space"] = plain(sweep_cfg.space)
+        storage_url = storage.resolve_storage_url(sweep["storage"])
+        tracking_uri = resolve_tracking_uri(base_cfg.tracking.uri)
+        preflight(storage_url, tracking_uri)  # one clear line naming the URI, before anything is created
     mlflow.set_tracking_uri(tracking_uri)  # the model logger and registry read MLflow's global URI
     trainer = Trainer(tracking_uri)  # one MLflow recorder for this process's writes
     client, experiment_id = trainer.client, trainer.experiment_id(base_cfg.tracking.experiment)
