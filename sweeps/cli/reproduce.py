@@ -91,6 +91,7 @@ class Reproduction:
         self.run_id = run_id
         self.uri = tracking.resolve_tracking_uri(tracking_uri)
         _require_a_store(self.uri, given=tracking_uri is not None)
+        tracking.check_tracking_server(self.uri)  # seconds, not MLflow's minutes of retries and then "no run"
         self.client = MlflowClient(tracking_uri=self.uri)
         try:
             source = self.client.get_run(run_id)
