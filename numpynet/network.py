@@ -46,6 +46,31 @@ DEFAULT_HIDDEN = (100,)  # scikit-learn MLPClassifier's default
 PREDICT_CHUNK = 8192  # rows per forward pass at prediction time
 
 
+def _checked_theta(path: str, data, dims: list[int]) -> np.ndarray:
+    """The weights of an opened ``.npz``, read once their size is known to fit ``dims`` and the file.
+
+    A crafted file may claim any layer sizes and any array shape; both are
+    checked against each other and against the bytes the file can hold
+    (deflate expands at most 1032-fold) before an array is allocated.
+    """
+    import zipfile
+
+    need = sum(i * o for i, o in zip(dims[:-1], dims[1:])) + sum(dims[1:])
+    info = data.zip.getinfo("theta.npy")
+    with data.zip.open(info) as member:
+        major, _ = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+    count = math.prod(shape)
+    if count != need:
+        raise ValueError(f"{path}: {count} parameters do not fit layer_dims {dims}")
+    ratio = 1 if info.compress_type == zipfile.ZIP_STORED else 1032
+    if count * dtype.itemsize > min(info.file_size, min(info.compress_size, os.path.getsize(path)) * ratio):
+        raise ValueError(f"{path}: layer_dims {dims} need {count * dtype.itemsize} bytes of weights, more than "
+                         "the file holds")
+    return data["theta"]
+
+
 def _from_layout_1(theta: np.ndarray, dims: list[int]) -> np.ndarray:
     """Parameters of format 1 (weights stored (n_in, n_out) row-major) in today's layout."""
     out, pos = theta.copy(), 0
@@ -760,10 +785,9 @@ class NeuralNetwork:
             # format 1 had no fitted sizes: its layer_dims hyperparameter was required
             fitted = data["layer_dims"].tolist() if "layer_dims" in data.files else model.layer_dims
             dims = check.check_layer_dims(fitted)
-            model._allocate(dims, data["theta"].dtype)
-            if model._theta.size != data["theta"].size:
-                raise ValueError(f"{path}: {data['theta'].size} parameters do not fit layer_dims {dims}")
-            model._theta[...] = data["theta"] if version >= 2 else _from_layout_1(data["theta"], dims)
+            theta = _checked_theta(path, data, dims)  # sizes checked before anything is allocated
+            model._allocate(dims, theta.dtype)
+            model._theta[...] = theta if version >= 2 else _from_layout_1(theta, dims)
             model.classes_ = data["classes"]
             model.costs_ = data["costs"].tolist()
         model._set_architecture(dims)

@@ -189,6 +189,41 @@ def test_load_refuses_parameters_that_do_not_fit_the_sizes(saved, change):
     assert str(info.value) == f"{path}: {size + change} parameters do not fit layer_dims [4, 3, 1]"
 
 
+HUGE_DIMS = [2**20, 2**20, 1]  # 2**40 weights: 8 TiB of float64, more than any machine here can allocate
+
+
+def test_load_checks_the_sizes_before_allocating_for_the_claimed_layers(saved):
+    """Issue 23 item 10: a crafted file's layer_dims asked for 149 GiB before its weights were looked at."""
+    _, path = saved
+    _rewrite(path, layer_dims=np.asarray(HUGE_DIMS, dtype=np.int64))
+    with pytest.raises(ValueError) as info:  # before: MemoryError from allocating the claimed network
+        NeuralNetwork.load(path)
+    assert str(info.value) == f"{path}: 19 parameters do not fit layer_dims {HUGE_DIMS}"
+
+
+def test_load_refuses_weights_whose_header_claims_more_than_the_file_holds(saved):
+    """layer_dims and the weights' header agree on 8 TiB, in a file of a few hundred bytes."""
+    import io
+    import zipfile
+
+    _, path = saved
+    _rewrite(path, layer_dims=np.asarray(HUGE_DIMS, dtype=np.int64))
+    need = HUGE_DIMS[0] * HUGE_DIMS[1] + HUGE_DIMS[1] * HUGE_DIMS[2] + HUGE_DIMS[1] + HUGE_DIMS[2]
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False, "shape": (need,)})
+    member.write(np.zeros(4).tobytes())
+    with zipfile.ZipFile(path) as old:
+        kept = {name: old.read(name) for name in old.namelist() if name != "theta.npy"}
+    with zipfile.ZipFile(path, "w") as new:
+        for name, data in kept.items():
+            new.writestr(name, data)
+        new.writestr("theta.npy", member.getvalue())
+    with pytest.raises(ValueError) as info:
+        NeuralNetwork.load(path)
+    assert str(info.value) == (f"{path}: layer_dims {HUGE_DIMS} need {need * 8} bytes of weights, more than the "
+                               "file holds")
+
+
 def test_load_restores_every_fitted_attribute(saved):
     net, path = saved
     loaded = NeuralNetwork.load(path)
