@@ -302,6 +302,22 @@ def _network_reason(exc: Exception) -> str:
 _DB_ERROR = re.compile(r"\((?:sqlite3|psycopg[\w.]*|psycopg2[\w.]*|pymysql[\w.]*)\.[\w.]+\)\s*([^\[\n]+)")
 
 
+_SQL_DETAIL = re.compile(r"\s*\[SQL: .*?\]\n\[parameters: .*?\](?=\n|$)|\s*\[SQL: .*?\](?=\n|$)"
+                         r"|\s*\(Background on this error at: \S+\)", re.S)
+
+
+def without_sql(text: str) -> str:
+    """A database error's text without the statement, its parameters and SQLAlchemy's link, on one line."""
+    lines = [line.strip() for line in _SQL_DETAIL.sub("", text).splitlines() if line.strip()]
+    return "; ".join(lines)
+
+
+def database_reason(text: str) -> str | None:
+    """The driver's own sentence in a database error's text (``disk I/O error``), or None."""
+    found = _DB_ERROR.search(text)
+    return found.group(1).strip().rstrip(".") if found else None
+
+
 def _is_database_error(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("sqlalchemy")
 

@@ -182,7 +182,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
             trainer.recorder.flush()
             close_unfinished_children(client, experiment_id, plan.parent_run_id)
         except Exception as exc:
-            log.warning("could not end the unfinished runs of this sweep's dead workers: %s", exc)
+            _warn_unless_the_fault(failing, exc, "could not end the unfinished runs of this sweep's dead workers: %s", exc)
         try:
             summary = study_report.summarise(study, client, plan, base_cfg, refit_report)
             summary.experiment_id = experiment_id
@@ -191,7 +191,8 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
                 status = "FAILED"
                 raise
             # a fault (the store, the server) already stops the sweep; its own line says why
-            log.warning("could not record the study's summary on parent run %s: %s", plan.parent_run_id, exc)
+            _warn_unless_the_fault(failing, exc, "could not record the study's summary on parent run %s: %s",
+                                   plan.parent_run_id, exc)
         finally:
             heartbeat.stop()
             if status == "FINISHED" and interrupt.requested() is not None:  # came during the last trial's wrap-up
@@ -203,7 +204,8 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
             except Exception as exc:
                 if not failing:
                     raise
-                log.warning("could not end parent run %s as %s: %s", plan.parent_run_id, status, exc)
+                _warn_unless_the_fault(failing, exc, "could not end parent run %s as %s: %s", plan.parent_run_id,
+                                       status, exc)
             interrupt.restore(previous_handlers)
     if interrupted is not None:
         raise SweepInterrupted(interrupted, summary)
@@ -217,6 +219,13 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         raise UserError(f"every trial of study {sweep['study_name']!r} failed or was pruned; no configuration "
                         f"completed. First failure: {reasons[0] if reasons else 'unknown'}")
     return summary
+
+
+def _warn_unless_the_fault(failing: bool, exc: BaseException, message: str, *args) -> None:
+    """A warning while the sweep ends; not shown when a store fault already stops the sweep and ``exc``
+    is that fault again (the sweep's one error line names it)."""
+    quiet = failing and failures.classify(exc) == failures.FAULT
+    log.log(logging.DEBUG if quiet else logging.WARNING, message, *args)
 
 
 def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace, trainer: Trainer):
