@@ -62,14 +62,13 @@ def log_model_from_run(client: MlflowClient, child_run_id: str, parent_run_id: s
     """
     from numpynet import NeuralNetwork
 
-    from numpynet.sweeps.recording.artifacts import WEIGHTS_ARTIFACT, log_pyfunc_model, test_metrics, write_plots
+    from numpynet.sweeps.recording.artifacts import load_run_model, log_pyfunc_model, test_metrics, write_plots
     from numpynet.sweeps.training.data import load_dataset
 
     dataset = load_dataset(base_cfg.data)
     with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(child_run_id, WEIGHTS_ARTIFACT, tmp)
-        network = NeuralNetwork.load(local)
-        if figures and not client.list_artifacts(child_run_id, "plots"):
+        network = load_run_model(client, child_run_id, tmp)  # a network, or a refit's fold ensemble
+        if figures and isinstance(network, NeuralNetwork) and not client.list_artifacts(child_run_id, "plots"):
             # the weights file keeps the costs only: the other curves are the run's own metrics
             for attr, metric in (("costs_", "train_cost"), ("val_costs_", "val_cost"),
                                  ("train_accuracies_", "train_accuracy"), ("val_accuracies_", "val_accuracy"),
