@@ -64,7 +64,8 @@ def refuse_what_is_not_a_journal(path: str | Path) -> None:
     A directory, a device (``/dev/null``) or a file whose first line is not a
     journal operation (a ``results.json``, ``/etc/passwd``) would otherwise be
     repaired as a torn journal, truncated or appended to. An empty file is a
-    journal with no operation yet.
+    journal with no operation yet; one that starts with zeros is a journal
+    lost in a crash, refused as damaged by :func:`check_journal`.
     """
     path = Path(path)
     if not path.exists():
@@ -80,7 +81,7 @@ def refuse_what_is_not_a_journal(path: str | Path) -> None:
             head = f.read(_CHUNK)
     except OSError as exc:
         raise UserError(f"cannot read the study journal {path}: {exc.strerror}") from None
-    if not head:
+    if not head or head[:1] == b"\0":  # zeros: a journal lost in a crash, refused as damaged by check_journal
         return
     first, newline, _ = head.partition(b"\n")
     if newline:
