@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import warnings
@@ -150,10 +151,11 @@ def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
         engine_kwargs["connect_args"] = pg_connect_args()
-    # Workers started together on a fresh database would all create Optuna's
-    # tables at once and collide ("duplicate key ... pg_type"): one at a time.
+    # Workers started together on a fresh database would all create Optuna's tables at once and collide
+    # ("duplicate key ... pg_type", "table studies already exists", "UNIQUE constraint failed:
+    # alembic_version..."): one at a time, under a PostgreSQL advisory lock or a file lock beside SQLite's file.
     schema_lock = (pg_advisory_lock(url, SCHEMA_LOCK) if url.startswith("postgresql")
-                   else contextlib.nullcontext())
+                   else file_lock(lock_file_beside(url, "schema")))
     try:
         with schema_lock, warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
@@ -198,6 +200,24 @@ class StaleTrialCallback:
 
 
 SCHEMA_LOCK = "\0optuna-schema"  # cannot be a study name
+
+
+def lock_file_beside(url: str, purpose: str) -> Path:
+    """``<storage file>.numpynet-<purpose>.lock``, beside a journal file or an SQLite database."""
+    base = Path(url.split("///", 1)[1]) if url.startswith("sqlite") else Path(url)
+    return base.with_name(f"{base.name}.numpynet-{purpose}.lock")  # not Optuna's own .lock
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock among the processes of this machine (``flock``: dropped if the holder dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
