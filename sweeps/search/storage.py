@@ -13,12 +13,13 @@ from typing import Any, Callable, Iterator
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial
 
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.search.attrs import ATTR_WORKER, worker_id
+from numpynet.sweeps.search.journal_lock import OwnedJournalLock
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def pg_connect_args() -> dict[str, Any]:
             "options": "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"}
 
 
-#: seconds a journal lock may go unchanged before a writer breaks it (Optuna's default)
+#: seconds a journal lock whose owner cannot be checked may go unchanged before a writer breaks it (Optuna's default)
 JOURNAL_LOCK_GRACE = 30
 
 
@@ -122,8 +123,10 @@ def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     A journal whose last line was torn (a writer killed mid-write, a full
     disk) is repaired first (``repair``), so that nothing is appended after
     a partial line; read-only callers pass ``repair=False``. A journal's lock
-    left behind by a writer killed while holding it is broken after
-    ``grace_period`` seconds without change (Optuna's 30 by default).
+    is broken only when its owner is dead (:mod:`numpynet.sweeps.search.journal_lock`):
+    at once for a process of this host that is gone, after ``grace_period``
+    seconds without change (Optuna's 30 by default) for an owner that cannot
+    be checked from here.
     """
     if not is_rdb(url):
         from numpynet.sweeps.search.journal import check_journal
@@ -132,7 +135,7 @@ def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
         lock_grace = int(grace_period) if grace_period else JOURNAL_LOCK_GRACE
         check_journal(url, repair=repair, lock_grace=lock_grace)
         try:
-            return JournalStorage(JournalFileBackend(url, lock_obj=JournalFileSymlinkLock(url, lock_grace)))
+            return JournalStorage(JournalFileBackend(url, lock_obj=OwnedJournalLock(url, lock_grace)))
         except ValueError as exc:  # json.JSONDecodeError included: a corrupt line inside the file
             from numpynet.sweeps.search.journal import corrupt_journal_error
 

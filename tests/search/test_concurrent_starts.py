@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from pathlib import Path
 
 import optuna
@@ -59,3 +60,109 @@ def test_sweeps_started_together_on_a_new_sqlite_study_all_run(store):
     assert [code for _, code in outcomes] == [0, 0, 0], [err for (_, err), _ in outcomes]
     trials = optuna.load_study(study_name="trio", storage=f"sqlite:///{store / 'study.db'}").trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+
+
+# ------------------------------------------------------------------ 12: the journal's lock and its owner
+#: a process that takes the journal's lock as a sweep's writer does, then is stopped (Ctrl-Z) or dies holding it
+HOLDER = """
+import os, signal, sys
+from numpynet.sweeps.search import storage
+lock = storage.make_storage(sys.argv[1])._backend._lock
+lock.acquire()
+print("held", flush=True)
+if sys.argv[2] == "dies":
+    os._exit(0)
+os.kill(os.getpid(), signal.SIGSTOP)
+lock.release()  # raises 'did not possess lock' if another process broke it meanwhile
+print("released", flush=True)
+"""
+
+
+class _StillWaiting(Exception):
+    pass
+
+
+class _Clock:
+    """``time.monotonic`` / ``time.sleep`` for a lock's wait: each look at the clock is ``step`` seconds later,
+    and the wait is given up (``_StillWaiting``) after ``sleeps`` pauses. No wall time passes."""
+
+    def __init__(self, step: float, sleeps: int):
+        self.now, self.step, self.left = 0.0, step, sleeps
+
+    def monotonic(self) -> float:
+        self.now += self.step
+        return self.now
+
+    def sleep(self, _seconds: float) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise _StillWaiting
+
+
+def _hold(journal: Path, mode: str):
+    import subprocess
+    import sys
+
+    from commands import environment
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(journal), mode], env=environment(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held", holder.communicate(timeout=60)
+    return holder
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_a_journal_lock_held_by_a_stopped_live_sweep_is_never_broken(tmp_path, monkeypatch):
+    """Sweep A stopped with Ctrl-Z while appending keeps its lock however long another sweep waits (Optuna broke
+    it after the grace period, and A died on SIGCONT with 'did not possess lock')."""
+    import signal
+    import time
+
+    from numpynet.sweeps.search import storage
+    from services import wait_for
+
+    journal = tmp_path / "journal.log"
+    holder = _hold(journal, "stops")
+    try:
+        wait_for(lambda: _state(holder.pid) == "T", 60, "the holder to be stopped")
+        held = os.readlink(f"{journal}.lock")
+        lock = storage.make_storage(str(journal), grace_period=3)._backend._lock
+        clock = _Clock(step=600.0, sleeps=100)  # 100 pauses, ten minutes apart: far past any grace period
+        with monkeypatch.context() as m:
+            m.setattr(time, "monotonic", clock.monotonic)
+            m.setattr(time, "sleep", clock.sleep)
+            with pytest.raises(_StillWaiting):
+                lock.acquire()
+        assert os.readlink(f"{journal}.lock") == held
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        out, err = holder.communicate(timeout=60)
+    assert holder.returncode == 0 and out.strip() == "released", err
+    assert lock.acquire() is True  # released by its owner: free again
+    lock.release()
+
+
+def test_a_journal_lock_left_by_a_dead_process_is_broken_at_once(tmp_path, monkeypatch):
+    """Its owner is gone: no need to wait out the grace period (no time passes on this clock)."""
+    import time
+
+    from numpynet.sweeps.search import storage
+
+    from numpynet.sweeps.search import journal_lock
+
+    journal = tmp_path / "journal.log"
+    holder = _hold(journal, "dies")
+    holder.communicate(timeout=60)
+    assert os.path.islink(f"{journal}.lock")
+    lock = storage.make_storage(str(journal), grace_period=30)._backend._lock
+    with monkeypatch.context() as m:
+        m.setattr(time, "monotonic", _Clock(step=0.0, sleeps=3).monotonic)
+        m.setattr(time, "sleep", _Clock(step=0.0, sleeps=3).sleep)
+        assert lock.acquire() is True
+    lock.release()
+    assert not os.path.lexists(f"{journal}.lock")
+    # the dead owner's file went with its lock; this process's own is all that is left beside the journal
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.log", journal_lock.owner_name(journal)]
