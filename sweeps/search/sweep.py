@@ -26,7 +26,7 @@ from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.search import attrs, budget, heartbeats, samplers, storage, study_setup
 from numpynet.sweeps.training.config import CONF_DIR, compose_config
 from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.search.plan import SweepInterrupted, SweepPlan, SweepSummary
+from numpynet.sweeps.search.plan import STAGE_REFIT, STAGE_REPORT, STAGE_TRIALS, SweepInterrupted, SweepPlan, SweepSummary
 from numpynet.sweeps.search.trial import TrialOutcome
 from numpynet.sweeps.search.workers import open_study, run_processes, run_worker
 from numpynet.sweeps.training.train import Trainer
@@ -125,7 +125,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     plan.parent_run_id = parent.info.run_id
     heartbeat = ParentHeartbeat(tracking_uri, plan.parent_run_id, beat[0]).start()
     deadline = time.time() + sweep["timeout"] if sweep["timeout"] else None
-    status, interrupted = "FINISHED", None
+    status, interrupted, stage = "FINISHED", None, STAGE_TRIALS
     refit_report = None
     summary: SweepSummary | None = None
     previous_handlers = interrupt.install()
@@ -140,6 +140,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         else:
             run_processes(plan, study, n_jobs, deadline, progress)
         if sweep.get("refit"):
+            stage = STAGE_REFIT
             refit_report = _refit(plan, study, space, trainer)
     except KeyboardInterrupt as exc:
         status = "KILLED"
@@ -167,8 +168,8 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
             log.warning("could not record the study's summary on parent run %s: %s", plan.parent_run_id, exc)
         finally:
             heartbeat.stop()
-            if status == "FINISHED" and interrupt.requested() is not None:  # came during the last trial's wrap-up
-                status, interrupted = "KILLED", interrupt.requested()
+            if status == "FINISHED" and interrupt.requested() is not None:  # came after the last safe point
+                status, interrupted, stage = "KILLED", interrupt.requested(), STAGE_REPORT
             if status == "FINISHED" and summary is not None and summary.best_number is None:
                 status = "FAILED"  # every trial failed or was pruned: the command exits 1
             try:
@@ -179,7 +180,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
                 log.warning("could not end parent run %s as %s: %s", plan.parent_run_id, status, exc)
             interrupt.restore(previous_handlers)
     if interrupted is not None:
-        raise SweepInterrupted(interrupted, summary)
+        raise SweepInterrupted(interrupted, summary, stage)
     if summary.best_number is None:
         reasons = study_report.failure_reasons(study)
         timeout = plan.sweep.get("timeout")
@@ -190,6 +191,11 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         raise UserError(f"every trial of study {sweep['study_name']!r} failed or was pruned; no configuration "
                         f"completed. First failure: {reasons[0] if reasons else 'unknown'}")
     return summary
+
+
+def _stop_point(epoch: int, metrics: dict) -> None:
+    """A refit run's epoch callback: Ctrl-C / SIGTERM / SIGHUP stop it here, and it ends KILLED."""
+    interrupt.check()
 
 
 def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace, trainer: Trainer):
@@ -207,7 +213,7 @@ def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace, trainer: Tr
         with threadpool_limits(limits=plan.n_threads):
             return refit.refit(plan.base_overrides, space, best, budget.baseline_trial(study),
                                int(plan.sweep.get("robustness_seeds") or 0), plan.parent_run_id,
-                               plan.sweep["study_name"], functools.partial(train, trainer=trainer),
+                               plan.sweep["study_name"], functools.partial(train, trainer=trainer, on_epoch=_stop_point),
                                plan.sweep.get("objective", "final") == "best",
                                on_run=lambda name: (interrupt.check(), log.info("%s", name)))
     except Exception as exc:  # e.g. a refit that diverges on more data: the search's own record stands
