@@ -128,3 +128,31 @@ def test_a_signal_that_ends_a_sweep_leaves_nothing_running_and_requeues_the_tria
             assert status[trial.user_attrs[attrs.ATTR_RUN_ID]] == expected, trial.number
     assert all(s != "RUNNING" for s in status.values())
     assert list(tmp.iterdir()) == []  # the workers' data folder and every other temporary folder removed
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_refit_stops_it_at_an_epoch_boundary_and_says_so(store):
+    """The refit runs had no epoch callback: Ctrl-C waited for the whole refit run, and the message said a
+    trial was marked FAIL though every trial had ended."""
+    args = ["sweep.study_name=refit-stop", "sweep.n_trials=1", "sweep.refit=true", *LONG]
+    proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
+    try:
+        def refitting() -> list:
+            return [r for r in _runs(store) if r.data.tags.get("numpynet.role") == "refit"
+                    and r.info.status == "RUNNING"]
+
+        refit_run = wait_for(refitting, 300, "the refit run training")[0]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "interrupted by SIGINT during the refit" in err and "marked FAIL" not in err, err
+    runs = {r.info.run_id: r for r in _runs(store)}
+    stopped = runs[refit_run.info.run_id]
+    assert stopped.info.status == "KILLED"
+    assert stopped.data.metrics["epochs_run"] < 400  # stopped at an epoch boundary, not after its last epoch
+    assert [t.state for t in _trials(store, "refit-stop")] == [TrialState.COMPLETE]  # the search is intact
+    assert all(r.info.status != "RUNNING" for r in runs.values())
