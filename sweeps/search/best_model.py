@@ -69,7 +69,7 @@ def log_model_from_run(client: MlflowClient, child_run_id: str, parent_run_id: s
     with tempfile.TemporaryDirectory() as tmp:
         local = client.download_artifacts(child_run_id, WEIGHTS_ARTIFACT, tmp)
         network = NeuralNetwork.load(local)
-        if figures and not client.list_artifacts(child_run_id, "plots"):
+        if figures and _figures_to_draw(client, child_run_id, dataset, Path(tmp) / "drawn"):
             # the weights file keeps the costs only: the other curves are the run's own metrics
             for attr, metric in (("costs_", "train_cost"), ("val_costs_", "val_cost"),
                                  ("train_accuracies_", "train_accuracy"), ("val_accuracies_", "val_accuracy"),
@@ -80,6 +80,21 @@ def log_model_from_run(client: MlflowClient, child_run_id: str, parent_run_id: s
             write_plots(folder, network, dataset, test_metrics(network, dataset)[1])
             client.log_artifacts(child_run_id, str(folder), artifact_path="plots")
     return log_pyfunc_model(client, parent_run_id, network, dataset)
+
+
+def _figures_to_draw(client: MlflowClient, run_id: str, dataset, scratch: Path) -> list[str]:
+    """The run's figures that are missing or cut short (a full disk, a killed writer): a resumed sweep
+    draws them again. Each is checked to be a whole PNG, not only listed."""
+    from numpynet.sweeps.recording.artifacts import figure_names, whole_png
+
+    expected = figure_names(dataset)
+    if not client.list_artifacts(run_id, "plots"):
+        return expected
+    drawn = Path(client.download_artifacts(run_id, "plots", str(scratch)))
+    broken = [name for name in expected if not whole_png(drawn / name)]
+    if broken and len(broken) < len(expected):
+        log.warning("figures %s of run %s are missing or cut short: drawing them again", ", ".join(broken), run_id)
+    return broken
 
 
 def log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_run_id: str,
