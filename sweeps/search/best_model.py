@@ -18,9 +18,11 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from optuna.trial import FrozenTrial
 
+from numpynet.sweeps.errors import StoreError
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.names import STUDY as TAG_REGISTERED_STUDY, TRIAL as TAG_REGISTERED_TRIAL
 from numpynet.sweeps.search import attrs, budget
+from numpynet.sweeps.search.run_records import unreadable_run_file
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,10 @@ def log_model_from_run(client: MlflowClient, child_run_id: str, parent_run_id: s
 
     dataset = load_dataset(base_cfg.data)
     with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(child_run_id, WEIGHTS_ARTIFACT, tmp)
+        try:
+            local = client.download_artifacts(child_run_id, WEIGHTS_ARTIFACT, tmp)
+        except Exception as exc:  # deleted artifacts, a moved store: a fault, said in one line
+            raise unreadable_run_file(child_run_id, WEIGHTS_ARTIFACT, exc) from exc
         network = NeuralNetwork.load(local)
         if figures and _figures_to_draw(client, child_run_id, dataset, Path(tmp) / "drawn"):
             # the weights file keeps the costs only: the other curves are the run's own metrics
@@ -104,9 +109,11 @@ def log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_r
     try:
         model_uri = log_model_from_run(client, child_run_id, plan.parent_run_id, base_cfg,
                                         figures=child_run_id == best.user_attrs.get(attrs.ATTR_RUN_ID))
-    except Exception as exc:
-        log.warning("could not log the best model of run %s: %s", child_run_id, exc)
-        return None
+    except StoreError:
+        raise
+    except Exception as exc:  # the store refused the model: a fault, not a reason to end with status 0
+        raise StoreError(f"could not log the best model (trial {best.number}, run {child_run_id}) in the "
+                         f"MLflow store: {type(exc).__name__}: {exc}"[:800]) from exc
     if not sweep.get("register_model", True):
         return None
     name = registered_model_name(sweep["study_name"])

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from numpynet.sweeps.search import failures
 from numpynet.sweeps import interrupt
 from numpynet.sweeps.recording.redact import mask_url
-from numpynet.sweeps.search import attrs, budget, heartbeats, samplers, storage, study_setup
+from numpynet.sweeps.search import attrs, budget, heartbeats, run_records, samplers, storage, study_setup
 from numpynet.sweeps.training.config import CONF_DIR, compose_config
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.plan import STAGE_REFIT, STAGE_REPORT, STAGE_TRIALS, SweepInterrupted, SweepPlan, SweepSummary
@@ -99,6 +99,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     plan = SweepPlan(sweep, base_overrides, storage_url, tracking_uri, experiment_id,
                      n_threads=sweep.get("blas_threads") or max(1, (os.cpu_count() or 1) // n_jobs))
     study = open_study(plan, space)  # creates it, and fails fast on a bad storage
+    run_records.check_trial_runs(study, client, tracking_uri)  # an emptied or replaced store: one line, exit 1
     setup = study_setup.setup_of(sweep, base_cfg, {p.path for p in space.params}, _check_data(base_cfg).digest)
     with budget.budget_lock(storage_url, sweep["study_name"]):
         # a study resumed with other settings stops here
