@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -232,6 +233,24 @@ def pg_advisory_lock(url: str, study_name: str) -> Iterator[None]:
     engine = _pg_engine(url)
     with engine.connect() as conn:
         conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()
+
+
+@contextlib.contextmanager
+def pg_try_advisory_lock(url: str, name: str, check: Callable[[], None], every: float = 1.0) -> Iterator[None]:
+    """:func:`pg_advisory_lock`, waited for by polling: ``check()`` runs between tries (it may raise to stop)."""
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha256(f"numpynet:{name}".encode()).digest()[:8], "big", signed=True)
+    engine = _pg_engine(url)
+    with engine.connect() as conn:
+        while not conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+            check()
+            time.sleep(every)
         try:
             yield
         finally:

@@ -200,26 +200,32 @@ def _stop_point(epoch: int, metrics: dict) -> None:
 
 
 def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace, trainer: Trainer):
-    """Refit the best trial (and the baseline) on all the training data; see :mod:`numpynet.sweeps.search.refit`."""
+    """Refit the study's final best trial (and the baseline) on all the training data, once per study.
+
+    Whether this invocation runs the refit or reuses an earlier one's is
+    :mod:`numpynet.sweeps.search.refit_once`'s decision; what a refit trains,
+    :mod:`numpynet.sweeps.search.refit`'s.
+    """
     from threadpoolctl import threadpool_limits
 
-    from numpynet.sweeps.search import refit
-    from numpynet.sweeps.search.report import best_trial
+    from numpynet.sweeps.search import refit, refit_once
     from numpynet.sweeps.training.train import train
 
-    best = best_trial(study)
-    if best is None:
-        return None
-    try:
-        with threadpool_limits(limits=plan.n_threads):
-            return refit.refit(plan.base_overrides, space, best, budget.baseline_trial(study),
-                               int(plan.sweep.get("robustness_seeds") or 0), plan.parent_run_id,
-                               plan.sweep["study_name"], functools.partial(train, trainer=trainer, on_epoch=_stop_point),
-                               plan.sweep.get("objective", "final") == "best",
-                               on_run=lambda name: (interrupt.check(), log.info("%s", name)))
-    except Exception as exc:  # e.g. a refit that diverges on more data: the search's own record stands
-        if failures.classify(exc) == failures.FAULT:
-            raise
-        log.warning("the refit after the search failed, so no refit model is registered and no verdict is "
-                    "given (the failed run says why): %s", exc)
-        return None
+    def run(best, baseline):
+        try:
+            with threadpool_limits(limits=plan.n_threads):
+                return refit.refit(plan.base_overrides, space, best, baseline,
+                                   int(plan.sweep.get("robustness_seeds") or 0), plan.parent_run_id,
+                                   plan.sweep["study_name"],
+                                   functools.partial(train, trainer=trainer, on_epoch=_stop_point),
+                                   plan.sweep.get("objective", "final") == "best",
+                                   on_run=lambda name: (interrupt.check(), log.info("%s", name)))
+        except Exception as exc:  # e.g. a refit that diverges on more data: the search's own record stands
+            if failures.classify(exc) == failures.FAULT:
+                raise
+            log.warning("the refit after the search failed, so no refit model is registered and no verdict is "
+                        "given (the failed run says why): %s", exc)
+            return None
+
+    return refit_once.refit_once(study, plan.storage_url, plan.sweep, plan.base_overrides, run,
+                                 on_dead=CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id))
