@@ -31,9 +31,9 @@ WHAT_STOPPED = {
     "trials": "during the trials: any trial that was running is marked FAIL (not counted) and its values queued: "
               "the same command resumes the study and runs them first; its MLflow run is ended KILLED, and the "
               "parent run too.",
-    "refit": "during the refit, after every trial had ended: the refit run that was training is ended KILLED at "
-             "an epoch boundary and no refit model is registered; the same command runs the refit again (it "
-             "trains no trial). The parent run is ended KILLED.",
+    "refit": "during the refit, after the trials of this invocation had ended: a refit run that was training is "
+             "ended KILLED at an epoch boundary and no refit model is registered; the same command runs the refit "
+             "again (it trains no trial). The parent run is ended KILLED.",
     "report": "after the trials (and the refit) had ended, while the report was written: the report is recorded "
               "in full; the parent run is ended KILLED.",
 }
