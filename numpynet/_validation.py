@@ -90,7 +90,8 @@ def check_hidden_layer_sizes(value: Any) -> list[int]:
     except TypeError:
         sizes = None
     if sizes is None or any(not isinstance(d, numbers.Integral) or isinstance(d, bool) or d < 1 for d in sizes):
-        _fail("hidden_layer_sizes", value, "must be a positive integer or a sequence of positive integers, e.g. (20, 7, 5)")
+        _fail("hidden_layer_sizes", value,
+              "must be a positive integer or a sequence of positive integers, e.g. (20, 7, 5)")
     return [int(d) for d in sizes]
 
 

@@ -1,25 +1,17 @@
-"""The fully connected network: ``NeuralNetwork``.
+"""The fully connected network: ``NeuralNetwork``, the model's public face.
 
-Layout: every parameter lives in one flat vector ``_theta`` (all weight
-matrices first, then all bias vectors); ``coefs_[l]`` (shape ``(n_in,
-n_out)``) and ``intercepts_[l]`` are views into it, and the gradient has the
-same layout. Each weight matrix is stored ``(n_out, n_in)`` row-major (as
-PyTorch's ``Linear``), so ``coefs_[l]`` is the transpose of a C-ordered
-block: the weight gradient ``dZ.T @ A`` is then written as a row-major
-product, which OpenBLAS computes about a quarter faster than ``A.T @ dZ``
-for the cat network's 12288 x 20 first layer. The optimizer therefore updates the whole network with a few
-vectorised operations, and the gradient check packs and unpacks for free.
-
-Hot path: one workspace of buffers sized for a mini-batch is allocated per
-fit; each batch is gathered by index into it, forward and backward passes
-write into preallocated arrays (``out=``), activations run in place and the
-gradient with respect to the input data is never computed.
+This module holds the model API: hyperparameters and their checks, the
+architecture inferred at ``fit``, the epoch loop, prediction and
+``evaluate``. The rest is delegated, one concern per module:
+``parameters`` (the flat parameter vector and its per-layer views),
+``propagation`` (forward and backward passes over preallocated buffers),
+``labels`` (classes and targets), ``gradient_check`` and ``model_file``
+(``save`` / ``load``).
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import math
 import os
@@ -28,31 +20,22 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _validation as check
+from . import gradient_check, labels, model_file, parameters
 from . import threads as blas_threads
-from .activations import ACTIVATIONS, DERIVATIVES
+from .activations import ACTIVATIONS
 from .exceptions import NotFittedError, TrainingDiverged
 from .initializers import AUTO_INITIALIZATION, INITIALIZERS
 from .losses import output_layer_for
 from .metrics import balanced_accuracy, confusion_matrix, precision_recall_f1
 from .optimizers import OPTIMIZERS, make_optimizer
+from .propagation import Passes, Workspace
 from .schedules import SCHEDULES, make_schedule
 
 logger = logging.getLogger(__name__)
 
 Callback = Callable[[int, dict], None]
 DTYPES = {"float64": np.float64, "float32": np.float32}
-SAVE_FORMAT_VERSION = 2  # 2: fitted layer sizes stored (layer_dims may be None); weights (n_out, n_in)
 DEFAULT_HIDDEN = (100,)  # scikit-learn MLPClassifier's default
-PREDICT_CHUNK = 8192  # rows per forward pass at prediction time
-
-
-def _from_layout_1(theta: np.ndarray, dims: list[int]) -> np.ndarray:
-    """Parameters of format 1 (weights stored (n_in, n_out) row-major) in today's layout."""
-    out, pos = theta.copy(), 0
-    for i, o in zip(dims[:-1], dims[1:]):
-        out[pos:pos + i * o] = theta[pos:pos + i * o].reshape(i, o).T.ravel()
-        pos += i * o
-    return out
 
 
 def _same(a, b) -> bool:
@@ -61,42 +44,6 @@ def _same(a, b) -> bool:
         return bool(a == b) and type(a) is type(b)
     except (TypeError, ValueError):
         return False
-
-
-def _encode_known(classes: np.ndarray, y: np.ndarray, name: str) -> np.ndarray:
-    """Index of each label of ``y`` in the sorted ``classes``; unseen labels raise."""
-    try:
-        pos = np.searchsorted(classes, y)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} labels of type {y.dtype} cannot be compared with classes_ {classes.tolist()}") from None
-    pos = np.clip(pos, 0, len(classes) - 1)
-    unknown = classes[pos] != y
-    if np.any(unknown):
-        raise ValueError(
-            f"{name} contains label(s) {np.unique(y[unknown])[:10].tolist()} not seen in training; "
-            f"known classes: {classes.tolist()}")
-    return pos.astype(np.intp)
-
-
-def _json_scalar(value):
-    """numpy scalars (np.int64 seed, np.float32 rate...) as plain Python numbers."""
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"hyperparameter value {value!r} of type {type(value).__name__} cannot be saved")
-
-
-class _Workspace:
-    """Buffers for forward and backward passes over at most ``rows`` examples."""
-
-    def __init__(self, dims: list[int], rows: int, dtype, dropout: bool):
-        hidden = dims[1:-1]
-        self.X = np.empty((rows, dims[0]), dtype=dtype)
-        self.Y = np.empty((rows, dims[-1]), dtype=dtype)
-        self.Z = [np.empty((rows, d), dtype=dtype) for d in dims[1:]]
-        self.dA = [np.empty((rows, d), dtype=dtype) for d in hidden]
-        self.D = [np.empty((rows, d), dtype=dtype) for d in hidden] if dropout else None
-        self.R = [np.empty((rows, d), dtype=dtype) for d in hidden] if dropout else None
-        self.M = [np.empty((rows, d), dtype=bool) for d in hidden] if dropout else None
 
 
 class NeuralNetwork:
@@ -308,38 +255,25 @@ class NeuralNetwork:
 
     # -------------------------------------------------------------- parameters
     def _allocate(self, dims: list[int], dtype) -> None:
-        shapes = list(zip(dims[:-1], dims[1:]))
-        self._n_weights = sum(i * o for i, o in shapes)
-        size = self._n_weights + sum(dims[1:])
+        """Zero parameters and gradient for ``dims``; ``coefs_`` and ``intercepts_`` view the parameters."""
+        size = parameters.n_parameters(dims)
         self._theta = np.zeros(size, dtype=dtype)
         self._grad = np.zeros(size, dtype=dtype)
-        self.coefs_, self._gW = self._views(shapes)
-        self.intercepts_, self._gb = self._bias_views(dims[1:])
-
-    def _views(self, shapes):
-        coefs, grads, pos = [], [], 0
-        for i, o in shapes:  # stored (o, i) row-major; seen (i, o)
-            coefs.append(self._theta[pos:pos + i * o].reshape(o, i).T)
-            grads.append(self._grad[pos:pos + i * o].reshape(o, i).T)
-            pos += i * o
-        return coefs, grads
-
-    def _bias_views(self, sizes):
-        coefs, grads, pos = [], [], self._n_weights
-        for o in sizes:
-            coefs.append(self._theta[pos:pos + o])
-            grads.append(self._grad[pos:pos + o])
-            pos += o
-        return coefs, grads
+        self.coefs_, self.intercepts_ = parameters.unpack(self._theta, dims)
 
     def _initialise(self, rng: np.random.Generator, init, dims: list[int], dtype) -> None:
         self._allocate(dims, dtype)
-        for W, (fan_in, fan_out) in zip(self.coefs_, zip(dims[:-1], dims[1:])):
+        for W, (fan_in, fan_out) in zip(self.coefs_, parameters.layer_shapes(dims), strict=True):
             W[...] = init(rng, fan_in, fan_out, dtype)
+
+    def _passes(self, backward: bool = False) -> Passes:
+        """Passes on this network's own parameters (and, for ``backward``, into its own gradient)."""
+        return Passes(self._theta, self.layer_dims_, self.activation_function, self.keep_prob,
+                      grad=self._grad if backward else None, views=(self.coefs_, self.intercepts_))
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for views in ("coefs_", "intercepts_", "_gW", "_gb"):
+        for views in ("coefs_", "intercepts_"):
             state.pop(views, None)
         return state
 
@@ -348,109 +282,14 @@ class NeuralNetwork:
         for p in inspect.signature(NeuralNetwork.__init__).parameters.values():
             if p.name != "self" and p.name not in state:  # pickled before the parameter existed
                 setattr(self, p.name, p.default)
+        for stale in ("_n_weights", "_gW", "_gb"):  # in older pickles; the passes derive these themselves
+            self.__dict__.pop(stale, None)
         if "_theta" in state:
             dims = [int(d) for d in state.get("layer_dims_") or self.layer_dims]  # older pickles lack layer_dims_
             if "layer_dims_" not in state:  # pickled before format 2: weights (n_in, n_out)
                 self._set_architecture(dims)
-                self._theta = _from_layout_1(self._theta, dims)
-            shapes = list(zip(dims[:-1], dims[1:]))
-            self.coefs_, self._gW = self._views(shapes)
-            self.intercepts_, self._gb = self._bias_views(dims[1:])
-
-    # ------------------------------------------------------------------ labels
-    @staticmethod
-    def _unique_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(sorted classes, index of each label in them)."""
-        try:
-            classes, yidx = np.unique(y, return_inverse=True)
-        except TypeError as exc:  # e.g. a mix of str and int labels cannot be sorted
-            raise ValueError(f"y labels must be mutually comparable (all numbers or all strings): {exc}") from None
-        return classes, yidx.reshape(-1).astype(np.intp)
-
-    def _encode_known_labels(self, y: np.ndarray, name: str) -> np.ndarray:
-        return _encode_known(self.classes_, y, name)
-
-    def _targets(self, yidx: np.ndarray, n_out: int, dtype) -> np.ndarray:
-        if n_out == 1:
-            return yidx.astype(dtype).reshape(-1, 1)
-        Y = np.zeros((len(yidx), n_out), dtype=dtype)
-        Y[np.arange(len(yidx)), yidx] = 1
-        return Y
-
-    # ----------------------------------------------------------------- passes
-    def _forward(self, Xb: np.ndarray, ws: _Workspace, mb: int, masks: list | None) -> np.ndarray:
-        """Logits of the output layer; hidden activations stay in ``ws``."""
-        act = ACTIVATIONS[self.activation_function]
-        last = len(self.coefs_) - 1
-        inv_keep = 1.0 / self.keep_prob
-        A = Xb
-        for l, (W, b) in enumerate(zip(self.coefs_, self.intercepts_)):
-            Z = ws.Z[l][:mb]
-            np.matmul(A, W, out=Z)
-            Z += b
-            if l == last:
-                return Z
-            act(Z)
-            if masks is not None:
-                D = ws.D[l][:mb]
-                np.multiply(Z, masks[l], out=D)
-                D *= inv_keep
-                A = D
-            else:
-                A = Z
-        raise AssertionError("unreachable")
-
-    def _backward(self, Xb: np.ndarray, ws: _Workspace, mb: int, masks: list | None,
-                  l2_coef: float) -> None:
-        """Gradients into ``_grad``; the output buffer must hold dL/dZ."""
-        deriv = DERIVATIVES[self.activation_function]
-        inv_keep = 1.0 / self.keep_prob
-        dZ = ws.Z[-1][:mb]
-        for l in range(len(self.coefs_) - 1, -1, -1):
-            if l == 0:
-                A_prev = Xb
-            elif masks is not None:
-                A_prev = ws.D[l - 1][:mb]
-            else:
-                A_prev = ws.Z[l - 1][:mb]
-            np.matmul(dZ.T, A_prev, out=self._gW[l].T)
-            np.sum(dZ, axis=0, out=self._gb[l])
-            if l == 0:
-                break  # the gradient with respect to the data is never needed
-            dA = ws.dA[l - 1][:mb]
-            np.matmul(dZ, self.coefs_[l].T, out=dA)
-            if masks is not None:
-                dA *= masks[l - 1]
-                dA *= inv_keep
-            deriv(ws.Z[l - 1][:mb], dA)
-            dZ = dA
-        if l2_coef:
-            nW = self._n_weights
-            self._grad[:nW] += l2_coef * self._theta[:nW]
-
-    def _l2_cost(self, m: int) -> float:
-        W = self._theta[:self._n_weights]
-        return float(self.lambd / (2 * m) * np.dot(W, W))
-
-    def _draw_masks(self, rng: np.random.Generator, ws: _Workspace, mb: int) -> list[np.ndarray]:
-        masks = []
-        for R, M in zip(ws.R, ws.M):
-            r = R[:mb]
-            rng.random(dtype=r.dtype, out=r)
-            np.less(r, self.keep_prob, out=M[:mb])
-            masks.append(M[:mb])
-        return masks
-
-    def _logits(self, X: np.ndarray) -> np.ndarray:
-        """Output-layer logits for all rows of X (no dropout), in chunks."""
-        dims = self.layer_dims_
-        out = np.empty((len(X), dims[-1]), dtype=self._theta.dtype)
-        rows = min(len(X), PREDICT_CHUNK)
-        ws = _Workspace(dims, rows, self._theta.dtype, dropout=False)
-        for start in range(0, len(X), rows):
-            chunk = X[start:start + rows]
-            out[start:start + len(chunk)] = self._forward(chunk, ws, len(chunk), None)
-        return out
+                self._theta = parameters.from_layout_1(self._theta, dims)
+            self.coefs_, self.intercepts_ = parameters.unpack(self._theta, dims)
 
     # -------------------------------------------------------------------- fit
     def fit(self, X, y, X_val=None, y_val=None, callback: Callback | None = None) -> "NeuralNetwork":
@@ -473,16 +312,16 @@ class NeuralNetwork:
         dtype = s["dtype"]
         X = self._check_X_fit(X, "X", s)
         y = check.check_labels(y, "y", len(X))
-        classes, yidx = self._unique_labels(y)
+        classes, yidx = labels.unique_labels(y)
         dims = self._architecture(s, X.shape[1], len(classes))
         validation = None
         if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val must be given together")
         if X_val is not None:
             Xv = check.check_features(X_val, "X_val", dims[0], dtype, "X has {n}")
-            yv = _encode_known(classes, check.check_labels(y_val, "y_val", len(Xv), "X_val"), "y_val")
-            validation = (Xv, yv, self._targets(yv, dims[-1], dtype))
-        Y = self._targets(yidx, dims[-1], dtype)
+            yv = labels.encode_known(classes, check.check_labels(y_val, "y_val", len(Xv), "X_val"), "y_val")
+            validation = (Xv, yv, labels.targets(yv, dims[-1], dtype))
+        Y = labels.targets(yidx, dims[-1], dtype)
 
         n = len(X)
         rng = np.random.default_rng(self.seed)
@@ -502,7 +341,8 @@ class NeuralNetwork:
     def _train(self, X, Y, yidx, validation, s, dims, batch, rng, callback) -> None:
         """The epoch loop of ``fit`` (all inputs validated, parameters initialised)."""
         n, dtype = len(X), s["dtype"]
-        ws = _Workspace(dims, batch, dtype, s["dropout"])
+        ws = Workspace(dims, batch, dtype, s["dropout"])
+        passes = self._passes(backward=True)
         opt = make_optimizer(self.optimizer, self._theta.size, dtype, self.beta1, self.beta2, self.epsilon)
         schedule = make_schedule(self.decay, self.learning_rate, self.decay_rate, self.decay_interval)
         output = output_layer_for(dims[-1])
@@ -522,10 +362,10 @@ class NeuralNetwork:
                     mb = len(idx)
                     Xb = np.take(X, idx, axis=0, out=ws.X[:mb], mode="clip")  # idx in range: clip skips buffering
                     Yb = np.take(Y, idx, axis=0, out=ws.Y[:mb], mode="clip")
-                    masks = self._draw_masks(rng, ws, mb) if s["dropout"] else None
+                    masks = ws.draw_masks(rng, mb, self.keep_prob) if s["dropout"] else None
                     if s["l2"]:  # at the weights this batch's update starts from, as its loss
-                        l2_sum += mb * self._l2_cost(n)
-                    Z = self._forward(Xb, ws, mb, masks)
+                        l2_sum += mb * passes.l2_cost(self.lambd, n)
+                    Z = passes.forward(Xb, ws, mb, masks)
                     batch_loss = output.loss_and_probs(Z, Yb)  # Z now holds probabilities
                     if not math.isfinite(batch_loss):
                         last = self.costs_[-1] if self.costs_ else None
@@ -535,11 +375,11 @@ class NeuralNetwork:
                     Z -= Yb
                     if fold:
                         Z *= lr / mb
-                        self._backward(Xb, ws, mb, masks, lr * l2_coef)
+                        passes.backward(Xb, ws, mb, masks, lr * l2_coef)
                         opt.apply_update(self._theta, self._grad)
                     else:
                         Z *= 1.0 / mb
-                        self._backward(Xb, ws, mb, masks, l2_coef)
+                        passes.backward(Xb, ws, mb, masks, l2_coef)
                         opt.step(self._theta, self._grad, lr)
                 opt.flush_subnormals()
                 cost = (loss_sum + l2_sum) / n
@@ -552,8 +392,8 @@ class NeuralNetwork:
                 self.train_accuracies_.append(correct / n)
                 self.n_iter_ = epoch + 1
                 if validation is not None:
-                    val_loss, val_acc, val_bal = self._loss_and_accuracy(*validation)
-                    val_cost = val_loss + (self._l2_cost(n) if s["l2"] else 0.0)
+                    val_loss, val_acc, val_bal = self._loss_and_accuracy(passes, *validation)
+                    val_cost = val_loss + (passes.l2_cost(self.lambd, n) if s["l2"] else 0.0)
                     metrics.update(val_cost=val_cost, val_accuracy=val_acc, val_balanced_accuracy=val_bal)
                     self.val_costs_.append(val_cost)
                     self.val_accuracies_.append(val_acc)
@@ -563,9 +403,10 @@ class NeuralNetwork:
                 if callback is not None:
                     callback(epoch, metrics)
 
-    def _loss_and_accuracy(self, X: np.ndarray, yidx: np.ndarray, Y: np.ndarray) -> tuple[float, float, float]:
+    def _loss_and_accuracy(self, passes: Passes, X: np.ndarray, yidx: np.ndarray,
+                           Y: np.ndarray) -> tuple[float, float, float]:
         """Mean cross-entropy (no L2), accuracy and balanced accuracy on encoded data."""
-        Z = self._logits(X)
+        Z = passes.logits(X)
         output = output_layer_for(Z.shape[1])
         loss = output.loss_and_probs(Z, Y) / len(X)
         predicted = output.predict_index(Z)
@@ -592,7 +433,7 @@ class NeuralNetwork:
         """Output-layer activations (in place in the logits) and the output layer."""
         X = self._check_input(X)
         with np.errstate(over="ignore", under="ignore"):
-            Z = self._logits(X)
+            Z = self._passes().logits(X)
             output = output_layer_for(Z.shape[1])
             output.probs(Z)
         return Z, output
@@ -621,12 +462,12 @@ class NeuralNetwork:
         both in ``classes_`` order.
         """
         X = self._check_input(X)
-        yidx = self._encode_known_labels(check.check_labels(y, "y", len(X)), "y")
+        yidx = labels.encode_known(self.classes_, check.check_labels(y, "y", len(X)), "y")
         k = len(self.classes_)
         with np.errstate(over="ignore", under="ignore"):
-            Z = self._logits(X)
+            Z = self._passes().logits(X)
             output = output_layer_for(Z.shape[1])
-            loss = output.loss_and_probs(Z, self._targets(yidx, Z.shape[1], Z.dtype)) / len(X)
+            loss = output.loss_and_probs(Z, labels.targets(yidx, Z.shape[1], Z.dtype)) / len(X)
             pred = output.predict_index(Z)
         cm = confusion_matrix(yidx, pred, k)
         precision, recall, f1 = precision_recall_f1(cm)
@@ -655,116 +496,48 @@ class NeuralNetwork:
         about 0.5 with ``epsilon=1e-7``.)
 
         With dropout on, one set of masks (drawn from ``seed``) is held fixed
-        for every evaluation. An unfitted network is initialised from
-        ``seed`` first.
+        for every evaluation. The network is only read: its parameters,
+        gradient buffer and every attribute are as they were. An unfitted
+        network is initialised from ``seed`` first (as ``fit`` would), and
+        stays initialised.
         """
         s = self._validated()
         check.check_real("epsilon", epsilon, 0, None, low_open=True)
         if hasattr(self, "_theta"):
             dims, dtype = self.layer_dims_, self._theta.dtype
             X = check.check_features(X, "X", dims[0], dtype, "the network has {n} inputs")
-            yidx = self._encode_known_labels(check.check_labels(y, "y", len(X)), "y")
+            yidx = labels.encode_known(self.classes_, check.check_labels(y, "y", len(X)), "y")
         else:
             dtype = s["dtype"]
             X = self._check_X_fit(X, "X", s)
-            classes, yidx = self._unique_labels(check.check_labels(y, "y", len(X)))
+            classes, yidx = labels.unique_labels(check.check_labels(y, "y", len(X)))
             dims = self._architecture(s, X.shape[1], len(classes))
             self._initialise(np.random.default_rng(self.seed), s["init"], dims, dtype)
             self._set_architecture(dims)
             self.classes_ = classes
-        Y = self._targets(yidx, dims[-1], dtype)
-        m = len(X)
-        ws = _Workspace(dims, m, dtype, s["dropout"])
-        masks = self._draw_masks(np.random.default_rng(self.seed), ws, m) if s["dropout"] else None
-        output = output_layer_for(dims[-1])
-        l2 = s["l2"]
-
-        def cost(Xc: np.ndarray, Yc: np.ndarray, wsc: _Workspace) -> float:
-            Z = self._forward(Xc, wsc, m, masks)
-            value = output.loss_and_probs(Z, Yc) / m
-            return value + (self._l2_cost(m) if l2 else 0.0)
-
-        cost(X, Y, ws)
-        Z = ws.Z[-1][:m]
-        Z -= Y
-        Z *= 1.0 / m
-        self._backward(X, ws, m, masks, self.lambd / m if l2 else 0.0)
-        analytic = self._grad.astype(np.float64)
-
-        # the reference: the same network and data in float64
-        own = (self._theta, self._grad, self.coefs_, self.intercepts_, self._gW, self._gb)
-        try:
-            theta64 = self._theta.astype(np.float64)
-            self._allocate(dims, np.float64)
-            self._theta[...] = theta64
-            X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
-            ws64 = _Workspace(dims, m, np.float64, s["dropout"])
-            theta = self._theta
-            numeric = np.empty_like(analytic)
-            for i in range(theta.size):
-                saved = theta[i]
-                theta[i] = saved + epsilon
-                plus = cost(X64, Y64, ws64)
-                theta[i] = saved - epsilon
-                minus = cost(X64, Y64, ws64)
-                theta[i] = saved
-                numeric[i] = (plus - minus) / (2 * epsilon)
-        finally:
-            self._theta, self._grad, self.coefs_, self.intercepts_, self._gW, self._gb = own
-        denom = np.linalg.norm(analytic) + np.linalg.norm(numeric)
-        return float(np.linalg.norm(analytic - numeric) / denom) if denom else 0.0
+        return gradient_check.relative_difference(
+            self._theta, dims, X, labels.targets(yidx, dims[-1], dtype), activation=self.activation_function,
+            keep_prob=self.keep_prob, lambd=self.lambd, l2=s["l2"], masks_seed=self.seed if s["dropout"] else None,
+            epsilon=epsilon)
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> str:
-        """Write weights, hyperparameters and classes to one ``.npz`` file.
+        """Write weights, hyperparameters and classes to one ``.npz`` file (see ``numpynet.model_file``).
 
         Returns the path written (numpy appends ``.npz`` when missing).
         """
         self._check_fitted()
-        path = os.fspath(path)
-        if not path.endswith(".npz"):
-            path += ".npz"
-        params = NeuralNetwork.get_params(self)
-        if params["layer_dims"] is not None:
-            params["layer_dims"] = [int(d) for d in params["layer_dims"]]
-        hidden = params["hidden_layer_sizes"]
-        params["hidden_layer_sizes"] = int(hidden) if np.ndim(hidden) == 0 else [int(d) for d in hidden]
-        np.savez(
-            path,
-            format_version=np.int64(SAVE_FORMAT_VERSION),
-            layer_dims=np.asarray(self.layer_dims_, dtype=np.int64),
-            hyperparameters=np.str_(json.dumps(params, default=_json_scalar)),
-            theta=self._theta,
-            classes=self.classes_ if self.classes_.dtype != object else np.asarray(self.classes_.tolist()),
-            costs=np.asarray(getattr(self, "costs_", []), dtype=np.float64),
-        )
-        return path
+        return model_file.save(path, NeuralNetwork.get_params(self), self.layer_dims_, self._theta, self.classes_,
+                               getattr(self, "costs_", []))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "NeuralNetwork":
         """Load a network written by :meth:`save`; it predicts identically."""
-        path = os.fspath(path)
-        if not path.endswith(".npz") and not os.path.exists(path):
-            path += ".npz"  # as save() appended it
-        with np.load(path, allow_pickle=False) as data:
-            missing = {"format_version", "hyperparameters", "theta", "classes"} - set(data.files)
-            if missing:
-                raise ValueError(f"{path} is not a numpynet model file: missing {sorted(missing)}")
-            version = int(data["format_version"])
-            if version > SAVE_FORMAT_VERSION:
-                raise ValueError(f"{path} has model format {version}; this numpynet reads up to {SAVE_FORMAT_VERSION}")
-            params = json.loads(str(data["hyperparameters"]))
-            if isinstance(params.get("hidden_layer_sizes"), list):
-                params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-            model = cls(**params)
-            # format 1 had no fitted sizes: its layer_dims hyperparameter was required
-            fitted = data["layer_dims"].tolist() if "layer_dims" in data.files else model.layer_dims
-            dims = check.check_layer_dims(fitted)
-            model._allocate(dims, data["theta"].dtype)
-            if model._theta.size != data["theta"].size:
-                raise ValueError(f"{path}: {data['theta'].size} parameters do not fit layer_dims {dims}")
-            model._theta[...] = data["theta"] if version >= 2 else _from_layout_1(data["theta"], dims)
-            model.classes_ = data["classes"]
-            model.costs_ = data["costs"].tolist()
-        model._set_architecture(dims)
+        saved = model_file.read(path)
+        model = cls(**saved.hyperparameters)
+        model._allocate(saved.layer_dims, saved.theta.dtype)
+        model._theta[...] = saved.theta
+        model.classes_ = saved.classes
+        model.costs_ = saved.costs
+        model._set_architecture(saved.layer_dims)
         return model

@@ -38,7 +38,7 @@ SPLIT_MIN_MACS = 32 * 1024 * 1024
 
 def largest_product(dims: Sequence[int], batch: int) -> int:
     """Multiply-adds of the largest matrix product of one mini-batch step."""
-    return max(batch * i * o for i, o in zip(dims[:-1], dims[1:]))
+    return max(batch * i * o for i, o in zip(dims[:-1], dims[1:], strict=True))
 
 
 def choose_threads(dims: Sequence[int], batch: int, budget: int) -> int:

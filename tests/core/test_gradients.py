@@ -12,6 +12,7 @@ import pytest
 
 import numpynet.activations as activations
 from numpynet import NeuralNetwork
+from numpynet.propagation import Passes, Workspace
 
 HIDDEN = ["relu", "leakyrelu", "tanh", "sigmoid"]
 OUTPUTS = {"sigmoid-binary": 1, "softmax-3": 3}
@@ -55,14 +56,14 @@ def test_backprop_with_a_fixed_dropout_mask(activation, output, regularization, 
     # Record the masks grad_check draws, so that the test cannot pass with dropout
     # silently switched off: one set of masks, drawn once, some units dropped.
     drawn = []
-    original = NeuralNetwork._draw_masks
+    original = Workspace.draw_masks
 
     def spy(self, *args, **kwargs):
         masks = original(self, *args, **kwargs)
         drawn.append([m.copy() for m in masks])
         return masks
 
-    monkeypatch.setattr(NeuralNetwork, "_draw_masks", spy)
+    monkeypatch.setattr(Workspace, "draw_masks", spy)
     assert net.grad_check(X, y) < TOL
     assert len(drawn) == 1, "the dropout masks must be drawn once and held fixed"
     assert len(drawn[0]) == 2  # one per hidden layer
@@ -196,8 +197,8 @@ def test_grad_check_notices_a_wrong_l2_term_in_the_cost(monkeypatch):
     """The L2 term is part of the checked cost: a cost whose L2 term disagrees with
     the L2 gradient (here doubled) makes the check fail."""
     net, X, y = _trained("tanh", 3, "l2")
-    correct = NeuralNetwork._l2_cost
-    monkeypatch.setattr(NeuralNetwork, "_l2_cost", lambda self, m: 2 * correct(self, m))
+    correct = Passes.l2_cost
+    monkeypatch.setattr(Passes, "l2_cost", lambda self, lambd, m: 2 * correct(self, lambd, m))
     assert net.grad_check(X, y) > 1e-4
 
 
@@ -211,3 +212,52 @@ def test_grad_check_where_both_gradients_vanish_exactly_is_zero(hidden):
     for w in net.coefs_ + net.intercepts_:
         w[...] = 0.0
     assert net.grad_check(X, y) == 0.0
+
+
+# ------------------------------------------------- the checked network is only read
+
+def _state(net) -> dict:
+    """Every attribute of the network, arrays copied."""
+    return {k: (np.array(v, copy=True), v.dtype) if isinstance(v, np.ndarray)
+            else [np.array(a, copy=True) for a in v] if k in ("coefs_", "intercepts_") else v
+            for k, v in vars(net).items()}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_grad_check_leaves_a_fitted_network_as_it_found_it(dtype):
+    """Parameters, gradient buffer and every other attribute are untouched: the check
+    computes backprop into a gradient of its own and perturbs a copy."""
+    net, X, y = _trained("tanh", 3, "l2+dropout", keep_prob=0.8, dtype=dtype)
+    before, theta, coefs = _state(net), net._theta, net.coefs_
+    assert net.grad_check(X, y) < (TOL if dtype == "float64" else 1e-5)
+    after = _state(net)
+    assert after.keys() == before.keys()
+    for key, value in before.items():
+        if isinstance(value, tuple):
+            np.testing.assert_array_equal(after[key][0], value[0], strict=True, err_msg=key)
+        elif key in ("coefs_", "intercepts_"):
+            for a, b in zip(after[key], value, strict=True):
+                np.testing.assert_array_equal(a, b, strict=True, err_msg=key)
+        else:
+            assert after[key] == value, key
+    assert net._theta is theta and net.coefs_ is coefs and np.shares_memory(net.coefs_[0], net._theta)
+
+
+def test_the_network_keeps_its_own_parameters_while_the_check_runs(monkeypatch):
+    """Whoever reads the network during the check (another thread predicting, a callback)
+    sees its own float32 parameters at every cost evaluation, the float64 reference's included."""
+    from numpynet.losses import SoftmaxCategorical
+
+    net, X, y = _trained("tanh", 3, "l2", dtype="float32")
+    theta, seen = net._theta, []
+    original = SoftmaxCategorical.loss_and_probs
+
+    def spy(z, Y):
+        seen.append((z.dtype, net._theta is theta, net.coefs_[0].dtype))
+        return original(z, Y)
+
+    monkeypatch.setattr(SoftmaxCategorical, "loss_and_probs", staticmethod(spy))
+    net.grad_check(X, y)
+    assert len(seen) == 1 + 2 * theta.size  # backprop's, then two per parameter
+    assert seen[0][0] == np.float32 and {s[0] for s in seen[1:]} == {np.dtype(np.float64)}
+    assert {s[1:] for s in seen} == {(True, np.dtype(np.float32))}

@@ -7,17 +7,16 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import pickle
 import warnings
 
 import numpy as np
 import pytest
+from _core_helpers import binary_data, flat_params, multiclass_data, run_python
 
 from numpynet import NeuralNetwork, TrainingDiverged
 from numpynet.losses import SigmoidBinary, SoftmaxCategorical
-
-from _core_helpers import binary_data, flat_params, multiclass_data, run_python
+from numpynet.propagation import Passes, Workspace
 
 # --------------------------------------------------------------- determinism
 
@@ -68,203 +67,6 @@ def test_refitting_the_same_estimator_repeats_itself():
     second = flat_params(net.fit(X, y)), list(net.costs_)
     np.testing.assert_array_equal(first[0], second[0])
     assert first[1] == second[1]
-
-
-# ----------------------------------------------------------------- save/load
-
-def _assert_same_predictions(a, b, X):
-    np.testing.assert_array_equal(a.predict(X), b.predict(X))
-    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
-    np.testing.assert_array_equal(a.classes_, b.classes_)
-
-
-def test_save_load_round_trip_predicts_identically(tmp_path):
-    X, y = binary_data()
-    net = NeuralNetwork([4, 6, 3, 1], optimizer="adam", learning_rate=0.01, regularization="l2",
-                        lambd=0.3, epoch=10, activation_function="tanh").fit(X, y)
-    written = net.save(tmp_path / "model.npz")
-    loaded = NeuralNetwork.load(written)
-    _assert_same_predictions(net, loaded, X)
-    assert loaded.get_params() == net.get_params()
-    assert loaded.costs_ == net.costs_
-    for w, v in zip(net.coefs_, loaded.coefs_):
-        np.testing.assert_array_equal(w, v)
-
-
-def test_save_load_keeps_string_classes_and_float32(tmp_path):
-    X, y = multiclass_data()
-    labels = np.array(["red", "green", "blue"])[y]
-    net = NeuralNetwork([4, 5, 3], dtype="float32", optimizer="adam", learning_rate=0.01, epoch=5).fit(X, labels)
-    loaded = NeuralNetwork.load(net.save(tmp_path / "m.npz"))
-    _assert_same_predictions(net, loaded, X)
-    assert loaded.coefs_[0].dtype == np.float32
-    assert set(loaded.predict(X)) <= {"red", "green", "blue"}
-
-
-def test_load_accepts_the_path_given_to_save(tmp_path, monkeypatch):
-    """save('model') writes model.npz; load('model') must find it again."""
-    monkeypatch.chdir(tmp_path)  # relative paths: nothing lands in the working directory
-    X, y = binary_data()
-    net = NeuralNetwork([4, 3, 1], epoch=2).fit(X, y)
-    path = "model"
-    net.save(path)
-    _assert_same_predictions(net, NeuralNetwork.load(path), X)
-
-
-def test_save_accepts_numpy_scalar_hyperparameters(tmp_path):
-    """Values from numpy grids (np.int64 seed, batch size...) pass validation, so save must take them."""
-    X, y = binary_data()
-    net = NeuralNetwork([4, 3, 1], seed=np.int64(3), mini_batch_size=np.int64(16),
-                        learning_rate=np.float32(0.01), epoch=2).fit(X, y)
-    loaded = NeuralNetwork.load(net.save(tmp_path / "m.npz"))
-    _assert_same_predictions(net, loaded, X)
-    assert loaded.seed == 3 and loaded.mini_batch_size == 16
-
-
-def test_save_load_with_object_dtype_string_labels(tmp_path):
-    """Labels from pandas or lists of str often arrive as dtype=object arrays."""
-    X, y = binary_data()
-    labels = np.array(["cat" if v else "non-cat" for v in y], dtype=object)
-    net = NeuralNetwork([4, 3, 1], epoch=2).fit(X, labels)
-    loaded = NeuralNetwork.load(net.save(tmp_path / "m.npz"))
-    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
-    np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
-
-
-def _rewrite(path, **changes):
-    """The .npz file at path with some arrays replaced (None: removed)."""
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
-    for key, value in changes.items():
-        if value is None:
-            arrays.pop(key)
-        else:
-            arrays[key] = value
-    np.savez(path, **arrays)
-    return path
-
-
-@pytest.fixture
-def saved(tmp_path):
-    X, y = binary_data()
-    net = NeuralNetwork([4, 3, 1], epoch=2).fit(X, y)
-    return net, net.save(tmp_path / "model.npz")
-
-
-@pytest.mark.parametrize("key", ["format_version", "hyperparameters", "theta", "classes"])
-def test_load_names_a_missing_key(saved, key):
-    _, path = saved
-    _rewrite(path, **{key: None})
-    with pytest.raises(ValueError) as info:
-        NeuralNetwork.load(path)
-    assert str(info.value) == f"{path} is not a numpynet model file: missing ['{key}']"
-
-
-def test_load_lists_every_missing_key(tmp_path):
-    path = tmp_path / "other.npz"
-    np.savez(path, theta=np.zeros(3))
-    with pytest.raises(ValueError, match=r"missing \['classes', 'format_version', 'hyperparameters'\]$"):
-        NeuralNetwork.load(path)
-
-
-def test_load_refuses_a_newer_format_and_reads_the_current_one(saved):
-    net, path = saved
-    X, _ = binary_data()
-    np.testing.assert_array_equal(NeuralNetwork.load(_rewrite(path, format_version=np.int64(2))).predict_proba(X),
-                                  net.predict_proba(X))
-    _rewrite(path, format_version=np.int64(3))
-    with pytest.raises(ValueError) as info:
-        NeuralNetwork.load(path)
-    assert str(info.value) == f"{path} has model format 3; this numpynet reads up to 2"
-
-
-@pytest.mark.parametrize("change", [+1, -1])
-def test_load_refuses_parameters_that_do_not_fit_the_sizes(saved, change):
-    net, path = saved
-    size = net.coefs_[0].size + net.coefs_[1].size + 3 + 1  # [4, 3, 1]: 15 weights, 4 biases
-    theta = np.zeros(size + change)
-    _rewrite(path, theta=theta)
-    with pytest.raises(ValueError) as info:
-        NeuralNetwork.load(path)
-    assert str(info.value) == f"{path}: {size + change} parameters do not fit layer_dims [4, 3, 1]"
-
-
-def test_load_restores_every_fitted_attribute(saved):
-    net, path = saved
-    loaded = NeuralNetwork.load(path)
-    for name in ["layer_dims_", "n_features_in_", "n_layers_", "n_outputs_", "out_activation_", "costs_"]:
-        assert getattr(loaded, name) == getattr(net, name), name
-    assert (loaded.n_layers_, loaded.n_outputs_, loaded.out_activation_) == (3, 1, "logistic")
-
-
-def test_save_returns_the_path_it_wrote(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    X, y = binary_data()
-    net = NeuralNetwork([4, 3, 1], epoch=1).fit(X, y)
-    for given, written in [("a", "a.npz"), ("b.npz", "b.npz"), ("c.v2", "c.v2.npz"), (tmp_path / "d", str(tmp_path / "d.npz"))]:
-        assert net.save(given) == written
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz", "c.v2.npz", "d.npz"]
-
-
-def test_load_takes_a_file_by_its_exact_name_first(tmp_path):
-    """A model file renamed without its extension still loads; a missing .npz path is not
-    looked for under another name."""
-    X, y = binary_data()
-    net = NeuralNetwork([4, 3, 1], epoch=1).fit(X, y)
-    renamed = tmp_path / "model"
-    os.replace(net.save(tmp_path / "model.npz"), renamed)
-    np.testing.assert_array_equal(NeuralNetwork.load(renamed).predict_proba(X), net.predict_proba(X))
-    with pytest.raises(FileNotFoundError) as info:
-        NeuralNetwork.load(tmp_path / "missing.npz")
-    assert str(tmp_path / "missing.npz") in str(info.value) and "missing.npz.npz" not in str(info.value)
-
-
-def test_load_never_unpickles(saved):
-    """allow_pickle=False: a file with an object array (which loading would unpickle,
-    running code) is refused."""
-    _, path = saved
-    _rewrite(path, classes=np.array([{"not": "a label"}, None], dtype=object))
-    with pytest.raises(ValueError, match="allow_pickle=False"):
-        NeuralNetwork.load(path)
-
-
-def test_save_load_of_an_integer_hidden_size_and_of_narrow_integer_classes(tmp_path):
-    X, y = binary_data()
-    net = NeuralNetwork(hidden_layer_sizes=3, epoch=2).fit(X, y.astype(np.int32))
-    loaded = NeuralNetwork.load(net.save(tmp_path / "m"))
-    assert loaded.hidden_layer_sizes == 3 and loaded.layer_dims_ == [4, 3, 1]
-    assert loaded.classes_.dtype == np.int32 and loaded.predict(X).dtype == np.int32
-    _assert_same_predictions(net, loaded, X)
-
-
-def test_a_network_initialised_by_grad_check_saves_without_a_history(tmp_path):
-    X, y = binary_data()
-    net = NeuralNetwork([4, 3, 1])
-    net.grad_check(X, y)
-    loaded = NeuralNetwork.load(net.save(tmp_path / "m"))
-    assert loaded.costs_ == []
-    _assert_same_predictions(net, loaded, X)
-
-
-def test_pickle_round_trip_predicts_identically_and_owns_its_parameters():
-    X, y = multiclass_data()
-    net = NeuralNetwork([4, 6, 3], optimizer="rmsprop", learning_rate=0.01, epoch=5).fit(X, y)
-    assert not {"coefs_", "intercepts_", "_gW", "_gb"} & set(net.__getstate__())  # views are rebuilt, not pickled
-    copy = pickle.loads(pickle.dumps(net))
-    _assert_same_predictions(net, copy, X)
-    assert set(vars(copy)) == set(vars(net))
-    before = net.predict_proba(X)
-    copy.coefs_[0][...] = 0.0  # the copy's views point into its own parameters
-    np.testing.assert_array_equal(net.predict_proba(X), before)
-    assert not np.array_equal(copy.predict_proba(X), before)
-
-
-def test_an_unfitted_network_refuses_to_predict_or_save(tmp_path):
-    net = NeuralNetwork([4, 3, 1])
-    with pytest.raises(RuntimeError, match="not fitted"):
-        net.predict(np.zeros((2, 4)))
-    with pytest.raises(RuntimeError, match="not fitted"):
-        net.save(tmp_path / "m.npz")
 
 
 # ------------------------------------------------------------------- evaluate
@@ -523,7 +325,7 @@ def test_prediction_in_three_chunks_covers_every_row():
 def _plain_forward(net, X):
     """Deterministic forward pass with relu hidden units and no dropout."""
     A = X
-    for W, b in zip(net.coefs_[:-1], net.intercepts_[:-1]):
+    for W, b in zip(net.coefs_[:-1], net.intercepts_[:-1], strict=True):
         A = np.maximum(A @ W + b, 0)
     z = A @ net.coefs_[-1] + net.intercepts_[-1]
     return 1 / (1 + np.exp(-z[:, 0]))
@@ -644,7 +446,7 @@ def test_print_cost_logs_and_prints_nothing(caplog, capsys):
     records = [r for r in caplog.records if r.name.startswith("numpynet")]
     assert len(records) == 3
     assert all(r.levelno == logging.INFO for r in records)
-    for epoch, (record, cost) in enumerate(zip(records, net.costs_)):
+    for epoch, (record, cost) in enumerate(zip(records, net.costs_, strict=True)):
         assert record.getMessage() == f"epoch {epoch}: cost {cost:.6f}"
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
@@ -664,7 +466,7 @@ def test_without_print_cost_nothing_is_logged(caplog, capsys):
 def _independent_cost(coefs, intercepts, X, y, lambd, m):
     """Binary cross-entropy of a relu network + lambd / (2 m) * sum ||W||^2, in plain numpy."""
     A = X
-    for W, b in zip(coefs[:-1], intercepts[:-1]):
+    for W, b in zip(coefs[:-1], intercepts[:-1], strict=True):
         A = np.maximum(A @ W + b, 0.0)
     p = 1.0 / (1.0 + np.exp(-(A @ coefs[-1] + intercepts[-1])[:, 0]))
     cross_entropy = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
@@ -701,13 +503,13 @@ def test_train_cost_with_l2_over_mini_batches_weights_each_batch_at_its_own_star
     L2 term, both at the weights its update started from."""
     X, y = binary_data(n=40, n_features=4)
     snapshots = []
-    original = NeuralNetwork._forward
+    original = Passes.forward
 
-    def spy(self, Xb, ws, mb, masks):
-        snapshots.append((Xb.copy(), [W.copy() for W in self.coefs_], [b.copy() for b in self.intercepts_]))
-        return original(self, Xb, ws, mb, masks)
+    def spy(passes, Xb, ws, mb, masks):
+        snapshots.append((Xb.copy(), [W.copy() for W in passes.coefs], [b.copy() for b in passes.intercepts]))
+        return original(passes, Xb, ws, mb, masks)
 
-    monkeypatch.setattr(NeuralNetwork, "_forward", spy)
+    monkeypatch.setattr(Passes, "forward", spy)
     net = NeuralNetwork([4, 5, 1], regularization="l2", lambd=2.0, learning_rate=0.5, mini_batch_size=25,
                         epoch=1, seed=0).fit(X, y)
     assert len(snapshots) == 2
@@ -777,17 +579,6 @@ def test_set_params_names_the_unknown_and_the_valid_names():
     assert names.startswith("layer_dims, hidden_layer_sizes, seed,") and names.endswith("initialization, n_threads")
 
 
-def test_save_refuses_a_hyperparameter_json_cannot_hold(tmp_path):
-    X, y = binary_data()
-    flag = object()
-    net = NeuralNetwork([4, 3, 1], epoch=1, print_cost=np.bool_(False)).fit(X, y)
-    assert NeuralNetwork.load(net.save(tmp_path / "ok")).print_cost is False  # numpy scalars are fine
-    net.set_params(print_cost=flag)
-    with pytest.raises(TypeError) as info:
-        net.save(tmp_path / "bad")
-    assert str(info.value) == f"hyperparameter value {flag!r} of type object cannot be saved"
-
-
 def test_estimator_tags_say_classifier_that_needs_y():
     tags = NeuralNetwork().__sklearn_tags__()
     assert tags.estimator_type == "classifier"
@@ -820,7 +611,8 @@ def test_evaluate_names_the_labels_in_its_messages():
     X, y = multiclass_data(n=30)
     net = NeuralNetwork([4, 3, 3], epoch=1).fit(X, y)
     for bad, message in [(y[:-1], "y has 29 labels but X has 30 samples"),
-                         (np.where(np.arange(30) == 0, 7, y), "y contains label(s) [7] not seen in training; known classes: [0, 1, 2]")]:
+                         (np.where(np.arange(30) == 0, 7, y),
+                          "y contains label(s) [7] not seen in training; known classes: [0, 1, 2]")]:
         for method in (net.evaluate, net.score):
             with pytest.raises(ValueError) as info:
                 method(X, bad)
@@ -833,7 +625,8 @@ def test_label_and_feature_messages_at_prediction():
     inferred = NeuralNetwork(hidden_layer_sizes=(3,), epoch=1).fit(X, y)
     cases = [
         (explicit.predict, (X[:, :3],), "X has 3 features (shape (30, 3)) but layer_dims[0] is 4"),
-        (inferred.predict, (X[:, :3],), "X has 3 features (shape (30, 3)) but the network was fitted with 4 (n_features_in_)"),
+        (inferred.predict, (X[:, :3],),
+         "X has 3 features (shape (30, 3)) but the network was fitted with 4 (n_features_in_)"),
         (explicit.evaluate, (X, np.array([None] * 30, dtype=object)),
          "y labels of type object cannot be compared with classes_ [0, 1]"),
         # at most the first 10 unknown labels are listed
@@ -875,12 +668,6 @@ def test_the_not_fitted_message_names_the_class_and_the_remedy():
     with pytest.raises(NotFittedError) as info:
         NeuralNetwork().predict_proba(np.zeros((1, 4)))
     assert str(info.value) == "this NeuralNetwork is not fitted yet: call fit(X, y) or NeuralNetwork.load(path)"
-
-
-def test_an_unfitted_network_pickles_and_stays_unfitted():
-    net = pickle.loads(pickle.dumps(NeuralNetwork([4, 3, 1], learning_rate=0.2)))
-    assert net.get_params() == NeuralNetwork([4, 3, 1], learning_rate=0.2).get_params()
-    assert not net.__sklearn_is_fitted__()
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -942,24 +729,24 @@ def test_l2_with_lambd_zero_is_no_regularization_even_for_weights_too_large_to_s
 def _spy_on_the_arrays(monkeypatch):
     """Record every workspace, forward pass, target matrix, optimizer and
     initializer dtype the network uses."""
+    import numpynet.labels as labels
     import numpynet.network as network_module
 
     seen = {"workspaces": [], "forwards": [], "targets": [], "optimizers": [], "init_dtypes": []}
+    init_workspace, forward, targets = Workspace.__init__, Passes.forward, labels.targets
+    make_optimizer = network_module.make_optimizer
 
-    class Workspace(network_module._Workspace):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            seen["workspaces"].append(self)
-
-    forward, targets, make_optimizer = NeuralNetwork._forward, NeuralNetwork._targets, network_module.make_optimizer
+    def spy_workspace(self, *args, **kwargs):
+        init_workspace(self, *args, **kwargs)
+        seen["workspaces"].append(self)
 
     def spy_forward(self, Xb, ws, mb, masks):
         Z = forward(self, Xb, ws, mb, masks)
         seen["forwards"].append((Xb.dtype, Z.dtype))
         return Z
 
-    def spy_targets(self, yidx, n_out, dtype):
-        Y = targets(self, yidx, n_out, dtype)
+    def spy_targets(yidx, n_out, dtype):
+        Y = targets(yidx, n_out, dtype)
         seen["targets"].append(Y.dtype)
         return Y
 
@@ -974,9 +761,9 @@ def _spy_on_the_arrays(monkeypatch):
             return init(rng, fan_in, fan_out, dtype)
         return wrapped
 
-    monkeypatch.setattr(network_module, "_Workspace", Workspace)
-    monkeypatch.setattr(NeuralNetwork, "_forward", spy_forward)
-    monkeypatch.setattr(NeuralNetwork, "_targets", spy_targets)
+    monkeypatch.setattr(Workspace, "__init__", spy_workspace)
+    monkeypatch.setattr(Passes, "forward", spy_forward)
+    monkeypatch.setattr(labels, "targets", spy_targets)
     monkeypatch.setattr(network_module, "make_optimizer", spy_make_optimizer)
     for name, init in list(network_module.INITIALIZERS.items()):
         monkeypatch.setitem(network_module.INITIALIZERS, name, spy_initializer(init))
@@ -1023,9 +810,7 @@ def test_a_float32_network_computes_in_float32_throughout(n_out, monkeypatch):
 
 @pytest.mark.parametrize("dropout", [True, False])
 def test_a_workspace_holds_every_buffer_in_its_dtype_and_dropout_buffers_only_with_dropout(dropout):
-    from numpynet.network import _Workspace
-
-    ws = _Workspace([3, 4, 5, 2], 6, np.float32, dropout)
+    ws = Workspace([3, 4, 5, 2], 6, np.float32, dropout)
     assert ws.X.shape == (6, 3) and ws.Y.shape == (6, 2)
     assert [z.shape for z in ws.Z] == [(6, 4), (6, 5), (6, 2)]
     assert [a.shape for a in ws.dA] == [(6, 4), (6, 5)]

@@ -9,7 +9,7 @@ written from the textbook formulas *in terms of the pre-activation z*
 probabilities (the network works from logits), backprop with plain
 matrix products. The reference itself is checked by central differences.
 
-The network is observed through a spy on ``NeuralNetwork._backward``, called
+The network is observed through a spy on ``Passes.backward``, called
 once per mini-batch before the update: it records the batch, its dropout
 masks and the weights the update starts from. Each recorded step must then
 lead, by the reference's gradient step, to the weights recorded at the next
@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from numpynet import NeuralNetwork
+from numpynet.propagation import Passes
 
 LEAKY_SLOPE = 0.01  # documented slope of leakyrelu for z < 0
 
@@ -61,13 +62,13 @@ def ref_forward(Ws, bs, X, activation, masks=None, keep_prob=1.0):
     """Output logits and, per layer, (input A, pre-activation Z)."""
     f = HIDDEN[activation][0]
     A, cache = X, []
-    for l, (W, b) in enumerate(zip(Ws, bs)):
+    for layer, (W, b) in enumerate(zip(Ws, bs, strict=True)):
         Z = A @ W + b
         cache.append((A, Z))
-        if l < len(Ws) - 1:
+        if layer < len(Ws) - 1:
             A = f(Z)
             if masks is not None:
-                A = A * masks[l] / keep_prob
+                A = A * masks[layer] / keep_prob
     return Z, cache
 
 
@@ -88,15 +89,15 @@ def ref_gradients(Ws, bs, X, Y, activation, lambd=0.0, n=None, masks=None, keep_
     logits, cache = ref_forward(Ws, bs, X, activation, masks, keep_prob)
     dZ = (ref_probabilities(logits) - Y) / len(X)
     dWs, dbs = [None] * len(Ws), [None] * len(Ws)
-    for l in reversed(range(len(Ws))):
-        A_in, _ = cache[l]
-        dWs[l] = A_in.T @ dZ + lambd / n * Ws[l]
-        dbs[l] = dZ.sum(axis=0)
-        if l > 0:
-            dA = dZ @ Ws[l].T
+    for layer in reversed(range(len(Ws))):
+        A_in, _ = cache[layer]
+        dWs[layer] = A_in.T @ dZ + lambd / n * Ws[layer]
+        dbs[layer] = dZ.sum(axis=0)
+        if layer > 0:
+            dA = dZ @ Ws[layer].T
             if masks is not None:
-                dA = dA * masks[l - 1] / keep_prob
-            dZ = dA * fprime(cache[l - 1][1])
+                dA = dA * masks[layer - 1] / keep_prob
+            dZ = dA * fprime(cache[layer - 1][1])
     return dWs, dbs
 
 
@@ -125,7 +126,7 @@ def test_the_reference_gradient_matches_central_differences_of_the_reference_cos
     dWs, dbs = ref_gradients(Ws, bs, X, Y, **kw)
     eps = 1e-6
     for params, grads in [(Ws, dWs), (bs, dbs)]:
-        for P, G in zip(params, grads):
+        for P, G in zip(params, grads, strict=True):
             for i in np.ndindex(P.shape):
                 saved = P[i]
                 P[i] = saved + eps
@@ -139,7 +140,7 @@ def test_the_reference_gradient_matches_central_differences_of_the_reference_cos
 # ------------------------------------------------------------ recording fit
 
 class Recorder:
-    """Spy on ``NeuralNetwork._backward``: one record per mini-batch update.
+    """Spy on ``Passes.backward``: one record per mini-batch update.
 
     Each record holds the batch's rows, its dropout masks (None without
     dropout) and copies of the weights and biases the update starts from.
@@ -147,19 +148,19 @@ class Recorder:
 
     def __init__(self, monkeypatch):
         self.steps = []
-        original = NeuralNetwork._backward
+        original = Passes.backward
         steps = self.steps
 
-        def spy(net, Xb, ws, mb, masks, l2_coef):
+        def spy(passes, Xb, ws, mb, masks, l2_coef):
             steps.append({
                 "X": np.array(Xb[:mb], dtype=np.float64),
                 "masks": None if masks is None else [np.array(m[:mb]) for m in masks],
-                "Ws": [np.array(W, dtype=np.float64) for W in net.coefs_],
-                "bs": [np.array(b, dtype=np.float64) for b in net.intercepts_],
+                "Ws": [np.array(W, dtype=np.float64) for W in passes.coefs],
+                "bs": [np.array(b, dtype=np.float64) for b in passes.intercepts],
             })
-            return original(net, Xb, ws, mb, masks, l2_coef)
+            return original(passes, Xb, ws, mb, masks, l2_coef)
 
-        monkeypatch.setattr(NeuralNetwork, "_backward", spy)
+        monkeypatch.setattr(Passes, "backward", spy)
 
     @staticmethod
     def rows(X, step):
@@ -224,9 +225,9 @@ def test_every_update_cost_and_prediction_match_the_reference(activation, output
         # one gradient step leads to the weights of the next record
         dWs, dbs = ref_gradients(step["Ws"], step["bs"], Xb, Y[rows], **kw)
         after = steps[i + 1] if i + 1 < len(steps) else final
-        for W, dW, W_next in zip(step["Ws"], dWs, after["Ws"]):
+        for W, dW, W_next in zip(step["Ws"], dWs, after["Ws"], strict=True):
             np.testing.assert_allclose(W_next, W - LR * dW, **tol)
-        for b, db, b_next in zip(step["bs"], dbs, after["bs"]):
+        for b, db, b_next in zip(step["bs"], dbs, after["bs"], strict=True):
             np.testing.assert_allclose(b_next, b - LR * db, **tol)
     np.testing.assert_allclose(net.costs_, epoch_cost, **tol)
     assert net.train_accuracies_ == [c / n for c in epoch_correct]
