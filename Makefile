@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # apt-get needs root: use sudo when make does not run as root
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install install-test sweep test bench browser mutation
+.PHONY: install install-test sweep test bench search-benchmark browser mutation
 
 $(VENV)/.installed: pyproject.toml
 	@echo "== installing numpynet into $(VENV) (numpy, optuna, mlflow, hydra, matplotlib, scikit-learn...; a few minutes the first time)"
@@ -42,6 +42,12 @@ test: install-test
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m benchmarks.run
+
+# The pre-registered search benchmark (docs/benchmarks.md, "The search benchmark"): about 60-90 minutes, niced.
+SEARCH_BENCH_WORK ?= benchmarks/results/search-benchmark
+search-benchmark: install
+	$(PY) -m pip install --quiet -e '.[search-bench]'
+	nice -n 10 $(PY) -m benchmarks.search_benchmark --work $(SEARCH_BENCH_WORK)
 
 $(VENV)/.installed-mutation: $(VENV)/.installed-test pyproject.toml
 	$(PY) -m pip install --quiet -e '.[mutation]'

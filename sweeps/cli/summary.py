@@ -45,9 +45,12 @@ def _print_refit(refit: dict[str, float], out) -> None:
     """The refit's test figures and the paired verdict over the robustness seeds."""
     if not refit:
         return
+    from numpynet.sweeps.search.verdict import METHOD
+
     if "refit.chosen.test_accuracy" in refit:
-        print(f"refit of the best configuration on all training data: test_accuracy "
-              f"{refit['refit.chosen.test_accuracy']:.4f}", file=out)
+        flag = "  COLLAPSED: one class for every test row" if refit.get("refit.chosen.collapsed") else ""
+        print(f"best configuration trained again (sweep.refit_rule) and tested once: test_accuracy "
+              f"{refit['refit.chosen.test_accuracy']:.4f}{flag}", file=out)
     if "robustness.seeds" not in refit:
         return
     n = int(refit["robustness.seeds"])
@@ -55,11 +58,16 @@ def _print_refit(refit: dict[str, float], out) -> None:
     for who in ("chosen", "baseline"):
         key = f"robustness.{who}.test_accuracy"
         if f"{key}_mean" in refit:
-            print(f"  {who:<8}  {refit[key + '_mean']:.4f} +- {refit[key + '_sd']:.4f}", file=out)
+            lost = int(refit.get(f"robustness.{who}.collapsed", 0))
+            flag = f"  ({lost} of {n} refits COLLAPSED: one class for every test row)" if lost else ""
+            print(f"  {who:<8}  {refit[key + '_mean']:.4f} +- {refit[key + '_sd']:.4f}{flag}", file=out)
     key = "robustness.paired_diff.test_accuracy"
     if f"{key}_mean" in refit:
         print(f"  paired difference (chosen - baseline): {refit[key + '_mean']:+.4f}, 95 % CI "
               f"[{refit[key + '_ci95_low']:+.4f}, {refit[key + '_ci95_high']:+.4f}]", file=out)
+        print(f"    interval over the {n} seeds and the {int(refit['robustness.test_rows'])} test rows ({METHOD}); "
+              f"over the seeds alone it would be [{refit[key + '_seeds_only_ci95_low']:+.4f}, "
+              f"{refit[key + '_seeds_only_ci95_high']:+.4f}]", file=out)
 
 
 def _short(value) -> str:

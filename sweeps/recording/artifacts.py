@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from numpynet import NeuralNetwork
 from numpynet.sweeps.training.config import to_yaml
 from numpynet.sweeps.training.data import Dataset
+from numpynet.sweeps.training.ensemble import FOLD_WEIGHTS, FoldEnsemble, members
 from numpynet.sweeps.recording.redact import recordable_config
 from numpynet.sweeps.recording.store import retry_locked
 from numpynet.sweeps.recording.names import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, MODEL_NAME
@@ -29,20 +30,35 @@ log = logging.getLogger(__name__)
 
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")  # run by MLflow, never imported here
 MODEL_WEIGHTS_KEY = "weights"  # pyfunc_model.WEIGHTS_ARTIFACT
+MODEL_SCALING_KEY = "scaling"  # pyfunc_model.SCALING_ARTIFACT
 
 
 def test_metrics(network: NeuralNetwork, dataset: Dataset) -> tuple[dict[str, float], np.ndarray]:
-    """``test_*`` scalars and the confusion matrix of the current weights."""
+    """``test_*`` scalars and the confusion matrix of the current weights.
+
+    ``test_predicted_classes`` counts the classes the network predicts for at
+    least one test row: 1 means a collapsed model, a constant predictor
+    (see :func:`collapsed`).
+    """
     scores = network.evaluate(dataset.X_test, dataset.y_test)
+    confusion = np.asarray(scores["confusion_matrix"])
     metrics = {f"test_{k}": float(v) for k, v in scores.items() if k != "confusion_matrix"}
-    return metrics, np.asarray(scores["confusion_matrix"])
+    metrics["test_predicted_classes"] = float(np.count_nonzero(confusion.sum(axis=0)))
+    return metrics, confusion
 
 
-def weights_digest(network: NeuralNetwork) -> str:
-    """SHA-256 of all weights and biases: equal digests mean bit-identical networks."""
+def collapsed(metrics: dict[str, float]) -> bool:
+    """Whether a run's test figures come from a constant predictor: one class for every test row."""
+    return metrics.get("test_predicted_classes", 0.0) == 1.0
+
+
+def weights_digest(network: NeuralNetwork | FoldEnsemble) -> str:
+    """SHA-256 of all weights and biases (of every fold model of an ensemble, in fold order): equal
+    digests mean bit-identical networks."""
     digest = hashlib.sha256()
-    for array in (*network.coefs_, *network.intercepts_):
-        digest.update(np.ascontiguousarray(array).tobytes())
+    for member in members(network):
+        for array in (*member.coefs_, *member.intercepts_):
+            digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 
 
@@ -56,9 +72,16 @@ def log_config(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:
     retry_locked(lambda: client.log_text(run_id, text, CONFIG_ARTIFACT))
 
 
-def write_run_files(folder: Path, network: NeuralNetwork, dataset: Dataset, confusion: np.ndarray | None,
+def write_run_files(folder: Path, network: NeuralNetwork | FoldEnsemble, dataset: Dataset, confusion: np.ndarray | None,
                     *, with_plots: bool) -> None:
-    """The weights (and, when asked, the figures) of a finished run, as files under ``folder``."""
+    """The weights (and, when asked, the figures) of a finished run, as files under ``folder``.
+
+    A fold ensemble leaves one weights file per fold model and no figures (its curves are the run's
+    metrics).
+    """
+    if isinstance(network, FoldEnsemble):
+        network.save(folder)
+        return
     weights = folder / WEIGHTS_ARTIFACT
     weights.parent.mkdir(parents=True, exist_ok=True)
     network.save(weights)
@@ -117,8 +140,9 @@ def whole_png(path: Path) -> bool:
         return False
 
 
-def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork, dataset: Dataset) -> str:
-    """Log the network as an MLflow ``pyfunc`` model; return its ``models:/<model_id>`` URI.
+def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork | FoldEnsemble,
+                     dataset: Dataset) -> str:
+    """Log the network (or fold ensemble) as an MLflow ``pyfunc`` model; return its ``models:/<model_id>`` URI.
 
     The LoggedModel is created explicitly in the run's experiment and
     ``mlflow.models.Model.log`` gets the run id, so no "active run" or
@@ -132,13 +156,20 @@ def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork, 
     import numpynet
 
     run = client.get_run(run_id)
-    example = np.asarray(dataset.X_test[:2], dtype=np.float64)
-    signature = infer_signature(example, network.predict(example), params={"proba": False})
+    scaled = np.asarray(dataset.X_test[:2], dtype=np.float64)
+    # the model takes features as the data file holds them: standardised data is scaled inside it
+    example = scaled if dataset.scaling is None else scaled * dataset.scaling[1] + dataset.scaling[0]
+    signature = infer_signature(example, network.predict(scaled), params={"proba": False})
     logged = retry_locked(lambda: client.create_logged_model(
         run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id, model_type="numpynet"
     ))
     with tempfile.TemporaryDirectory(prefix="numpynet-model-") as tmp:
-        weights = network.save(Path(tmp) / "network.npz")
+        # an ensemble's fold models: weights, weights_1, ... (the model averages their probabilities)
+        files = {MODEL_WEIGHTS_KEY + (f"_{k}" if k else ""): member.save(Path(tmp) / f"network{k}.npz")
+                 for k, member in enumerate(members(network))}
+        if dataset.scaling is not None:
+            files[MODEL_SCALING_KEY] = str(Path(tmp) / "scaling.npz")
+            np.savez(files[MODEL_SCALING_KEY], mean=dataset.scaling[0], std=dataset.scaling[1])
         Model.log(
             artifact_path=None,  # deprecated in MLflow 3 in favour of name, yet still positional
             name=MODEL_NAME,
@@ -146,7 +177,7 @@ def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork, 
             run_id=run_id,
             model_id=logged.model_id,
             python_model=str(MODEL_CODE),  # "model from code": nothing pickled
-            artifacts={MODEL_WEIGHTS_KEY: weights},
+            artifacts=files,
             signature=signature,
             input_example=example,
             # Listed rather than inferred: inference imports the model in a subprocess (slow).
@@ -174,3 +205,17 @@ def summary_metrics(network: NeuralNetwork) -> dict[str, Any]:
             best_epoch=best,
         )
     return out
+
+
+def load_run_model(client: MlflowClient, run_id: str, folder: str) -> NeuralNetwork | FoldEnsemble:
+    """The model a run's weight files hold: its network, or the fold models of a fold ensemble."""
+    listed = {f.path for f in client.list_artifacts(run_id, WEIGHTS_ARTIFACT.rsplit("/", 1)[0])}
+    if WEIGHTS_ARTIFACT in listed:
+        return NeuralNetwork.load(client.download_artifacts(run_id, WEIGHTS_ARTIFACT, folder))
+    folds = []
+    while FOLD_WEIGHTS.format(k=len(folds)) in listed:
+        path = FOLD_WEIGHTS.format(k=len(folds))
+        folds.append(NeuralNetwork.load(client.download_artifacts(run_id, path, folder)))
+    if not folds:
+        raise FileNotFoundError(f"run {run_id} has no weights ({WEIGHTS_ARTIFACT} or {FOLD_WEIGHTS.format(k=0)})")
+    return FoldEnsemble(folds)

@@ -59,6 +59,9 @@ REFIT_OF = "numpynet.refit_of_trial"
 REFIT_CONFIG = "numpynet.refit_config"  # chosen | baseline
 REFIT_SEED = "numpynet.refit_seed"
 REFIT_RUN_ID = "numpynet.refit_run_id"
+REFIT_RULE = "numpynet.refit_rule"  # all_data | fold_ensemble (sweep.refit_rule)
+COLLAPSED = "numpynet.collapsed"  # "true" on a run that predicts one class for every test row
+VERDICT_INTERVAL = "numpynet.verdict_interval"  # on the parent: how the paired verdict's interval is computed
 
 # ----------------------------------------------------------- reproduction
 REPRODUCED_FROM = "numpynet.reproduced_from"

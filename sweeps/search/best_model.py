@@ -64,17 +64,17 @@ def log_model_from_run(client: MlflowClient, child_run_id: str, parent_run_id: s
     """
     from numpynet import NeuralNetwork
 
-    from numpynet.sweeps.recording.artifacts import WEIGHTS_ARTIFACT, log_pyfunc_model, test_metrics, write_plots
+    from numpynet.sweeps.recording.artifacts import load_run_model, log_pyfunc_model, test_metrics, write_plots
     from numpynet.sweeps.training.data import load_dataset
 
     dataset = load_dataset(base_cfg.data)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = client.download_artifacts(child_run_id, WEIGHTS_ARTIFACT, tmp)
+            network = load_run_model(client, child_run_id, tmp)  # a network, or a refit's fold ensemble
         except Exception as exc:  # deleted artifacts, a moved store: a fault, said in one line
-            raise unreadable_run_file(child_run_id, WEIGHTS_ARTIFACT, exc) from exc
-        network = NeuralNetwork.load(local)
-        if figures and _figures_to_draw(client, child_run_id, dataset, Path(tmp) / "drawn"):
+            raise unreadable_run_file(child_run_id, "weights", exc) from exc
+        if figures and isinstance(network, NeuralNetwork) and _figures_to_draw(client, child_run_id, dataset,
+                                                                                Path(tmp) / "drawn"):
             # the weights file keeps the costs only: the other curves are the run's own metrics
             for attr, metric in (("costs_", "train_cost"), ("val_costs_", "val_cost"),
                                  ("train_accuracies_", "train_accuracy"), ("val_accuracies_", "val_accuracy"),

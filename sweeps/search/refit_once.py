@@ -12,7 +12,7 @@ module only decides whether it runs at all:
    waits for it polls, so Ctrl-C still stops it.
 3. Under the lock, read the study's refit record (the study user attribute
    ``numpynet_refit``). If it was made for the same best trial, baseline,
-   seeds, objective and overrides, its report is reused: nothing is trained,
+   seeds, objective, refit rule and overrides, its report is reused: nothing is trained,
    and the verdict is the one recorded. Otherwise the refit runs and, once
    it completed, its report is recorded for every later invocation.
 
@@ -31,6 +31,7 @@ import logging
 import time
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -50,18 +51,41 @@ def refit_key(best: FrozenTrial, baseline: FrozenTrial | None, sweep: dict, base
     digest = hashlib.sha256(json.dumps(list(base_overrides)).encode()).hexdigest()[:16]
     return {"trial": best.number, "baseline": None if baseline is None else baseline.number,
             "seeds": int(sweep.get("robustness_seeds") or 0), "objective": sweep.get("objective", "final"),
-            "overrides": digest}
+            "rule": sweep.get("refit_rule", "all_data"), "overrides": digest}
 
 
 def to_record(report: RefitReport) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(report), default=str))
+    """The report as JSON-able data (numpy arrays as ``{"ndarray": [...], "dtype": ...}``)."""
+    return json.loads(json.dumps(_plain(dataclasses.asdict(report)), default=str))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return {"ndarray": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _restored(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"ndarray", "dtype"}:
+            return np.asarray(value["ndarray"], dtype=value["dtype"])
+        return {k: _restored(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restored(v) for v in value]
+    return value
 
 
 def from_record(record: Any) -> RefitReport | None:
     """The recorded report, or None if the record is not one this version can read (then refit again)."""
     try:
         fields = {f.name for f in dataclasses.fields(RefitReport)}
-        values = {k: v for k, v in dict(record).items() if k in fields}
+        values = {k: _restored(v) for k, v in dict(record).items() if k in fields}
         if values.get("comparison") is not None:
             names = {f.name for f in dataclasses.fields(Comparison)}
             values["comparison"] = Comparison(**{k: v for k, v in values["comparison"].items() if k in names})

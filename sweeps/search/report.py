@@ -198,6 +198,8 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
                 metrics.update(summary.refit)
                 if refit_report.chosen_run_id:
                     client.set_tag(parent, names.REFIT_RUN_ID, refit_report.chosen_run_id)
+                for tag, value in refit_report.tags().items():
+                    client.set_tag(parent, tag, value)
             if best is not None and summary.best_run_id:
                 client.set_tag(parent, names.BEST_RUN_ID, summary.best_run_id)
                 _copy_best_config(client, summary.best_run_id, out)

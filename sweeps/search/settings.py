@@ -60,11 +60,16 @@ class SweepConfig:
                                        # training data, test it once, and register that model
     check_setup: bool = True           # refuse to resume a study with another training setup (docs/sweeps.md)
     robustness_seeds: int = 0          # M: repeat both refits over train.seed = 0..M-1 and compare them, paired
+    refit_rule: str = "all_data"       # all_data: one model on all the training rows | fold_ensemble (needs cv):
+                                       # the K fold models, probabilities averaged (docs/search-protocol.md)
 
 
 SWEEP_KEYS = tuple(f.name for f in fields(SweepConfig))
 MAX_JOBS_PER_CORE = 4
 _ABSENT = object()
+#: sweep.refit_rule: one model on all the training rows, or the K fold models as an ensemble
+ALL_DATA, FOLD_ENSEMBLE = "all_data", "fold_ensemble"
+REFIT_RULES = (ALL_DATA, FOLD_ENSEMBLE)
 METRICS = ("val_accuracy", "val_balanced_accuracy", "val_cost", "train_accuracy", "train_cost")
 OBJECTIVES = ("final", "best")
 DIRECTIONS = ("maximize", "minimize")
@@ -202,6 +207,12 @@ def _check(cfg: DictConfig) -> None:
         raise UserError(f"sweep.robustness_seeds={cfg.robustness_seeds} is invalid: >= 0, and it needs sweep.refit=true")
     if cfg.robustness_seeds == 1:
         raise UserError("sweep.robustness_seeds=1 is invalid: 0 (off) or at least 2 seeds for a mean and an interval")
+    if cfg.refit_rule not in REFIT_RULES:
+        raise UserError(f"sweep.refit_rule={cfg.refit_rule!r} is invalid: all_data (one model on all the training "
+                        "rows) or fold_ensemble (the K fold models of sweep.cv, probabilities averaged)")
+    if cfg.refit_rule == FOLD_ENSEMBLE and cfg.cv is None:
+        raise UserError("sweep.refit_rule=fold_ensemble needs sweep.cv=K (the ensemble is the K fold models); "
+                        "set sweep.cv or use sweep.refit_rule=all_data")
     _check_counts(cfg)
     seed = OmegaConf.select(cfg, "sampler.seed", default=None)
     if seed is not None and (not _is_int(seed) or not 0 <= seed <= SEED_MAX):

@@ -219,7 +219,8 @@ def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace, trainer: Tr
                                    plan.sweep["study_name"],
                                    functools.partial(train, trainer=trainer, on_epoch=_stop_point),
                                    plan.sweep.get("objective", "final") == "best",
-                                   on_run=lambda name: (interrupt.check(), log.info("%s", name)))
+                                   on_run=lambda name: (interrupt.check(), log.info("%s", name)),
+                                   rule=plan.sweep.get("refit_rule", refit.ALL_DATA))
         except Exception as exc:  # e.g. a refit that diverges on more data: the search's own record stands
             if failures.classify(exc) == failures.FAULT:
                 raise

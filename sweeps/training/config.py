@@ -81,6 +81,8 @@ class DataConfig:
     folds: Optional[int] = None  # K: cross-validate on K stratified folds of the training data (no val split)
     augment: Optional[str] = None  # null | hflip: train on every training image and its left-right mirror
                                    # (training split and folds only; validation and test images never)
+    balance: Optional[str] = None  # null | oversample: repeat each class's training rows up to the largest
+                                   # class's count (class weights, by rows; validation and test rows never)
 
 
 @dataclass

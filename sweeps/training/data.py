@@ -48,6 +48,11 @@ class Dataset:
     folds: tuple[tuple[np.ndarray, np.ndarray], ...] | None = None
     #: ``data.augment``: ``"hflip"`` adds the left-right mirror of every image a model trains on
     augment: str | None = None
+    #: ``(mean, std)`` of the training rows when the features were standardised (every split is
+    #: ``(X - mean) / std``); the logged model applies it, so it takes features as the file holds them
+    scaling: tuple[np.ndarray, np.ndarray] | None = None
+    #: ``data.balance``: ``"oversample"`` repeats each class's rows a model trains on up to the largest class's count
+    balance: str | None = None
 
     @property
     def n_features(self) -> int:
@@ -64,7 +69,11 @@ class Dataset:
         return str(label)
 
     def training_arrays(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """What a model trains on: the training split (or its ``rows``: a fold), augmented.
+        """What a model trains on: the training split (or its ``rows``: a fold), balanced, augmented.
+
+        With ``balance="oversample"`` each class's rows are repeated after the originals
+        (:func:`oversampled_rows`) so that every class counts as many rows as the largest: the
+        loss then weighs each class as a whole equally, as class weights ``n / (k n_c)`` would.
 
         With ``augment="hflip"`` the mirrored images follow the originals, labels
         repeated (the network shuffles every epoch). Only training rows are
@@ -72,6 +81,9 @@ class Dataset:
         """
         X = self.X_train if rows is None else self.X_train[rows]
         y = self.y_train if rows is None else self.y_train[rows]
+        if self.balance == "oversample":
+            extra = oversampled_rows(y)
+            X, y = np.concatenate([X, X[extra]]), np.concatenate([y, y[extra]])
         if self.augment == "hflip":
             height, width = self.image_shape[0], self.image_shape[1]
             images = X.reshape(len(X), height, width, -1)  # channels last; one channel for grey images
@@ -82,6 +94,7 @@ class Dataset:
     def summary(self) -> str:
         n_val = 0 if self.X_val is None else len(self.X_val)
         mirrored = f" (+{len(self.X_train)} mirrored)" if self.augment == "hflip" else ""
+        mirrored += " (classes oversampled to equal counts)" if self.balance == "oversample" else ""
         return (
             f"data {self.name}: {len(self.X_train)} train{mirrored} / {n_val} val / {len(self.X_test)} test, "
             f"{self.n_features} features, {self.n_classes} classes (sha256 {self.digest[:12]})"
@@ -103,7 +116,7 @@ def load_dataset(cfg: Any) -> Dataset:
     if key in _CACHE:
         return _CACHE[key]
     dataset = _load(cfg)
-    for value in vars(dataset).values():
+    for value in [*vars(dataset).values(), *(dataset.scaling or ())]:
         if isinstance(value, np.ndarray):
             value.flags.writeable = False
     if len(_CACHE) >= _CACHE_SIZE:
@@ -128,7 +141,8 @@ def adopt_datasets_from(path: str | Path) -> None:
         datasets: dict[tuple, Dataset] = pickle.load(handle)  # written by this sweep's parent, in a 0700 folder
     for key, dataset in datasets.items():
         for field in (dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val, dataset.X_test,
-                      dataset.y_test, dataset.classes, *(i for fold in dataset.folds or () for i in fold)):
+                      dataset.y_test, dataset.classes, *(i for fold in dataset.folds or () for i in fold),
+                      *(dataset.scaling or ())):
             if isinstance(field, np.ndarray):
                 field.flags.writeable = False  # unpickled arrays are writable again
         if key not in _CACHE and len(_CACHE) < _CACHE_SIZE:
@@ -179,11 +193,13 @@ def _load(cfg: Any) -> Dataset:
             f"{raw.source}: test labels {unseen.tolist()} never occur in the training split; "
             "the network cannot predict them"
         )
+    scaling = None
     if raw.standardize:
         mean, std = X.mean(axis=0), X.std(axis=0)
         std[std == 0] = 1.0  # constant features stay constant instead of turning into NaN
         X, X_test = (X - mean) / std, (X_test - mean) / std
         X_val = None if X_val is None else (X_val - mean) / std
+        scaling = (mean, std)
     arrays = {"X_train": X, "y_train": y, "X_val": X_val, "y_val": y_val, "X_test": X_test, "y_test": y_test}
     dataset = Dataset(
         name=name,
@@ -194,6 +210,8 @@ def _load(cfg: Any) -> Dataset:
         class_names=raw.class_names,
         folds=stratified_folds(y, n_folds, int(cfg.seed)) if n_folds else None,
         augment=augment,
+        scaling=scaling,
+        balance=_balance(cfg),
     )
     log.info(dataset.summary())
     return dataset
@@ -270,6 +288,34 @@ def _augment(cfg: Any, raw: RawData) -> str | None:
                         "feature (a mirrored pixel would carry another position's scale); use "
                         "data.augment=null or data.standardize=false")
     return str(value)
+
+
+BALANCES = ("oversample",)
+
+
+def _balance(cfg: Any) -> str | None:
+    value = cfg.get("balance") if hasattr(cfg, "get") else getattr(cfg, "balance", None)
+    if value is not None and value not in BALANCES:
+        raise UserError(f"data.balance={value!r} is invalid: null, or oversample (repeat each class's training "
+                        "rows up to the largest class's count)")
+    return None if value is None else str(value)
+
+
+def oversampled_rows(y: np.ndarray) -> np.ndarray:
+    """Indices into ``y`` to add so that every class has as many rows as the largest.
+
+    A class of ``n_c`` rows gets ``(n_max - n_c) // n_c`` whole copies of its rows, then its first
+    ``(n_max - n_c) % n_c`` rows once more (in ``y``'s order, which the seeded split has shuffled):
+    deterministic, and within one row of exact class weights.
+    """
+    classes, counts = np.unique(y, return_counts=True)
+    most = int(counts.max())
+    extra = []
+    for label, count in zip(classes, counts):
+        rows = np.flatnonzero(y == label)
+        missing = most - int(count)
+        extra.append(np.concatenate([np.tile(rows, missing // count), rows[:missing % count]]))
+    return np.concatenate(extra).astype(np.intp)
 
 
 def _n_folds(cfg: Any) -> int | None:

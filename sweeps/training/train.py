@@ -43,12 +43,15 @@ from numpynet.sweeps.recording.redact import mask_url, mask_urls_in, recordable_
 from numpynet.sweeps.training import cross_validation
 from numpynet.sweeps.training.config import PROJECT_DIR, check_config, flatten, to_yaml
 from numpynet.sweeps.training.data import Dataset, load_dataset
+from numpynet.sweeps.training.ensemble import FoldEnsemble
 from numpynet.sweeps.training.network import CORE_ARGUMENTS, build_network  # noqa: F401 - the public home
 from numpynet.sweeps.training.numeric_env import numeric_environment
 
 log = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+#: key of ``train``'s result: a boolean per test row, whether the final weights predict it right
+CORRECT_BY_TEST_ROW = "correct_by_test_row"
 
 
 class Trainer:
@@ -135,8 +138,12 @@ class Trainer:
 
     def fit(self, run_id: str, cfg: DictConfig, dataset: Dataset, *, on_epoch: EpochCallback | None = None,
             stop_exceptions: tuple[type[BaseException], ...] = (), plots: bool | None = None,
-            model: bool | None = None, end_run: bool = True) -> dict[str, Any]:
+            model: bool | None = None, end_run: bool = True, ensemble: bool = False) -> dict[str, Any]:
         """Train and record into the run ``start`` made; it is ended (queued) whatever happens.
+
+        With ``ensemble`` a cross-validated run also tests its K fold models as one
+        :class:`~numpynet.sweeps.training.ensemble.FoldEnsemble` and keeps their weights (and, when
+        asked, its pyfunc model): the ``fold_ensemble`` refit rule.
 
         Raises what training raises (the run is ended FAILED, or KILLED on
         Ctrl-C / exit), or the ``stop_exceptions`` instance ``on_epoch``
@@ -176,6 +183,8 @@ class Trainer:
             else:
                 result = cross_validation.summary_metrics(folds)
                 self.recorder.log_metrics(run_id, {k: v for k, v in result.items() if k.startswith("best_")})
+                if ensemble and stopped is None:
+                    result.update(self._complete(run_id, cfg, FoldEnsemble(folds), dataset, False, model))
             result.update(fit_seconds=fit_seconds, epochs_run=last_epoch + 1, logging_seconds=curves.seconds)
             self.recorder.log_metrics(run_id, {k: result[k] for k in names.RUN_FIGURES})
             if stopped is not None:
@@ -191,14 +200,20 @@ class Trainer:
         log.info("run %s finished: %d epochs in %.1f s", run_id, result["epochs_run"], result["fit_seconds"])
         return result
 
-    def _complete(self, run_id: str, cfg: DictConfig, network: NeuralNetwork, dataset: Dataset,
+    def _complete(self, run_id: str, cfg: DictConfig, network: NeuralNetwork | FoldEnsemble, dataset: Dataset,
                   plots: bool | None, model: bool | None) -> dict[str, Any]:
         """Final metrics, the weights (and figures, model when asked) of the network as it is now."""
-        result = artifacts.summary_metrics(network)
+        result = artifacts.summary_metrics(network) if isinstance(network, NeuralNetwork) else {}
         final, confusion = artifacts.test_metrics(network, dataset)
         result.update(final)
+        # per test row, whether the prediction is right: the paired verdict's table (not recorded)
+        result[CORRECT_BY_TEST_ROW] = network.predict(dataset.X_test) == dataset.y_test
         self.recorder.log_metrics(run_id, {k: v for k, v in result.items() if k.startswith(("test_", "best_"))})
-        self.recorder.set_tags(run_id, {names.WEIGHTS_SHA256: artifacts.weights_digest(network)})
+        tags = {names.WEIGHTS_SHA256: artifacts.weights_digest(network)}
+        if artifacts.collapsed(final):
+            tags[names.COLLAPSED] = "true"
+            log.warning("run %s predicts one class for every test row (a collapsed model)", run_id)
+        self.recorder.set_tags(run_id, tags)
         folder = Path(tempfile.mkdtemp(prefix="numpynet-run-"))
         artifacts.write_run_files(folder, network, dataset, confusion,
                                   with_plots=cfg.tracking.log_plots if plots is None else plots)
@@ -264,6 +279,7 @@ def train(
     tags: Mapping[str, str] | None = None,
     stop_exceptions: tuple[type[BaseException], ...] = (),
     trainer: Trainer | None = None,
+    ensemble: bool = False,
 ) -> dict[str, Any]:
     """Train the network of ``cfg`` once and record it as an MLflow run; every write is stored on return.
 
@@ -279,6 +295,9 @@ def train(
             ``numpynet.stopped_epoch``, and the exception is re-raised.
         trainer: a prepared :class:`Trainer` to reuse (its store must be
             ``cfg.tracking.uri``'s); by default a new one.
+        ensemble: with ``data.folds=K``, also test the K fold models as one
+            ensemble (probabilities averaged) and keep their weights
+            (:mod:`numpynet.sweeps.training.ensemble`).
 
     Returns:
         ``run_id``, ``experiment_id``, the ``test_*`` metrics of the final
@@ -287,7 +306,10 @@ def train(
         epoch's ``train_cost``, ``train_accuracy``, ``val_cost`` and
         ``val_accuracy``, and over all epochs ``best_val_accuracy`` with its
         0-based ``best_epoch``. Validation entries are absent when
-        ``data.val_fraction`` is 0.
+        ``data.val_fraction`` is 0. A run that tests a model also returns
+        ``test_predicted_classes`` (1: a collapsed, constant predictor,
+        tagged ``numpynet.collapsed``) and, not recorded,
+        ``correct_by_test_row`` (a boolean per test row) for the paired verdict.
 
     Raises:
         UserError: bad data or config (before any MLflow run exists).
@@ -301,7 +323,8 @@ def train(
     experiment_id = trainer.client.get_run(parent_run_id).info.experiment_id if parent_run_id else None
     run_id = trainer.start(cfg, dataset, parent_run_id=parent_run_id, experiment_id=experiment_id, tags=tags)
     try:
-        result = trainer.fit(run_id, cfg, dataset, on_epoch=on_epoch, stop_exceptions=stop_exceptions)
+        result = trainer.fit(run_id, cfg, dataset, on_epoch=on_epoch, stop_exceptions=stop_exceptions,
+                             ensemble=ensemble)
     except BaseException as exc:
         _flush_quietly(trainer, run_id)
         try:

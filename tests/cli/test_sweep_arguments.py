@@ -148,7 +148,7 @@ def test_cfg_hydra_all_and_package(empty_cwd, capsys):
     (["sweep.n_jobs=two"], ["sweep.n_jobs: Value 'two'", "could not be converted to Integer"]),
     (["train.epoch=many"], ["train.epoch=many", "could not be converted to Integer"]),
     (["data=nope"], ["Could not find 'data/nope'", "breast_cancer; catvnoncat; digits; file"]),
-    (["sweep=nope"], ["sweep='nope' is not a file of conf/sweep/ (architecture, cat, default)"]),
+    (["sweep=nope"], ["sweep='nope' is not a file of conf/sweep/ (architecture, cat, default, small)"]),
     (["+sweep.n_trials=3"], ["+sweep.n_trials=3: sweep.n_trials is set already", "++sweep.n_trials=3"]),
     (["~sweep.space.train.epochs"], ["~sweep.space.train.epochs: not a parameter of the study's space"]),
     (["train.seed=1,2"], ["train.seed=1,2: a list or range of values to try is a Hydra multirun sweep"]),

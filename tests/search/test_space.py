@@ -9,6 +9,7 @@ from pathlib import Path
 import optuna
 import os
 
+import numpy as np
 import pytest
 import yaml
 
@@ -155,7 +156,7 @@ def test_every_shipped_study_file_validates():
     names = sorted(p.stem for p in conf.glob("*.yaml"))
     assert "default" in names
     for name in names:
-        if name == "cat":  # needs the HDF5 paths; checked in test_sweep_cat_file_needs_paths
+        if name in ("cat", "small"):  # need data files: test_sweep_cat_file_needs_paths, ..._small_file_...
             continue
         sweep_cfg, base_cfg, overrides, space = prepare(name, [], [])
         assert space.params, name
@@ -164,6 +165,17 @@ def test_every_shipped_study_file_validates():
 def test_sweep_cat_file_needs_paths():
     with pytest.raises(UserError, match="data.train_path"):
         prepare("cat", [], [])
+
+
+def test_sweep_small_file_needs_a_data_path_and_validates_with_one(tmp_path):
+    with pytest.raises(UserError, match="data.path is not set"):
+        prepare("small", [], [])
+    path = tmp_path / "mine.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, X=rng.normal(size=(60, 4)), y=np.arange(60) % 2)
+    sweep_cfg, base_cfg, overrides, space = prepare("small", [], [f"data.path={path}"])
+    assert base_cfg.data.name == "file" and base_cfg.data.standardize is True
+    assert sweep_cfg.cv == 5 and sweep_cfg.refit_rule == "fold_ensemble" and space.params
 
 
 def test_conditional_parameter_sampled_only_when_active(tmp_path):

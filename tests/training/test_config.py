@@ -177,7 +177,7 @@ def test_configs_are_found_relative_to_the_package_not_the_cwd(tmp_path: Path, m
     ("train.epochs=5", "train.epochs: train has no key 'epochs' (its keys: epoch, mini_batch_size, seed, seed_per_fold,"),
     ("optimizer=gd optimizer.beta1=0.5", "optimizer.beta1: optimizer has no key 'beta1' (its keys: name, learning_rate)"),
     ("data.train_path=/x", "data.train_path: data has no key 'train_path' (its keys: name, val_fraction, seed, folds, "
-                           "augment, test_fraction)"),
+                           "augment, balance, test_fraction)"),
 ])
 def test_the_one_line_message_of_an_unknown_key_lists_the_group_s_keys(override: str, keys: str) -> None:
     from numpynet.sweeps.cli.policy import hydra_message

@@ -428,3 +428,39 @@ def test_npz_and_hdf5_share_the_layout_checks(tmp_path: Path) -> None:
         for path in (tmp_path / "d.npz", _write_h5(tmp_path / "d.h5", **arrays)):
             with pytest.raises(UserError, match=rf"^data.path={path}: {message}"):
                 load_dataset(file_cfg(path))
+
+
+# ------------------------------------------------------------------ class balance
+def _imbalanced(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 70 + [1] * 20 + [2] * 10)
+    path = tmp_path / "skewed.npz"
+    np.savez(path, X=rng.normal(size=(100, 3)) + y[:, None], y=y)
+    return path
+
+
+def test_oversampling_gives_every_class_the_largest_count_in_training_only(tmp_path: Path) -> None:
+    d = load_dataset(file_cfg(_imbalanced(tmp_path), "data.balance=oversample", "data.val_fraction=0.25"))
+    X, y = d.training_arrays()
+    counts = np.unique(y, return_counts=True)[1]
+    assert counts.tolist() == [int(np.sum(d.y_train == 0))] * 3
+    # the originals first, then copies of existing rows: nothing new, nothing from validation or test
+    np.testing.assert_array_equal(X[:len(d.X_train)], d.X_train)
+    originals = {row.tobytes() for row in d.X_train}
+    assert all(row.tobytes() in originals for row in X[len(d.X_train):])
+    assert np.unique(d.y_val, return_counts=True)[1].tolist() != counts.tolist()  # validation as it was
+    assert np.array_equal(d.training_arrays()[0], X)  # deterministic
+
+
+def test_oversampling_a_fold_uses_that_fold_s_rows_only(tmp_path: Path) -> None:
+    d = load_dataset(file_cfg(_imbalanced(tmp_path), "data.balance=oversample", "data.folds=3"))
+    train_rows, val_rows = d.folds[0]
+    X, y = d.training_arrays(train_rows)
+    assert len(set(np.unique(y, return_counts=True)[1].tolist())) == 1
+    held_out = {row.tobytes() for row in d.X_train[val_rows]}
+    assert not any(row.tobytes() in held_out for row in X)
+
+
+def test_an_unknown_balance_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"^data.balance='smote' is invalid: null, or oversample [^\n]*$"):
+        load_dataset(file_cfg(_imbalanced(tmp_path), "data.balance=smote"))
