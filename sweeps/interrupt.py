@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM during a sweep, acted on at safe points only.
+"""Ctrl-C, SIGTERM and SIGHUP during a sweep, acted on at safe points only.
 
 A signal handler that raises at once can strike anywhere, for instance in the
 middle of Optuna's journal-file lock, whose cleanup then fails with an
@@ -39,9 +39,43 @@ def _record(signum, frame) -> None:
 
 
 def install() -> dict:
-    """Record SIGINT / SIGTERM from now on; returns the previous handlers for :func:`restore`."""
+    """Record SIGINT / SIGTERM / SIGHUP from now on; returns the previous handlers for :func:`restore`.
+
+    SIGHUP (the terminal or the SSH session closed) stops the command as
+    SIGTERM does, so that nothing is left RUNNING; the output streams that
+    went to that terminal are sent to ``/dev/null`` first (see
+    :func:`_hang_up`). Other signals keep their default action.
+    """
     _state.update(signum=None, raised=False)
-    return {sig: signal.signal(sig, _record) for sig in _SIGNALS}
+    _terminal_fds[:] = [fd for fd in (1, 2) if _isatty(fd)]
+    previous = {sig: signal.signal(sig, _record) for sig in _SIGNALS}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _hang_up)
+    return previous
+
+
+_terminal_fds: list[int] = []  # stdout / stderr when they were a terminal at install()
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _hang_up(signum, frame) -> None:
+    """SIGHUP: the terminal is gone, and writing to it fails (EIO). Its streams go to /dev/null, so that
+    the cleanup (trials, runs, temporary folders) is never cut short by a message nobody can read;
+    streams redirected to files keep their output."""
+    if _state["signum"] is None and _terminal_fds:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            for fd in _terminal_fds:
+                os.dup2(null, fd)
+            os.close(null)
+        except OSError:
+            pass
+    _record(signum, frame)
 
 
 def restore(previous: dict) -> None:

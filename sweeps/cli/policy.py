@@ -7,7 +7,7 @@ status 2 (tracebacks only with ``--debug`` or ``HYDRA_FULL_ERROR=1``). A new
 command is a task function plus a one-line ``main`` (see :mod:`numpynet.sweeps.cli.train`).
 
 Exit status: 0 success, 1 diverged / MLflow unreachable or unwritable / internal error,
-2 bad config, data or hyperparameter, 130 interrupted.
+2 bad config, data or hyperparameter, 130 / 143 / 129 interrupted (SIGINT / SIGTERM / SIGHUP).
 """
 
 from __future__ import annotations
@@ -386,7 +386,7 @@ def _quiet_mlflow_progress() -> Iterator[None]:
 
 @contextmanager
 def deferred_signals() -> Iterator[None]:
-    """The signal policy of every command: Ctrl-C and SIGTERM act at the next safe point.
+    """The signal policy of every command: Ctrl-C, SIGTERM and SIGHUP act at the next safe point.
 
     A safe point is an epoch boundary (``on_epoch`` calls
     :func:`numpynet.sweeps.interrupt.check`), between trials, or the sweep's
@@ -404,4 +404,4 @@ def deferred_signals() -> Iterator[None]:
 
 
 def _signal_word(signum: int) -> str:
-    return "terminated" if signum == signal.SIGTERM else "interrupted"
+    return {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up (the terminal closed)"}.get(signum, "interrupted")

@@ -19,9 +19,9 @@ import logging
 import os
 from pathlib import Path
 
-from optuna.storages.journal import JournalFileSymlinkLock
 
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.journal_lock import OwnedJournalLock
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def check_journal(path: str | Path, repair: bool = True, lock_grace: int = 30) -
         log.warning("study journal %s ends in a torn line (a write cut short); it is ignored here, and the next "
                     "numpynet-sweep moves it to a backup file beside the journal", path)
         return None
-    lock = JournalFileSymlinkLock(str(path), lock_grace)  # the lock Optuna's own writers hold while appending
+    lock = OwnedJournalLock(str(path), lock_grace)  # the lock Optuna's own writers hold while appending
     lock.acquire()
     try:
         offset = torn_tail(path)  # again, under the lock: a live writer may have completed its line

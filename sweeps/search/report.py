@@ -298,9 +298,10 @@ def _copy_best_config(client: MlflowClient, run_id: str, out: Path) -> None:
 
     try:
         local = client.download_artifacts(run_id, CONFIG_ARTIFACT, str(out / "_download"))
-    except Exception as exc:
-        log.warning("could not fetch %s of run %s: %s", CONFIG_ARTIFACT, run_id, exc)
-        return
+    except Exception as exc:  # deleted artifacts, a moved store: a fault, said in one line
+        from numpynet.sweeps.search.run_records import unreadable_run_file
+
+        raise unreadable_run_file(run_id, CONFIG_ARTIFACT, exc) from exc
     (out / "best_config.yaml").write_text(BEST_CONFIG_HEADER + _as_a_training_config(Path(local).read_text()))
     for leftover in (out / "_download").rglob("*"):
         if leftover.is_file():
