@@ -93,12 +93,11 @@ def test_sigterm_while_a_logged_config_is_parsed_stops_reproduce_at_once(mlflow_
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     proc = start_command("numpynet-reproduce", [run_id], tmp_path, env={"TMPDIR": str(scratch)}, cold=True)
-    downloaded = None
-    while proc.poll() is None and downloaded is None:  # the artifact is downloaded, then parsed
-        found = [p for p in scratch.glob("numpynet-reproduce-*/config.yaml") if p.stat().st_size == upload.stat().st_size]
-        downloaded = found[0] if found else None
+    downloaded: list[Path] = []
+    while proc.poll() is None and not downloaded:  # the artifact is downloaded (its signals act at once), then parsed
+        downloaded = list(scratch.glob("numpynet-reproduce-*/config.yaml"))
         time.sleep(0.05)
-    assert downloaded is not None, "the command ended before it downloaded the config"
+    assert downloaded, f"the command ended before it downloaded the config: {sorted(scratch.rglob('*'))}"
     proc.send_signal(signal.SIGTERM)
     _, err = communicate_or_kill(proc, 60)  # before the fix it went on parsing for minutes
     assert proc.returncode == 128 + signal.SIGTERM and err.strip().endswith("numpynet-reproduce: terminated"), err
