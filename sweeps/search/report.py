@@ -274,7 +274,7 @@ def _write_trials_csv(study: optuna.Study, path: Path) -> None:
 
 
 def _as_a_training_config(text: str) -> str:
-    """A trial's recorded config, with a plain training run's model and plot logging.
+    """A trial's recorded config, with a plain training run's model and plot logging, resolving nothing.
 
     A trial records ``tracking.log_model`` / ``log_plots`` as the trial did them
     (off unless the study asks); training the best configuration again with
@@ -284,8 +284,10 @@ def _as_a_training_config(text: str) -> str:
     from omegaconf import OmegaConf
 
     from numpynet.sweeps.training.config import TrackingConfig
+    from numpynet.sweeps.training.interpolations import escaped
 
-    cfg = OmegaConf.create(text)
+    # a ${...} in the record (planted: a trial logs its config resolved) is written escaped, as text
+    cfg = OmegaConf.create(escaped(OmegaConf.to_container(OmegaConf.create(text), resolve=False)))
     if "tracking" in cfg:
         cfg.tracking.log_model, cfg.tracking.log_plots = TrackingConfig.log_model, TrackingConfig.log_plots
     return OmegaConf.to_yaml(cfg)

@@ -130,8 +130,9 @@ def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     be checked from here.
     """
     if not is_rdb(url):
-        from numpynet.sweeps.search.journal import check_journal
+        from numpynet.sweeps.search.journal import check_journal, refuse_what_is_not_a_journal
 
+        refuse_what_is_not_a_journal(url)  # before anything is created or changed
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         lock_grace = int(grace_period) if grace_period else JOURNAL_LOCK_GRACE
         check_journal(url, repair=repair, lock_grace=lock_grace)

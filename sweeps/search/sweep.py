@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import optuna
 from omegaconf import DictConfig
@@ -70,6 +70,32 @@ def _check_data(base_cfg: DictConfig):
     return load_dataset(base_cfg.data)
 
 
+@contextlib.contextmanager
+def warnings_after_checks(logger: str = "numpynet.sweeps") -> Iterator[None]:
+    """The harness's warnings logged in the block are shown when it ends without an error, else dropped.
+
+    A warning about the setup (a schedule that never steps) must not come
+    before the error that stops the command; the next run shows it.
+    """
+    held: list[logging.LogRecord] = []
+
+    class Hold(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            held.append(record)
+
+    parent, hold = logging.getLogger(logger), Hold()
+    saved = parent.propagate
+    parent.addHandler(hold)
+    parent.propagate = False
+    try:
+        yield
+    finally:
+        parent.removeHandler(hold)
+        parent.propagate = saved
+    for record in held:
+        logging.getLogger(record.name).handle(record)
+
+
 # ------------------------------------------------------------- orchestration
 def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
               train_overrides: Sequence[str] = (), progress: Callable[[int, int, optuna.Study], None] | None = None,
@@ -86,12 +112,13 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     from numpynet.sweeps.search.preflight import preflight
     from numpynet.sweeps.recording.store import create_run, resolve_tracking_uri
 
-    sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
-    sweep = plain(sweep_cfg)
-    sweep["space"] = plain(sweep_cfg.space)
-    storage_url = storage.resolve_storage_url(sweep["storage"])
-    tracking_uri = resolve_tracking_uri(base_cfg.tracking.uri)
-    preflight(storage_url, tracking_uri)  # one clear line naming the URI, before anything is created
+    with warnings_after_checks():  # an error found by the checks comes alone, not after a warning
+        sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
+        sweep = plain(sweep_cfg)
+        sweep["space"] = plain(sweep_cfg.space)
+        storage_url = storage.resolve_storage_url(sweep["storage"])
+        tracking_uri = resolve_tracking_uri(base_cfg.tracking.uri)
+        preflight(storage_url, tracking_uri)  # one clear line naming the URI, before anything is created
     mlflow.set_tracking_uri(tracking_uri)  # the model logger and registry read MLflow's global URI
     trainer = Trainer(tracking_uri)  # one MLflow recorder for this process's writes
     client, experiment_id = trainer.client, trainer.experiment_id(base_cfg.tracking.experiment)
@@ -157,7 +184,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
             trainer.recorder.flush()
             close_unfinished_children(client, experiment_id, plan.parent_run_id)
         except Exception as exc:
-            log.warning("could not end the unfinished runs of this sweep's dead workers: %s", exc)
+            _warn_unless_the_fault(failing, exc, "could not end the unfinished runs of this sweep's dead workers: %s", exc)
         try:
             summary = study_report.summarise(study, client, plan, base_cfg, refit_report)
             summary.experiment_id = experiment_id
@@ -166,7 +193,8 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
                 status = "FAILED"
                 raise
             # a fault (the store, the server) already stops the sweep; its own line says why
-            log.warning("could not record the study's summary on parent run %s: %s", plan.parent_run_id, exc)
+            _warn_unless_the_fault(failing, exc, "could not record the study's summary on parent run %s: %s",
+                                   plan.parent_run_id, exc)
         finally:
             heartbeat.stop()
             if status == "FINISHED" and interrupt.requested() is not None:  # came after the last safe point
@@ -178,7 +206,8 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
             except Exception as exc:
                 if not failing:
                     raise
-                log.warning("could not end parent run %s as %s: %s", plan.parent_run_id, status, exc)
+                _warn_unless_the_fault(failing, exc, "could not end parent run %s as %s: %s", plan.parent_run_id,
+                                       status, exc)
             interrupt.restore(previous_handlers)
     if interrupted is not None:
         raise SweepInterrupted(interrupted, summary, stage)
@@ -192,6 +221,13 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         raise UserError(f"every trial of study {sweep['study_name']!r} failed or was pruned; no configuration "
                         f"completed. First failure: {reasons[0] if reasons else 'unknown'}")
     return summary
+
+
+def _warn_unless_the_fault(failing: bool, exc: BaseException, message: str, *args) -> None:
+    """A warning while the sweep ends; not shown when a store fault already stops the sweep and ``exc``
+    is that fault again (the sweep's one error line names it)."""
+    quiet = failing and failures.classify(exc) == failures.FAULT
+    log.log(logging.DEBUG if quiet else logging.WARNING, message, *args)
 
 
 def _stop_point(epoch: int, metrics: dict) -> None:
