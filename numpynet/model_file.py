@@ -84,6 +84,23 @@ def _stored_size(data: np.lib.npyio.NpzFile, key: str) -> int:
     return math.prod(shape)
 
 
+def _check_held(path: str, data: np.lib.npyio.NpzFile, key: str) -> None:
+    """Array ``key``'s header may claim more bytes than the file can hold (deflate expands at most
+    1032-fold): a ``ValueError`` before reading it allocates them."""
+    import zipfile
+
+    name = key + ".npy" if key + ".npy" in data.zip.namelist() else key
+    info = data.zip.getinfo(name)
+    with data.zip.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = header(f)
+    claimed = math.prod(shape) * dtype.itemsize
+    ratio = 1 if info.compress_type == zipfile.ZIP_STORED else 1032
+    if claimed > min(info.file_size, min(info.compress_size, os.path.getsize(path)) * ratio):
+        raise ValueError(f"{path}: its {key} claims {claimed} bytes, more than the file holds")
+
+
 def read(path: str | os.PathLike) -> SavedModel:
     """Read a model file written by ``save`` (format 2) or by format 1."""
     path = os.fspath(path)
@@ -104,6 +121,7 @@ def read(path: str | os.PathLike) -> SavedModel:
         stored = _stored_size(data, "theta")
         if stored != parameters.n_parameters(dims):
             raise ValueError(f"{path}: {stored} parameters do not fit layer_dims {dims}")
+        _check_held(path, data, "theta")
         theta = data["theta"]
         return SavedModel(
             hyperparameters=params,

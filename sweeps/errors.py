@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 
+from collections.abc import Iterable
+
+#: items an error message lists before it says how many more there are
+LISTED = 10
+
+
+def listing(items: Iterable[object], limit: int = LISTED) -> str:
+    """``a, b, c`` for an error message; a longer list is cut with a count: ``a, ..., j and 190 more (200)``."""
+    texts = [str(item) for item in items]
+    if len(texts) <= limit:
+        return ", ".join(texts)
+    return f"{', '.join(texts[:limit])} and {len(texts) - limit} more ({len(texts)} in all)"
+
+
 class UserError(Exception):
     """A problem with the user's configuration or data, not a bug.
 

@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM during a sweep, acted on at safe points only.
+"""Ctrl-C, SIGTERM and SIGHUP during a sweep, acted on at safe points only.
 
 A signal handler that raises at once can strike anywhere, for instance in the
 middle of Optuna's journal-file lock, whose cleanup then fails with an
@@ -8,6 +8,11 @@ the signal; :func:`check` raises ``KeyboardInterrupt(signum)`` where stopping
 is safe: before each epoch's report to the trial, between trials, and in the
 loop that watches the worker processes. Later signals are ignored, so the
 cleanup after the first one is never cut short.
+
+Where there is nothing to leave half-written, reading and parsing before a
+run or a study exists (composing the config, a logged ``config.yaml``, the
+data), :func:`at_once` lets the signal stop the command at once: a slow
+parse never makes a user wait for an epoch boundary that has not come.
 """
 
 from __future__ import annotations
@@ -17,22 +22,60 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_state: dict[str, int | bool | None] = {"signum": None, "raised": False}
+_state: dict[str, int | bool | None] = {"signum": None, "raised": False, "at_once": False}
 
 
 def _record(signum, frame) -> None:
     if _state["signum"] is None:
         _state["signum"] = signum
+        if _state["at_once"]:
+            check()
 
 
 def install() -> dict:
-    """Record SIGINT / SIGTERM from now on; returns the previous handlers for :func:`restore`."""
+    """Record SIGINT / SIGTERM / SIGHUP from now on; returns the previous handlers for :func:`restore`.
+
+    SIGHUP (the terminal or the SSH session closed) stops the command as
+    SIGTERM does, so that nothing is left RUNNING; the output streams that
+    went to that terminal are sent to ``/dev/null`` first (see
+    :func:`_hang_up`). Other signals keep their default action.
+    """
     _state.update(signum=None, raised=False)
-    return {sig: signal.signal(sig, _record) for sig in _SIGNALS}
+    _terminal_fds[:] = [fd for fd in (1, 2) if _isatty(fd)]
+    previous = {sig: signal.signal(sig, _record) for sig in _SIGNALS}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _hang_up)
+    return previous
+
+
+_terminal_fds: list[int] = []  # stdout / stderr when they were a terminal at install()
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _hang_up(signum, frame) -> None:
+    """SIGHUP: the terminal is gone, and writing to it fails (EIO). Its streams go to /dev/null, so that
+    the cleanup (trials, runs, temporary folders) is never cut short by a message nobody can read;
+    streams redirected to files keep their output."""
+    if _state["signum"] is None and _terminal_fds:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            for fd in _terminal_fds:
+                os.dup2(null, fd)
+            os.close(null)
+        except OSError:
+            pass
+    _record(signum, frame)
 
 
 def restore(previous: dict) -> None:
@@ -50,6 +93,24 @@ def check() -> None:
     if _state["signum"] is not None and not _state["raised"]:
         _state["raised"] = True
         raise KeyboardInterrupt(_state["signum"])
+
+
+@contextmanager
+def at_once(enabled: bool = True) -> Iterator[None]:
+    """Within the block, a signal stops at once (``enabled``) or at the next safe point (``False``).
+
+    For reading and parsing before anything is created; nested blocks
+    restore the outer block's way on exit. A signal that came before the
+    block is acted on as it starts.
+    """
+    saved = _state["at_once"]
+    _state["at_once"] = enabled
+    try:
+        if enabled:
+            check()
+        yield
+    finally:
+        _state["at_once"] = saved
 
 
 def request(signum: int) -> None:

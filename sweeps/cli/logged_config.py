@@ -15,12 +15,13 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf._utils import get_yaml_loader  # the loader OmegaConf.load uses (duplicate keys refused)
 from omegaconf.errors import OmegaConfBaseException
 
+from numpynet.sweeps import safe_yaml
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.artifacts import CONFIG_ARTIFACT
+from numpynet.sweeps.training.interpolations import interpolations
 
 
 def load_logged_config(client: MlflowClient, run_id: str) -> DictConfig:
@@ -45,7 +46,9 @@ def parse_logged_config(raw: bytes, run_id: str) -> DictConfig:
     """``raw`` (the artifact's bytes) as a config mapping, or a :class:`UserError` saying why not."""
     what = f"run {run_id}'s {CONFIG_ARTIFACT} artifact"
     try:
-        data = yaml.load(raw.decode("utf-8"), Loader=get_yaml_loader())
+        data = safe_yaml.load(raw.decode("utf-8"), what)
+    except safe_yaml.AliasRefused as exc:
+        raise UserError(f"{exc}; it cannot be reproduced from this artifact") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{what} is not valid YAML (not UTF-8 text: byte {exc.start}); "
                         "it cannot be reproduced from this artifact") from exc
@@ -95,22 +98,10 @@ def refuse_interpolations(cfg: DictConfig, run_id: str) -> None:
     put there by someone else; resolving it would read this machine's
     environment or files into the new run's params and output.
     """
-    for key, value in _leaves(OmegaConf.to_container(cfg, resolve=False)):
-        if isinstance(value, str) and "${" in value:
-            raise UserError(
-                f"run {run_id}'s {CONFIG_ARTIFACT} sets {key} to an interpolation ({value[:80]!r}); a logged "
-                f"config is data and is not resolved: override it with {key}=VALUE or fix the artifact"
-            )
-
-
-def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(node, dict):
-        items = node.items()
-    elif isinstance(node, list):
-        items = enumerate(node)
-    else:
-        return [(prefix, node)]
-    out: list[tuple[str, Any]] = []
-    for key, value in items:
-        out.extend(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
+    found = interpolations(cfg)
+    if found:
+        key, value = found[0]
+        raise UserError(
+            f"run {run_id}'s {CONFIG_ARTIFACT} sets {key} to an interpolation ({value[:80]!r}); a logged "
+            f"config is data and is not resolved: override it with {key}=VALUE or fix the artifact"
+        )

@@ -7,7 +7,7 @@ status 2 (tracebacks only with ``--debug`` or ``HYDRA_FULL_ERROR=1``). A new
 command is a task function plus a one-line ``main`` (see :mod:`numpynet.sweeps.cli.train`).
 
 Exit status: 0 success, 1 diverged / MLflow unreachable or unwritable / internal error,
-2 bad config, data or hyperparameter, 130 interrupted.
+2 bad config, data or hyperparameter, 130 / 143 / 129 interrupted (SIGINT / SIGTERM / SIGHUP).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def run_hydra_app(
         # Errors are carried past Hydra, which would otherwise print its own report.
         nonlocal status, failure
         try:
-            status = task(cfg) or EXIT_OK
+            with interrupt.at_once(False):  # the task acts on a signal at its safe points
+                status = task(cfg) or EXIT_OK
         except BaseException as exc:  # noqa: BLE001 - re-raised below, outside Hydra
             failure = exc
 
@@ -83,7 +84,8 @@ def run_hydra_app(
     GlobalHydra.instance().clear()
     try:
         with _quiet_mlflow_progress(), deferred_signals(), _masked_stdout(any(a.startswith("-") for a in args)):
-            main()
+            with interrupt.at_once():  # composing creates nothing: a signal stops it at once
+                main()
             if failure is not None:
                 raise failure
             late = interrupt.requested()
@@ -116,19 +118,67 @@ EXIT_CLOSED_PIPE = 128 + 13  # as a process killed by SIGPIPE: what `yes | head`
 
 def quiet_on_a_closed_pipe(main: Callable) -> Callable:
     """A console entry point whose reader went away (``numpynet-sweep --help | head -1``) exits
-    with status 141, without a ``BrokenPipeError`` traceback: there is nobody left to tell."""
+    with status 141, without a ``BrokenPipeError`` traceback: there is nobody left to tell.
+
+    A standard output that cannot be written (``> /dev/full``, a full disk) is
+    one line on stderr and exit status 1, without a traceback; what the command
+    did is recorded already, only its report is lost.
+    """
+    prog = "numpynet-" + main.__name__.removesuffix("_main")
+
     @functools.wraps(main)
     def entry(*args, **kwargs):
+        real = sys.stdout
+        sys.stdout = _WatchedStdout(real)
         try:
             return main(*args, **kwargs)
         except BrokenPipeError:
-            try:  # the interpreter flushes stdout once more at exit: let that write go nowhere
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-            except (OSError, ValueError):  # not a real file (a test's stream)
-                pass
+            _stdout_to_nowhere()
             raise SystemExit(EXIT_CLOSED_PIPE) from None
+        except StdoutFailed as exc:
+            _stdout_to_nowhere()
+            print(f"{prog}: cannot write to standard output: {exc.strerror}", file=sys.stderr)
+            raise SystemExit(EXIT_FAILURE) from None
+        finally:
+            sys.stdout = real
     return entry
+
+
+class StdoutFailed(OSError):
+    """Standard output refused a write (not a closed pipe: a full device, an I/O error)."""
+
+
+class _WatchedStdout:
+    """``sys.stdout``, whose failing writes raise :class:`StdoutFailed`, so they are told apart from any
+    other file's."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._call(self._stream.write, text)
+
+    def flush(self) -> None:
+        self._call(self._stream.flush)
+
+    def _call(self, method, *args):
+        try:
+            return method(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutFailed(exc.errno, exc.strerror) from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _stdout_to_nowhere() -> None:
+    try:  # the interpreter flushes stdout once more at exit: let that write go nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (a test's stream)
+        pass
 
 
 # ---------------------------------------------------------------------------- numpynet-status
@@ -147,7 +197,9 @@ def exit_with_error(prog: str, message: str, code: int) -> NoReturn:
     """``prog: error: message`` (URLs masked) on stderr, then exit with ``code``."""
     from numpynet.sweeps.recording.redact import mask_urls_in
 
-    print(f"{prog}: error: {mask_urls_in(message)}", file=sys.stderr)
+    from numpynet.sweeps.recording.store import without_sql
+
+    print(f"{prog}: error: {mask_urls_in(without_sql(message))}", file=sys.stderr)
     raise SystemExit(code)
 
 
@@ -176,6 +228,32 @@ def setup_command_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # logs each refused database write with a traceback; the error is reported once, in one line
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    one_fault_line = StoreFaultOnce()
+    for handler in logging.root.handlers:
+        handler.addFilter(one_fault_line)
+
+
+class StoreFaultOnce(logging.Filter):
+    """A warning that carries a database error (SQL statement, parameters, SQLAlchemy's link) is shown on
+    one line, and not at all when an earlier warning already said that error: a store that turns read-only
+    mid-sweep is one line, not every failing write's statement."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from numpynet.sweeps.recording.store import database_reason, without_sql
+
+        text = record.getMessage()
+        if "[SQL: " in text or "(Background on this error" in text:
+            reason = database_reason(text)
+            if reason and any(reason in earlier for earlier in self.shown):
+                return False
+            text = without_sql(text)
+            record.msg, record.args = text, None
+        self.shown = [*self.shown[-49:], text]
+        return True
 
 
 # Config groups that live in conf/ but that numpynet-train does not accept
@@ -310,7 +388,7 @@ def _quiet_mlflow_progress() -> Iterator[None]:
 
 @contextmanager
 def deferred_signals() -> Iterator[None]:
-    """The signal policy of every command: Ctrl-C and SIGTERM act at the next safe point.
+    """The signal policy of every command: Ctrl-C, SIGTERM and SIGHUP act at the next safe point.
 
     A safe point is an epoch boundary (``on_epoch`` calls
     :func:`numpynet.sweeps.interrupt.check`), between trials, or the sweep's
@@ -328,4 +406,4 @@ def deferred_signals() -> Iterator[None]:
 
 
 def _signal_word(signum: int) -> str:
-    return "terminated" if signum == signal.SIGTERM else "interrupted"
+    return {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up (the terminal closed)"}.get(signum, "interrupted")

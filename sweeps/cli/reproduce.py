@@ -91,6 +91,7 @@ class Reproduction:
         self.run_id = run_id
         self.uri = tracking.resolve_tracking_uri(tracking_uri)
         _require_a_store(self.uri, given=tracking_uri is not None)
+        tracking.check_tracking_server(self.uri)  # seconds, not MLflow's minutes of retries and then "no run"
         self.client = MlflowClient(tracking_uri=self.uri)
         try:
             source = self.client.get_run(run_id)
@@ -260,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with deferred_signals():
-            reproduction = Reproduction(args.run_id, tracking_uri=args.tracking_uri, overrides=args.overrides)
+            with interrupt.at_once():  # reading the source run creates nothing: a signal stops it at once
+                reproduction = Reproduction(args.run_id, tracking_uri=args.tracking_uri, overrides=args.overrides)
             with EpochProgress(total=int(reproduction.cfg.train.epoch)) as progress:
                 verdict = reproduction.run(on_epoch=on_epoch)
     except KeyboardInterrupt as exc:

@@ -26,6 +26,18 @@ from numpynet.sweeps.errors import StoreError, UserError
 
 PROG = "numpynet-sweep"
 
+#: what the interrupt message says, by what the sweep was doing (numpynet.sweeps.search.plan's stages)
+WHAT_STOPPED = {
+    "trials": "during the trials: any trial that was running is marked FAIL (not counted) and its values queued: "
+              "the same command resumes the study and runs them first; its MLflow run is ended KILLED, and the "
+              "parent run too.",
+    "refit": "during the refit, after the trials of this invocation had ended: a refit run that was training is "
+             "ended KILLED at an epoch boundary and no refit model is registered; the same command runs the refit "
+             "again (it trains no trial). The parent run is ended KILLED.",
+    "report": "after the trials (and the refit) had ended, while the report was written: the report is recorded "
+              "in full; the parent run is ended KILLED.",
+}
+
 
 @quiet_on_a_closed_pipe
 def sweep_main(argv: Sequence[str] | None = None) -> None:
@@ -66,9 +78,7 @@ def _run(name: str, sweep_overrides: list[str], train_overrides: list[str], debu
         summary = run_sweep(name, sweep_overrides, train_overrides, progress=bar.update)
     except SweepInterrupted as exc:
         bar.close()
-        print(f"\ninterrupted by {signal.Signals(exc.signum).name}: a trial that was running is marked FAIL (not "
-              "counted) and its values queued: the same command resumes the study and runs them first; its "
-              "MLflow run is ended KILLED, and the parent run too.", file=sys.stderr)
+        print(f"\ninterrupted by {signal.Signals(exc.signum).name} {WHAT_STOPPED[exc.stage]}", file=sys.stderr)
         if exc.summary is not None:  # the table goes where a finished sweep's goes: stdout
             print_summary(exc.summary)
         raise SystemExit(128 + int(exc.signum))

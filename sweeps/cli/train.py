@@ -14,6 +14,8 @@ def _train_task(cfg: DictConfig) -> int:
     from numpynet.sweeps.cli.progress import EpochProgress
     from numpynet.sweeps.training.train import train
 
+    refuse_interpolations_from_files(cfg)
+
     def on_epoch(epoch: int, metrics: dict) -> None:
         interrupt.check()  # Ctrl-C / SIGTERM stop the run here: it ends KILLED (see policy.deferred_signals)
         progress.update(epoch, metrics)
@@ -22,6 +24,28 @@ def _train_task(cfg: DictConfig) -> int:
         result = train(cfg, on_epoch=on_epoch)
     print(summary_line(result))
     return EXIT_OK
+
+
+def refuse_interpolations_from_files(cfg: DictConfig) -> None:
+    """A ``${...}`` read from a config file is refused, before anything is resolved or created.
+
+    ``conf/`` has none in the training config; one in a file of ``--config-dir``
+    (a downloaded ``best_config.yaml``) would copy this machine's environment
+    or files (``${oc.env:SECRET}``) into the run's name, params and
+    ``config.yaml``. An interpolation the user types as an override is theirs.
+    """
+    import sys
+
+    from numpynet.sweeps.errors import UserError
+    from numpynet.sweeps.training.interpolations import interpolations
+
+    # the overrides as typed (run_hydra_app sets sys.argv; Hydra's own record of them is resolved)
+    typed = {a.split("=", 1)[0].lstrip("+~") for a in sys.argv[1:] if "=" in a and "${" in a and a[:1] != "-"}
+    for key, value in interpolations(cfg):
+        if key not in typed:
+            raise UserError(f"{key}={value[:80]!r} is an interpolation read from a config file; numpynet-train "
+                            "resolves no ${...} from a file (it could copy this machine's environment or files "
+                            f"into the run's record): write the value out, or give it on the command line as {key}=...")
 
 
 def summary_line(result: dict[str, Any]) -> str:

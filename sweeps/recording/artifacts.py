@@ -112,6 +112,34 @@ def write_plots(folder: Path, network: NeuralNetwork, dataset: Dataset, confusio
                              dataset.y_test[shown], dataset.label_name, folder / "test_predictions.png")
 
 
+def figure_names(dataset: Dataset, with_confusion: bool = True) -> list[str]:
+    """The files :func:`write_plots` writes for ``dataset`` (with the confusion matrix, when it is given)."""
+    names = ["cost_curves.png", "learning_rate.png"]
+    if with_confusion:
+        names.append("confusion_matrix.png")
+        if dataset.image_shape is not None:
+            names.append("test_predictions.png")
+    return names
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"IEND\xaeB`\x82"  # every whole PNG file ends with this chunk (type and CRC of an empty IEND)
+
+
+def whole_png(path: Path) -> bool:
+    """``path`` is a PNG file written to its end (not cut short by a full disk or a killed writer)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(PNG_SIGNATURE))
+            f.seek(0, 2)
+            if f.tell() < len(PNG_SIGNATURE) + len(PNG_END):
+                return False
+            f.seek(-len(PNG_END), 2)
+            return head == PNG_SIGNATURE and f.read() == PNG_END
+    except OSError:
+        return False
+
+
 def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork | FoldEnsemble,
                      dataset: Dataset) -> str:
     """Log the network (or fold ensemble) as an MLflow ``pyfunc`` model; return its ``models:/<model_id>`` URI.

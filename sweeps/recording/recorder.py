@@ -42,7 +42,8 @@ from typing import Any, Callable
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from numpynet.sweeps.recording.store import MAX_TAG_VALUE, open_client, param_text, retry_locked
+from numpynet.sweeps.recording.store import MAX_TAG_VALUE, open_client, param_text, retry_locked, store_fault_reason
+from numpynet.sweeps.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ class Recorder:
             if not self._errors:
                 return
             first, self._errors = self._errors[0], []
-        raise RuntimeError(f"writing to the MLflow store failed: {first}") from first
+        # a StoreError: a fault of the store, however the caller re-raises it (``from None`` drops the cause)
+        raise StoreError(f"writing to the MLflow store failed: {store_fault_reason(first)}") from first
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every write queued so far is stored; then raise the first failure, if any."""

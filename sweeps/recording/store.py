@@ -154,6 +154,7 @@ def open_client(uri: str) -> MlflowClient:
 
 def _opening(uri: str, open_: Callable[[], T]) -> T:
     """``open_()``, where a store that cannot be opened is one :class:`StoreError` line."""
+    check_tracking_server(uri)
     try:
         return open_()
     except (OSError, MlflowException) as exc:
@@ -244,7 +245,77 @@ def store_files_or_fail(uri: str, write: Callable[[], None]) -> None:
                          f"{store_fault_reason(exc)}") from None
 
 
+HEALTH_TIMEOUT = 5.0  # seconds for the tracking server's /health answer
+_ANSWERED: set[str] = set()  # servers that answered /health in this process
+
+
+def check_tracking_server(uri: str) -> None:
+    """An ``http(s)://`` tracking server answers ``GET /health`` within seconds, or one line says why.
+
+    MLflow's own client retries a request that gets no answer for minutes
+    (7 retries, doubling waits) and then blames what it was doing (an
+    artifact, a run that seems not to exist). Every command asks this first,
+    once per server and process, before its first request to MLflow. Other
+    URIs are left to MLflow.
+    """
+    if uri.split("://", 1)[0].lower() not in ("http", "https") or uri in _ANSWERED:
+        return
+    import requests
+
+    health = uri.rstrip("/") + "/health"
+    verify: bool | str = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() not in ("true", "1")
+    if verify and os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        verify = os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+    where = mask_url(uri)
+    try:
+        answer = requests.get(health, timeout=HEALTH_TIMEOUT, verify=verify, allow_redirects=True)
+    except requests.exceptions.RequestException as exc:
+        raise UserError(f"cannot reach the MLflow tracking server at {where}: {_network_reason(exc)}; "
+                        "start it (mlflow server --host ... --port ...) or fix tracking.uri") from None
+    if answer.status_code != 200 or answer.text.strip() != "OK":
+        raise UserError(f"{where} does not answer like an MLflow tracking server: GET /health gave "
+                        f"HTTP {answer.status_code} {answer.text.strip()[:60]!r}; check tracking.uri")
+    _ANSWERED.add(uri)
+
+
+def _network_reason(exc: Exception) -> str:
+    import requests
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"no answer within {HEALTH_TIMEOUT:g} s"
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return f"connected, but /health gave no answer within {HEALTH_TIMEOUT:g} s"
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+            return "TLS handshake failed: the server speaks plain HTTP (write http://)"
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            return "TLS certificate not trusted (MLFLOW_TRACKING_SERVER_CERT_PATH names a CA bundle)"
+        return "TLS handshake failed"
+    for marker in ("Connection refused", "Name or service not known", "No route to host",
+                   "Temporary failure in name resolution", "Network is unreachable"):
+        if marker in text:
+            return marker.lower()
+    return type(exc).__name__
+
+
 _DB_ERROR = re.compile(r"\((?:sqlite3|psycopg[\w.]*|psycopg2[\w.]*|pymysql[\w.]*)\.[\w.]+\)\s*([^\[\n]+)")
+
+
+_SQL_DETAIL = re.compile(r"\s*\[SQL: .*?\]\n\[parameters: .*?\](?=\n|$)|\s*\[SQL: .*?\](?=\n|$)"
+                         r"|\s*\(Background on this error at: \S+\)", re.S)
+
+
+def without_sql(text: str) -> str:
+    """A database error's text without the statement, its parameters and SQLAlchemy's link, on one line."""
+    lines = [line.strip() for line in _SQL_DETAIL.sub("", text).splitlines() if line.strip()]
+    return "; ".join(lines)
+
+
+def database_reason(text: str) -> str | None:
+    """The driver's own sentence in a database error's text (``disk I/O error``), or None."""
+    found = _DB_ERROR.search(text)
+    return found.group(1).strip().rstrip(".") if found else None
 
 
 def _is_database_error(exc: BaseException) -> bool:

@@ -18,9 +18,11 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from optuna.trial import FrozenTrial
 
+from numpynet.sweeps.errors import StoreError
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.names import STUDY as TAG_REGISTERED_STUDY, TRIAL as TAG_REGISTERED_TRIAL
 from numpynet.sweeps.search import attrs, budget
+from numpynet.sweeps.search.run_records import unreadable_run_file
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +69,12 @@ def log_model_from_run(client: MlflowClient, child_run_id: str, parent_run_id: s
 
     dataset = load_dataset(base_cfg.data)
     with tempfile.TemporaryDirectory() as tmp:
-        network = load_run_model(client, child_run_id, tmp)  # a network, or a refit's fold ensemble
-        if figures and isinstance(network, NeuralNetwork) and not client.list_artifacts(child_run_id, "plots"):
+        try:
+            network = load_run_model(client, child_run_id, tmp)  # a network, or a refit's fold ensemble
+        except Exception as exc:  # deleted artifacts, a moved store: a fault, said in one line
+            raise unreadable_run_file(child_run_id, "weights", exc) from exc
+        if figures and isinstance(network, NeuralNetwork) and _figures_to_draw(client, child_run_id, dataset,
+                                                                                Path(tmp) / "drawn"):
             # the weights file keeps the costs only: the other curves are the run's own metrics
             for attr, metric in (("costs_", "train_cost"), ("val_costs_", "val_cost"),
                                  ("train_accuracies_", "train_accuracy"), ("val_accuracies_", "val_accuracy"),
@@ -81,6 +87,21 @@ def log_model_from_run(client: MlflowClient, child_run_id: str, parent_run_id: s
     return log_pyfunc_model(client, parent_run_id, network, dataset)
 
 
+def _figures_to_draw(client: MlflowClient, run_id: str, dataset, scratch: Path) -> list[str]:
+    """The run's figures that are missing or cut short (a full disk, a killed writer): a resumed sweep
+    draws them again. Each is checked to be a whole PNG, not only listed."""
+    from numpynet.sweeps.recording.artifacts import figure_names, whole_png
+
+    expected = figure_names(dataset)
+    if not client.list_artifacts(run_id, "plots"):
+        return expected
+    drawn = Path(client.download_artifacts(run_id, "plots", str(scratch)))
+    broken = [name for name in expected if not whole_png(drawn / name)]
+    if broken and len(broken) < len(expected):
+        log.warning("figures %s of run %s are missing or cut short: drawing them again", ", ".join(broken), run_id)
+    return broken
+
+
 def log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_run_id: str,
                            base_cfg) -> str | None:
     """Log the best trial's weights as a pyfunc model on the parent; register it once."""
@@ -88,9 +109,11 @@ def log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_r
     try:
         model_uri = log_model_from_run(client, child_run_id, plan.parent_run_id, base_cfg,
                                         figures=child_run_id == best.user_attrs.get(attrs.ATTR_RUN_ID))
-    except Exception as exc:
-        log.warning("could not log the best model of run %s: %s", child_run_id, exc)
-        return None
+    except StoreError:
+        raise
+    except Exception as exc:  # the store refused the model: a fault, not a reason to end with status 0
+        raise StoreError(f"could not log the best model (trial {best.number}, run {child_run_id}) in the "
+                         f"MLflow store: {type(exc).__name__}: {exc}"[:800]) from exc
     if not sweep.get("register_model", True):
         return None
     name = registered_model_name(sweep["study_name"])

@@ -9,10 +9,8 @@ lock for local storages, a PostgreSQL advisory lock for a database) around
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import time
-from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import optuna
@@ -34,7 +32,7 @@ from numpynet.sweeps.search.heartbeats import (
     stored_trial,
 )
 from numpynet.sweeps.search.samplers import make_sampler
-from numpynet.sweeps.search.storage import pg_advisory_lock
+from numpynet.sweeps.search.storage import file_lock, lock_file_beside, pg_advisory_lock
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +44,8 @@ def budget_lock(url: str, study_name: str) -> Iterator[None]:
         with pg_advisory_lock(url, study_name):
             yield
         return
-    base = Path(url.split("///", 1)[1]) if url.startswith("sqlite") else Path(url)
-    lock_path = base.with_name(base.name + ".numpynet-budget.lock")  # not Optuna's own .lock
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(lock_file_beside(url, "budget")):
+        yield
 
 
 def enqueue_baseline(study: optuna.Study, params: dict[str, Any]) -> bool:

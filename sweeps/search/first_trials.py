@@ -90,7 +90,7 @@ def _trial_config(space: SearchSpace, base_overrides: list[str], sampled: Mappin
 def _check_one(space: SearchSpace, base_overrides: list[str], base_cfg: DictConfig, dataset, metric: str,
                sampled: Mapping[str, Any], composed: dict[tuple[str, ...], DictConfig]) -> None:
     from numpynet.sweeps.training.data import load_dataset
-    from numpynet.sweeps.training.network import CORE_ARGUMENTS, build_network
+    from numpynet.sweeps.training.network import CORE_ARGUMENTS, build_network, check_network_fits
 
     overrides = space.overrides(sampled)
     where = f" (with the sampled values {' '.join(overrides)})" if overrides else ""
@@ -103,6 +103,12 @@ def _check_one(space: SearchSpace, base_overrides: list[str], base_cfg: DictConf
         raise UserError(f"data.val_fraction={cfg.data.val_fraction} leaves no validation set, but sweep.metric="
                         f"{metric} is measured on it: set data.val_fraction > 0 (e.g. 0.2) or use "
                         f"sweep.metric=train_{metric[4:]}")
+    try:
+        check_network_fits(cfg, data.n_features, data.n_classes)
+    except UserError as exc:
+        if "network.hidden" in sampled:
+            raise UserError(f"sweep.space.network.hidden: a sampled value is refused: {exc}") from None
+        raise UserError(f"{exc}; every trial would fail with it") from None
     try:
         network = build_network(cfg, data.n_features, data.n_classes)
         validate = getattr(network, "_validated", None)  # the check fit() runs first

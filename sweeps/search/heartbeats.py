@@ -120,8 +120,11 @@ def fail_dead_local_trials(study: optuna.Study,
     A worker killed hard (SIGKILL, power loss) leaves its trial RUNNING. On a
     database, Optuna's heartbeats find it; for the local journal file, the
     worker id (host:pid) recorded on each trial tells. Such trials are marked
-    ``interrupted`` and do not use up the budget.
+    ``interrupted`` and do not use up the budget; their values are queued, as
+    those of a trial stopped by a signal, so resuming runs them first.
     """
+    from numpynet.sweeps.search.budget import requeue_interrupted  # budget imports this module
+
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not is_dead_local_worker(trial.user_attrs.get(ATTR_WORKER, "")):
@@ -129,6 +132,7 @@ def fail_dead_local_trials(study: optuna.Study,
         study._storage.set_trial_user_attr(trial._trial_id, ATTR_INTERRUPTED, True)
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         failed.append(trial.number)
+        requeue_interrupted(study, trial)
         if on_stale is not None:  # end its MLflow run(s), left RUNNING by the dead worker
             on_stale(study, trial)
     if failed:

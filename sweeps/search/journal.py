@@ -19,9 +19,9 @@ import logging
 import os
 from pathlib import Path
 
-from optuna.storages.journal import JournalFileSymlinkLock
 
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.journal_lock import OwnedJournalLock
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,50 @@ def torn_tail(path: str | Path) -> int | None:
     return start + cut + 1
 
 
+#: how every line of an Optuna journal starts (``JournalStorage`` writes ``{"op_code": ..., "worker_id": ...}``)
+_OPERATION_START = b'{"op_code":'
+
+
+def refuse_what_is_not_a_journal(path: str | Path) -> None:
+    """A ``sweep.storage`` path that exists must be an Optuna journal; anything else is refused, untouched.
+
+    A directory, a device (``/dev/null``) or a file whose first line is not a
+    journal operation (a ``results.json``, ``/etc/passwd``) would otherwise be
+    repaired as a torn journal, truncated or appended to. An empty file is a
+    journal with no operation yet; one that starts with zeros is a journal
+    lost in a crash, refused as damaged by :func:`check_journal`.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise UserError(f"sweep.storage={str(path)!r} is a directory, not a study journal; give a file path "
+                        f"(e.g. {path / 'journal.log'}), sqlite:///PATH or postgresql+psycopg://...")
+    if not path.is_file():
+        raise UserError(f"sweep.storage={str(path)!r} is a device or special file, not a study journal; give the "
+                        "path of a journal file (a new one is created), sqlite:///PATH or postgresql+psycopg://...")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_CHUNK)
+    except OSError as exc:
+        raise UserError(f"cannot read the study journal {path}: {exc.strerror}") from None
+    if not head or head[:1] == b"\0":  # zeros: a journal lost in a crash, refused as damaged by check_journal
+        return
+    first, newline, _ = head.partition(b"\n")
+    if newline:
+        try:
+            operation = json.loads(first)
+        except ValueError:
+            operation = None
+        if isinstance(operation, dict) and "op_code" in operation:
+            return
+    elif head.startswith(_OPERATION_START):  # the first write of a journal, cut short
+        return
+    raise UserError(f"sweep.storage={str(path)!r} is not an Optuna study journal (its first line is not a "
+                    "journal operation), so it is left as it is; point sweep.storage at a new file or at a "
+                    "study's journal")
+
+
 def check_journal(path: str | Path, repair: bool = True, lock_grace: int = 30) -> Path | None:
     """Cut a torn last line off the journal at ``path`` into a backup file; returns the backup's path.
 
@@ -72,7 +116,7 @@ def check_journal(path: str | Path, repair: bool = True, lock_grace: int = 30) -
         log.warning("study journal %s ends in a torn line (a write cut short); it is ignored here, and the next "
                     "numpynet-sweep moves it to a backup file beside the journal", path)
         return None
-    lock = JournalFileSymlinkLock(str(path), lock_grace)  # the lock Optuna's own writers hold while appending
+    lock = OwnedJournalLock(str(path), lock_grace)  # the lock Optuna's own writers hold while appending
     lock.acquire()
     try:
         offset = torn_tail(path)  # again, under the lock: a live writer may have completed its line

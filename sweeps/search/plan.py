@@ -9,12 +9,17 @@ from typing import Any
 from numpynet.sweeps.search import failures
 
 
-class SweepInterrupted(Exception):
-    """Ctrl-C or SIGTERM stopped the sweep; the record was closed cleanly."""
+#: what a sweep was doing when a signal stopped it (:class:`SweepInterrupted`'s ``stage``)
+STAGE_TRIALS, STAGE_REFIT, STAGE_REPORT = "trials", "refit", "report"
 
-    def __init__(self, signum: int, summary: "SweepSummary | None" = None):
+
+class SweepInterrupted(Exception):
+    """Ctrl-C, SIGTERM or SIGHUP stopped the sweep during ``stage``; the record was closed cleanly."""
+
+    def __init__(self, signum: int, summary: "SweepSummary | None" = None, stage: str = STAGE_TRIALS):
         self.signum = signum
         self.summary = summary
+        self.stage = stage
         super().__init__(f"sweep interrupted by {signal.Signals(signum).name}")
 
 

@@ -11,17 +11,20 @@ import os
 from pathlib import Path
 
 from numpynet.sweeps.recording.redact import mask_url
+from numpynet.sweeps.recording.store import check_tracking_server
 
 from numpynet.sweeps.search import storage
 from numpynet.sweeps.errors import UserError
 
-HEALTH_TIMEOUT = 5.0  # seconds for the tracking server's /health answer
 DB_PROBE_TIMEOUT = 10  # seconds to connect to a database
 
 
 def check_storage(url: str) -> None:
     """The Optuna storage at ``url`` can be opened (journal folder writable, database reachable)."""
     if not storage.is_rdb(url):
+        from numpynet.sweeps.search.journal import refuse_what_is_not_a_journal
+
+        refuse_what_is_not_a_journal(url)
         folder = Path(url).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -38,7 +41,7 @@ def check_tracking(uri: str) -> None:
     """The MLflow tracking store at ``uri`` answers: a short /health probe for servers."""
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme in ("http", "https"):
-        _probe_server(uri)
+        check_tracking_server(uri)
     elif scheme and scheme.startswith(("postgresql", "mysql", "mssql")):
         _probe_database(uri, "the MLflow tracking database")
 
@@ -47,45 +50,6 @@ def preflight(storage_url: str, tracking_uri: str) -> None:
     """Both checks, tracking first (its failure is the slower one to notice otherwise)."""
     check_tracking(tracking_uri)
     check_storage(storage_url)
-
-
-def _probe_server(uri: str) -> None:
-    import requests
-
-    health = uri.rstrip("/") + "/health"
-    verify: bool | str = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() not in ("true", "1")
-    if verify and os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
-        verify = os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"]
-    where = mask_url(uri)
-    try:
-        answer = requests.get(health, timeout=HEALTH_TIMEOUT, verify=verify, allow_redirects=True)
-    except requests.exceptions.RequestException as exc:
-        raise UserError(f"cannot reach the MLflow tracking server at {where}: {_network_reason(exc)}; "
-                        "start it (mlflow server --host ... --port ...) or fix tracking.uri") from None
-    if answer.status_code != 200 or answer.text.strip() != "OK":
-        raise UserError(f"{where} does not answer like an MLflow tracking server: GET /health gave "
-                        f"HTTP {answer.status_code} {answer.text.strip()[:60]!r}; check tracking.uri")
-
-
-def _network_reason(exc: Exception) -> str:
-    import requests
-
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return f"no answer within {HEALTH_TIMEOUT:g} s"
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return f"connected, but /health gave no answer within {HEALTH_TIMEOUT:g} s"
-    text = str(exc)
-    if isinstance(exc, requests.exceptions.SSLError):
-        if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
-            return "TLS handshake failed: the server speaks plain HTTP (write http://)"
-        if "CERTIFICATE_VERIFY_FAILED" in text:
-            return "TLS certificate not trusted (MLFLOW_TRACKING_SERVER_CERT_PATH names a CA bundle)"
-        return "TLS handshake failed"
-    for marker in ("Connection refused", "Name or service not known", "No route to host",
-                   "Temporary failure in name resolution", "Network is unreachable"):
-        if marker in text:
-            return marker.lower()
-    return type(exc).__name__
 
 
 def _probe_database(url: str, what: str) -> None:

@@ -274,7 +274,7 @@ def _write_trials_csv(study: optuna.Study, path: Path) -> None:
 
 
 def _as_a_training_config(text: str) -> str:
-    """A trial's recorded config, with a plain training run's model and plot logging.
+    """A trial's recorded config, with a plain training run's model and plot logging, resolving nothing.
 
     A trial records ``tracking.log_model`` / ``log_plots`` as the trial did them
     (off unless the study asks); training the best configuration again with
@@ -284,8 +284,10 @@ def _as_a_training_config(text: str) -> str:
     from omegaconf import OmegaConf
 
     from numpynet.sweeps.training.config import TrackingConfig
+    from numpynet.sweeps.training.interpolations import escaped
 
-    cfg = OmegaConf.create(text)
+    # a ${...} in the record (planted: a trial logs its config resolved) is written escaped, as text
+    cfg = OmegaConf.create(escaped(OmegaConf.to_container(OmegaConf.create(text), resolve=False)))
     if "tracking" in cfg:
         cfg.tracking.log_model, cfg.tracking.log_plots = TrackingConfig.log_model, TrackingConfig.log_plots
     return OmegaConf.to_yaml(cfg)
@@ -296,9 +298,10 @@ def _copy_best_config(client: MlflowClient, run_id: str, out: Path) -> None:
 
     try:
         local = client.download_artifacts(run_id, CONFIG_ARTIFACT, str(out / "_download"))
-    except Exception as exc:
-        log.warning("could not fetch %s of run %s: %s", CONFIG_ARTIFACT, run_id, exc)
-        return
+    except Exception as exc:  # deleted artifacts, a moved store: a fault, said in one line
+        from numpynet.sweeps.search.run_records import unreadable_run_file
+
+        raise unreadable_run_file(run_id, CONFIG_ARTIFACT, exc) from exc
     (out / "best_config.yaml").write_text(BEST_CONFIG_HEADER + _as_a_training_config(Path(local).read_text()))
     for leftover in (out / "_download").rglob("*"):
         if leftover.is_file():

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from numpynet.sweeps import safe_yaml
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.overrides import DEFAULT_SWEEP, as_written, parse_overrides, split_overrides  # noqa: F401 - split_overrides: as before
 from numpynet.sweeps.search.space_file import apply_space_overrides, flatten_space
@@ -98,6 +99,8 @@ def load_sweep_config(name: str = DEFAULT_SWEEP, overrides: Sequence[str] = ()) 
     parsed = parse_overrides(overrides, where="sweep.")
     try:
         raw = OmegaConf.load(path)
+    except safe_yaml.AliasRefused as exc:
+        raise UserError(f"sweep config {exc}") from None
     except Exception as exc:
         raise UserError(f"cannot read sweep config {path}: {exc}") from None
     if not isinstance(raw, DictConfig):

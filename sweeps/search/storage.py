@@ -4,20 +4,23 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial
 
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.search.attrs import ATTR_WORKER, worker_id
+from numpynet.sweeps.search.journal_lock import OwnedJournalLock
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ def pg_connect_args() -> dict[str, Any]:
             "options": "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"}
 
 
-#: seconds a journal lock may go unchanged before a writer breaks it (Optuna's default)
+#: seconds a journal lock whose owner cannot be checked may go unchanged before a writer breaks it (Optuna's default)
 JOURNAL_LOCK_GRACE = 30
 
 
@@ -121,17 +124,20 @@ def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     A journal whose last line was torn (a writer killed mid-write, a full
     disk) is repaired first (``repair``), so that nothing is appended after
     a partial line; read-only callers pass ``repair=False``. A journal's lock
-    left behind by a writer killed while holding it is broken after
-    ``grace_period`` seconds without change (Optuna's 30 by default).
+    is broken only when its owner is dead (:mod:`numpynet.sweeps.search.journal_lock`):
+    at once for a process of this host that is gone, after ``grace_period``
+    seconds without change (Optuna's 30 by default) for an owner that cannot
+    be checked from here.
     """
     if not is_rdb(url):
-        from numpynet.sweeps.search.journal import check_journal
+        from numpynet.sweeps.search.journal import check_journal, refuse_what_is_not_a_journal
 
+        refuse_what_is_not_a_journal(url)  # before anything is created or changed
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         lock_grace = int(grace_period) if grace_period else JOURNAL_LOCK_GRACE
         check_journal(url, repair=repair, lock_grace=lock_grace)
         try:
-            return JournalStorage(JournalFileBackend(url, lock_obj=JournalFileSymlinkLock(url, lock_grace)))
+            return JournalStorage(JournalFileBackend(url, lock_obj=OwnedJournalLock(url, lock_grace)))
         except ValueError as exc:  # json.JSONDecodeError included: a corrupt line inside the file
             from numpynet.sweeps.search.journal import corrupt_journal_error
 
@@ -150,10 +156,11 @@ def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
         engine_kwargs["connect_args"] = pg_connect_args()
-    # Workers started together on a fresh database would all create Optuna's
-    # tables at once and collide ("duplicate key ... pg_type"): one at a time.
+    # Workers started together on a fresh database would all create Optuna's tables at once and collide
+    # ("duplicate key ... pg_type", "table studies already exists", "UNIQUE constraint failed:
+    # alembic_version..."): one at a time, under a PostgreSQL advisory lock or a file lock beside SQLite's file.
     schema_lock = (pg_advisory_lock(url, SCHEMA_LOCK) if url.startswith("postgresql")
-                   else contextlib.nullcontext())
+                   else file_lock(lock_file_beside(url, "schema")))
     try:
         with schema_lock, warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
@@ -200,6 +207,24 @@ class StaleTrialCallback:
 SCHEMA_LOCK = "\0optuna-schema"  # cannot be a study name
 
 
+def lock_file_beside(url: str, purpose: str) -> Path:
+    """``<storage file>.numpynet-<purpose>.lock``, beside a journal file or an SQLite database."""
+    base = Path(url.split("///", 1)[1]) if url.startswith("sqlite") else Path(url)
+    return base.with_name(f"{base.name}.numpynet-{purpose}.lock")  # not Optuna's own .lock
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock among the processes of this machine (``flock``: dropped if the holder dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def pg_advisory_lock(url: str, study_name: str) -> Iterator[None]:
     """A session-level advisory lock; PostgreSQL drops it if this process dies."""
@@ -209,6 +234,24 @@ def pg_advisory_lock(url: str, study_name: str) -> Iterator[None]:
     engine = _pg_engine(url)
     with engine.connect() as conn:
         conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()
+
+
+@contextlib.contextmanager
+def pg_try_advisory_lock(url: str, name: str, check: Callable[[], None], every: float = 1.0) -> Iterator[None]:
+    """:func:`pg_advisory_lock`, waited for by polling: ``check()`` runs between tries (it may raise to stop)."""
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha256(f"numpynet:{name}".encode()).digest()[:8], "big", signed=True)
+    engine = _pg_engine(url)
+    with engine.connect() as conn:
+        while not conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+            check()
+            time.sleep(every)
         try:
             yield
         finally:

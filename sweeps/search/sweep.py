@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import optuna
 from omegaconf import DictConfig
@@ -23,10 +23,10 @@ from omegaconf import DictConfig
 from numpynet.sweeps.search import failures
 from numpynet.sweeps import interrupt
 from numpynet.sweeps.recording.redact import mask_url
-from numpynet.sweeps.search import attrs, budget, heartbeats, samplers, storage, study_setup
+from numpynet.sweeps.search import attrs, budget, heartbeats, run_records, samplers, storage, study_setup
 from numpynet.sweeps.training.config import CONF_DIR, compose_config
 from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.search.plan import SweepInterrupted, SweepPlan, SweepSummary
+from numpynet.sweeps.search.plan import STAGE_REFIT, STAGE_REPORT, STAGE_TRIALS, SweepInterrupted, SweepPlan, SweepSummary
 from numpynet.sweeps.search.trial import TrialOutcome
 from numpynet.sweeps.search.workers import open_study, run_processes, run_worker
 from numpynet.sweeps.training.train import Trainer
@@ -70,6 +70,32 @@ def _check_data(base_cfg: DictConfig):
     return load_dataset(base_cfg.data)
 
 
+@contextlib.contextmanager
+def warnings_after_checks(logger: str = "numpynet.sweeps") -> Iterator[None]:
+    """The harness's warnings logged in the block are shown when it ends without an error, else dropped.
+
+    A warning about the setup (a schedule that never steps) must not come
+    before the error that stops the command; the next run shows it.
+    """
+    held: list[logging.LogRecord] = []
+
+    class Hold(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            held.append(record)
+
+    parent, hold = logging.getLogger(logger), Hold()
+    saved = parent.propagate
+    parent.addHandler(hold)
+    parent.propagate = False
+    try:
+        yield
+    finally:
+        parent.removeHandler(hold)
+        parent.propagate = saved
+    for record in held:
+        logging.getLogger(record.name).handle(record)
+
+
 # ------------------------------------------------------------- orchestration
 def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
               train_overrides: Sequence[str] = (), progress: Callable[[int, int, optuna.Study], None] | None = None,
@@ -86,12 +112,13 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     from numpynet.sweeps.search.preflight import preflight
     from numpynet.sweeps.recording.store import create_run, resolve_tracking_uri
 
-    sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
-    sweep = plain(sweep_cfg)
-    sweep["space"] = plain(sweep_cfg.space)
-    storage_url = storage.resolve_storage_url(sweep["storage"])
-    tracking_uri = resolve_tracking_uri(base_cfg.tracking.uri)
-    preflight(storage_url, tracking_uri)  # one clear line naming the URI, before anything is created
+    with warnings_after_checks():  # an error found by the checks comes alone, not after a warning
+        sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
+        sweep = plain(sweep_cfg)
+        sweep["space"] = plain(sweep_cfg.space)
+        storage_url = storage.resolve_storage_url(sweep["storage"])
+        tracking_uri = resolve_tracking_uri(base_cfg.tracking.uri)
+        preflight(storage_url, tracking_uri)  # one clear line naming the URI, before anything is created
     mlflow.set_tracking_uri(tracking_uri)  # the model logger and registry read MLflow's global URI
     trainer = Trainer(tracking_uri)  # one MLflow recorder for this process's writes
     client, experiment_id = trainer.client, trainer.experiment_id(base_cfg.tracking.experiment)
@@ -99,6 +126,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     plan = SweepPlan(sweep, base_overrides, storage_url, tracking_uri, experiment_id,
                      n_threads=sweep.get("blas_threads") or max(1, (os.cpu_count() or 1) // n_jobs))
     study = open_study(plan, space)  # creates it, and fails fast on a bad storage
+    run_records.check_trial_runs(study, client, tracking_uri)  # an emptied or replaced store: one line, exit 1
     setup = study_setup.setup_of(sweep, base_cfg, {p.path for p in space.params}, _check_data(base_cfg).digest)
     with budget.budget_lock(storage_url, sweep["study_name"]):
         # a study resumed with other settings stops here
@@ -125,7 +153,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     plan.parent_run_id = parent.info.run_id
     heartbeat = ParentHeartbeat(tracking_uri, plan.parent_run_id, beat[0]).start()
     deadline = time.time() + sweep["timeout"] if sweep["timeout"] else None
-    status, interrupted = "FINISHED", None
+    status, interrupted, stage = "FINISHED", None, STAGE_TRIALS
     refit_report = None
     summary: SweepSummary | None = None
     previous_handlers = interrupt.install()
@@ -140,6 +168,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         else:
             run_processes(plan, study, n_jobs, deadline, progress)
         if sweep.get("refit"):
+            stage = STAGE_REFIT
             refit_report = _refit(plan, study, space, trainer)
     except KeyboardInterrupt as exc:
         status = "KILLED"
@@ -155,7 +184,7 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
             trainer.recorder.flush()
             close_unfinished_children(client, experiment_id, plan.parent_run_id)
         except Exception as exc:
-            log.warning("could not end the unfinished runs of this sweep's dead workers: %s", exc)
+            _warn_unless_the_fault(failing, exc, "could not end the unfinished runs of this sweep's dead workers: %s", exc)
         try:
             summary = study_report.summarise(study, client, plan, base_cfg, refit_report)
             summary.experiment_id = experiment_id
@@ -164,11 +193,12 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
                 status = "FAILED"
                 raise
             # a fault (the store, the server) already stops the sweep; its own line says why
-            log.warning("could not record the study's summary on parent run %s: %s", plan.parent_run_id, exc)
+            _warn_unless_the_fault(failing, exc, "could not record the study's summary on parent run %s: %s",
+                                   plan.parent_run_id, exc)
         finally:
             heartbeat.stop()
-            if status == "FINISHED" and interrupt.requested() is not None:  # came during the last trial's wrap-up
-                status, interrupted = "KILLED", interrupt.requested()
+            if status == "FINISHED" and interrupt.requested() is not None:  # came after the last safe point
+                status, interrupted, stage = "KILLED", interrupt.requested(), STAGE_REPORT
             if status == "FINISHED" and summary is not None and summary.best_number is None:
                 status = "FAILED"  # every trial failed or was pruned: the command exits 1
             try:
@@ -176,10 +206,11 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
             except Exception as exc:
                 if not failing:
                     raise
-                log.warning("could not end parent run %s as %s: %s", plan.parent_run_id, status, exc)
+                _warn_unless_the_fault(failing, exc, "could not end parent run %s as %s: %s", plan.parent_run_id,
+                                       status, exc)
             interrupt.restore(previous_handlers)
     if interrupted is not None:
-        raise SweepInterrupted(interrupted, summary)
+        raise SweepInterrupted(interrupted, summary, stage)
     if summary.best_number is None:
         reasons = study_report.failure_reasons(study)
         timeout = plan.sweep.get("timeout")
@@ -192,28 +223,46 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     return summary
 
 
+def _warn_unless_the_fault(failing: bool, exc: BaseException, message: str, *args) -> None:
+    """A warning while the sweep ends; not shown when a store fault already stops the sweep and ``exc``
+    is that fault again (the sweep's one error line names it)."""
+    quiet = failing and failures.classify(exc) == failures.FAULT
+    log.log(logging.DEBUG if quiet else logging.WARNING, message, *args)
+
+
+def _stop_point(epoch: int, metrics: dict) -> None:
+    """A refit run's epoch callback: Ctrl-C / SIGTERM / SIGHUP stop it here, and it ends KILLED."""
+    interrupt.check()
+
+
 def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace, trainer: Trainer):
-    """Refit the best trial (and the baseline) on all the training data; see :mod:`numpynet.sweeps.search.refit`."""
+    """Refit the study's final best trial (and the baseline) on all the training data, once per study.
+
+    Whether this invocation runs the refit or reuses an earlier one's is
+    :mod:`numpynet.sweeps.search.refit_once`'s decision; what a refit trains,
+    :mod:`numpynet.sweeps.search.refit`'s.
+    """
     from threadpoolctl import threadpool_limits
 
-    from numpynet.sweeps.search import refit
-    from numpynet.sweeps.search.report import best_trial
+    from numpynet.sweeps.search import refit, refit_once
     from numpynet.sweeps.training.train import train
 
-    best = best_trial(study)
-    if best is None:
-        return None
-    try:
-        with threadpool_limits(limits=plan.n_threads):
-            return refit.refit(plan.base_overrides, space, best, budget.baseline_trial(study),
-                               int(plan.sweep.get("robustness_seeds") or 0), plan.parent_run_id,
-                               plan.sweep["study_name"], functools.partial(train, trainer=trainer),
-                               plan.sweep.get("objective", "final") == "best",
-                               on_run=lambda name: (interrupt.check(), log.info("%s", name)),
-                               rule=plan.sweep.get("refit_rule", refit.ALL_DATA))
-    except Exception as exc:  # e.g. a refit that diverges on more data: the search's own record stands
-        if failures.classify(exc) == failures.FAULT:
-            raise
-        log.warning("the refit after the search failed, so no refit model is registered and no verdict is "
-                    "given (the failed run says why): %s", exc)
-        return None
+    def run(best, baseline):
+        try:
+            with threadpool_limits(limits=plan.n_threads):
+                return refit.refit(plan.base_overrides, space, best, baseline,
+                                   int(plan.sweep.get("robustness_seeds") or 0), plan.parent_run_id,
+                                   plan.sweep["study_name"],
+                                   functools.partial(train, trainer=trainer, on_epoch=_stop_point),
+                                   plan.sweep.get("objective", "final") == "best",
+                                   on_run=lambda name: (interrupt.check(), log.info("%s", name)),
+                                   rule=plan.sweep.get("refit_rule", refit.ALL_DATA))
+        except Exception as exc:  # e.g. a refit that diverges on more data: the search's own record stands
+            if failures.classify(exc) == failures.FAULT:
+                raise
+            log.warning("the refit after the search failed, so no refit model is registered and no verdict is "
+                        "given (the failed run says why): %s", exc)
+            return None
+
+    return refit_once.refit_once(study, plan.storage_url, plan.sweep, plan.base_overrides, run,
+                                 on_dead=CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id))

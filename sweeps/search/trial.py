@@ -162,7 +162,8 @@ class TrialPipeline:
         except Exception as exc:  # diverged, bad sampled value, any bug: the study goes on
             reason = mask_urls_in(f"{type(exc).__name__}: {exc}")[:500]
             kind = failures.classify(exc)
-            log.warning("trial %d failed (%s): %s", trial.number, kind, reason)
+            if kind != failures.FAULT:  # a fault stops the sweep, whose one error line says it
+                log.warning("trial %d failed (%s): %s", trial.number, kind, reason)
             trial.set_user_attr(attrs.ATTR_FAIL_REASON, reason)
             trial.set_user_attr(attrs.ATTR_FAIL_KIND, kind)
             outcome = self._finish(study, trial, TrialState.FAIL, None, run_id, sampled,

@@ -24,7 +24,7 @@ from typing import Callable
 import optuna
 
 from numpynet.sweeps import interrupt
-from numpynet.sweeps.errors import SweepStopped, UserError
+from numpynet.sweeps.errors import StoreError, SweepStopped, UserError
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.recording.stale_runs import CloseDeadTrialRuns
 from numpynet.sweeps.search import attrs, budget, failures, heartbeats, samplers, storage
@@ -81,6 +81,8 @@ def _flush_records(trainer: Trainer) -> None:
     """Store every queued MLflow write before a failing worker goes; its own error says more."""
     try:
         trainer.recorder.flush()
+    except StoreError as exc:  # the store's fault, which the error ending the worker names already
+        log.debug("some MLflow writes of this worker failed: %s", exc)
     except Exception as exc:  # the error that ends the worker says more; the next sweep cleans up
         log.warning("some MLflow writes of this worker failed: %s", exc)
 

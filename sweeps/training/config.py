@@ -24,8 +24,11 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from numpynet.sweeps import safe_yaml
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.training.checks import check_option_matches_group, check_values
+
+safe_yaml.install()  # every file Hydra composes (conf/, --config-dir) is read with YAML aliases refused
 
 #: The Hydra config directory, found next to the installed ``sweeps`` package
 #: so that the CLIs work from any working directory.

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.errors import UserError, listing
 from numpynet.sweeps.training.loaders import LOADERS, RawData
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def _load(cfg: Any) -> Dataset:
     unseen = np.setdiff1d(y_test, y)
     if unseen.size:
         raise UserError(
-            f"{raw.source}: test labels {unseen.tolist()} never occur in the training split; "
+            f"{raw.source}: test labels {listing(unseen.tolist())} never occur in the training split; "
             "the network cannot predict them"
         )
     scaling = None

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.errors import UserError, listing
 
 
 @dataclass
@@ -92,7 +92,7 @@ def _read_h5_split(path: Path, key: str, split: str) -> tuple[np.ndarray, np.nda
             if missing:
                 raise UserError(
                     f"{key}={path}: no dataset {', '.join(map(repr, missing))} in the file "
-                    f"(it has: {', '.join(sorted(f.keys())) or 'nothing'}); expected the "
+                    f"(it has: {listing(sorted(f.keys())) or 'nothing'}); expected the "
                     f"original layout {x_name}, {y_name}, list_classes"
                 )
             X = np.asarray(f[x_name][()])
@@ -206,7 +206,7 @@ def _from_layout(arrays: dict[str, np.ndarray], names: list[str], path: Path, no
     if missing:
         raise UserError(
             f"data.path={path}: no {noun} {', '.join(map(repr, missing))} in the file "
-            f"(it has: {', '.join(sorted(names)) or 'nothing'}); {LAYOUT_HINT}"
+            f"(it has: {listing(sorted(names)) or 'nothing'}); {LAYOUT_HINT}"
         )
     if ("X_test" in arrays) != ("y_test" in arrays):
         raise UserError(f"data.path={path}: has only one of X_test, y_test; give both or neither")
@@ -244,13 +244,13 @@ def _read_csv(path: Path, cfg: Any) -> RawData:
     if label not in frame.columns:
         raise UserError(
             f"data.label_column={label!r} is not a column of {path} "
-            f"(columns: {', '.join(map(str, frame.columns))})"
+            f"(columns: {listing(frame.columns)})"
         )
     features = frame.drop(columns=[label])
     non_numeric = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
     if non_numeric:
         raise UserError(
-            f"data.path={path}: feature columns must be numeric; not numeric: {', '.join(non_numeric)}"
+            f"data.path={path}: feature columns must be numeric; not numeric: {listing(non_numeric)}"
         )
     if frame[label].isna().any():
         rows = np.flatnonzero(frame[label].isna().to_numpy())

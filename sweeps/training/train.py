@@ -36,6 +36,7 @@ from omegaconf import DictConfig
 
 import numpynet
 from numpynet import NeuralNetwork
+from numpynet.sweeps import interrupt
 from numpynet.sweeps.recording import artifacts, names
 from numpynet.sweeps.recording import store as tracking
 from numpynet.sweeps.recording.recorder import Recorder
@@ -44,7 +45,7 @@ from numpynet.sweeps.training import cross_validation
 from numpynet.sweeps.training.config import PROJECT_DIR, check_config, flatten, to_yaml
 from numpynet.sweeps.training.data import Dataset, load_dataset
 from numpynet.sweeps.training.ensemble import FoldEnsemble
-from numpynet.sweeps.training.network import CORE_ARGUMENTS, build_network  # noqa: F401 - the public home
+from numpynet.sweeps.training.network import CORE_ARGUMENTS, build_network, check_network_fits  # noqa: F401 - the public home
 from numpynet.sweeps.training.numeric_env import numeric_environment
 
 log = logging.getLogger(__name__)
@@ -317,9 +318,11 @@ def train(
         numpynet.TrainingDiverged: non-finite cost (the run ends FAILED).
         The exception of a run that was created carries ``mlflow_run_id``.
     """
-    cfg = check_config(cfg)
-    uri = None if trainer else tracking.resolve_tracking_uri(cfg.tracking.uri)  # a refused store: before the data
-    dataset = load_dataset(cfg.data)
+    with interrupt.at_once():  # nothing is created yet: a signal while the data loads stops at once
+        cfg = check_config(cfg)
+        uri = None if trainer else tracking.resolve_tracking_uri(cfg.tracking.uri)  # a refused store: before the data
+        dataset = load_dataset(cfg.data)
+        check_network_fits(cfg, dataset.n_features, dataset.n_classes)  # before a run exists
     trainer = trainer or Trainer(uri)
     experiment_id = trainer.client.get_run(parent_run_id).info.experiment_id if parent_run_id else None
     run_id = trainer.start(cfg, dataset, parent_run_id=parent_run_id, experiment_id=experiment_id, tags=tags)

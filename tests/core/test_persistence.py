@@ -317,3 +317,24 @@ def test_load_reads_the_parameter_count_from_the_array_header_not_the_data(saved
     with pytest.raises(ValueError) as info:
         NeuralNetwork.load(path)
     assert str(info.value) == f"{path}: 20000000000 parameters do not fit layer_dims [4, 3, 1]"
+
+
+def test_load_refuses_a_header_that_claims_more_than_the_file_holds(saved):
+    """layer_dims and the weights' header agree on 8 TiB in a file of a few hundred bytes: the
+    count check passes, so the bytes the file can hold decide, before reading allocates them."""
+    _, path = saved
+    dims = [2**20, 2**20, 1]
+    _rewrite(path, layer_dims=np.asarray(dims, dtype=np.int64))
+    need = dims[0] * dims[1] + dims[1] * dims[2] + dims[1] + dims[2]
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (need,)})
+    header.write(np.zeros(4).tobytes())
+    with zipfile.ZipFile(path) as old:
+        members = {name: old.read(name) for name in old.namelist()}
+    members["theta.npy"] = header.getvalue()
+    with zipfile.ZipFile(path, "w") as new:
+        for name, data in members.items():
+            new.writestr(name, data)
+    with pytest.raises(ValueError) as info:
+        NeuralNetwork.load(path)
+    assert str(info.value) == f"{path}: its theta claims {need * 8} bytes, more than the file holds"

@@ -175,3 +175,64 @@ def test_printing_the_config_masks_a_password(command: str, args: list[str], cap
     assert "S3cretPw" not in out
     if "--help" not in args:
         assert "postgresql+psycopg://postgres:***@127.0.0.1:5432/nowhere" in out
+
+
+# ------------------------------------------------- issue 23, item 5: secrets through best_config.yaml
+def _best_config(folder: Path, run_name: str) -> Path:
+    """A sweep's ``best_config.yaml`` as report.py writes it, from a trial's logged config whose
+    ``tracking.run_name`` was replaced by ``run_name`` (the record is data: anything may be planted)."""
+    from conftest import TINY
+    from numpynet.sweeps.search.report import BEST_CONFIG_HEADER, _as_a_training_config
+    from numpynet.sweeps.training.config import compose_config, to_yaml
+
+    logged = to_yaml(compose_config([*TINY, "data.val_fraction=0.2"])).replace("run_name: null",
+                                                                            f"run_name: {run_name}")
+    assert run_name in logged
+    path = folder / "best_config.yaml"
+    path.write_text(BEST_CONFIG_HEADER + _as_a_training_config(logged))
+    return path
+
+
+def _everything_recorded(store_uri: str) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store_uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    texts = []
+    for run in runs:
+        texts += [run.info.run_name, str(run.data.params), str(run.data.tags)]
+        texts.append(Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text())
+    return "\n".join(texts)
+
+
+def test_best_config_retrains_as_docs_say_without_resolving_a_planted_interpolation(tmp_path: Path) -> None:
+    from commands import run_command
+
+    _best_config(tmp_path, "leak-${oc.env:SOME_SECRET}")
+    proc = run_command("numpynet-train", ["--config-dir", str(tmp_path), "--config-name", "best_config"], tmp_path,
+                       tracking_uri=None, env={"SOME_SECRET": "TOPSECRETvalue"})
+    assert proc.returncode == 0, proc.stderr
+    recorded = _everything_recorded(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert "leak-${oc.env:SOME_SECRET}" in recorded  # kept as text
+    assert "TOPSECRETvalue" not in recorded + proc.stdout + proc.stderr
+
+
+def test_numpynet_train_refuses_an_interpolation_read_from_a_config_file(tmp_path: Path) -> None:
+    """A downloaded ``best_config.yaml`` edited to hold ``${oc.env:...}``: one line, nothing created."""
+    from commands import run_command
+
+    path = _best_config(tmp_path, "placeholder")
+    path.write_text(path.read_text().replace("run_name: placeholder", "run_name: leak-${oc.env:SOME_SECRET}"))
+    proc = run_command("numpynet-train", ["--config-dir", str(tmp_path), "--config-name", "best_config"], tmp_path,
+                       tracking_uri=None, env={"SOME_SECRET": "TOPSECRETvalue"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == ("numpynet-train: tracking.run_name='leak-${oc.env:SOME_SECRET}' is an interpolation read "
+                           "from a config file; numpynet-train resolves no ${...} from a file (it could copy this "
+                           "machine's environment or files into the run's record): write the value out, or give it "
+                           "on the command line as tracking.run_name=...\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_config.yaml"]  # no store, no run
+    # the user's own interpolation on the command line is theirs to resolve
+    proc = run_command("numpynet-train", ["--config-dir", str(tmp_path), "--config-name", "best_config",
+                                          "tracking.run_name=seed-${train.seed}"], tmp_path, tracking_uri=None)
+    assert proc.returncode == 0, proc.stderr
+    assert "(seed-0)" in proc.stderr

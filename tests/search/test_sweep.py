@@ -361,6 +361,10 @@ def test_a_killed_local_worker_leaves_nothing_running_after_resume(store):
     trials = _study(store, "killed").trials
     for number in dead:
         assert trials[number].state == TrialState.FAIL and attrs.ATTR_INTERRUPTED in trials[number].user_attrs
+        # its configuration is not lost: the resumed sweep queued it and ran it first
+        rerun = [t for t in trials if t.user_attrs.get(attrs.ATTR_RERUN_OF) == number]
+        assert len(rerun) == 1 and rerun[0].params == trials[number].params
+        assert rerun[0].state == TrialState.COMPLETE
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3  # the budget was completed
     running = [(r.info.run_name, r.data.tags.get("numpynet.role")) for r in _all_runs(_client(store))
                if r.info.status == "RUNNING"]

@@ -201,8 +201,23 @@ def test_fractions_out_of_range_and_too_small_for_stratification(tmp_path: Path)
 def test_test_labels_unknown_to_training(tmp_path: Path) -> None:
     path = tmp_path / "d.npz"
     np.savez(path, X=np.zeros((20, 2)), y=np.arange(20) % 2, X_test=np.zeros((3, 2)), y_test=np.array([0, 1, 2]))
-    with pytest.raises(UserError, match=r"test labels \[2\] never occur in the training split"):
+    with pytest.raises(UserError, match=r"test labels 2 never occur in the training split"):
         load_dataset(file_cfg(path))
+
+
+def test_a_long_list_in_an_error_is_cut_with_a_count(tmp_path: Path) -> None:
+    """Issue 23 item 11: 200 unseen classes were listed in full on one line."""
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((20, 2)), y=np.arange(20) % 2, X_test=np.zeros((200, 2)), y_test=np.arange(2, 202))
+    with pytest.raises(UserError) as caught:
+        load_dataset(file_cfg(path))
+    assert (f"{path}: test labels 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 190 more (200 in all) never occur in the "
+            "training split") in str(caught.value)
+    columns = tmp_path / "wide.csv"
+    columns.write_text(",".join(f"c{i}" for i in range(60)) + "\n" + ",".join("1" for _ in range(60)) + "\n")
+    with pytest.raises(UserError) as caught:
+        load_dataset(file_cfg(columns))
+    assert str(caught.value).endswith("(columns: c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 and 50 more (60 in all))")
 
 
 def test_feature_count_mismatch_between_train_and_test(tmp_path: Path) -> None:
