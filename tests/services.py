@@ -4,10 +4,12 @@ Imported by the tests that need them (``from services import ...``); the
 benchmarks use the same helpers (``from tests.services import ...``).
 
 PostgreSQL is expected at 127.0.0.1:5432 with trust authentication for the
-user ``postgres`` (as on every machine of the project, CI's included);
-``NUMPYNET_TEST_PG`` overrides the server URL (no database part), e.g.
-``postgresql+psycopg://postgres@db:5432``. A missing server fails the test
-with a clear message: these tests are part of CI and must not be skipped.
+user ``postgres``; ``NUMPYNET_TEST_PG`` overrides the server URL (no database
+part), e.g. ``postgresql+psycopg://postgres@db:5432``. When it is unset and
+nothing answers there, ``tests/conftest.py`` starts a throwaway server before
+the session and sets ``NUMPYNET_TEST_PG`` to it (``tests/throwaway_postgres.py``).
+A missing server fails the test with a clear message: these tests are part of
+CI and must not be skipped.
 Every database created here has a random name and is dropped afterwards;
 other databases are never touched.
 """
@@ -30,7 +32,6 @@ try:
 except ImportError:  # the benchmarks use the helpers without the test extras installed
     pytest = None
 
-PG_SERVER = os.environ.get("NUMPYNET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432").rstrip("/")
 DB_PREFIX = "numpynet_test_"
 
 
@@ -39,13 +40,18 @@ def _libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
+def pg_server() -> str:
+    """The PostgreSQL server's SQLAlchemy URL, without a database (read when used: the session may set it)."""
+    return os.environ.get("NUMPYNET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432").rstrip("/")
+
+
 def _admin():
     import psycopg
 
     try:
-        return psycopg.connect(_libpq(f"{PG_SERVER}/postgres"), autocommit=True, connect_timeout=10)
+        return psycopg.connect(_libpq(f"{pg_server()}/postgres"), autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        raise RuntimeError(f"PostgreSQL is needed at {PG_SERVER} (set NUMPYNET_TEST_PG): "
+        raise RuntimeError(f"PostgreSQL is needed at {pg_server()} (set NUMPYNET_TEST_PG): "
                            f"{str(exc).strip().splitlines()[0]}") from None
 
 
@@ -54,7 +60,7 @@ def create_database(prefix: str = DB_PREFIX) -> str:
     name = f"{prefix}{secrets.token_hex(6)}"
     with _admin() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{PG_SERVER}/{name}"
+    return f"{pg_server()}/{name}"
 
 
 def drop_database(url: str) -> None:

@@ -337,6 +337,8 @@ def print_error(prog: str, message: str, exc: BaseException | None) -> None:
 
 def hydra_message(exc: BaseException) -> str:
     """Hydra's and OmegaConf's multi-line reports, squeezed to one sentence."""
+    from numpynet.sweeps.search.overrides import ambiguous_value
+
     lines: list[str] = []
     for part in (exc, exc.__cause__):
         if part is None:
@@ -349,7 +351,7 @@ def hydra_message(exc: BaseException) -> str:
                 break
             lines.append(line)
     text = "; ".join(lines).replace(":;", ":").replace("\t", "")
-    return _unknown_key(exc) or text.replace(".;", ";") or type(exc).__name__
+    return _unknown_key(exc) or ambiguous_value(text) or text.replace(".;", ";") or type(exc).__name__
 
 
 def _unknown_key(exc: BaseException) -> str | None:

@@ -84,6 +84,7 @@ def mlflow_command() -> str:
 
 UI_PORT = 5000
 UI_ADDRESS = f"http://127.0.0.1:{UI_PORT}"
+UI_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"  # one server process (benchmarks/mlflow_ui_memory.py)
 
 
 def ui_command(tracking_uri: str) -> str:
@@ -91,17 +92,19 @@ def ui_command(tracking_uri: str) -> str:
 
     Printed, so a password in the URI is masked: the user has it already. One server worker:
     MLflow's default four each import the whole server (about 12 s to the first answer on two
-    cores instead of 5 s) to serve one person's browser.
+    cores instead of 5 s) to serve one person's browser. No job runner: MLflow 3's GenAI jobs
+    (a runner and eight huey consumers, about 1.5 GB of memory) serve nothing numpynet records.
     """
     from numpynet.sweeps.recording.redact import mask_url
 
-    return f"{mlflow_command()} ui --backend-store-uri {shlex.quote(mask_url(tracking_uri))} --port {UI_PORT} --workers 1"
+    return (f"{UI_ENV} {mlflow_command()} ui --backend-store-uri {shlex.quote(mask_url(tracking_uri))} "
+            f"--port {UI_PORT} --workers 1")
 
 
 def runs_page_url(ui_address: str, experiment_id: str | None) -> str:
     """The experiment's runs table in MLflow 3's UI (password masked).
 
-    MLflow 3.17's UI opens an experiment on the view of its GenAI / Model
+    MLflow 3.18's UI opens an experiment on the view of its GenAI / Model
     training switch (GenAI unless the browser remembers otherwise);
     ``workflowType=machine_learning`` in the address selects Model training.
     """

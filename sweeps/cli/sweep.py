@@ -79,8 +79,8 @@ def _run(name: str, sweep_overrides: list[str], train_overrides: list[str], debu
     except SweepInterrupted as exc:
         bar.close()
         print(f"\ninterrupted by {signal.Signals(exc.signum).name} {WHAT_STOPPED[exc.stage]}", file=sys.stderr)
-        if exc.summary is not None:
-            print_summary(exc.summary, file=sys.stderr)
+        if exc.summary is not None:  # the table goes where a finished sweep's goes: stdout
+            print_summary(exc.summary)
         raise SystemExit(128 + int(exc.signum))
     except BaseException as exc:
         bar.close()

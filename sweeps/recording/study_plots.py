@@ -1,7 +1,7 @@
 """Study plots that stay readable at 40 and at 200 trials.
 
 Optuna's own matplotlib plots are used where they read well (optimization
-history, parameter importances: fANOVA on 16 seeded trees, see
+history, parameter importances: PED-ANOVA as the Optuna dashboard, see
 :func:`param_importances`). These three replace the ones that did not:
 one colour per trial and a legend entry per trial (intermediate values),
 tick labels of neighbouring axes drawn over each other (parallel
@@ -17,6 +17,7 @@ in plain text (``10⁻³``, :func:`numpynet.sweeps.recording.plots.log_scale`).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -31,22 +32,37 @@ from optuna.trial import FrozenTrial, TrialState
 
 from numpynet.sweeps.recording.plots import log_scale
 
+log = logging.getLogger(__name__)
+
 DPI = 100
 MAX_WIDTH_IN = 12.0
 COMPLETE, PRUNED, BEST = "#4c72b0", "#dd8452", "#c0392b"
-# fANOVA's random forest for the importance plot. Optuna's default of 64
-# unseeded trees costs four times as much and draws other bars on every call;
-# 16 seeded trees give the same ranking within the spread between seeds.
-IMPORTANCE_TREES, IMPORTANCE_SEED = 16, 0
+#: below this many complete trials the importance plot says its ranking is not to be trusted
+MIN_TRIALS_FOR_IMPORTANCE = 20
 
 
 def param_importances(study: optuna.Study, metric: str = "objective value") -> Any:
-    """Optuna's importance plot, fANOVA on ``IMPORTANCE_TREES`` seeded trees (Optuna's Axes)."""
-    from optuna.importance import FanovaImportanceEvaluator
+    """Optuna's importance plot with PED-ANOVA, the evaluator Optuna's ``get_param_importances`` and the
+    Optuna dashboard use by default: the same ranking in the run's picture and in the dashboard, the
+    same bars on every call (no random forest). The title names the method and the number of complete
+    trials; below ``MIN_TRIALS_FOR_IMPORTANCE`` it carries a warning, and one is logged."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.importance import PedAnovaImportanceEvaluator
     from optuna.visualization.matplotlib import plot_param_importances
 
-    evaluator = FanovaImportanceEvaluator(n_trees=IMPORTANCE_TREES, seed=IMPORTANCE_SEED)
-    return plot_param_importances(study, evaluator=evaluator, target_name=metric)
+    n = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        ax = plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator(), target_name=metric)
+    title = f"Parameter importances (PED-ANOVA, as the Optuna dashboard) of {n} complete trials"
+    if n < MIN_TRIALS_FOR_IMPORTANCE:
+        log.warning("parameter importances rest on %d complete trials (fewer than %d): the ranking is a guess",
+                    n, MIN_TRIALS_FOR_IMPORTANCE)
+        title += f"\nwarning: fewer than {MIN_TRIALS_FOR_IMPORTANCE}, the ranking is not to be trusted"
+    ax.set_title(title, fontsize=10, **({"color": BEST} if n < MIN_TRIALS_FOR_IMPORTANCE else {}))
+    return ax
 
 
 def save(fig: Figure, path: Any, tight: bool = False) -> None:
@@ -84,11 +100,14 @@ def intermediate_values(study: optuna.Study, metric: str = "objective value") ->
             if state == TrialState.PRUNED:
                 ax.plot(steps[-1], values[-1], "x", color=colour, markersize=4, alpha=min(1.0, alpha + 0.3))
             counts[state] += 1
-    handles = [Line2D([], [], color=COMPLETE, label=f"complete ({counts[TrialState.COMPLETE]})"),
-               Line2D([], [], color=PRUNED, marker="x", label=f"pruned ({counts[TrialState.PRUNED]}), x = stopped")]
-    if best is not None and best.intermediate_values:
+    drawn_best = best is not None and bool(best.intermediate_values)
+    if drawn_best:
         steps, values = zip(*sorted(best.intermediate_values.items()))
         ax.plot(steps, values, color=BEST, linewidth=2.2)
+        counts[best.state] += 1  # drawn on top, counted with its state: the legend's counts are the terminal's
+    handles = [Line2D([], [], color=COMPLETE, label=f"complete ({counts[TrialState.COMPLETE]})"),
+               Line2D([], [], color=PRUNED, marker="x", label=f"pruned ({counts[TrialState.PRUNED]}), x = stopped")]
+    if drawn_best:
         handles.append(Line2D([], [], color=BEST, linewidth=2.2, label=f"best: trial {best.number}"))
     ax.set_xlabel("epoch (step)")
     ax.set_ylabel(metric)
@@ -202,8 +221,14 @@ def slice_plot(study: optuna.Study, metric: str = "objective value") -> Figure:
             ax.set_xlim(-0.5, len(choices) - 0.5)
         else:
             xs = np.array([float(t.params[name]) for t in having])
+            low, high = float(dist.low), float(dist.high)
             if dist.log:
                 log_scale(ax.xaxis)
+                ax.set_xlim(low / 1.2, high * 1.2)
+            else:
+                ax.set_xlim(low - 0.03 * (high - low), high + 0.03 * (high - low))
+            # the searched range, not the trials' spread: the same ticks at 9 trials as at 200 (a few
+            # trials within one decade got a minor label per tick, drawn over each other)
             ax.tick_params(axis="x", labelsize=8)
         ax.scatter(xs, ys, s=14, color=COMPLETE, alpha=0.6, linewidths=0)
         for x, t in zip(xs, having):

@@ -16,6 +16,8 @@ and splitting only.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -117,3 +119,19 @@ def grammar_error(arg: str, exc: BaseException) -> str:
     return (f"{arg}: not an override in Hydra's grammar ({detail}); allowed: KEY=VALUE, +KEY=VALUE, ++KEY=VALUE, "
             f"~KEY, GROUP=OPTION; quote a value that holds spaces, non-ASCII letters or = , [ ] {{ }} ( ), "
             f"e.g. '{example}' (see {GRAMMAR_URL})")
+
+
+_AMBIGUOUS = re.compile(r"Ambiguous value for argument '([^'=]+)=([^']*)'")
+
+
+def ambiguous_value(text: str) -> str | None:
+    """Hydra's "Ambiguous value for argument 'K=a,b'" (a comma list outside brackets), worded for
+    numpynet: a list or a quoted string. Hydra's third way, ``--multirun``, is refused by both commands;
+    a search over values is a ``numpynet-sweep`` space. None for any other message."""
+    match = _AMBIGUOUS.search(text)
+    if match is None:
+        return None
+    key, value = match.groups()
+    return (f"{key}={value} is ambiguous: for a list write '{key}=[{value}]', for a string quote it: "
+            f"\"{key}='{value}'\" (numpynet has no --multirun: to try several values, search them with "
+            f"numpynet-sweep, docs/sweeps.md)")

@@ -71,8 +71,8 @@ hydra:
 def warm_up() -> None:
     """Pay the end report's one-time costs early, while worker processes train.
 
-    The first PNG a process renders loads fonts and the Agg canvas; fANOVA's
-    importances import scikit-learn's forests; logging the model imports
+    The first PNG a process renders loads fonts and the Agg canvas; the importance
+    evaluator (PED-ANOVA) is imported; logging the model imports
     MLflow's model and pyfunc modules and scans every installed distribution
     once to check the model's requirements (about 1 s in this venv). Paid
     here, they are not paid between the last trial and the end of the sweep.
@@ -94,7 +94,7 @@ def warm_up() -> None:
         fig.savefig(io.BytesIO(), format="png", dpi=study_plots.DPI, bbox_inches="tight")
 
     def importances() -> None:
-        optuna.importance.FanovaImportanceEvaluator()
+        optuna.importance.PedAnovaImportanceEvaluator()
 
     def model_logging() -> None:
         import mlflow.pyfunc  # noqa: F401

@@ -53,8 +53,10 @@ def flatten_space(space: Mapping[str, Any] | None, *, complete: bool = True) -> 
         if "type" not in spec:
             known = ", ".join(p for p, sp in out.items() if "type" in sp)
             changed = ", ".join(f"sweep.space.{path}.{k}" for k in spec)
+            kind = "categorical" if "choices" in spec else \
+                "int" if all(isinstance(spec.get(k), int) for k in ("low", "high") if k in spec) else "float"
             raise UserError(f"{changed}: {path!r} is not searched by this study (searched: {known}); to add it, "
-                            f"give its type too, e.g. sweep.space.{path}.type=float")
+                            f"give its type too, e.g. sweep.space.{path}.type={kind}")
     return out
 
 

@@ -119,6 +119,7 @@ class TrialPipeline:
         curve = ObjectiveCurve(self.objective, self.maximize)
         sampled: dict[str, Any] = {}
         run_id: str | None = None
+        named = False  # the run's name is ours to set ("trial-7"), not the user's tracking.run_name
 
         def on_epoch(epoch: int, metrics: dict) -> None:
             interrupt.check()  # Ctrl-C / SIGTERM stop the trial here, never inside a storage write
@@ -140,8 +141,9 @@ class TrialPipeline:
             dataset = load_dataset(cfg.data)
             tags = {names.STUDY: self.study_name, names.TRIAL: str(trial.number),
                     names.OVERRIDES: " ".join(recordable_overrides(overrides))}
-            if not cfg.tracking.run_name:  # "trial-7" reads better than seven "digits-adam-64x32" in the UI
-                tags[names.MLFLOW_RUN_NAME] = f"trial-{trial.number}"
+            named = not cfg.tracking.run_name  # "trial-7" reads better than seven "digits-adam-64x32" in the UI
+            if named:
+                tags[names.MLFLOW_RUN_NAME] = names.trial_run_name(trial.number)
             run_id = self.trainer.start(cfg, dataset, parent_run_id=self.parent_run_id,
                                         experiment_id=self.experiment_id, tags=tags)
             trial.set_user_attr(attrs.ATTR_RUN_ID, run_id)
@@ -150,10 +152,11 @@ class TrialPipeline:
         except optuna.TrialPruned:
             trial.set_user_attr(attrs.ATTR_PRUNED_EPOCH, curve.epoch)
             outcome = self._finish(study, trial, TrialState.PRUNED, None, run_id, sampled,
-                                   {names.PRUNED_EPOCH: str(curve.epoch)})
+                                   {names.PRUNED_EPOCH: str(curve.epoch)}, named)
         except (KeyboardInterrupt, SystemExit):
             trial.set_user_attr(attrs.ATTR_INTERRUPTED, True)
-            self._finish(study, trial, TrialState.FAIL, None, run_id, sampled, {names.FAILURE_REASON: "interrupted"})
+            self._finish(study, trial, TrialState.FAIL, None, run_id, sampled, {names.FAILURE_REASON: "interrupted"},
+                         named)
             budget.requeue_interrupted(study, trial)
             raise
         except Exception as exc:  # diverged, bad sampled value, any bug: the study goes on
@@ -164,7 +167,7 @@ class TrialPipeline:
             trial.set_user_attr(attrs.ATTR_FAIL_REASON, reason)
             trial.set_user_attr(attrs.ATTR_FAIL_KIND, kind)
             outcome = self._finish(study, trial, TrialState.FAIL, None, run_id, sampled,
-                                   {names.FAILURE_REASON: reason})
+                                   {names.FAILURE_REASON: reason}, named)
             if kind == failures.FAULT:
                 raise SweepStopped(failures.fault_message(reason, trial.number), 1) from exc
         else:
@@ -176,16 +179,21 @@ class TrialPipeline:
                 trial.set_user_attr(attrs.ATTR_FAIL_REASON, reason)
                 trial.set_user_attr(attrs.ATTR_FAIL_KIND, failures.NUMERIC)
                 outcome = self._finish(study, trial, TrialState.FAIL, None, run_id, sampled,
-                                       {names.FAILURE_REASON: reason})
+                                       {names.FAILURE_REASON: reason}, named)
             else:
-                outcome = self._finish(study, trial, TrialState.COMPLETE, value, run_id, sampled, {})
+                outcome = self._finish(study, trial, TrialState.COMPLETE, value, run_id, sampled, {}, named)
         if self.on_trial_end is not None:
             self.on_trial_end(outcome)
         return outcome
 
-    def _finish(self, study, trial, state, value, run_id, sampled, tags) -> TrialOutcome:
-        """Tag and end the run with the trial's outcome (queued), then tell Optuna."""
+    def _finish(self, study, trial, state, value, run_id, sampled, tags, named=False) -> TrialOutcome:
+        """Tag and end the run with the trial's outcome (queued), then tell Optuna. When ``named``, the
+        run's name says the outcome (:func:`names.trial_run_name`)."""
         if run_id is not None:
+            if named:
+                outcome = "INTERRUPTED" if trial.user_attrs.get(attrs.ATTR_INTERRUPTED) else state.name
+                tags = {**tags, names.MLFLOW_RUN_NAME: names.trial_run_name(
+                    trial.number, outcome, value, trial.user_attrs.get(attrs.ATTR_PRUNED_EPOCH))}
             status = "FINISHED" if state in (TrialState.COMPLETE, TrialState.PRUNED) else \
                 "KILLED" if trial.user_attrs.get(attrs.ATTR_INTERRUPTED) else "FAILED"
             try:

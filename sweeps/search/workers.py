@@ -17,6 +17,7 @@ from multiprocessing.connection import wait as wait_for_processes
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -143,6 +144,10 @@ def open_study(plan: SweepPlan, space: SearchSpace, worker_index: int = 0) -> op
     if study.direction.name.lower() != sweep["direction"]:
         raise UserError(f"study {sweep['study_name']!r} in {mask_url(plan.storage_url)} was created to "
                         f"{study.direction.name.lower()}, not to {sweep['direction']}; pick another sweep.study_name")
+    if study.metric_names != [sweep["metric"]]:  # the dashboard names the objective ("val_accuracy", not "Objective 0")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([sweep["metric"]])
     return study
 
 
@@ -220,7 +225,7 @@ def _warm_up_for_the_report() -> None:
     """While the workers train, pay the end-of-sweep report's one-time costs here.
 
     The parent only watches; without this, the model-logging modules, MLflow's
-    scan of the installed packages, fANOVA's imports and matplotlib's first
+    scan of the installed packages, the importance evaluator's imports and matplotlib's first
     draw were paid after the last trial, on the clock (see
     :func:`numpynet.sweeps.search.report.warm_up`). With ``n_jobs=1`` the trials
     run in this very interpreter, where the same work would only slow them.

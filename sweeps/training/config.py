@@ -243,10 +243,30 @@ def _unknown_key(exc: BaseException, overrides: Sequence[str], config_name: str)
     return None
 
 
+def _options_with(group: str, key: str) -> list[str]:
+    """The options of config group ``group`` (``data``) whose file sets ``key``: ``file`` for ``path``."""
+    import yaml
+
+    if not group or "." in group or not (CONF_DIR / group).is_dir():
+        return []
+    found = []
+    for path in sorted((CONF_DIR / group).glob("*.yaml")):
+        body = yaml.safe_load(path.read_text()) or {}
+        if isinstance(body, dict) and key in body:
+            found.append(path.stem)
+    return found
+
+
 def no_such_key(subject: str, group: str, key: str, keys: Sequence[str]) -> str:
     """The one wording of an unknown config key, for ``numpynet-train`` and ``numpynet-sweep`` alike:
     ``train.epochs=5: train has no key 'epochs' (its keys: epoch, mini_batch_size, ...)``."""
-    return f"{subject}: {group or 'the config'} has no key {key!r} (its keys: {', '.join(keys)})"
+    message = f"{subject}: {group or 'the config'} has no key {key!r} (its keys: {', '.join(keys)})"
+    options = _options_with(group, key)
+    if options:  # data.path belongs to data=file: name the option that has the key
+        given = subject if "=" in subject else f"{subject}=..."
+        message += (f"; {' and '.join(f'{group}={o}' for o in options)} {'has' if len(options) == 1 else 'have'} "
+                    f"it: e.g. {group}={options[0]} {given}")
+    return message
 
 
 def compose_with_hydra_node(overrides: Sequence[str] = (), config_name: str = PRIMARY_CONFIG) -> DictConfig:

@@ -320,9 +320,10 @@ def train(
     """
     with interrupt.at_once():  # nothing is created yet: a signal while the data loads stops at once
         cfg = check_config(cfg)
+        uri = None if trainer else tracking.resolve_tracking_uri(cfg.tracking.uri)  # a refused store: before the data
         dataset = load_dataset(cfg.data)
         check_network_fits(cfg, dataset.n_features, dataset.n_classes)  # before a run exists
-    trainer = trainer or Trainer(tracking.resolve_tracking_uri(cfg.tracking.uri))
+    trainer = trainer or Trainer(uri)
     experiment_id = trainer.client.get_run(parent_run_id).info.experiment_id if parent_run_id else None
     run_id = trainer.start(cfg, dataset, parent_run_id=parent_run_id, experiment_id=experiment_id, tags=tags)
     try:

@@ -50,22 +50,25 @@ def test_train_help_lists_only_the_groups_training_accepts(tmp_path):
 @pytest.mark.slow
 def test_printed_ui_command_runs_from_a_plain_shell(tmp_path, _template_store):
     """No venv on PATH: the command works as printed (port changed to a free one), on the store a
-    sweep leaves (a copy of the migrated template), without MLflow's GenAI job runner (three more
-    processes that numpynet never uses; the variable changes nothing in the command itself). The
-    command asks for one uvicorn worker instead of MLflow's default four (each imports the whole
-    server: 12 s instead of 5 s to the first answer on two cores)."""
+    sweep leaves (a copy of the migrated template), as one server process: the command itself turns
+    MLflow's GenAI job runner off (a runner and eight huey consumers, about 1.5 GB, that numpynet never
+    uses; nothing in this test's environment does it). It asks for one uvicorn worker instead of
+    MLflow's default four (each imports the whole server: 12 s instead of 5 s to the first answer)."""
+    import psutil
+
     command = ui_command(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    assert shlex.split(command)[0] in (str(Path(sys.executable).with_name("mlflow")), sys.executable)
-    assert shlex.split(command)[-2:] == ["--workers", "1"]
+    words = shlex.split(command)
+    assert words[0] == "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"
+    assert words[1] in (str(Path(sys.executable).with_name("mlflow")), sys.executable)
+    assert words[-2:] == ["--workers", "1"]
     port = free_port()
     command = command.replace("--port 5000", f"--port {port}")
-    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"),
-           "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     assert str(Path(sys.executable).parent) not in env["PATH"].split(":")  # the venv is not on PATH
     (tmp_path / "mlruns").mkdir()
     shutil.copy(_template_store, tmp_path / "mlruns" / "mlflow.db")
     log = open(tmp_path / "ui.log", "wb")
-    proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=tmp_path, env=env, stdout=log,
+    proc = subprocess.Popen(["bash", "-c", command], cwd=tmp_path, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         import requests
@@ -80,6 +83,12 @@ def test_printed_ui_command_runs_from_a_plain_shell(tmp_path, _template_store):
                 pass
             assert time.monotonic() < end, "the MLflow UI did not answer in 120 s"
             time.sleep(0.5)
+        # `mlflow ui` starts the server (and, unless turned off, the job runner) before the server answers
+        tree = [p for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+                if p.name() != "bash"]
+        lines = [" ".join(p.cmdline())[:160] for p in tree]
+        assert len(tree) == 2, lines  # the `mlflow ui` command and its one uvicorn server
+        assert not any("huey" in line or "job" in line for line in lines), lines
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
@@ -143,6 +152,7 @@ def test_progress_draws_no_lines_on_a_terminal(monkeypatch):
     assert "trial 0" not in stream.getvalue()
 
 
+@pytest.mark.slow
 def test_experiment_is_tagged_for_the_model_training_view(mlflow_store):
     from mlflow import MlflowClient
 

@@ -57,6 +57,7 @@ def test_a_different_config_is_reported_with_the_first_differing_epoch(mlflow_st
     assert verdict.same_data
 
 
+@pytest.mark.slow
 def test_overrides_apply_and_a_length_change_exits_1(mlflow_store: str, capsys) -> None:
     from numpynet.sweeps.cli.reproduce import reproduce_main
 
@@ -66,6 +67,7 @@ def test_overrides_apply_and_a_length_change_exits_1(mlflow_store: str, capsys) 
     assert out.startswith("DIFFERENT: run ") and "logged 4 epochs of train_cost, run " in out and "logged 3" in out
 
 
+@pytest.mark.slow
 def test_changed_data_is_named_in_the_verdict(mlflow_store: str) -> None:
     source = train(compose_config(TINY))["run_id"]
     verdict = reproduce(source, overrides=["data.seed=5"])
@@ -117,6 +119,7 @@ def test_a_store_that_does_not_exist_is_named_and_not_created(tmp_path: Path, mo
     assert list(tmp_path.iterdir()) == []  # no empty store left behind
 
 
+@pytest.mark.slow
 def test_reproduction_lands_in_the_source_experiment_and_store(mlflow_store: str) -> None:
     source = train(compose_config([*TINY, "tracking.experiment=elsewhere"]))["run_id"]
     reproduction = Reproduction(source, tracking_uri=mlflow_store)

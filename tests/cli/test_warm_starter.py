@@ -20,6 +20,7 @@ def _warm():
         commands.stop_warm_starter()
 
 
+@pytest.mark.slow
 def test_a_warm_command_has_its_own_process_directory_environment_and_exit_status(
         tmp_path: Path, mlflow_store: str) -> None:
     from mlflow import MlflowClient
@@ -52,6 +53,7 @@ def test_a_warm_command_is_killed_by_a_real_signal(tmp_path: Path, mlflow_store:
     proc.send_signal(signal.SIGTERM)  # after the end: nothing to signal, no error (as subprocess.Popen)
 
 
+@pytest.mark.slow
 def test_a_command_that_sets_a_start_up_variable_starts_cold(tmp_path: Path) -> None:
     proc = start_command("numpynet-train", ["--help"], tmp_path, env={"OPENBLAS_NUM_THREADS": "1"})
     assert isinstance(proc, subprocess.Popen)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from commands import run_command
 from services import create_database, drop_database
+from throwaway_postgres import client_program
 
 SECRET = "S3CRETpw"
 
@@ -39,7 +40,8 @@ def stores():
 
 def _dump(url: str) -> str:
     libpq = url.replace("postgresql+psycopg://", "postgresql://").replace(f":{SECRET}@", "@")
-    return subprocess.run(["pg_dump", "--data-only", libpq], capture_output=True, text=True, check=True).stdout
+    return subprocess.run([client_program("pg_dump"), "--data-only", libpq], capture_output=True, text=True,
+                          check=True).stdout
 
 
 def _files_holding_the_secret(root: Path) -> list[str]:

@@ -120,6 +120,7 @@ def _replace_logged_config(client, run_id: str, tmp_path: Path, edit) -> None:
     client.log_artifact(run_id, str(upload))  # the local artifact store replaces the file
 
 
+@pytest.mark.slow
 def test_reproduce_refuses_an_interpolation_in_a_logged_config(mlflow_store: str, tmp_path: Path, capsys,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow import MlflowClient

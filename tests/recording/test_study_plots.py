@@ -79,7 +79,7 @@ def test_intermediate_values_legend_has_three_entries_coloured_by_state():
     texts = [t.get_text() for t in legend.get_texts()]
     n_complete = len(study.get_trials(states=(TrialState.COMPLETE,)))
     n_pruned = len(study.get_trials(states=(TrialState.PRUNED,)))
-    assert texts == [f"complete ({n_complete - 1})", f"pruned ({n_pruned}), x = stopped",
+    assert texts == [f"complete ({n_complete})", f"pruned ({n_pruned}), x = stopped",  # as the terminal counts
                      f"best: trial {study.best_trial.number}"]
     # the legend fits inside its plot
     fig.canvas.draw()
@@ -136,18 +136,43 @@ def test_a_narrow_log_range_keeps_its_minor_labels_in_plain_text():
     assert not any("$" in text for text in labels), labels
 
 
-def test_the_importance_plot_is_the_same_on_every_call():
+def test_the_importance_plot_is_the_dashboard_s_method_the_same_on_every_call():
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
+
+    study = synthetic_study(40)
+    n_complete = len(study.get_trials(states=(TrialState.COMPLETE,)))
+    try:
+        with matplotlib.rc_context():  # Optuna's plot switches the style: not for the tests after this one
+            axes = [study_plots.param_importances(study, "val_accuracy") for _ in range(2)]
+            bars = [[p.get_width() for p in ax.patches] for ax in axes]
+            labels = [t.get_text() for t in axes[0].get_yticklabels()]
+            title = axes[0].get_title()
+    finally:
+        plt.close("all")
+    assert bars[0] == bars[1] and len(bars[0]) >= 5
+    # the ranking the Optuna dashboard shows: PED-ANOVA, as it computes it
+    dashboard = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
+    assert [name for name in labels[::-1] if name in dashboard] == list(dashboard)[:len(labels)]
+    assert title.startswith(f"Parameter importances (PED-ANOVA, as the Optuna dashboard) of {n_complete} complete trials")
+    assert "warning" not in title and n_complete >= study_plots.MIN_TRIALS_FOR_IMPORTANCE
+
+
+def test_the_importance_plot_warns_below_its_minimum_of_complete_trials(caplog):
     import matplotlib
     import matplotlib.pyplot as plt
 
-    study = synthetic_study(40)
+    study = synthetic_study(11)  # 9 or 10 complete, as a short default sweep
+    n_complete = len(study.get_trials(states=(TrialState.COMPLETE,)))
+    assert n_complete < study_plots.MIN_TRIALS_FOR_IMPORTANCE
     try:
-        with matplotlib.rc_context():  # Optuna's plot switches the style: not for the tests after this one
-            bars = [[p.get_width() for p in study_plots.param_importances(study, "val_accuracy").patches]
-                    for _ in range(2)]
+        with matplotlib.rc_context():
+            title = study_plots.param_importances(study, "val_accuracy").get_title()
     finally:
         plt.close("all")
-    assert len(bars[0]) == 6 and bars[0] == bars[1]  # train.decay_rate is conditional: fANOVA leaves it out
+    assert f"of {n_complete} complete trials\nwarning: fewer than {study_plots.MIN_TRIALS_FOR_IMPORTANCE}" in title
+    assert any(f"rest on {n_complete} complete trials" in r.getMessage() for r in caplog.records)
 
 
 def test_the_study_plots_leave_the_process_s_matplotlib_style_as_it_was():
@@ -164,3 +189,45 @@ def test_the_study_plots_leave_the_process_s_matplotlib_style_as_it_was():
         assert "optimization_history" in figures
         after = dict(matplotlib.rcParams)
     assert {k: after[k] for k in after if after[k] != before[k]} == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_trials", [9, 40, 200])
+def test_slice_plot_tick_labels_do_not_overlap(n_trials):
+    """Every axis of the slice plot, the log ones included (learning rate, lambd, decay rate): no two tick
+    labels drawn over each other, at the default sweep's 9 complete trials as at 40 and 200."""
+    for study in (synthetic_study(n_trials), _few_in_one_decade(n_trials)):
+        _assert_no_overlapping_tick_labels(study_plots.slice_plot(study, "val_accuracy"))
+
+
+def _few_in_one_decade(n: int) -> optuna.Study:
+    """Trials whose learning rates and decay rates all fall within about one decade, as in a short
+    default sweep (the case that drew 2×10⁻³, 3×10⁻³, 4×10⁻³... over each other)."""
+    rng = random.Random(1)
+    study = optuna.create_study(direction="maximize")
+    dists = {"optimizer.learning_rate": FloatDistribution(1e-4, 3e-2, log=True),
+             "train.decay_rate": FloatDistribution(1e-3, 1.0, log=True), "train.keep_prob": FloatDistribution(0.6, 1.0)}
+    for _ in range(n):
+        params = {"optimizer.learning_rate": rng.uniform(2e-3, 2.7e-2), "train.decay_rate": rng.uniform(0.014, 0.09),
+                  "train.keep_prob": rng.uniform(0.6, 1.0)}
+        study.add_trial(create_trial(value=rng.random(), params=params, distributions=dists))
+    return study
+
+
+def _assert_no_overlapping_tick_labels(fig) -> None:
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    checked = 0
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            labels = [t.label1 for t in axis.get_major_ticks() + axis.get_minor_ticks()
+                      if t.label1.get_visible() and t.label1.get_text() and low <= t.get_loc() <= high]
+            boxes = [t.get_window_extent(renderer) for t in labels]
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1:]:
+                    assert not a.overlaps(b), (ax.get_title(), [t.get_text() for t in labels])
+            checked += len(labels)
+    assert checked > 10

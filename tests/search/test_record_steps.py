@@ -40,11 +40,13 @@ def test_optuna_steps_are_the_mlflow_steps_of_the_reported_metric(tiny_sweep, na
         assert sorted(trial.intermediate_values) == [m.step for m in curve], trial.number
         assert [trial.intermediate_values[m.step] for m in curve] == pytest.approx([m.value for m in curve])
         if trial.state == TrialState.COMPLETE:  # every epoch was reported; the value is the final epoch's
+            assert record.children[trial.number].info.run_name == f"{trial.value:.3f} complete · trial-{trial.number}"
             epochs = int(record.children[trial.number].data.params["train.epoch"])
             assert [m.step for m in curve] == list(range(epochs)), trial.number
             assert trial.value == pytest.approx(curve[-1].value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PRUNING)
 def test_a_pruned_trial_records_its_last_reported_step_as_pruned_epoch(tiny_sweep, name):
     record = tiny_sweep(name)
@@ -56,6 +58,8 @@ def test_a_pruned_trial_records_its_last_reported_step_as_pruned_epoch(tiny_swee
         assert trial.user_attrs[attrs.ATTR_PRUNED_EPOCH] == last
         assert run.data.tags[names.PRUNED_EPOCH] == str(last)
         assert run.data.tags[names.TRIAL_STATE] == "PRUNED" and run.info.status == "FINISHED"
+        # the runs table shows the outcome in the name: the epoch it was pruned at
+        assert run.info.run_name == f"pruned@{last} · trial-{trial.number}"
         for metric in names.CURVES:  # every curve of the run stops at that epoch
             assert max(m.step for m in record.history(trial.number, metric)) == last, metric
 

@@ -59,6 +59,7 @@ def test_cmaes_samples_every_trial_after_the_first(tiny_sweep):
             pytest.approx(trial.params)
 
 
+@pytest.mark.slow
 def test_qmc_follows_the_unscrambled_sobol_sequence(tiny_sweep):
     """After a random first trial, Sobol's points 0 and 1: every parameter at its low end, then at
     its middle (geometric for a log scale)."""

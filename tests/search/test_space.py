@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -12,6 +10,7 @@ import os
 import numpy as np
 import pytest
 import yaml
+from commands import run_command
 
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.samplers import make_sampler
@@ -151,6 +150,7 @@ def test_unknown_sweep_name_lists_the_files():
         prepare("nope", [], [])
 
 
+@pytest.mark.slow
 def test_every_shipped_study_file_validates():
     conf = Path(__file__).resolve().parents[2] / "conf" / "sweep"
     names = sorted(p.stem for p in conf.glob("*.yaml"))
@@ -209,8 +209,7 @@ def test_overrides_format_for_hydra():
 def test_cli_bad_space_exits_2_without_traceback(tmp_path):
     space = {"optimizer.learning_rate": {"type": "float", "low": 1.0, "high": 0.5}}
     path = _sweep_file(tmp_path, space)
-    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()",
-                           f"sweep={path}"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = run_command("numpynet-sweep", [f"sweep={path}"], tmp_path, tracking_uri=None, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "low=1.0 must be smaller than high=0.5" in proc.stderr
@@ -226,20 +225,12 @@ def test_a_fixed_value_for_a_searched_key_is_an_error_not_silently_ignored(tmp_p
 
 
 # ------------------------------------------ issue 10, items 6, 18, 19
-def _local_env() -> dict[str, str]:
-    """This environment without MLFLOW_TRACKING_URI (mlflow.set_tracking_uri in earlier tests exports it)."""
-    import os
-
-    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-
-
 @pytest.mark.slow
 def test_a_nan_bound_in_a_study_file_fails_before_any_run_or_trial(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("study_name: t\nn_trials: 2\nspace:\n  train.lambd: {type: float, low: .nan, high: 1.0}\n")
-    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()",
-                           f"sweep={path}", "train.regularization=l2"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env=_local_env())
+    proc = run_command("numpynet-sweep", [f"sweep={path}", "train.regularization=l2"], tmp_path, tracking_uri=None,
+                       timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "sweep.space.train.lambd.low=nan is invalid: must be a finite number" in proc.stderr
@@ -282,15 +273,17 @@ def test_a_bound_of_a_key_the_study_does_not_search_is_refused_by_name(tmp_path)
     with pytest.raises(UserError, match=r"sweep.space.train.epoch.high: 'train.epoch' is not searched by this study "
                                         r"\(searched: optimizer.learning_rate, .*\); to add it, give its type too"):
         prepare("default", ["space.train.epoch.high=10"], [])
+    with pytest.raises(UserError, match=r"give its type too, e.g. sweep.space.train.epoch.type=int$"):
+        prepare("default", ["space.train.epoch.high=10"], [])  # an int bound: an int parameter
 
 
 @pytest.mark.slow
-def test_cli_bound_override_runs_a_sweep_with_that_bound(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()",
-                           "sweep.n_trials=2", "sweep.study_name=cli-bound", "sweep.pruner.name=none",
-                           "sweep.space.optimizer.learning_rate.low=0.02", "sweep.space.optimizer.learning_rate.high=0.025",
-                           "train.epoch=2", "network.hidden=[8]", "tracking.log_plots=false"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_local_env())
+def test_cli_bound_override_runs_a_sweep_with_that_bound(store):
+    tmp_path = store  # the default local stores, the MLflow one already migrated (conftest.py)
+    proc = run_command("numpynet-sweep", [
+        "sweep.n_trials=2", "sweep.study_name=cli-bound", "sweep.pruner.name=none",
+        "sweep.space.optimizer.learning_rate.low=0.02", "sweep.space.optimizer.learning_rate.high=0.025",
+        "train.epoch=2", "network.hidden=[8]", "tracking.log_plots=false"], tmp_path, tracking_uri=None)
     assert proc.returncode == 0, proc.stderr
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -301,16 +294,15 @@ def test_cli_bound_override_runs_a_sweep_with_that_bound(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_quick_try_with_few_epochs_runs_and_warns_that_discrete_decay_never_steps(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "from numpynet.sweeps.cli.sweep import sweep_main; sweep_main()",
-                           "train.epoch=5", "sweep.n_trials=2", "sweep.study_name=quick",
-                           "network.hidden=[8]", "tracking.log_plots=false"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_local_env())
+def test_a_quick_try_with_few_epochs_runs_and_warns_that_discrete_decay_never_steps(store):
+    proc = run_command("numpynet-sweep", ["train.epoch=5", "sweep.n_trials=2", "sweep.study_name=quick",
+                                          "network.hidden=[8]", "tracking.log_plots=false"], store, tracking_uri=None)
     assert proc.returncode == 0, proc.stderr
     assert "train.decay_interval=20 >= train.epoch=5: the discrete schedule never steps" in proc.stderr
     assert "study 'quick': 2 complete" in proc.stdout
 
 
+@pytest.mark.slow
 def test_an_error_while_sampling_ends_the_trial_fail_and_no_run_stays_running(tmp_path, monkeypatch):
     from mlflow import MlflowClient
     from optuna.storages.journal import JournalFileBackend, JournalStorage

@@ -38,6 +38,7 @@ def _csv(path: Path, seed: int = 0) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_resume_with_the_study_s_settings_goes_on_and_the_setup_is_recorded_once(store):
     run_sweep("default", ["n_trials=1", *STUDY], FAST)
     setup = _study(store).user_attrs[STUDY_ATTR_SETUP]
@@ -53,6 +54,7 @@ def test_a_resume_with_the_study_s_settings_goes_on_and_the_setup_is_recorded_on
     assert len(study.trials) == 2 and study.user_attrs[STUDY_ATTR_SETUP] == setup
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("changed, named", [
     (["train.epoch=4"], "train.epoch: study 3, command 4"),
     (["network.hidden=[16]"], "network.hidden: study [8], command [16]"),
@@ -73,12 +75,14 @@ def test_a_resume_with_other_training_settings_is_refused_before_any_run(store, 
     assert trials == [(t.number, t.state, t.params) for t in _study(store).trials]
 
 
+@pytest.mark.slow
 def test_another_metric_is_another_setup(store):
     run_sweep("default", ["n_trials=1", *STUDY], FAST)
     with pytest.raises(UserError, match="sweep.metric: study val_accuracy, command val_balanced_accuracy"):
         run_sweep("default", ["n_trials=2", *STUDY, "metric=val_balanced_accuracy"], FAST)
 
 
+@pytest.mark.slow
 def test_data_is_compared_by_content_not_by_path(store):
     first = _csv(store / "a.csv")
     data = ["data=file", "data.label_column=label"]
@@ -93,6 +97,7 @@ def test_data_is_compared_by_content_not_by_path(store):
         run_sweep("default", ["n_trials=3", *STUDY], [*FAST, *data, f"data.path={other}"])
 
 
+@pytest.mark.slow
 def test_check_setup_false_resumes_another_setup_with_a_warning_and_keeps_the_first(store, caplog):
     run_sweep("default", ["n_trials=1", *STUDY], FAST)
     first = _study(store).user_attrs[STUDY_ATTR_SETUP]

@@ -54,6 +54,7 @@ def test_small_sweep_is_fully_recorded(store, _template_store):
     client = _client(store)
     assert len(study.trials) == 3
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert study.metric_names == ["val_accuracy"]  # what the Optuna dashboard calls the objective
 
     children = {int(r.data.tags[TAG_TRIAL]): r for r in _children(client, summary.parent_run_id)}
     assert sorted(children) == [0, 1, 2]  # exactly one child run per trial
@@ -61,7 +62,7 @@ def test_small_sweep_is_fully_recorded(store, _template_store):
         run = children[trial.number]
         assert run.info.status == "FINISHED"
         assert run.data.tags[TAG_STATE] == trial.state.name
-        assert run.info.run_name == f"trial-{trial.number}"
+        assert run.info.run_name == f"{trial.value:.3f} complete · trial-{trial.number}"  # named when it ended
         assert trial.user_attrs[attrs.ATTR_RUN_ID] == run.info.run_id
         for key, value in trial.params.items():
             logged = run.data.params[key]
@@ -160,14 +161,17 @@ def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(store):
             assert "diverged" in trial.user_attrs[attrs.ATTR_FAIL_REASON]
             assert run.info.status == "FAILED"
             assert "diverged" in run.data.tags["numpynet.failure_reason"]
+            assert run.info.run_name == f"failed · trial-{trial.number}"
         if trial.state == TrialState.PRUNED:
             epoch = trial.user_attrs[attrs.ATTR_PRUNED_EPOCH]
+            assert run.info.run_name == f"pruned@{epoch} · trial-{trial.number}"
             assert run.data.tags[TAG_PRUNED_EPOCH] == str(epoch)
             assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == epoch + 1 < 8
             assert run.info.status == "FINISHED"
     assert summary.best_value == pytest.approx(study.best_value)
 
 
+@pytest.mark.slow
 def test_a_study_where_every_trial_fails_ends_with_a_clear_error(store):
     from numpynet.sweeps.errors import UserError
 
@@ -192,6 +196,7 @@ def _spawned_children(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_while_the_workers_start_ends_the_sweep(store, signum):
     """Ctrl-C reaches the whole process group while the spawned workers are still starting up: they die
@@ -245,6 +250,8 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
     assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err
     assert "interrupted" in err
+    # the table of the trials done goes to stdout, as at a normal end; only the interruption is on stderr
+    assert "study 'stop': " in out and "study 'stop': " not in err, (out, err)
 
     trials = _study(store, "stop").trials
     assert TrialState.RUNNING not in [t.state for t in trials]
@@ -271,6 +278,7 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
     assert all(r.info.status != "RUNNING" for r in _all_runs(client))
 
 
+@pytest.mark.slow
 def test_log_study_plots_false_keeps_the_parent_s_table_and_config_but_draws_no_plot(store):
     summary = run_sweep("default", ["n_trials=2", "study_name=noplots", "pruner.name=none", "log_study_plots=false"],
                         FAST)
@@ -365,8 +373,8 @@ def test_a_killed_local_worker_leaves_nothing_running_after_resume(store):
 
 def test_the_parent_of_worker_processes_pays_the_report_s_one_time_costs_while_they_train(monkeypatch):
     """What the watching parent warms up (after the first trial, see ``run_processes``): MLflow's scan of
-    the installed packages, which logging a model otherwise pays after the last trial, and fANOVA's
-    evaluator (scikit-learn's forests) for the importance plot."""
+    the installed packages, which logging a model otherwise pays after the last trial, and the
+    importance plot's evaluator (PED-ANOVA)."""
     import optuna
     from mlflow.utils import requirements_utils
 
@@ -374,11 +382,11 @@ def test_the_parent_of_worker_processes_pays_the_report_s_one_time_costs_while_t
 
     scans, evaluators = [], []
     real_scan, real_evaluator = requirements_utils.importlib_metadata.packages_distributions, \
-        optuna.importance.FanovaImportanceEvaluator
+        optuna.importance.PedAnovaImportanceEvaluator
     monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # as in a new process
     monkeypatch.setattr(requirements_utils.importlib_metadata, "packages_distributions",
                         lambda: scans.append(1) or real_scan())
-    monkeypatch.setattr(optuna.importance, "FanovaImportanceEvaluator",
+    monkeypatch.setattr(optuna.importance, "PedAnovaImportanceEvaluator",
                         lambda *a, **k: evaluators.append(1) or real_evaluator(*a, **k))
     workers._warm_up_for_the_report()
     assert scans == [1] and evaluators == [1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -159,7 +160,32 @@ def test_quickstart_sweep_runs_and_prints_progress_to_a_pipe(tmp_path):
     command = out[out.index("open the MLflow UI on this store:") + 1].strip()
     store = tmp_path / "mlruns" / "mlflow.db"
     assert command.endswith(f"mlflow ui --backend-store-uri sqlite:///{store} --port 5000 --workers 1")
-    assert Path(command.split()[0]).is_absolute()
+    assert command.split()[0] == "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false" and Path(command.split()[1]).is_absolute()
     address = out[out.index("then the runs table:") + 1].strip()
     assert re.fullmatch(r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs\?workflowType=machine_learning", address)
     assert (tmp_path / "mlruns" / "optuna" / "journal.log").is_file()
+
+
+def test_the_makefile_names_apt_get_with_one_space_as_root_and_as_a_user():
+    """``make browser`` says what it runs: ``apt-get install`` as root, ``sudo apt-get install`` otherwise,
+    never with the double space an empty ``$(SUDO)`` left."""
+    for sudo in ("", "sudo"):
+        out = subprocess.run(["make", "-n", "-C", str(REPO), "browser", f"SUDO={sudo}"], capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+        said = re.search(r"for the browser tests: (.*?apt-get install chromium)", out)
+        assert said and said[1] == f"{sudo} apt-get install chromium".strip(), out
+        assert re.search(rf"&& {sudo} ?env DEBIAN_FRONTEND".replace("  ", " "), out), out
+
+
+def test_the_docs_name_the_mlflow_range_the_project_pins():
+    """The MLflow the docs describe is the MLflow the browser tests check: one range, pyproject.toml's."""
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    [pin] = [d.split("#")[0].strip() for d in deps if re.match(r"mlflow\b", d)]
+    lowest = re.search(r">=(\d+\.\d+)", pin)[1]
+    for page in (REPO / "README.md", REPO / "docs" / "training.md", REPO / "docs" / "testing.md"):
+        text = page.read_text()
+        assert f"`{pin}`" in text, (page.name, pin)
+        assert f"What you see (MLflow {lowest}" in text or page.name == "testing.md", page.name
+        assert not re.search(r"MLflow 3\.(?!%s)\d+\b" % re.escape(lowest.split(".")[1]), text), page.name

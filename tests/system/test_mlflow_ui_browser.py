@@ -37,7 +37,7 @@ pytestmark = pytest.mark.timeout(300)
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-STUDY, EXPERIMENT, N_TRIALS = "ui-check", "ui-check", 4
+STUDY, EXPERIMENT, N_TRIALS = "ui-check", "ui-check", 12  # more than the 10 runs MLflow charts by default
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def finished_sweep(tmp_path_factory) -> Path:
     """A small finished sweep in the local default store (SQLite under ./mlruns)."""
     root = tmp_path_factory.mktemp("ui-sweep")
     proc = run_command("numpynet-sweep", [
-        f"sweep.study_name={STUDY}", f"sweep.n_trials={N_TRIALS}", "sweep.pruner.name=none",
+        f"sweep.study_name={STUDY}", f"sweep.n_trials={N_TRIALS}",  # the default pruner: complete and pruned
         f"tracking.experiment={EXPERIMENT}", "train.epoch=15", "train.decay_interval=5",
         "network.hidden=[16]", "tracking.log_plots=false"], root, tracking_uri=None, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -53,13 +53,21 @@ def finished_sweep(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def sweep_server(finished_sweep, tmp_path_factory) -> MlflowServer:
+    """``mlflow server`` on the sweep's store, one for the module's MLflow tests (a start costs seconds)."""
+    root = tmp_path_factory.mktemp("ui-server")
+    store = f"sqlite:///{finished_sweep / 'mlruns' / 'mlflow.db'}"
+    with MlflowServer(store, root / "served-artifacts", root / "server.log") as server:
+        yield server
+
+
 @contextlib.contextmanager
-def _mlflow_page(store: str, tmp_path: Path, width: int, height: int):
-    """``(server, page)``: the sweep's store served by ``mlflow server``, a headless chromium page on it."""
+def _mlflow_page(server: MlflowServer, width: int, height: int):
+    """``(server, page)``: a new headless chromium (its own empty profile) on the sweep's server."""
     from playwright.sync_api import sync_playwright
 
-    with MlflowServer(store, tmp_path / "served-artifacts", tmp_path / "server.log") as server, \
-            sync_playwright() as pw:
+    with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
@@ -77,7 +85,7 @@ def _row_index(page, run_id: str) -> int:
 
 
 @pytest.mark.slow
-def test_trial_runs_are_listed_under_their_parent_with_val_accuracy(finished_sweep, tmp_path):
+def test_trial_runs_are_listed_under_their_parent_with_val_accuracy(finished_sweep, sweep_server, tmp_path):
     from playwright.sync_api import expect
 
     assert CHROMIUM.is_file(), "Debian's chromium is needed: run `make browser` (apt-get install chromium)"
@@ -90,7 +98,7 @@ def test_trial_runs_are_listed_under_their_parent_with_val_accuracy(finished_swe
     assert len(children) == N_TRIALS
 
     shot = tmp_path / "mlflow_ui_browser.png"
-    with _mlflow_page(store, tmp_path, 1800, 1000) as (server, page):
+    with _mlflow_page(sweep_server, 1800, 1000) as (server, page):
         page.goto(f"{server.url}/#/experiments/{experiment.experiment_id}/runs")
         # the React app loads the run list asynchronously: wait for the parent run's name
         expect(page.get_by_text(parent.info.run_name, exact=True).first).to_be_visible(timeout=60_000)
@@ -117,13 +125,45 @@ def test_trial_runs_are_listed_under_their_parent_with_val_accuracy(finished_swe
     print(f"screenshot: {shot}")
 
 
+def _visible_name(page, run_id: str) -> str:
+    """The part of a run's name the runs table shows: the characters left of the cell's right edge."""
+    link = page.locator(f'a[href$="/runs/{run_id}"]').first
+    link.scroll_into_view_if_needed()
+    return link.evaluate("""a => {
+        const cell = a.closest('[role="gridcell"]').getBoundingClientRect();
+        let clip = cell.right;
+        for (let e = a; e && e !== document.body; e = e.parentElement) {
+            if (getComputedStyle(e).overflow !== 'visible') clip = Math.min(clip, e.getBoundingClientRect().right);
+        }
+        const walker = document.createTreeWalker(a, NodeFilter.SHOW_TEXT);
+        const node = walker.nextNode(), range = document.createRange();
+        range.selectNodeContents(node);
+        if (range.getBoundingClientRect().right > clip) {  // cut: an ellipsis takes the end of the room
+            const dots = document.createElement('span');
+            dots.textContent = '\u2026';
+            a.appendChild(dots);
+            clip -= dots.getBoundingClientRect().width;
+            dots.remove();
+        }
+        let shown = '';
+        for (let i = 1; i <= node.length; i++) {
+            range.setStart(node, 0); range.setEnd(node, i);
+            if (range.getBoundingClientRect().right > clip) break;
+            shown = node.data.slice(0, i);
+        }
+        return shown;
+    }""")
+
+
+#: MLflow 3.18's Assistant panel: open on the first visit to a local server, a third of the page wide
+ASSISTANT_CLOSE = '[data-component-id="mlflow.assistant.chat_panel.close"]'
+
+
 def _close_side_panels(page) -> None:
-    """Fold away the assistant side panel, which takes a third of the width (if this MLflow has one)."""
-    close = page.locator('button[aria-label="Close"]')
-    for i in range(close.count()):
-        if close.nth(i).is_visible():
-            close.nth(i).click()
-            return
+    """Close the Assistant panel with its x, as docs/training.md says (the browser remembers it)."""
+    close = page.locator(ASSISTANT_CLOSE)
+    if close.count() and close.first.is_visible():
+        close.first.click()
 
 
 def _add_column(page, metric: str) -> None:
@@ -161,7 +201,11 @@ def _printed_runs_address(root: Path) -> str:
 
 
 @pytest.mark.slow
-def test_printed_address_lands_on_the_runs_table_with_overlaid_curves(finished_sweep, tmp_path):
+def test_printed_address_shows_the_sweep_at_a_glance(finished_sweep, sweep_server, tmp_path):
+    """What docs/training.md ("What you see") promises on the checked MLflow: the printed address lands
+    on the runs table; the Assistant panel closes for good with its x; each trial's name shows its
+    outcome and value; the chart view shows every trial after "Show all runs"; a trial's page is in
+    the Model-training view after the one click the docs name; the registry's pop-up closes for good."""
     from playwright.sync_api import expect
 
     store = f"sqlite:///{finished_sweep / 'mlruns' / 'mlflow.db'}"
@@ -173,36 +217,94 @@ def test_printed_address_lands_on_the_runs_table_with_overlaid_curves(finished_s
                        "?workflowType=machine_learning")
     runs = client.search_runs([experiment.experiment_id], "", max_results=100)
     [parent] = [r for r in runs if r.data.tags.get("numpynet.role") == "sweep"]
-    child = next(r for r in runs if TAG_TRIAL in r.data.tags)
+    children = [r for r in runs if TAG_TRIAL in r.data.tags]
+    child = children[-1]
 
-    with _mlflow_page(store, tmp_path, 1400, 800) as (server, page):
+    with _mlflow_page(sweep_server, 1400, 800) as (server, page):
         page.goto(printed.replace("http://127.0.0.1:5000", server.url))
         # the runs table, not the GenAI "Overview" (Traces) page
         expect(page.get_by_text(parent.info.run_name, exact=True).first).to_be_visible(timeout=60_000)
         expect(page.get_by_role("heading", name="Runs")).to_be_visible()
         expect(page.get_by_text("Model registry").first).to_be_visible()
         assert page.get_by_role("heading", name="Overview").count() == 0
-        _close_side_panels(page)
+        _close_side_panels(page)  # its x, once
+        page.reload()
+        expect(page.get_by_text(parent.info.run_name, exact=True).first).to_be_visible(timeout=60_000)
+        assert not (page.locator(ASSISTANT_CLOSE).count() and page.locator(ASSISTANT_CLOSE).first.is_visible()), \
+            "the Assistant panel came back after a reload"
         page.locator('button[data-component-id*="runnamecellrenderer"]').first.click()  # unfold the trials
         expect(page.locator(f'a[href$="/runs/{child.info.run_id}"]').first).to_be_visible()
+        states = set()
+        for run in children:  # each trial's outcome and value on screen in its name, no column added
+            state = run.data.tags["numpynet.trial_state"]
+            states.add(state)
+            shown = _visible_name(page, run.info.run_id)
+            if state == "FAIL":
+                assert shown.startswith("failed"), shown
+            else:
+                match = re.match(r"([0-9.]+) complete |pruned@(\d+) ", shown)  # the whole word: cut short no
+                assert match, f"{run.info.run_name!r} shows only {shown!r}"
+                if state == "COMPLETE":  # its objective value (sweep.metric=val_accuracy, objective final)
+                    assert match[1] and float(match[1]) == pytest.approx(run.data.metrics["val_accuracy"], abs=5e-4)
+                else:  # the epoch it was pruned at (a pruned trial has no objective value)
+                    assert match[2] == run.data.tags["numpynet.pruned_epoch"]
+        assert states >= {"COMPLETE", "PRUNED"}, states
         _keep(page, tmp_path, "mlflow-runs-table.png")
 
-        # chart view: one chart per metric, every visible run's curve overlaid
+        # chart view: one chart per metric; MLflow charts the first 10 runs until "Show all runs"
         page.locator('label:has(input[name="runs-view-mode"][value="CHART"])').click()
-        page.get_by_placeholder("Search metric charts").fill("val_")
+        page.get_by_placeholder("Search metric charts").fill("val_accuracy")
         expect(page.get_by_role("heading", name="val_accuracy", exact=True)).to_be_visible(timeout=30_000)
         _expect_curves(page)  # the charts draw after their titles
+        trial_names = {r.info.run_name for r in children}
+        assert len(trial_names & _charted_runs(page)) < N_TRIALS, "MLflow charted every run without being asked"
+        page.locator('[data-testid="experiment-view-runs-visibility-column-header"]').click()
+        page.get_by_text("Show all runs", exact=True).click()  # the one line in docs/training.md
+        expect(page.locator(".js-plotly-plot path.js-line").first).to_be_visible()
+        end = time.monotonic() + 30  # a deadline against a hang: the charts redraw asynchronously
+        while not trial_names <= _charted_runs(page) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert trial_names <= _charted_runs(page), sorted(trial_names - _charted_runs(page))
         _keep(page, tmp_path, "mlflow-chart-view.png")
 
-        # one trial's own page: its per-epoch curves under "Model metrics"
-        page.goto(f"{server.url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}"
-                  "/model-metrics?workflowType=machine_learning")
-        _close_side_panels(page)
+        # a trial opened from the table: MLflow 3.18 opens it in the GenAI view ("Evaluation runs") until
+        # "Model training" is clicked once there (it goes back to the runs table, and the browser remembers)
+        page.locator('label:has(input[name="runs-view-mode"][value="TABLE"])').click()
+        page.locator(f'a[href$="/runs/{child.info.run_id}"]').first.click()
+        expect(page.get_by_text(child.info.run_name, exact=True).first).to_be_visible()
+        if page.get_by_text("Evaluation runs", exact=True).count():
+            page.get_by_text("Model training", exact=True).first.click()
+            expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+            expect(page.get_by_text(parent.info.run_name, exact=True).first).to_be_visible()
+            link = page.locator(f'a[href$="/runs/{child.info.run_id}"]').first
+            if not link.is_visible():  # the trials folded again
+                page.locator('button[data-component-id*="runnamecellrenderer"]').first.click()
+            link.click()
+            expect(page.get_by_text(child.info.run_name, exact=True).first).to_be_visible()
+        assert page.get_by_text("Evaluation runs", exact=True).count() == 0, "the trial opened in the GenAI view"
+        page.get_by_role("tab", name="Model metrics").click()
         page.get_by_placeholder("Search metric charts").fill("_cost")
         expect(page.get_by_role("heading", name="train_cost", exact=True)).to_be_visible(timeout=30_000)
         expect(page.get_by_role("heading", name="val_cost", exact=True)).to_be_visible()
         _expect_curves(page)
         _keep(page, tmp_path, "mlflow-trial-curves.png")
+
+        # the model registry's "new Model Registry UI" pop-up: its x, once
+        page.goto(f"{server.url}/#/models")
+        expect(page.get_by_text(f"numpynet-{STUDY}", exact=True).first).to_be_attached(timeout=30_000)
+        promo = page.get_by_role("dialog")
+        if promo.count() and promo.first.is_visible():
+            promo.first.get_by_role("button", name="Close").click()
+        page.reload()
+        expect(page.get_by_text(f"numpynet-{STUDY}", exact=True).first).to_be_visible(timeout=30_000)
+        assert not (promo.count() and promo.first.is_visible()), "the registry's pop-up came back after a reload"
+
+
+def _charted_runs(page) -> set[str]:
+    """Names of the runs drawn in the page's line charts (Plotly traces are named "<run> (<metric>)")."""
+    names = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+        .flatMap(gd => (gd.data || []).filter(t => t.mode && t.mode.includes('lines')).map(t => t.name || ''))""")
+    return {re.sub(r" \([^()]*\)$", "", name) for name in names}
 
 
 @pytest.mark.slow
@@ -231,6 +333,9 @@ def test_optuna_dashboard_shows_the_trials_and_their_intermediate_values(finishe
                 expect(page.get_by_text("Intermediate values", exact=True).first).to_be_attached(timeout=30_000)
                 for number in range(N_TRIALS):  # one curve per trial, named in the plot's legend
                     expect(page.get_by_text(f"trial #{number}", exact=True).first).to_be_attached()
+                # the study names its objective (study.set_metric_names): not "Objective 0"
+                expect(page.get_by_text("val_accuracy").first).to_be_attached()
+                assert page.get_by_text("Objective 0").count() == 0
                 _expect_curves(page)  # the plots draw after their titles
                 _keep(page, tmp_path, "optuna-dashboard.png")
             finally:

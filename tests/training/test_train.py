@@ -308,6 +308,9 @@ def test_cli_bad_value_exits_2_with_one_line_and_a_failed_run(mlflow_store: str,
     (["network.hiden=[8]"], "config error: network.hiden: network has no key 'hiden' (its keys: hidden, activation, "),
     (["optimizer=adamw"], "Could not find 'optimizer/adamw'"),
     (["data=catvnoncat"], "data.train_path is not set; pass data.train_path="),
+    # Hydra's own hint, "add --multirun", is a flag numpynet refuses
+    (["network.hidden=64,32"], "network.hidden=64,32 is ambiguous: for a list write 'network.hidden=[64,32]'"),
+    (["data.path=/x.npz"], "); data=file has it: e.g. data=file data.path=..."),  # after data's own keys
 ])
 def test_cli_config_and_data_errors_are_one_line_without_a_run(mlflow_store: str, capsys, args, fragment) -> None:
     from numpynet.sweeps.cli.train import train_main
@@ -315,6 +318,7 @@ def test_cli_config_and_data_errors_are_one_line_without_a_run(mlflow_store: str
     assert train_main([*TINY, *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("numpynet-train: ") and fragment in err, err
+    assert "--multirun" not in err.replace("numpynet has no --multirun", "")
     assert MlflowClient(mlflow_store).get_experiment_by_name("tests") is None
 
 
@@ -326,9 +330,14 @@ def test_cli_debug_flag_shows_the_traceback(mlflow_store: str, capsys) -> None:
     assert "Traceback (most recent call last)" in err and err.rstrip().endswith("data.train_path=/path/to/train_catvnoncat.h5")
 
 
-def test_plain_folder_as_tracking_uri_is_a_user_error(mlflow_store: str) -> None:
+@pytest.mark.slow
+def test_plain_folder_as_tracking_uri_is_a_user_error(mlflow_store: str, tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"tracking.uri='mlruns' points at a plain folder.*use sqlite:///"):
         train(compose_config([*TINY, "tracking.uri=mlruns"]))
+    # on the command line the error is the one line: refused before the data is loaded (and logged)
+    proc = run_command("numpynet-train", [*TINY, f"tracking.uri={tmp_path / 'folder'}"], tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("numpynet-train: tracking.uri="), proc.stderr
 
 
 def test_progress_bar_only_on_a_terminal() -> None:
