@@ -301,6 +301,16 @@ def test_load_refuses_layer_sizes_its_parameters_cannot_fill_before_allocating_t
     assert str(info.value) == f"{path}: 19 parameters do not fit layer_dims [4, 100000, 200000, 1]"
 
 
+def _replace_member(path, member: str, data: bytes) -> None:
+    """Rewrite the .npz at ``path`` with ``member``'s bytes replaced by ``data``."""
+    with zipfile.ZipFile(path) as old:
+        members = {name: old.read(name) for name in old.namelist()}
+    members[member] = data
+    with zipfile.ZipFile(path, "w") as new:
+        for name, blob in members.items():
+            new.writestr(name, blob)
+
+
 def test_load_reads_the_parameter_count_from_the_array_header_not_the_data(saved):
     """A theta member whose header declares 2e10 values (and holds none) is refused from the
     header: reading its data would allocate 149 GiB first."""
@@ -308,12 +318,7 @@ def test_load_reads_the_parameter_count_from_the_array_header_not_the_data(saved
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
                                                   "shape": (20_000_000_000,)})
-    with zipfile.ZipFile(path) as old:
-        members = {name: old.read(name) for name in old.namelist()}
-    members["theta.npy"] = header.getvalue()
-    with zipfile.ZipFile(path, "w") as new:
-        for name, data in members.items():
-            new.writestr(name, data)
+    _replace_member(path, "theta.npy", header.getvalue())
     with pytest.raises(ValueError) as info:
         NeuralNetwork.load(path)
     assert str(info.value) == f"{path}: 20000000000 parameters do not fit layer_dims [4, 3, 1]"
@@ -329,12 +334,7 @@ def test_load_refuses_a_header_that_claims_more_than_the_file_holds(saved):
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (need,)})
     header.write(np.zeros(4).tobytes())
-    with zipfile.ZipFile(path) as old:
-        members = {name: old.read(name) for name in old.namelist()}
-    members["theta.npy"] = header.getvalue()
-    with zipfile.ZipFile(path, "w") as new:
-        for name, data in members.items():
-            new.writestr(name, data)
+    _replace_member(path, "theta.npy", header.getvalue())
     with pytest.raises(ValueError) as info:
         NeuralNetwork.load(path)
     assert str(info.value) == f"{path}: its theta claims {need * 8} bytes, more than the file holds"
