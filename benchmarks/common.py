@@ -55,8 +55,14 @@ class Target:
         return self.value <= self.limit if self.op == "<=" else self.value >= self.limit
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "value": self.value, "limit": self.limit, "op": self.op,
-                "met": self.met, "source": self.source}
+        return {
+            "name": self.name,
+            "value": self.value,
+            "limit": self.limit,
+            "op": self.op,
+            "met": self.met,
+            "source": self.source,
+        }
 
 
 @dataclass
@@ -124,9 +130,15 @@ def wait_for_quiet(max_wait: float, window: float = 0.5) -> float:
     return time.monotonic() - t0
 
 
-def interleave(contenders: dict[str, Trial], rounds: int, warmups: dict[str, Trial] | None = None,
-               settle: float = SETTLE_SECONDS, max_extra_rounds: int | None = None,
-               deadline: float = float("inf"), quiet_wait: float = 0.0) -> dict[str, Any]:
+def interleave(
+    contenders: dict[str, Trial],
+    rounds: int,
+    warmups: dict[str, Trial] | None = None,
+    settle: float = SETTLE_SECONDS,
+    max_extra_rounds: int | None = None,
+    deadline: float = float("inf"),
+    quiet_wait: float = 0.0,
+) -> dict[str, Any]:
     """Run every contender once per round, rotating the order each round.
 
     - ``warmups`` (default: the contenders themselves) run once first and are
@@ -159,7 +171,7 @@ def interleave(contenders: dict[str, Trial], rounds: int, warmups: dict[str, Tri
         late = time.monotonic() >= deadline
         if (r >= rounds and (late or r >= rounds + extra)) or (late and r >= min(rounds, MIN_ROUNDS)):
             break
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         waited = wait_for_quiet(min(quiet_wait, max(0.0, deadline - time.monotonic())))
         if waited > 1:
             log.debug("waited %.0f s for the machine to be quiet", waited)
@@ -167,8 +179,12 @@ def interleave(contenders: dict[str, Trial], rounds: int, warmups: dict[str, Tri
             time.sleep(settle)
             samples[name].append(measured(contenders[name]))
         clean.append(all(samples[n][-1].get("others_cores", 0.0) <= CONTENDED for n in names))
-        log.debug("round %d%s: %s", r, "" if clean[-1] else " (contended)",
-                  {n: round(samples[n][-1]["seconds"], 4) for n in names})
+        log.debug(
+            "round %d%s: %s",
+            r,
+            "" if clean[-1] else " (contended)",
+            {n: round(samples[n][-1]["seconds"], 4) for n in names},
+        )
         r += 1
     used = [i for i, ok in enumerate(clean) if ok]
     if len(used) < max(1, (rounds + 1) // 2):
@@ -187,7 +203,7 @@ def median(values: list[float]) -> float:
 
 def paired_ratio(result: dict[str, Any], a: str, b: str, key: str = "seconds") -> float:
     """Median over the used rounds of a's / b's value in the same round."""
-    return median([x / y for x, y in zip(pick_used(result, a, key), pick_used(result, b, key))])
+    return median([x / y for x, y in zip(pick_used(result, a, key), pick_used(result, b, key), strict=True)])
 
 
 def spread(values: list[float]) -> float:
@@ -201,8 +217,7 @@ def md_table(header: list[str], rows: list[list[Any]], align: str | None = None)
     """A GitHub Markdown table; ``align`` is one char per column (l, r, c)."""
     align = align or "l" + "r" * (len(header) - 1)
     rule = {"l": ":---", "r": "---:", "c": ":---:"}
-    lines = ["| " + " | ".join(header) + " |",
-             "| " + " | ".join(rule[a] for a in align) + " |"]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule[a] for a in align) + " |"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 

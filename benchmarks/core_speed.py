@@ -19,18 +19,27 @@ from typing import Any
 
 import numpy as np
 
-from . import peers
-from . import workloads
-from .common import (Context, SectionResult, Target, fmt, interleave, log, md_table, median,
-                     paired_ratio, pick_used, spread)
+from . import peers, workloads
+from .common import (
+    Context,
+    SectionResult,
+    Target,
+    fmt,
+    interleave,
+    log,
+    md_table,
+    median,
+    paired_ratio,
+    pick_used,
+    spread,
+)
 
 KEY = "core"
 TITLE = "Core speed: numpynet vs PyTorch vs scikit-learn"
 DTYPES = ("float64", "float32")
 SEED = 1
 PEERS = ("torch", "sklearn")
-TARGETS = {("cat", "torch"): 0.6, ("cat", "sklearn"): 0.5,
-           ("digits", "torch"): 0.35, ("digits", "sklearn"): 0.5}
+TARGETS = {("cat", "torch"): 0.6, ("cat", "sklearn"): 0.5, ("digits", "torch"): 0.35, ("digits", "sklearn"): 0.5}
 PEAK_N = 2048  # square matmul used to measure the machine's peak
 
 
@@ -44,8 +53,7 @@ def plan(ctx: Context) -> list[tuple[workloads.Workload | None, int, str]]:
     else:
         out.append((None, rounds, f"cat / non-cat data not found at {ctx.cat_dir} (--cat-data)"))
     out.append((workloads.digits(epochs=ctx.pick(30, 10)), rounds, ""))
-    out.append((workloads.wide(epochs=ctx.pick(2, 1), n_train=ctx.pick(4096, 1024)),
-                ctx.rounds or ctx.pick(5, 3), ""))
+    out.append((workloads.wide(epochs=ctx.pick(2, 1), n_train=ctx.pick(4096, 1024)), ctx.rounds or ctx.pick(5, 3), ""))
     return out
 
 
@@ -83,16 +91,27 @@ def compare(wl: workloads.Workload, dtype: str, rounds: int, ctx: Context) -> di
     if wl.name == "wide":
         contenders["matmul peak"] = warmups["matmul peak"] = matmul_peak_trial(dt)
     log.info("core: %s %s, %d epochs, %d rounds: %s", wl.name, dtype, wl.epochs, rounds, ", ".join(contenders))
-    res = interleave(contenders, rounds, warmups=warmups, deadline=ctx.deadline,
-                     quiet_wait=ctx.pick(15.0, 3.0))
+    res = interleave(contenders, rounds, warmups=warmups, deadline=ctx.deadline, quiet_wait=ctx.pick(15.0, 3.0))
     names = [n for n in contenders if n != "matmul peak"]
     row: dict[str, Any] = {
-        "workload": wl.name, "dtype": dtype, "epochs": wl.epochs, "batches_per_epoch": wl.n_batches,
-        "layer_dims": wl.layer_dims, "optimizer": wl.optimizer, "learning_rate": wl.learning_rate,
-        "batch_size": wl.batch_size, "note": wl.note,
-        "rounds_run": len(res["clean"]), "rounds_contended": res["clean"].count(False),
-        "rounds_used": len(res["used"]), "samples": res["samples"],
-        "ms_per_epoch": {}, "accuracy": {}, "spread": {}, "ratio": {}, "gflops": {},
+        "workload": wl.name,
+        "dtype": dtype,
+        "epochs": wl.epochs,
+        "batches_per_epoch": wl.n_batches,
+        "layer_dims": wl.layer_dims,
+        "optimizer": wl.optimizer,
+        "learning_rate": wl.learning_rate,
+        "batch_size": wl.batch_size,
+        "note": wl.note,
+        "rounds_run": len(res["clean"]),
+        "rounds_contended": res["clean"].count(False),
+        "rounds_used": len(res["used"]),
+        "samples": res["samples"],
+        "ms_per_epoch": {},
+        "accuracy": {},
+        "spread": {},
+        "ratio": {},
+        "gflops": {},
     }
     for n in names:
         secs = pick_used(res, n)
@@ -125,28 +144,54 @@ def _noise(row: dict[str, Any]) -> str:
 
 def render(rows: list[dict[str, Any]], missing: list[str], ctx: Context) -> str:
     parts = []
-    header = ["workload", "dtype", "epochs", "numpynet ms (acc)", "torch ms (acc)", "sklearn ms (acc)",
-              "numpynet / torch", "numpynet / sklearn", "spread, contended rounds"]
-    table = [[r["workload"], r["dtype"], r["epochs"], _cell(r, "numpynet"), _cell(r, "torch"),
-              _cell(r, "sklearn"), fmt(r["ratio"].get("torch")), fmt(r["ratio"].get("sklearn")), _noise(r)]
-             for r in rows]
-    parts.append("Milliseconds per epoch (median over the clean rounds), test accuracy after the "
-                 "given epochs in parentheses; ratios are medians of per-round ratios (below 1: "
-                 "numpynet is faster).\n")
+    header = [
+        "workload",
+        "dtype",
+        "epochs",
+        "numpynet ms (acc)",
+        "torch ms (acc)",
+        "sklearn ms (acc)",
+        "numpynet / torch",
+        "numpynet / sklearn",
+        "spread, contended rounds",
+    ]
+    table = [
+        [
+            r["workload"],
+            r["dtype"],
+            r["epochs"],
+            _cell(r, "numpynet"),
+            _cell(r, "torch"),
+            _cell(r, "sklearn"),
+            fmt(r["ratio"].get("torch")),
+            fmt(r["ratio"].get("sklearn")),
+            _noise(r),
+        ]
+        for r in rows
+    ]
+    parts.append(
+        "Milliseconds per epoch (median over the clean rounds), test accuracy after the "
+        "given epochs in parentheses; ratios are medians of per-round ratios (below 1: "
+        "numpynet is faster).\n"
+    )
     parts.append(md_table(header, table, "lllrrrrrl"))
     for why in missing:
         parts.append(f"\nSkipped: {why}.")
     wide = [r for r in rows if r["workload"] == "wide"]
     if wide:
-        parts.append("\nBLAS-bound workload (`wide`): achieved GFLOP/s of the epoch's matrix products "
-                     f"(forward, weight gradients, propagated gradients) against a {PEAK_N}^3 "
-                     "`np.matmul` measured in the same rounds (best of 3 per round, max over rounds).\n")
+        parts.append(
+            "\nBLAS-bound workload (`wide`): achieved GFLOP/s of the epoch's matrix products "
+            f"(forward, weight gradients, propagated gradients) against a {PEAK_N}^3 "
+            "`np.matmul` measured in the same rounds (best of 3 per round, max over rounds).\n"
+        )
         gh = ["dtype", "matmul peak GFLOP/s", "numpynet", "torch", "sklearn"]
         grows = []
         for r in wide:
             peak = r["peak_gflops"]
-            cells = [f"{r['gflops'][n]:.1f} ({100 * r['gflops'][n] / peak:.0f}%)" if n in r["gflops"] else "–"
-                     for n in ("numpynet", "torch", "sklearn")]
+            cells = [
+                f"{r['gflops'][n]:.1f} ({100 * r['gflops'][n] / peak:.0f}%)" if n in r["gflops"] else "–"
+                for n in ("numpynet", "torch", "sklearn")
+            ]
             grows.append([r["dtype"], f"{peak:.1f}", *cells])
         parts.append(md_table(gh, grows, "lrrrr"))
     parts.append(
@@ -163,7 +208,8 @@ def render(rows: list[dict[str, Any]], missing: list[str], ctx: Context) -> str:
         "all of them for `wide`; `n_threads` overrides). scikit-learn: one "
         "`fit` with `max_iter` = epochs, `tol=0`, `n_iter_no_change` huge, `alpha=0`, no early "
         "stopping; `sgd` with `momentum=0, nesterovs_momentum=False` for gd, `adam` otherwise. "
-        "`spread` is (max - min) / median of the slowest-spread contender.")
+        "`spread` is (max - min) / median of the slowest-spread contender."
+    )
     return "\n".join(parts)
 
 
@@ -182,5 +228,6 @@ def run(ctx: Context) -> SectionResult:
         targets.append(Target(f"{name} float64 numpynet / {peer}", value, limit, "<=", "issue 2"))
     if not peers.torch_available():
         missing.append("PyTorch is not installed (`pip install torch==2.13.0`, the `bench` extra)")
-    return SectionResult(KEY, TITLE, render(rows, missing, ctx),
-                         {"rows": rows, "skipped": missing, "seed": SEED}, targets)
+    return SectionResult(
+        KEY, TITLE, render(rows, missing, ctx), {"rows": rows, "skipped": missing, "seed": SEED}, targets
+    )

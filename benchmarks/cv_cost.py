@@ -25,9 +25,19 @@ FOLDS = 5
 def _workloads(ctx: Context) -> list[tuple[str, list[str]]]:
     out = [("digits", [f"train.epoch={ctx.pick(60, 20)}", "network.hidden=[64,32]"])]
     if (ctx.cat_dir / "train_catvnoncat.h5").exists():
-        out.append(("cat", ["data=catvnoncat", "network=cat", "optimizer=gd", f"train.epoch={ctx.pick(100, 20)}",
-                            f"data.train_path={ctx.cat_dir / 'train_catvnoncat.h5'}",
-                            f"data.test_path={ctx.cat_dir / 'test_catvnoncat.h5'}"]))
+        out.append(
+            (
+                "cat",
+                [
+                    "data=catvnoncat",
+                    "network=cat",
+                    "optimizer=gd",
+                    f"train.epoch={ctx.pick(100, 20)}",
+                    f"data.train_path={ctx.cat_dir / 'train_catvnoncat.h5'}",
+                    f"data.test_path={ctx.cat_dir / 'test_catvnoncat.h5'}",
+                ],
+            )
+        )
     return out
 
 
@@ -45,29 +55,40 @@ def run(ctx: Context) -> SectionResult:
         dataset = load_dataset(cfg.data)
         X, y = dataset.X_train, dataset.y_train
 
-        def lockstep() -> dict[str, Any]:
+        def lockstep(cfg=cfg, dataset=dataset) -> dict[str, Any]:
             nets = [build_network(cfg, dataset.n_features, dataset.n_classes) for _ in dataset.folds]
             t0 = time.perf_counter()
             fit_folds(nets, dataset)
             return {"seconds": time.perf_counter() - t0}
 
-        def separate() -> dict[str, Any]:
+        def separate(cfg=cfg, dataset=dataset, X=X, y=y) -> dict[str, Any]:
             t0 = time.perf_counter()
             for train, val in dataset.folds:
                 build_network(cfg, dataset.n_features, dataset.n_classes).fit(X[train], y[train], X[val], y[val])
             return {"seconds": time.perf_counter() - t0}
 
         with threadpool_limits(limits=1):
-            result = interleave({"lockstep": lockstep, "separate": separate}, ctx.rounds or ctx.pick(5, 3),
-                                deadline=ctx.deadline)
+            result = interleave(
+                {"lockstep": lockstep, "separate": separate}, ctx.rounds or ctx.pick(5, 3), deadline=ctx.deadline
+            )
         ratio = paired_ratio(result, "lockstep", "separate")
         a, b = median(pick_used(result, "lockstep")), median(pick_used(result, "separate"))
         log.info("cv: %s lockstep %.2f s, separate %.2f s, ratio %.3f", name, a, b, ratio)
-        rows.append([name, FOLDS, cfg.train.epoch, f"{a:.2f}", f"{b:.2f}", f"{ratio:.3f}",
-                     f"{len(result['used'])}/{len(result['clean'])}"])
+        rows.append(
+            [
+                name,
+                FOLDS,
+                cfg.train.epoch,
+                f"{a:.2f}",
+                f"{b:.2f}",
+                f"{ratio:.3f}",
+                f"{len(result['used'])}/{len(result['clean'])}",
+            ]
+        )
         data[name] = {"lockstep_s": a, "separate_s": b, "ratio": ratio, "clean_rounds": sum(result["clean"])}
     header = ["workload", "folds", "epochs", "lockstep s", "separate s", "lockstep / separate", "rounds used"]
     text = md_table(header, rows) + (
         "\n\nBoth train the same K networks on the same folds; the lockstep adds the per-epoch hand-over "
-        "between fold threads. One BLAS thread; median of the per-round ratios.")
+        "between fold threads. One BLAS thread; median of the per-round ratios."
+    )
     return SectionResult(KEY, TITLE, text, data)

@@ -57,10 +57,14 @@ class Size:
 
 
 def sizes(ctx: Context) -> list[Size]:
-    cat = [f"data.train_path={ctx.cat_dir / 'train_catvnoncat.h5'}",
-           f"data.test_path={ctx.cat_dir / 'test_catvnoncat.h5'}"]
-    out = [Size("default", "digits, default sweep", "default", ctx.pick(5, 3), 60),
-           Size("tiny", "digits, 2-epoch trials", "default", ctx.pick(300, 60), 2)]
+    cat = [
+        f"data.train_path={ctx.cat_dir / 'train_catvnoncat.h5'}",
+        f"data.test_path={ctx.cat_dir / 'test_catvnoncat.h5'}",
+    ]
+    out = [
+        Size("default", "digits, default sweep", "default", ctx.pick(5, 3), 60),
+        Size("tiny", "digits, 2-epoch trials", "default", ctx.pick(300, 60), 2),
+    ]
     if (ctx.cat_dir / "train_catvnoncat.h5").exists():
         out.append(Size("cat", "cat / non-cat, cat sweep", "cat", ctx.pick(2, 1), ctx.pick(150, 60), tuple(cat)))
     else:
@@ -69,8 +73,13 @@ def sizes(ctx: Context) -> list[Size]:
 
 
 #: a study's metric -> the network's per-epoch history of it
-CURVES = {"val_accuracy": "val_accuracies_", "val_balanced_accuracy": "val_balanced_accuracies_",
-          "val_cost": "val_costs_", "train_accuracy": "train_accuracies_", "train_cost": "costs_"}
+CURVES = {
+    "val_accuracy": "val_accuracies_",
+    "val_balanced_accuracy": "val_balanced_accuracies_",
+    "val_cost": "val_costs_",
+    "train_accuracy": "train_accuracies_",
+    "train_cost": "costs_",
+}
 
 
 def study_body(size: Size, study_name: str) -> dict[str, Any]:
@@ -84,8 +93,15 @@ def study_body(size: Size, study_name: str) -> dict[str, Any]:
     # Plain trials on both sides: the cat study's search protocol (baseline, cv, refit, robustness)
     # is measured by the search and cv sections; here one trial is one fit, as on the bare side.
     body.update(cv=None, baseline=None, refit=False, robustness_seeds=0)
-    body.update(study_name=study_name, n_trials=size.n_trials, n_jobs=1, timeout=None, pruner={"name": "none"},
-                sampler=sampler, overrides=[*overrides, f"train.epoch={size.epochs}", *size.extra_overrides])
+    body.update(
+        study_name=study_name,
+        n_trials=size.n_trials,
+        n_jobs=1,
+        timeout=None,
+        pruner={"name": "none"},
+        sampler=sampler,
+        overrides=[*overrides, f"train.epoch={size.epochs}", *size.extra_overrides],
+    )
     return body
 
 
@@ -115,8 +131,13 @@ class Comparison:
         same = [t["params"] for t in trials] == [t["params"] for t in self.trials]
         if not same:
             log.warning("harness: sweep run %d ran other configurations than the first (seeded sampler?)", self.runs)
-        return {"seconds": ph["parent_s"], **ph, "same_trials": same, "values": [t["value"] for t in trials],
-                "trial_s": [t["seconds"] for t in trials]}
+        return {
+            "seconds": ph["parent_s"],
+            **ph,
+            "same_trials": same,
+            "values": [t["value"] for t in trials],
+            "trial_s": [t["seconds"] for t in trials],
+        }
 
     # ------------------------------------------------------------- bare side
     def _prepare_bare(self, trials: list[dict[str, Any]]) -> None:
@@ -125,8 +146,11 @@ class Comparison:
 
         self.trials = trials
         body = study_body(self.size, "value")  # read once, outside the timed fits
-        self.objective = (body.get("metric", "val_accuracy"), body.get("objective", "final"),
-                          body.get("direction", "maximize"))
+        self.objective = (
+            body.get("metric", "val_accuracy"),
+            body.get("objective", "final"),
+            body.get("direction", "maximize"),
+        )
         self.configs = [compose_config(t["overrides"]) for t in trials]
         # per trial: a searched data key (data.augment) gives that trial its own training arrays
         self.datasets = [load_dataset(cfg.data) for cfg in self.configs]
@@ -143,7 +167,7 @@ class Comparison:
         with threadpool_limits(limits=self.threads):
             cpu = time.process_time()
             start = time.perf_counter()
-            for cfg, ds, (X, y) in zip(self.configs, self.datasets, self.arrays):
+            for cfg, ds, (X, y) in zip(self.configs, self.datasets, self.arrays, strict=True):
                 t0 = time.perf_counter()
                 network = build_network(cfg, ds.n_features, ds.n_classes)
                 network.fit(X, y, ds.X_val, ds.y_val)
@@ -179,42 +203,62 @@ def measure(size: Size, rounds: int, ctx: Context) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="numpynet-bench-harness-") as tmp:
         comp = Comparison(size, Path(tmp))
         sweep_runs.create_store(comp.root)
-        res = interleave({"sweep": comp.sweep, "bare": comp.bare}, rounds,
-                         warmups={"sweep": lambda: {"seconds": 0.0}, "bare": comp.warm_bare},
-                         deadline=ctx.deadline, quiet_wait=ctx.pick(10.0, 3.0), max_extra_rounds=1)
+        res = interleave(
+            {"sweep": comp.sweep, "bare": comp.bare},
+            rounds,
+            warmups={"sweep": lambda: {"seconds": 0.0}, "bare": comp.warm_bare},
+            deadline=ctx.deadline,
+            quiet_wait=ctx.pick(10.0, 3.0),
+            max_extra_rounds=1,
+        )
         shutil.rmtree(Path(tmp) / "mlruns", ignore_errors=True)
     k = size.n_trials
     sweep = [res["samples"]["sweep"][i] for i in res["used"]]
     bare = pick_used(res, "bare")
-    overheads = [(s["parent_s"] - b) / b for s, b in zip(sweep, bare)]
-    per_trial = [(s["trials_s"] - b) / k for s, b in zip(sweep, bare)]
+    overheads = [(s["parent_s"] - b) / b for s, b in zip(sweep, bare, strict=True)]
+    per_trial = [(s["trials_s"] - b) / k for s, b in zip(sweep, bare, strict=True)]
     # harness cost of each trial: its duration in the sweep minus the same fit's bare time, same round
-    costs = [[ts - fs for ts, fs in zip(s["trial_s"], res["samples"]["bare"][i]["fit_s"])]
-             for i, s in zip(res["used"], sweep)]
+    costs = [
+        [ts - fs for ts, fs in zip(s["trial_s"], res["samples"]["bare"][i]["fit_s"], strict=True)]
+        for i, s in zip(res["used"], sweep, strict=True)
+    ]
     bare_cpu = [res["samples"]["bare"][i]["cpu_s"] for i in res["used"]]
     # the growth of the harness's per-trial cost over a long sweep: trials 0-49 against the last 100
     growth = None
     if k >= 200:
         early = [median(c[:50]) for c in costs]
         late = [median(c[-100:]) for c in costs]
-        growth = median([(b - a) / a for a, b in zip(early, late)])
-    values_match = all(max(abs(a - b) for a, b in zip(s["values"], res["samples"]["bare"][i]["values"])) < 1e-9
-                       for i, s in zip(res["used"], sweep))
+        growth = median([(b - a) / a for a, b in zip(early, late, strict=True)])
+    values_match = all(
+        max(abs(a - b) for a, b in zip(s["values"], res["samples"]["bare"][i]["values"], strict=True)) < 1e-9
+        for i, s in zip(res["used"], sweep, strict=True)
+    )
     return {
-        "size": size.key, "label": size.label, "study_file": size.study_file, "n_trials": k, "epochs": size.epochs,
-        "threads": comp.threads, "trials": comp.trials, "samples": res["samples"],
-        "rounds_run": len(res["clean"]), "rounds_contended": res["clean"].count(False), "rounds_used": len(res["used"]),
-        "bare_s": median(bare), "fit_per_trial_s": median(bare) / k,
+        "size": size.key,
+        "label": size.label,
+        "study_file": size.study_file,
+        "n_trials": k,
+        "epochs": size.epochs,
+        "threads": comp.threads,
+        "trials": comp.trials,
+        "samples": res["samples"],
+        "rounds_run": len(res["clean"]),
+        "rounds_contended": res["clean"].count(False),
+        "rounds_used": len(res["used"]),
+        "bare_s": median(bare),
+        "fit_per_trial_s": median(bare) / k,
         "parent_s": median([s["parent_s"] for s in sweep]),
         "trials_s": median([s["trials_s"] for s in sweep]),
         "startup_s": median([s["startup_s"] for s in sweep]),
         "summary_s": median([s["after_trials_s"] for s in sweep]),
         "before_trials_s": median([s["before_trials_s"] for s in sweep]),
         "exit_s": median([s["exit_s"] for s in sweep]),
-        "overhead": median(overheads), "per_trial_cost_s": median(per_trial),
+        "overhead": median(overheads),
+        "per_trial_cost_s": median(per_trial),
         "whole_s": median([s["wall_s"] for s in sweep]),
-        "cpu_s": median([s["cpu_s"] for s in sweep]), "bare_cpu_s": median(bare_cpu),
-        "cpu_overhead": median([(s["cpu_s"] - b) / b for s, b in zip(sweep, bare_cpu)]),
+        "cpu_s": median([s["cpu_s"] for s in sweep]),
+        "bare_cpu_s": median(bare_cpu),
+        "cpu_overhead": median([(s["cpu_s"] - b) / b for s, b in zip(sweep, bare_cpu, strict=True)]),
         "growth": growth,
         "first_trial_cost_s": median([c[0] for c in costs]),
         "later_trial_cost_s": median([x for c in costs for x in c[1:]]) if k > 1 else None,
@@ -224,32 +268,66 @@ def measure(size: Size, rounds: int, ctx: Context) -> dict[str, Any]:
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    header = ["trials", "K x epochs", "bare fits s", "sweep s (parent run)", "overhead",
-              "harness s per trial", "summary s", "start-up s", "whole command s", "CPU s sweep / bare",
-              "CPU overhead", "rounds (contended)"]
-    table = [[r["label"], f"{r['n_trials']} x {r['epochs']}", fmt(r["bare_s"]), fmt(r["parent_s"]),
-              f"{100 * r['overhead']:.0f}%", fmt(r["per_trial_cost_s"], 3), fmt(r["summary_s"]), fmt(r["startup_s"], 1),
-              fmt(r["whole_s"], 1), f"{r['cpu_s']:.1f} / {r['bare_cpu_s']:.1f}", f"{100 * r['cpu_overhead']:.0f}%",
-              f"{r['rounds_used']} ({r['rounds_contended']})"] for r in rows]
+    header = [
+        "trials",
+        "K x epochs",
+        "bare fits s",
+        "sweep s (parent run)",
+        "overhead",
+        "harness s per trial",
+        "summary s",
+        "start-up s",
+        "whole command s",
+        "CPU s sweep / bare",
+        "CPU overhead",
+        "rounds (contended)",
+    ]
+    table = [
+        [
+            r["label"],
+            f"{r['n_trials']} x {r['epochs']}",
+            fmt(r["bare_s"]),
+            fmt(r["parent_s"]),
+            f"{100 * r['overhead']:.0f}%",
+            fmt(r["per_trial_cost_s"], 3),
+            fmt(r["summary_s"]),
+            fmt(r["startup_s"], 1),
+            fmt(r["whole_s"], 1),
+            f"{r['cpu_s']:.1f} / {r['bare_cpu_s']:.1f}",
+            f"{100 * r['cpu_overhead']:.0f}%",
+            f"{r['rounds_used']} ({r['rounds_contended']})",
+        ]
+        for r in rows
+    ]
     parts = [md_table(header, table, "lrrrrrrrrrrl"), ""]
     for r in rows:
         c, fit = r["per_trial_cost_s"], r["fit_per_trial_s"]
-        split = (f" (the first trial {r['first_trial_cost_s']:.2f} s, later ones {r['later_trial_cost_s']:.2f} s "
-                 "each, median)" if r["later_trial_cost_s"] is not None else "")
-        parts.append(f"- {r['label']}: a bare fit took {fit:.2f} s per trial, the harness added {c:.2f} s per "
-                     f"trial{split} plus {r['summary_s']:.1f} s once at the end; its per-trial part alone stays under "
-                     f"10 % only for fits of {10 * c:.0f} s or more. Same configurations in every sweep run: "
-                     f"{'yes' if r['same_trials'] else '**no**'}; bare fits reproduce the trials' values "
-                     f"(the study's metric and objective) exactly: {'yes' if r['values_match'] else '**no**'}."
-                     + (f" Harness cost per trial, trials 0-49 against the last 100: {100 * r['growth']:+.0f} %."
-                        if r.get("growth") is not None else ""))
+        split = (
+            f" (the first trial {r['first_trial_cost_s']:.2f} s, later ones {r['later_trial_cost_s']:.2f} s "
+            "each, median)"
+            if r["later_trial_cost_s"] is not None
+            else ""
+        )
+        parts.append(
+            f"- {r['label']}: a bare fit took {fit:.2f} s per trial, the harness added {c:.2f} s per "
+            f"trial{split} plus {r['summary_s']:.1f} s once at the end; its per-trial part alone stays under "
+            f"10 % only for fits of {10 * c:.0f} s or more. Same configurations in every sweep run: "
+            f"{'yes' if r['same_trials'] else '**no**'}; bare fits reproduce the trials' values "
+            f"(the study's metric and objective) exactly: {'yes' if r['values_match'] else '**no**'}."
+            + (
+                f" Harness cost per trial, trials 0-49 against the last 100: {100 * r['growth']:+.0f} %."
+                if r.get("growth") is not None
+                else ""
+            )
+        )
     parts.append(
         "\nMethod: each round runs `numpynet-sweep` on a shipped study file (`conf/sweep/default.yaml`, "
         "`conf/sweep/cat.yaml`) with `n_trials=K`, pruner `none`, sampler seed 0 and the epochs shown, in a "
         "subprocess on a local store in a temporary folder (created beforehand, shared by the rounds), and "
         "the bare fits of the same K configurations in this process (config composed and data loaded "
         "outside the timed region; "
-        "`numpynet.sweeps.training.network.build_network`, then `fit` with the validation split; the same BLAS thread limit as "
+        "`numpynet.sweeps.training.network.build_network`, then `fit` with the validation split; "
+        "the same BLAS thread limit as "
         "the sweep's worker); the order alternates every round. *sweep s* is the lifetime of the sweep's "
         "MLflow parent run: it excludes interpreter start-up, imports, config composition, the data check "
         "and store creation (*start-up*, shown, not counted) and includes every trial's tracking and "
@@ -260,7 +338,8 @@ def render(rows: list[dict[str, Any]]) -> str:
         "(sweep - bare) / bare, median over rounds. *harness s per trial* = (first trial start to last trial "
         "end - bare) / K; *summary s* = last trial end to parent run end. The target (< 10 %) is judged on "
         "the digits trials of the default sweep, the study `numpynet-sweep` runs without arguments; the "
-        "cat trials show how the share falls as fits get longer.")
+        "cat trials show how the share falls as fits get longer."
+    )
     return "\n".join(parts)
 
 
@@ -272,15 +351,32 @@ def run(ctx: Context) -> SectionResult:
     targets = [Target(name, 100 * judged["overhead"] if judged else None, 100 * LIMIT, "<=", "issue 9")]
     by_key = {r["size"]: r for r in rows}
     if "cat" in by_key:
-        targets.append(Target("harness overhead, cat trials (% of bare fits)", 100 * by_key["cat"]["overhead"], 5.0,
-                              "<=", "issue 9"))
+        targets.append(
+            Target(
+                "harness overhead, cat trials (% of bare fits)", 100 * by_key["cat"]["overhead"], 5.0, "<=", "issue 9"
+            )
+        )
     if judged:
         targets.append(Target("end-of-sweep fixed cost, default sweep (s)", judged["summary_s"], 0.5, "<=", "issue 9"))
     if "tiny" in by_key:
         tiny = by_key["tiny"]
-        targets.append(Target(f"harness cost per 2-epoch trial, {tiny['n_trials']} trials (ms)",
-                              1000 * tiny["later_trial_cost_s"], 50.0, "<=", "issue 9"))
+        targets.append(
+            Target(
+                f"harness cost per 2-epoch trial, {tiny['n_trials']} trials (ms)",
+                1000 * tiny["later_trial_cost_s"],
+                50.0,
+                "<=",
+                "issue 9",
+            )
+        )
         if tiny.get("growth") is not None:
-            targets.append(Target("growth of the per-trial cost, trials 0-49 to the last 100 (%)",
-                                  100 * tiny["growth"], 10.0, "<=", "issue 9"))
+            targets.append(
+                Target(
+                    "growth of the per-trial cost, trials 0-49 to the last 100 (%)",
+                    100 * tiny["growth"],
+                    10.0,
+                    "<=",
+                    "issue 9",
+                )
+            )
     return SectionResult(KEY, TITLE, render(rows), {"sizes": rows}, targets)

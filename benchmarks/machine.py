@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 
 # Environment variables that change which BLAS kernels run or how many threads.
-BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
-            "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def cpu_model() -> str:
@@ -46,8 +45,10 @@ def numpy_blas() -> dict[str, Any]:
     if not own:
         return {"internal_api": "unknown", "num_threads": None}
     info = own[0]
-    return {k: info.get(k) for k in ("internal_api", "version", "architecture", "num_threads",
-                                      "threading_layer", "filepath")}
+    return {
+        k: info.get(k)
+        for k in ("internal_api", "version", "architecture", "num_threads", "threading_layer", "filepath")
+    }
 
 
 def version(dist: str) -> str | None:
@@ -59,10 +60,15 @@ def version(dist: str) -> str | None:
 
 def git_commit(repo: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", "numpynet"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        out = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--", "numpynet"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() + ("+dirty numpynet" if dirty else "") if out.returncode == 0 else None
@@ -109,6 +115,8 @@ def header_markdown(info: dict[str, Any]) -> str:
         "(the machine is shared; see the repeat spread column)",
     ]
     if info.get("torch_threads") is not None:
-        lines.append(f"- torch: {info['torch_threads']} intra-op threads (set to numpy's BLAS threads), "
-                     f"BLAS {info.get('torch_blas', '?')}")
+        lines.append(
+            f"- torch: {info['torch_threads']} intra-op threads (set to numpy's BLAS threads), "
+            f"BLAS {info.get('torch_blas', '?')}"
+        )
     return "\n".join(lines)

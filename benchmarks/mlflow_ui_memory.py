@@ -33,10 +33,19 @@ def measure(job_execution: bool, port: int) -> tuple[int, float]:
     if not job_execution:
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     with tempfile.TemporaryDirectory() as folder:
-        cmd = [str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri",
-               f"sqlite:///{folder}/mlflow.db", "--port", str(port), "--workers", "1"]
-        proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        cmd = [
+            str(Path(sys.executable).with_name("mlflow")),
+            "ui",
+            "--backend-store-uri",
+            f"sqlite:///{folder}/mlflow.db",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
+        proc = subprocess.Popen(
+            cmd, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             end = time.monotonic() + 120
             while time.monotonic() < end:

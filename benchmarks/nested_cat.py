@@ -83,7 +83,8 @@ def _refit_scores(tracking_uri: str, experiment: str) -> dict[str, dict[int, dic
         if not seed or run.info.status != "FINISHED":  # refit-chosen (the trial's own seed) has none
             continue
         out[run.data.tags["numpynet.refit_config"]][int(seed)] = {
-            k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
+            k: v for k, v in run.data.metrics.items() if k.startswith("test_")
+        }
     return out
 
 
@@ -94,16 +95,23 @@ def _balanced(scores: dict[str, float], n_pos: int, n_neg: int) -> float:
     return (scores["test_recall"] + true_neg / n_neg) / 2
 
 
-def run_one(variant: str, overrides: list[str], k: int, pair: tuple[Path, Path], seeds: int,
-            folder: Path, python: str) -> dict[str, Any]:
+def run_one(
+    variant: str, overrides: list[str], k: int, pair: tuple[Path, Path], seeds: int, folder: Path, python: str
+) -> dict[str, Any]:
     work = folder / f"{variant}-outer{k}"
     work.mkdir(parents=True, exist_ok=True)
     (work / "mlruns").mkdir(exist_ok=True)
     uri = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
-    command = [str(Path(python).parent / "numpynet-sweep"), "sweep=cat",
-               f"data.train_path={pair[0]}", f"data.test_path={pair[1]}",
-               f"sweep.robustness_seeds={seeds}", f"tracking.uri={uri}",
-               f"sweep.storage={work / 'journal.log'}", *overrides]
+    command = [
+        str(Path(python).parent / "numpynet-sweep"),
+        "sweep=cat",
+        f"data.train_path={pair[0]}",
+        f"data.test_path={pair[1]}",
+        f"sweep.robustness_seeds={seeds}",
+        f"tracking.uri={uri}",
+        f"sweep.storage={work / 'journal.log'}",
+        *overrides,
+    ]
     finished = work / "finished.json"  # a sweep that ended well is not run again (--work)
     if finished.exists():
         seconds = json.loads(finished.read_text())["seconds"]
@@ -126,10 +134,13 @@ def run_one(variant: str, overrides: list[str], k: int, pair: tuple[Path, Path],
             seed_scores["test_balanced_accuracy"] = _balanced(seed_scores, n_pos, n_neg)
     both = sorted(set(scores["chosen"]) & set(scores["baseline"]))
     if len(both) != seeds:
-        return {"variant": variant, "outer": k, "seconds": seconds,
-                "error": f"{len(both)} seeded refit pairs in {uri}, expected {seeds}"}
-    record = {"variant": variant, "outer": k, "seconds": seconds, "seeds": both,
-              "log": str(work / "stdout.txt")}
+        return {
+            "variant": variant,
+            "outer": k,
+            "seconds": seconds,
+            "error": f"{len(both)} seeded refit pairs in {uri}, expected {seeds}",
+        }
+    record = {"variant": variant, "outer": k, "seconds": seconds, "seeds": both, "log": str(work / "stdout.txt")}
     for metric in ("test_accuracy", "test_balanced_accuracy"):
         for who in ("chosen", "baseline"):
             record[f"{who}.{metric}"] = [scores[who][s].get(metric, float("nan")) for s in both]
@@ -149,30 +160,42 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             chosen = np.array([np.mean(r[f"chosen.{metric}"]) for r in rows])
             base = np.array([np.mean(r[f"baseline.{metric}"]) for r in rows])
             diff = chosen - base
-            half = (stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
-                    if len(diff) > 1 else float("nan"))
-            entry[metric] = {"chosen": float(chosen.mean()), "baseline": float(base.mean()),
-                             "paired_diff": float(diff.mean()), "ci95": [float(diff.mean() - half),
-                                                                        float(diff.mean() + half)],
-                             "per_outer_fold_diff": [round(float(d), 4) for d in diff]}
+            half = (
+                stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+                if len(diff) > 1
+                else float("nan")
+            )
+            entry[metric] = {
+                "chosen": float(chosen.mean()),
+                "baseline": float(base.mean()),
+                "paired_diff": float(diff.mean()),
+                "ci95": [float(diff.mean() - half), float(diff.mean() + half)],
+                "per_outer_fold_diff": [round(float(d), 4) for d in diff],
+            }
         out[variant] = entry
     names = [v for v in out]
     for i, first in enumerate(names):  # the variants against each other: the chosen configurations, fold by fold
-        for second in names[i + 1:]:
-            folds = sorted({r["outer"] for r in records if r["variant"] == first and "error" not in r}
-                           & {r["outer"] for r in records if r["variant"] == second and "error" not in r})
+        for second in names[i + 1 :]:
+            folds = sorted(
+                {r["outer"] for r in records if r["variant"] == first and "error" not in r}
+                & {r["outer"] for r in records if r["variant"] == second and "error" not in r}
+            )
             if len(folds) < 2:
                 continue
             entry = {"outer_folds": len(folds)}
             for metric in ("test_accuracy", "test_balanced_accuracy"):
-                def chosen(variant: str, k: int) -> float:
+
+                def chosen(variant: str, k: int, metric: str = metric) -> float:
                     row = next(r for r in records if r["variant"] == variant and r["outer"] == k and "error" not in r)
                     return float(np.mean(row[f"chosen.{metric}"]))
+
                 diff = np.array([chosen(first, k) - chosen(second, k) for k in folds])
                 half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
-                entry[metric] = {"paired_diff": float(diff.mean()),
-                                 "ci95": [float(diff.mean() - half), float(diff.mean() + half)],
-                                 "per_outer_fold_diff": [round(float(d), 4) for d in diff]}
+                entry[metric] = {
+                    "paired_diff": float(diff.mean()),
+                    "ci95": [float(diff.mean() - half), float(diff.mean() + half)],
+                    "per_outer_fold_diff": [round(float(d), 4) for d in diff],
+                }
             out[f"{first} - {second}"] = entry
     return out
 
@@ -182,17 +205,22 @@ def _check_manifest(folder: Path, args: argparse.Namespace, variants: dict[str, 
     manifest = folder / "manifest.json"
     wanted = {"train_path": str(args.train_path.resolve()), "outer": args.outer, "seeds": args.seeds}
     if not manifest.exists() and any(folder.glob("*-outer*")):
-        raise SystemExit(f"nested_cat: {folder} holds sweeps but no manifest.json to say how they were run; "
-                         "use another --work folder")
+        raise SystemExit(
+            f"nested_cat: {folder} holds sweeps but no manifest.json to say how they were run; "
+            "use another --work folder"
+        )
     known = json.loads(manifest.read_text()) if manifest.exists() else {**wanted, "variants": {}}
     for key, value in wanted.items():
         if known.get(key) != value:
-            raise SystemExit(f"nested_cat: {folder} was made with {key}={known.get(key)!r}, not {value!r}; "
-                             "use another --work folder")
+            raise SystemExit(
+                f"nested_cat: {folder} was made with {key}={known.get(key)!r}, not {value!r}; use another --work folder"
+            )
     for name, overrides in variants.items():
         if known["variants"].setdefault(name, overrides) != overrides:
-            raise SystemExit(f"nested_cat: variant {name!r} was run in {folder} with {known['variants'][name]}, "
-                             f"not {overrides}; give this one another name")
+            raise SystemExit(
+                f"nested_cat: variant {name!r} was run in {folder} with {known['variants'][name]}, "
+                f"not {overrides}; give this one another name"
+            )
     folder.mkdir(parents=True, exist_ok=True)
     manifest.write_text(json.dumps(known, indent=1))
 
@@ -200,15 +228,23 @@ def _check_manifest(folder: Path, args: argparse.Namespace, variants: dict[str, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-path", type=Path, required=True)
-    parser.add_argument("--variant", action="append", default=[],
-                        help="NAME=OVERRIDE,OVERRIDE (sweep and training overrides); repeatable; "
-                        "'shipped=' is the study file as it is (the default when none is named)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME=OVERRIDE,OVERRIDE (sweep and training overrides); repeatable; "
+        "'shipped=' is the study file as it is (the default when none is named)",
+    )
     parser.add_argument("--outer", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=5, help="robustness seeds per outer fold")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--work", type=Path, default=None,
-                        help="keep the outer folds, stores and journals here (default: a temporary folder); "
-                             "running again with the same folder resumes each unfinished sweep")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="keep the outer folds, stores and journals here (default: a temporary folder); "
+        "running again with the same folder resumes each unfinished sweep",
+    )
     args = parser.parse_args(argv)
     variants = {} if args.variant else dict(DEFAULT_VARIANTS)  # the shipped study unless variants are named
     for text in args.variant:
@@ -225,12 +261,18 @@ def main(argv: list[str] | None = None) -> int:
             for name, overrides in variants.items():
                 record = run_one(name, overrides, k, pair, args.seeds, folder, sys.executable)
                 records.append(record)
-                print(json.dumps({key: record[key] for key in ("variant", "outer", "seconds")}
-                                 | {"error": record.get("error", "")[-300:]}), flush=True)
+                print(
+                    json.dumps(
+                        {key: record[key] for key in ("variant", "outer", "seconds")}
+                        | {"error": record.get("error", "")[-300:]}
+                    ),
+                    flush=True,
+                )
                 if "error" in record:
                     raise SystemExit(f"nested_cat: {name}, outer fold {k} failed: {record['error'][-500:]}")
-                result_file.write_text(json.dumps({"records": records, "summary": summarise(records),
-                                                   "variants": variants}, indent=1))
+                result_file.write_text(
+                    json.dumps({"records": records, "summary": summarise(records), "variants": variants}, indent=1)
+                )
     print(json.dumps(summarise(records), indent=1))
     return 0
 

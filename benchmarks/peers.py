@@ -33,7 +33,7 @@ def initial_weights(wl: Workload, seed: int, dtype) -> list[np.ndarray]:
 
     rng = np.random.default_rng(seed)
     he = INITIALIZERS["he"]
-    return [he(rng, i, o, dtype) for i, o in zip(wl.layer_dims[:-1], wl.layer_dims[1:])]
+    return [he(rng, i, o, dtype) for i, o in zip(wl.layer_dims[:-1], wl.layer_dims[1:], strict=True)]
 
 
 def _cast(wl: Workload, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -45,17 +45,31 @@ def numpynet_trial(wl: Workload, dtype, seed: int) -> Trial:
     from numpynet import NeuralNetwork
 
     X, Xt = _cast(wl, dtype)
-    params = dict(layer_dims=wl.layer_dims, seed=seed, learning_rate=wl.learning_rate,
-                  optimizer=wl.optimizer, mini_batch_size=wl.batch_size, epoch=wl.epochs,
-                  dtype=np.dtype(dtype).name, initialization="he", regularization=None,
-                  beta1=0.9, beta2=0.999, epsilon=1e-8)
+    params = dict(
+        layer_dims=wl.layer_dims,
+        seed=seed,
+        learning_rate=wl.learning_rate,
+        optimizer=wl.optimizer,
+        mini_batch_size=wl.batch_size,
+        epoch=wl.epochs,
+        dtype=np.dtype(dtype).name,
+        initialization="he",
+        regularization=None,
+        beta1=0.9,
+        beta2=0.999,
+        epsilon=1e-8,
+    )
 
     def trial() -> dict[str, Any]:
         t0 = time.perf_counter()
         net = NeuralNetwork(**params).fit(X, wl.y_train)
         seconds = time.perf_counter() - t0
-        return {"seconds": seconds, "accuracy": float(net.score(Xt, wl.y_test)),
-                "final_train_cost": float(net.costs_[-1]), "blas_threads": net.n_threads_}
+        return {
+            "seconds": seconds,
+            "accuracy": float(net.score(Xt, wl.y_test)),
+            "final_train_cost": float(net.costs_[-1]),
+            "blas_threads": net.n_threads_,
+        }
 
     return trial
 
@@ -93,13 +107,13 @@ def torch_trial(wl: Workload, dtype, seed: int, threads: int) -> Trial:
 
     def build() -> nn.Sequential:
         layers: list[nn.Module] = []
-        for l, (i, o) in enumerate(zip(wl.layer_dims[:-1], wl.layer_dims[1:])):
+        for k, (i, o) in enumerate(zip(wl.layer_dims[:-1], wl.layer_dims[1:], strict=True)):
             lin = nn.Linear(i, o, dtype=tdtype)
             with torch.no_grad():
-                lin.weight.copy_(W0[l])
+                lin.weight.copy_(W0[k])
                 lin.bias.zero_()
             layers.append(lin)
-            if l < len(W0) - 1:
+            if k < len(W0) - 1:
                 layers.append(nn.ReLU())
         return nn.Sequential(*layers)
 
@@ -117,7 +131,7 @@ def torch_trial(wl: Workload, dtype, seed: int, threads: int) -> Trial:
             perm = torch.randperm(n, generator=gen)
             running = 0.0
             for start in range(0, n, bs):
-                idx = perm[start:start + bs]
+                idx = perm[start : start + bs]
                 xb, yb = X[idx], Y[idx]
                 opt.zero_grad()
                 loss = loss_fn(model(xb), yb)
@@ -158,12 +172,24 @@ def sklearn_trial(wl: Workload, dtype, seed: int) -> Trial:
 
     X, Xt = _cast(wl, dtype)
     W0 = initial_weights(wl, seed, dtype)
-    solver = {"gd": dict(solver="sgd", momentum=0.0, nesterovs_momentum=False, learning_rate="constant"),
-              "adam": dict(solver="adam", beta_1=0.9, beta_2=0.999, epsilon=1e-8)}[wl.optimizer]
-    params = dict(hidden_layer_sizes=tuple(wl.layer_dims[1:-1]), activation="relu", alpha=0.0,
-                  batch_size=wl.batch_size, learning_rate_init=wl.learning_rate, max_iter=wl.epochs,
-                  shuffle=True, random_state=seed, tol=0.0, early_stopping=False,
-                  n_iter_no_change=10**9, **solver)
+    solver = {
+        "gd": dict(solver="sgd", momentum=0.0, nesterovs_momentum=False, learning_rate="constant"),
+        "adam": dict(solver="adam", beta_1=0.9, beta_2=0.999, epsilon=1e-8),
+    }[wl.optimizer]
+    params = dict(
+        hidden_layer_sizes=tuple(wl.layer_dims[1:-1]),
+        activation="relu",
+        alpha=0.0,
+        batch_size=wl.batch_size,
+        learning_rate_init=wl.learning_rate,
+        max_iter=wl.epochs,
+        shuffle=True,
+        random_state=seed,
+        tol=0.0,
+        early_stopping=False,
+        n_iter_no_change=10**9,
+        **solver,
+    )
     preset = hasattr(MLPClassifier, "_init_coef")
 
     def trial() -> dict[str, Any]:
@@ -175,7 +201,10 @@ def sklearn_trial(wl: Workload, dtype, seed: int) -> Trial:
             clf.fit(X, wl.y_train)
         seconds = time.perf_counter() - t0
         assert clf.n_iter_ == wl.epochs, (clf.n_iter_, wl.epochs)
-        return {"seconds": seconds, "accuracy": float(clf.score(Xt, wl.y_test)),
-                "final_train_cost": float(clf.loss_curve_[-1])}
+        return {
+            "seconds": seconds,
+            "accuracy": float(clf.score(Xt, wl.y_test)),
+            "final_train_cost": float(clf.loss_curve_[-1]),
+        }
 
     return trial

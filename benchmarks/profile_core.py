@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import peers
-from . import workloads
+from . import peers, workloads
 from .common import Context, SectionResult, log, md_table
 
 KEY = "profile"
@@ -61,9 +60,28 @@ def py_spy_profile(name: str, dtype: str, epochs: int, cat_dir: Path, rate: int 
         raise RuntimeError("py-spy not found")
     with tempfile.TemporaryDirectory(prefix="numpynet-prof-") as tmp:
         raw = Path(tmp) / "samples.txt"
-        cmd = [exe, "record", "--format", "raw", "--rate", str(rate), "--output", str(raw), "--",
-               sys.executable, "-m", "benchmarks.profile_core", "--child", name, "--dtype", dtype,
-               "--epochs", str(epochs), "--cat-data", str(cat_dir)]
+        cmd = [
+            exe,
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            str(rate),
+            "--output",
+            str(raw),
+            "--",
+            sys.executable,
+            "-m",
+            "benchmarks.profile_core",
+            "--child",
+            name,
+            "--dtype",
+            dtype,
+            "--epochs",
+            str(epochs),
+            "--cat-data",
+            str(cat_dir),
+        ]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0 or not raw.exists():
@@ -80,7 +98,7 @@ def py_spy_profile(name: str, dtype: str, epochs: int, cat_dir: Path, rate: int 
         n = int(count)
         total += n
         inner = [f for f in frames if "numpynet/" in f["file"].replace(os.sep, "/")][-1]
-        rel = inner["file"][inner["file"].replace(os.sep, "/").rfind("numpynet/"):]
+        rel = inner["file"][inner["file"].replace(os.sep, "/").rfind("numpynet/") :]
         per_line[(rel, int(inner["line"]), inner["func"])] += n
         per_func[inner["func"]] += n
     rows = []
@@ -104,8 +122,7 @@ def cprofile_profile(name: str, dtype: str, epochs: int, cat_dir: Path) -> dict[
         entries.append((tt, f"{Path(file).name}:{line}" if line else file, func))
     total = sum(e[0] for e in entries)
     entries.sort(reverse=True)
-    rows = [{"share": tt / total, "where": where, "function": func, "code": ""}
-            for tt, where, func in entries[:TOP]]
+    rows = [{"share": tt / total, "where": where, "function": func, "code": ""} for tt, where, func in entries[:TOP]]
     return {"tool": "cProfile", "samples": None, "lines": rows, "functions": []}
 
 
@@ -118,10 +135,15 @@ def profile(name: str, dtype: str, epochs: int, cat_dir: Path) -> dict[str, Any]
 
 
 def render_one(title: str, prof: dict[str, Any]) -> str:
-    what = (f"py-spy, {prof['samples']} samples at {prof['rate_hz']} Hz, charged to the innermost "
-            "numpynet line" if prof["tool"] == "py-spy" else "cProfile self time per function")
-    rows = [[f"{100 * r['share']:.1f}%", f"`{r['where']}`", r["function"],
-             f"`{r['code']}`" if r["code"] else ""] for r in prof["lines"]]
+    what = (
+        f"py-spy, {prof['samples']} samples at {prof['rate_hz']} Hz, charged to the innermost numpynet line"
+        if prof["tool"] == "py-spy"
+        else "cProfile self time per function"
+    )
+    rows = [
+        [f"{100 * r['share']:.1f}%", f"`{r['where']}`", r["function"], f"`{r['code']}`" if r["code"] else ""]
+        for r in prof["lines"]
+    ]
     out = [f"**{title}** ({what}):\n", md_table(["share of fit", "where", "function", "code"], rows, "rlll")]
     if prof["functions"]:
         funcs = ", ".join(f"{f['function']} {100 * f['share']:.0f}%" for f in prof["functions"][:8])

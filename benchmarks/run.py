@@ -45,19 +45,35 @@ DEFAULT = ["core", "profile", "harness", "scaling", "search", "cv"]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="small sizes and fewer rounds, a smoke test (about 4 minutes on 2 cores)")
-    p.add_argument("--only", default=",".join(DEFAULT),
-                   help=f"comma-separated sections to run, from: {', '.join(SECTIONS)} "
-                        f"(default: {','.join(DEFAULT)})")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results",
-                   help="folder for the report files (default: benchmarks/results)")
-    p.add_argument("--cat-data", type=Path, default=REPO.parent / "shared" / "data" / "catvnoncat",
-                   help="folder with train_catvnoncat.h5 / test_catvnoncat.h5, read in place "
-                        "(default: <repo>/../shared/data/catvnoncat)")
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes and fewer rounds, a smoke test (about 4 minutes on 2 cores)"
+    )
+    p.add_argument(
+        "--only",
+        default=",".join(DEFAULT),
+        help=f"comma-separated sections to run, from: {', '.join(SECTIONS)} (default: {','.join(DEFAULT)})",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "benchmarks" / "results",
+        help="folder for the report files (default: benchmarks/results)",
+    )
+    p.add_argument(
+        "--cat-data",
+        type=Path,
+        default=REPO.parent / "shared" / "data" / "catvnoncat",
+        help="folder with train_catvnoncat.h5 / test_catvnoncat.h5, read in place "
+        "(default: <repo>/../shared/data/catvnoncat)",
+    )
     p.add_argument("--rounds", type=int, default=None, help="clean rounds per comparison (default 7, quick 3)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="BLAS threads for numpy in this process (threadpoolctl) and torch's intra-op threads "
-                        "(default: numpy's own setting, usually one per core)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="BLAS threads for numpy in this process (threadpoolctl) and torch's intra-op threads "
+        "(default: numpy's own setting, usually one per core)",
+    )
     p.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a measured target is missed")
     p.add_argument("-v", "--verbose", action="store_true", help="log every round")
     a = p.parse_args(argv)
@@ -83,8 +99,10 @@ def render(info: dict[str, Any], results: list[SectionResult], seconds: dict[str
     targets = [t for r in results for t in r.targets]
     if targets:
         parts += ["## Targets", "", "| target | measured | limit | verdict |", "| :--- | ---: | ---: | :--- |"]
-        parts += [f"| {t.name} | {'–' if t.value is None else f'{t.value:.2f}'} | {t.op} {t.limit} | "
-                  f"{verdict(t.met)} |" for t in targets]
+        parts += [
+            f"| {t.name} | {'–' if t.value is None else f'{t.value:.2f}'} | {t.op} {t.limit} | {verdict(t.met)} |"
+            for t in targets
+        ]
         parts.append("")
     for r in results:
         parts += [f"## {r.title}", "", r.markdown, "", f"_Section time: {seconds[r.key]:.0f} s._", ""]
@@ -93,8 +111,9 @@ def render(info: dict[str, Any], results: list[SectionResult], seconds: dict[str
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
+    )
     if args.threads is not None:
         if args.threads < 1:
             raise SystemExit(f"python -m benchmarks.run: error: --threads must be >= 1, got {args.threads}")
@@ -102,14 +121,25 @@ def main(argv: list[str] | None = None) -> int:
 
         threadpool_limits(limits=args.threads, user_api="blas")  # for the whole process
     info = machine.describe(REPO)
-    log.info("machine: %s, %d cores, %s %s (%s kernel) with %s threads", info["cpu"], info["cores"],
-             info["blas"].get("internal_api"), info["blas"].get("version"),
-             info["blas"].get("architecture"), info["blas"].get("num_threads"))
+    log.info(
+        "machine: %s, %d cores, %s %s (%s kernel) with %s threads",
+        info["cpu"],
+        info["cores"],
+        info["blas"].get("internal_api"),
+        info["blas"].get("version"),
+        info["blas"].get("architecture"),
+        info["blas"].get("num_threads"),
+    )
     # repeats of contended rounds stop here, keeping the whole run within bounds
     budget = QUICK_BUDGET_S if args.quick else BUDGET_S
-    ctx = Context(quick=args.quick, out_dir=args.out, cat_dir=args.cat_data, rounds=args.rounds,
-                  blas_threads=int(info["blas"].get("num_threads") or 1),
-                  deadline=time.monotonic() + budget)
+    ctx = Context(
+        quick=args.quick,
+        out_dir=args.out,
+        cat_dir=args.cat_data,
+        rounds=args.rounds,
+        blas_threads=int(info["blas"].get("num_threads") or 1),
+        deadline=time.monotonic() + budget,
+    )
     results: list[SectionResult] = []
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -126,9 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     report = render(info, results, seconds, args.quick)
-    payload = {"machine": info, "quick": args.quick, "sections": {
-        r.key: {"title": r.title, "seconds": round(seconds[r.key], 1), "targets": [t.as_dict() for t in r.targets],
-                "data": r.data} for r in results}}
+    payload = {
+        "machine": info,
+        "quick": args.quick,
+        "sections": {
+            r.key: {
+                "title": r.title,
+                "seconds": round(seconds[r.key], 1),
+                "targets": [t.as_dict() for t in r.targets],
+                "data": r.data,
+            }
+            for r in results
+        },
+    }
     md_path, json_path = args.out / f"bench-{stamp}.md", args.out / f"bench-{stamp}.json"
     md_path.write_text(report + "\n")
     json_path.write_text(json.dumps(payload, indent=1, default=_json_default) + "\n")

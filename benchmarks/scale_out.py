@@ -59,18 +59,35 @@ def _services():
 
 def _sweep_file(folder: Path, budget: int, epochs: int) -> Path:
     path = folder / "scale_out_bench.yaml"
-    path.write_text(yaml.safe_dump({
-        "study_name": "bench", "metric": "val_accuracy", "direction": "maximize", "n_trials": budget,
-        "sampler": {"name": "tpe", "seed": 0}, "pruner": {"name": "none"},
-        "overrides": [f"train.epoch={epochs}", "train.regularization=l2", "train.mini_batch_size=64"],
-        "space": {"optimizer.learning_rate": {"type": "float", "low": 1.0e-3, "high": 3.0e-2, "log": True},
-                  "train.lambd": {"type": "float", "low": 1.0e-3, "high": 1.0, "log": True}},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "study_name": "bench",
+                "metric": "val_accuracy",
+                "direction": "maximize",
+                "n_trials": budget,
+                "sampler": {"name": "tpe", "seed": 0},
+                "pruner": {"name": "none"},
+                "overrides": [f"train.epoch={epochs}", "train.regularization=l2", "train.mini_batch_size=64"],
+                "space": {
+                    "optimizer.learning_rate": {"type": "float", "low": 1.0e-3, "high": 3.0e-2, "log": True},
+                    "train.lambd": {"type": "float", "low": 1.0e-3, "high": 1.0, "log": True},
+                },
+            }
+        )
+    )
     return path
 
 
-def one_run(setup: str, workers: int, budget: int, sweep: Path, workdir: Path,
-            pg_url: str | None = None, server_url: str | None = None) -> dict[str, Any]:
+def one_run(
+    setup: str,
+    workers: int,
+    budget: int,
+    sweep: Path,
+    workdir: Path,
+    pg_url: str | None = None,
+    server_url: str | None = None,
+) -> dict[str, Any]:
     """Start ``workers`` numpynet-sweep processes on a fresh study; time them."""
     import optuna
 
@@ -83,11 +100,13 @@ def one_run(setup: str, workers: int, budget: int, sweep: Path, workdir: Path,
         args += [f"sweep.storage={pg_url}", f"tracking.uri={server_url}"]
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    procs = [commands.start_command("numpynet-sweep", args, workdir, tracking_uri=None, stdout=subprocess.DEVNULL)
-             for _ in range(workers)]
+    procs = [
+        commands.start_command("numpynet-sweep", args, workdir, tracking_uri=None, stdout=subprocess.DEVNULL)
+        for _ in range(workers)
+    ]
     errors = [p.communicate(timeout=3600)[1] for p in procs]
     wall = time.perf_counter() - start
-    failed = [(p.returncode, e[-2000:]) for p, e in zip(procs, errors) if p.returncode != 0]
+    failed = [(p.returncode, e[-2000:]) for p, e in zip(procs, errors, strict=True) if p.returncode != 0]
     if failed:
         raise RuntimeError(f"{setup} with {workers} worker(s): {failed}")
     storage = pg_url if setup == "postgresql" else str(workdir / "mlruns" / "optuna" / "journal.log")
@@ -96,10 +115,16 @@ def one_run(setup: str, workers: int, budget: int, sweep: Path, workdir: Path,
     trials = [t for t in optuna.load_study(study_name=study, storage=storage).trials if t.state.is_finished()]
     span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
     durations = sorted((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
-    return {"setup": setup, "workers": workers, "budget": budget, "finished": len(trials),
-            "wall_s": round(wall, 2), "per_min_wall": round(budget / wall * 60, 2),
-            "per_min_steady": round(len(trials) / span * 60, 2) if span > 0 else None,
-            "median_trial_s": round(durations[len(durations) // 2], 3)}
+    return {
+        "setup": setup,
+        "workers": workers,
+        "budget": budget,
+        "finished": len(trials),
+        "wall_s": round(wall, 2),
+        "per_min_wall": round(budget / wall * 60, 2),
+        "per_min_steady": round(len(trials) / span * 60, 2) if span > 0 else None,
+        "median_trial_s": round(durations[len(durations) // 2], 3),
+    }
 
 
 def measure(budget: int, epochs: int, worker_counts: list[int], rounds: int, setups=SETUPS) -> list[dict]:
@@ -109,16 +134,25 @@ def measure(budget: int, epochs: int, worker_counts: list[int], rounds: int, set
     with tempfile.TemporaryDirectory(prefix="numpynet-scale-out-") as tmp:
         root = Path(tmp)
         sweep = _sweep_file(root, budget, epochs)
-        with services.fresh_database() as study_db, services.fresh_database() as mlflow_db, \
-                services.MlflowServer(mlflow_db, root / "artifacts", root / "server.log", workers=2) as server:
+        with (
+            services.fresh_database() as study_db,
+            services.fresh_database() as mlflow_db,
+            services.MlflowServer(mlflow_db, root / "artifacts", root / "server.log", workers=2) as server,
+        ):
             for r in range(rounds):
                 for n in worker_counts:
                     order = list(setups) if (r + n) % 2 == 0 else list(reversed(setups))
                     for setup in order:
                         row = one_run(setup, n, budget, sweep, root / f"{setup}-{n}-{r}", study_db, server.url)
                         row["round"] = r
-                        log.info("%s, %d worker(s): %.1f trials/min end to end, %s steady (%.0f s)", setup, n,
-                                 row["per_min_wall"], row["per_min_steady"], row["wall_s"])
+                        log.info(
+                            "%s, %d worker(s): %.1f trials/min end to end, %s steady (%.0f s)",
+                            setup,
+                            n,
+                            row["per_min_wall"],
+                            row["per_min_steady"],
+                            row["wall_s"],
+                        )
                         results.append(row)
     return results
 
@@ -135,28 +169,38 @@ def render(rows: list[dict], budget: int, epochs: int, rounds: int) -> str:
         cells: list[Any] = [n]
         for setup in SETUPS:
             mine = [r for r in rows if r["setup"] == setup and r["workers"] == n]
-            cells += [_fmt(_median(mine, "per_min_wall")), _fmt(_median(mine, "per_min_steady")),
-                      _fmt(_median(mine, "wall_s"), 1), _fmt(_median(mine, "median_trial_s"))]
+            cells += [
+                _fmt(_median(mine, "per_min_wall")),
+                _fmt(_median(mine, "per_min_steady")),
+                _fmt(_median(mine, "wall_s"), 1),
+                _fmt(_median(mine, "median_trial_s")),
+            ]
         table.append(cells)
     header = ["workers"]
     for setup in SETUPS:
         short = "local" if setup == "local" else "PG"
-        header += [f"{short}: trials/min (end to end)", f"{short}: trials/min (steady)",
-                   f"{short}: wall s", f"{short}: s per trial"]
+        header += [
+            f"{short}: trials/min (end to end)",
+            f"{short}: trials/min (steady)",
+            f"{short}: wall s",
+            f"{short}: s per trial",
+        ]
     cores = os.cpu_count()
-    return "\n".join([
-        f"Budget {budget} trials of digits, network [64, 32], adam, {epochs} epochs, batch 64, pruner off, "
-        f"TPE; each worker a separate `numpynet-sweep` process started at the same moment; "
-        f"{cores} cores; median of {rounds} round(s).",
-        f"Columns per set-up: {LABELS['local']} (local) and {LABELS['postgresql']} (PG).",
-        "",
-        md_table(header, table),
-        "",
-        "*End to end* counts process start-up (~4 s of imports per process) and each worker's end-of-sweep "
-        "summary (plots, best model); *steady* is finished trials over the time from the first trial's start "
-        "to the last trial's end. Each process limits BLAS to the machine's cores (`sweep.n_jobs=1` each), so "
-        "three workers share two cores.",
-    ])
+    return "\n".join(
+        [
+            f"Budget {budget} trials of digits, network [64, 32], adam, {epochs} epochs, batch 64, pruner off, "
+            f"TPE; each worker a separate `numpynet-sweep` process started at the same moment; "
+            f"{cores} cores; median of {rounds} round(s).",
+            f"Columns per set-up: {LABELS['local']} (local) and {LABELS['postgresql']} (PG).",
+            "",
+            md_table(header, table),
+            "",
+            "*End to end* counts process start-up (~4 s of imports per process) and each worker's end-of-sweep "
+            "summary (plots, best model); *steady* is finished trials over the time from the first trial's start "
+            "to the last trial's end. Each process limits BLAS to the machine's cores (`sweep.n_jobs=1` each), so "
+            "three workers share two cores.",
+        ]
+    )
 
 
 def _fmt(value, digits: int = 2) -> str:

@@ -119,17 +119,35 @@ def _sklearn_arm(arm: str, cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, Xt
         from numpynet import NeuralNetwork
 
         p = cfg["params"]
-        model = NeuralNetwork(hidden_layer_sizes=tuple(p["hidden"]), optimizer=p["optimizer"],
-                              learning_rate=p["learning_rate"], mini_batch_size=p["mini_batch_size"],
-                              epoch=p["epoch"], seed=p["seed"])
+        model = NeuralNetwork(
+            hidden_layer_sizes=tuple(p["hidden"]),
+            optimizer=p["optimizer"],
+            learning_rate=p["learning_rate"],
+            mini_batch_size=p["mini_batch_size"],
+            epoch=p["epoch"],
+            seed=p["seed"],
+        )
     elif arm == "C":
         model = MLPClassifier(**cfg["params"])
     elif arm == "D":
-        space = {k: ([tuple(c) if isinstance(c, list) else c for c in v] if isinstance(v, list)
-                     else loguniform(*v["loguniform"])) for k, v in cfg["space"].items()}
+        space = {
+            k: (
+                [tuple(c) if isinstance(c, list) else c for c in v]
+                if isinstance(v, list)
+                else loguniform(*v["loguniform"])
+            )
+            for k, v in cfg["space"].items()
+        }
         cv = StratifiedKFold(cfg["cv"]["n_splits"], shuffle=cfg["cv"]["shuffle"], random_state=cfg["cv"]["seed"])
-        model = RandomizedSearchCV(MLPClassifier(**cfg["estimator"]), space, n_iter=cfg["n_iter"], cv=cv,
-                                   scoring=cfg["scoring"], random_state=cfg["seed"], n_jobs=1)
+        model = RandomizedSearchCV(
+            MLPClassifier(**cfg["estimator"]),
+            space,
+            n_iter=cfg["n_iter"],
+            cv=cv,
+            scoring=cfg["scoring"],
+            random_state=cfg["seed"],
+            n_jobs=1,
+        )
     elif arm == "E":
         model = LogisticRegressionCV(**cfg["params"])
     else:
@@ -191,9 +209,17 @@ def run_job(job: Job, protocol: dict[str, Any], work: str) -> dict[str, Any]:
             labels, proba, extra = _sklearn_arm(job.arm, cfg, Xtr, y[train], Xte)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time() - cpu0 + (kids.ru_utime - kids0.ru_utime) + (kids.ru_stime - kids0.ru_stime)
-    return {"task": job.task, "split": job.split, "arm": job.arm, "n_train": len(train), "n_test": len(test),
-            **_scores(y[test], labels, proba, int(y.max()) + 1), "cpu_seconds": cpu,
-            "wall_seconds": time.monotonic() - wall0, **extra}
+    return {
+        "task": job.task,
+        "split": job.split,
+        "arm": job.arm,
+        "n_train": len(train),
+        "n_test": len(test),
+        **_scores(y[test], labels, proba, int(y.max()) + 1),
+        "cpu_seconds": cpu,
+        "wall_seconds": time.monotonic() - wall0,
+        **extra,
+    }
 
 
 # ----------------------------------------------------------------- the verdict
@@ -207,9 +233,13 @@ def summarize(protocol: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str,
     out: dict[str, Any] = {"tasks": {}, "aggregate": {}, "cpu_seconds": {}, "means": {}}
     for task in tasks:
         splits = sorted({s for (t, s, _a) in by if t == task})
-        out["means"][task] = {arm: {m: float(np.mean([by[task, s, arm][m] for s in splits]))
-                                    for m in ("balanced_accuracy", "accuracy", "log_loss", "cpu_seconds")}
-                              for arm in ARMS}
+        out["means"][task] = {
+            arm: {
+                m: float(np.mean([by[task, s, arm][m] for s in splits]))
+                for m in ("balanced_accuracy", "accuracy", "log_loss", "cpu_seconds")
+            }
+            for arm in ARMS
+        }
         n_train = float(np.mean([by[task, s, "A"]["n_train"] for s in splits]))
         n_test = float(np.mean([by[task, s, "A"]["n_test"] for s in splits]))
         out["tasks"][task] = {}
@@ -224,11 +254,15 @@ def summarize(protocol: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str,
     g = protocol["goals"]
     ac, ad = out["aggregate"]["A-C"], out["aggregate"]["A-D"]
     out["goals"] = {
-        "G1": bool(ac.mean >= g["G1"]["aggregate_mean_at_least"] and ac.low > g["G1"]["aggregate_ci_low_above"]
-                   and all(out["tasks"][t]["A-C"].high >= g["G1"]["no_task_ci_high_below"] for t in primary)),
+        "G1": bool(
+            ac.mean >= g["G1"]["aggregate_mean_at_least"]
+            and ac.low > g["G1"]["aggregate_ci_low_above"]
+            and all(out["tasks"][t]["A-C"].high >= g["G1"]["no_task_ci_high_below"] for t in primary)
+        ),
         "G2": bool(ad.low > g["G2"]["aggregate_ci_low_above"] and out["cpu_seconds"]["A"] <= out["cpu_seconds"]["D"]),
-        "ceiling": {t: bool(out["tasks"][t]["A-C"].mean > g["ceiling"]["task_mean_above"])
-                    for t in tasks if t not in primary},
+        "ceiling": {
+            t: bool(out["tasks"][t]["A-C"].mean > g["ceiling"]["task_mean_above"]) for t in tasks if t not in primary
+        },
     }
     out["primary"] = primary
     return out
@@ -245,48 +279,94 @@ def write_report(protocol: dict[str, Any], summary: dict[str, Any], meta: dict[s
     rows.append(("aggregate A-C", summary["aggregate"]["A-C"]))
     rows += [(f"{t} (A-D)", summary["tasks"][t]["A-D"]) for t in primary]
     rows.append(("aggregate A-D", summary["aggregate"]["A-D"]))
-    forest_plot(rows, str(work / "forest.png"), f"{protocol['protocol']} v{protocol['version']}: A (numpynet-sweep "
-                "sweep=small)\nminus C (MLPClassifier()) and minus D (RandomizedSearchCV over MLPClassifier)", marks=(0.0, -1.0, 1.0))
-    lines = [f"# {protocol['protocol']}, protocol version {protocol['version']}", "",
-             f"Run {meta['finished']} on {meta['machine']}; numpynet commit {meta['commit']}; protocol sha256 "
-             f"{meta['protocol_sha256'][:12]}; {meta['jobs']} jobs, {meta['wall_seconds'] / 60:.1f} min wall.", "",
-             "Mean outer-test balanced accuracy (points) per arm, and paired differences with 95 % corrected "
-             "resampled t intervals (Nadeau & Bengio):", "",
-             "| task | role | A | B | C | D | E | A-C | A-D | A-B |", "|---|---|---:|---:|---:|---:|---:|---|---|---|"]
+    forest_plot(
+        rows,
+        str(work / "forest.png"),
+        f"{protocol['protocol']} v{protocol['version']}: A (numpynet-sweep "
+        "sweep=small)\nminus C (MLPClassifier()) and minus D (RandomizedSearchCV over MLPClassifier)",
+        marks=(0.0, -1.0, 1.0),
+    )
+    lines = [
+        f"# {protocol['protocol']}, protocol version {protocol['version']}",
+        "",
+        f"Run {meta['finished']} on {meta['machine']}; numpynet commit {meta['commit']}; protocol sha256 "
+        f"{meta['protocol_sha256'][:12]}; {meta['jobs']} jobs, {meta['wall_seconds'] / 60:.1f} min wall.",
+        "",
+        "Mean outer-test balanced accuracy (points) per arm, and paired differences with 95 % corrected "
+        "resampled t intervals (Nadeau & Bengio):",
+        "",
+        "| task | role | A | B | C | D | E | A-C | A-D | A-B |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|",
+    ]
     for t in tasks:
         m, d = summary["means"][t], summary["tasks"][t]
         role = protocol["tasks"][t]["role"] + (" (contaminated)" if protocol["tasks"][t].get("contaminated") else "")
-        lines.append(f"| {t} | {role} | " + " | ".join(f"{m[a]['balanced_accuracy']:.2f}" for a in ARMS)
-                     + f" | {_iv(d['A-C'])} | {_iv(d['A-D'])} | {_iv(d['A-B'])} |")
+        lines.append(
+            f"| {t} | {role} | "
+            + " | ".join(f"{m[a]['balanced_accuracy']:.2f}" for a in ARMS)
+            + f" | {_iv(d['A-C'])} | {_iv(d['A-D'])} | {_iv(d['A-B'])} |"
+        )
     agg = summary["aggregate"]
-    lines += [f"| aggregate ({', '.join(primary)}) | equal weights | | | | | | {_iv(agg['A-C'])} | {_iv(agg['A-D'])} "
-              f"| {_iv(agg['A-B'])} |", "",
-              "Secondary: accuracy and log loss (means), CPU seconds per split (means):", "",
-              "| task | " + " | ".join(f"acc {a}" for a in ARMS) + " | " + " | ".join(f"log loss {a}" for a in ARMS)
-              + " | " + " | ".join(f"CPU s {a}" for a in ARMS) + " |", "|---|" + "---:|" * 15]
+    lines += [
+        f"| aggregate ({', '.join(primary)}) | equal weights | | | | | | {_iv(agg['A-C'])} | {_iv(agg['A-D'])} "
+        f"| {_iv(agg['A-B'])} |",
+        "",
+        "Secondary: accuracy and log loss (means), CPU seconds per split (means):",
+        "",
+        "| task | "
+        + " | ".join(f"acc {a}" for a in ARMS)
+        + " | "
+        + " | ".join(f"log loss {a}" for a in ARMS)
+        + " | "
+        + " | ".join(f"CPU s {a}" for a in ARMS)
+        + " |",
+        "|---|" + "---:|" * 15,
+    ]
     for t in tasks:
         m = summary["means"][t]
-        lines.append(f"| {t} | " + " | ".join(f"{m[a]['accuracy']:.2f}" for a in ARMS) + " | "
-                     + " | ".join(f"{m[a]['log_loss']:.3f}" for a in ARMS) + " | "
-                     + " | ".join(f"{m[a]['cpu_seconds']:.1f}" for a in ARMS) + " |")
+        lines.append(
+            f"| {t} | "
+            + " | ".join(f"{m[a]['accuracy']:.2f}" for a in ARMS)
+            + " | "
+            + " | ".join(f"{m[a]['log_loss']:.3f}" for a in ARMS)
+            + " | "
+            + " | ".join(f"{m[a]['cpu_seconds']:.1f}" for a in ARMS)
+            + " |"
+        )
     g = summary["goals"]
     cpu = summary["cpu_seconds"]
-    lines += ["", "## Verdict", "",
-              f"- **G1** (A-C aggregate >= +1.0 point, CI low > 0, no primary task's CI entirely below -0.5): "
-              f"**{'met' if g['G1'] else 'not met'}** ({_iv(agg['A-C'])}).",
-              f"- **G2** (A non-inferior to D: CI low > -1.0, at no more of D's CPU seconds): "
-              f"**{'met' if g['G2'] else 'not met'}** ({_iv(agg['A-D'])}; CPU over the primary tasks: "
-              f"A {cpu['A']:.0f} s, D {cpu['D']:.0f} s).",
-              "- **Ceiling tasks** (A-C > -1.0): " + ", ".join(f"{t} **{'met' if ok else 'not met'}**"
-                                                            for t, ok in g["ceiling"].items()) + ".",
-              f"- Ablation A-B (reported, not judged): {_iv(agg['A-B'])}; floor A-E: {_iv(agg['A-E'])}.", "",
-              "![forest plot](forest.png)", ""]
+    lines += [
+        "",
+        "## Verdict",
+        "",
+        f"- **G1** (A-C aggregate >= +1.0 point, CI low > 0, no primary task's CI entirely below -0.5): "
+        f"**{'met' if g['G1'] else 'not met'}** ({_iv(agg['A-C'])}).",
+        f"- **G2** (A non-inferior to D: CI low > -1.0, at no more of D's CPU seconds): "
+        f"**{'met' if g['G2'] else 'not met'}** ({_iv(agg['A-D'])}; CPU over the primary tasks: "
+        f"A {cpu['A']:.0f} s, D {cpu['D']:.0f} s).",
+        "- **Ceiling tasks** (A-C > -1.0): "
+        + ", ".join(f"{t} **{'met' if ok else 'not met'}**" for t, ok in g["ceiling"].items())
+        + ".",
+        f"- Ablation A-B (reported, not judged): {_iv(agg['A-B'])}; floor A-E: {_iv(agg['A-E'])}.",
+        "",
+        "![forest plot](forest.png)",
+        "",
+    ]
     md = work / "report.md"
     md.write_text("\n".join(lines))
-    (work / "report.json").write_text(json.dumps({"meta": meta, "goals": g, "cpu_seconds": cpu, "means": summary["means"],
-                                                  "tasks": {t: {p: iv.as_dict() for p, iv in d.items()}
-                                                            for t, d in summary["tasks"].items()},
-                                                  "aggregate": {p: iv.as_dict() for p, iv in agg.items()}}, indent=2))
+    (work / "report.json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "goals": g,
+                "cpu_seconds": cpu,
+                "means": summary["means"],
+                "tasks": {t: {p: iv.as_dict() for p, iv in d.items()} for t, d in summary["tasks"].items()},
+                "aggregate": {p: iv.as_dict() for p, iv in agg.items()},
+            },
+            indent=2,
+        )
+    )
     return md
 
 
@@ -316,8 +396,9 @@ def plan(protocol: dict[str, Any]) -> list[Job]:
 
 def _commit() -> str:
     done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+    ).stdout.strip()
     return (done.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
 
 
@@ -328,8 +409,10 @@ def run(protocol_path: Path, work: Path, jobs: int, smoke: bool) -> Path:
     study = protocol["arms"]["A"]["study_file"]
     found = hashlib.sha256((REPO / study["path"]).read_bytes()).hexdigest()
     if found != study["sha256"]:
-        raise SystemExit(f"{study['path']}: sha256 {found[:12]} is not the registered {study['sha256'][:12]}; "
-                         "a changed study file needs a new protocol version")
+        raise SystemExit(
+            f"{study['path']}: sha256 {found[:12]} is not the registered {study['sha256'][:12]}; "
+            "a changed study file needs a new protocol version"
+        )
     if smoke:
         protocol = smoke_protocol(protocol)
     work.mkdir(parents=True, exist_ok=True)
@@ -350,20 +433,36 @@ def run(protocol_path: Path, work: Path, jobs: int, smoke: bool) -> Path:
             out.write(json.dumps(row) + "\n")
             out.flush()
             rows.append(row)
-            log.info("[%d/%d] %s: balanced accuracy %.2f, %.1f CPU s", n, len(todo), futures[fut].key,
-                     row["balanced_accuracy"], row["cpu_seconds"])
-    meta = {"finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": _commit(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
-            "protocol_sha256": digest, "jobs": jobs, "wall_seconds": time.monotonic() - start, "smoke": smoke}
+            log.info(
+                "[%d/%d] %s: balanced accuracy %.2f, %.1f CPU s",
+                n,
+                len(todo),
+                futures[fut].key,
+                row["balanced_accuracy"],
+                row["cpu_seconds"],
+            )
+    meta = {
+        "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _commit(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+        "protocol_sha256": digest,
+        "jobs": jobs,
+        "wall_seconds": time.monotonic() - start,
+        "smoke": smoke,
+    }
     return write_report(protocol, summarize(protocol, rows), meta, work)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.search_benchmark", description=__doc__.splitlines()[0])
     p.add_argument("--protocol", type=Path, default=PROTOCOL, help="the protocol file (default: %(default)s)")
-    p.add_argument("--work", type=Path, default=None,
-                   help="folder for results.jsonl, the sweeps' stores and the report; re-running resumes "
-                        "(default: a new temporary folder)")
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="folder for results.jsonl, the sweeps' stores and the report; re-running resumes "
+        "(default: a new temporary folder)",
+    )
     p.add_argument("--jobs", type=int, default=2, help="jobs run at once, one BLAS thread each (default 2)")
     p.add_argument("--smoke", action="store_true", help="the smoke version: 2 tasks x 2 splits, 10 configurations")
     a = p.parse_args(argv)

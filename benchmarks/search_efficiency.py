@@ -83,10 +83,20 @@ def problems(ctx: Context) -> tuple[list[Problem], list[str]]:
     out = [Problem("digits", "digits", "default", ctx.pick(20, 10), ctx.pick(None, 30))]
     skipped = []
     if (ctx.cat_dir / "train_catvnoncat.h5").exists():
-        out.append(Problem("cat", "cat / non-cat", "cat", ctx.pick(10, 4), ctx.pick(None, 60),
-                           [f"data.train_path={ctx.cat_dir / 'train_catvnoncat.h5'}",
-                            f"data.test_path={ctx.cat_dir / 'test_catvnoncat.h5'}"],
-                           ctx.pick(5, 3)))
+        out.append(
+            Problem(
+                "cat",
+                "cat / non-cat",
+                "cat",
+                ctx.pick(10, 4),
+                ctx.pick(None, 60),
+                [
+                    f"data.train_path={ctx.cat_dir / 'train_catvnoncat.h5'}",
+                    f"data.test_path={ctx.cat_dir / 'test_catvnoncat.h5'}",
+                ],
+                ctx.pick(5, 3),
+            )
+        )
     else:
         skipped.append(f"cat / non-cat data not found at {ctx.cat_dir} (--cat-data)")
     if importlib.util.find_spec("torch") is None:
@@ -113,12 +123,12 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
     from threadpoolctl import threadpool_limits
 
     from numpynet.sweeps.search import attrs, budget, samplers
+    from numpynet.sweeps.search.refit import refit_epochs
+    from numpynet.sweeps.search.settings import plain
+    from numpynet.sweeps.search.trial import ObjectiveCurve
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.cross_validation import fit_folds
-    from numpynet.sweeps.search.refit import refit_epochs
     from numpynet.sweeps.training.data import load_dataset
-    from numpynet.sweeps.search.trial import ObjectiveCurve
-    from numpynet.sweeps.search.settings import plain
     from numpynet.sweeps.training.network import build_network
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -128,8 +138,11 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
     overrides = [*methods(p)[method], f"sampler.seed={seed}", f"sampler.n_startup_trials={max(1, p.n_trials // 2)}"]
     sweep_cfg, base_cfg, base, space = _prepare(p, overrides)
     sweep = plain(sweep_cfg)
-    study = optuna.create_study(direction=sweep["direction"], sampler=samplers.make_sampler(sweep["sampler"], space),
-                                pruner=samplers.make_pruner(sweep["pruner"]))
+    study = optuna.create_study(
+        direction=sweep["direction"],
+        sampler=samplers.make_sampler(sweep["sampler"], space),
+        pruner=samplers.make_pruner(sweep["pruner"]),
+    )
     if sweep.get("baseline"):
         budget.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
     data = load_dataset(base_cfg.data)
@@ -151,10 +164,14 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
             trial_data = load_dataset(cfg.data)  # cached; its own when the trial samples a data key (data.augment)
             if trial_data.folds is None:
                 build_network(cfg, trial_data.n_features, trial_data.n_classes).fit(
-                    *trial_data.training_arrays(), trial_data.X_val, trial_data.y_val, callback=on_epoch)
+                    *trial_data.training_arrays(), trial_data.X_val, trial_data.y_val, callback=on_epoch
+                )
             else:
-                fit_folds([build_network(cfg, trial_data.n_features, trial_data.n_classes)
-                           for _ in trial_data.folds], trial_data, on_epoch)
+                fit_folds(
+                    [build_network(cfg, trial_data.n_features, trial_data.n_classes) for _ in trial_data.folds],
+                    trial_data,
+                    on_epoch,
+                )
         finally:
             trial.set_user_attr("epochs_run", (-1 if curve.epoch is None else curve.epoch + 1) * folds)
         if curve.value is None or not math.isfinite(curve.value):
@@ -168,8 +185,12 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
     trials = study.get_trials(deepcopy=False)
     best = study.best_trial if any(t.state.name == "COMPLETE" for t in trials) else None
     out = {
-        "problem": p.key, "method": method, "seed": seed, "sweep_overrides": overrides,
-        "best_value": best.value if best else None, "best_number": best.number if best else None,
+        "problem": p.key,
+        "method": method,
+        "seed": seed,
+        "sweep_overrides": overrides,
+        "best_value": best.value if best else None,
+        "best_number": best.number if best else None,
         "best_params": dict(best.params) if best else None,
         "epochs": sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials),
         "states": {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL")},
@@ -237,9 +258,9 @@ def plot_curves(probs: list[Problem], results: list[dict[str, Any]], out_dir) ->
 
 def refit_scores(base: list[str], space, trial, n_seeds: int, epochs: int | None = None) -> list[float]:
     """Test accuracy of ``trial``'s configuration refitted on all the training data, per seed 0..n-1."""
+    from numpynet.sweeps.search.refit import REFIT_OVERRIDES, trial_overrides
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.data import load_dataset
-    from numpynet.sweeps.search.refit import REFIT_OVERRIDES, trial_overrides
     from numpynet.sweeps.training.network import build_network
 
     scores = []
@@ -286,8 +307,12 @@ def run(ctx: Context) -> SectionResult:
     tasks = [(asdict(p), m, s) for p in probs for m in methods(p) for s in SEEDS]
     tasks.sort(key=lambda t: (t[0]["key"] != "cat", t[1] != UNPRUNED))  # the longest first
     workers = max(1, min(2, os.cpu_count() or 1))
-    log.info("search: %s; %d searches, %d at a time", ", ".join(f"{p.label} {p.n_trials} trials" for p in probs),
-             len(tasks), workers)
+    log.info(
+        "search: %s; %d searches, %d at a time",
+        ", ".join(f"{p.label} {p.n_trials} trials" for p in probs),
+        len(tasks),
+        workers,
+    )
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         baselines = {p.key: pool.submit(baseline_scores, asdict(p)) for p in probs}
@@ -296,8 +321,16 @@ def run(ctx: Context) -> SectionResult:
         for f in futures:
             results.append(f.result())
             r = results[-1]
-            log.debug("search: %s %s seed %d: best %.4f, %d epochs, %s (%.0f s)", r["problem"], r["method"],
-                      r["seed"], r["best_value"] or float("nan"), r["epochs"], r["states"], r["seconds"])
+            log.debug(
+                "search: %s %s seed %d: best %.4f, %d epochs, %s (%.0f s)",
+                r["problem"],
+                r["method"],
+                r["seed"],
+                r["best_value"] or float("nan"),
+                r["epochs"],
+                r["states"],
+                r["seconds"],
+            )
         baseline = {k: f.result() for k, f in baselines.items()}
     seconds = time.perf_counter() - started
     summary = summarise(probs, results, baseline)
@@ -305,20 +338,34 @@ def run(ctx: Context) -> SectionResult:
     for p in probs:
         s = summary[p.key]
         if s.get("val_gap_pp") is not None:
-            targets.append(Target(f"{p.label}: best search score, shipped minus unpruned (pp, mean of 3 seeds)",
-                                  s["val_gap_pp"], -MAX_VAL_DROP_PP, ">="))
+            targets.append(
+                Target(
+                    f"{p.label}: best search score, shipped minus unpruned (pp, mean of 3 seeds)",
+                    s["val_gap_pp"],
+                    -MAX_VAL_DROP_PP,
+                    ">=",
+                )
+            )
             targets.append(Target(f"{p.label}: epochs, shipped / unpruned", s["epoch_ratio"], MAX_EPOCH_RATIO, "<="))
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     figures = plot_curves(probs, results, ctx.out_dir)
-    data = {"problems": [asdict(p) for p in probs], "seeds": list(SEEDS), "studies": results,
-            "baseline_refit": baseline, "summary": summary, "skipped": skipped, "seconds": seconds,
-            "figures": figures}
+    data = {
+        "problems": [asdict(p) for p in probs],
+        "seeds": list(SEEDS),
+        "studies": results,
+        "baseline_refit": baseline,
+        "summary": summary,
+        "skipped": skipped,
+        "seconds": seconds,
+        "figures": figures,
+    }
     text = render(probs, results, summary, skipped) + "".join(f"\n\n![{f}]({f})" for f in figures)
     return SectionResult(KEY, TITLE, text, data, targets)
 
 
-def summarise(probs: list[Problem], results: list[dict[str, Any]],
-              baseline: dict[str, list[float] | None]) -> dict[str, Any]:
+def summarise(
+    probs: list[Problem], results: list[dict[str, Any]], baseline: dict[str, list[float] | None]
+) -> dict[str, Any]:
     import numpy as np
 
     from numpynet.sweeps.search.refit import paired_interval
@@ -328,9 +375,12 @@ def summarise(probs: list[Problem], results: list[dict[str, Any]],
         per = {m: [r for r in results if r["problem"] == p.key and r["method"] == m] for m in methods(p)}
         means: dict[str, dict[str, Any]] = {}
         for m, rs in per.items():
-            row = {"best_value": _mean([r["best_value"] for r in rs]), "epochs": _mean([r["epochs"] for r in rs]),
-                   "pruned": _mean([r["states"]["PRUNED"] for r in rs]),
-                   "seconds": _mean([r["search_seconds"] for r in rs])}
+            row = {
+                "best_value": _mean([r["best_value"] for r in rs]),
+                "epochs": _mean([r["epochs"] for r in rs]),
+                "pruned": _mean([r["states"]["PRUNED"] for r in rs]),
+                "seconds": _mean([r["search_seconds"] for r in rs]),
+            }
             refits = [r["refit_test_accuracy"] for r in rs if r.get("refit_test_accuracy")]
             if refits:
                 flat = np.concatenate(refits)
@@ -345,9 +395,13 @@ def summarise(probs: list[Problem], results: list[dict[str, Any]],
             gap = 100 * (shipped["best_value"] - unpruned["best_value"])
             ratio = shipped["epochs"] / unpruned["epochs"] if unpruned["epochs"] else None
         base = baseline.get(p.key)
-        out[p.key] = {"means": means, "val_gap_pp": gap, "epoch_ratio": ratio,
-                      "baseline_test_mean": float(np.mean(base)) if base else None,
-                      "baseline_test_sd": float(np.std(base, ddof=1)) if base and len(base) > 1 else None}
+        out[p.key] = {
+            "means": means,
+            "val_gap_pp": gap,
+            "epoch_ratio": ratio,
+            "baseline_test_mean": float(np.mean(base)) if base else None,
+            "baseline_test_sd": float(np.std(base, ddof=1)) if base and len(base) > 1 else None,
+        }
     return out
 
 
@@ -356,41 +410,80 @@ def _pct(v: float | None) -> str:
 
 
 def render(probs: list[Problem], results: list[dict[str, Any]], summary: dict[str, Any], skipped: list[str]) -> str:
-    header = ["data", "search", "best score % (seeds 0 / 1 / 2)", "mean", "epochs (mean)", "pruned (mean)",
-              "wall s (mean)", "refit test acc % (mean ± sd)", "paired diff vs baseline, pp (95 % CI)"]
+    header = [
+        "data",
+        "search",
+        "best score % (seeds 0 / 1 / 2)",
+        "mean",
+        "epochs (mean)",
+        "pruned (mean)",
+        "wall s (mean)",
+        "refit test acc % (mean ± sd)",
+        "paired diff vs baseline, pp (95 % CI)",
+    ]
     rows = []
     for p in probs:
         for m in methods(p):
             rs = sorted((r for r in results if r["problem"] == p.key and r["method"] == m), key=lambda r: r["seed"])
             mean = summary[p.key]["means"][m]
-            test = "–" if "test_mean" not in mean else \
-                f"{_pct(mean['test_mean'])} ± {_pct(mean['test_sd']) if mean['test_sd'] is not None else '–'}"
+            test = (
+                "–"
+                if "test_mean" not in mean
+                else f"{_pct(mean['test_mean'])} ± {_pct(mean['test_sd']) if mean['test_sd'] is not None else '–'}"
+            )
             paired = "–"
             if "paired" in mean:
                 d, _, lo, hi = mean["paired"]
                 paired = f"{100 * d:+.1f} ({100 * lo:+.1f}, {100 * hi:+.1f})"
-            rows.append([p.label, m, " / ".join(_pct(r["best_value"]) for r in rs), _pct(mean["best_value"]),
-                         f"{mean['epochs']:.0f}", f"{mean['pruned']:.1f}", f"{mean['seconds']:.0f}", test, paired])
-    parts = ["; ".join(f"{p.label}: {p.n_trials} trials (`conf/sweep/{p.study_file}.yaml`"
-                       + (f", train.epoch={p.epochs}" if p.epochs else "") + ")" for p in probs)
-             + f"; sampler seeds {', '.join(map(str, SEEDS))}.", "", md_table(header, rows, "llrrrrrrr"), ""]
+            rows.append(
+                [
+                    p.label,
+                    m,
+                    " / ".join(_pct(r["best_value"]) for r in rs),
+                    _pct(mean["best_value"]),
+                    f"{mean['epochs']:.0f}",
+                    f"{mean['pruned']:.1f}",
+                    f"{mean['seconds']:.0f}",
+                    test,
+                    paired,
+                ]
+            )
+    parts = [
+        "; ".join(
+            f"{p.label}: {p.n_trials} trials (`conf/sweep/{p.study_file}.yaml`"
+            + (f", train.epoch={p.epochs}" if p.epochs else "")
+            + ")"
+            for p in probs
+        )
+        + f"; sampler seeds {', '.join(map(str, SEEDS))}.",
+        "",
+        md_table(header, rows, "llrrrrrrr"),
+        "",
+    ]
     for p in probs:
         s = summary[p.key]
         if s["val_gap_pp"] is not None:
-            parts.append(f"- {p.label}: the shipped search reached a best score {s['val_gap_pp']:+.1f} points from "
-                         f"the same search without pruning, with {s['epoch_ratio']:.2f} of its epochs.")
+            parts.append(
+                f"- {p.label}: the shipped search reached a best score {s['val_gap_pp']:+.1f} points from "
+                f"the same search without pruning, with {s['epoch_ratio']:.2f} of its epochs."
+            )
         if s["baseline_test_mean"] is not None:
-            parts.append(f"- {p.label}: the baseline refitted over the same seeds scores {_pct(s['baseline_test_mean'])}"
-                         f" ± {_pct(s['baseline_test_sd'])} % test accuracy.")
+            parts.append(
+                f"- {p.label}: the baseline refitted over the same seeds scores {_pct(s['baseline_test_mean'])}"
+                f" ± {_pct(s['baseline_test_sd'])} % test accuracy."
+            )
     for why in skipped:
         parts.append(f"\nSkipped: {why}.")
     parts.append(
         "\nMethod: every search is an in-memory Optuna study of the shipped study file with the method's sweep "
-        "overrides (" + "; ".join(f"{m}: `{' '.join(o) or '-'}`" for m, o in METHODS["digits"].items())
-        + " on digits; on cat " + "; ".join(f"{m}: `{' '.join(o) or '-'}`" for m, o in METHODS["cat"].items())
+        "overrides ("
+        + "; ".join(f"{m}: `{' '.join(o) or '-'}`" for m, o in METHODS["digits"].items())
+        + " on digits; on cat "
+        + "; ".join(f"{m}: `{' '.join(o) or '-'}`" for m, o in METHODS["cat"].items())
         + "), the sampler seed and the trial budget. *best score* is the study's best value (the study metric, "
         "the mean over folds for cross-validated trials); *epochs* sums every trial's epochs over its folds, "
         "pruned trials counting those they ran; *refit test acc* is the chosen configuration trained on all the "
         "training data and tested once, over the study's robustness seeds and the 3 searches; the paired "
-        "difference subtracts the baseline refitted on the same seeds.")
+        "difference subtracts the baseline refitted on the same seeds."
+    )
     return "\n".join(parts)

@@ -78,8 +78,15 @@ def forest_plot(rows: list[tuple[str, Interval]], path: str, title: str, marks: 
     ys = np.arange(len(rows))[::-1]
     for y, (label, iv) in zip(ys, rows, strict=True):
         bold = label.startswith("aggregate")
-        ax.errorbar(iv.mean, y, xerr=[[iv.mean - iv.low], [iv.high - iv.mean]], fmt="D" if bold else "o",
-                    color="black" if bold else "tab:blue", capsize=3, markersize=6 if bold else 4)
+        ax.errorbar(
+            iv.mean,
+            y,
+            xerr=[[iv.mean - iv.low], [iv.high - iv.mean]],
+            fmt="D" if bold else "o",
+            color="black" if bold else "tab:blue",
+            capsize=3,
+            markersize=6 if bold else 4,
+        )
     for x in marks:
         ax.axvline(x, color="grey", linestyle="--" if x else "-", linewidth=0.8)
     ax.set_yticks(ys, [label for label, _ in rows])

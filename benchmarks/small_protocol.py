@@ -77,23 +77,57 @@ def _moons(noise: float, extra: int) -> Callable[[int], tuple[np.ndarray, np.nda
         X, y = make_moons(n_samples=n, noise=noise, random_state=7)
         rng = np.random.default_rng(7)
         return np.hstack([X, rng.normal(size=(n, extra))]), y
+
     return make
 
 
 DEV_SETS = [
-    DevSet("bin-300x20-balanced", _classification(n_features=20, n_informative=5, n_redundant=2, flip_y=0.05,
-                                                  class_sep=1.0), 300),
-    DevSet("bin-300x20-80/20-noisy", _classification(n_features=20, n_informative=4, n_redundant=2, flip_y=0.10,
-                                                     class_sep=0.8, weights=[0.8, 0.2]), 300),
-    DevSet("bin-400x30-90/10", _classification(n_features=30, n_informative=3, n_redundant=0, flip_y=0.02,
-                                               class_sep=1.2, weights=[0.9, 0.1]), 400),
-    DevSet("bin-150x20-hard", _classification(n_features=20, n_informative=2, n_redundant=2, flip_y=0.20,
-                                              class_sep=0.6), 150),
-    DevSet("3class-200x10", _classification(n_features=10, n_informative=5, n_redundant=1, n_classes=3,
-                                            n_clusters_per_class=1, flip_y=0.05, class_sep=1.0), 200),
-    DevSet("4class-300x20-skewed", _classification(n_features=20, n_informative=6, n_classes=4,
-                                                   n_clusters_per_class=1, flip_y=0.05, class_sep=0.8,
-                                                   weights=[0.4, 0.3, 0.2, 0.1]), 300),
+    DevSet(
+        "bin-300x20-balanced",
+        _classification(n_features=20, n_informative=5, n_redundant=2, flip_y=0.05, class_sep=1.0),
+        300,
+    ),
+    DevSet(
+        "bin-300x20-80/20-noisy",
+        _classification(n_features=20, n_informative=4, n_redundant=2, flip_y=0.10, class_sep=0.8, weights=[0.8, 0.2]),
+        300,
+    ),
+    DevSet(
+        "bin-400x30-90/10",
+        _classification(n_features=30, n_informative=3, n_redundant=0, flip_y=0.02, class_sep=1.2, weights=[0.9, 0.1]),
+        400,
+    ),
+    DevSet(
+        "bin-150x20-hard",
+        _classification(n_features=20, n_informative=2, n_redundant=2, flip_y=0.20, class_sep=0.6),
+        150,
+    ),
+    DevSet(
+        "3class-200x10",
+        _classification(
+            n_features=10,
+            n_informative=5,
+            n_redundant=1,
+            n_classes=3,
+            n_clusters_per_class=1,
+            flip_y=0.05,
+            class_sep=1.0,
+        ),
+        200,
+    ),
+    DevSet(
+        "4class-300x20-skewed",
+        _classification(
+            n_features=20,
+            n_informative=6,
+            n_classes=4,
+            n_clusters_per_class=1,
+            flip_y=0.05,
+            class_sep=0.8,
+            weights=[0.4, 0.3, 0.2, 0.1],
+        ),
+        300,
+    ),
     DevSet("moons-300x10", _moons(noise=0.35, extra=8), 300),
 ]
 
@@ -114,9 +148,13 @@ def sample_small(n: int, seed: int = 0) -> list[dict[str, Any]]:
     out = []
     for _ in range(n):
         reg = [None, "l2", "dropout"][rng.integers(3)]
-        cfg = {"optimizer": "adam", "learning_rate": float(np.exp(rng.uniform(np.log(1e-3), np.log(3e-2)))),
-               "mini_batch_size": int([16, 32, 64][rng.integers(3)]),
-               "hidden_layer_sizes": [(32,), (64, 32)][rng.integers(2)], "regularization": reg}
+        cfg = {
+            "optimizer": "adam",
+            "learning_rate": float(np.exp(rng.uniform(np.log(1e-3), np.log(3e-2)))),
+            "mini_batch_size": int([16, 32, 64][rng.integers(3)]),
+            "hidden_layer_sizes": [(32,), (64, 32)][rng.integers(2)],
+            "regularization": reg,
+        }
         if reg == "l2":
             cfg["lambd"] = float(np.exp(rng.uniform(np.log(1e-3), np.log(10.0))))
         if reg == "dropout":
@@ -131,9 +169,14 @@ def sample_gd(n: int, seed: int = 0) -> list[dict[str, Any]]:
     out = []
     for _ in range(n):
         reg = [None, "l2", "dropout"][rng.integers(3)]
-        cfg = {"optimizer": "gd", "learning_rate": float(np.exp(rng.uniform(np.log(1e-3), np.log(5e-2)))),
-               "mini_batch_size": int([16, 32, 64, 128][rng.integers(4)]),
-               "hidden_layer_sizes": (20, 7, 5), "regularization": reg, "initialization": "xavier"}
+        cfg = {
+            "optimizer": "gd",
+            "learning_rate": float(np.exp(rng.uniform(np.log(1e-3), np.log(5e-2)))),
+            "mini_batch_size": int([16, 32, 64, 128][rng.integers(4)]),
+            "hidden_layer_sizes": (20, 7, 5),
+            "regularization": reg,
+            "initialization": "xavier",
+        }
         if reg == "l2":
             cfg["lambd"] = float(np.exp(rng.uniform(np.log(1e-2), np.log(10.0))))
         if reg == "dropout":
@@ -184,9 +227,10 @@ def cross_validate(cfg, X, y, seed0: int, X_test):
         net = NeuralNetwork(epoch=EPOCHS, seed=seed0 + f, **cfg)
         val_p, test_p = [], []
 
-        def record(epoch, metrics, net=net, va=va):
+        def record(epoch, metrics, net=net, va=va, val_p=val_p, test_p=test_p):
             val_p.append(net.predict_proba(X[va]))
             test_p.append(net.predict_proba(X_test))
+
         net.fit(X[tr], y[tr], callback=record)
         vp = np.stack(val_p)
         oof[:, va] = vp
@@ -213,7 +257,7 @@ def oversample(X, y, seed: int):
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(y, return_counts=True)
     rows = []
-    for c, n in zip(classes, counts):
+    for c, n in zip(classes, counts, strict=True):
         idx = np.flatnonzero(y == c)
         rows.append(np.concatenate([np.tile(idx, counts.max() // n), rng.choice(idx, counts.max() % n, False)]))
     rows = np.concatenate(rows)
@@ -239,12 +283,22 @@ def study(dev: DevSet, space: str, n_configs: int, seeds: int) -> dict[str, Any]
         auc = pooled_auc_curve(oof, y_idx)
         # what the configuration can do: its refit's best test balanced accuracy at any epoch (seed 0)
         _, tp = fit_recording(cfg, 0, X, y, X_test)
-        per_config.append({"cfg": cfg, "bal_best": float(mean.max()), "peak": int(mean.argmax()),
-                           "auc_best": float(auc.max()), "wlogloss_best": float(fold_ll.mean(0).min()),
-                           "oof": oof, "truth": float(bal_curve(tp, yt_idx, k).max()), "fold_bal": fold_bal})
+        per_config.append(
+            {
+                "cfg": cfg,
+                "bal_best": float(mean.max()),
+                "peak": int(mean.argmax()),
+                "auc_best": float(auc.max()),
+                "wlogloss_best": float(fold_ll.mean(0).min()),
+                "oof": oof,
+                "truth": float(bal_curve(tp, yt_idx, k).max()),
+                "fold_bal": fold_bal,
+            }
+        )
     chosen = per_config[int(np.argmax([c["bal_best"] for c in per_config]))]
-    pooled = [chosen["fold_bal"]] + [cross_validate(chosen["cfg"], X, y, 1 + FOLDS * r, X_test)[0]
-                                     for r in range(1, POOLED_SEED_SETS)]
+    pooled = [chosen["fold_bal"]] + [
+        cross_validate(chosen["cfg"], X, y, 1 + FOLDS * r, X_test)[0] for r in range(1, POOLED_SEED_SETS)
+    ]
     epochs = {"peak": chosen["peak"], "pooled": smoothed_peak(np.concatenate(pooled)), "full": EPOCHS - 1}
     rules: dict[str, list[float]] = {r: [] for r in ("peak", "pooled", "full", "ensemble")}
     collapsed: dict[str, int] = {r: 0 for r in rules}
@@ -273,11 +327,21 @@ def study(dev: DevSet, space: str, n_configs: int, seeds: int) -> dict[str, Any]
     objectives = {}
     for name in ("bal_best", "auc_best", "wlogloss_best"):
         score = np.array([c[name] for c in per_config]) * (-1 if name == "wlogloss_best" else 1)
-        objectives[name] = {"spearman": float(spearmanr(score, truth).statistic),
-                            "regret": float(max(truth) - truth[int(np.argmax(score))])}
-    return {"dev_set": f"{dev.name} ({space})", "space": space, "classes": k, "chosen": chosen["cfg"],
-            "epochs": epochs, "rules": rules, "collapsed": collapsed, "objectives": objectives,
-            "imbalance": {k_: v for k_, v in imbalance.items() if v}}
+        objectives[name] = {
+            "spearman": float(spearmanr(score, truth).statistic),
+            "regret": float(max(truth) - truth[int(np.argmax(score))]),
+        }
+    return {
+        "dev_set": f"{dev.name} ({space})",
+        "space": space,
+        "classes": k,
+        "chosen": chosen["cfg"],
+        "epochs": epochs,
+        "rules": rules,
+        "collapsed": collapsed,
+        "objectives": objectives,
+        "imbalance": {k_: v for k_, v in imbalance.items() if v},
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -299,9 +363,14 @@ def main(argv: list[str] | None = None) -> None:
             for space in args.spaces:
                 results.append(study(dev, space, args.configs, args.seeds))
                 r = results[-1]
-                print(f"{r['dev_set']}: epochs {r['epochs']}, " + ", ".join(
-                    f"{rule} {np.mean(v):.3f} (worst {min(v):.3f}, collapsed {r['collapsed'][rule]})"
-                    for rule, v in r["rules"].items()), flush=True)
+                print(
+                    f"{r['dev_set']}: epochs {r['epochs']}, "
+                    + ", ".join(
+                        f"{rule} {np.mean(v):.3f} (worst {min(v):.3f}, collapsed {r['collapsed'][rule]})"
+                        for rule, v in r["rules"].items()
+                    ),
+                    flush=True,
+                )
     print_tables(results)
     print(f"\nCPU time: {time.process_time() - started:.0f} s")
     if args.out:
@@ -315,36 +384,61 @@ def print_tables(results: list[dict[str, Any]]) -> None:
     print("| dev set (space) | epochs: peak / pooled | " + " | ".join(rules) + " |")
     print("|---|---|" + "---:|" * len(rules))
     for r in results:
-        cells = [f"{np.mean(r['rules'][x]):.3f} ({min(r['rules'][x]):.3f})"
-                 + (f" [{r['collapsed'][x]}]" if r["collapsed"][x] else "") for x in rules]
-        print(f"| {r['dev_set']} | {r['epochs']['peak'] + 1} / {r['epochs']['pooled'] + 1} | " + " | ".join(cells)
-              + " |")
+        cells = [
+            f"{np.mean(r['rules'][x]):.3f} ({min(r['rules'][x]):.3f})"
+            + (f" [{r['collapsed'][x]}]" if r["collapsed"][x] else "")
+            for x in rules
+        ]
+        print(
+            f"| {r['dev_set']} | {r['epochs']['peak'] + 1} / {r['epochs']['pooled'] + 1} | " + " | ".join(cells) + " |"
+        )
     means = [np.mean([np.mean(r["rules"][x]) for r in results]) for x in rules]
     worst = [np.mean([min(r["rules"][x]) for r in results]) for x in rules]
     total = [sum(r["collapsed"][x] for r in results) for x in rules]
-    print("| **mean** | | " + " | ".join(f"**{m:.3f}** ({w:.3f}) [{t}]" for m, w, t in
-                                                      zip(means, worst, total)) + " |")
-    print("\nobjectives: Spearman with the configurations' test balanced accuracy (best epoch of a seed-0 refit); "
-          "regret of the objective's pick")
-    names = {"bal_best": "balanced accuracy, best epoch", "auc_best": "pooled out-of-fold AUC, best epoch",
-             "wlogloss_best": "class-weighted log loss, best epoch"}
+    cells = (f"**{m:.3f}** ({w:.3f}) [{t}]" for m, w, t in zip(means, worst, total, strict=True))
+    print("| **mean** | | " + " | ".join(cells) + " |")
+    print(
+        "\nobjectives: Spearman with the configurations' test balanced accuracy (best epoch of a seed-0 refit); "
+        "regret of the objective's pick"
+    )
+    names = {
+        "bal_best": "balanced accuracy, best epoch",
+        "auc_best": "pooled out-of-fold AUC, best epoch",
+        "wlogloss_best": "class-weighted log loss, best epoch",
+    }
     print("| dev set (space) | " + " | ".join(names.values()) + " |")
     print("|---|" + "---:|" * len(names))
     for r in results:
-        print(f"| {r['dev_set']} | " + " | ".join(f"{r['objectives'][key]['spearman']:+.2f} / "
-                                                f"{r['objectives'][key]['regret']:.3f}" for key in names) + " |")
-    print("| **mean** | " + " | ".join(
-        f"**{np.nanmean([r['objectives'][key]['spearman'] for r in results]):+.2f} / "
-        f"{np.mean([r['objectives'][key]['regret'] for r in results]):.3f}**" for key in names) + " |")
+        print(
+            f"| {r['dev_set']} | "
+            + " | ".join(
+                f"{r['objectives'][key]['spearman']:+.2f} / {r['objectives'][key]['regret']:.3f}" for key in names
+            )
+            + " |"
+        )
+    print(
+        "| **mean** | "
+        + " | ".join(
+            f"**{np.nanmean([r['objectives'][key]['spearman'] for r in results]):+.2f} / "
+            f"{np.mean([r['objectives'][key]['regret'] for r in results]):.3f}**"
+            for key in names
+        )
+        + " |"
+    )
     binary = [r for r in results if r["imbalance"]]
     if binary:
-        print("\nimbalance (binary dev sets, small space, pooled epochs): test balanced accuracy, mean over seeds (worst)")
+        print(
+            "\nimbalance (binary dev sets, small space, pooled epochs): test balanced accuracy, mean over seeds (worst)"
+        )
         ways = list(binary[0]["imbalance"])
         print("| dev set | " + " | ".join(ways) + " |")
         print("|---|" + "---:|" * len(ways))
         for r in binary:
-            print(f"| {r['dev_set']} | " + " | ".join(f"{np.mean(r['imbalance'][w]):.3f} ({min(r['imbalance'][w]):.3f})"
-                                                    for w in ways) + " |")
+            print(
+                f"| {r['dev_set']} | "
+                + " | ".join(f"{np.mean(r['imbalance'][w]):.3f} ({min(r['imbalance'][w]):.3f})" for w in ways)
+                + " |"
+            )
 
 
 if __name__ == "__main__":

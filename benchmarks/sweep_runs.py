@@ -42,7 +42,11 @@ def sweep_command() -> list[str]:
     script = Path(sys.executable).with_name("numpynet-sweep")
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from numpynet.sweeps.cli.sweep import sweep_main; sys.exit(sweep_main())"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from numpynet.sweeps.cli.sweep import sweep_main; sys.exit(sweep_main())",
+    ]
 
 
 def sweep_env() -> dict[str, str]:
@@ -69,8 +73,15 @@ def run_cli(workdir: Path, args: list[str], timeout: float = 3600) -> dict[str, 
     workdir.mkdir(parents=True, exist_ok=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t_start = time.time()
-    proc = subprocess.run(sweep_command() + args, cwd=workdir, env=sweep_env(), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, timeout=timeout)
+    proc = subprocess.run(
+        sweep_command() + args,
+        cwd=workdir,
+        env=sweep_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+    )
     t_end = time.time()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -141,10 +152,22 @@ def phases(workdir: Path, study_name: str, process: dict[str, Any]) -> dict[str,
         "n_trials": len(trials),
         "states": {s: sum(t.state.name == s for t in trials) for s in {t.state.name for t in trials}},
         "median_trial_s": durations[len(durations) // 2],
-        "trials_per_worker": sorted((sum(t.user_attrs.get("worker") == w for t in trials)
-                                     for w in {t.user_attrs.get("worker") for t in trials}), reverse=True),
-        "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
-                    "overrides": list(t.user_attrs.get("overrides", [])),
-                    "seconds": (t.datetime_complete - t.datetime_start).total_seconds()}
-                   for t in sorted(trials, key=lambda t: t.number)],
+        "trials_per_worker": sorted(
+            (
+                sum(t.user_attrs.get("worker") == w for t in trials)
+                for w in {t.user_attrs.get("worker") for t in trials}
+            ),
+            reverse=True,
+        ),
+        "trials": [
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "params": dict(t.params),
+                "overrides": list(t.user_attrs.get("overrides", [])),
+                "seconds": (t.datetime_complete - t.datetime_start).total_seconds(),
+            }
+            for t in sorted(trials, key=lambda t: t.number)
+        ],
     }

@@ -40,7 +40,7 @@ class Workload:
         first layer (nobody needs the gradient with respect to the data).
         """
         dims = self.layer_dims
-        per_example = sum(2 * i * o * 3 for i, o in zip(dims[:-1], dims[1:])) - 2 * dims[0] * dims[1]
+        per_example = sum(2 * i * o * 3 for i, o in zip(dims[:-1], dims[1:], strict=True)) - 2 * dims[0] * dims[1]
         return float(per_example) * len(self.X_train)
 
 
@@ -57,8 +57,9 @@ def cat(data_dir: Path, epochs: int) -> Workload:
     """The original's demo: cat / non-cat 64x64x3 images, pixels / 255, relu, gd, lr 0.01."""
     X, y = _read_h5(data_dir / "train_catvnoncat.h5", "train")
     Xt, yt = _read_h5(data_dir / "test_catvnoncat.h5", "test")
-    return Workload("cat", [12288, 20, 7, 5, 1], "gd", 0.01, 32, epochs, X, y, Xt, yt,
-                    note="209 train / 50 test images")
+    return Workload(
+        "cat", [12288, 20, 7, 5, 1], "gd", 0.01, 32, epochs, X, y, Xt, yt, note="209 train / 50 test images"
+    )
 
 
 def digits(epochs: int) -> Workload:
@@ -68,10 +69,20 @@ def digits(epochs: int) -> Workload:
 
     data = load_digits()
     X = data.data / 16.0
-    Xtr, Xte, ytr, yte = train_test_split(X, data.target, test_size=0.2, stratify=data.target,
-                                          random_state=0)
-    return Workload("digits", [64, 64, 32, 10], "adam", 1e-3, 32, epochs, Xtr, ytr, Xte, yte,
-                    note=f"{len(Xtr)} train / {len(Xte)} test")
+    Xtr, Xte, ytr, yte = train_test_split(X, data.target, test_size=0.2, stratify=data.target, random_state=0)
+    return Workload(
+        "digits",
+        [64, 64, 32, 10],
+        "adam",
+        1e-3,
+        32,
+        epochs,
+        Xtr,
+        ytr,
+        Xte,
+        yte,
+        note=f"{len(Xtr)} train / {len(Xte)} test",
+    )
 
 
 def wide(epochs: int, n_train: int, n_test: int = 1024, seed: int = 0) -> Workload:
@@ -84,6 +95,16 @@ def wide(epochs: int, n_train: int, n_test: int = 1024, seed: int = 0) -> Worklo
     teacher = rng.standard_normal((1024, 10))
     X = rng.standard_normal((n_train + n_test, 1024))
     y = np.argmax(X @ teacher, axis=1)
-    return Workload("wide", [1024, 2048, 2048, 10], "gd", 0.01, 512, epochs,
-                    X[:n_train], y[:n_train], X[n_train:], y[n_train:],
-                    note=f"synthetic, {n_train} train / {n_test} test")
+    return Workload(
+        "wide",
+        [1024, 2048, 2048, 10],
+        "gd",
+        0.01,
+        512,
+        epochs,
+        X[:n_train],
+        y[:n_train],
+        X[n_train:],
+        y[n_train:],
+        note=f"synthetic, {n_train} train / {n_test} test",
+    )

@@ -40,8 +40,14 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_real(name: str, value: Any, low: float | None = None, high: float | None = None,
-               low_open: bool = False, high_open: bool = False) -> None:
+def check_real(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
     """A finite real number inside the interval given (None means unbounded)."""
     lo = "(" if low_open else "["
     hi = ")" if high_open else "]"
@@ -74,8 +80,7 @@ def check_layer_dims(layer_dims: Any) -> list[int]:
     except TypeError:
         dims = None
     if dims is None or len(dims) < 2:
-        _fail("layer_dims", layer_dims,
-              "must list at least 2 sizes (input and output), e.g. [12288, 20, 7, 5, 1]")
+        _fail("layer_dims", layer_dims, "must list at least 2 sizes (input and output), e.g. [12288, 20, 7, 5, 1]")
     for d in dims:
         if not isinstance(d, numbers.Integral) or isinstance(d, bool) or d < 1:
             _fail("layer_dims", layer_dims, f"every size must be a positive integer (got {d!r})")
@@ -90,8 +95,11 @@ def check_hidden_layer_sizes(value: Any) -> list[int]:
     except TypeError:
         sizes = None
     if sizes is None or any(not isinstance(d, numbers.Integral) or isinstance(d, bool) or d < 1 for d in sizes):
-        _fail("hidden_layer_sizes", value,
-              "must be a positive integer or a sequence of positive integers, e.g. (20, 7, 5)")
+        _fail(
+            "hidden_layer_sizes",
+            value,
+            "must be a positive integer or a sequence of positive integers, e.g. (20, 7, 5)",
+        )
     return [int(d) for d in sizes]
 
 
@@ -100,8 +108,9 @@ def check_n_threads(value: Any) -> None:
         check_int("n_threads", value, 1)
 
 
-def check_features(X: Any, name: str, n_features: int | None, dtype,
-                   expected: str = "layer_dims[0] is {n}") -> np.ndarray:
+def check_features(
+    X: Any, name: str, n_features: int | None, dtype, expected: str = "layer_dims[0] is {n}"
+) -> np.ndarray:
     """Return X as a C-contiguous (n_samples, n_features) array of ``dtype``.
 
     ``n_features`` None accepts any number of features (sizes inferred at
@@ -116,7 +125,8 @@ def check_features(X: Any, name: str, n_features: int | None, dtype,
     if arr.ndim != 2:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}; "
-            "flatten images with X.reshape(len(X), -1)")
+            "flatten images with X.reshape(len(X), -1)"
+        )
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); at least one sample is needed")
     if arr.shape[1] == 0:
@@ -126,9 +136,9 @@ def check_features(X: Any, name: str, n_features: int | None, dtype,
         if arr.shape[0] == n_features:
             raise ValueError(
                 f"{name} has shape {arr.shape} but {source}: the data "
-                f"looks features-first (n_features, n_samples); pass {name}.T")
-        raise ValueError(
-            f"{name} has {arr.shape[1]} features (shape {arr.shape}) but {source}")
+                f"looks features-first (n_features, n_samples); pass {name}.T"
+            )
+        raise ValueError(f"{name} has {arr.shape[1]} features (shape {arr.shape}) but {source}")
     out = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(out).all():
         bad = int(np.count_nonzero(~np.isfinite(out)))

@@ -16,9 +16,19 @@ from .losses import output_layer_for
 from .propagation import Passes, Workspace
 
 
-def relative_difference(theta: np.ndarray, dims: Sequence[int], X: np.ndarray, Y: np.ndarray, *,
-                        activation: str, keep_prob: float, lambd: float, l2: bool, masks_seed: int | None,
-                        epsilon: float) -> float:
+def relative_difference(
+    theta: np.ndarray,
+    dims: Sequence[int],
+    X: np.ndarray,
+    Y: np.ndarray,
+    *,
+    activation: str,
+    keep_prob: float,
+    lambd: float,
+    l2: bool,
+    masks_seed: int | None,
+    epsilon: float,
+) -> float:
     """``||g - g_num|| / (||g|| + ||g_num||)`` of the cost ``mean loss + L2 term`` on (X, Y).
 
     ``g`` is backprop in the dtype of ``theta`` (X and Y are in it too);

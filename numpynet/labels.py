@@ -20,13 +20,15 @@ def encode_known(classes: np.ndarray, y: np.ndarray, name: str) -> np.ndarray:
         pos = np.searchsorted(classes, y)
     except (TypeError, ValueError):
         raise ValueError(
-            f"{name} labels of type {y.dtype} cannot be compared with classes_ {classes.tolist()}") from None
+            f"{name} labels of type {y.dtype} cannot be compared with classes_ {classes.tolist()}"
+        ) from None
     pos = np.clip(pos, 0, len(classes) - 1)
     unknown = classes[pos] != y
     if np.any(unknown):
         raise ValueError(
             f"{name} contains label(s) {np.unique(y[unknown])[:10].tolist()} not seen in training; "
-            f"known classes: {classes.tolist()}")
+            f"known classes: {classes.tolist()}"
+        )
     return pos.astype(np.intp)
 
 

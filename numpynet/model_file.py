@@ -51,8 +51,14 @@ def _json_scalar(value):
     raise TypeError(f"hyperparameter value {value!r} of type {type(value).__name__} cannot be saved")
 
 
-def save(path: str | os.PathLike, hyperparameters: dict[str, Any], layer_dims: Sequence[int], theta: np.ndarray,
-         classes: np.ndarray, costs: Sequence[float]) -> str:
+def save(
+    path: str | os.PathLike,
+    hyperparameters: dict[str, Any],
+    layer_dims: Sequence[int],
+    theta: np.ndarray,
+    classes: np.ndarray,
+    costs: Sequence[float],
+) -> str:
     """Write one model file; returns the path written (numpy appends ``.npz`` when missing)."""
     path = os.fspath(path)
     if not path.endswith(".npz"):

@@ -157,8 +157,9 @@ class NeuralNetwork:
         """Estimator tags for scikit-learn >= 1.6 (imported lazily: only sklearn calls this)."""
         from sklearn.utils import ClassifierTags, Tags, TargetTags
 
-        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
-                    classifier_tags=ClassifierTags())
+        return Tags(
+            estimator_type="classifier", target_tags=TargetTags(required=True), classifier_tags=ClassifierTags()
+        )
 
     # ------------------------------------------------------------------ params
     @classmethod
@@ -191,7 +192,8 @@ class NeuralNetwork:
         if dims is not None and hidden != dims[1:-1] and hidden != list(DEFAULT_HIDDEN):
             raise ValueError(
                 f"hidden_layer_sizes={self.hidden_layer_sizes!r} is invalid: it disagrees with "
-                f"layer_dims={self.layer_dims!r} (hidden sizes {dims[1:-1]}); give one of the two")
+                f"layer_dims={self.layer_dims!r} (hidden sizes {dims[1:-1]}); give one of the two"
+            )
         check.check_n_threads(self.n_threads)
         check.check_int("seed", self.seed, 0)
         check.check_real("keep_prob", self.keep_prob, 0, 1, low_open=True)
@@ -236,11 +238,13 @@ class NeuralNetwork:
             if n_out == 1 and n_classes != 2:
                 raise ValueError(
                     f"y has {n_classes} distinct label(s) but layer_dims[-1] is 1: a single sigmoid "
-                    "output needs exactly 2 classes (use layer_dims[-1] = k for k classes)")
+                    "output needs exactly 2 classes (use layer_dims[-1] = k for k classes)"
+                )
             if n_out > 1 and n_classes != n_out:
                 raise ValueError(
                     f"y has {n_classes} distinct label(s) but layer_dims[-1] is {n_out}: a softmax "
-                    "output needs exactly one unit per class (use 1 unit for 2 classes if preferred)")
+                    "output needs exactly one unit per class (use 1 unit for 2 classes if preferred)"
+                )
             return dims
         if n_classes < 2:
             raise ValueError(f"y has {n_classes} class: a classifier needs at least 2 classes in y")
@@ -268,8 +272,14 @@ class NeuralNetwork:
 
     def _passes(self, backward: bool = False) -> Passes:
         """Passes on this network's own parameters (and, for ``backward``, into its own gradient)."""
-        return Passes(self._theta, self.layer_dims_, self.activation_function, self.keep_prob,
-                      grad=self._grad if backward else None, views=(self.coefs_, self.intercepts_))
+        return Passes(
+            self._theta,
+            self.layer_dims_,
+            self.activation_function,
+            self.keep_prob,
+            grad=self._grad if backward else None,
+            views=(self.coefs_, self.intercepts_),
+        )
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -358,7 +368,7 @@ class NeuralNetwork:
                 perm = rng.permutation(n)
                 loss_sum, l2_sum, correct = 0.0, 0.0, 0
                 for start in range(0, n, batch):
-                    idx = perm[start:start + batch]
+                    idx = perm[start : start + batch]
                     mb = len(idx)
                     Xb = np.take(X, idx, axis=0, out=ws.X[:mb], mode="clip")  # idx in range: clip skips buffering
                     Yb = np.take(Y, idx, axis=0, out=ws.Y[:mb], mode="clip")
@@ -403,8 +413,9 @@ class NeuralNetwork:
                 if callback is not None:
                     callback(epoch, metrics)
 
-    def _loss_and_accuracy(self, passes: Passes, X: np.ndarray, yidx: np.ndarray,
-                           Y: np.ndarray) -> tuple[float, float, float]:
+    def _loss_and_accuracy(
+        self, passes: Passes, X: np.ndarray, yidx: np.ndarray, Y: np.ndarray
+    ) -> tuple[float, float, float]:
         """Mean cross-entropy (no L2), accuracy and balanced accuracy on encoded data."""
         Z = passes.logits(X)
         output = output_layer_for(Z.shape[1])
@@ -421,13 +432,18 @@ class NeuralNetwork:
     def _check_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
             raise NotFittedError(
-                f"this {type(self).__name__} is not fitted yet: call fit(X, y) or NeuralNetwork.load(path)")
+                f"this {type(self).__name__} is not fitted yet: call fit(X, y) or NeuralNetwork.load(path)"
+            )
 
     def _check_input(self, X) -> np.ndarray:
         self._check_fitted()
-        return check.check_features(X, "X", self.n_features_in_, self._theta.dtype,
-                                    "the network was fitted with {n} (n_features_in_)"
-                                    if self.layer_dims is None else "layer_dims[0] is {n}")
+        return check.check_features(
+            X,
+            "X",
+            self.n_features_in_,
+            self._theta.dtype,
+            "the network was fitted with {n} (n_features_in_)" if self.layer_dims is None else "layer_dims[0] is {n}",
+        )
 
     def _scores(self, X):
         """Output-layer activations (in place in the logits) and the output layer."""
@@ -516,9 +532,17 @@ class NeuralNetwork:
             self._set_architecture(dims)
             self.classes_ = classes
         return gradient_check.relative_difference(
-            self._theta, dims, X, labels.targets(yidx, dims[-1], dtype), activation=self.activation_function,
-            keep_prob=self.keep_prob, lambd=self.lambd, l2=s["l2"], masks_seed=self.seed if s["dropout"] else None,
-            epsilon=epsilon)
+            self._theta,
+            dims,
+            X,
+            labels.targets(yidx, dims[-1], dtype),
+            activation=self.activation_function,
+            keep_prob=self.keep_prob,
+            lambd=self.lambd,
+            l2=s["l2"],
+            masks_seed=self.seed if s["dropout"] else None,
+            epsilon=epsilon,
+        )
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> str:
@@ -527,8 +551,14 @@ class NeuralNetwork:
         Returns the path written (numpy appends ``.npz`` when missing).
         """
         self._check_fitted()
-        return model_file.save(path, NeuralNetwork.get_params(self), self.layer_dims_, self._theta, self.classes_,
-                               getattr(self, "costs_", []))
+        return model_file.save(
+            path,
+            NeuralNetwork.get_params(self),
+            self.layer_dims_,
+            self._theta,
+            self.classes_,
+            getattr(self, "costs_", []),
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "NeuralNetwork":

@@ -39,10 +39,10 @@ def unpack(flat: np.ndarray, dims: Sequence[int]) -> tuple[list[np.ndarray], lis
     """Per-layer weights ``(n_in, n_out)`` and biases: views into ``flat``, not copies."""
     coefs, intercepts, pos = [], [], 0
     for i, o in layer_shapes(dims):
-        coefs.append(flat[pos:pos + i * o].reshape(o, i).T)
+        coefs.append(flat[pos : pos + i * o].reshape(o, i).T)
         pos += i * o
     for o in dims[1:]:
-        intercepts.append(flat[pos:pos + o])
+        intercepts.append(flat[pos : pos + o])
         pos += o
     return coefs, intercepts
 
@@ -51,6 +51,6 @@ def from_layout_1(theta: np.ndarray, dims: Sequence[int]) -> np.ndarray:
     """A vector of model format 1 (weights stored ``(n_in, n_out)`` row-major) in this layout."""
     out, pos = theta.copy(), 0
     for i, o in layer_shapes(dims):
-        out[pos:pos + i * o] = theta[pos:pos + i * o].reshape(i, o).T.ravel()
+        out[pos : pos + i * o] = theta[pos : pos + i * o].reshape(i, o).T.ravel()
         pos += i * o
     return out

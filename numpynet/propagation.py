@@ -60,8 +60,15 @@ class Passes:
     does not unpack them again.
     """
 
-    def __init__(self, theta: np.ndarray, dims: Sequence[int], activation: str, keep_prob: float,
-                 grad: np.ndarray | None = None, views: tuple[list, list] | None = None):
+    def __init__(
+        self,
+        theta: np.ndarray,
+        dims: Sequence[int],
+        activation: str,
+        keep_prob: float,
+        grad: np.ndarray | None = None,
+        views: tuple[list, list] | None = None,
+    ):
         self.theta, self.dims = theta, dims
         self.coefs, self.intercepts = views if views is not None else parameters.unpack(theta, dims)
         self.grad = grad
@@ -80,7 +87,7 @@ class Passes:
         last = len(self.coefs) - 1
         inv_keep = 1.0 / self.keep_prob
         A = Xb
-        for layer, (W, b) in enumerate(zip(self.coefs, self.intercepts, strict=False)):  # equal lengths
+        for layer, (W, b) in enumerate(zip(self.coefs, self.intercepts, strict=True)):  # equal lengths
             Z = ws.Z[layer][:mb]
             np.matmul(A, W, out=Z)
             Z += b
@@ -128,7 +135,7 @@ class Passes:
 
     def l2_cost(self, lambd: float, m: int) -> float:
         """The L2 term of the cost, ``lambd / (2 m) * sum ||W||^2``."""
-        W = self.theta[:self.n_weights]
+        W = self.theta[: self.n_weights]
         return float(lambd / (2 * m) * np.dot(W, W))
 
     def logits(self, X: np.ndarray) -> np.ndarray:
@@ -138,6 +145,6 @@ class Passes:
         rows = min(len(X), PREDICT_CHUNK)
         ws = Workspace(dims, rows, dtype, dropout=False)
         for start in range(0, len(X), rows):
-            chunk = X[start:start + rows]
-            out[start:start + len(chunk)] = self.forward(chunk, ws, len(chunk), None)
+            chunk = X[start : start + rows]
+            out[start : start + len(chunk)] = self.forward(chunk, ws, len(chunk), None)
         return out

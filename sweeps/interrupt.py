@@ -126,6 +126,7 @@ def watch_parent(parent_pid: int, every: float = 0.5) -> threading.Thread:
     so ``os.getppid()`` changes; the worker then stops as on SIGTERM: its
     trial is marked interrupted, its run ended KILLED.
     """
+
     def watch() -> None:
         while True:
             time.sleep(every)

@@ -41,7 +41,8 @@ def loader() -> type:
                 mark = event.start_mark
                 raise AliasRefused(
                     f"{mark.name}: line {mark.line + 1}: YAML alias *{event.anchor} refused; numpynet reads no "
-                    "anchors' aliases (a few lines of them can stand for billions of values): write the values out")
+                    "anchors' aliases (a few lines of them can stand for billions of values): write the values out"
+                )
             return super().compose_node(parent, index)
 
     return NoAliasLoader

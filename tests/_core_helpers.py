@@ -30,8 +30,12 @@ def _find_cat_dir() -> Path:
     if beside.is_dir():
         return beside
     try:
-        origin = subprocess.run(["git", "-C", str(REPO_ROOT), "config", "--get", "remote.origin.url"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
+        origin = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "config", "--get", "remote.origin.url"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         origin = ""
     if origin and "://" not in origin and ":" not in origin.split("/", 1)[0]:
@@ -56,8 +60,10 @@ def require_cat_data(files: tuple[str, ...] = CAT_FILES) -> Path:
     """
     missing = [name for name in files if not (CAT_DIR / name).is_file()]
     if missing:
-        reason = (f"cat / non-cat data not found in {CAT_DIR} (missing {', '.join(missing)}; set "
-                  "NUMPYNET_CAT_DATA or put it in ../shared/data/catvnoncat; the project never ships a copy)")
+        reason = (
+            f"cat / non-cat data not found in {CAT_DIR} (missing {', '.join(missing)}; set "
+            "NUMPYNET_CAT_DATA or put it in ../shared/data/catvnoncat; the project never ships a copy)"
+        )
         if os.environ.get("NUMPYNET_REQUIRE_CAT_DATA") == "1":
             pytest.fail(f"{reason}, and NUMPYNET_REQUIRE_CAT_DATA=1 requires it", pytrace=False)
         pytest.skip(reason)
@@ -88,7 +94,11 @@ def run_python(code: str, *args: str, extra_env: dict[str, str] | None = None, t
     """Run ``python -c code args...`` in a fresh process; return its stdout."""
     proc = subprocess.run(
         [sys.executable, "-c", code, *args],
-        capture_output=True, text=True, env=subprocess_env(extra_env), cwd=REPO_ROOT, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(extra_env),
+        cwd=REPO_ROOT,
+        timeout=timeout,
     )
     if proc.returncode != 0:
         raise AssertionError(f"child python failed (rc={proc.returncode}):\n{proc.stderr}")
@@ -99,8 +109,11 @@ def start_python(code: str, *args: str, extra_env: dict[str, str] | None = None)
     """Start ``python -c code args...`` without waiting (see :func:`finish`)."""
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=subprocess_env(extra_env), cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(extra_env),
+        cwd=REPO_ROOT,
     )
 
 

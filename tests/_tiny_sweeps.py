@@ -54,41 +54,73 @@ STUDIES: dict[str, TinyStudy] = {
     # the grid sampler over a 2 x 2 grid, with a budget of 6: the sweep ends when the grid has run.
     # Successive halving at epoch 2 (min_resource 2, reduction factor 3): the grid's seed 5 runs both
     # learning rates of 0.5 first, then the two of 1e-4, which crawl and lose that rung.
-    "grid": TinyStudy({
-        "study_name": "tiny-grid", "n_trials": 6,
-        "sampler": {"name": "grid", "seed": 5},
-        "pruner": {"name": "successive_halving", "min_resource": 2, "reduction_factor": 3},
-        "overrides": ["optimizer=gd", "train.epoch=4"],
-        "space": {"optimizer.learning_rate": {"type": "categorical", "choices": [0.5, 1.0e-4]},
-                  "train.seed": {"type": "categorical", "choices": [0, 1]}},
-    }, SMALL),
+    "grid": TinyStudy(
+        {
+            "study_name": "tiny-grid",
+            "n_trials": 6,
+            "sampler": {"name": "grid", "seed": 5},
+            "pruner": {"name": "successive_halving", "min_resource": 2, "reduction_factor": 3},
+            "overrides": ["optimizer=gd", "train.epoch=4"],
+            "space": {
+                "optimizer.learning_rate": {"type": "categorical", "choices": [0.5, 1.0e-4]},
+                "train.seed": {"type": "categorical", "choices": [0, 1]},
+            },
+        },
+        SMALL,
+    ),
     # conf/sweep/architecture.yaml as it ships (optimizer group, hidden sizes, activation; TPE, whose
     # first trials are random, and hyperband), made tiny: 6 trials of 4 epochs, rungs from epoch 1;
     # one BLAS thread per trial. Hyperband's brackets follow the study's name: with these 6 trials,
     # trial 5 is pruned (so it was in replays of the curves with each value moved by up to 0.01).
-    "architecture": TinyStudy({}, [
-        "sweep.n_trials=6", "sweep.blas_threads=1", "sweep.pruner.min_resource=1",
-        "train.epoch=4", "tracking.log_plots=false",
-    ], conf_sweep="architecture"),
+    "architecture": TinyStudy(
+        {},
+        [
+            "sweep.n_trials=6",
+            "sweep.blas_threads=1",
+            "sweep.pruner.min_resource=1",
+            "train.epoch=4",
+            "tracking.log_plots=false",
+        ],
+        conf_sweep="architecture",
+    ),
     # CMA-ES minimising val_cost, in an SQLite study; the median pruner after a warm-up of 2 epochs.
-    "cmaes": TinyStudy({
-        "study_name": "tiny-cmaes", "n_trials": 5, "metric": "val_cost", "direction": "minimize",
-        "sampler": {"name": "cmaes", "seed": 0},
-        "pruner": {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 2},
-        "overrides": ["optimizer=gd", "train.epoch=5", "train.regularization=l2"],
-        "space": {"optimizer.learning_rate": {"type": "float", "low": 1.0e-4, "high": 1.0, "log": True},
-                  "train.lambd": {"type": "float", "low": 1.0e-3, "high": 1.0, "log": True}},
-    }, ["sweep.storage=sqlite:///{root}/optuna.db", *SMALL]),
+    "cmaes": TinyStudy(
+        {
+            "study_name": "tiny-cmaes",
+            "n_trials": 5,
+            "metric": "val_cost",
+            "direction": "minimize",
+            "sampler": {"name": "cmaes", "seed": 0},
+            "pruner": {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 2},
+            "overrides": ["optimizer=gd", "train.epoch=5", "train.regularization=l2"],
+            "space": {
+                "optimizer.learning_rate": {"type": "float", "low": 1.0e-4, "high": 1.0, "log": True},
+                "train.lambd": {"type": "float", "low": 1.0e-3, "high": 1.0, "log": True},
+            },
+        },
+        ["sweep.storage=sqlite:///{root}/optuna.db", *SMALL],
+    ),
     # quasi-random (Sobol) points; the timeout ends the sweep after 3 of 6 trials; every trial logs
     # its model, none is registered; the final table shows the 2 best.
-    "qmc": TinyStudy({
-        "study_name": "tiny-qmc", "n_trials": 6, "timeout": 3600,
-        "sampler": {"name": "qmc", "seed": 0}, "pruner": {"name": "none"},
-        "log_trial_models": True, "register_model": False, "top_k": 2,
-        "overrides": ["train.epoch=3"],
-        "space": {"optimizer.learning_rate": {"type": "float", "low": 1.0e-3, "high": 1.0e-1, "log": True},
-                  "optimizer.beta1": {"type": "float", "low": 0.8, "high": 0.98}},
-    }, SMALL, clock_checks=3),
+    "qmc": TinyStudy(
+        {
+            "study_name": "tiny-qmc",
+            "n_trials": 6,
+            "timeout": 3600,
+            "sampler": {"name": "qmc", "seed": 0},
+            "pruner": {"name": "none"},
+            "log_trial_models": True,
+            "register_model": False,
+            "top_k": 2,
+            "overrides": ["train.epoch=3"],
+            "space": {
+                "optimizer.learning_rate": {"type": "float", "low": 1.0e-3, "high": 1.0e-1, "log": True},
+                "optimizer.beta1": {"type": "float", "low": 0.8, "high": 0.98},
+            },
+        },
+        SMALL,
+        clock_checks=3,
+    ),
 }
 
 
@@ -173,8 +205,9 @@ def run_tiny_sweep(name: str, root: Path, template_store: Path) -> SweepRecord:
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
     parent_id = re.search(r"^parent run: (\w+)$", out.getvalue(), re.MULTILINE).group(1)
     parent = client.get_run(parent_id)
-    runs = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'",
-                              max_results=1000)
+    runs = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=1000
+    )
     children = {int(r.data.tags[TRIAL]): r for r in runs}
     assert len(children) == len(runs), "one child run per trial"
     return SweepRecord(name, root, settings, study, client, parent, children, out.getvalue(), err.getvalue())

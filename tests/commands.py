@@ -73,8 +73,16 @@ def environment(tracking_uri=_INHERIT, env: dict[str, str] | None = None) -> dic
     return full
 
 
-def run_command(name: str, args: list[str], cwd: Path, *, tracking_uri=_INHERIT, env: dict[str, str] | None = None,
-        timeout: float = 300, cold: bool = False) -> subprocess.CompletedProcess:
+def run_command(
+    name: str,
+    args: list[str],
+    cwd: Path,
+    *,
+    tracking_uri=_INHERIT,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    cold: bool = False,
+) -> subprocess.CompletedProcess:
     """Run console script ``name`` with ``args`` in ``cwd`` and wait for it."""
     proc = start_command(name, args, cwd, tracking_uri=tracking_uri, env=env, cold=cold)
     stdout, stderr = communicate_or_kill(proc, timeout)
@@ -91,8 +99,16 @@ def communicate_or_kill(proc: "subprocess.Popen | WarmProcess", timeout: float) 
         raise
 
 
-def start_command(name: str, args: list[str], cwd: Path, *, tracking_uri=_INHERIT, env: dict[str, str] | None = None,
-          cold: bool = False, **popen) -> "subprocess.Popen | WarmProcess":
+def start_command(
+    name: str,
+    args: list[str],
+    cwd: Path,
+    *,
+    tracking_uri=_INHERIT,
+    env: dict[str, str] | None = None,
+    cold: bool = False,
+    **popen,
+) -> "subprocess.Popen | WarmProcess":
     """Start console script ``name`` with ``args`` in ``cwd``; stdout and stderr are text pipes unless given."""
     global _STARTER
     full_env = environment(tracking_uri, env)
@@ -137,9 +153,14 @@ class _WarmStarter:
         self.folder = tempfile.mkdtemp(prefix="numpynet-warm-")
         self.path = os.path.join(self.folder, "socket")
         server = Path(__file__).with_name("warm_starter.py")
-        self.proc = subprocess.Popen([sys.executable, str(server), self.path], cwd=self.folder,
-                                     env=environment(tracking_uri=None), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(server), self.path],
+            cwd=self.folder,
+            env=environment(tracking_uri=None),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
             raise RuntimeError(f"the warm starter did not start (exit {self.proc.wait()})")
@@ -147,8 +168,15 @@ class _WarmStarter:
     def start(self, name: str, args: list[str], cwd: Path, env: dict[str, str]) -> "WarmProcess":
         module, function = ENTRY_POINTS[name]
         script = Path(sys.executable).with_name(name)
-        request = {"name": name, "module": module, "function": function, "args": list(map(str, args)),
-                   "script": str(script) if script.is_file() else None, "cwd": str(cwd), "env": env}
+        request = {
+            "name": name,
+            "module": module,
+            "function": function,
+            "args": list(map(str, args)),
+            "script": str(script) if script.is_file() else None,
+            "cwd": str(cwd),
+            "env": env,
+        }
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -221,8 +249,10 @@ class WarmProcess:
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._readers:  # once: a second call after a timeout goes on waiting for the same readers
-            self._readers = [threading.Thread(target=self._read, args=(key, f), daemon=True)
-                             for key, f in (("out", self.stdout), ("err", self.stderr))]
+            self._readers = [
+                threading.Thread(target=self._read, args=(key, f), daemon=True)
+                for key, f in (("out", self.stdout), ("err", self.stderr))
+            ]
             for thread in self._readers:
                 thread.start()
         for thread in self._readers:

@@ -12,7 +12,7 @@ from pathlib import Path
 import commands
 import pytest
 from _core_helpers import require_cat_data  # data in $NUMPYNET_CAT_DATA, ../shared, or beside the origin
-from services import mlflow_server  # noqa: F401 - one MLflow server per session, shared by the modules using it
+from services import mlflow_server, pg_database  # noqa: F401 - fixtures: one MLflow server per session; a database per module
 from session_needs import prepare
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +36,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     server = config.stash.get(_THROWAWAY_PG, None)
     if server is not None:
         server.stop()
+
 
 #: Overrides that make a digits run take well under a second.
 TINY = ["train.epoch=3", "network.hidden=[16]", "tracking.log_model=false", "tracking.experiment=tests"]
@@ -148,9 +149,15 @@ def _checkout_files(root: Path) -> dict[str, tuple[int, int]] | None:
     when the folder was there before. None when ``root`` is not the top of a git checkout (an sdist,
     a copy of the tests) or git is missing: then there is nothing to compare.
     """
+
     def git(*args: str) -> subprocess.CompletedProcess:  # --no-optional-locks: never takes .git/index.lock
-        return subprocess.run(["git", "--no-optional-locks", "-C", str(root), *args],
-                              check=False, capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            ["git", "--no-optional-locks", "-C", str(root), *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     try:
         top = git("rev-parse", "--show-toplevel")
@@ -209,13 +216,20 @@ def _tests_write_nowhere_in_the_checkout() -> Iterator[None]:
     if before is None:
         return
     after = _checkout_files(REPO_ROOT) or {}
-    written = sorted(p for p in after.keys() | before.keys() if after.get(p) != before.get(p)
-                     and not (asked is not None and (REPO_ROOT / p).resolve().is_relative_to(asked)))
+    written = sorted(
+        p
+        for p in after.keys() | before.keys()
+        if after.get(p) != before.get(p) and not (asked is not None and (REPO_ROOT / p).resolve().is_relative_to(asked))
+    )
     if written:
-        pytest.fail(f"the tests wrote into the checkout {REPO_ROOT}: "
-                    + ", ".join(written[:20]) + (f" and {len(written) - 20} more" if len(written) > 20 else "")
-                    + " (a test must write under its tmp_path; if you edited these files yourself while the "
-                    "tests ran, run them again)", pytrace=False)
+        pytest.fail(
+            f"the tests wrote into the checkout {REPO_ROOT}: "
+            + ", ".join(written[:20])
+            + (f" and {len(written) - 20} more" if len(written) > 20 else "")
+            + " (a test must write under its tmp_path; if you edited these files yourself while the "
+            "tests ran, run them again)",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -44,8 +44,11 @@ def main(venv: Path) -> list[str]:
     report.append(f"newest MLflow on the index, installed in {venv}: {version}")
     shots = venv / "shots"
     env = {**__import__("os").environ, "NUMPYNET_SCREENSHOTS": str(shots)}
-    tests = _run([str(py), "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "0", "-rf", BROWSER_TESTS],
-                 env=env, timeout=1800)
+    tests = _run(
+        [str(py), "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "0", "-rf", BROWSER_TESTS],
+        env=env,
+        timeout=1800,
+    )
     summary = [ln for ln in tests.stdout.splitlines() if re.search(r"\d+ (passed|failed|error)", ln)]
     report.append("browser tests: " + (summary[-1].strip("= ") if summary else f"pytest exit {tests.returncode}"))
     failed = [ln for ln in tests.stdout.splitlines() if ln.startswith(("FAILED ", "ERROR "))]
@@ -53,8 +56,10 @@ def main(venv: Path) -> list[str]:
         report.append("what changed (each failing check, first error line):")
         report += [f"  {ln}" for ln in failed]
     else:
-        report.append("what changed: nothing the browser tests check (runs table names, chart view with every "
-                      "trial, trial page view, Assistant panel and registry pop-up closed for good)")
+        report.append(
+            "what changed: nothing the browser tests check (runs table names, chart view with every "
+            "trial, trial page view, Assistant panel and registry pop-up closed for good)"
+        )
     report.append(f"screenshots: {shots}")
     return report
 

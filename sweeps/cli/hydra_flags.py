@@ -16,24 +16,35 @@ from dataclasses import dataclass, field
 from numpynet.sweeps.errors import UserError
 
 CFG_TYPES = ("job", "hydra", "all")
-_CONFIG_FLAG_REASON = ("numpynet-sweep composes conf/config.yaml with a study of conf/sweep/, as every trial does; "
-                       "pick a study with sweep=NAME or sweep=PATH/TO/file.yaml")
+_CONFIG_FLAG_REASON = (
+    "numpynet-sweep composes conf/config.yaml with a study of conf/sweep/, as every trial does; "
+    "pick a study with sweep=NAME or sweep=PATH/TO/file.yaml"
+)
 #: flag -> why a sweep refuses it (aliases share the text)
 REFUSED = {
     "--multirun": "a sweep is one Optuna study, not a Hydra multirun: search keys with sweep.space "
-                  "(sweep.space.KEY.type=..., see --help) and run workers with sweep.n_jobs=N",
+    "(sweep.space.KEY.type=..., see --help) and run workers with sweep.n_jobs=N",
     "--config-path": _CONFIG_FLAG_REASON,
     "--config-name": _CONFIG_FLAG_REASON,
     "--config-dir": _CONFIG_FLAG_REASON,
     "--experimental-rerun": "a sweep writes no Hydra job pickle; run the same command again to resume the study",
     "--shell-completion": "numpynet-sweep installs no shell completion; numpynet-train --shell-completion does",
     "--info": "use numpynet-sweep --cfg job for the composed config, or numpynet-train --info for the training "
-              "config's search path and defaults",
+    "config's search path and defaults",
     "--hydra-help": "numpynet-sweep --help lists what a sweep accepts",
 }
-ALIASES = {"-m": "--multirun", "-cp": "--config-path", "-cn": "--config-name", "-cd": "--config-dir",
-           "-sc": "--shell-completion", "-i": "--info", "-h": "--help", "-c": "--cfg", "-p": "--package",
-           "-r": "--run"}
+ALIASES = {
+    "-m": "--multirun",
+    "-cp": "--config-path",
+    "-cn": "--config-name",
+    "-cd": "--config-dir",
+    "-sc": "--shell-completion",
+    "-i": "--info",
+    "-h": "--help",
+    "-c": "--cfg",
+    "-p": "--package",
+    "-r": "--run",
+}
 _WITH_VALUE = {"--cfg", "--package"}
 _SWITCHES = {"--help", "--resolve", "--run", "--version", "--debug"}
 
@@ -44,11 +55,11 @@ class SweepFlags:
 
     overrides: list[str] = field(default_factory=list)
     help: bool = False
-    cfg: str | None = None       # job | hydra | all: print that config and run nothing
-    resolve: bool = False        # with --cfg / --help: resolve interpolations first
-    package: str | None = None   # with --cfg: only this node (e.g. sweep.space)
+    cfg: str | None = None  # job | hydra | all: print that config and run nothing
+    resolve: bool = False  # with --cfg / --help: resolve interpolations first
+    package: str | None = None  # with --cfg: only this node (e.g. sweep.space)
     version: bool = False
-    debug: bool = False          # tracebacks for errors (also HYDRA_FULL_ERROR=1)
+    debug: bool = False  # tracebacks for errors (also HYDRA_FULL_ERROR=1)
 
 
 def parse_flags(args: Sequence[str]) -> SweepFlags:
@@ -77,8 +88,10 @@ def parse_flags(args: Sequence[str]) -> SweepFlags:
                 raise UserError(f"--cfg {value}: {_allowed(name)}")
             setattr(flags, name[2:], value)
         else:
-            raise UserError(f"{arg}: unknown option; numpynet-sweep takes overrides (KEY=VALUE) and "
-                            "--help, --cfg job|hydra|all, --resolve, --package KEY, --version, --debug")
+            raise UserError(
+                f"{arg}: unknown option; numpynet-sweep takes overrides (KEY=VALUE) and "
+                "--help, --cfg job|hydra|all, --resolve, --package KEY, --version, --debug"
+            )
     return flags
 
 

@@ -50,21 +50,23 @@ def parse_logged_config(raw: bytes, run_id: str) -> DictConfig:
     except safe_yaml.AliasRefused as exc:
         raise UserError(f"{exc}; it cannot be reproduced from this artifact") from None
     except UnicodeDecodeError as exc:
-        raise UserError(f"{what} is not valid YAML (not UTF-8 text: byte {exc.start}); "
-                        "it cannot be reproduced from this artifact") from exc
+        raise UserError(
+            f"{what} is not valid YAML (not UTF-8 text: byte {exc.start}); it cannot be reproduced from this artifact"
+        ) from exc
     except yaml.YAMLError as exc:
-        raise UserError(f"{what} is not valid YAML ({_yaml_reason(exc)}); "
-                        "it cannot be reproduced from this artifact") from exc
+        raise UserError(
+            f"{what} is not valid YAML ({_yaml_reason(exc)}); it cannot be reproduced from this artifact"
+        ) from exc
     if not isinstance(data, dict):
         held = "nothing" if data is None else f"a {'list' if isinstance(data, list) else type(data).__name__}"
-        raise UserError(f"{what} is not a mapping of config keys (it holds {held}); "
-                        "it cannot be reproduced from this artifact")
+        raise UserError(
+            f"{what} is not a mapping of config keys (it holds {held}); it cannot be reproduced from this artifact"
+        )
     try:
         cfg = OmegaConf.create(data)
     except OmegaConfBaseException as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{what} is not a valid config ({reason}); "
-                        "it cannot be reproduced from this artifact") from exc
+        raise UserError(f"{what} is not a valid config ({reason}); it cannot be reproduced from this artifact") from exc
     assert isinstance(cfg, DictConfig)
     return cfg
 
@@ -86,8 +88,11 @@ def refuse_sweep_parent(source: Any) -> None:
         return
     study = tags.get(names.STUDY, "?")
     best = tags.get(names.BEST_RUN_ID)
-    advice = (f"its best trial's run is {best}: numpynet-reproduce {best}" if best
-              else "it has no completed trial to reproduce yet")
+    advice = (
+        f"its best trial's run is {best}: numpynet-reproduce {best}"
+        if best
+        else "it has no completed trial to reproduce yet"
+    )
     raise UserError(f"run {source.info.run_id} is the parent run of sweep {study!r}, which trains nothing; {advice}")
 
 

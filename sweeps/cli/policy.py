@@ -46,15 +46,16 @@ def run_hydra_app(
     ``--cfg job``, ``-m`` ...) work as usual. Returns the exit status.
     """
     import hydra
+    import mlflow  # noqa: F401 - before Hydra's logging setup, which must win over MLflow's own
     from hydra.core.global_hydra import GlobalHydra
 
     from numpynet.sweeps.recording.redact import masked_stdout as _masked_stdout
     from numpynet.sweeps.training.config import CONF_DIR
 
-    import mlflow  # noqa: F401 - before Hydra's logging setup, which must win over MLflow's own
-
     if not (CONF_DIR / f"{config_name}.yaml").is_file():
-        print_error(prog, f"configs not found at {CONF_DIR}; install the project editable: pip install -e <checkout>", None)
+        print_error(
+            prog, f"configs not found at {CONF_DIR}; install the project editable: pip install -e <checkout>", None
+        )
         return EXIT_USAGE
     args = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in args or os.environ.get("HYDRA_FULL_ERROR") == "1"
@@ -141,6 +142,7 @@ def quiet_on_a_closed_pipe(main: Callable) -> Callable:
             raise SystemExit(EXIT_FAILURE) from None
         finally:
             sys.stdout = real
+
     return entry
 
 
@@ -196,7 +198,6 @@ def arguments_or_help(argv: Sequence[str] | None, usage: str) -> list[str] | Non
 def exit_with_error(prog: str, message: str, code: int) -> NoReturn:
     """``prog: error: message`` (URLs masked) on stderr, then exit with ``code``."""
     from numpynet.sweeps.recording.redact import mask_urls_in
-
     from numpynet.sweeps.recording.store import without_sql
 
     print(f"{prog}: error: {mask_urls_in(without_sql(message))}", file=sys.stderr)

@@ -37,7 +37,9 @@ class EpochProgress:
         self._bar.set_postfix(shown, refresh=False)
         self._bar.update(1)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -100,8 +102,10 @@ class TrialProgress:
             if done:
                 print(f"resuming: {done}/{total} trials done", file=self.stream, flush=True)
             return
-        new = sorted((t for t in finished if t.number not in self._seen),
-                     key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number))
+        new = sorted(
+            (t for t in finished if t.number not in self._seen),
+            key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number),
+        )
         if not new:
             return
         elapsed = self._now() - self._start
@@ -137,5 +141,7 @@ def trial_line(trial, best, done: int, total: int, elapsed: float, eta: float) -
     """One progress line for a finished trial (see :class:`TrialProgress`)."""
     value = f"value {trial.value:.4f}" if trial.value is not None else "no value"
     best_text = f"best {best.value:.4f} (trial {best.number})" if best is not None else "no best yet"
-    return (f"trial {trial.number} {trial.state.name} {value}, {best_text} | {min(done, total)}/{total}, "
-            f"elapsed {_clock(elapsed)}, ETA {_clock(eta)}")
+    return (
+        f"trial {trial.number} {trial.state.name} {value}, {best_text} | {min(done, total)}/{total}, "
+        f"elapsed {_clock(elapsed)}, ETA {_clock(eta)}"
+    )

@@ -20,23 +20,23 @@ import logging
 import math
 import struct
 from collections.abc import Sequence
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import OmegaConf
 
-from numpynet.sweeps.training import numeric_env
-from numpynet.sweeps.recording import store as tracking
-from numpynet.sweeps.training.config import check_config
-from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.cli.logged_config import load_logged_config, refuse_interpolations, refuse_sweep_parent
 from numpynet.sweeps.cli.policy import quiet_on_a_closed_pipe
-from numpynet.sweeps.recording.redact import mask_url
-from numpynet.sweeps.recording.names import REPRODUCTION as VERDICT_TAG
+from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording import names
+from numpynet.sweeps.recording import store as tracking
+from numpynet.sweeps.recording.names import REPRODUCTION as VERDICT_TAG
+from numpynet.sweeps.recording.redact import mask_url
+from numpynet.sweeps.training import numeric_env
+from numpynet.sweeps.training.config import check_config
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +62,24 @@ class Verdict:
 
     def describe(self) -> str:
         if self.identical:
-            text = (f"identical: run {self.new_run_id} reproduces run {self.source_run_id} bit for bit "
-                    f"({', '.join(COMPARED_METRICS)} over {self.epochs} epochs")
+            text = (
+                f"identical: run {self.new_run_id} reproduces run {self.source_run_id} bit for bit "
+                f"({', '.join(COMPARED_METRICS)} over {self.epochs} epochs"
+            )
             if self.same_weights is not None:
                 text += ", weights " + ("identical" if self.same_weights else "DIFFERENT")
             text += ")"
         elif self.length_mismatch is not None:
             metric, a, b = self.length_mismatch
-            text = (f"DIFFERENT: run {self.new_run_id} logged {b} epochs of {metric}, "
-                    f"run {self.source_run_id} logged {a}")
+            text = (
+                f"DIFFERENT: run {self.new_run_id} logged {b} epochs of {metric}, run {self.source_run_id} logged {a}"
+            )
         else:
             metric, epoch, a, b = self.first_difference  # type: ignore[misc]
-            text = (f"DIFFERENT: {metric} of run {self.new_run_id} first differs from run "
-                    f"{self.source_run_id} at epoch {epoch}: {a!r} vs {b!r}")
+            text = (
+                f"DIFFERENT: {metric} of run {self.new_run_id} first differs from run "
+                f"{self.source_run_id} at epoch {epoch}: {a!r} vs {b!r}"
+            )
         if not self.same_data:
             text += "; the data hash differs, so the data changed"
         return "; ".join([text, *self.notes])
@@ -117,17 +122,16 @@ class Reproduction:
 
     def run(self, on_epoch: Any = None) -> Verdict:
         """Train into the source run's experiment and compare with it."""
+        from threadpoolctl import threadpool_limits
+
         from numpynet import TrainingDiverged
         from numpynet.sweeps.training.train import train
-
-        from threadpoolctl import threadpool_limits
 
         diverged: TrainingDiverged | None = None
         try:
             # the source run's BLAS thread count: a different split of the work may change the bits
             with threadpool_limits(limits=self.blas_threads, user_api="blas"):
-                new_run_id = train(self.cfg, on_epoch=on_epoch,
-                                   tags={names.REPRODUCED_FROM: self.run_id})["run_id"]
+                new_run_id = train(self.cfg, on_epoch=on_epoch, tags={names.REPRODUCED_FROM: self.run_id})["run_id"]
         except TrainingDiverged as exc:  # a diverged source run reproduces by diverging identically
             diverged = exc
             new_run_id = getattr(exc, "mlflow_run_id", None)
@@ -151,9 +155,11 @@ def _require_a_store(uri: str, given: bool) -> None:
     if path.is_file():
         return
     where = "--tracking-uri" if given else "the default store of this folder, ./mlruns/mlflow.db,"
-    raise UserError(f"no tracking store at {path} ({where} does not exist); run numpynet-reproduce from the "
-                    "folder the run was made in, or pass --tracking-uri sqlite:////path/to/mlruns/mlflow.db "
-                    "(or the server's http:// URI)")
+    raise UserError(
+        f"no tracking store at {path} ({where} does not exist); run numpynet-reproduce from the "
+        "folder the run was made in, or pass --tracking-uri sqlite:////path/to/mlruns/mlflow.db "
+        "(or the server's http:// URI)"
+    )
 
 
 def _recorded_threads(tags: dict[str, str]) -> int | None:
@@ -169,15 +175,16 @@ def environment_warning(source_tags: dict[str, str], run_id: str, blas_threads: 
     The thread count is left out when the reproduction will use the recorded one.
     """
     if not any(key in source_tags for key in numeric_env.TAGS):
-        return (f"run {run_id} recorded no numeric environment (numpy, BLAS), so a difference "
-                "in it cannot be ruled out")
+        return f"run {run_id} recorded no numeric environment (numpy, BLAS), so a difference in it cannot be ruled out"
     here = numeric_env.numeric_environment()
     keys = tuple(k for k in numeric_env.TAGS if not (k == numeric_env.BLAS_THREADS and blas_threads is not None))
     changed = numeric_env.differences(source_tags, here, keys)
     if not changed:
         return None
-    return (f"this machine's numeric environment differs from run {run_id}'s ({'; '.join(changed)}); "
-            "the results may differ for that reason alone")
+    return (
+        f"this machine's numeric environment differs from run {run_id}'s ({'; '.join(changed)}); "
+        "the results may differ for that reason alone"
+    )
 
 
 def reproduce(run_id: str, *, tracking_uri: str | None = None, overrides: Sequence[str] = ()) -> Verdict:
@@ -200,7 +207,7 @@ def compare_runs(client: MlflowClient, source_id: str, new_id: str) -> Verdict:
             verdict.length_mismatch = (metric, len(a), len(b))
             break
         verdict.epochs = max(verdict.epochs, len(a))
-        for epoch, (x, y) in enumerate(zip(a, b)):
+        for epoch, (x, y) in enumerate(zip(a, b, strict=False)):  # a stopped source may be shorter
             if not _same_bits(x, y):
                 verdict.first_difference = (metric, epoch, x, y)
                 break
@@ -244,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("run_id", help="the MLflow run to reproduce")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="adjust the logged config")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlruns/mlflow.db)")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlruns/mlflow.db)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     debug = args.debug or os.environ.get("HYDRA_FULL_ERROR") == "1"
@@ -255,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # we report a refused write once
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # one "Retrying ..." line per retry
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
     def on_epoch(epoch: int, metrics: dict) -> None:
         interrupt.check()  # the shared signal policy: stop at an epoch boundary, the run ends KILLED
         progress.update(epoch, metrics)

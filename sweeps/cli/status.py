@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from numpynet.sweeps.cli.policy import arguments_or_help, exit_with_error, quiet_on_a_closed_pipe, setup_command_logging, user_error_text
+from numpynet.sweeps.cli.policy import (
+    arguments_or_help,
+    exit_with_error,
+    quiet_on_a_closed_pipe,
+    setup_command_logging,
+    user_error_text,
+)
 
 STATUS_USAGE = """\
 numpynet-status: progress of a study from its shared storage.
@@ -24,9 +30,13 @@ def status_main(argv: Sequence[str] | None = None) -> None:
         return
     flags = [a for a in args if a.startswith("-") and a != "--all"]
     if flags:
-        exit_with_error("numpynet-status", f"{flags[0]}: not a flag of numpynet-status; its flags are --all (list every "
-                        "study in the storage) and --help, and its other arguments are overrides "
-                        "(sweep=NAME, sweep.study_name=NAME, sweep.storage=URL)", 2)
+        exit_with_error(
+            "numpynet-status",
+            f"{flags[0]}: not a flag of numpynet-status; its flags are --all (list every "
+            "study in the storage) and --help, and its other arguments are overrides "
+            "(sweep=NAME, sweep.study_name=NAME, sweep.storage=URL)",
+            2,
+        )
     list_all = "--all" in args
     args = [a for a in args if a != "--all"]
     setup_command_logging()

@@ -20,25 +20,33 @@ def print_summary(summary, file=None) -> None:
             params = "  ".join(f"{k}={_short(v)}" for k, v in row["params"].items())
             print(f"{row['number']:>5}  {row['value']:>8.4f}  {params}", file=out)
     if summary.best_number is not None:
-        print(f"\nbest: trial {summary.best_number}, value {summary.best_value:.4f}, "
-              f"MLflow run {summary.best_run_id}", file=out)
+        print(
+            f"\nbest: trial {summary.best_number}, value {summary.best_value:.4f}, MLflow run {summary.best_run_id}",
+            file=out,
+        )
     if summary.baseline_number is not None:
         value = "-" if summary.baseline_value is None else f"{summary.baseline_value:.4f}"
-        print(f"baseline: trial {summary.baseline_number} ({summary.baseline_state.lower()}), value {value}",
-              file=out)
+        print(f"baseline: trial {summary.baseline_number} ({summary.baseline_state.lower()}), value {value}", file=out)
     _print_refit(summary.refit, out)
     if summary.registered_version:
         from numpynet.sweeps.search.best_model import registered_model_name
 
-        print(f"registered model: models:/{registered_model_name(summary.study_name)}/"
-              f"{summary.registered_version}", file=out)
+        print(
+            f"registered model: models:/{registered_model_name(summary.study_name)}/{summary.registered_version}",
+            file=out,
+        )
     print(f"parent run: {summary.parent_run_id}", file=out)
     if summary.tracking_uri.startswith(("http://", "https://")):
-        print(f"\nsee the runs in the MLflow UI:\n  {runs_page_url(summary.tracking_uri, summary.experiment_id)}",
-              file=out)
+        print(
+            f"\nsee the runs in the MLflow UI:\n  {runs_page_url(summary.tracking_uri, summary.experiment_id)}",
+            file=out,
+        )
     else:
-        print(f"\nopen the MLflow UI on this store:\n  {ui_command(summary.tracking_uri)}\n"
-              f"then the runs table:\n  {runs_page_url(UI_ADDRESS, summary.experiment_id)}", file=out)
+        print(
+            f"\nopen the MLflow UI on this store:\n  {ui_command(summary.tracking_uri)}\n"
+            f"then the runs table:\n  {runs_page_url(UI_ADDRESS, summary.experiment_id)}",
+            file=out,
+        )
 
 
 def _print_refit(refit: dict[str, float], out) -> None:
@@ -49,8 +57,11 @@ def _print_refit(refit: dict[str, float], out) -> None:
 
     if "refit.chosen.test_accuracy" in refit:
         flag = "  COLLAPSED: one class for every test row" if refit.get("refit.chosen.collapsed") else ""
-        print(f"best configuration trained again (sweep.refit_rule) and tested once: test_accuracy "
-              f"{refit['refit.chosen.test_accuracy']:.4f}{flag}", file=out)
+        print(
+            f"best configuration trained again (sweep.refit_rule) and tested once: test_accuracy "
+            f"{refit['refit.chosen.test_accuracy']:.4f}{flag}",
+            file=out,
+        )
     if "robustness.seeds" not in refit:
         return
     n = int(refit["robustness.seeds"])
@@ -63,11 +74,17 @@ def _print_refit(refit: dict[str, float], out) -> None:
             print(f"  {who:<8}  {refit[key + '_mean']:.4f} +- {refit[key + '_sd']:.4f}{flag}", file=out)
     key = "robustness.paired_diff.test_accuracy"
     if f"{key}_mean" in refit:
-        print(f"  paired difference (chosen - baseline): {refit[key + '_mean']:+.4f}, 95 % CI "
-              f"[{refit[key + '_ci95_low']:+.4f}, {refit[key + '_ci95_high']:+.4f}]", file=out)
-        print(f"    interval over the {n} seeds and the {int(refit['robustness.test_rows'])} test rows ({METHOD}); "
-              f"over the seeds alone it would be [{refit[key + '_seeds_only_ci95_low']:+.4f}, "
-              f"{refit[key + '_seeds_only_ci95_high']:+.4f}]", file=out)
+        print(
+            f"  paired difference (chosen - baseline): {refit[key + '_mean']:+.4f}, 95 % CI "
+            f"[{refit[key + '_ci95_low']:+.4f}, {refit[key + '_ci95_high']:+.4f}]",
+            file=out,
+        )
+        print(
+            f"    interval over the {n} seeds and the {int(refit['robustness.test_rows'])} test rows ({METHOD}); "
+            f"over the seeds alone it would be [{refit[key + '_seeds_only_ci95_low']:+.4f}, "
+            f"{refit[key + '_seeds_only_ci95_high']:+.4f}]",
+            file=out,
+        )
 
 
 def _short(value) -> str:
@@ -97,8 +114,10 @@ def ui_command(tracking_uri: str) -> str:
     """
     from numpynet.sweeps.recording.redact import mask_url
 
-    return (f"{UI_ENV} {mlflow_command()} ui --backend-store-uri {shlex.quote(mask_url(tracking_uri))} "
-            f"--port {UI_PORT} --workers 1")
+    return (
+        f"{UI_ENV} {mlflow_command()} ui --backend-store-uri {shlex.quote(mask_url(tracking_uri))} "
+        f"--port {UI_PORT} --workers 1"
+    )
 
 
 def runs_page_url(ui_address: str, experiment_id: str | None) -> str:

@@ -18,8 +18,14 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from numpynet.sweeps.cli.hydra_flags import parse_flags
-from numpynet.sweeps.cli.policy import (DEBUG_FLAG, exit_with_error, hydra_message, quiet_on_a_closed_pipe,
-                                        setup_command_logging, user_error_text)
+from numpynet.sweeps.cli.policy import (
+    DEBUG_FLAG,
+    exit_with_error,
+    hydra_message,
+    quiet_on_a_closed_pipe,
+    setup_command_logging,
+    user_error_text,
+)
 from numpynet.sweeps.cli.progress import TrialProgress
 from numpynet.sweeps.cli.summary import print_summary
 from numpynet.sweeps.errors import StoreError, UserError
@@ -29,13 +35,13 @@ PROG = "numpynet-sweep"
 #: what the interrupt message says, by what the sweep was doing (numpynet.sweeps.search.plan's stages)
 WHAT_STOPPED = {
     "trials": "during the trials: any trial that was running is marked FAIL (not counted) and its values queued: "
-              "the same command resumes the study and runs them first; its MLflow run is ended KILLED, and the "
-              "parent run too.",
+    "the same command resumes the study and runs them first; its MLflow run is ended KILLED, and the "
+    "parent run too.",
     "refit": "during the refit, after the trials of this invocation had ended: a refit run that was training is "
-             "ended KILLED at an epoch boundary and no refit model is registered; the same command runs the refit "
-             "again (it trains no trial). The parent run is ended KILLED.",
+    "ended KILLED at an epoch boundary and no refit model is registered; the same command runs the refit "
+    "again (it trains no trial). The parent run is ended KILLED.",
     "report": "after the trials (and the refit) had ended, while the report was written: the report is recorded "
-              "in full; the parent run is ended KILLED.",
+    "in full; the parent run is ended KILLED.",
 }
 
 
@@ -55,14 +61,23 @@ def sweep_main(argv: Sequence[str] | None = None) -> None:
         name, sweep_overrides, train_overrides = split_overrides(flags.overrides)
         if flags.help or flags.cfg:
             from numpynet.sweeps.cli import sweep_help
-
             from numpynet.sweeps.recording.redact import mask_urls_in
 
             if flags.help:  # both print the composed config: no password in it
                 print(mask_urls_in(sweep_help.help_text(name, sweep_overrides, train_overrides, resolve=flags.resolve)))
             else:
-                sys.stdout.write(mask_urls_in(sweep_help.config_text(flags.cfg, name, sweep_overrides, train_overrides,
-                                                                     package=flags.package, resolve=flags.resolve)))
+                sys.stdout.write(
+                    mask_urls_in(
+                        sweep_help.config_text(
+                            flags.cfg,
+                            name,
+                            sweep_overrides,
+                            train_overrides,
+                            package=flags.package,
+                            resolve=flags.resolve,
+                        )
+                    )
+                )
             return
     except Exception as exc:
         _exit_for(exc, debug)
@@ -81,7 +96,7 @@ def _run(name: str, sweep_overrides: list[str], train_overrides: list[str], debu
         print(f"\ninterrupted by {signal.Signals(exc.signum).name} {WHAT_STOPPED[exc.stage]}", file=sys.stderr)
         if exc.summary is not None:  # the table goes where a finished sweep's goes: stdout
             print_summary(exc.summary)
-        raise SystemExit(128 + int(exc.signum))
+        raise SystemExit(128 + int(exc.signum)) from None
     except BaseException as exc:
         bar.close()
         if isinstance(exc, SystemExit):
@@ -104,5 +119,6 @@ def _exit_for(exc: BaseException, debug: bool) -> NoReturn:
     if text is None or debug:
         raise exc
     code = getattr(exc, "exit_code", None) or (
-        1 if isinstance(exc, StoreError) or (isinstance(exc, UserError) and "every trial of" in text) else 2)
+        1 if isinstance(exc, StoreError) or (isinstance(exc, UserError) and "every trial of" in text) else 2
+    )
     exit_with_error(PROG, text, code)

@@ -21,8 +21,9 @@ from omegaconf import Container, DictConfig, OmegaConf, open_dict
 SWEEP_HYDRA_OVERRIDES = ("hydra/help=numpynet_sweep", "hydra.job.name=numpynet-sweep")
 
 
-def help_text(sweep_name: str, sweep_overrides: Sequence[str], train_overrides: Sequence[str],
-              resolve: bool = False) -> str:
+def help_text(
+    sweep_name: str, sweep_overrides: Sequence[str], train_overrides: Sequence[str], resolve: bool = False
+) -> str:
     """``numpynet-sweep --help``: header, groups (the study files included), the study's keys, footer."""
     from numpynet.sweeps.cli.policy import register_help_resolvers
     from numpynet.sweeps.search.settings import base_overrides, load_sweep_config
@@ -37,8 +38,14 @@ def help_text(sweep_name: str, sweep_overrides: Sequence[str], train_overrides: 
     return string.Template(cfg.hydra.help.template).safe_substitute(CONFIG=OmegaConf.to_yaml(shown).rstrip("\n"))
 
 
-def config_text(cfg_type: str, sweep_name: str, sweep_overrides: Sequence[str], train_overrides: Sequence[str],
-                package: str | None = None, resolve: bool = False) -> str:
+def config_text(
+    cfg_type: str,
+    sweep_name: str,
+    sweep_overrides: Sequence[str],
+    train_overrides: Sequence[str],
+    package: str | None = None,
+    resolve: bool = False,
+) -> str:
     """``numpynet-sweep --cfg job|hydra|all [--package KEY] [--resolve]``, as Hydra's ``--cfg`` prints it."""
     from numpynet.sweeps.errors import UserError
     from numpynet.sweeps.search.settings import base_overrides, compose_sweep_config

@@ -43,9 +43,11 @@ def refuse_interpolations_from_files(cfg: DictConfig) -> None:
     typed = {a.split("=", 1)[0].lstrip("+~") for a in sys.argv[1:] if "=" in a and "${" in a and a[:1] != "-"}
     for key, value in interpolations(cfg):
         if key not in typed:
-            raise UserError(f"{key}={value[:80]!r} is an interpolation read from a config file; numpynet-train "
-                            "resolves no ${...} from a file (it could copy this machine's environment or files "
-                            f"into the run's record): write the value out, or give it on the command line as {key}=...")
+            raise UserError(
+                f"{key}={value[:80]!r} is an interpolation read from a config file; numpynet-train "
+                "resolves no ${...} from a file (it could copy this machine's environment or files "
+                f"into the run's record): write the value out, or give it on the command line as {key}=..."
+            )
 
 
 def summary_line(result: dict[str, Any]) -> str:

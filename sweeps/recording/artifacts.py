@@ -19,12 +19,12 @@ from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 from numpynet import NeuralNetwork
+from numpynet.sweeps.recording.names import CONFIG_ARTIFACT, MODEL_NAME, WEIGHTS_ARTIFACT
+from numpynet.sweeps.recording.redact import recordable_config
+from numpynet.sweeps.recording.store import retry_locked
 from numpynet.sweeps.training.config import to_yaml
 from numpynet.sweeps.training.data import Dataset
 from numpynet.sweeps.training.ensemble import FOLD_WEIGHTS, FoldEnsemble, members
-from numpynet.sweeps.recording.redact import recordable_config
-from numpynet.sweeps.recording.store import retry_locked
-from numpynet.sweeps.recording.names import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, MODEL_NAME
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,14 @@ def log_config(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:
     retry_locked(lambda: client.log_text(run_id, text, CONFIG_ARTIFACT))
 
 
-def write_run_files(folder: Path, network: NeuralNetwork | FoldEnsemble, dataset: Dataset, confusion: np.ndarray | None,
-                    *, with_plots: bool) -> None:
+def write_run_files(
+    folder: Path,
+    network: NeuralNetwork | FoldEnsemble,
+    dataset: Dataset,
+    confusion: np.ndarray | None,
+    *,
+    with_plots: bool,
+) -> None:
     """The weights (and, when asked, the figures) of a finished run, as files under ``folder``.
 
     A fold ensemble leaves one weights file per fold model and no figures (its curves are the run's
@@ -108,8 +114,14 @@ def write_plots(folder: Path, network: NeuralNetwork, dataset: Dataset, confusio
         if dataset.image_shape is not None:
             shown = slice(0, 25)
             predicted = network.predict(dataset.X_test[shown])
-            plots.image_grid(dataset.X_test[shown], dataset.image_shape, predicted,
-                             dataset.y_test[shown], dataset.label_name, folder / "test_predictions.png")
+            plots.image_grid(
+                dataset.X_test[shown],
+                dataset.image_shape,
+                predicted,
+                dataset.y_test[shown],
+                dataset.label_name,
+                folder / "test_predictions.png",
+            )
 
 
 def figure_names(dataset: Dataset, with_confusion: bool = True) -> list[str]:
@@ -140,8 +152,7 @@ def whole_png(path: Path) -> bool:
         return False
 
 
-def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork | FoldEnsemble,
-                     dataset: Dataset) -> str:
+def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork | FoldEnsemble, dataset: Dataset) -> str:
     """Log the network (or fold ensemble) as an MLflow ``pyfunc`` model; return its ``models:/<model_id>`` URI.
 
     The LoggedModel is created explicitly in the run's experiment and
@@ -160,13 +171,17 @@ def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork |
     # the model takes features as the data file holds them: standardised data is scaled inside it
     example = scaled if dataset.scaling is None else scaled * dataset.scaling[1] + dataset.scaling[0]
     signature = infer_signature(example, network.predict(scaled), params={"proba": False})
-    logged = retry_locked(lambda: client.create_logged_model(
-        run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id, model_type="numpynet"
-    ))
+    logged = retry_locked(
+        lambda: client.create_logged_model(
+            run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id, model_type="numpynet"
+        )
+    )
     with tempfile.TemporaryDirectory(prefix="numpynet-model-") as tmp:
         # an ensemble's fold models: weights, weights_1, ... (the model averages their probabilities)
-        files = {MODEL_WEIGHTS_KEY + (f"_{k}" if k else ""): member.save(Path(tmp) / f"network{k}.npz")
-                 for k, member in enumerate(members(network))}
+        files = {
+            MODEL_WEIGHTS_KEY + (f"_{k}" if k else ""): member.save(Path(tmp) / f"network{k}.npz")
+            for k, member in enumerate(members(network))
+        }
         if dataset.scaling is not None:
             files[MODEL_SCALING_KEY] = str(Path(tmp) / "scaling.npz")
             np.savez(files[MODEL_SCALING_KEY], mean=dataset.scaling[0], std=dataset.scaling[1])

@@ -42,8 +42,7 @@ OVERRIDES = "numpynet.overrides"  # the Hydra overrides of the run, recordable f
 TRIAL_STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "INTERRUPTED": "interrupted"}
 
 
-def trial_run_name(number: int, state: str | None = None, value: float | None = None,
-                   epoch: int | None = None) -> str:
+def trial_run_name(number: int, state: str | None = None, value: float | None = None, epoch: int | None = None) -> str:
     """``trial-7`` while the trial runs; at its end ``0.979 complete · trial-7`` (its objective value),
     ``pruned@5 · trial-7`` (the epoch it was pruned at: a pruned trial has no objective value) or
     ``failed · trial-7``. Outcome first: the runs table of MLflow 3.18 shows about 14 characters of a

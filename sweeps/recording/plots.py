@@ -7,11 +7,10 @@ display backend needed, and safe to call from several threads.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-import math
 
 import numpy as np
 from matplotlib.axis import Axis
@@ -33,7 +32,7 @@ class PlainLogFormatter(LogFormatter):
 
     def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
         exponent = math.floor(math.log10(x) + 1e-9)
-        coeff = x / 10.0 ** exponent
+        coeff = x / 10.0**exponent
         power = "10" + str(exponent).translate(_SUPERSCRIPT)
         return power if abs(coeff - 1) < 1e-9 else f"{coeff:g}\u00d7{power}"
 
@@ -114,8 +113,15 @@ def confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: Path, title
     threshold = matrix.max() / 2 if matrix.size else 0
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center",
-                    color="white" if matrix[i, j] > threshold else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                str(int(matrix[i, j])),
+                ha="center",
+                va="center",
+                color="white" if matrix[i, j] > threshold else "black",
+                fontsize=8,
+            )
     return _save(fig, path)
 
 
@@ -147,7 +153,7 @@ def image_grid(
         if gray:
             picture = 1.0 - picture.reshape(height, width)  # dark strokes on white, like gray_r
         top = r * cell_h + band
-        mosaic[top:top + height, c * cell_w:c * cell_w + width] = picture
+        mosaic[top : top + height, c * cell_w : c * cell_w + width] = picture
     fig = _new_figure(1.6 * cols, 1.75 * rows + 0.4)
     ax = fig.add_axes((0.01, 0.01, 0.98, 1 - 0.45 / (1.75 * rows + 0.4)))
     ax.imshow(mosaic, cmap="gray" if gray else None, vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -155,9 +161,15 @@ def image_grid(
     for i in range(n):
         r, c = divmod(i, cols)
         ok = predicted[i] == true[i]
-        ax.text(c * cell_w + width / 2 - 0.5, r * cell_h + band - 0.5 - 0.1 * band,
-                f"pred {name(predicted[i])} / true {name(true[i])}", ha="center", va="bottom", fontsize=7,
-                color="black" if ok else "red")
+        ax.text(
+            c * cell_w + width / 2 - 0.5,
+            r * cell_h + band - 0.5 - 0.1 * band,
+            f"pred {name(predicted[i])} / true {name(true[i])}",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color="black" if ok else "red",
+        )
     fig.suptitle("test images: predicted / true label", y=0.995, va="top")
     return _save(fig, path)
 

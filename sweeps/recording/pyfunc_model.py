@@ -37,8 +37,10 @@ class NumpynetModel(mlflow.pyfunc.PythonModel):
         from numpynet import NeuralNetwork
 
         # one network, or the fold models of a fold ensemble: weights, weights_1, weights_2, ...
-        keys = sorted((k for k in context.artifacts if k == WEIGHTS_ARTIFACT or k.startswith(WEIGHTS_ARTIFACT + "_")),
-                      key=lambda k: int(k.rpartition("_")[2]) if k != WEIGHTS_ARTIFACT else 0)
+        keys = sorted(
+            (k for k in context.artifacts if k == WEIGHTS_ARTIFACT or k.startswith(WEIGHTS_ARTIFACT + "_")),
+            key=lambda k: int(k.rpartition("_")[2]) if k != WEIGHTS_ARTIFACT else 0,
+        )
         self.networks = [NeuralNetwork.load(context.artifacts[k]) for k in keys]
         self.classes = self.networks[0].classes_
         self.scaling = None

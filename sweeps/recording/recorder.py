@@ -42,8 +42,8 @@ from typing import Any, Callable
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from numpynet.sweeps.recording.store import MAX_TAG_VALUE, open_client, param_text, retry_locked, store_fault_reason
 from numpynet.sweeps.errors import StoreError
+from numpynet.sweeps.recording.store import MAX_TAG_VALUE, open_client, param_text, retry_locked, store_fault_reason
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class _Batch:
             p, params = params[:MAX_PARAMS], params[MAX_PARAMS:]
             t, tags = tags[:MAX_TAGS], tags[MAX_TAGS:]
             room = MAX_ENTITIES - len(p) - len(t)
-            m, metrics = metrics[:min(room, MAX_METRICS)], metrics[min(room, MAX_METRICS):]
+            m, metrics = metrics[: min(room, MAX_METRICS)], metrics[min(room, MAX_METRICS) :]
             yield {"params": p, "tags": t, "metrics": m}
 
 
@@ -150,11 +150,13 @@ class Recorder:
 
     def log_folder(self, run_id: str, folder: Path) -> None:
         """Store every file of ``folder`` as run artifacts, then delete the folder (the recorder owns it)."""
+
         def send() -> None:
             try:
                 retry_locked(lambda: self.client.log_artifacts(run_id, str(folder)))
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
+
         self._put(("call", run_id, send))
 
     def call(self, run_id: str | None, write: Callable[[], Any]) -> None:

@@ -71,7 +71,7 @@ def _mask_userinfo(rest: str) -> str:
     at = rest.rfind("@")
     if user_end == -1 or user_end > at or "/" in rest[:user_end]:
         return rest  # user@host: a user name alone is no secret
-    return f"{rest[:user_end]}:{MASK}@{rest[at + 1:]}"
+    return f"{rest[:user_end]}:{MASK}@{rest[at + 1 :]}"
 
 
 def _mask_argument(part: str) -> str:
@@ -90,7 +90,7 @@ def _mask_url_in_text(match: re.Match) -> str:
     """The URL of ``match`` masked; punctuation the sentence put after it (``db: refused``) stays outside."""
     found = match.group(0)
     url = found.rstrip(":;,.)")
-    return mask_url(url) + found[len(url):]
+    return mask_url(url) + found[len(url) :]
 
 
 def recordable_overrides(overrides: Iterable[str]) -> list[str]:

@@ -19,9 +19,32 @@ from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 from optuna.trial import FrozenTrial
 
-from numpynet.sweeps.search import attrs, heartbeats
 from numpynet.sweeps.recording import names
-from numpynet.sweeps.recording.names import STUDY as TAG_STUDY, TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE, FAILURE_REASON as TAG_FAIL_REASON, WORKER as TAG_WORKER, HEARTBEAT as TAG_HEARTBEAT, HEARTBEAT_INTERVAL as TAG_HEARTBEAT_INTERVAL, GRACE_PERIOD as TAG_GRACE_PERIOD
+from numpynet.sweeps.recording.names import (
+    FAILURE_REASON as TAG_FAIL_REASON,
+)
+from numpynet.sweeps.recording.names import (
+    GRACE_PERIOD as TAG_GRACE_PERIOD,
+)
+from numpynet.sweeps.recording.names import (
+    HEARTBEAT as TAG_HEARTBEAT,
+)
+from numpynet.sweeps.recording.names import (
+    HEARTBEAT_INTERVAL as TAG_HEARTBEAT_INTERVAL,
+)
+from numpynet.sweeps.recording.names import (
+    STUDY as TAG_STUDY,
+)
+from numpynet.sweeps.recording.names import (
+    TRIAL as TAG_TRIAL,
+)
+from numpynet.sweeps.recording.names import (
+    TRIAL_STATE as TAG_STATE,
+)
+from numpynet.sweeps.recording.names import (
+    WORKER as TAG_WORKER,
+)
+from numpynet.sweeps.search import attrs, heartbeats
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +59,9 @@ class CloseDeadTrialRuns:
     experiment_id: str | None = None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> list[str]:
-        return close_dead_trial_runs(MlflowClient(tracking_uri=self.tracking_uri), study.study_name, trial,
-                                     self.experiment_id)
+        return close_dead_trial_runs(
+            MlflowClient(tracking_uri=self.tracking_uri), study.study_name, trial, self.experiment_id
+        )
 
 
 def _quoted(value: str) -> str:
@@ -54,17 +78,22 @@ def _trial_runs(client: MlflowClient, study_name: str, trial: FrozenTrial, exper
             log.info("run %s of trial %d not found (%s); searching by tags", run_id, trial.number, exc)
     if experiment_id is None:
         return []
-    query = (f"tags.`{TAG_STUDY}` = {_quoted(study_name)} and tags.`{TAG_TRIAL}` = '{trial.number}' "
-             "and attributes.status = 'RUNNING'")
+    query = (
+        f"tags.`{TAG_STUDY}` = {_quoted(study_name)} and tags.`{TAG_TRIAL}` = '{trial.number}' "
+        "and attributes.status = 'RUNNING'"
+    )
     return list(client.search_runs([experiment_id], query, max_results=10))
 
 
-def close_dead_trial_runs(client: MlflowClient, study_name: str, trial: FrozenTrial,
-                          experiment_id: str | None = None) -> list[str]:
+def close_dead_trial_runs(
+    client: MlflowClient, study_name: str, trial: FrozenTrial, experiment_id: str | None = None
+) -> list[str]:
     """End KILLED the runs left RUNNING by the dead worker of ``trial``; returns their ids."""
     dead = trial.user_attrs.get(attrs.ATTR_WORKER, "unknown worker")
-    reason = (f"worker {dead} stopped sending heartbeats during trial {trial.number} (killed or lost); "
-              f"trial marked FAIL by {attrs.worker_id()} after the grace period")
+    reason = (
+        f"worker {dead} stopped sending heartbeats during trial {trial.number} (killed or lost); "
+        f"trial marked FAIL by {attrs.worker_id()} after the grace period"
+    )
     closed: list[str] = []
     for run in _trial_runs(client, study_name, trial, experiment_id):
         if run.info.status != RunStatus.to_string(RunStatus.RUNNING):
@@ -105,15 +134,20 @@ def close_dead_local_parents(client: MlflowClient, experiment_id: str, study_nam
     A sweep killed hard before its trial had an MLflow run of its own leaves
     only the parent RUNNING; nothing else would point at it.
     """
-    query = (f"tags.`numpynet.role` = 'sweep' and tags.`{TAG_STUDY}` = {_quoted(study_name)} "
-             "and attributes.status = 'RUNNING'")
+    query = (
+        f"tags.`numpynet.role` = 'sweep' and tags.`{TAG_STUDY}` = {_quoted(study_name)} "
+        "and attributes.status = 'RUNNING'"
+    )
     closed = []
     for run in client.search_runs([experiment_id], query, max_results=1000):
         worker = run.data.tags.get(TAG_WORKER, "")
         if not heartbeats.is_dead_local_worker(worker):
             continue
-        client.set_tag(run.info.run_id, TAG_FAIL_REASON, f"sweep process {worker} ended without cleanup "
-                                                          f"(killed); run ended KILLED by {attrs.worker_id()}")
+        client.set_tag(
+            run.info.run_id,
+            TAG_FAIL_REASON,
+            f"sweep process {worker} ended without cleanup (killed); run ended KILLED by {attrs.worker_id()}",
+        )
         client.set_terminated(run.info.run_id, "KILLED")
         log.warning("MLflow parent run %s of dead sweep process %s ended KILLED", run.info.run_id, worker)
         closed.append(run.info.run_id)
@@ -134,15 +168,17 @@ def close_unfinished_children(client: MlflowClient, experiment_id: str, parent_i
     closed = []
     for run in client.search_runs([experiment_id], query, max_results=1000):
         client.set_tag(run.info.run_id, names.RECORD, "incomplete")
-        client.set_tag(run.info.run_id, TAG_FAIL_REASON, "the worker process ended before this run's record was "
-                                                          "complete; the trial's state is in the Optuna study")
+        client.set_tag(
+            run.info.run_id,
+            TAG_FAIL_REASON,
+            "the worker process ended before this run's record was complete; the trial's state is in the Optuna study",
+        )
         client.set_terminated(run.info.run_id, "KILLED")
-        log.warning("MLflow run %s (a child of %s) was left RUNNING by a dead worker: ended KILLED",
-                    run.info.run_id, parent_id)
+        log.warning(
+            "MLflow run %s (a child of %s) was left RUNNING by a dead worker: ended KILLED", run.info.run_id, parent_id
+        )
         closed.append(run.info.run_id)
     return closed
-
-
 
 
 class ParentHeartbeat:
@@ -172,8 +208,11 @@ class ParentHeartbeat:
     def initial_tags(interval: float | None, grace: float | None) -> dict[str, str]:
         if not interval:
             return {}
-        return {TAG_HEARTBEAT: f"{time.time():.3f}", TAG_HEARTBEAT_INTERVAL: f"{interval:g}",
-                TAG_GRACE_PERIOD: f"{grace:g}"}
+        return {
+            TAG_HEARTBEAT: f"{time.time():.3f}",
+            TAG_HEARTBEAT_INTERVAL: f"{interval:g}",
+            TAG_GRACE_PERIOD: f"{grace:g}",
+        }
 
     def start(self) -> "ParentHeartbeat":
         if self.interval:
@@ -196,11 +235,14 @@ class ParentHeartbeat:
             self._thread = None
 
 
-def close_stale_parents(client: MlflowClient, experiment_id: str, study_name: str,
-                        now: float | None = None) -> list[str]:
+def close_stale_parents(
+    client: MlflowClient, experiment_id: str, study_name: str, now: float | None = None
+) -> list[str]:
     """End KILLED the RUNNING parent runs of this study whose heartbeat stopped, wherever they ran."""
-    query = (f"tags.`numpynet.role` = 'sweep' and tags.`{TAG_STUDY}` = {_quoted(study_name)} "
-             "and attributes.status = 'RUNNING'")
+    query = (
+        f"tags.`numpynet.role` = 'sweep' and tags.`{TAG_STUDY}` = {_quoted(study_name)} "
+        "and attributes.status = 'RUNNING'"
+    )
     now = time.time() if now is None else now
     closed = []
     try:
@@ -217,12 +259,19 @@ def close_stale_parents(client: MlflowClient, experiment_id: str, study_name: st
         if now - beat <= grace:
             continue
         worker = tags.get(TAG_WORKER, "?")
-        client.set_tag(run.info.run_id, TAG_FAIL_REASON,
-                       f"sweep process {worker} stopped sending heartbeats {now - beat:.0f} s ago (grace period "
-                       f"{grace:g} s): killed or lost; run ended KILLED by {attrs.worker_id()}")
+        client.set_tag(
+            run.info.run_id,
+            TAG_FAIL_REASON,
+            f"sweep process {worker} stopped sending heartbeats {now - beat:.0f} s ago (grace period "
+            f"{grace:g} s): killed or lost; run ended KILLED by {attrs.worker_id()}",
+        )
         client.set_terminated(run.info.run_id, "KILLED")
-        log.warning("MLflow parent run %s of sweep process %s (no heartbeat for %.0f s) ended KILLED",
-                    run.info.run_id, worker, now - beat)
+        log.warning(
+            "MLflow parent run %s of sweep process %s (no heartbeat for %.0f s) ended KILLED",
+            run.info.run_id,
+            worker,
+            now - beat,
+        )
         closed.append(run.info.run_id)
         closed += close_unfinished_children(client, experiment_id, run.info.run_id)
     return closed

@@ -78,7 +78,7 @@ def local_store_dir(uri: str) -> Path | None:
     """The folder of a SQLite store (artifacts go beside it); ``None`` for servers."""
     if not uri.startswith("sqlite:///"):
         return None
-    db_path = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    db_path = Path(uri[len("sqlite:///") :].split("?", 1)[0])
     if not db_path.is_absolute():
         db_path = Path.cwd() / db_path
     return db_path.parent
@@ -146,9 +146,11 @@ def _open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
 
 def open_client(uri: str) -> MlflowClient:
     """A client for ``uri``; a new local store is created (MLflow's migrations) under the store lock."""
+
     def create() -> MlflowClient:
         with store_lock(local_store_dir(uri)):
             return MlflowClient(tracking_uri=uri)
+
     return _opening(uri, create)
 
 
@@ -183,8 +185,9 @@ def _open_or_create_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
         if store_dir is not None:
             location = (store_dir / _slug(name)).as_uri()
         try:
-            return client, client.create_experiment(name, artifact_location=location,
-                                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+            return client, client.create_experiment(
+                name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
         except MlflowException:  # created meanwhile by a process on another machine
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
@@ -241,8 +244,7 @@ def store_files_or_fail(uri: str, write: Callable[[], None]) -> None:
         with few_retries():
             write()
     except (OSError, MlflowException) as exc:
-        raise StoreError(f"cannot store files in the MLflow store {mask_url(uri)}: "
-                         f"{store_fault_reason(exc)}") from None
+        raise StoreError(f"cannot store files in the MLflow store {mask_url(uri)}: {store_fault_reason(exc)}") from None
 
 
 HEALTH_TIMEOUT = 5.0  # seconds for the tracking server's /health answer
@@ -270,11 +272,15 @@ def check_tracking_server(uri: str) -> None:
     try:
         answer = requests.get(health, timeout=HEALTH_TIMEOUT, verify=verify, allow_redirects=True)
     except requests.exceptions.RequestException as exc:
-        raise UserError(f"cannot reach the MLflow tracking server at {where}: {_network_reason(exc)}; "
-                        "start it (mlflow server --host ... --port ...) or fix tracking.uri") from None
+        raise UserError(
+            f"cannot reach the MLflow tracking server at {where}: {_network_reason(exc)}; "
+            "start it (mlflow server --host ... --port ...) or fix tracking.uri"
+        ) from None
     if answer.status_code != 200 or answer.text.strip() != "OK":
-        raise UserError(f"{where} does not answer like an MLflow tracking server: GET /health gave "
-                        f"HTTP {answer.status_code} {answer.text.strip()[:60]!r}; check tracking.uri")
+        raise UserError(
+            f"{where} does not answer like an MLflow tracking server: GET /health gave "
+            f"HTTP {answer.status_code} {answer.text.strip()[:60]!r}; check tracking.uri"
+        )
     _ANSWERED.add(uri)
 
 
@@ -292,8 +298,13 @@ def _network_reason(exc: Exception) -> str:
         if "CERTIFICATE_VERIFY_FAILED" in text:
             return "TLS certificate not trusted (MLFLOW_TRACKING_SERVER_CERT_PATH names a CA bundle)"
         return "TLS handshake failed"
-    for marker in ("Connection refused", "Name or service not known", "No route to host",
-                   "Temporary failure in name resolution", "Network is unreachable"):
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "No route to host",
+        "Temporary failure in name resolution",
+        "Network is unreachable",
+    ):
         if marker in text:
             return marker.lower()
     return type(exc).__name__
@@ -302,8 +313,11 @@ def _network_reason(exc: Exception) -> str:
 _DB_ERROR = re.compile(r"\((?:sqlite3|psycopg[\w.]*|psycopg2[\w.]*|pymysql[\w.]*)\.[\w.]+\)\s*([^\[\n]+)")
 
 
-_SQL_DETAIL = re.compile(r"\s*\[SQL: .*?\]\n\[parameters: .*?\](?=\n|$)|\s*\[SQL: .*?\](?=\n|$)"
-                         r"|\s*\(Background on this error at: \S+\)", re.S)
+_SQL_DETAIL = re.compile(
+    r"\s*\[SQL: .*?\]\n\[parameters: .*?\](?=\n|$)|\s*\[SQL: .*?\](?=\n|$)"
+    r"|\s*\(Background on this error at: \S+\)",
+    re.S,
+)
 
 
 def without_sql(text: str) -> str:
@@ -335,9 +349,11 @@ def store_fault_reason(exc: BaseException) -> str:
         return "the server answered every attempt with an internal error (is its store writable?)"
     if "Max retries exceeded" in text:
         cause = re.search(r"Caused by (\w+)", text)
-        return ("the server did not accept the request"
-                + (f" ({cause.group(1)}" + (", connection reset)" if "reset by peer" in text else ")") if cause else "")
-                + "; is its artifact store writable?")
+        return (
+            "the server did not accept the request"
+            + (f" ({cause.group(1)}" + (", connection reset)" if "reset by peer" in text else ")") if cause else "")
+            + "; is its artifact store writable?"
+        )
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
     return mask_urls_in(first[:300])
 
@@ -345,8 +361,8 @@ def store_fault_reason(exc: BaseException) -> str:
 def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None:
     items = [RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()]
     for start in range(0, len(items), PARAM_BATCH_LIMIT):
-        chunk = items[start:start + PARAM_BATCH_LIMIT]
-        retry_locked(lambda: client.log_batch(run_id, tags=chunk))
+        chunk = items[start : start + PARAM_BATCH_LIMIT]
+        retry_locked(lambda chunk=chunk: client.log_batch(run_id, tags=chunk))
 
 
 def git_commit(path: Path) -> tuple[str, bool] | None:
@@ -362,7 +378,10 @@ def git_commit(path: Path) -> tuple[str, bool] | None:
         ).stdout.strip()
         status = subprocess.run(
             ["git", "--no-optional-locks", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None

@@ -58,8 +58,11 @@ def param_importances(study: optuna.Study, metric: str = "objective value") -> A
         ax = plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator(), target_name=metric)
     title = f"Parameter importances (PED-ANOVA, as the Optuna dashboard) of {n} complete trials"
     if n < MIN_TRIALS_FOR_IMPORTANCE:
-        log.warning("parameter importances rest on %d complete trials (fewer than %d): the ranking is a guess",
-                    n, MIN_TRIALS_FOR_IMPORTANCE)
+        log.warning(
+            "parameter importances rest on %d complete trials (fewer than %d): the ranking is a guess",
+            n,
+            MIN_TRIALS_FOR_IMPORTANCE,
+        )
         title += f"\nwarning: fewer than {MIN_TRIALS_FOR_IMPORTANCE}, the ranking is not to be trusted"
     ax.set_title(title, fontsize=10, **({"color": BEST} if n < MIN_TRIALS_FOR_IMPORTANCE else {}))
     return ax
@@ -95,18 +98,20 @@ def intermediate_values(study: optuna.Study, metric: str = "objective value") ->
         for t in trials:
             if t.state != state or not t.intermediate_values or (best is not None and t.number == best.number):
                 continue
-            steps, values = zip(*sorted(t.intermediate_values.items()))
+            steps, values = zip(*sorted(t.intermediate_values.items()), strict=True)
             ax.plot(steps, values, color=colour, linewidth=0.9, alpha=alpha)
             if state == TrialState.PRUNED:
                 ax.plot(steps[-1], values[-1], "x", color=colour, markersize=4, alpha=min(1.0, alpha + 0.3))
             counts[state] += 1
     drawn_best = best is not None and bool(best.intermediate_values)
     if drawn_best:
-        steps, values = zip(*sorted(best.intermediate_values.items()))
+        steps, values = zip(*sorted(best.intermediate_values.items()), strict=True)
         ax.plot(steps, values, color=BEST, linewidth=2.2)
         counts[best.state] += 1  # drawn on top, counted with its state: the legend's counts are the terminal's
-    handles = [Line2D([], [], color=COMPLETE, label=f"complete ({counts[TrialState.COMPLETE]})"),
-               Line2D([], [], color=PRUNED, marker="x", label=f"pruned ({counts[TrialState.PRUNED]}), x = stopped")]
+    handles = [
+        Line2D([], [], color=COMPLETE, label=f"complete ({counts[TrialState.COMPLETE]})"),
+        Line2D([], [], color=PRUNED, marker="x", label=f"pruned ({counts[TrialState.PRUNED]}), x = stopped"),
+    ]
     if drawn_best:
         handles.append(Line2D([], [], color=BEST, linewidth=2.2, label=f"best: trial {best.number}"))
     ax.set_xlabel("epoch (step)")
@@ -178,13 +183,27 @@ def parallel_coordinate(study: optuna.Study, metric: str = "objective value") ->
     for i in order:  # better trials drawn on top
         ys = np.array([col[0][i] for col in columns])
         is_best = best is not None and trials[i].number == best.number
-        ax.plot(xs, ys, color=BEST if is_best else cmap((values[i] - vmin) / span),
-                linewidth=2.4 if is_best else 1.0, alpha=1.0 if is_best else 0.6, zorder=3 if is_best else 2)
-    for x, (_, ticks) in zip(xs, columns):
+        ax.plot(
+            xs,
+            ys,
+            color=BEST if is_best else cmap((values[i] - vmin) / span),
+            linewidth=2.4 if is_best else 1.0,
+            alpha=1.0 if is_best else 0.6,
+            zorder=3 if is_best else 2,
+        )
+    for x, (_, ticks) in zip(xs, columns, strict=True):
         ax.axvline(x, color="#444444", linewidth=0.8, zorder=1)
         for y, text in ticks:
-            ax.text(x + 0.04, y, text, fontsize=8, va="center", ha="left", zorder=4,
-                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+            ax.text(
+                x + 0.04,
+                y,
+                text,
+                fontsize=8,
+                va="center",
+                ha="left",
+                zorder=4,
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+            )
     ax.set_xlim(-0.1, len(columns) - 0.4)
     ax.set_ylim(-0.05, 1.05)
     ax.set_xticks(xs, labels, fontsize=8)
@@ -193,8 +212,7 @@ def parallel_coordinate(study: optuna.Study, metric: str = "objective value") ->
         ax.spines[side].set_visible(False)
     ax.set_title(f"Parallel coordinates of {len(trials)} completed trials (best in red)")
     cax = fig.add_axes((0.91, 0.2, 0.015, 0.7))
-    fig.colorbar(mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(vmin, vmax), cmap=cmap), cax=cax,
-                 label=metric)
+    fig.colorbar(mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(vmin, vmax), cmap=cmap), cax=cax, label=metric)
     return fig
 
 
@@ -209,7 +227,7 @@ def slice_plot(study: optuna.Study, metric: str = "objective value") -> Figure:
     axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / height, top=1 - 0.75 / height, wspace=0.08, hspace=0.4)
     best = _best(study)
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=True):
         dist = dists[name]
         having = [t for t in trials if name in t.params]
         ys = np.array([t.value for t in having], dtype=float)
@@ -231,12 +249,12 @@ def slice_plot(study: optuna.Study, metric: str = "objective value") -> Figure:
             # trials within one decade got a minor label per tick, drawn over each other)
             ax.tick_params(axis="x", labelsize=8)
         ax.scatter(xs, ys, s=14, color=COMPLETE, alpha=0.6, linewidths=0)
-        for x, t in zip(xs, having):
+        for x, t in zip(xs, having, strict=True):
             if best is not None and t.number == best.number:
                 ax.scatter([x], [t.value], s=60, color=BEST, marker="*", zorder=3)
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
     for ax in axes[::ncols]:
         ax.set_ylabel(metric, fontsize=9)

@@ -1,5 +1,4 @@
-"""What the harness writes on Optuna trials and studies, and what those records mean for the budget.
-"""
+"""What the harness writes on Optuna trials and studies, and what those records mean for the budget."""
 
 from __future__ import annotations
 
@@ -15,7 +14,9 @@ log = logging.getLogger(__name__)
 ATTR_FAIL_REASON = "fail_reason"  # why the trial failed (diverged, raised)
 
 
-ATTR_FAIL_KIND = "fail_kind"  # numeric (counts in the budget), error or fault (do not count): see numpynet.sweeps.search.failures
+ATTR_FAIL_KIND = (
+    "fail_kind"  # numeric (counts in the budget), error or fault (do not count): see numpynet.sweeps.search.failures
+)
 
 
 ATTR_INVOCATION = "invocation"  # the MLflow parent run of the sweep invocation that ran the trial
@@ -52,7 +53,9 @@ STUDY_ATTR_JOINED = "numpynet_workers_joined"  # workers that ever ran here; giv
 STUDY_ATTR_BUDGET = "numpynet_n_trials"  # sweep.n_trials of the latest invocation (numpynet-status shows it)
 
 
-STUDY_ATTR_STOP = "numpynet_stop:"  # + invocation: why that invocation's workers must stop (numpynet.sweeps.search.failures)
+STUDY_ATTR_STOP = (
+    "numpynet_stop:"  # + invocation: why that invocation's workers must stop (numpynet.sweeps.search.failures)
+)
 
 
 def counts_in_budget(trial: FrozenTrial) -> bool:
@@ -68,8 +71,11 @@ def counts_in_budget(trial: FrozenTrial) -> bool:
     """
     if trial.state in (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return (trial.state == TrialState.FAIL and ATTR_FAIL_REASON in trial.user_attrs
-            and trial.user_attrs.get(ATTR_FAIL_KIND, "numeric") == "numeric")
+    return (
+        trial.state == TrialState.FAIL
+        and ATTR_FAIL_REASON in trial.user_attrs
+        and trial.user_attrs.get(ATTR_FAIL_KIND, "numeric") == "numeric"
+    )
 
 
 def worker_id() -> str:
@@ -78,5 +84,8 @@ def worker_id() -> str:
 
 def is_stale_failure(trial: FrozenTrial) -> bool:
     """A FAIL that is neither a genuine failure nor an interruption: its worker died."""
-    return (trial.state == TrialState.FAIL and ATTR_FAIL_REASON not in trial.user_attrs
-            and ATTR_INTERRUPTED not in trial.user_attrs)
+    return (
+        trial.state == TrialState.FAIL
+        and ATTR_FAIL_REASON not in trial.user_attrs
+        and ATTR_INTERRUPTED not in trial.user_attrs
+    )

@@ -20,7 +20,8 @@ from optuna.trial import FrozenTrial
 
 from numpynet.sweeps.errors import StoreError
 from numpynet.sweeps.recording import names
-from numpynet.sweeps.recording.names import STUDY as TAG_REGISTERED_STUDY, TRIAL as TAG_REGISTERED_TRIAL
+from numpynet.sweeps.recording.names import STUDY as TAG_REGISTERED_STUDY
+from numpynet.sweeps.recording.names import TRIAL as TAG_REGISTERED_TRIAL
 from numpynet.sweeps.search import attrs, budget
 from numpynet.sweeps.search.run_records import unreadable_run_file
 
@@ -53,8 +54,9 @@ def _owned_by_another_study(client: MlflowClient, name: str, study_name: str) ->
     return owner if owner is not None and owner != study_name else None
 
 
-def log_model_from_run(client: MlflowClient, child_run_id: str, parent_run_id: str, base_cfg,
-                        figures: bool = False) -> str:
+def log_model_from_run(
+    client: MlflowClient, child_run_id: str, parent_run_id: str, base_cfg, figures: bool = False
+) -> str:
     """Log the weights of a trial's run as a pyfunc model on the parent run.
 
     With ``figures``, the trial's own figures (curves, learning rate,
@@ -63,7 +65,6 @@ def log_model_from_run(client: MlflowClient, child_run_id: str, parent_run_id: s
     here, once.
     """
     from numpynet import NeuralNetwork
-
     from numpynet.sweeps.recording.artifacts import load_run_model, log_pyfunc_model, test_metrics, write_plots
     from numpynet.sweeps.training.data import load_dataset
 
@@ -73,12 +74,19 @@ def log_model_from_run(client: MlflowClient, child_run_id: str, parent_run_id: s
             network = load_run_model(client, child_run_id, tmp)  # a network, or a refit's fold ensemble
         except Exception as exc:  # deleted artifacts, a moved store: a fault, said in one line
             raise unreadable_run_file(child_run_id, "weights", exc) from exc
-        if figures and isinstance(network, NeuralNetwork) and _figures_to_draw(client, child_run_id, dataset,
-                                                                                Path(tmp) / "drawn"):
+        if (
+            figures
+            and isinstance(network, NeuralNetwork)
+            and _figures_to_draw(client, child_run_id, dataset, Path(tmp) / "drawn")
+        ):
             # the weights file keeps the costs only: the other curves are the run's own metrics
-            for attr, metric in (("costs_", "train_cost"), ("val_costs_", "val_cost"),
-                                 ("train_accuracies_", "train_accuracy"), ("val_accuracies_", "val_accuracy"),
-                                 ("learning_rates_", "learning_rate")):
+            for attr, metric in (
+                ("costs_", "train_cost"),
+                ("val_costs_", "val_cost"),
+                ("train_accuracies_", "train_accuracy"),
+                ("val_accuracies_", "val_accuracy"),
+                ("learning_rates_", "learning_rate"),
+            ):
                 rows = sorted(client.get_metric_history(child_run_id, metric), key=lambda m: m.step)
                 setattr(network, attr, [m.value for m in rows])
             folder = Path(tmp) / "plots"
@@ -102,26 +110,37 @@ def _figures_to_draw(client: MlflowClient, run_id: str, dataset, scratch: Path) 
     return broken
 
 
-def log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_run_id: str,
-                           base_cfg) -> str | None:
+def log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_run_id: str, base_cfg) -> str | None:
     """Log the best trial's weights as a pyfunc model on the parent; register it once."""
     sweep = plan.sweep
     try:
-        model_uri = log_model_from_run(client, child_run_id, plan.parent_run_id, base_cfg,
-                                        figures=child_run_id == best.user_attrs.get(attrs.ATTR_RUN_ID))
+        model_uri = log_model_from_run(
+            client,
+            child_run_id,
+            plan.parent_run_id,
+            base_cfg,
+            figures=child_run_id == best.user_attrs.get(attrs.ATTR_RUN_ID),
+        )
     except StoreError:
         raise
     except Exception as exc:  # the store refused the model: a fault, not a reason to end with status 0
-        raise StoreError(f"could not log the best model (trial {best.number}, run {child_run_id}) in the "
-                         f"MLflow store: {type(exc).__name__}: {exc}"[:800]) from exc
+        raise StoreError(
+            f"could not log the best model (trial {best.number}, run {child_run_id}) in the "
+            f"MLflow store: {type(exc).__name__}: {exc}"[:800]
+        ) from exc
     if not sweep.get("register_model", True):
         return None
     name = registered_model_name(sweep["study_name"])
     with budget.budget_lock(plan.storage_url, sweep["study_name"] + ":registry"):
         owner = _owned_by_another_study(client, name, sweep["study_name"])
         if owner is not None:
-            log.warning("not registering the best model of study %r: the registered model %s belongs to "
-                        "study %r; rename one of the studies", sweep["study_name"], name, owner)
+            log.warning(
+                "not registering the best model of study %r: the registered model %s belongs to "
+                "study %r; rename one of the studies",
+                sweep["study_name"],
+                name,
+                owner,
+            )
             return None
         sign = 1.0 if sweep.get("direction", "maximize") == "maximize" else -1.0
         for version in client.search_model_versions(f"name='{name}'"):
@@ -138,9 +157,16 @@ def log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_r
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         version = client.create_model_version(
-            name, source=model_uri, run_id=plan.parent_run_id, model_id=model_uri.removeprefix("models:/"),
-            tags={TAG_REGISTERED_TRIAL: str(best.number), TAG_REGISTERED_STUDY: sweep["study_name"],
-                  names.BEST_VALUE: str(best.value), names.TRIAL_RUN_ID: child_run_id},
+            name,
+            source=model_uri,
+            run_id=plan.parent_run_id,
+            model_id=model_uri.removeprefix("models:/"),
+            tags={
+                TAG_REGISTERED_TRIAL: str(best.number),
+                TAG_REGISTERED_STUDY: sweep["study_name"],
+                names.BEST_VALUE: str(best.value),
+                names.TRIAL_RUN_ID: child_run_id,
+            },
         )
         log.info("registered %s version %s (trial %d)", name, version.version, best.number)
         return version.version

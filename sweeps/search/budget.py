@@ -63,8 +63,7 @@ def enqueue_baseline(study: optuna.Study, params: dict[str, Any]) -> bool:
 
 def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
     """The study's finished baseline trial (the latest, if it was re-run), or None."""
-    done = [t for t in study.get_trials(deepcopy=False)
-            if t.user_attrs.get(ATTR_BASELINE) and t.state.is_finished()]
+    done = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(ATTR_BASELINE) and t.state.is_finished()]
     return done[-1] if done else None
 
 
@@ -77,8 +76,9 @@ def finished_trials(study: optuna.Study) -> int:
     return sum(t.state.is_finished() and counts_in_budget(t) for t in study.get_trials(deepcopy=False))
 
 
-def join_study(study: optuna.Study, url: str, sampler_spec: Mapping[str, Any], space,
-               n_trials: int | None = None) -> int:
+def join_study(
+    study: optuna.Study, url: str, sampler_spec: Mapping[str, Any], space, n_trials: int | None = None
+) -> int:
     """Register a worker on the study; give it a sampler seeded for it alone.
 
     Workers started on several machines all say ``sampler.seed=0``; seeded
@@ -119,13 +119,16 @@ def next_trial(study: optuna.Study, url: str, n_trials: int, deadline: float | N
                 return None
             if used < n_trials:
                 return ask_with_heartbeat(study, interval)
-        watched = [t.number for t in trials
-                   if t.state == TrialState.RUNNING and ATTR_HEARTBEAT in t.user_attrs]
+        watched = [t.number for t in trials if t.state == TrialState.RUNNING and ATTR_HEARTBEAT in t.user_attrs]
         if not interval or not watched:
             return None
         if not told:
-            log.info("budget of %d trials reached; waiting for running trial(s) %s of other workers "
-                     "(a dead worker's trial is failed after the grace period and run again)", n_trials, watched)
+            log.info(
+                "budget of %d trials reached; waiting for running trial(s) %s of other workers "
+                "(a dead worker's trial is failed after the grace period and run again)",
+                n_trials,
+                watched,
+            )
             told = True
         pause = float(min(interval, 5))
         if deadline is not None:

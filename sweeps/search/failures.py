@@ -25,8 +25,8 @@ from collections.abc import Iterator
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from numpynet.sweeps.search import attrs
 from numpynet.sweeps.errors import SweepStopped
+from numpynet.sweeps.search import attrs
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,6 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def classify(exc: BaseException) -> str:
     """``numeric``, ``fault`` or ``error`` for an exception that failed a trial."""
     from numpynet import TrainingDiverged
-
     from numpynet.sweeps.errors import StoreError
 
     chain = list(_chain(exc))
@@ -63,9 +62,11 @@ def classify(exc: BaseException) -> str:
 
 def fault_message(reason: str, trial_number: int | None = None) -> str:
     where = f" during trial {trial_number}" if trial_number is not None else ""
-    return (f"stopped: a fault of the machine or a store{where}: {reason}; the trial does not count in the "
-            "budget: fix it (free disk space, a writable store, a running tracking server) and run the same "
-            "command again to resume")
+    return (
+        f"stopped: a fault of the machine or a store{where}: {reason}; the trial does not count in the "
+        "budget: fix it (free disk space, a writable store, a running tracking server) and run the same "
+        "command again to resume"
+    )
 
 
 def stop_key(invocation: str) -> str:
@@ -101,7 +102,7 @@ def same_error_stop(trials: list[FrozenTrial], invocation: str, n_first: int) ->
     values matter, so the sweep goes on.
     """
     mine = sorted((t for t in trials if t.user_attrs.get(attrs.ATTR_INVOCATION) == invocation), key=lambda t: t.number)
-    first = mine[:max(1, n_first)]
+    first = mine[: max(1, n_first)]
     if len(first) < max(1, n_first):
         return None
     if not all(t.state == TrialState.FAIL and t.user_attrs.get(attrs.ATTR_FAIL_KIND) == ERROR for t in first):
@@ -112,8 +113,12 @@ def same_error_stop(trials: list[FrozenTrial], invocation: str, n_first: int) ->
 
 def too_many_errors(trials: list[FrozenTrial], invocation: str, limit: int) -> int:
     """Errors of this invocation, when more than ``limit`` (they do not count, so they could go on forever)."""
-    errors = sum(t.user_attrs.get(attrs.ATTR_INVOCATION) == invocation and t.state == TrialState.FAIL
-                 and t.user_attrs.get(attrs.ATTR_FAIL_KIND) == ERROR for t in trials)
+    errors = sum(
+        t.user_attrs.get(attrs.ATTR_INVOCATION) == invocation
+        and t.state == TrialState.FAIL
+        and t.user_attrs.get(attrs.ATTR_FAIL_KIND) == ERROR
+        for t in trials
+    )
     return errors if errors > limit else 0
 
 
@@ -128,15 +133,19 @@ def check_after_trial(study: optuna.Study, invocation: str | None, n_first: int,
     reason = same_error_stop(trials, invocation, n_first)
     if reason is not None:
         n = max(1, n_first)
-        message = (f"stopped: the first {n} trial(s) all failed with the same error, which does not come from "
-                   f"their sampled values, so every trial would: {reason}; none of them counts in the budget")
+        message = (
+            f"stopped: the first {n} trial(s) all failed with the same error, which does not come from "
+            f"their sampled values, so every trial would: {reason}; none of them counts in the budget"
+        )
         code = 2
     else:
         errors = too_many_errors(trials, invocation, max(n_first, n_trials))
         if not errors:
             return
-        message = (f"stopped: {errors} trials of this run failed with errors (not counted in the budget), "
-                   f"more than its budget of {n_trials}; see the failure reasons with numpynet-status")
+        message = (
+            f"stopped: {errors} trials of this run failed with errors (not counted in the budget), "
+            f"more than its budget of {n_trials}; see the failure reasons with numpynet-status"
+        )
         code = 1
     request_stop(study, invocation, message, code)
     raise SweepStopped(message, code)

@@ -21,9 +21,9 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from numpynet.sweeps.training.config import check_config, compose_config
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.space import SearchSpace, format_override
+from numpynet.sweeps.training.config import check_config, compose_config
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,9 @@ def dry_samples(space: SearchSpace) -> list[dict[str, Any]]:
     return samples
 
 
-def check_first_trials(space: SearchSpace, base_overrides: Sequence[str], base_cfg: DictConfig, dataset,
-                       metric: str) -> None:
+def check_first_trials(
+    space: SearchSpace, base_overrides: Sequence[str], base_cfg: DictConfig, dataset, metric: str
+) -> None:
     """Raise :class:`UserError` naming the key if a trial's config would fail whatever the values."""
     previous = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory" is noise here
@@ -65,8 +66,12 @@ def check_first_trials(space: SearchSpace, base_overrides: Sequence[str], base_c
         _check_one(space, list(base_overrides), base_cfg, dataset, metric, sampled, composed)
 
 
-def _trial_config(space: SearchSpace, base_overrides: list[str], sampled: Mapping[str, Any],
-                  composed: dict[tuple[str, ...], DictConfig]) -> DictConfig:
+def _trial_config(
+    space: SearchSpace,
+    base_overrides: list[str],
+    sampled: Mapping[str, Any],
+    composed: dict[tuple[str, ...], DictConfig],
+) -> DictConfig:
     """The config a trial with these values trains: as composed from its overrides, made faster.
 
     Group choices are composed (they swap whole nodes); plain keys are then
@@ -82,13 +87,21 @@ def _trial_config(space: SearchSpace, base_overrides: list[str], sampled: Mappin
                 OmegaConf.update(cfg, p.path, sampled[p.path], merge=False)
             except Exception as exc:  # a value of the wrong type for the schema
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise UserError(f"sweep.space.{p.path}: the sampled value {sampled[p.path]!r} does not fit the "
-                                f"config: {first}") from None
+                raise UserError(
+                    f"sweep.space.{p.path}: the sampled value {sampled[p.path]!r} does not fit the config: {first}"
+                ) from None
     return check_config(cfg)
 
 
-def _check_one(space: SearchSpace, base_overrides: list[str], base_cfg: DictConfig, dataset, metric: str,
-               sampled: Mapping[str, Any], composed: dict[tuple[str, ...], DictConfig]) -> None:
+def _check_one(
+    space: SearchSpace,
+    base_overrides: list[str],
+    base_cfg: DictConfig,
+    dataset,
+    metric: str,
+    sampled: Mapping[str, Any],
+    composed: dict[tuple[str, ...], DictConfig],
+) -> None:
     from numpynet.sweeps.training.data import load_dataset
     from numpynet.sweeps.training.network import CORE_ARGUMENTS, build_network, check_network_fits
 
@@ -100,9 +113,11 @@ def _check_one(space: SearchSpace, base_overrides: list[str], base_cfg: DictConf
         raise UserError(f"every trial would fail{where}: {exc}") from None
     data = dataset if cfg.data == base_cfg.data else load_dataset(cfg.data)
     if metric.startswith("val_") and data.X_val is None and not data.folds:  # folds bring their own validation
-        raise UserError(f"data.val_fraction={cfg.data.val_fraction} leaves no validation set, but sweep.metric="
-                        f"{metric} is measured on it: set data.val_fraction > 0 (e.g. 0.2) or use "
-                        f"sweep.metric=train_{metric[4:]}")
+        raise UserError(
+            f"data.val_fraction={cfg.data.val_fraction} leaves no validation set, but sweep.metric="
+            f"{metric} is measured on it: set data.val_fraction > 0 (e.g. 0.2) or use "
+            f"sweep.metric=train_{metric[4:]}"
+        )
     try:
         check_network_fits(cfg, data.n_features, data.n_classes)
     except UserError as exc:
@@ -118,8 +133,9 @@ def _check_one(space: SearchSpace, base_overrides: list[str], base_cfg: DictConf
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         key = _config_key(text, CORE_ARGUMENTS)
         if key in sampled:
-            raise UserError(f"sweep.space.{key}: a sampled value is rejected: {text}; every trial with it "
-                            f"would fail{where}") from None
+            raise UserError(
+                f"sweep.space.{key}: a sampled value is rejected: {text}; every trial with it would fail{where}"
+            ) from None
         if key:
             raise UserError(f"{key}: {text}; every trial would fail with it") from None
         raise UserError(f"{text}; every trial would fail with it{where}") from None

@@ -105,16 +105,21 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     try:
         yield
     except optuna.exceptions.UpdateFinishedTrialError as exc:
-        log.warning("trial %d was failed as stale by another worker while it ran here (lost heartbeats?); "
-                    "its result is dropped: %s", trial.number, exc)
+        log.warning(
+            "trial %d was failed as stale by another worker while it ran here (lost heartbeats?); "
+            "its result is dropped: %s",
+            trial.number,
+            exc,
+        )
     finally:
         if beat is not None:
             beat.stopped.set()
             beat.join(timeout=30)
 
 
-def fail_dead_local_trials(study: optuna.Study,
-                           on_stale: Callable[[optuna.Study, FrozenTrial], Any] | None = None) -> list[int]:
+def fail_dead_local_trials(
+    study: optuna.Study, on_stale: Callable[[optuna.Study, FrozenTrial], Any] | None = None
+) -> list[int]:
     """FAIL RUNNING trials whose worker process, on this host, no longer exists.
 
     A worker killed hard (SIGKILL, power loss) leaves its trial RUNNING. On a

@@ -19,7 +19,6 @@ import logging
 import os
 from pathlib import Path
 
-
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.journal_lock import OwnedJournalLock
 
@@ -44,7 +43,7 @@ def torn_tail(path: str | Path) -> int | None:
             if cut >= 0 or start == 0:
                 break
             chunk *= 4
-    last = data[cut + 1:]
+    last = data[cut + 1 :]
     if last.endswith(b"\n"):
         try:
             json.loads(last)
@@ -71,11 +70,15 @@ def refuse_what_is_not_a_journal(path: str | Path) -> None:
     if not path.exists():
         return
     if path.is_dir():
-        raise UserError(f"sweep.storage={str(path)!r} is a directory, not a study journal; give a file path "
-                        f"(e.g. {path / 'journal.log'}), sqlite:///PATH or postgresql+psycopg://...")
+        raise UserError(
+            f"sweep.storage={str(path)!r} is a directory, not a study journal; give a file path "
+            f"(e.g. {path / 'journal.log'}), sqlite:///PATH or postgresql+psycopg://..."
+        )
     if not path.is_file():
-        raise UserError(f"sweep.storage={str(path)!r} is a device or special file, not a study journal; give the "
-                        "path of a journal file (a new one is created), sqlite:///PATH or postgresql+psycopg://...")
+        raise UserError(
+            f"sweep.storage={str(path)!r} is a device or special file, not a study journal; give the "
+            "path of a journal file (a new one is created), sqlite:///PATH or postgresql+psycopg://..."
+        )
     try:
         with open(path, "rb") as f:
             head = f.read(_CHUNK)
@@ -93,9 +96,11 @@ def refuse_what_is_not_a_journal(path: str | Path) -> None:
             return
     elif head.startswith(_OPERATION_START):  # the first write of a journal, cut short
         return
-    raise UserError(f"sweep.storage={str(path)!r} is not an Optuna study journal (its first line is not a "
-                    "journal operation), so it is left as it is; point sweep.storage at a new file or at a "
-                    "study's journal")
+    raise UserError(
+        f"sweep.storage={str(path)!r} is not an Optuna study journal (its first line is not a "
+        "journal operation), so it is left as it is; point sweep.storage at a new file or at a "
+        "study's journal"
+    )
 
 
 def check_journal(path: str | Path, repair: bool = True, lock_grace: int = 30) -> Path | None:
@@ -113,8 +118,11 @@ def check_journal(path: str | Path, repair: bool = True, lock_grace: int = 30) -
         return None
     _refuse_a_tail_that_is_not_json(path, offset)
     if not repair:
-        log.warning("study journal %s ends in a torn line (a write cut short); it is ignored here, and the next "
-                    "numpynet-sweep moves it to a backup file beside the journal", path)
+        log.warning(
+            "study journal %s ends in a torn line (a write cut short); it is ignored here, and the next "
+            "numpynet-sweep moves it to a backup file beside the journal",
+            path,
+        )
         return None
     lock = OwnedJournalLock(str(path), lock_grace)  # the lock Optuna's own writers hold while appending
     lock.acquire()
@@ -138,8 +146,14 @@ def check_journal(path: str | Path, repair: bool = True, lock_grace: int = 30) -
             os.fsync(f.fileno())
     finally:
         lock.release()
-    log.warning("study journal %s ended in a torn line (%d bytes of a write cut short): moved them to %s and "
-                "kept the %d intact bytes before them", path, len(torn), backup, offset)
+    log.warning(
+        "study journal %s ended in a torn line (%d bytes of a write cut short): moved them to %s and "
+        "kept the %d intact bytes before them",
+        path,
+        len(torn),
+        backup,
+        offset,
+    )
     return backup
 
 
@@ -155,7 +169,8 @@ def _refuse_a_tail_that_is_not_json(path: Path, offset: int) -> None:
     where = f"after its {offset} intact bytes" if offset else "from its first byte"
     raise UserError(
         f"the study journal {path} holds {what} {where}: not a write cut short, so it is left as it is; "
-        f"restore it from a backup, or set it aside to start the study afresh: mv {path} {path}.damaged")
+        f"restore it from a backup, or set it aside to start the study afresh: mv {path} {path}.damaged"
+    )
 
 
 def corrupt_journal_error(path: str | Path, exc: BaseException) -> UserError:
@@ -179,4 +194,5 @@ def corrupt_journal_error(path: str | Path, exc: BaseException) -> UserError:
     return UserError(
         f"the study journal {path} is corrupt at line {bad} of {total} (a torn write that was later appended to: "
         f"{exc}); keep its {keep} intact lines and set the rest aside, then run again: "
-        f"head -n {keep} {path} > {path}.fixed && mv {path} {path}.corrupt && mv {path}.fixed {path}")
+        f"head -n {keep} {path} > {path}.fixed && mv {path} {path}.corrupt && mv {path}.fixed {path}"
+    )

@@ -67,7 +67,7 @@ def owner_state(journal: str | Path, target: str) -> str:
     if not name.startswith(prefix):
         return "unknown"  # Optuna's own lock (it points at the journal): no owner recorded
     try:
-        pid_text, start, host = name[len(prefix):].split(".", 2)
+        pid_text, start, host = name[len(prefix) :].split(".", 2)
         pid = int(pid_text)
     except ValueError:
         return "unknown"
@@ -123,21 +123,29 @@ class OwnedJournalLock(JournalFileSymlinkLock):
             if holder != seen:  # the lock changed hands (a new symlink): its time starts again
                 seen, since = holder, time.monotonic()
             state = owner_state(self._lock_target_file, holder[0])
-            stale = (state == "dead" or (state == "unknown" and self.grace_period is not None
-                                         and time.monotonic() - since > self.grace_period))
+            stale = state == "dead" or (
+                state == "unknown" and self.grace_period is not None and time.monotonic() - since > self.grace_period
+            )
             if stale and self._break(holder, state):
                 pause = 0.001
                 continue
             if time.monotonic() - warned > (WARN_EVERY if state == "alive" else 10.0):
                 warned = time.monotonic()
                 if state == "alive":
-                    log.warning("the study journal's lock %s is held by process %s of this host, which is alive "
-                                "(stopped with Ctrl-Z?): waiting; it is never broken while that process lives "
-                                "(resume it with fg or kill -CONT, or end it)", self._lock_file,
-                                Path(holder[0]).name.split(OWNER_MARK, 1)[1].split(".", 1)[0])
+                    log.warning(
+                        "the study journal's lock %s is held by process %s of this host, which is alive "
+                        "(stopped with Ctrl-Z?): waiting; it is never broken while that process lives "
+                        "(resume it with fg or kill -CONT, or end it)",
+                        self._lock_file,
+                        Path(holder[0]).name.split(OWNER_MARK, 1)[1].split(".", 1)[0],
+                    )
                 else:
-                    log.warning("waiting for the study journal's lock %s (broken after %s s unchanged: its owner "
-                                "cannot be checked from here)", self._lock_file, self.grace_period)
+                    log.warning(
+                        "waiting for the study journal's lock %s (broken after %s s unchanged: its owner "
+                        "cannot be checked from here)",
+                        self._lock_file,
+                        self.grace_period,
+                    )
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
 
@@ -160,8 +168,12 @@ class OwnedJournalLock(JournalFileSymlinkLock):
             _remove_quietly(self._folder / Path(holder[0]).name)
             log.warning("broke the study journal's lock %s: its owner %s is gone", self._lock_file, holder[0])
         else:
-            log.warning("broke the study journal's lock %s: unchanged for %s s, and its owner %s cannot be "
-                        "checked from here", self._lock_file, self.grace_period, holder[0])
+            log.warning(
+                "broke the study journal's lock %s: unchanged for %s s, and its owner %s cannot be checked from here",
+                self._lock_file,
+                self.grace_period,
+                holder[0],
+            )
         return True
 
 

@@ -17,7 +17,6 @@ and splitting only.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -49,9 +48,11 @@ def parse_overrides(args: Sequence[str], *, where: str = "") -> list[Override]:
         except Exception as exc:  # HydraException without the parser's wrapping
             raise UserError(grammar_error(where + arg, exc)) from None
         if override.is_sweep_override():
-            raise UserError(f"{where}{arg}: a list or range of values to try is a Hydra multirun sweep; numpynet-sweep "
-                            "runs one Optuna study: give one value, or search the key in sweep.space (quote a value "
-                            "that holds a comma: key='a,b')")
+            raise UserError(
+                f"{where}{arg}: a list or range of values to try is a Hydra multirun sweep; numpynet-sweep "
+                "runs one Optuna study: give one value, or search the key in sweep.space (quote a value "
+                "that holds a comma: key='a,b')"
+            )
         parsed.append(override)
     return parsed
 
@@ -63,7 +64,7 @@ def split_overrides(args: Sequence[str]) -> tuple[str, list[str], list[str]]:
     ``n_trials=5``, ``~sweep.baseline`` -> ``~baseline``); the others are kept as written.
     """
     name, study, training = DEFAULT_SWEEP, [], []
-    for arg, override in zip(args, parse_overrides(args)):
+    for arg, override in zip(args, parse_overrides(args), strict=True):
         key = override.key_or_group
         if key == STUDY_GROUP:
             name = _study_choice(arg, override)
@@ -81,23 +82,27 @@ def split_overrides(args: Sequence[str]) -> tuple[str, list[str], list[str]]:
 def _study_choice(arg: str, override: Override) -> str:
     value = override.value()
     if override.is_delete() or override.is_add() or override.package is not None:
-        raise UserError(f"{arg}: the study is chosen with sweep=NAME (a file of conf/sweep/) or "
-                        "sweep=PATH/TO/file.yaml; +, ~ and @package do not apply to it")
+        raise UserError(
+            f"{arg}: the study is chosen with sweep=NAME (a file of conf/sweep/) or "
+            "sweep=PATH/TO/file.yaml; +, ~ and @package do not apply to it"
+        )
     if value is None or isinstance(value, (list, dict)) or str(value) == "":
-        raise UserError(f"{arg}: a sweep needs one study: sweep=NAME (a file of conf/sweep/) or sweep=PATH/TO/file.yaml")
+        raise UserError(
+            f"{arg}: a sweep needs one study: sweep=NAME (a file of conf/sweep/) or sweep=PATH/TO/file.yaml"
+        )
     return str(value)
 
 
 def as_written(study_override: str) -> str:
     """A study's override as the command line wrote it: ``~baseline`` -> ``~sweep.baseline``."""
     body = study_override.lstrip("+~")
-    return f"{study_override[:len(study_override) - len(body)]}{STUDY_GROUP}.{body}"
+    return f"{study_override[: len(study_override) - len(body)]}{STUDY_GROUP}.{body}"
 
 
 def _without_group_prefix(arg: str) -> str:
     """``+sweep.a.b=1`` -> ``+a.b=1``: the override relative to the study file."""
     body = arg.lstrip("+~")
-    return arg[: len(arg) - len(body)] + body[len(STUDY_GROUP) + 1:]
+    return arg[: len(arg) - len(body)] + body[len(STUDY_GROUP) + 1 :]
 
 
 def grammar_error(arg: str, exc: BaseException) -> str:
@@ -109,16 +114,22 @@ def grammar_error(arg: str, exc: BaseException) -> str:
     lexer = "LexerNoViableAltException: "
     if lines and lines[0].startswith(lexer) and len(lines) > 1 and lines[1].strip() == "^":
         column = len(lines[1]) - len(lexer) - 1  # the caret under the character the lexer stopped at
-        body = lines[0][len(lexer):]
-        detail = f"unexpected {body[column]!r} at character {column + 1}" if 0 <= column < len(body) else "unexpected character"
+        body = lines[0][len(lexer) :]
+        detail = (
+            f"unexpected {body[column]!r} at character {column + 1}"
+            if 0 <= column < len(body)
+            else "unexpected character"
+        )
     else:
         detail = "; ".join(ln.strip() for ln in lines if not ln.startswith("See https://")) or type(exc).__name__
     key, _, value = arg.partition("=")
     quoted = value and key and not value.startswith(("[", "{", "(", "'", '"')) and '"' not in value
-    example = f"{key}=\"{value}\"" if quoted else 'KEY="a=b"'
-    return (f"{arg}: not an override in Hydra's grammar ({detail}); allowed: KEY=VALUE, +KEY=VALUE, ++KEY=VALUE, "
-            f"~KEY, GROUP=OPTION; quote a value that holds spaces, non-ASCII letters or = , [ ] {{ }} ( ), "
-            f"e.g. '{example}' (see {GRAMMAR_URL})")
+    example = f'{key}="{value}"' if quoted else 'KEY="a=b"'
+    return (
+        f"{arg}: not an override in Hydra's grammar ({detail}); allowed: KEY=VALUE, +KEY=VALUE, ++KEY=VALUE, "
+        f"~KEY, GROUP=OPTION; quote a value that holds spaces, non-ASCII letters or = , [ ] {{ }} ( ), "
+        f"e.g. '{example}' (see {GRAMMAR_URL})"
+    )
 
 
 _AMBIGUOUS = re.compile(r"Ambiguous value for argument '([^'=]+)=([^']*)'")
@@ -132,6 +143,8 @@ def ambiguous_value(text: str) -> str | None:
     if match is None:
         return None
     key, value = match.groups()
-    return (f"{key}={value} is ambiguous: for a list write '{key}=[{value}]', for a string quote it: "
-            f"\"{key}='{value}'\" (numpynet has no --multirun: to try several values, search them with "
-            f"numpynet-sweep, docs/sweeps.md)")
+    return (
+        f"{key}={value} is ambiguous: for a list write '{key}=[{value}]', for a string quote it: "
+        f"\"{key}='{value}'\" (numpynet has no --multirun: to try several values, search them with "
+        f"numpynet-sweep, docs/sweeps.md)"
+    )

@@ -8,7 +8,6 @@ from typing import Any
 
 from numpynet.sweeps.search import failures
 
-
 #: what a sweep was doing when a signal stopped it (:class:`SweepInterrupted`'s ``stage``)
 STAGE_TRIALS, STAGE_REFIT, STAGE_REPORT = "trials", "refit", "report"
 

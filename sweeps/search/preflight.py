@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.recording.store import check_tracking_server
-
 from numpynet.sweeps.search import storage
-from numpynet.sweeps.errors import UserError
 
 DB_PROBE_TIMEOUT = 10  # seconds to connect to a database
 

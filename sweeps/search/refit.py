@@ -35,13 +35,25 @@ from typing import Any, Callable
 import numpy as np
 from optuna.trial import FrozenTrial
 
-from numpynet.sweeps.training.config import compose_config
-from numpynet.sweeps.search.settings import ALL_DATA, FOLD_ENSEMBLE
-from numpynet.sweeps.search.space import SearchSpace
-from numpynet.sweeps.recording.names import ROLE as TAG_ROLE, REFIT_OF as TAG_REFIT_OF, REFIT_CONFIG as TAG_REFIT_CONFIG, REFIT_SEED as TAG_REFIT_SEED
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.artifacts import collapsed
-from numpynet.sweeps.search.verdict import METHOD as VERDICT_METHOD, PairedInterval, crossed_interval
+from numpynet.sweeps.recording.names import (
+    REFIT_CONFIG as TAG_REFIT_CONFIG,
+)
+from numpynet.sweeps.recording.names import (
+    REFIT_OF as TAG_REFIT_OF,
+)
+from numpynet.sweeps.recording.names import (
+    REFIT_SEED as TAG_REFIT_SEED,
+)
+from numpynet.sweeps.recording.names import (
+    ROLE as TAG_ROLE,
+)
+from numpynet.sweeps.search.settings import ALL_DATA, FOLD_ENSEMBLE
+from numpynet.sweeps.search.space import SearchSpace
+from numpynet.sweeps.search.verdict import METHOD as VERDICT_METHOD
+from numpynet.sweeps.search.verdict import PairedInterval, crossed_interval
+from numpynet.sweeps.training.config import compose_config
 from numpynet.sweeps.training.train import CORRECT_BY_TEST_ROW
 
 log = logging.getLogger(__name__)
@@ -101,11 +113,21 @@ class RefitReport:
             mean, sd, seeds_low, seeds_high = c.paired("test_accuracy")
             both = c.interval()
             key = "robustness.paired_diff.test_accuracy"
-            out.update({f"{key}_mean": mean, f"{key}_sd": sd, f"{key}_se": both.se,
-                        f"{key}_ci95_low": both.low, f"{key}_ci95_high": both.high,
-                        f"{key}_seeds_only_ci95_low": seeds_low, f"{key}_seeds_only_ci95_high": seeds_high,
-                        f"{key}_var_seed": both.var_seed, f"{key}_var_row": both.var_row,
-                        f"{key}_var_residual": both.var_residual, "robustness.test_rows": float(both.rows)})
+            out.update(
+                {
+                    f"{key}_mean": mean,
+                    f"{key}_sd": sd,
+                    f"{key}_se": both.se,
+                    f"{key}_ci95_low": both.low,
+                    f"{key}_ci95_high": both.high,
+                    f"{key}_seeds_only_ci95_low": seeds_low,
+                    f"{key}_seeds_only_ci95_high": seeds_high,
+                    f"{key}_var_seed": both.var_seed,
+                    f"{key}_var_row": both.var_row,
+                    f"{key}_var_residual": both.var_residual,
+                    "robustness.test_rows": float(both.rows),
+                }
+            )
         return out
 
     def tags(self) -> dict[str, str]:
@@ -148,9 +170,19 @@ def refit_epochs(trial: FrozenTrial) -> int | None:
     return None if epoch is None else int(epoch) + 1
 
 
-def refit(base_overrides: list[str], space: SearchSpace, chosen: FrozenTrial, baseline: FrozenTrial | None,
-          seeds: int, parent_run_id: str, study_name: str, train: Train, best_epoch: bool = False,
-          on_run: Callable[[str], None] | None = None, rule: str = ALL_DATA) -> RefitReport:
+def refit(
+    base_overrides: list[str],
+    space: SearchSpace,
+    chosen: FrozenTrial,
+    baseline: FrozenTrial | None,
+    seeds: int,
+    parent_run_id: str,
+    study_name: str,
+    train: Train,
+    best_epoch: bool = False,
+    on_run: Callable[[str], None] | None = None,
+    rule: str = ALL_DATA,
+) -> RefitReport:
     """Run the refits (see the module doc); ``train`` is :func:`numpynet.sweeps.training.train.train`.
 
     With ``best_epoch`` (``sweep.objective=best``) the chosen configuration
@@ -162,8 +194,9 @@ def refit(base_overrides: list[str], space: SearchSpace, chosen: FrozenTrial, ba
     for the chosen configuration and the baseline alike.
     ``on_run(label)`` is called before each refit starts (progress).
     """
-    ensemble = rule == FOLD_ENSEMBLE and any(o.startswith("data.folds=") and o != "data.folds=null"
-                                             for o in base_overrides)
+    ensemble = rule == FOLD_ENSEMBLE and any(
+        o.startswith("data.folds=") and o != "data.folds=null" for o in base_overrides
+    )
 
     def run(trial: FrozenTrial, who: str, seed: int | None, keep_model: bool) -> dict[str, Any]:
         overrides = trial_overrides(base_overrides, space, trial) + ([] if ensemble else REFIT_OVERRIDES)
@@ -176,18 +209,29 @@ def refit(base_overrides: list[str], space: SearchSpace, chosen: FrozenTrial, ba
             overrides += ["tracking.log_model=false", "tracking.log_plots=false"]
         if on_run is not None:
             on_run(name)
-        tags = {TAG_ROLE: "refit", TAG_REFIT_OF: str(trial.number), TAG_REFIT_CONFIG: who,
-                TAG_REFIT_SEED: "" if seed is None else str(seed), names.STUDY: study_name,
-                names.REFIT_RULE: FOLD_ENSEMBLE if ensemble else ALL_DATA, "mlflow.runName": name}
+        tags = {
+            TAG_ROLE: "refit",
+            TAG_REFIT_OF: str(trial.number),
+            TAG_REFIT_CONFIG: who,
+            TAG_REFIT_SEED: "" if seed is None else str(seed),
+            names.STUDY: study_name,
+            names.REFIT_RULE: FOLD_ENSEMBLE if ensemble else ALL_DATA,
+            "mlflow.runName": name,
+        }
         return train(compose_config(overrides), parent_run_id=parent_run_id, tags=tags, ensemble=ensemble)
 
     chosen_result = run(chosen, "chosen", None, keep_model=True)
-    report = RefitReport(chosen.number, chosen_result.get("run_id"), chosen_result,
-                         baseline.number if baseline is not None else None)
+    report = RefitReport(
+        chosen.number, chosen_result.get("run_id"), chosen_result, baseline.number if baseline is not None else None
+    )
     if seeds:
         plan = [("chosen", chosen)] + ([("baseline", baseline)] if baseline is not None else [])
-        comparison = Comparison(list(range(seeds)), {m: [] for m in TEST_METRICS}, {m: [] for m in TEST_METRICS},
-                                {who: [] for who, _ in plan})
+        comparison = Comparison(
+            list(range(seeds)),
+            {m: [] for m in TEST_METRICS},
+            {m: [] for m in TEST_METRICS},
+            {who: [] for who, _ in plan},
+        )
         for seed in comparison.seeds:
             for who, trial in plan:
                 result = run(trial, who, seed, keep_model=False)

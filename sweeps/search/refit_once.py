@@ -49,9 +49,14 @@ def refit_key(best: FrozenTrial, baseline: FrozenTrial | None, sweep: dict, base
     """What a refit depends on: a record made for another key is not reused (the overrides as a digest:
     they may hold a URL with a password)."""
     digest = hashlib.sha256(json.dumps(list(base_overrides)).encode()).hexdigest()[:16]
-    return {"trial": best.number, "baseline": None if baseline is None else baseline.number,
-            "seeds": int(sweep.get("robustness_seeds") or 0), "objective": sweep.get("objective", "final"),
-            "rule": sweep.get("refit_rule", "all_data"), "overrides": digest}
+    return {
+        "trial": best.number,
+        "baseline": None if baseline is None else baseline.number,
+        "seeds": int(sweep.get("robustness_seeds") or 0),
+        "objective": sweep.get("objective", "final"),
+        "rule": sweep.get("refit_rule", "all_data"),
+        "overrides": digest,
+    }
 
 
 def to_record(report: RefitReport) -> dict[str, Any]:
@@ -101,9 +106,14 @@ def recorded_report(study: optuna.Study, key: dict) -> RefitReport | None:
     return from_record(record.get("report"))
 
 
-def refit_once(study: optuna.Study, storage_url: str, sweep: dict, base_overrides: list[str],
-               run: Callable[[FrozenTrial, FrozenTrial | None], RefitReport | None],
-               on_dead: Callable[[optuna.Study, FrozenTrial], Any] | None = None) -> RefitReport | None:
+def refit_once(
+    study: optuna.Study,
+    storage_url: str,
+    sweep: dict,
+    base_overrides: list[str],
+    run: Callable[[FrozenTrial, FrozenTrial | None], RefitReport | None],
+    on_dead: Callable[[optuna.Study, FrozenTrial], Any] | None = None,
+) -> RefitReport | None:
     """The study's refit report: the recorded one if it fits the final best trial, else ``run(best, baseline)``'s.
 
     ``on_dead(study, trial)`` ends the MLflow runs of a dead worker's trial
@@ -121,8 +131,13 @@ def refit_once(study: optuna.Study, storage_url: str, sweep: dict, base_override
         key = refit_key(best, baseline, sweep, base_overrides)
         report = recorded_report(study, key)
         if report is not None:
-            log.info("study %s: the refit of trial %d was run by an earlier invocation (run %s): reused, nothing "
-                     "is trained again", study.study_name, best.number, report.chosen_run_id)
+            log.info(
+                "study %s: the refit of trial %d was run by an earlier invocation (run %s): reused, nothing "
+                "is trained again",
+                study.study_name,
+                best.number,
+                report.chosen_run_id,
+            )
             return report
         report = run(best, baseline)
         if report is not None:
@@ -130,8 +145,9 @@ def refit_once(study: optuna.Study, storage_url: str, sweep: dict, base_override
         return report
 
 
-def wait_for_other_workers(study: optuna.Study, storage_url: str,
-                           on_dead: Callable[[optuna.Study, FrozenTrial], Any] | None = None) -> None:
+def wait_for_other_workers(
+    study: optuna.Study, storage_url: str, on_dead: Callable[[optuna.Study, FrozenTrial], Any] | None = None
+) -> None:
     """Return once no trial of the study is RUNNING in a worker that can be watched from here.
 
     A trial with heartbeats is failed when its worker goes silent; a trial of
@@ -147,14 +163,18 @@ def wait_for_other_workers(study: optuna.Study, storage_url: str,
         watched = [t.number for t in running if _watchable(t)]
         unwatched = [t.number for t in running if not _watchable(t) and t.number not in told]
         if unwatched:
-            log.warning("trials %s are RUNNING on another host without heartbeats: the refit does not wait for "
-                        "them, so the best trial it refits may not be the study's final best", unwatched)
+            log.warning(
+                "trials %s are RUNNING on another host without heartbeats: the refit does not wait for "
+                "them, so the best trial it refits may not be the study's final best",
+                unwatched,
+            )
             told.update(unwatched)
         if not watched:
             return
         if not told.issuperset(watched):
-            log.info("waiting for trials %s of other workers to end before the refit (of the final best trial)",
-                     watched)
+            log.info(
+                "waiting for trials %s of other workers to end before the refit (of the final best trial)", watched
+            )
             told.update(watched)
         interrupt.check()
         time.sleep(POLL_SECONDS)

@@ -115,8 +115,11 @@ def warm_up() -> None:
 
 
 def failure_reasons(study: optuna.Study) -> list[str]:
-    return [f"trial {t.number}: {t.user_attrs[attrs.ATTR_FAIL_REASON]}"
-            for t in study.get_trials(deepcopy=False) if attrs.ATTR_FAIL_REASON in t.user_attrs]
+    return [
+        f"trial {t.number}: {t.user_attrs[attrs.ATTR_FAIL_REASON]}"
+        for t in study.get_trials(deepcopy=False)
+        if attrs.ATTR_FAIL_REASON in t.user_attrs
+    ]
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
@@ -137,8 +140,10 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
 def top_trials(study: optuna.Study, k: int) -> list[dict[str, Any]]:
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     done.sort(key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
-    return [{"number": t.number, "value": t.value, "params": dict(t.params),
-             "run_id": t.user_attrs.get(attrs.ATTR_RUN_ID)} for t in done[:k]]
+    return [
+        {"number": t.number, "value": t.value, "params": dict(t.params), "run_id": t.user_attrs.get(attrs.ATTR_RUN_ID)}
+        for t in done[:k]
+    ]
 
 
 def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_report=None) -> "Any":
@@ -158,15 +163,27 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
     sweep = plan.sweep
     parent = plan.parent_run_id
     counts = state_counts(study)
-    summary = SweepSummary(sweep["study_name"], plan.storage_url, plan.tracking_uri, parent,
-                           sweep["n_trials"], counts, top=top_trials(study, sweep.get("top_k", 5)))
+    summary = SweepSummary(
+        sweep["study_name"],
+        plan.storage_url,
+        plan.tracking_uri,
+        parent,
+        sweep["n_trials"],
+        counts,
+        top=top_trials(study, sweep.get("top_k", 5)),
+    )
     metrics = {f"trials_{state.lower()}": float(n) for state, n in counts.items()}
     best = best_trial(study)
-    model_run = refit_report.chosen_run_id if refit_report is not None else (
-        best.user_attrs.get(attrs.ATTR_RUN_ID) if best is not None else None)
+    model_run = (
+        refit_report.chosen_run_id
+        if refit_report is not None
+        else (best.user_attrs.get(attrs.ATTR_RUN_ID) if best is not None else None)
+    )
     if sweep.get("cv") and refit_report is None:
-        log.info("study %s: cross-validated trials keep no weights and there is no refit: no model to register",
-                 sweep["study_name"])
+        log.info(
+            "study %s: cross-validated trials keep no weights and there is no refit: no model to register",
+            sweep["study_name"],
+        )
         model_run = None
     metric = sweep.get("metric") or "objective value"
     # Optuna's plotting warns: kept off the helper thread (see there)
@@ -268,8 +285,9 @@ def _figure_of(axes: Any):
 
 
 def _write_trials_csv(study: optuna.Study, path: Path) -> None:
-    frame = study.trials_dataframe(attrs=("number", "value", "state", "params", "datetime_start",
-                                          "datetime_complete", "duration", "user_attrs"))
+    frame = study.trials_dataframe(
+        attrs=("number", "value", "state", "params", "datetime_start", "datetime_complete", "duration", "user_attrs")
+    )
     frame.to_csv(path, index=False)
 
 
@@ -309,5 +327,3 @@ def _copy_best_config(client: MlflowClient, run_id: str, out: Path) -> None:
     for d in sorted((out / "_download").rglob("*"), reverse=True):
         d.rmdir()
     (out / "_download").rmdir()
-
-

@@ -34,8 +34,11 @@ def _exists(client: MlflowClient, run_id: str) -> bool:
 
 def check_trial_runs(study: optuna.Study, client: MlflowClient, tracking_uri: str) -> None:
     """Raise :class:`StoreError` when none of the latest finished trials' runs is in the tracking store."""
-    finished = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-                if t.user_attrs.get(ATTR_RUN_ID)]
+    finished = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if t.user_attrs.get(ATTR_RUN_ID)
+    ]
     sample = finished[-SAMPLE:]
     if not sample or any(_exists(client, t.user_attrs[ATTR_RUN_ID]) for t in sample):
         return
@@ -45,7 +48,8 @@ def check_trial_runs(study: optuna.Study, client: MlflowClient, tracking_uri: st
         f"{len(finished)} finished trials (trial {first.number}'s run {first.user_attrs[ATTR_RUN_ID]} is not "
         "there): the store was emptied or replaced, or tracking.uri is not the one the trials ran with. Point "
         "tracking.uri at the study's store (restore it from a backup), or start a new study with another "
-        "sweep.study_name")
+        "sweep.study_name"
+    )
 
 
 def unreadable_run_file(run_id: str, what: str, exc: BaseException) -> StoreError:
@@ -54,4 +58,5 @@ def unreadable_run_file(run_id: str, what: str, exc: BaseException) -> StoreErro
     return StoreError(
         f"the {what} of run {run_id}, the study's best, cannot be read back from the MLflow artifact store "
         f"({type(exc).__name__}: {text}): its artifacts were deleted or moved, so no model is registered and no "
-        "best_config.yaml written. Restore the artifacts, or train that configuration again")
+        "best_config.yaml written. Restore the artifacts, or train that configuration again"
+    )

@@ -1,5 +1,4 @@
-"""Samplers and pruners by name: one table each, built from a study file's ``sampler`` / ``pruner``.
-"""
+"""Samplers and pruners by name: one table each, built from a study file's ``sampler`` / ``pruner``."""
 
 from __future__ import annotations
 
@@ -25,8 +24,13 @@ class GridSampler(optuna.samplers.GridSampler):
     point has run (:func:`numpynet.sweeps.search.budget.next_trial`).
     """
 
-    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
-                    state: optuna.trial.TrialState, values: Sequence[float] | None) -> None:
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: optuna.trial.TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
         pass
 
 
@@ -55,6 +59,7 @@ def _keep_own_arguments(what: str, name: str, kwargs: dict, classes: dict) -> di
     says ``sweep.sampler.name=random``; that key is meant for TPE, so it is
     left out (with a log line). A key no class accepts is a typo: an error.
     """
+
     def accepted(cls) -> set[str]:
         return set(inspect.signature(cls.__init__).parameters) - {"self"}
 
@@ -62,8 +67,10 @@ def _keep_own_arguments(what: str, name: str, kwargs: dict, classes: dict) -> di
     others = set().union(*(accepted(c) for n, c in classes.items() if n != name))
     unknown = sorted(k for k in kwargs if k not in own and k not in others)
     if unknown:
-        raise UserError(f"sweep.{what}.{unknown[0]} is not an argument of any {what} "
-                        f"({what} {name} takes: {', '.join(sorted(own - {'seed', 'search_space'})) or 'nothing'})")
+        raise UserError(
+            f"sweep.{what}.{unknown[0]} is not an argument of any {what} "
+            f"({what} {name} takes: {', '.join(sorted(own - {'seed', 'search_space'})) or 'nothing'})"
+        )
     dropped = sorted(k for k in kwargs if k not in own)
     if dropped:
         log.info("sweep.%s: %s ignored by the %s %s", what, ", ".join(dropped), name, what)
@@ -82,9 +89,7 @@ def _sampler_table(seed: int | None, kwargs: dict, space) -> dict:
 
 
 def _pruner_table(kwargs: dict) -> dict:
-    return {
-        name: (lambda cls=cls: cls(**kwargs)) for name, cls in PRUNER_CLASSES.items()
-    }
+    return {name: (lambda cls=cls: cls(**kwargs)) for name, cls in PRUNER_CLASSES.items()}
 
 
 def _split(spec: Mapping[str, Any], what: str) -> tuple[str, dict]:
@@ -107,8 +112,10 @@ def make_sampler(spec: Mapping[str, Any], space, worker_index: int = 0) -> optun
         raise UserError(f"sweep.sampler.name={name!r} is invalid: must be one of {', '.join(SAMPLER_CLASSES)}")
     kwargs = _keep_own_arguments("sampler", name, kwargs, SAMPLER_CLASSES)
     if name == "gp" and importlib.util.find_spec("torch") is None:
-        raise UserError("sweep.sampler.name=gp needs PyTorch, which is not installed; install it with "
-                        "pip install 'numpynet[gp]' (a CPU build is enough), or choose tpe, random, cmaes or qmc")
+        raise UserError(
+            "sweep.sampler.name=gp needs PyTorch, which is not installed; install it with "
+            "pip install 'numpynet[gp]' (a CPU build is enough), or choose tpe, random, cmaes or qmc"
+        )
     table = _sampler_table(seed, kwargs, space)
     try:
         return table[name]()

@@ -31,38 +31,40 @@ SWEEP_DIR = CONF_DIR / "sweep"
 
 @dataclass
 class SweepConfig:
-    study_name: str = "numpynet"       # the Optuna study (and the registered model's name)
-    storage: Optional[str] = None      # null = journal file ./mlruns/optuna/journal.log; or a path, sqlite:///, postgresql+psycopg://
-    metric: str = "val_accuracy"       # a per-epoch metric: val_accuracy | val_balanced_accuracy | val_cost | train_*
-    direction: str = "maximize"        # maximize | minimize
-    objective: str = "final"           # final | best: the metric's final epoch, or its best epoch (refits train that long)
-    n_trials: int = 30                 # total trials of the study, over all invocations and workers
-    timeout: Optional[float] = None    # stop starting new trials after this many seconds (this invocation)
-    n_jobs: int = 1                    # worker processes on this machine
+    study_name: str = "numpynet"  # the Optuna study (and the registered model's name)
+    storage: Optional[str] = (
+        None  # null = journal file ./mlruns/optuna/journal.log; or a path, sqlite:///, postgresql+psycopg://
+    )
+    metric: str = "val_accuracy"  # a per-epoch metric: val_accuracy | val_balanced_accuracy | val_cost | train_*
+    direction: str = "maximize"  # maximize | minimize
+    objective: str = "final"  # final | best: the metric's final epoch, or its best epoch (refits train that long)
+    n_trials: int = 30  # total trials of the study, over all invocations and workers
+    timeout: Optional[float] = None  # stop starting new trials after this many seconds (this invocation)
+    n_jobs: int = 1  # worker processes on this machine
     blas_threads: Optional[int] = None  # BLAS threads per worker; null = cores // n_jobs
     sampler: dict = field(default_factory=lambda: {"name": "tpe", "seed": 0})
     pruner: dict = field(default_factory=lambda: {"name": "median"})
     overrides: list = field(default_factory=list)  # training overrides fixed for every trial
-    space: dict = field(default_factory=dict)       # config path -> distribution
-    log_trial_models: bool = False     # log a pyfunc model per trial (the best is always logged and registered)
-    log_trial_plots: bool = False      # draw each trial's figures; the MLflow UI draws every curve from the metrics,
-                                       # and the best trial's figures are drawn when the sweep ends
-    log_study_plots: bool = True       # Optuna's study plots on the parent run when the sweep ends (about 3 s on
-                                       # two cores); false skips them, trials.csv and best_config.yaml are kept
-    register_model: bool = True        # register the best trial's model in the MLflow model registry
+    space: dict = field(default_factory=dict)  # config path -> distribution
+    log_trial_models: bool = False  # log a pyfunc model per trial (the best is always logged and registered)
+    log_trial_plots: bool = False  # draw each trial's figures; the MLflow UI draws every curve from the metrics,
+    # and the best trial's figures are drawn when the sweep ends
+    log_study_plots: bool = True  # Optuna's study plots on the parent run when the sweep ends (about 3 s on
+    # two cores); false skips them, trials.csv and best_config.yaml are kept
+    register_model: bool = True  # register the best trial's model in the MLflow model registry
     heartbeat_interval: Optional[int] = 10  # RDB storages: seconds between worker heartbeats
-    grace_period: Optional[int] = 30   # RDB storages: a RUNNING trial silent this long is marked FAIL;
-                                       # journal files: a lock left this long by a killed writer is broken
-    retry_failed: int = 0              # re-run the configuration of a stale (dead-worker) trial up to N times
-    top_k: int = 5                     # rows of the summary table
-    baseline: Optional[list] = None    # overrides of a reference configuration, run first as trial 0 (searched keys only)
-    cv: Optional[int] = None           # K: every trial is cross-validated on K stratified folds (data.folds=K); null = holdout
-    refit: bool = False                # after the search, train the best configuration (and the baseline) on all the
-                                       # training data, test it once, and register that model
-    check_setup: bool = True           # refuse to resume a study with another training setup (docs/sweeps.md)
-    robustness_seeds: int = 0          # M: repeat both refits over train.seed = 0..M-1 and compare them, paired
-    refit_rule: str = "all_data"       # all_data: one model on all the training rows | fold_ensemble (needs cv):
-                                       # the K fold models, probabilities averaged (docs/search-protocol.md)
+    grace_period: Optional[int] = 30  # RDB storages: a RUNNING trial silent this long is marked FAIL;
+    # journal files: a lock left this long by a killed writer is broken
+    retry_failed: int = 0  # re-run the configuration of a stale (dead-worker) trial up to N times
+    top_k: int = 5  # rows of the summary table
+    baseline: Optional[list] = None  # overrides of a reference configuration, run first as trial 0 (searched keys only)
+    cv: Optional[int] = None  # K: every trial is cross-validated on K stratified folds (data.folds=K); null = holdout
+    refit: bool = False  # after the search, train the best configuration (and the baseline) on all the
+    # training data, test it once, and register that model
+    check_setup: bool = True  # refuse to resume a study with another training setup (docs/sweeps.md)
+    robustness_seeds: int = 0  # M: repeat both refits over train.seed = 0..M-1 and compare them, paired
+    refit_rule: str = "all_data"  # all_data: one model on all the training rows | fold_ensemble (needs cv):
+    # the K fold models, probabilities averaged (docs/search-protocol.md)
 
 
 SWEEP_KEYS = tuple(f.name for f in fields(SweepConfig))
@@ -105,12 +107,12 @@ def load_sweep_config(name: str = DEFAULT_SWEEP, overrides: Sequence[str] = ()) 
         raise UserError(f"cannot read sweep config {path}: {exc}") from None
     if not isinstance(raw, DictConfig):
         raise UserError(f"sweep config {path} is not a mapping of study keys")
-    space = [(arg, o) for arg, o in zip(overrides, parsed) if o.key_or_group.split(".")[0] == "space"]
+    space = [(arg, o) for arg, o in zip(overrides, parsed, strict=True) if o.key_or_group.split(".")[0] == "space"]
     if space:
         raw.space = apply_space_overrides(raw.get("space"), space)
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(SweepConfig), raw)
-        for arg, override in zip(overrides, parsed):
+        for arg, override in zip(overrides, parsed, strict=True):
             if override.key_or_group.split(".")[0] != "space":
                 _apply(cfg, arg, override)
     except UserError:
@@ -140,8 +142,10 @@ def _apply(cfg: DictConfig, arg: str, override: Override) -> None:
         else:
             del OmegaConf.select(cfg, parent)[leaf]
     elif override.is_add() and present:
-        raise UserError(f"{as_written(arg)}: sweep.{key} is set already; change it with sweep.{arg[1:]}, "
-                        f"or add-or-change it with ++sweep.{arg[1:]}")
+        raise UserError(
+            f"{as_written(arg)}: sweep.{key} is set already; change it with sweep.{arg[1:]}, "
+            f"or add-or-change it with ++sweep.{arg[1:]}"
+        )
     else:
         OmegaConf.update(cfg, key, override.value(), merge=True, force_add=True)
 
@@ -156,8 +160,10 @@ def base_overrides(sweep_cfg: DictConfig, train_overrides: Sequence[str]) -> lis
     for override in train_overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key in searched:
-            raise UserError(f"{override!r}: {key} is searched by this sweep (sweep.space), so a fixed value would "
-                            f"be ignored; drop it, or use a study file without {key} in its space")
+            raise UserError(
+                f"{override!r}: {key} is searched by this sweep (sweep.space), so a fixed value would "
+                f"be ignored; drop it, or use a study file without {key} in its space"
+            )
     overrides = [str(o) for o in sweep_cfg.overrides] + list(train_overrides)
     if sweep_cfg.cv is not None:
         if any(o.split("=", 1)[0].lstrip("+~") == "data.folds" for o in overrides):
@@ -166,8 +172,9 @@ def base_overrides(sweep_cfg: DictConfig, train_overrides: Sequence[str]) -> lis
     return overrides
 
 
-def compose_sweep_config(sweep_name: str = DEFAULT_SWEEP, sweep_overrides: Sequence[str] = (),
-                         train_overrides: Sequence[str] = ()) -> DictConfig:
+def compose_sweep_config(
+    sweep_name: str = DEFAULT_SWEEP, sweep_overrides: Sequence[str] = (), train_overrides: Sequence[str] = ()
+) -> DictConfig:
     """The sweep's whole config, as ``numpynet-sweep --cfg job`` prints it: the training config every
     trial starts from (Hydra's composition of ``conf/config.yaml``) with the study under ``sweep``."""
     from numpynet.sweeps.training.config import compose_config
@@ -183,52 +190,70 @@ def _check(cfg: DictConfig) -> None:
     if cfg.metric not in METRICS:
         raise UserError(f"sweep.metric={cfg.metric!r} is invalid: must be one of {', '.join(METRICS)}")
     if cfg.objective not in OBJECTIVES:
-        raise UserError(f"sweep.objective={cfg.objective!r} is invalid: must be final (the last epoch's "
-                        "metric) or best (the best epoch's)")
+        raise UserError(
+            f"sweep.objective={cfg.objective!r} is invalid: must be final (the last epoch's "
+            "metric) or best (the best epoch's)"
+        )
     if cfg.direction not in DIRECTIONS:
         raise UserError(f"sweep.direction={cfg.direction!r} is invalid: must be maximize or minimize")
     wanted = "minimize" if cfg.metric.endswith("_cost") else "maximize"
     if cfg.direction != wanted:
         what = "a cost is best when lowest" if wanted == "minimize" else "an accuracy is best when highest"
-        raise UserError(f"sweep.metric={cfg.metric} with sweep.direction={cfg.direction} would pick the worst trial "
-                        f"({what}); set sweep.direction={wanted}")
+        raise UserError(
+            f"sweep.metric={cfg.metric} with sweep.direction={cfg.direction} would pick the worst trial "
+            f"({what}); set sweep.direction={wanted}"
+        )
     if cfg.n_trials < 1:
         raise UserError(f"sweep.n_trials={cfg.n_trials} is invalid: must be >= 1")
     most = MAX_JOBS_PER_CORE * (os.cpu_count() or 1)  # each worker holds its own interpreter, data and models
     if not 1 <= cfg.n_jobs <= most:
-        raise UserError(f"sweep.n_jobs={cfg.n_jobs} is invalid: worker processes on this machine, from 1 to {most} "
-                        f"({MAX_JOBS_PER_CORE} per core); more machines share a study through sweep.storage")
+        raise UserError(
+            f"sweep.n_jobs={cfg.n_jobs} is invalid: worker processes on this machine, from 1 to {most} "
+            f"({MAX_JOBS_PER_CORE} per core); more machines share a study through sweep.storage"
+        )
     if cfg.blas_threads is not None and cfg.blas_threads < 1:
-        raise UserError(f"sweep.blas_threads={cfg.blas_threads} is invalid: must be >= 1, or null for "
-                        "cores // n_jobs")
+        raise UserError(f"sweep.blas_threads={cfg.blas_threads} is invalid: must be >= 1, or null for cores // n_jobs")
     if cfg.timeout is not None and not (math.isfinite(cfg.timeout) and cfg.timeout > 0):
-        raise UserError(f"sweep.timeout={cfg.timeout} is invalid: must be a finite number of seconds > 0, "
-                        "or null for no time limit")
+        raise UserError(
+            f"sweep.timeout={cfg.timeout} is invalid: must be a finite number of seconds > 0, or null for no time limit"
+        )
     if cfg.cv is not None and cfg.cv < 2:
         raise UserError(f"sweep.cv={cfg.cv} is invalid: K >= 2 folds, or null for a holdout split")
     if cfg.robustness_seeds < 0 or (cfg.robustness_seeds and not cfg.refit):
-        raise UserError(f"sweep.robustness_seeds={cfg.robustness_seeds} is invalid: >= 0, and it needs sweep.refit=true")
+        raise UserError(
+            f"sweep.robustness_seeds={cfg.robustness_seeds} is invalid: >= 0, and it needs sweep.refit=true"
+        )
     if cfg.robustness_seeds == 1:
         raise UserError("sweep.robustness_seeds=1 is invalid: 0 (off) or at least 2 seeds for a mean and an interval")
     if cfg.refit_rule not in REFIT_RULES:
-        raise UserError(f"sweep.refit_rule={cfg.refit_rule!r} is invalid: all_data (one model on all the training "
-                        "rows) or fold_ensemble (the K fold models of sweep.cv, probabilities averaged)")
+        raise UserError(
+            f"sweep.refit_rule={cfg.refit_rule!r} is invalid: all_data (one model on all the training "
+            "rows) or fold_ensemble (the K fold models of sweep.cv, probabilities averaged)"
+        )
     if cfg.refit_rule == FOLD_ENSEMBLE and cfg.cv is None:
-        raise UserError("sweep.refit_rule=fold_ensemble needs sweep.cv=K (the ensemble is the K fold models); "
-                        "set sweep.cv or use sweep.refit_rule=all_data")
+        raise UserError(
+            "sweep.refit_rule=fold_ensemble needs sweep.cv=K (the ensemble is the K fold models); "
+            "set sweep.cv or use sweep.refit_rule=all_data"
+        )
     _check_counts(cfg)
     seed = OmegaConf.select(cfg, "sampler.seed", default=None)
     if seed is not None and (not _is_int(seed) or not 0 <= seed <= SEED_MAX):
-        raise UserError(f"sweep.sampler.seed={seed!r} is invalid: must be an integer in [0, 2**32-1] "
-                        f"(0 to {SEED_MAX}), or null for an unseeded sampler")
+        raise UserError(
+            f"sweep.sampler.seed={seed!r} is invalid: must be an integer in [0, 2**32-1] "
+            f"(0 to {SEED_MAX}), or null for an unseeded sampler"
+        )
     if not cfg.study_name or any(c in cfg.study_name for c in "/\\"):
         raise UserError(f"sweep.study_name={cfg.study_name!r} is invalid: a non-empty name without slashes")
 
 
 def _check_counts(cfg: DictConfig) -> None:
     """The study's other integer keys: each has a least value (and some may be null)."""
-    for key, least, nullable in (("top_k", 1, False), ("retry_failed", 0, False),
-                                 ("heartbeat_interval", 1, True), ("grace_period", 1, True)):
+    for key, least, nullable in (
+        ("top_k", 1, False),
+        ("retry_failed", 0, False),
+        ("heartbeat_interval", 1, True),
+        ("grace_period", 1, True),
+    ):
         value = cfg[key]
         if value is None and nullable:
             continue

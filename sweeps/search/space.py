@@ -106,7 +106,9 @@ class Param:
         if self.kind == "categorical":
             return list(self.labels)
         if self.step is None:
-            raise UserError(f"sweep.space.{self.path}: the grid sampler needs 'choices' or a 'step' for {self.kind} parameters")
+            raise UserError(
+                f"sweep.space.{self.path}: the grid sampler needs 'choices' or a 'step' for {self.kind} parameters"
+            )
         count = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
         return [self.low + i * self.step for i in range(count)]
 
@@ -147,8 +149,10 @@ class SearchSpace:
         """Parse ``sweep.space`` and check it against the composed base config."""
         specs = flatten_space(space)
         if not specs:
-            raise UserError("sweep.space is empty: name at least one parameter to search, e.g. "
-                            "optimizer.learning_rate: {type: float, low: 1e-4, high: 1e-1, log: true}")
+            raise UserError(
+                "sweep.space is empty: name at least one parameter to search, e.g. "
+                "optimizer.learning_rate: {type: float, low: 1e-4, high: 1e-1, log: true}"
+            )
         params = [_parse(path, spec, base_cfg, conf_dir) for path, spec in specs.items()]
         out = cls(params)
         out._check_conditions()
@@ -160,14 +164,17 @@ class SearchSpace:
         for p in self.params:
             for dep, allowed in p.when.items():
                 if dep not in by_path or by_path[dep].kind != "categorical":
-                    raise UserError(f"sweep.space.{p.path}.when names {dep!r}, which is not a categorical "
-                                    "parameter of this space")
+                    raise UserError(
+                        f"sweep.space.{p.path}.when names {dep!r}, which is not a categorical parameter of this space"
+                    )
                 if list(by_path).index(dep) > list(by_path).index(p.path):
                     raise UserError(f"sweep.space.{p.path}.when names {dep!r}: list {dep} before {p.path}")
                 unknown = [a for a in allowed if a not in by_path[dep].choices]
                 if unknown:
-                    raise UserError(f"sweep.space.{p.path}.when.{dep}: {unknown} are not choices of {dep} "
-                                    f"({list(by_path[dep].choices)})")
+                    raise UserError(
+                        f"sweep.space.{p.path}.when.{dep}: {unknown} are not choices of {dep} "
+                        f"({list(by_path[dep].choices)})"
+                    )
 
     def _check_effects(self, base_cfg: DictConfig) -> None:
         """Refuse dimensions that some or all trials would sample for nothing."""
@@ -185,13 +192,15 @@ class SearchSpace:
                 if idle:
                     raise UserError(
                         f"sweep.space.{p.path} has no effect when {sampled_dep.path} is {idle[0]!r} (it needs "
-                        f"{what}); add when: {{{sampled_dep.path}: [...]}} listing only the choices it applies to")
+                        f"{what}); add when: {{{sampled_dep.path}: [...]}} listing only the choices it applies to"
+                    )
             else:
                 value = OmegaConf.select(base_cfg, dep)
                 if not needs(value):
                     raise UserError(
                         f"sweep.space.{p.path} has no effect: {dep} is {value!r} in this config (it needs {what}); "
-                        f"set {dep} in sweep.overrides or remove {p.path} from the space")
+                        f"set {dep} in sweep.overrides or remove {p.path} from the space"
+                    )
         self._check_discrete_interval(base_cfg, by_path)
 
     def _check_discrete_interval(self, base_cfg: DictConfig, by_path: dict[str, Param]) -> None:
@@ -200,15 +209,21 @@ class SearchSpace:
             return
         interval = OmegaConf.select(base_cfg, "train.decay_interval")
         epochs = by_path.get("train.epoch")
-        max_epochs = epochs.high if epochs is not None and epochs.kind != "categorical" else (
-            max(epochs.choices) if epochs is not None else OmegaConf.select(base_cfg, "train.epoch"))
+        max_epochs = (
+            epochs.high
+            if epochs is not None and epochs.kind != "categorical"
+            else (max(epochs.choices) if epochs is not None else OmegaConf.select(base_cfg, "train.epoch"))
+        )
         if interval is not None and max_epochs is not None and interval >= max_epochs:
             # Harmless (a schedule that never steps is a constant rate), so a quick try such as
             # train.epoch=5 must still run: say so once, before the first trial.
             log.warning(
                 "sweep.space.train.decay offers 'discrete', but train.decay_interval=%s >= train.epoch=%s: the "
                 "discrete schedule never steps (a constant rate) in this sweep; lower train.decay_interval to "
-                "search it", interval, max_epochs)
+                "search it",
+                interval,
+                max_epochs,
+            )
 
     # ---------------------------------------------------------- sampling
     def sample(self, trial: optuna.Trial) -> dict[str, Any]:
@@ -239,11 +254,15 @@ class SearchSpace:
         for override in overrides:
             key = str(override).split("=", 1)[0]
             if key in values:
-                raise UserError(f"{where}: {key} is set twice ({values[key]!r}, then {override!r}); "
-                                "a baseline sets each searched key once")
+                raise UserError(
+                    f"{where}: {key} is set twice ({values[key]!r}, then {override!r}); "
+                    "a baseline sets each searched key once"
+                )
             if key not in by_path:
-                raise UserError(f"{where}: {override!r} sets {key}, which this study does not search; a fixed "
-                                f"setting for every trial belongs in sweep.overrides (searched: {', '.join(by_path)})")
+                raise UserError(
+                    f"{where}: {override!r} sets {key}, which this study does not search; a fixed "
+                    f"setting for every trial belongs in sweep.overrides (searched: {', '.join(by_path)})"
+                )
             try:
                 value = OmegaConf.to_container(OmegaConf.from_dotlist([str(override)]), resolve=True)
                 for part in key.split("."):
@@ -255,13 +274,21 @@ class SearchSpace:
         for p in self.params:
             if not p.active(values):
                 if p.path in values:
-                    raise UserError(f"{where}: {p.path} has no effect when " + " and ".join(
-                        f"{dep}={values.get(dep)!r}" for dep, allowed in p.when.items() if values.get(dep) not in
-                        allowed) + f" (it applies when {_when_text(p.when)}); drop it from the baseline")
+                    raise UserError(
+                        f"{where}: {p.path} has no effect when "
+                        + " and ".join(
+                            f"{dep}={values.get(dep)!r}"
+                            for dep, allowed in p.when.items()
+                            if values.get(dep) not in allowed
+                        )
+                        + f" (it applies when {_when_text(p.when)}); drop it from the baseline"
+                    )
                 continue
             if p.path not in values:
-                raise UserError(f"{where} does not set {p.path}, which is searched (and active) in this study; "
-                                "a baseline must fix every searched key")
+                raise UserError(
+                    f"{where} does not set {p.path}, which is searched (and active) in this study; "
+                    "a baseline must fix every searched key"
+                )
             params[p.path] = p.fixed(values[p.path], where)
         return params
 
@@ -290,8 +317,10 @@ def _parse(path: str, spec: Any, base_cfg: DictConfig, conf_dir: Path) -> Param:
         raise UserError(f"{where}: unknown key(s) {sorted(extra)} for type {kind}; allowed: {sorted(_KEYS[kind])}")
     is_group = (conf_dir / path).is_dir() and "." not in path
     if not is_group and OmegaConf.select(base_cfg, path, default="__missing__") == "__missing__":
-        raise UserError(f"{where}: {path!r} is not a key of the composed config nor a config group; "
-                        f"check the spelling (keys look like train.lambd or optimizer.learning_rate)")
+        raise UserError(
+            f"{where}: {path!r} is not a key of the composed config nor a config group; "
+            f"check the spelling (keys look like train.lambd or optimizer.learning_rate)"
+        )
     when = {str(k): tuple(v) if isinstance(v, (list, tuple)) else (v,) for k, v in (spec.get("when") or {}).items()}
     if kind == "categorical":
         choices = spec.get("choices")
@@ -309,7 +338,9 @@ def _parse(path: str, spec: Any, base_cfg: DictConfig, conf_dir: Path) -> Param:
     number = int if kind == "int" else (int, float)
     for name, value in (("low", low), ("high", high)):
         if not isinstance(value, number) or isinstance(value, bool):
-            raise UserError(f"{where}.{name}={value!r} is invalid: must be a{'n integer' if kind == 'int' else ' number'}")
+            raise UserError(
+                f"{where}.{name}={value!r} is invalid: must be a{'n integer' if kind == 'int' else ' number'}"
+            )
         if not math.isfinite(value):  # .nan / .inf in YAML: Optuna would overflow or sample NaN
             raise UserError(f"{where}.{name}={value!r} is invalid: must be a finite number")
     if low >= high:

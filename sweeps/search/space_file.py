@@ -38,25 +38,32 @@ def flatten_space(space: Mapping[str, Any] | None, *, complete: bool = True) -> 
         for key, value in node.items():
             path = f"{prefix}{key}"
             if not isinstance(value, Mapping):
-                raise UserError(f"sweep.space.{path} must be a mapping like {{type: float, low: ..., high: ...}}, "
-                                f"got {value!r}")
+                raise UserError(
+                    f"sweep.space.{path} must be a mapping like {{type: float, low: ..., high: ...}}, got {value!r}"
+                )
             own = {k: v for k, v in value.items() if k in _MAPPING_KEYS or not isinstance(v, Mapping)}
             if own:
                 out.setdefault(path, {}).update(own)
-            walk({k: v for k, v in value.items() if k not in _MAPPING_KEYS and isinstance(v, Mapping)},
-                 f"{path}.")
+            walk({k: v for k, v in value.items() if k not in _MAPPING_KEYS and isinstance(v, Mapping)}, f"{path}.")
 
     if OmegaConf.is_config(space):
         space = OmegaConf.to_container(space, resolve=False)
     walk(space or {}, "")
-    for path, spec in (out.items() if complete else ()):
+    for path, spec in out.items() if complete else ():
         if "type" not in spec:
             known = ", ".join(p for p, sp in out.items() if "type" in sp)
             changed = ", ".join(f"sweep.space.{path}.{k}" for k in spec)
-            kind = "categorical" if "choices" in spec else \
-                "int" if all(isinstance(spec.get(k), int) for k in ("low", "high") if k in spec) else "float"
-            raise UserError(f"{changed}: {path!r} is not searched by this study (searched: {known}); to add it, "
-                            f"give its type too, e.g. sweep.space.{path}.type={kind}")
+            kind = (
+                "categorical"
+                if "choices" in spec
+                else "int"
+                if all(isinstance(spec.get(k), int) for k in ("low", "high") if k in spec)
+                else "float"
+            )
+            raise UserError(
+                f"{changed}: {path!r} is not searched by this study (searched: {known}); to add it, "
+                f"give its type too, e.g. sweep.space.{path}.type={kind}"
+            )
     return out
 
 
@@ -71,7 +78,7 @@ def apply_space_overrides(file_space: Any, overrides: Sequence[tuple[str, Overri
     """
     space = flatten_space(file_space, complete=False)
     for arg, override in overrides:
-        rest = override.key_or_group[len("space."):] if "." in override.key_or_group else ""
+        rest = override.key_or_group[len("space.") :] if "." in override.key_or_group else ""
         if override.is_delete():
             path, _, leaf = rest.rpartition(".")
             if rest in space:
@@ -79,15 +86,19 @@ def apply_space_overrides(file_space: Any, overrides: Sequence[tuple[str, Overri
             elif path in space and leaf in space[path]:
                 del space[path][leaf]
             else:
-                raise UserError(f"{as_written(arg)}: not a parameter of the study's space nor a key of one "
-                                f"(searched: {', '.join(space) or 'none'})")
+                raise UserError(
+                    f"{as_written(arg)}: not a parameter of the study's space nor a key of one "
+                    f"(searched: {', '.join(space) or 'none'})"
+                )
             continue
         value = override.value()
         for part in reversed(rest.split(".") if rest else []):
             value = {part: value}
         for path, spec in flatten_space(value, complete=False).items():
             if override.is_add() and path in space and set(spec) & set(space[path]):
-                raise UserError(f"{as_written(arg)}: sweep.space.{path} sets {sorted(set(spec) & set(space[path]))} "
-                                f"already; change it without the +")
+                raise UserError(
+                    f"{as_written(arg)}: sweep.space.{path} sets {sorted(set(spec) & set(space[path]))} "
+                    f"already; change it without the +"
+                )
             space.setdefault(path, {}).update(spec)
     return space

@@ -15,12 +15,11 @@ from typing import Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from numpynet.sweeps.recording.redact import mask_url
-
-from numpynet.sweeps.search import attrs, storage
 from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.search.report import best_trial
+from numpynet.sweeps.recording.redact import mask_url
+from numpynet.sweeps.search import attrs, storage
 from numpynet.sweeps.search.overrides import split_overrides
+from numpynet.sweeps.search.report import best_trial
 from numpynet.sweeps.search.settings import load_sweep_config
 
 RETRIED_FROM = "failed_trial"  # system attribute Optuna's retry callback puts on a re-queued trial
@@ -40,8 +39,10 @@ def status_report(args: Sequence[str], list_all: bool = False) -> str:
         study = optuna.load_study(study_name=sweep.study_name, storage=opened)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(opened)]
-        raise UserError(f"sweep.study_name={sweep.study_name!r} is not in {mask_url(url)}; "
-                        f"studies there: {', '.join(names) or 'none'}") from None
+        raise UserError(
+            f"sweep.study_name={sweep.study_name!r} is not in {mask_url(url)}; "
+            f"studies there: {', '.join(names) or 'none'}"
+        ) from None
     budget_given = any(o.split("=", 1)[0].strip().lstrip("+~") == "n_trials" for o in sweep_overrides)
     n_trials = sweep.n_trials if budget_given else int(study.user_attrs.get(attrs.STUDY_ATTR_BUDGET, sweep.n_trials))
     return _one_study(study, n_trials, url)
@@ -60,9 +61,13 @@ def trial_label(t: FrozenTrial) -> str:
 
 
 ORDER = ("complete", "pruned", "fail", "error", "fault", "stale", "interrupted", "running", "waiting")
-EXPLAIN = {"stale": "worker died; not counted", "error": "config or code error; not counted",
-           "fault": "machine or store fault; not counted", "interrupted": "Ctrl-C / SIGTERM; not counted",
-           "waiting": "queued, e.g. a stale trial's retry"}
+EXPLAIN = {
+    "stale": "worker died; not counted",
+    "error": "config or code error; not counted",
+    "fault": "machine or store fault; not counted",
+    "interrupted": "Ctrl-C / SIGTERM; not counted",
+    "waiting": "queued, e.g. a stale trial's retry",
+}
 
 
 def _one_study(study: optuna.Study, n_trials: int, url: str) -> str:
@@ -70,10 +75,14 @@ def _one_study(study: optuna.Study, n_trials: int, url: str) -> str:
     counts = Counter(trial_label(t) for t in trials)
     used = sum(attrs.counts_in_budget(t) for t in trials)
     finished = sum(t.state.is_finished() and attrs.counts_in_budget(t) for t in trials)
-    lines = [f"study {study.study_name!r} in {mask_url(url)}",
-             f"  budget: {used} of {n_trials} trials used, {finished} finished"]
-    parts = [f"{counts[k]} {k}" + (f" ({EXPLAIN[k]})" if k in EXPLAIN else "")
-             for k in sorted(counts, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER))]
+    lines = [
+        f"study {study.study_name!r} in {mask_url(url)}",
+        f"  budget: {used} of {n_trials} trials used, {finished} finished",
+    ]
+    parts = [
+        f"{counts[k]} {k}" + (f" ({EXPLAIN[k]})" if k in EXPLAIN else "")
+        for k in sorted(counts, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER))
+    ]
     lines.append("  trials: " + (", ".join(parts) or "none"))
     rate = _rate(trials)
     if rate is not None:
@@ -83,16 +92,20 @@ def _one_study(study: optuna.Study, n_trials: int, url: str) -> str:
     best = best_trial(study)
     if best is not None:
         run = best.user_attrs.get(attrs.ATTR_RUN_ID)
-        lines.append(f"  best: trial {best.number}, value {best.value:.6g}, params {best.params}"
-                     + (f", MLflow run {run}" if run else ""))
+        lines.append(
+            f"  best: trial {best.number}, value {best.value:.6g}, params {best.params}"
+            + (f", MLflow run {run}" if run else "")
+        )
     now = dt.datetime.now()
     for t in trials:
         if t.state == TrialState.RUNNING:
             age = (now - t.datetime_start).total_seconds() if t.datetime_start else float("nan")
             epoch = max(t.intermediate_values) if t.intermediate_values else "-"
             retry = f", retry of trial {t.system_attrs[RETRIED_FROM]}" if RETRIED_FROM in t.system_attrs else ""
-            lines.append(f"  running: trial {t.number} on {t.user_attrs.get(attrs.ATTR_WORKER, '?')}, "
-                         f"{age:.0f} s, epoch {epoch}{retry}")
+            lines.append(
+                f"  running: trial {t.number} on {t.user_attrs.get(attrs.ATTR_WORKER, '?')}, "
+                f"{age:.0f} s, epoch {epoch}{retry}"
+            )
     lines += _workers(trials, now)
     return "\n".join(lines)
 
@@ -117,8 +130,10 @@ def _workers(trials: list[FrozenTrial], now: dt.datetime) -> list[str]:
     lines = [f"  workers seen: {len(by_worker)} process(es) on {len(hosts)} host(s): {', '.join(hosts) or '-'}"]
     for worker, own in sorted(by_worker.items()):
         counts = Counter(trial_label(t) for t in own)
-        text = ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: ORDER.index(kv[0])
-                                                         if kv[0] in ORDER else len(ORDER)))
+        text = ", ".join(
+            f"{n} {k}"
+            for k, n in sorted(counts.items(), key=lambda kv: ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER))
+        )
         last = max((t.datetime_start for t in own if t.datetime_start), default=None)
         ago = f", last trial started {(now - last).total_seconds():.0f} s ago" if last else ""
         lines.append(f"    {worker}: {len(own)} trial(s) ({text}){ago}")

@@ -1,5 +1,4 @@
-"""Optuna storages: the local journal file, SQLite and PostgreSQL, opened with clear errors.
-"""
+"""Optuna storages: the local journal file, SQLite and PostgreSQL, opened with clear errors."""
 
 from __future__ import annotations
 
@@ -48,8 +47,7 @@ def db_error_text(exc: BaseException, url: str) -> str:
         dialect = text.rsplit(":", 1)[-1].strip()
         text = f"unknown database dialect or driver {dialect!r}; for PostgreSQL write {PG_DRIVER}://user@host:port/db"
     elif isinstance(exc, ModuleNotFoundError):
-        text = (f"its driver is not installed ({text}); numpynet ships psycopg 3: "
-                f"write {PG_DRIVER}://user@host:port/db")
+        text = f"its driver is not installed ({text}); numpynet ships psycopg 3: write {PG_DRIVER}://user@host:port/db"
     elif name == "ArgumentError" or (isinstance(exc, ValueError) and "literal for int" in text):
         text = f"not a valid database URL ({text.splitlines()[0] if text else name}); expected e.g. {PG_DRIVER}://user@host:5432/db"
     else:
@@ -90,11 +88,15 @@ def check_rdb_url(url: str) -> None:
     """A storage URL numpynet can share between workers, or a UserError saying what to write."""
     scheme = url.split("://", 1)[0]
     if scheme.startswith("mysql"):
-        raise UserError(f"sweep.storage={mask_url(url)!r}: MySQL is not supported (the shared trial budget "
-                        f"uses PostgreSQL advisory locks); use {PG_DRIVER}://user@host:port/db")
+        raise UserError(
+            f"sweep.storage={mask_url(url)!r}: MySQL is not supported (the shared trial budget "
+            f"uses PostgreSQL advisory locks); use {PG_DRIVER}://user@host:port/db"
+        )
     if not scheme.startswith(("postgresql", "sqlite")):
-        raise UserError(f"sweep.storage={mask_url(url)!r} is invalid: use a file path (journal), "
-                        f"sqlite:///path.db or {PG_DRIVER}://user@host:port/db")
+        raise UserError(
+            f"sweep.storage={mask_url(url)!r} is invalid: use a file path (journal), "
+            f"sqlite:///path.db or {PG_DRIVER}://user@host:port/db"
+        )
 
 
 def pg_connect_args() -> dict[str, Any]:
@@ -104,19 +106,28 @@ def pg_connect_args() -> dict[str, Any]:
     lock or a transaction held by a worker that lost power is released soon
     instead of after the kernel's two hours.
     """
-    return {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
-            "keepalives_count": 3,
-            "options": "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"}
+    return {
+        "connect_timeout": 10,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "options": "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3",
+    }
 
 
 #: seconds a journal lock whose owner cannot be checked may go unchanged before a writer breaks it (Optuna's default)
 JOURNAL_LOCK_GRACE = 30
 
 
-def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 retry_failed: int = 0,
-                 on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
-                 repair: bool = True) -> optuna.storages.BaseStorage:
+def make_storage(
+    url: str,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    retry_failed: int = 0,
+    on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    repair: bool = True,
+) -> optuna.storages.BaseStorage:
     """Journal storage for files, RDBStorage (with heartbeats, SQLite included) for databases.
 
     ``on_stale(study, trial)`` runs once for each trial this process finds
@@ -148,19 +159,27 @@ def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
         interval = int(heartbeat_interval)
         grace = int(grace_period) if grace_period else 2 * interval
         if interval < 1 or grace <= interval:
-            raise UserError(f"sweep.grace_period={grace_period} must be larger than "
-                            f"sweep.heartbeat_interval={heartbeat_interval} (seconds, >= 1), or a live "
-                            "worker's trial would be failed as stale between two heartbeats")
-        kwargs.update(heartbeat_interval=interval, grace_period=grace,
-                      heartbeat_stale_trial_callback=StaleTrialCallback(retry_failed, on_stale))
+            raise UserError(
+                f"sweep.grace_period={grace_period} must be larger than "
+                f"sweep.heartbeat_interval={heartbeat_interval} (seconds, >= 1), or a live "
+                "worker's trial would be failed as stale between two heartbeats"
+            )
+        kwargs.update(
+            heartbeat_interval=interval,
+            grace_period=grace,
+            heartbeat_stale_trial_callback=StaleTrialCallback(retry_failed, on_stale),
+        )
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
         engine_kwargs["connect_args"] = pg_connect_args()
     # Workers started together on a fresh database would all create Optuna's tables at once and collide
     # ("duplicate key ... pg_type", "table studies already exists", "UNIQUE constraint failed:
     # alembic_version..."): one at a time, under a PostgreSQL advisory lock or a file lock beside SQLite's file.
-    schema_lock = (pg_advisory_lock(url, SCHEMA_LOCK) if url.startswith("postgresql")
-                   else file_lock(lock_file_beside(url, "schema")))
+    schema_lock = (
+        pg_advisory_lock(url, SCHEMA_LOCK)
+        if url.startswith("postgresql")
+        else file_lock(lock_file_beside(url, "schema"))
+    )
     try:
         with schema_lock, warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
@@ -181,8 +200,7 @@ class StaleTrialCallback:
     does not count in the budget and a new (or the retried) trial takes its place.
     """
 
-    def __init__(self, retry_failed: int = 0,
-                 on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None):
+    def __init__(self, retry_failed: int = 0, on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None):
         self.on_stale = on_stale
         self.retry = None
         if retry_failed:
@@ -191,8 +209,13 @@ class StaleTrialCallback:
                 self.retry = RetryHeartbeatStaleTrialCallback(max_retry=int(retry_failed))
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        log.warning("trial %d of study %r: its worker %s stopped sending heartbeats; marked FAIL by %s",
-                    trial.number, study.study_name, trial.user_attrs.get(ATTR_WORKER, "?"), worker_id())
+        log.warning(
+            "trial %d of study %r: its worker %s stopped sending heartbeats; marked FAIL by %s",
+            trial.number,
+            study.study_name,
+            trial.user_attrs.get(ATTR_WORKER, "?"),
+            worker_id(),
+        )
         if self.on_stale is not None:
             try:
                 self.on_stale(study, trial)
@@ -266,6 +289,7 @@ def _pg_engine(url: str):
     import sqlalchemy
 
     if url not in _ENGINES:
-        _ENGINES[url] = sqlalchemy.create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True,
-                                                 connect_args=pg_connect_args())
+        _ENGINES[url] = sqlalchemy.create_engine(
+            url, pool_size=1, max_overflow=0, pool_pre_ping=True, connect_args=pg_connect_args()
+        )
     return _ENGINES[url]

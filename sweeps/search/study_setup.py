@@ -43,11 +43,20 @@ _SHOWN = 4  # differing keys named in the error
 def setup_of(sweep: dict[str, Any], base_cfg: DictConfig, space_keys: set[str], digest: str) -> dict[str, Any]:
     """The setup of a sweep: what its trials share, as JSON-ready values."""
     searched = tuple(f"{key}." for key in space_keys)  # a searched config group: all of its keys
-    config = {key: value for key, value in flatten(base_cfg).items()
-              if key not in space_keys and not key.startswith(searched)
-              and key not in _NOT_COMPARED and not key.startswith(_NOT_COMPARED_PREFIXES)}
-    return {"config": config, "data_sha256": digest, "metric": sweep.get("metric"),
-            "objective": sweep.get("objective", "final")}
+    config = {
+        key: value
+        for key, value in flatten(base_cfg).items()
+        if key not in space_keys
+        and not key.startswith(searched)
+        and key not in _NOT_COMPARED
+        and not key.startswith(_NOT_COMPARED_PREFIXES)
+    }
+    return {
+        "config": config,
+        "data_sha256": digest,
+        "metric": sweep.get("metric"),
+        "objective": sweep.get("objective", "final"),
+    }
 
 
 def check_or_record(study: optuna.Study, setup: dict[str, Any], storage_url: str, enforce: bool = True) -> None:
@@ -66,15 +75,19 @@ def check_or_record(study: optuna.Study, setup: dict[str, Any], storage_url: str
     if differences:
         shown = "; ".join(differences[:_SHOWN]) + ("; ..." if len(differences) > _SHOWN else "")
         if not enforce:
-            log.warning("study %r: resumed with another setup than its trials ran with (%s), as "
-                        "sweep.check_setup=false allows; its trials no longer compare like for like",
-                        study.study_name, shown)
+            log.warning(
+                "study %r: resumed with another setup than its trials ran with (%s), as "
+                "sweep.check_setup=false allows; its trials no longer compare like for like",
+                study.study_name,
+                shown,
+            )
             return
         raise UserError(
             f"study {study.study_name!r} in {mask_url(storage_url)} ran its trials with another setup than this "
             f"command ({shown}); the trials of one study must train alike. Allowed: a new "
             f"sweep.study_name=NAME for this setup, or the study's own settings to resume it "
-            f"(sweep.check_setup=false resumes it anyway)")
+            f"(sweep.check_setup=false resumes it anyway)"
+        )
 
 
 def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -83,8 +96,10 @@ def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
         if stored.get(key) != current.get(key):
             out.append(f"sweep.{key}: study {stored.get(key)}, command {current.get(key)}")
     if stored.get("data_sha256") != current.get("data_sha256"):
-        out.append(f"data: study sha256 {str(stored.get('data_sha256'))[:12]}, "
-                   f"command sha256 {str(current.get('data_sha256'))[:12]}")
+        out.append(
+            f"data: study sha256 {str(stored.get('data_sha256'))[:12]}, "
+            f"command sha256 {str(current.get('data_sha256'))[:12]}"
+        )
     old, new = stored.get("config", {}), current.get("config", {})
     for key in sorted(set(old) | set(new)):
         if old.get(key, _MISSING) != new.get(key, _MISSING):

@@ -20,19 +20,10 @@ from typing import Callable, Iterator, Sequence
 import optuna
 from omegaconf import DictConfig
 
-from numpynet.sweeps.search import failures
 from numpynet.sweeps import interrupt
-from numpynet.sweeps.recording.redact import mask_url
-from numpynet.sweeps.search import attrs, budget, heartbeats, run_records, samplers, storage, study_setup
-from numpynet.sweeps.training.config import CONF_DIR, compose_config
 from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.search.plan import STAGE_REFIT, STAGE_REPORT, STAGE_TRIALS, SweepInterrupted, SweepPlan, SweepSummary
-from numpynet.sweeps.search.trial import TrialOutcome
-from numpynet.sweeps.search.workers import open_study, run_processes, run_worker
-from numpynet.sweeps.training.train import Trainer
-from numpynet.sweeps.search.first_trials import check_first_trials
-from numpynet.sweeps.recording.redact import recordable_overrides
-from numpynet.sweeps.search.space import SearchSpace
+from numpynet.sweeps.recording import names
+from numpynet.sweeps.recording.redact import mask_url, recordable_overrides
 from numpynet.sweeps.recording.stale_runs import (
     CloseDeadTrialRuns,
     ParentHeartbeat,
@@ -40,9 +31,32 @@ from numpynet.sweeps.recording.stale_runs import (
     close_stale_parents,
     close_unfinished_children,
 )
-from numpynet.sweeps.search import settings
+from numpynet.sweeps.search import (
+    attrs,
+    budget,
+    failures,
+    heartbeats,
+    run_records,
+    samplers,
+    settings,
+    storage,
+    study_setup,
+)
+from numpynet.sweeps.search.first_trials import check_first_trials
+from numpynet.sweeps.search.plan import (
+    STAGE_REFIT,
+    STAGE_REPORT,
+    STAGE_TRIALS,
+    SweepInterrupted,
+    SweepPlan,
+    SweepSummary,
+)
 from numpynet.sweeps.search.settings import load_sweep_config, plain
-from numpynet.sweeps.recording import names
+from numpynet.sweeps.search.space import SearchSpace
+from numpynet.sweeps.search.trial import TrialOutcome
+from numpynet.sweeps.search.workers import open_study, run_processes, run_worker
+from numpynet.sweeps.training.config import CONF_DIR, compose_config
+from numpynet.sweeps.training.train import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +111,12 @@ def warnings_after_checks(logger: str = "numpynet.sweeps") -> Iterator[None]:
 
 
 # ------------------------------------------------------------- orchestration
-def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
-              train_overrides: Sequence[str] = (), progress: Callable[[int, int, optuna.Study], None] | None = None,
-              ) -> SweepSummary:
+def run_sweep(
+    sweep_name: str = "default",
+    sweep_overrides: Sequence[str] = (),
+    train_overrides: Sequence[str] = (),
+    progress: Callable[[int, int, optuna.Study], None] | None = None,
+) -> SweepSummary:
     """Run (or resume) the study; returns its summary.
 
     ``progress(done, total, study)`` is called whenever the number of finished
@@ -108,9 +125,9 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     """
     import mlflow
 
+    from numpynet.sweeps.recording.store import create_run, resolve_tracking_uri
     from numpynet.sweeps.search import report as study_report
     from numpynet.sweeps.search.preflight import preflight
-    from numpynet.sweeps.recording.store import create_run, resolve_tracking_uri
 
     with warnings_after_checks():  # an error found by the checks comes alone, not after a warning
         sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
@@ -123,8 +140,14 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     trainer = Trainer(tracking_uri)  # one MLflow recorder for this process's writes
     client, experiment_id = trainer.client, trainer.experiment_id(base_cfg.tracking.experiment)
     n_jobs = sweep["n_jobs"]
-    plan = SweepPlan(sweep, base_overrides, storage_url, tracking_uri, experiment_id,
-                     n_threads=sweep.get("blas_threads") or max(1, (os.cpu_count() or 1) // n_jobs))
+    plan = SweepPlan(
+        sweep,
+        base_overrides,
+        storage_url,
+        tracking_uri,
+        experiment_id,
+        n_threads=sweep.get("blas_threads") or max(1, (os.cpu_count() or 1) // n_jobs),
+    )
     study = open_study(plan, space)  # creates it, and fails fast on a bad storage
     run_records.check_trial_runs(study, client, tracking_uri)  # an emptied or replaced store: one line, exit 1
     setup = study_setup.setup_of(sweep, base_cfg, {p.path for p in space.params}, _check_data(base_cfg).digest)
@@ -140,16 +163,25 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     plan.n_first = max(1, min(failures.FIRST_TRIALS, sweep["n_trials"] - budget.budget_used(study)))
 
     beat = ParentHeartbeat.interval_for(sweep)
-    parent = create_run(client, tracking_uri, experiment_id, run_name=f"sweep:{sweep['study_name']}", tags={
-        names.ROLE: "sweep", names.STUDY: sweep["study_name"],
-        names.SAMPLER: sweep["sampler"].get("name", "tpe"),
-        names.PRUNER: sweep["pruner"].get("name", "none"),
-        names.STORAGE: mask_url(storage_url), names.WORKER: attrs.worker_id(),
-        names.N_JOBS: str(n_jobs), names.BLAS_THREADS: str(plan.n_threads),
-        names.N_TRIALS: str(sweep["n_trials"]),
-        names.OVERRIDES: " ".join(recordable_overrides(base_overrides)),
-        **ParentHeartbeat.initial_tags(*beat),
-    })
+    parent = create_run(
+        client,
+        tracking_uri,
+        experiment_id,
+        run_name=f"sweep:{sweep['study_name']}",
+        tags={
+            names.ROLE: "sweep",
+            names.STUDY: sweep["study_name"],
+            names.SAMPLER: sweep["sampler"].get("name", "tpe"),
+            names.PRUNER: sweep["pruner"].get("name", "none"),
+            names.STORAGE: mask_url(storage_url),
+            names.WORKER: attrs.worker_id(),
+            names.N_JOBS: str(n_jobs),
+            names.BLAS_THREADS: str(plan.n_threads),
+            names.N_TRIALS: str(sweep["n_trials"]),
+            names.OVERRIDES: " ".join(recordable_overrides(base_overrides)),
+            **ParentHeartbeat.initial_tags(*beat),
+        },
+    )
     plan.parent_run_id = parent.info.run_id
     heartbeat = ParentHeartbeat(tracking_uri, plan.parent_run_id, beat[0]).start()
     deadline = time.time() + sweep["timeout"] if sweep["timeout"] else None
@@ -159,9 +191,11 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
     previous_handlers = interrupt.install()
     try:
         if n_jobs == 1:
+
             def tick(_outcome: TrialOutcome) -> None:
                 if progress:
                     progress(budget.finished_trials(study), sweep["n_trials"], study)
+
             if progress:
                 progress(budget.finished_trials(study), sweep["n_trials"], study)
             run_worker(plan, 0, tick, deadline, study=study, trainer=trainer)
@@ -184,7 +218,9 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
             trainer.recorder.flush()
             close_unfinished_children(client, experiment_id, plan.parent_run_id)
         except Exception as exc:
-            _warn_unless_the_fault(failing, exc, "could not end the unfinished runs of this sweep's dead workers: %s", exc)
+            _warn_unless_the_fault(
+                failing, exc, "could not end the unfinished runs of this sweep's dead workers: %s", exc
+            )
         try:
             summary = study_report.summarise(study, client, plan, base_cfg, refit_report)
             summary.experiment_id = experiment_id
@@ -193,8 +229,9 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
                 status = "FAILED"
                 raise
             # a fault (the store, the server) already stops the sweep; its own line says why
-            _warn_unless_the_fault(failing, exc, "could not record the study's summary on parent run %s: %s",
-                                   plan.parent_run_id, exc)
+            _warn_unless_the_fault(
+                failing, exc, "could not record the study's summary on parent run %s: %s", plan.parent_run_id, exc
+            )
         finally:
             heartbeat.stop()
             if status == "FINISHED" and interrupt.requested() is not None:  # came after the last safe point
@@ -206,8 +243,9 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
             except Exception as exc:
                 if not failing:
                     raise
-                _warn_unless_the_fault(failing, exc, "could not end parent run %s as %s: %s", plan.parent_run_id,
-                                       status, exc)
+                _warn_unless_the_fault(
+                    failing, exc, "could not end parent run %s as %s: %s", plan.parent_run_id, status, exc
+                )
             interrupt.restore(previous_handlers)
     if interrupted is not None:
         raise SweepInterrupted(interrupted, summary, stage)
@@ -215,11 +253,15 @@ def run_sweep(sweep_name: str = "default", sweep_overrides: Sequence[str] = (),
         reasons = study_report.failure_reasons(study)
         timeout = plan.sweep.get("timeout")
         if not reasons and timeout is not None and not any(t.state.is_finished() for t in study.trials):
-            raise UserError(f"sweep.timeout={timeout} s passed before study {sweep['study_name']!r} finished "
-                            "any trial; no configuration completed. Allowed: a timeout long enough for one "
-                            "trial, or null for none")
-        raise UserError(f"every trial of study {sweep['study_name']!r} failed or was pruned; no configuration "
-                        f"completed. First failure: {reasons[0] if reasons else 'unknown'}")
+            raise UserError(
+                f"sweep.timeout={timeout} s passed before study {sweep['study_name']!r} finished "
+                "any trial; no configuration completed. Allowed: a timeout long enough for one "
+                "trial, or null for none"
+            )
+        raise UserError(
+            f"every trial of study {sweep['study_name']!r} failed or was pruned; no configuration "
+            f"completed. First failure: {reasons[0] if reasons else 'unknown'}"
+        )
     return summary
 
 
@@ -250,19 +292,34 @@ def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace, trainer: Tr
     def run(best, baseline):
         try:
             with threadpool_limits(limits=plan.n_threads):
-                return refit.refit(plan.base_overrides, space, best, baseline,
-                                   int(plan.sweep.get("robustness_seeds") or 0), plan.parent_run_id,
-                                   plan.sweep["study_name"],
-                                   functools.partial(train, trainer=trainer, on_epoch=_stop_point),
-                                   plan.sweep.get("objective", "final") == "best",
-                                   on_run=lambda name: (interrupt.check(), log.info("%s", name)),
-                                   rule=plan.sweep.get("refit_rule", refit.ALL_DATA))
+                return refit.refit(
+                    plan.base_overrides,
+                    space,
+                    best,
+                    baseline,
+                    int(plan.sweep.get("robustness_seeds") or 0),
+                    plan.parent_run_id,
+                    plan.sweep["study_name"],
+                    functools.partial(train, trainer=trainer, on_epoch=_stop_point),
+                    plan.sweep.get("objective", "final") == "best",
+                    on_run=lambda name: (interrupt.check(), log.info("%s", name)),
+                    rule=plan.sweep.get("refit_rule", refit.ALL_DATA),
+                )
         except Exception as exc:  # e.g. a refit that diverges on more data: the search's own record stands
             if failures.classify(exc) == failures.FAULT:
                 raise
-            log.warning("the refit after the search failed, so no refit model is registered and no verdict is "
-                        "given (the failed run says why): %s", exc)
+            log.warning(
+                "the refit after the search failed, so no refit model is registered and no verdict is "
+                "given (the failed run says why): %s",
+                exc,
+            )
             return None
 
-    return refit_once.refit_once(study, plan.storage_url, plan.sweep, plan.base_overrides, run,
-                                 on_dead=CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id))
+    return refit_once.refit_once(
+        study,
+        plan.storage_url,
+        plan.sweep,
+        plan.base_overrides,
+        run,
+        on_dead=CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id),
+    )

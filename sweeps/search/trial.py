@@ -106,8 +106,9 @@ class TrialPipeline:
     prepared: PreparedConfig = field(init=False)
 
     def __post_init__(self) -> None:
-        self.prepared = PreparedConfig(self.base_overrides, [p.path for p in self.space.params if p.is_group],
-                                       self.base_cfg)
+        self.prepared = PreparedConfig(
+            self.base_overrides, [p.path for p in self.space.params if p.is_group], self.base_cfg
+        )
         base = self.prepared.composed({})
         load_dataset(base.data)  # loaded (and cached) before the first trial
         self.worker = attrs.worker_id()
@@ -139,24 +140,31 @@ class TrialPipeline:
             # reads), the recorded config.yaml says so and numpynet-reproduce of a trial does what the trial did
             cfg.tracking.log_model, cfg.tracking.log_plots = self.log_trial_models, self.log_trial_plots
             dataset = load_dataset(cfg.data)
-            tags = {names.STUDY: self.study_name, names.TRIAL: str(trial.number),
-                    names.OVERRIDES: " ".join(recordable_overrides(overrides))}
+            tags = {
+                names.STUDY: self.study_name,
+                names.TRIAL: str(trial.number),
+                names.OVERRIDES: " ".join(recordable_overrides(overrides)),
+            }
             named = not cfg.tracking.run_name  # "trial-7" reads better than seven "digits-adam-64x32" in the UI
             if named:
                 tags[names.MLFLOW_RUN_NAME] = names.trial_run_name(trial.number)
-            run_id = self.trainer.start(cfg, dataset, parent_run_id=self.parent_run_id,
-                                        experiment_id=self.experiment_id, tags=tags)
+            run_id = self.trainer.start(
+                cfg, dataset, parent_run_id=self.parent_run_id, experiment_id=self.experiment_id, tags=tags
+            )
             trial.set_user_attr(attrs.ATTR_RUN_ID, run_id)
-            self.trainer.fit(run_id, cfg, dataset, on_epoch=on_epoch, stop_exceptions=(optuna.TrialPruned,),
-                             end_run=False)
+            self.trainer.fit(
+                run_id, cfg, dataset, on_epoch=on_epoch, stop_exceptions=(optuna.TrialPruned,), end_run=False
+            )
         except optuna.TrialPruned:
             trial.set_user_attr(attrs.ATTR_PRUNED_EPOCH, curve.epoch)
-            outcome = self._finish(study, trial, TrialState.PRUNED, None, run_id, sampled,
-                                   {names.PRUNED_EPOCH: str(curve.epoch)}, named)
+            outcome = self._finish(
+                study, trial, TrialState.PRUNED, None, run_id, sampled, {names.PRUNED_EPOCH: str(curve.epoch)}, named
+            )
         except (KeyboardInterrupt, SystemExit):
             trial.set_user_attr(attrs.ATTR_INTERRUPTED, True)
-            self._finish(study, trial, TrialState.FAIL, None, run_id, sampled, {names.FAILURE_REASON: "interrupted"},
-                         named)
+            self._finish(
+                study, trial, TrialState.FAIL, None, run_id, sampled, {names.FAILURE_REASON: "interrupted"}, named
+            )
             budget.requeue_interrupted(study, trial)
             raise
         except Exception as exc:  # diverged, bad sampled value, any bug: the study goes on
@@ -166,8 +174,9 @@ class TrialPipeline:
                 log.warning("trial %d failed (%s): %s", trial.number, kind, reason)
             trial.set_user_attr(attrs.ATTR_FAIL_REASON, reason)
             trial.set_user_attr(attrs.ATTR_FAIL_KIND, kind)
-            outcome = self._finish(study, trial, TrialState.FAIL, None, run_id, sampled,
-                                   {names.FAILURE_REASON: reason}, named)
+            outcome = self._finish(
+                study, trial, TrialState.FAIL, None, run_id, sampled, {names.FAILURE_REASON: reason}, named
+            )
             if kind == failures.FAULT:
                 raise SweepStopped(failures.fault_message(reason, trial.number), 1) from exc
         else:
@@ -178,8 +187,9 @@ class TrialPipeline:
                 reason = f"{self.metric} is {value!r} after training"
                 trial.set_user_attr(attrs.ATTR_FAIL_REASON, reason)
                 trial.set_user_attr(attrs.ATTR_FAIL_KIND, failures.NUMERIC)
-                outcome = self._finish(study, trial, TrialState.FAIL, None, run_id, sampled,
-                                       {names.FAILURE_REASON: reason}, named)
+                outcome = self._finish(
+                    study, trial, TrialState.FAIL, None, run_id, sampled, {names.FAILURE_REASON: reason}, named
+                )
             else:
                 outcome = self._finish(study, trial, TrialState.COMPLETE, value, run_id, sampled, {}, named)
         if self.on_trial_end is not None:
@@ -192,10 +202,19 @@ class TrialPipeline:
         if run_id is not None:
             if named:
                 outcome = "INTERRUPTED" if trial.user_attrs.get(attrs.ATTR_INTERRUPTED) else state.name
-                tags = {**tags, names.MLFLOW_RUN_NAME: names.trial_run_name(
-                    trial.number, outcome, value, trial.user_attrs.get(attrs.ATTR_PRUNED_EPOCH))}
-            status = "FINISHED" if state in (TrialState.COMPLETE, TrialState.PRUNED) else \
-                "KILLED" if trial.user_attrs.get(attrs.ATTR_INTERRUPTED) else "FAILED"
+                tags = {
+                    **tags,
+                    names.MLFLOW_RUN_NAME: names.trial_run_name(
+                        trial.number, outcome, value, trial.user_attrs.get(attrs.ATTR_PRUNED_EPOCH)
+                    ),
+                }
+            status = (
+                "FINISHED"
+                if state in (TrialState.COMPLETE, TrialState.PRUNED)
+                else "KILLED"
+                if trial.user_attrs.get(attrs.ATTR_INTERRUPTED)
+                else "FAILED"
+            )
             try:
                 self.trainer.recorder.set_tags(run_id, {names.TRIAL_STATE: state.name, **tags})
                 self.trainer.recorder.end_run(run_id, status)

@@ -62,16 +62,20 @@ def crossed_interval(chosen_correct: np.ndarray, baseline_correct: np.ndarray, l
     ms_seed = n * float(np.sum((r - g) ** 2)) / (M - 1)
     ms_row = M * float(np.sum((c - g) ** 2)) / (n - 1)
     resid = D - r[:, None] - c[None, :] + g
-    ms_res = float(np.sum(resid ** 2)) / ((M - 1) * (n - 1))
+    ms_res = float(np.sum(resid**2)) / ((M - 1) * (n - 1))
     seed_on, row_on = ms_seed > ms_res, ms_row > ms_res
     # Var(g) * M n as a combination of mean squares: (coefficient, mean square, its degrees of freedom)
-    terms = [(1.0 if seed_on else 0.0, ms_seed, M - 1), (1.0 if row_on else 0.0, ms_row, n - 1),
-             (1.0 - seed_on - row_on, ms_res, (M - 1) * (n - 1))]
+    terms = [
+        (1.0 if seed_on else 0.0, ms_seed, M - 1),
+        (1.0 if row_on else 0.0, ms_row, n - 1),
+        (1.0 - seed_on - row_on, ms_res, (M - 1) * (n - 1)),
+    ]
     total = sum(k * ms for k, ms, _ in terms)
     var = max(total, 0.0) / (M * n)
     se = math.sqrt(var)
     spread = sum((k * ms) ** 2 / df for k, ms, df in terms if k)
-    df = total ** 2 / spread if spread > 0 else math.inf
+    df = total**2 / spread if spread > 0 else math.inf
     half = float(stats.t.ppf(0.5 + level / 2, df)) * se if se > 0 else 0.0
-    return PairedInterval(g, se, g - half, g + half, df, max(0.0, (ms_seed - ms_res) / n),
-                          max(0.0, (ms_row - ms_res) / M), ms_res, M, n)
+    return PairedInterval(
+        g, se, g - half, g + half, df, max(0.0, (ms_seed - ms_res) / n), max(0.0, (ms_row - ms_res) / M), ms_res, M, n
+    )

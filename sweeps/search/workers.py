@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
-from multiprocessing.connection import wait as wait_for_processes
 import os
 import signal
 import sys
 import warnings
+from multiprocessing.connection import wait as wait_for_processes
 from pathlib import Path
 from typing import Callable
 
@@ -37,10 +37,14 @@ from numpynet.sweeps.training.train import Trainer
 log = logging.getLogger(__name__)
 
 
-def run_worker(plan: SweepPlan, worker_index: int = 0,
-               on_trial_end: Callable[[TrialOutcome], None] | None = None,
-               deadline: float | None = None, study: optuna.Study | None = None,
-               trainer: Trainer | None = None) -> int:
+def run_worker(
+    plan: SweepPlan,
+    worker_index: int = 0,
+    on_trial_end: Callable[[TrialOutcome], None] | None = None,
+    deadline: float | None = None,
+    study: optuna.Study | None = None,
+    trainer: Trainer | None = None,
+) -> int:
     """Run trials until the study's budget is used up; returns trials run here.
 
     Everything a trial needs is prepared here, once: the study, the search
@@ -57,11 +61,21 @@ def run_worker(plan: SweepPlan, worker_index: int = 0,
     study = study or open_study(plan, space, worker_index)
     budget.join_study(study, plan.storage_url, sweep["sampler"], space, sweep["n_trials"])  # own sampler seed
     trainer = trainer or Trainer(plan.tracking_uri)
-    pipeline = TrialPipeline(space, plan.base_overrides, sweep["metric"], sweep["study_name"], plan.parent_run_id,
-                             trainer, plan.experiment_id, log_trial_models=sweep.get("log_trial_models", False),
-                             log_trial_plots=sweep.get("log_trial_plots", False), on_trial_end=on_trial_end,
-                             objective=sweep.get("objective", "final"), maximize=sweep["direction"] == "maximize",
-                             base_cfg=base_cfg)
+    pipeline = TrialPipeline(
+        space,
+        plan.base_overrides,
+        sweep["metric"],
+        sweep["study_name"],
+        plan.parent_run_id,
+        trainer,
+        plan.experiment_id,
+        log_trial_models=sweep.get("log_trial_models", False),
+        log_trial_plots=sweep.get("log_trial_plots", False),
+        on_trial_end=on_trial_end,
+        objective=sweep.get("objective", "final"),
+        maximize=sweep["direction"] == "maximize",
+        base_cfg=base_cfg,
+    )
     try:
         done = _trial_loop(plan, study, pipeline, deadline, threadpool_limits)
     except BaseException:
@@ -87,8 +101,9 @@ def _flush_records(trainer: Trainer) -> None:
         log.warning("some MLflow writes of this worker failed: %s", exc)
 
 
-def _trial_loop(plan: SweepPlan, study: optuna.Study, pipeline: TrialPipeline, deadline: float | None,
-                threadpool_limits) -> int:
+def _trial_loop(
+    plan: SweepPlan, study: optuna.Study, pipeline: TrialPipeline, deadline: float | None, threadpool_limits
+) -> int:
     sweep = plan.sweep
     invocation = plan.parent_run_id
     done = 0
@@ -118,8 +133,9 @@ def _trial_loop(plan: SweepPlan, study: optuna.Study, pipeline: TrialPipeline, d
             except Exception as exc:  # outside the trial's own handling: a store failed, or a bug
                 if failures.classify(exc) != failures.FAULT:
                     raise
-                message = failures.fault_message(f"{type(exc).__name__}: {exc}"[:500],
-                                                 trial.number if trial is not None else None)
+                message = failures.fault_message(
+                    f"{type(exc).__name__}: {exc}"[:500], trial.number if trial is not None else None
+                )
                 if trial is not None:
                     _fail_as_fault(study, trial, message)
                 if invocation is not None:
@@ -134,22 +150,31 @@ def _trial_loop(plan: SweepPlan, study: optuna.Study, pipeline: TrialPipeline, d
 def open_study(plan: SweepPlan, space: SearchSpace, worker_index: int = 0) -> optuna.Study:
     """Open (or create) the plan's study with this worker's sampler; fails fast on a bad storage."""
     sweep = plan.sweep
-    opened = storage.make_storage(plan.storage_url, sweep.get("heartbeat_interval"), sweep.get("grace_period"),
-                              sweep.get("retry_failed", 0),
-                              on_stale=CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id))
+    opened = storage.make_storage(
+        plan.storage_url,
+        sweep.get("heartbeat_interval"),
+        sweep.get("grace_period"),
+        sweep.get("retry_failed", 0),
+        on_stale=CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id),
+    )
     study = optuna.create_study(
-        study_name=sweep["study_name"], storage=opened, load_if_exists=True,
+        study_name=sweep["study_name"],
+        storage=opened,
+        load_if_exists=True,
         sampler=samplers.make_sampler(sweep["sampler"], space, worker_index),
-        pruner=samplers.make_pruner(sweep["pruner"]), direction=sweep["direction"])
+        pruner=samplers.make_pruner(sweep["pruner"]),
+        direction=sweep["direction"],
+    )
     if study.direction.name.lower() != sweep["direction"]:
-        raise UserError(f"study {sweep['study_name']!r} in {mask_url(plan.storage_url)} was created to "
-                        f"{study.direction.name.lower()}, not to {sweep['direction']}; pick another sweep.study_name")
+        raise UserError(
+            f"study {sweep['study_name']!r} in {mask_url(plan.storage_url)} was created to "
+            f"{study.direction.name.lower()}, not to {sweep['direction']}; pick another sweep.study_name"
+        )
     if study.metric_names != [sweep["metric"]]:  # the dashboard names the objective ("val_accuracy", not "Objective 0")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([sweep["metric"]])
     return study
-
 
 
 def _fail_as_fault(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
@@ -167,8 +192,13 @@ def _fail_as_fault(study: optuna.Study, trial: optuna.Trial, reason: str) -> Non
 EXIT_STOPPED = 3  # a worker's exit status after a SweepStopped; the orchestrator reads the reason from the study
 
 
-def _worker_main(plan: SweepPlan, worker_index: int, deadline: float | None, parent_pid: int | None = None,
-                 datasets: str | None = None) -> None:
+def _worker_main(
+    plan: SweepPlan,
+    worker_index: int,
+    deadline: float | None,
+    parent_pid: int | None = None,
+    datasets: str | None = None,
+) -> None:
     """Entry point of a spawned worker process; ``datasets``: the file of what the parent loaded already."""
     from numpynet.sweeps.training.data import adopt_datasets_from
 
@@ -182,10 +212,10 @@ def _worker_main(plan: SweepPlan, worker_index: int, deadline: float | None, par
     try:
         run_worker(plan, worker_index, deadline=deadline)
     except KeyboardInterrupt:
-        raise SystemExit(130)
+        raise SystemExit(130) from None
     except SweepStopped as exc:  # one line, no traceback: the orchestrator reports it
         log.debug("worker %d stopped: %s", worker_index, exc)
-        raise SystemExit(EXIT_STOPPED)
+        raise SystemExit(EXIT_STOPPED) from None
     _exit_at_once()
 
 
@@ -235,8 +265,13 @@ def _warm_up_for_the_report() -> None:
     report.warm_up()
 
 
-def run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: float | None,
-                   progress: Callable[[int, int, optuna.Study], None] | None) -> None:
+def run_processes(
+    plan: SweepPlan,
+    study: optuna.Study,
+    n_jobs: int,
+    deadline: float | None,
+    progress: Callable[[int, int, optuna.Study], None] | None,
+) -> None:
     import tempfile
 
     from numpynet.sweeps.training.data import save_loaded_datasets
@@ -246,8 +281,10 @@ def run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: f
     # spawn pipe a start would block for good on a worker that died before reading: CPython keeps its end open)
     folder = tempfile.TemporaryDirectory(prefix="numpynet-datasets-")
     datasets = str(save_loaded_datasets(Path(folder.name)))
-    procs = [ctx.Process(target=_worker_main, args=(plan, i, deadline, os.getpid(), datasets),
-                         name=f"numpynet-worker-{i}") for i in range(n_jobs)]
+    procs = [
+        ctx.Process(target=_worker_main, args=(plan, i, deadline, os.getpid(), datasets), name=f"numpynet-worker-{i}")
+        for i in range(n_jobs)
+    ]
     close_runs = CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id)
     seen_dead: set[int] = set()
     try:
@@ -299,14 +336,23 @@ def run_processes(plan: SweepPlan, study: optuna.Study, n_jobs: int, deadline: f
     killed = [f"{p.name} (pid {p.pid}) by {_signal_name(-p.exitcode)}" for p in procs if (p.exitcode or 0) < 0]
     crashed = [f"{p.name} (pid {p.pid}) with status {p.exitcode}" for p in procs if (p.exitcode or 0) > 0]
     if crashed:
-        raise SweepStopped(f"worker process(es) {', '.join(crashed)} stopped with an error (see its log above); "
-                           "run the same command again to resume", 1)
+        raise SweepStopped(
+            f"worker process(es) {', '.join(crashed)} stopped with an error (see its log above); "
+            "run the same command again to resume",
+            1,
+        )
     if killed:
         if budget.budget_used(study) < plan.sweep["n_trials"] and all(c is not None and c < 0 for c in codes):
-            raise SweepStopped(f"every worker process was killed ({', '.join(killed)}); their trials are marked "
-                               "FAIL and do not count: run the same command again to resume", 1)
-        log.warning("worker process(es) %s were killed; their trials were marked FAIL (not counted) and run "
-                    "by the other workers", ", ".join(killed))
+            raise SweepStopped(
+                f"every worker process was killed ({', '.join(killed)}); their trials are marked "
+                "FAIL and do not count: run the same command again to resume",
+                1,
+            )
+        log.warning(
+            "worker process(es) %s were killed; their trials were marked FAIL (not counted) and run "
+            "by the other workers",
+            ", ".join(killed),
+        )
 
 
 def _signal_name(signum: int) -> str:
@@ -322,8 +368,11 @@ def _end_trials_of_dead_workers(study: optuna.Study, procs: list, seen_dead: set
     Its trial is marked FAIL (interrupted, not counted) and its MLflow child
     run KILLED; the other workers run the freed place of the budget.
     """
-    dead = [p for p in procs if p.pid not in seen_dead and p.exitcode is not None and p.exitcode != 0
-            and p.exitcode != EXIT_STOPPED]
+    dead = [
+        p
+        for p in procs
+        if p.pid not in seen_dead and p.exitcode is not None and p.exitcode != 0 and p.exitcode != EXIT_STOPPED
+    ]
     if not dead:
         return
     for p in dead:

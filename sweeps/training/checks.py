@@ -29,13 +29,16 @@ def check_values(cfg: DictConfig) -> None:
     name = tracking.experiment
     if not isinstance(name, str) or not name.strip() or len(name) > EXPERIMENT_NAME_MAX:
         shown = f"{name[:40]!r}... ({len(name)} characters)" if isinstance(name, str) and len(name) > 60 else repr(name)
-        raise UserError(f"tracking.experiment={shown} is invalid: must be a non-empty MLflow experiment name of at "
-                        f"most {EXPERIMENT_NAME_MAX} characters")
+        raise UserError(
+            f"tracking.experiment={shown} is invalid: must be a non-empty MLflow experiment name of at "
+            f"most {EXPERIMENT_NAME_MAX} characters"
+        )
     if tracking.flush_every < 1:
         raise UserError(f"tracking.flush_every={tracking.flush_every} is invalid: must be an integer >= 1 (epochs)")
     if not (math.isfinite(tracking.flush_seconds) and tracking.flush_seconds > 0):
-        raise UserError(f"tracking.flush_seconds={tracking.flush_seconds} is invalid: must be a finite number of "
-                        "seconds > 0")
+        raise UserError(
+            f"tracking.flush_seconds={tracking.flush_seconds} is invalid: must be a finite number of seconds > 0"
+        )
 
 
 def check_option_matches_group(cfg: DictConfig, schemas_by_group: Mapping[str, Mapping[str, type]]) -> None:

@@ -83,9 +83,9 @@ class DataConfig:
     seed: int = 0
     folds: Optional[int] = None  # K: cross-validate on K stratified folds of the training data (no val split)
     augment: Optional[str] = None  # null | hflip: train on every training image and its left-right mirror
-                                   # (training split and folds only; validation and test images never)
+    # (training split and folds only; validation and test images never)
     balance: Optional[str] = None  # null | oversample: repeat each class's training rows up to the largest
-                                   # class's count (class weights, by rows; validation and test rows never)
+    # class's count (class weights, by rows; validation and test rows never)
 
 
 @dataclass
@@ -127,7 +127,7 @@ class TrainConfig:
     mini_batch_size: int = 32
     seed: int = 0
     seed_per_fold: bool = False  # with data.folds=K: fold k's model uses seed + k, so the mean over the
-                                 # folds averages K initialisations and shuffles too, not K splits of one
+    # folds averages K initialisations and shuffles too, not K splits of one
     regularization: Optional[str] = None
     lambd: float = 1.0
     keep_prob: float = 1.0
@@ -264,8 +264,10 @@ def no_such_key(subject: str, group: str, key: str, keys: Sequence[str]) -> str:
     options = _options_with(group, key)
     if options:  # data.path belongs to data=file: name the option that has the key
         given = subject if "=" in subject else f"{subject}=..."
-        message += (f"; {' and '.join(f'{group}={o}' for o in options)} {'has' if len(options) == 1 else 'have'} "
-                    f"it: e.g. {group}={options[0]} {given}")
+        message += (
+            f"; {' and '.join(f'{group}={o}' for o in options)} {'has' if len(options) == 1 else 'have'} "
+            f"it: e.g. {group}={options[0]} {given}"
+        )
     return message
 
 
@@ -297,9 +299,7 @@ def check_config(cfg: DictConfig | Mapping[str, Any]) -> DictConfig:
         if not isinstance(node, Mapping) or "name" not in node:
             raise UserError(f"config has no '{group}.name'; choose one of {_names(schemas)}")
         if node["name"] not in schemas:
-            raise UserError(
-                f"{group}.name={node['name']!r} is not known; choose one of {_names(schemas)}"
-            )
+            raise UserError(f"{group}.name={node['name']!r} is not known; choose one of {_names(schemas)}")
     if isinstance(cfg, DictConfig):
         check_option_matches_group(cfg, {"optimizer": OPTIMIZER_SCHEMAS, "data": DATA_SCHEMAS})
     base = OmegaConf.structured(Config)

@@ -60,7 +60,8 @@ def fit_folds(networks: list[NeuralNetwork], dataset: Dataset, callback: EpochCa
         if callback is not None:
             callback(epoch, metrics)
 
-    fit_in_lockstep([fit_of(net, train, val) for net, (train, val) in zip(networks, dataset.folds)], on_epoch)
+    fits = [fit_of(net, train, val) for net, (train, val) in zip(networks, dataset.folds, strict=True)]
+    fit_in_lockstep(fits, on_epoch)
 
 
 def summary_metrics(networks: list[NeuralNetwork]) -> dict[str, Any]:

@@ -140,9 +140,17 @@ def adopt_datasets_from(path: str | Path) -> None:
     with open(path, "rb") as handle:
         datasets: dict[tuple, Dataset] = pickle.load(handle)  # written by this sweep's parent, in a 0700 folder
     for key, dataset in datasets.items():
-        for field in (dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val, dataset.X_test,
-                      dataset.y_test, dataset.classes, *(i for fold in dataset.folds or () for i in fold),
-                      *(dataset.scaling or ())):
+        for field in (
+            dataset.X_train,
+            dataset.y_train,
+            dataset.X_val,
+            dataset.y_val,
+            dataset.X_test,
+            dataset.y_test,
+            dataset.classes,
+            *(i for fold in dataset.folds or () for i in fold),
+            *(dataset.scaling or ()),
+        ):
             if isinstance(field, np.ndarray):
                 field.flags.writeable = False  # unpickled arrays are writable again
         if key not in _CACHE and len(_CACHE) < _CACHE_SIZE:
@@ -153,8 +161,11 @@ def _cache_key(cfg: Any) -> tuple:
     from omegaconf import DictConfig, OmegaConf
 
     # unresolved "???" (a required path not set) stays as it is: _load reports it
-    node = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False) if isinstance(cfg, DictConfig) \
+    node = (
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        if isinstance(cfg, DictConfig)
         else dict(cfg.items() if hasattr(cfg, "items") else vars(cfg).items())
+    )
     key: list = []
     for k, v in sorted((str(k), v) for k, v in node.items()):
         key.append((k, repr(v)))
@@ -257,8 +268,7 @@ def _check(raw: RawData) -> None:
     classes = np.unique(raw.y)
     if len(classes) < 2:
         raise UserError(
-            f"{raw.source}: the labels have one class only ({classes.tolist()}); "
-            "classification needs at least two"
+            f"{raw.source}: the labels have one class only ({classes.tolist()}); classification needs at least two"
         )
 
 
@@ -278,15 +288,20 @@ def _augment(cfg: Any, raw: RawData) -> str | None:
     if value is None:
         return None
     if value not in AUGMENTATIONS:
-        raise UserError(f"data.augment={value!r} is invalid: null, or hflip (add each training image's "
-                        "left-right mirror)")
+        raise UserError(
+            f"data.augment={value!r} is invalid: null, or hflip (add each training image's left-right mirror)"
+        )
     if raw.image_shape is None or len(raw.image_shape) < 2:
-        raise UserError(f"data.augment={value} needs images, and {raw.source} holds feature vectors without an "
-                        "image shape; use data.augment=null")
+        raise UserError(
+            f"data.augment={value} needs images, and {raw.source} holds feature vectors without an "
+            "image shape; use data.augment=null"
+        )
     if raw.standardize:
-        raise UserError(f"data.augment={value} mirrors pixels, but {raw.source} is standardized feature by "
-                        "feature (a mirrored pixel would carry another position's scale); use "
-                        "data.augment=null or data.standardize=false")
+        raise UserError(
+            f"data.augment={value} mirrors pixels, but {raw.source} is standardized feature by "
+            "feature (a mirrored pixel would carry another position's scale); use "
+            "data.augment=null or data.standardize=false"
+        )
     return str(value)
 
 
@@ -296,8 +311,10 @@ BALANCES = ("oversample",)
 def _balance(cfg: Any) -> str | None:
     value = cfg.get("balance") if hasattr(cfg, "get") else getattr(cfg, "balance", None)
     if value is not None and value not in BALANCES:
-        raise UserError(f"data.balance={value!r} is invalid: null, or oversample (repeat each class's training "
-                        "rows up to the largest class's count)")
+        raise UserError(
+            f"data.balance={value!r} is invalid: null, or oversample (repeat each class's training "
+            "rows up to the largest class's count)"
+        )
     return None if value is None else str(value)
 
 
@@ -311,10 +328,10 @@ def oversampled_rows(y: np.ndarray) -> np.ndarray:
     classes, counts = np.unique(y, return_counts=True)
     most = int(counts.max())
     extra = []
-    for label, count in zip(classes, counts):
+    for label, count in zip(classes, counts, strict=True):
         rows = np.flatnonzero(y == label)
         missing = most - int(count)
-        extra.append(np.concatenate([np.tile(rows, missing // count), rows[:missing % count]]))
+        extra.append(np.concatenate([np.tile(rows, missing // count), rows[: missing % count]]))
     return np.concatenate(extra).astype(np.intp)
 
 
@@ -333,8 +350,10 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> tuple[tuple[np.ndarray
 
     smallest = int(np.unique(y, return_counts=True)[1].min())
     if k > smallest:
-        raise UserError(f"data.folds={k} is too many: the rarest class has only {smallest} training samples, "
-                        f"and every fold needs one; use data.folds <= {smallest}")
+        raise UserError(
+            f"data.folds={k} is too many: the rarest class has only {smallest} training samples, "
+            f"and every fold needs one; use data.folds <= {smallest}"
+        )
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     folds = tuple((train, val) for train, val in splitter.split(np.zeros((len(y), 1)), y))
     for train, val in folds:

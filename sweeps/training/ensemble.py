@@ -54,8 +54,14 @@ class FoldEnsemble:
         cm = confusion_matrix(y_idx, predicted, len(self.classes_))
         precision, recall, f1 = precision_recall_f1(cm)
         log_loss = -float(np.mean(np.log(np.clip(proba[np.arange(len(y_idx)), y_idx], 1e-15, 1.0))))
-        return {"accuracy": float(np.trace(cm)) / len(y_idx), "precision": precision, "recall": recall, "f1": f1,
-                "log_loss": log_loss, "confusion_matrix": cm}
+        return {
+            "accuracy": float(np.trace(cm)) / len(y_idx),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "log_loss": log_loss,
+            "confusion_matrix": cm,
+        }
 
     def save(self, folder: Path) -> list[Path]:
         """Each fold model's own ``.npz`` (``NeuralNetwork.save``), as :data:`FOLD_WEIGHTS` under ``folder``."""

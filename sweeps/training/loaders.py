@@ -106,8 +106,7 @@ def _read_h5_split(path: Path, key: str, split: str) -> tuple[np.ndarray, np.nda
         raise UserError(f"{key}={path}: cannot read it as HDF5 ({_short(exc)})") from exc
     if X.ndim < 2 or len(X) != len(y):
         raise UserError(
-            f"{key}={path}: {x_name} has shape {X.shape} and {y_name} has {len(y)} labels; "
-            "expected one label per image"
+            f"{key}={path}: {x_name} has shape {X.shape} and {y_name} has {len(y)} labels; expected one label per image"
         )
     return X, y, names
 
@@ -116,13 +115,15 @@ def load_file(cfg: Any) -> RawData:
     """``.npz`` or HDF5 with ``X``, ``y`` (optionally ``X_test``, ``y_test``), or ``.csv``."""
     path = required_path(cfg, "path", "/path/to/data.npz")
     readers: dict[str, Callable[[Path, Any], RawData]] = {
-        ".npz": _read_npz, ".h5": _read_h5, ".hdf5": _read_h5, ".csv": _read_csv,
+        ".npz": _read_npz,
+        ".h5": _read_h5,
+        ".hdf5": _read_h5,
+        ".csv": _read_csv,
     }
     reader = readers.get(path.suffix.lower())
     if reader is None:
         raise UserError(
-            f"data.path={path}: unsupported file type {path.suffix or '(none)'!r}; "
-            f"allowed: {', '.join(readers)}"
+            f"data.path={path}: unsupported file type {path.suffix or '(none)'!r}; allowed: {', '.join(readers)}"
         )
     raw = reader(path, cfg)
     raw.standardize = bool(cfg.standardize)
@@ -153,15 +154,18 @@ def _npz_arrays(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
         magic = handle.read(len(NPZ_MAGIC))
     if magic != NPZ_MAGIC:
         # np.load would try other formats and answer with advice about allow_pickle.
-        raise UserError(f"data.path={path}: not an .npz file ({'empty file' if not magic else 'no zip header'}); "
-                        f"{NPZ_HINT}")
+        raise UserError(
+            f"data.path={path}: not an .npz file ({'empty file' if not magic else 'no zip header'}); {NPZ_HINT}"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in LAYOUT if k in npz.files}, list(npz.files)
     except ValueError as exc:
         if "allow_pickle" in str(exc):  # an array of Python objects, which is never loaded
-            raise UserError(f"data.path={path}: holds an array of Python objects (pickled data), which numpynet "
-                            f"does not load; save numeric arrays instead") from exc
+            raise UserError(
+                f"data.path={path}: holds an array of Python objects (pickled data), which numpynet "
+                f"does not load; save numeric arrays instead"
+            ) from exc
         raise UserError(f"data.path={path}: cannot read it as .npz ({_short(exc)})") from exc
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise UserError(f"data.path={path}: cannot read it as .npz ({_short(exc)})") from exc
@@ -180,14 +184,21 @@ def _h5_arrays(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
             for name in (n for n in LAYOUT if n in f):
                 node = f[name]
                 if not isinstance(node, h5py.Dataset):
-                    raise UserError(f"data.path={path}: {name!r} is an HDF5 group, not a dataset; "
-                                    f"{LAYOUT_HINT} as datasets at the top of the file")
+                    raise UserError(
+                        f"data.path={path}: {name!r} is an HDF5 group, not a dataset; "
+                        f"{LAYOUT_HINT} as datasets at the top of the file"
+                    )
                 kind = node.dtype.kind
                 if kind not in "biufc":
-                    what = "strings" if kind in "SU" or h5py.check_string_dtype(node.dtype) else (
-                        "records (a compound type)" if kind == "V" else "Python objects or variable-length data")
-                    raise UserError(f"data.path={path}: dataset {name!r} holds {what} (dtype {node.dtype}); "
-                                    "expected numbers (store text labels as integer codes)")
+                    what = (
+                        "strings"
+                        if kind in "SU" or h5py.check_string_dtype(node.dtype)
+                        else ("records (a compound type)" if kind == "V" else "Python objects or variable-length data")
+                    )
+                    raise UserError(
+                        f"data.path={path}: dataset {name!r} holds {what} (dtype {node.dtype}); "
+                        "expected numbers (store text labels as integer codes)"
+                    )
                 arrays[name] = np.asarray(node[()])
     except UserError:
         raise
@@ -214,8 +225,10 @@ def _from_layout(arrays: dict[str, np.ndarray], names: list[str], path: Path, no
     X_rows = _flatten_rows(X, path, "X")
     X_test_rows = None if X_test is None else _flatten_rows(X_test, path, "X_test")
     if X_test is not None and max(X.ndim, X_test.ndim) > 2 and X.shape[1:] != X_test.shape[1:]:
-        raise UserError(f"data.path={path}: X holds rows of shape {X.shape[1:]} but X_test of shape "
-                        f"{X_test.shape[1:]}; both must hold images of one size")
+        raise UserError(
+            f"data.path={path}: X holds rows of shape {X.shape[1:]} but X_test of shape "
+            f"{X_test.shape[1:]}; both must hold images of one size"
+        )
     return RawData(
         X=X_rows,
         y=_labels(arrays["y"], X_rows, path, "y", "X"),
@@ -228,8 +241,10 @@ def _from_layout(arrays: dict[str, np.ndarray], names: list[str], path: Path, no
 def _labels(y: np.ndarray, X: np.ndarray, path: Path, y_name: str, x_name: str) -> np.ndarray:
     """``y`` as one label per row of ``X``: shape ``(n,)`` or ``(n, 1)``."""
     if y.ndim == 0 or y.size != y.shape[0] or len(y) != len(X):
-        raise UserError(f"data.path={path}: {y_name} has shape {y.shape} for the {len(X)} rows of {x_name}; "
-                        f"expected one label per row, shape ({len(X)},)")
+        raise UserError(
+            f"data.path={path}: {y_name} has shape {y.shape} for the {len(X)} rows of {x_name}; "
+            f"expected one label per row, shape ({len(X)},)"
+        )
     return y.reshape(-1)
 
 
@@ -242,16 +257,11 @@ def _read_csv(path: Path, cfg: Any) -> RawData:
         raise UserError(f"data.path={path}: cannot read it as CSV ({_short(exc)})") from exc
     label = str(cfg.label_column)
     if label not in frame.columns:
-        raise UserError(
-            f"data.label_column={label!r} is not a column of {path} "
-            f"(columns: {listing(frame.columns)})"
-        )
+        raise UserError(f"data.label_column={label!r} is not a column of {path} (columns: {listing(frame.columns)})")
     features = frame.drop(columns=[label])
     non_numeric = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
     if non_numeric:
-        raise UserError(
-            f"data.path={path}: feature columns must be numeric; not numeric: {listing(non_numeric)}"
-        )
+        raise UserError(f"data.path={path}: feature columns must be numeric; not numeric: {listing(non_numeric)}")
     if frame[label].isna().any():
         rows = np.flatnonzero(frame[label].isna().to_numpy())
         raise UserError(
@@ -267,13 +277,16 @@ def _flatten_rows(X: np.ndarray, path: Path, name: str) -> np.ndarray:
     if X.ndim < 2:
         raise UserError(f"data.path={path}: {name} has shape {X.shape}; expected (n_samples, n_features)")
     if np.issubdtype(X.dtype, np.complexfloating):  # astype(float64) would drop the imaginary part
-        raise UserError(f"data.path={path}: {name} has complex dtype {X.dtype}; expected real numbers "
-                        "(split real and imaginary parts into features yourself if both matter)")
+        raise UserError(
+            f"data.path={path}: {name} has complex dtype {X.dtype}; expected real numbers "
+            "(split real and imaginary parts into features yourself if both matter)"
+        )
     if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
         raise UserError(f"data.path={path}: {name} has dtype {X.dtype}; expected numbers")
     if X.size == 0:
-        raise UserError(f"data.path={path}: {name} is empty (shape {X.shape}); expected at least one sample "
-                        "and one feature")
+        raise UserError(
+            f"data.path={path}: {name} is empty (shape {X.shape}); expected at least one sample and one feature"
+        )
     return X.reshape(len(X), -1).astype(np.float64)
 
 

@@ -42,8 +42,7 @@ class _Fold:
     error: BaseException | None = None
 
 
-def fit_in_lockstep(fits: Sequence[Callable[[Callable[[int, dict], None]], Any]],
-                    on_epoch: FoldsCallback) -> None:
+def fit_in_lockstep(fits: Sequence[Callable[[Callable[[int, dict], None]], Any]], on_epoch: FoldsCallback) -> None:
     """Run ``fits`` (each ``fit(callback)``, e.g. a bound ``network.fit``) in lockstep.
 
     Every fit must train the same number of epochs. Returns when all have
@@ -76,8 +75,10 @@ def fit_in_lockstep(fits: Sequence[Callable[[Callable[[int, dict], None]], Any]]
             fold.finished = True
             reported.release()
 
-    threads = [threading.Thread(target=run, args=(k, fit), name=f"numpynet-fold-{k}", daemon=True)
-               for k, fit in enumerate(fits)]
+    threads = [
+        threading.Thread(target=run, args=(k, fit), name=f"numpynet-fold-{k}", daemon=True)
+        for k, fit in enumerate(fits)
+    ]
     for thread in threads:
         thread.start()
     try:
@@ -91,8 +92,10 @@ def fit_in_lockstep(fits: Sequence[Callable[[Callable[[int, dict], None]], Any]]
             if all(fold.finished for fold in folds):
                 return
             if any(fold.finished or fold.epoch != epoch for fold in folds):
-                raise RuntimeError(f"the folds of a cross-validated trial fell out of step at epoch {epoch} "
-                                   "(every fold must train the same number of epochs)")
+                raise RuntimeError(
+                    f"the folds of a cross-validated trial fell out of step at epoch {epoch} "
+                    "(every fold must train the same number of epochs)"
+                )
             on_epoch(epoch, [fold.metrics for fold in folds])  # type: ignore[misc]
             epoch += 1
     finally:

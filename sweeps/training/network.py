@@ -21,10 +21,22 @@ CORE_ARGUMENTS: dict[str, str] = {
     "optimizer.beta1": "beta1",
     "optimizer.beta2": "beta2",
     "optimizer.epsilon": "epsilon",
-    **{f"train.{k}": k for k in (
-        "epoch", "mini_batch_size", "seed", "regularization", "lambd", "keep_prob",
-        "decay", "decay_rate", "decay_interval", "dtype", "print_cost",
-    )},
+    **{
+        f"train.{k}": k
+        for k in (
+            "epoch",
+            "mini_batch_size",
+            "seed",
+            "regularization",
+            "lambd",
+            "keep_prob",
+            "decay",
+            "decay_rate",
+            "decay_interval",
+            "dtype",
+            "print_cost",
+        )
+    },
 }
 
 
@@ -55,7 +67,7 @@ def layer_sizes(cfg: DictConfig, n_features: int, n_classes: int) -> list[int]:
 def parameter_bytes(sizes: list[int], dtype: str, optimizer: str) -> tuple[int, int]:
     """``(parameters, bytes)``: the network's parameter count, and the bytes of its weights, gradients
     and optimizer state, the arrays allocated before the first epoch whatever the data."""
-    count = sum(i * o for i, o in zip(sizes[:-1], sizes[1:])) + sum(sizes[1:])
+    count = sum(i * o for i, o in zip(sizes[:-1], sizes[1:], strict=True)) + sum(sizes[1:])
     arrays = 2 + OPTIMIZER_ARRAYS.get(optimizer, 3)
     return count, count * np.dtype(dtype).itemsize * arrays
 
@@ -71,12 +83,14 @@ def machine_memory() -> int | None:
 def check_network_fits(cfg: DictConfig, n_features: int, n_classes: int) -> None:
     """Refuse, before any study or run exists, a network whose parameters alone exceed this machine's memory."""
     memory = machine_memory()
-    count, need = parameter_bytes(layer_sizes(cfg, n_features, n_classes), str(cfg.train.dtype),
-                                  str(cfg.optimizer.name))
+    count, need = parameter_bytes(
+        layer_sizes(cfg, n_features, n_classes), str(cfg.train.dtype), str(cfg.optimizer.name)
+    )
     if memory is None or need <= memory:
         return
-    gib = 2.0 ** 30
+    gib = 2.0**30
     raise UserError(
         f"network.hidden={list(cfg.network.hidden)} is too large for this machine: {count:,} parameters need "
         f"{need / gib:.1f} GiB for the weights, gradients and {cfg.optimizer.name} state ({cfg.train.dtype}), "
-        f"more than its {memory / gib:.1f} GiB of memory; allowed: hidden layers whose parameters fit in memory")
+        f"more than its {memory / gib:.1f} GiB of memory; allowed: hidden layers whose parameters fit in memory"
+    )

@@ -12,7 +12,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
-from numpynet.sweeps.recording.names import NUMPY_VERSION, BLAS_VENDOR, BLAS_VERSION, BLAS_KERNEL, BLAS_THREADS, OPENBLAS_CORETYPE
+
+from numpynet.sweeps.recording.names import (
+    BLAS_KERNEL,
+    BLAS_THREADS,
+    BLAS_VENDOR,
+    BLAS_VERSION,
+    NUMPY_VERSION,
+    OPENBLAS_CORETYPE,
+)
 
 #: every tag of the numeric environment, in the order they are reported
 TAGS = (NUMPY_VERSION, BLAS_VENDOR, BLAS_VERSION, BLAS_KERNEL, BLAS_THREADS, OPENBLAS_CORETYPE)
@@ -27,12 +35,14 @@ def numeric_environment() -> dict[str, str]:
     tags = {NUMPY_VERSION: np.__version__}
     blas = _numpy_blas()
     if blas is not None:
-        tags.update({
-            BLAS_VENDOR: str(blas.get("internal_api", "unknown")),
-            BLAS_VERSION: str(blas.get("version") or "unknown"),
-            BLAS_KERNEL: str(blas.get("architecture") or "unknown"),
-            BLAS_THREADS: str(blas.get("num_threads", "unknown")),
-        })
+        tags.update(
+            {
+                BLAS_VENDOR: str(blas.get("internal_api", "unknown")),
+                BLAS_VERSION: str(blas.get("version") or "unknown"),
+                BLAS_KERNEL: str(blas.get("architecture") or "unknown"),
+                BLAS_THREADS: str(blas.get("num_threads", "unknown")),
+            }
+        )
     coretype = os.environ.get("OPENBLAS_CORETYPE")
     if coretype:
         tags[OPENBLAS_CORETYPE] = coretype
@@ -58,8 +68,7 @@ def _numpy_blas() -> dict[str, Any] | None:
     return libraries[0] if libraries else None
 
 
-def differences(recorded: Mapping[str, str], current: Mapping[str, str],
-                keys: tuple[str, ...] = TAGS) -> list[str]:
+def differences(recorded: Mapping[str, str], current: Mapping[str, str], keys: tuple[str, ...] = TAGS) -> list[str]:
     """``["numpy version 1.26.4 -> 2.1.0", ...]`` (recorded -> current) for each tag that differs.
 
     A tag absent from both is no difference; absent from one side, it is.

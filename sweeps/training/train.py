@@ -87,29 +87,41 @@ class Trainer:
     def process_tags(self) -> dict[str, str]:
         """Tags that are the same for every run of this process (git costs two subprocesses)."""
         if self._process_tags is None:
-            tags = {MLFLOW_SOURCE_NAME: Path(sys.argv[0]).name or "python", MLFLOW_SOURCE_TYPE: "LOCAL",
-                    names.VERSION: numpynet.__version__, **numeric_environment()}
+            tags = {
+                MLFLOW_SOURCE_NAME: Path(sys.argv[0]).name or "python",
+                MLFLOW_SOURCE_TYPE: "LOCAL",
+                names.VERSION: numpynet.__version__,
+                **numeric_environment(),
+            }
             try:
                 tags[MLFLOW_USER] = getpass.getuser()
             except Exception:  # no user name in some containers
                 pass
             git = tracking.git_commit(PROJECT_DIR)
             if git is not None:
-                tags.update({MLFLOW_GIT_COMMIT: git[0], names.GIT_COMMIT: git[0],
-                             names.GIT_DIRTY: str(git[1]).lower()})
+                tags.update({MLFLOW_GIT_COMMIT: git[0], names.GIT_COMMIT: git[0], names.GIT_DIRTY: str(git[1]).lower()})
             self._process_tags = tags
         return dict(self._process_tags)
 
     # -------------------------------------------------------------- running
-    def start(self, cfg: DictConfig, dataset: Dataset, *, parent_run_id: str | None = None,
-              experiment_id: str | None = None, tags: Mapping[str, str] | None = None) -> str:
+    def start(
+        self,
+        cfg: DictConfig,
+        dataset: Dataset,
+        *,
+        parent_run_id: str | None = None,
+        experiment_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
         """Create the run (the only synchronous write) and queue its params and ``config.yaml``."""
         experiment_id = experiment_id or self.experiment_id(cfg.tracking.experiment)
         hidden = "x".join(str(h) for h in cfg.network.hidden) or "linear"
         run_tags = {
             MLFLOW_RUN_NAME: cfg.tracking.run_name or f"{dataset.name}-{cfg.optimizer.name}-{hidden}",
             **self.process_tags(),
-            names.DATA: dataset.name, names.DATA_HASH: dataset.digest, names.SEED: str(cfg.train.seed),
+            names.DATA: dataset.name,
+            names.DATA_HASH: dataset.digest,
+            names.SEED: str(cfg.train.seed),
             **({MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {}),
             **{k: mask_urls_in(str(v)) for k, v in (tags or {}).items()},  # e.g. the overrides
         }
@@ -117,15 +129,22 @@ class Trainer:
             run_id = self.recorder.create_run(experiment_id, run_tags[MLFLOW_RUN_NAME], run_tags)
         except Exception as exc:
             raise tracking.store_error(self.uri, exc) from None
-        log.info("MLflow run %s (%s) in experiment %s at %s", run_id, run_tags[MLFLOW_RUN_NAME], experiment_id,
-                 mask_url(self.uri))
+        log.info(
+            "MLflow run %s (%s) in experiment %s at %s",
+            run_id,
+            run_tags[MLFLOW_RUN_NAME],
+            experiment_id,
+            mask_url(self.uri),
+        )
         record = recordable_container(cfg)  # what may be recorded: resolved, URLs masked
         self.recorder.log_params(run_id, flatten(record))
         text = to_yaml(record)  # now, so that a run that fails can be reproduced
         if not self._files_checked:  # a store that cannot take files fails here, before any training
             try:
-                tracking.store_files_or_fail(self.uri, lambda: tracking.retry_locked(
-                    lambda: self.client.log_text(run_id, text, names.CONFIG_ARTIFACT)))
+                tracking.store_files_or_fail(
+                    self.uri,
+                    lambda: tracking.retry_locked(lambda: self.client.log_text(run_id, text, names.CONFIG_ARTIFACT)),
+                )
             except BaseException as exc:
                 self.recorder.set_tags(run_id, {names.FAILURE_REASON: mask_urls_in(str(exc))})
                 self.recorder.end_run(run_id, "FAILED")
@@ -137,9 +156,19 @@ class Trainer:
             self.recorder.log_text(run_id, text, names.CONFIG_ARTIFACT)
         return run_id
 
-    def fit(self, run_id: str, cfg: DictConfig, dataset: Dataset, *, on_epoch: EpochCallback | None = None,
-            stop_exceptions: tuple[type[BaseException], ...] = (), plots: bool | None = None,
-            model: bool | None = None, end_run: bool = True, ensemble: bool = False) -> dict[str, Any]:
+    def fit(
+        self,
+        run_id: str,
+        cfg: DictConfig,
+        dataset: Dataset,
+        *,
+        on_epoch: EpochCallback | None = None,
+        stop_exceptions: tuple[type[BaseException], ...] = (),
+        plots: bool | None = None,
+        model: bool | None = None,
+        end_run: bool = True,
+        ensemble: bool = False,
+    ) -> dict[str, Any]:
         """Train and record into the run ``start`` made; it is ended (queued) whatever happens.
 
         With ``ensemble`` a cross-validated run also tests its K fold models as one
@@ -179,8 +208,7 @@ class Trainer:
             fit_seconds = time.perf_counter() - started
             curves.hand_over()
             if folds is None:
-                result = self._complete(run_id, cfg, network, dataset, plots,
-                                        model if stopped is None else False)
+                result = self._complete(run_id, cfg, network, dataset, plots, model if stopped is None else False)
             else:
                 result = cross_validation.summary_metrics(folds)
                 self.recorder.log_metrics(run_id, {k: v for k, v in result.items() if k.startswith("best_")})
@@ -201,8 +229,15 @@ class Trainer:
         log.info("run %s finished: %d epochs in %.1f s", run_id, result["epochs_run"], result["fit_seconds"])
         return result
 
-    def _complete(self, run_id: str, cfg: DictConfig, network: NeuralNetwork | FoldEnsemble, dataset: Dataset,
-                  plots: bool | None, model: bool | None) -> dict[str, Any]:
+    def _complete(
+        self,
+        run_id: str,
+        cfg: DictConfig,
+        network: NeuralNetwork | FoldEnsemble,
+        dataset: Dataset,
+        plots: bool | None,
+        model: bool | None,
+    ) -> dict[str, Any]:
         """Final metrics, the weights (and figures, model when asked) of the network as it is now."""
         result = artifacts.summary_metrics(network) if isinstance(network, NeuralNetwork) else {}
         final, confusion = artifacts.test_metrics(network, dataset)
@@ -216,8 +251,9 @@ class Trainer:
             log.warning("run %s predicts one class for every test row (a collapsed model)", run_id)
         self.recorder.set_tags(run_id, tags)
         folder = Path(tempfile.mkdtemp(prefix="numpynet-run-"))
-        artifacts.write_run_files(folder, network, dataset, confusion,
-                                  with_plots=cfg.tracking.log_plots if plots is None else plots)
+        artifacts.write_run_files(
+            folder, network, dataset, confusion, with_plots=cfg.tracking.log_plots if plots is None else plots
+        )
         self.recorder.log_folder(run_id, folder)
         if cfg.tracking.log_model if model is None else model:
             # MLflow links the run's metrics to the model when it is logged: store them first
@@ -225,8 +261,9 @@ class Trainer:
             result["model_uri"] = artifacts.log_pyfunc_model(self.client, run_id, network, dataset)
         return result
 
-    def _abort(self, run_id: str, curves: "_Curves", exc: BaseException, epochs: int, seconds: float,
-               end_run: bool = True) -> None:
+    def _abort(
+        self, run_id: str, curves: "_Curves", exc: BaseException, epochs: int, seconds: float, end_run: bool = True
+    ) -> None:
         """End the run FAILED (or KILLED on Ctrl-C / exit) with the reason; keep the curves."""
         killed = isinstance(exc, (KeyboardInterrupt, SystemExit))
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else mask_urls_in(f"{type(exc).__name__}: {exc}")
@@ -327,8 +364,9 @@ def train(
     experiment_id = trainer.client.get_run(parent_run_id).info.experiment_id if parent_run_id else None
     run_id = trainer.start(cfg, dataset, parent_run_id=parent_run_id, experiment_id=experiment_id, tags=tags)
     try:
-        result = trainer.fit(run_id, cfg, dataset, on_epoch=on_epoch, stop_exceptions=stop_exceptions,
-                             ensemble=ensemble)
+        result = trainer.fit(
+            run_id, cfg, dataset, on_epoch=on_epoch, stop_exceptions=stop_exceptions, ensemble=ensemble
+        )
     except BaseException as exc:
         _flush_quietly(trainer, run_id)
         try:

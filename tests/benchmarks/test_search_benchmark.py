@@ -68,7 +68,11 @@ def test_the_protocol_fixes_the_splits_arms_metrics_inference_and_goals():
     assert set(p) >= {"version", "tasks", "arms", "metrics", "inference", "goals", "smoke"}
     assert set(p["arms"]) == set(ARMS)
     assert p["arms"]["A"]["command"][:2] == ["numpynet-sweep", "sweep=small"]
-    assert {t for t, s in p["tasks"].items() if s["role"] == "primary"} == {"breast_cancer", "digits@300", "phishing@300"}
+    assert {t for t, s in p["tasks"].items() if s["role"] == "primary"} == {
+        "breast_cancer",
+        "digits@300",
+        "phishing@300",
+    }
     assert p["inference"]["method"] == "corrected_resampled_t"
     assert p["arms"]["D"]["n_iter"] == 40 and p["arms"]["D"]["cv"]["n_splits"] == 5
 
@@ -92,7 +96,8 @@ def test_the_smoke_benchmark_runs_every_arm_writes_the_report_and_resumes(tmp_pa
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines()]
     assert sorted((r["task"], r["split"], r["arm"]) for r in rows) == sorted(
-        (t, s, a) for t in ("synthetic-binary", "synthetic-3-class") for s in (0, 1) for a in ARMS)
+        (t, s, a) for t in ("synthetic-binary", "synthetic-3-class") for s in (0, 1) for a in ARMS
+    )
     for r in rows:
         assert 0 <= r["balanced_accuracy"] <= 100 and math.isfinite(r["log_loss"]) and r["cpu_seconds"] >= 0
     a_rows = [r for r in rows if r["arm"] == "A"]
@@ -103,8 +108,13 @@ def test_the_smoke_benchmark_runs_every_arm_writes_the_report_and_resumes(tmp_pa
     assert "## Verdict" in (work / "report.md").read_text() and (work / "forest.png").stat().st_size > 10_000
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "0 jobs to run (20 already done)" in again.stderr
-    other = subprocess.run([sys.executable, "-m", "benchmarks.search_benchmark", "--work", str(work)], cwd=REPO,
-                           capture_output=True, text=True, timeout=120)
+    other = subprocess.run(
+        [sys.executable, "-m", "benchmarks.search_benchmark", "--work", str(work)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert other.returncode != 0 and "holds results of another protocol" in other.stderr
 
 

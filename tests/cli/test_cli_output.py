@@ -13,11 +13,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+from commands import run_command
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
-
-from commands import run_command
 from services import free_port
+
 from numpynet.sweeps.cli.policy import training_groups
 from numpynet.sweeps.cli.progress import TrialProgress
 from numpynet.sweeps.cli.summary import runs_page_url, ui_command
@@ -63,13 +63,18 @@ def test_printed_ui_command_runs_from_a_plain_shell(tmp_path, _template_store):
     assert words[-2:] == ["--workers", "1"]
     port = free_port()
     command = command.replace("--port 5000", f"--port {port}")
-    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+    }
     assert str(Path(sys.executable).parent) not in env["PATH"].split(":")  # the venv is not on PATH
     (tmp_path / "mlruns").mkdir()
     shutil.copy(_template_store, tmp_path / "mlruns" / "mlflow.db")
     log = open(tmp_path / "ui.log", "wb")
-    proc = subprocess.Popen(["bash", "-c", command], cwd=tmp_path, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "-c", command], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         import requests
 
@@ -84,8 +89,11 @@ def test_printed_ui_command_runs_from_a_plain_shell(tmp_path, _template_store):
             assert time.monotonic() < end, "the MLflow UI did not answer in 120 s"
             time.sleep(0.5)
         # `mlflow ui` starts the server (and, unless turned off, the job runner) before the server answers
-        tree = [p for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-                if p.name() != "bash"]
+        tree = [
+            p
+            for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+            if p.name() != "bash"
+        ]
         lines = [" ".join(p.cmdline())[:160] for p in tree]
         assert len(tree) == 2, lines  # the `mlflow ui` command and its one uvicorn server
         assert not any("huey" in line or "job" in line for line in lines), lines
@@ -96,8 +104,10 @@ def test_printed_ui_command_runs_from_a_plain_shell(tmp_path, _template_store):
 
 
 def test_runs_page_url_selects_model_training_and_masks_passwords():
-    assert runs_page_url("http://127.0.0.1:5000", "3") == \
-        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+    assert (
+        runs_page_url("http://127.0.0.1:5000", "3")
+        == "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+    )
     url = runs_page_url("https://me:s3cret@mlflow.example:443/", "7")
     assert "s3cret" not in url and url.startswith("https://me:***@mlflow.example:443/#/experiments/7/runs")
 
@@ -105,9 +115,15 @@ def test_runs_page_url_selects_model_training_and_masks_passwords():
 def _study_with(states_values):
     study = optuna.create_study(direction="maximize")
     for state, value in states_values:
-        study.add_trial(create_trial(state=state, value=value, params={"x": 0.5},
-                                     distributions={"x": FloatDistribution(0, 1)},
-                                     intermediate_values={0: value or 0.1}))
+        study.add_trial(
+            create_trial(
+                state=state,
+                value=value,
+                params={"x": 0.5},
+                distributions={"x": FloatDistribution(0, 1)},
+                intermediate_values={0: value or 0.1},
+            )
+        )
     return study
 
 
@@ -125,10 +141,16 @@ def test_progress_writes_one_line_per_finished_trial_when_not_a_terminal():
     now[0] = 100.0  # the trials of this invocation start here
     bar.update(2, 5, study)  # a caller's count from another moment: the lines count the study they show
     assert stream.getvalue() == "resuming: 1/5 trials done\n"
-    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.9, params={"x": 0.1},
-                                 distributions={"x": FloatDistribution(0, 1)}))
-    study.add_trial(create_trial(state=TrialState.PRUNED, value=0.3, params={"x": 0.2},
-                                 distributions={"x": FloatDistribution(0, 1)}))
+    study.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE, value=0.9, params={"x": 0.1}, distributions={"x": FloatDistribution(0, 1)}
+        )
+    )
+    study.add_trial(
+        create_trial(
+            state=TrialState.PRUNED, value=0.3, params={"x": 0.2}, distributions={"x": FloatDistribution(0, 1)}
+        )
+    )
     now[0] = 112.0  # 2 trials in 12 s: 2 left, 12 s to go
     bar.update(3, 5, study)
     bar.update(3, 5, study)  # nothing new: nothing written
@@ -176,10 +198,13 @@ class _ClosedPipe(io.StringIO):
         raise BrokenPipeError(32, "Broken pipe")
 
 
-@pytest.mark.parametrize("module, main, args", [
-    ("numpynet.sweeps.cli.sweep", "sweep_main", ["--help"]),
-    ("numpynet.sweeps.cli.status", "status_main", ["--help"]),
-])  # (numpynet-reproduce's --help is argparse's, which ignores the closed pipe itself)
+@pytest.mark.parametrize(
+    "module, main, args",
+    [
+        ("numpynet.sweeps.cli.sweep", "sweep_main", ["--help"]),
+        ("numpynet.sweeps.cli.status", "status_main", ["--help"]),
+    ],
+)  # (numpynet-reproduce's --help is argparse's, which ignores the closed pipe itself)
 def test_a_reader_that_went_away_ends_the_command_with_141_and_no_traceback(module, main, args, monkeypatch, capsys):
     import importlib
 

@@ -11,13 +11,12 @@ them (``sqlite3.OperationalError`` wrapped by SQLAlchemy), by a
 from __future__ import annotations
 
 import logging
-
-import pytest
 from pathlib import Path
 
+import pytest
 from commands import run_command
 
-READ_ONLY_AFTER = '''
+READ_ONLY_AFTER = """
 import sqlite3
 import sqlalchemy.exc
 import mlflow.store.tracking.sqlalchemy_store as store
@@ -36,15 +35,20 @@ def refusing(method):
 
 for name in ("create_run", "log_batch", "update_run_info", "set_tag", "log_param", "log_metric"):
     setattr(store.SqlAlchemyStore, name, refusing(getattr(store.SqlAlchemyStore, name)))
-'''
+"""
 
 
 def test_a_store_that_turns_read_only_mid_sweep_is_one_line(store: Path) -> None:
     hook = store / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(READ_ONLY_AFTER.replace("{after}", "40"))
-    proc = run_command("numpynet-sweep", ["sweep.n_trials=30", "train.epoch=30", "sweep.log_study_plots=false"],
-                       store, tracking_uri=None, env={"PYTHONPATH": f"{hook}:{Path(__file__).resolve().parents[2]}"})
+    proc = run_command(
+        "numpynet-sweep",
+        ["sweep.n_trials=30", "train.epoch=30", "sweep.log_study_plots=false"],
+        store,
+        tracking_uri=None,
+        env={"PYTHONPATH": f"{hook}:{Path(__file__).resolve().parents[2]}"},
+    )
     assert proc.returncode == 1, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line and not line.startswith("trial ")]  # progress
     assert len(lines) == 1, proc.stderr
@@ -56,8 +60,10 @@ def test_a_store_that_turns_read_only_mid_sweep_is_one_line(store: Path) -> None
 def test_a_database_errors_warning_is_one_line_and_said_once() -> None:
     from numpynet.sweeps.cli.policy import StoreFaultOnce
 
-    sql = ("(sqlite3.OperationalError) attempt to write a readonly database\n[SQL: INSERT INTO tags (key) "
-           "VALUES (?)]\n[parameters: ('a',)]\n(Background on this error at: https://sqlalche.me/e/20/e3q8)")
+    sql = (
+        "(sqlite3.OperationalError) attempt to write a readonly database\n[SQL: INSERT INTO tags (key) "
+        "VALUES (?)]\n[parameters: ('a',)]\n(Background on this error at: https://sqlalche.me/e/20/e3q8)"
+    )
     once = StoreFaultOnce()
 
     def record(msg: str, *args) -> logging.LogRecord:
@@ -88,15 +94,17 @@ def test_a_failed_write_stays_a_store_fault_however_it_is_re_raised() -> None:
         assert str(exc) == "writing to the MLflow store failed: Read-only file system"
 
 
-@pytest.mark.parametrize("prog, args", [
-    ("numpynet-sweep", ["sweep.n_trials=1", "train.epoch=2", "sweep.log_study_plots=false"]),
-    ("numpynet-status", []),
-])
+@pytest.mark.parametrize(
+    "prog, args",
+    [
+        ("numpynet-sweep", ["sweep.n_trials=1", "train.epoch=2", "sweep.log_study_plots=false"]),
+        ("numpynet-status", []),
+    ],
+)
 def test_a_standard_output_that_refuses_writes_is_one_line(store: Path, prog: str, args: list[str]) -> None:
     import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
     from commands import communicate_or_kill, start_command
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     if prog == "numpynet-status":  # a study to report on
         journal = store / "mlruns" / "optuna" / "journal.log"

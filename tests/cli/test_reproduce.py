@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-
-from numpynet.sweeps.training.config import compose_config
-from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.cli.reproduce import VERDICT_TAG, Reproduction, compare_runs, reproduce
-from numpynet.sweeps.recording.names import REPRODUCED_FROM
-from numpynet.sweeps.training.train import train
-
 from commands import run_command
 from conftest import TINY
+from mlflow import MlflowClient
+
+from numpynet.sweeps.cli.reproduce import VERDICT_TAG, Reproduction, compare_runs, reproduce
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.recording.names import REPRODUCED_FROM
+from numpynet.sweeps.training.config import compose_config
+from numpynet.sweeps.training.train import train
 
 
 class Stop(Exception):
@@ -28,17 +27,30 @@ def _history(client: MlflowClient, run_id: str, key: str) -> list[float]:
 @pytest.mark.slow
 def test_reproduce_in_a_separate_process_is_bit_identical(mlflow_store: str, tmp_path: Path) -> None:
     # dropout, L2 and decay exercise every source of randomness and every schedule path
-    source = train(compose_config([
-        *TINY, "train.epoch=5", "train.regularization=l2+dropout", "train.keep_prob=0.8", "train.lambd=0.1",
-        "train.decay=continuous", "train.decay_rate=0.1", "train.seed=3",
-    ]))["run_id"]
+    source = train(
+        compose_config(
+            [
+                *TINY,
+                "train.epoch=5",
+                "train.regularization=l2+dropout",
+                "train.keep_prob=0.8",
+                "train.lambd=0.1",
+                "train.decay=continuous",
+                "train.decay_rate=0.1",
+                "train.seed=3",
+            ]
+        )
+    )["run_id"]
     proc = run_command("numpynet-reproduce", [source], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("identical: run ") and "over 5 epochs, weights identical" in proc.stdout
 
     client = MlflowClient(mlflow_store)
-    (new,) = [r for r in client.search_runs([client.get_run(source).info.experiment_id])
-              if r.data.tags.get(REPRODUCED_FROM) == source]
+    (new,) = [
+        r
+        for r in client.search_runs([client.get_run(source).info.experiment_id])
+        if r.data.tags.get(REPRODUCED_FROM) == source
+    ]
     assert new.info.status == "FINISHED" and new.data.tags[VERDICT_TAG] == "identical"
     for key in ("train_cost", "val_cost", "learning_rate"):
         assert _history(client, new.info.run_id, key) == _history(client, source, key)
@@ -139,22 +151,31 @@ def _run_with_config(client: MlflowClient, tmp_path: Path, content: bytes) -> st
     return run_id
 
 
-@pytest.mark.parametrize("content,reason", [
-    (b"train: {epoch: [", "is not valid YAML (line 1, column 17: expected the node content, but found '<stream end>')"),
-    (b"train:\n  epoch: 3\n  epoch: 4\n", "is not valid YAML (line 3, column 3: found duplicate key epoch)"),
-    (b"train: \xff\xfe\n", "is not valid YAML (not UTF-8 text: byte 7)"),
-    (b"- train\n- network\n", "is not a mapping of config keys (it holds a list)"),
-    (b"just some words\n", "is not a mapping of config keys (it holds a str)"),
-    (b"", "is not a mapping of config keys (it holds nothing)"),
-    (b"~: x\n", "is not a valid config (Incompatible key type 'NoneType')"),
-])
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        (
+            b"train: {epoch: [",
+            "is not valid YAML (line 1, column 17: expected the node content, but found '<stream end>')",
+        ),
+        (b"train:\n  epoch: 3\n  epoch: 4\n", "is not valid YAML (line 3, column 3: found duplicate key epoch)"),
+        (b"train: \xff\xfe\n", "is not valid YAML (not UTF-8 text: byte 7)"),
+        (b"- train\n- network\n", "is not a mapping of config keys (it holds a list)"),
+        (b"just some words\n", "is not a mapping of config keys (it holds a str)"),
+        (b"", "is not a mapping of config keys (it holds nothing)"),
+        (b"~: x\n", "is not a valid config (Incompatible key type 'NoneType')"),
+    ],
+)
 def test_a_garbled_or_non_mapping_logged_config_is_one_line_naming_the_run(
-        mlflow_store: str, tmp_path: Path, capsys, content: bytes, reason: str) -> None:
+    mlflow_store: str, tmp_path: Path, capsys, content: bytes, reason: str
+) -> None:
     from numpynet.sweeps.cli.reproduce import reproduce_main
 
     run_id = _run_with_config(MlflowClient(mlflow_store), tmp_path, content)
     assert reproduce_main([run_id]) == 2
     err = capsys.readouterr().err
-    assert err == (f"numpynet-reproduce: run {run_id}'s config.yaml artifact {reason}; "
-                   "it cannot be reproduced from this artifact\n")
+    assert err == (
+        f"numpynet-reproduce: run {run_id}'s config.yaml artifact {reason}; "
+        "it cannot be reproduced from this artifact\n"
+    )
     assert "numpynet-reproduce-" not in err and "Traceback" not in err

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from commands import run_command
+
 from numpynet.sweeps.cli.policy import sweep_groups
 from numpynet.sweeps.cli.summary import ui_command
 from numpynet.sweeps.cli.sweep import sweep_main
@@ -95,11 +95,18 @@ def test_cfg_job_prints_the_training_config_and_the_study_and_creates_nothing(em
 
 
 def test_cfg_follows_hydras_grammar_for_the_study(empty_cwd, capsys):
-    cfg = _cfg(["sweep.space.optimizer.learning_rate.low=1e-3",  # one key of a searched parameter
-                "~sweep.space.train.lambd",                       # stop searching it
-                "+sweep.sampler.n_ei_candidates=12",              # a key the file does not set
-                "~sweep.pruner.reduction_factor",
-                "sweep.timeout=null", "sweep.study_name='my study'", "++sweep.top_k=3"], capsys)
+    cfg = _cfg(
+        [
+            "sweep.space.optimizer.learning_rate.low=1e-3",  # one key of a searched parameter
+            "~sweep.space.train.lambd",  # stop searching it
+            "+sweep.sampler.n_ei_candidates=12",  # a key the file does not set
+            "~sweep.pruner.reduction_factor",
+            "sweep.timeout=null",
+            "sweep.study_name='my study'",
+            "++sweep.top_k=3",
+        ],
+        capsys,
+    )
     sweep = cfg["sweep"]
     lr = sweep["space"]["optimizer.learning_rate"]
     assert (lr["low"], lr["high"], lr["log"]) == (1.0e-3, 3.0e-2, True)
@@ -112,8 +119,16 @@ def test_cfg_follows_hydras_grammar_for_the_study(empty_cwd, capsys):
 def test_a_study_file_outside_conf_sweep_is_the_sweep_option(empty_cwd, capsys):
     path = empty_cwd / "studies" / "mine.yaml"
     path.parent.mkdir()
-    path.write_text(yaml.safe_dump({"study_name": "mine", "n_trials": 3, "overrides": ["train.epoch=4"],
-                                    "space": {"train.seed": {"type": "int", "low": 0, "high": 9}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "study_name": "mine",
+                "n_trials": 3,
+                "overrides": ["train.epoch=4"],
+                "space": {"train.seed": {"type": "int", "low": 0, "high": 9}},
+            }
+        )
+    )
     cfg = _cfg([f"sweep={path}", "sweep.n_trials=4"], capsys)
     assert (cfg["sweep"]["study_name"], cfg["sweep"]["n_trials"], cfg["train"]["epoch"]) == ("mine", 4, 4)
     assert cfg["sweep"]["space"] == {"train.seed": {"type": "int", "low": 0, "high": 9}}
@@ -138,34 +153,56 @@ def test_cfg_hydra_all_and_package(empty_cwd, capsys):
 
 
 # ----------------------------------------------------------------------------- errors: one line, exit 2
-@pytest.mark.parametrize("args, fragments", [
-    (["network.hidden=[128,64"], ["network.hidden=[128,64: not an override in Hydra's grammar", "allowed: KEY=VALUE"]),
-    (["sweep.storage=postgresql://u@h/db?sslmode=require"], ["sweep.storage=postgresql://u@h/db?sslmode=require",
-                                                              "quote a value"]),
-    (["train.epochs=5"], ["train.epochs=5: train has no key 'epochs' (its keys: epoch, mini_batch_size"]),
-    (["optimizer.beta3=0.5"], ["optimizer.beta3=0.5: optimizer has no key 'beta3' (its keys: name, learning_rate"]),
-    (["data.path=/x.npz"], ["data.path=/x.npz: data has no key 'path'", "data=file has it: e.g. data=file data.path=/x.npz"]),
-    (["sweep.space.network.hidden.choices=[[32],[64,32]]"], ["'network.hidden' is not searched by this study",
-                                                              "e.g. sweep.space.network.hidden.type=categorical"]),
-    (["sweep.n_trial=5"], ["sweep.n_trial=5: the study has no key 'n_trial' (its keys: study_name", "n_trials"]),
-    (["sweep.n_jobs=two"], ["sweep.n_jobs: Value 'two'", "could not be converted to Integer"]),
-    (["train.epoch=many"], ["train.epoch=many", "could not be converted to Integer"]),
-    (["data=nope"], ["Could not find 'data/nope'", "breast_cancer; catvnoncat; digits; file"]),
-    (["sweep=nope"], ["sweep='nope' is not a file of conf/sweep/ (architecture, cat, default, small)"]),
-    (["+sweep.n_trials=3"], ["+sweep.n_trials=3: sweep.n_trials is set already", "++sweep.n_trials=3"]),
-    (["~sweep.space.train.epochs"], ["~sweep.space.train.epochs: not a parameter of the study's space"]),
-    (["train.seed=1,2"], ["train.seed=1,2: a list or range of values to try is a Hydra multirun sweep"]),
-    (["~sweep"], ["~sweep: the study is chosen with sweep=NAME"]),
-    (["network.activation=é"], ["network.activation=é: not an override in Hydra's grammar (unexpected 'é' at character 20)",
-                                "quote a value that holds spaces, non-ASCII letters", "e.g. 'network.activation=\"é\"'"]),
-    (["sweep.sampler.seed=-1"], ["sweep.sampler.seed=-1 is invalid: must be an integer in [0, 2**32-1]"]),
-    (["sweep.sampler.seed=nan"], ["sweep.sampler.seed=nan is invalid: must be an integer in [0, 2**32-1]"]),
-    (["sweep.timeout=nan"], ["sweep.timeout=nan is invalid: must be a finite number of seconds > 0, or null"]),
-    (["sweep.metric=val_cost"], ["sweep.metric=val_cost with sweep.direction=maximize", "sweep.direction=minimize"]),
-    (["sweep.grace_period=-5"], ["sweep.grace_period=-5 is invalid: must be an integer >= 1 (seconds), or null"]),
-    (["data.seed=-1"], ["data.seed=-1 is invalid: must be an integer in [0, 2**32-1]"]),
-    (["tracking.experiment=''"], ["tracking.experiment='' is invalid: must be a non-empty MLflow experiment name"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (
+            ["network.hidden=[128,64"],
+            ["network.hidden=[128,64: not an override in Hydra's grammar", "allowed: KEY=VALUE"],
+        ),
+        (
+            ["sweep.storage=postgresql://u@h/db?sslmode=require"],
+            ["sweep.storage=postgresql://u@h/db?sslmode=require", "quote a value"],
+        ),
+        (["train.epochs=5"], ["train.epochs=5: train has no key 'epochs' (its keys: epoch, mini_batch_size"]),
+        (["optimizer.beta3=0.5"], ["optimizer.beta3=0.5: optimizer has no key 'beta3' (its keys: name, learning_rate"]),
+        (
+            ["data.path=/x.npz"],
+            ["data.path=/x.npz: data has no key 'path'", "data=file has it: e.g. data=file data.path=/x.npz"],
+        ),
+        (
+            ["sweep.space.network.hidden.choices=[[32],[64,32]]"],
+            ["'network.hidden' is not searched by this study", "e.g. sweep.space.network.hidden.type=categorical"],
+        ),
+        (["sweep.n_trial=5"], ["sweep.n_trial=5: the study has no key 'n_trial' (its keys: study_name", "n_trials"]),
+        (["sweep.n_jobs=two"], ["sweep.n_jobs: Value 'two'", "could not be converted to Integer"]),
+        (["train.epoch=many"], ["train.epoch=many", "could not be converted to Integer"]),
+        (["data=nope"], ["Could not find 'data/nope'", "breast_cancer; catvnoncat; digits; file"]),
+        (["sweep=nope"], ["sweep='nope' is not a file of conf/sweep/ (architecture, cat, default, small)"]),
+        (["+sweep.n_trials=3"], ["+sweep.n_trials=3: sweep.n_trials is set already", "++sweep.n_trials=3"]),
+        (["~sweep.space.train.epochs"], ["~sweep.space.train.epochs: not a parameter of the study's space"]),
+        (["train.seed=1,2"], ["train.seed=1,2: a list or range of values to try is a Hydra multirun sweep"]),
+        (["~sweep"], ["~sweep: the study is chosen with sweep=NAME"]),
+        (
+            ["network.activation=é"],
+            [
+                "network.activation=é: not an override in Hydra's grammar (unexpected 'é' at character 20)",
+                "quote a value that holds spaces, non-ASCII letters",
+                "e.g. 'network.activation=\"é\"'",
+            ],
+        ),
+        (["sweep.sampler.seed=-1"], ["sweep.sampler.seed=-1 is invalid: must be an integer in [0, 2**32-1]"]),
+        (["sweep.sampler.seed=nan"], ["sweep.sampler.seed=nan is invalid: must be an integer in [0, 2**32-1]"]),
+        (["sweep.timeout=nan"], ["sweep.timeout=nan is invalid: must be a finite number of seconds > 0, or null"]),
+        (
+            ["sweep.metric=val_cost"],
+            ["sweep.metric=val_cost with sweep.direction=maximize", "sweep.direction=minimize"],
+        ),
+        (["sweep.grace_period=-5"], ["sweep.grace_period=-5 is invalid: must be an integer >= 1 (seconds), or null"]),
+        (["data.seed=-1"], ["data.seed=-1 is invalid: must be an integer in [0, 2**32-1]"]),
+        (["tracking.experiment=''"], ["tracking.experiment='' is invalid: must be a non-empty MLflow experiment name"]),
+    ],
+)
 def test_a_bad_override_is_one_line_naming_it_and_exit_2(empty_cwd, capsys, args, fragments):
     for extra in ([], ["--cfg", "job"]):  # before a run as before printing the config
         code, out, err = _run([*args, *extra], capsys)
@@ -177,21 +214,24 @@ def test_a_bad_override_is_one_line_naming_it_and_exit_2(empty_cwd, capsys, args
     assert not list(empty_cwd.iterdir()), "a refused command created files"
 
 
-@pytest.mark.parametrize("flag, why", [
-    ("-m", "not a Hydra multirun"),
-    ("--multirun", "not a Hydra multirun"),
-    ("-cn=best_config", "composes conf/config.yaml with a study of conf/sweep/"),
-    ("--config-name", "composes conf/config.yaml"),
-    ("--config-dir", "composes conf/config.yaml"),
-    ("-cp", "composes conf/config.yaml"),
-    ("--experimental-rerun", "run the same command again to resume"),
-    ("--info", "--cfg job"),
-    ("--hydra-help", "numpynet-sweep --help"),
-    ("-sc", "no shell completion"),
-    ("--cfg", "--cfg needs a value: one of job, hydra, all"),
-    ("--cfg=everything", "one of job, hydra, all"),
-    ("--verbose", "unknown option"),
-])
+@pytest.mark.parametrize(
+    "flag, why",
+    [
+        ("-m", "not a Hydra multirun"),
+        ("--multirun", "not a Hydra multirun"),
+        ("-cn=best_config", "composes conf/config.yaml with a study of conf/sweep/"),
+        ("--config-name", "composes conf/config.yaml"),
+        ("--config-dir", "composes conf/config.yaml"),
+        ("-cp", "composes conf/config.yaml"),
+        ("--experimental-rerun", "run the same command again to resume"),
+        ("--info", "--cfg job"),
+        ("--hydra-help", "numpynet-sweep --help"),
+        ("-sc", "no shell completion"),
+        ("--cfg", "--cfg needs a value: one of job, hydra, all"),
+        ("--cfg=everything", "one of job, hydra, all"),
+        ("--verbose", "unknown option"),
+    ],
+)
 def test_flags_a_sweep_has_no_use_for_are_refused_in_one_line(empty_cwd, capsys, flag, why):
     code, out, err = _run(["sweep.n_trials=1", flag], capsys)
     assert code == 2 and out == ""
@@ -206,9 +246,19 @@ def test_debug_shows_the_error_itself(empty_cwd, capsys):
 
 # --------------------------------------------------------------------------- the split, the study's ops
 def test_overrides_split_between_the_study_and_the_training_config():
-    name, study, training = split_overrides([
-        "sweep=cat", "sweep.n_trials=3", "+sweep.sampler.n_ei_candidates=5", "~sweep.baseline", "++sweep.top_k=2",
-        "network.hidden=[128,64]", "+train.extra=1", "~experiment", "data.train_path='/a b/train.h5'"])
+    name, study, training = split_overrides(
+        [
+            "sweep=cat",
+            "sweep.n_trials=3",
+            "+sweep.sampler.n_ei_candidates=5",
+            "~sweep.baseline",
+            "++sweep.top_k=2",
+            "network.hidden=[128,64]",
+            "+train.extra=1",
+            "~experiment",
+            "data.train_path='/a b/train.h5'",
+        ]
+    )
     assert name == "cat"
     assert study == ["n_trials=3", "+sampler.n_ei_candidates=5", "~baseline", "++top_k=2"]
     assert training == ["network.hidden=[128,64]", "+train.extra=1", "~experiment", "data.train_path='/a b/train.h5'"]
@@ -217,8 +267,16 @@ def test_overrides_split_between_the_study_and_the_training_config():
 
 def test_deleting_a_study_key_restores_the_schema_default(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump({"study_name": "s", "top_k": 9, "baseline": ["train.seed=3"],
-                                    "space": {"train.seed": {"type": "int", "low": 0, "high": 9}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "study_name": "s",
+                "top_k": 9,
+                "baseline": ["train.seed=3"],
+                "space": {"train.seed": {"type": "int", "low": 0, "high": 9}},
+            }
+        )
+    )
     study = load_sweep_config(str(path), ["~top_k", "~baseline"])
     assert (study.top_k, study.baseline) == (SweepConfig.top_k, None)
     with pytest.raises(UserError, match=r"~sweep.sampler.n_startup_trials: the study has no sweep.sampler.n_startup"):
@@ -230,7 +288,12 @@ def test_the_console_script_exits_2_in_one_line_and_hydra_full_error_shows_the_t
     proc = run_command("numpynet-sweep", ["network.hidden=[128,64", "sweep.n_trials=1"], tmp_path, tracking_uri=None)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.splitlines() == [proc.stderr.strip()] and "network.hidden=[128,64" in proc.stderr
-    full = run_command("numpynet-sweep", ["-m", "sweep.n_trials=1"], tmp_path, tracking_uri=None,
-                       env={"HYDRA_FULL_ERROR": "1"})
-    assert full.returncode == 1 and "Traceback (most recent call last)" in full.stderr and "not a Hydra multirun" in full.stderr
+    full = run_command(
+        "numpynet-sweep", ["-m", "sweep.n_trials=1"], tmp_path, tracking_uri=None, env={"HYDRA_FULL_ERROR": "1"}
+    )
+    assert (
+        full.returncode == 1
+        and "Traceback (most recent call last)" in full.stderr
+        and "not a Hydra multirun" in full.stderr
+    )
     assert not list(tmp_path.iterdir())

@@ -14,7 +14,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from commands import run_command
 from services import free_port
 
@@ -30,8 +29,10 @@ def _commands(uri: str) -> dict[str, tuple[str, list[str]]]:
 def _check(proc, prog: str, uri: str, why: str, folder: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     prefix = f"{prog}: error: " if prog == "numpynet-sweep" else f"{prog}: "
-    assert proc.stderr.endswith(f"{prefix}cannot reach the MLflow tracking server at {uri}: {why}; start it "
-                                "(mlflow server --host ... --port ...) or fix tracking.uri\n"), proc.stderr
+    assert proc.stderr.endswith(
+        f"{prefix}cannot reach the MLflow tracking server at {uri}: {why}; start it "
+        "(mlflow server --host ... --port ...) or fix tracking.uri\n"
+    ), proc.stderr
     assert "Retrying" not in proc.stderr and "Traceback" not in proc.stderr
     assert "artifact" not in proc.stderr and "no run" not in proc.stderr
     assert not (folder / "mlruns").exists()  # nothing created
@@ -50,6 +51,7 @@ def test_a_server_that_accepts_but_never_answers_is_named_after_the_probe_timeou
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
         uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        proc = run_command("numpynet-train", [f"tracking.uri={uri}", "train.epoch=2"], tmp_path, tracking_uri=None,
-                           timeout=120)
+        proc = run_command(
+            "numpynet-train", [f"tracking.uri={uri}", "train.epoch=2"], tmp_path, tracking_uri=None, timeout=120
+        )
     _check(proc, "numpynet-train", uri, "connected, but /health gave no answer within 5 s", tmp_path)

@@ -11,6 +11,7 @@ import commands
 import pytest
 from commands import run_command, start_command
 
+
 @pytest.fixture(autouse=True)
 def _warm():
     was_warm = commands._WARM
@@ -22,7 +23,8 @@ def _warm():
 
 @pytest.mark.slow
 def test_a_warm_command_has_its_own_process_directory_environment_and_exit_status(
-        tmp_path: Path, mlflow_store: str) -> None:
+    tmp_path: Path, mlflow_store: str
+) -> None:
     from mlflow import MlflowClient
 
     proc = start_command("numpynet-train", ["train.epoch=oops"], tmp_path)
@@ -31,14 +33,25 @@ def test_a_warm_command_has_its_own_process_directory_environment_and_exit_statu
     assert proc.returncode == 2  # the command's own exit status, through the starter
     assert "train.epoch" in err and "oops" in err and "Traceback" not in err
 
-    quick = ["train.epoch=1", "network.hidden=[4]", "tracking.log_model=false", "tracking.log_plots=false",
-             "tracking.experiment=warm"]
+    quick = [
+        "train.epoch=1",
+        "network.hidden=[4]",
+        "tracking.log_model=false",
+        "tracking.log_plots=false",
+        "tracking.experiment=warm",
+    ]
     here = tmp_path / "here"
     here.mkdir()
     inherited = run_command("numpynet-train", quick, here)  # MLFLOW_TRACKING_URI of this test: the store
     assert inherited.returncode == 0, inherited.stderr
-    assert len(MlflowClient(mlflow_store).search_runs(
-        [MlflowClient(mlflow_store).get_experiment_by_name("warm").experiment_id])) == 1
+    assert (
+        len(
+            MlflowClient(mlflow_store).search_runs(
+                [MlflowClient(mlflow_store).get_experiment_by_name("warm").experiment_id]
+            )
+        )
+        == 1
+    )
     assert not (here / "mlruns").exists()
     dropped = run_command("numpynet-train", quick, here, tracking_uri=None)  # no URI: ./mlruns of its cwd
     assert dropped.returncode == 0, dropped.stderr

@@ -32,8 +32,16 @@ def _data(n_outputs: int):
 def _trained(activation: str, n_outputs: int, regularization, keep_prob: float = 1.0, **kw):
     X, y = _data(n_outputs)
     net = NeuralNetwork(
-        [5, 8, 6, n_outputs], activation_function=activation, regularization=regularization,
-        lambd=0.7, keep_prob=keep_prob, epoch=2, learning_rate=0.1, mini_batch_size=8, seed=0, **kw,
+        [5, 8, 6, n_outputs],
+        activation_function=activation,
+        regularization=regularization,
+        lambd=0.7,
+        keep_prob=keep_prob,
+        epoch=2,
+        learning_rate=0.1,
+        mini_batch_size=8,
+        seed=0,
+        **kw,
     ).fit(X, y)
     assert all(np.any(b != 0) for b in net.intercepts_)  # a generic point, not the initial one
     return net, X, y
@@ -106,6 +114,7 @@ def test_grad_check_detects_a_wrong_derivative(wrong, monkeypatch):
 
 # ------------------------------------------------------------------- float32
 
+
 @pytest.mark.parametrize("output", list(OUTPUTS))
 @pytest.mark.parametrize("regularization", [None, "l2"])
 def test_float32_backprop_against_a_float64_reference(output, regularization):
@@ -147,6 +156,7 @@ def test_at_the_kink_leakyrelu_takes_the_slope_of_the_negative_side():
 
 # ------------------------------------------------------------ grad_check's input
 
+
 def test_grad_check_checks_its_data_against_the_fitted_network():
     net, X, y = _trained("tanh", 1, None)
     cases = [
@@ -163,8 +173,10 @@ def test_grad_check_checks_its_data_against_the_fitted_network():
 def test_grad_check_of_an_unfitted_network_checks_the_data_as_fit_does():
     X, y = _data(1)
     net = NeuralNetwork([5, 8, 1], seed=3)
-    for args, message in [((X[:, :4], y), "X has 4 features (shape (24, 4)) but layer_dims[0] is 5"),
-                          ((X, y[:-1]), "y has 23 labels but X has 24 samples")]:
+    for args, message in [
+        ((X[:, :4], y), "X has 4 features (shape (24, 4)) but layer_dims[0] is 5"),
+        ((X, y[:-1]), "y has 23 labels but X has 24 samples"),
+    ]:
         with pytest.raises(ValueError) as info:
             net.grad_check(*args)
         assert str(info.value) == message
@@ -216,11 +228,17 @@ def test_grad_check_where_both_gradients_vanish_exactly_is_zero(hidden):
 
 # ------------------------------------------------- the checked network is only read
 
+
 def _state(net) -> dict:
     """Every attribute of the network, arrays copied."""
-    return {k: (np.array(v, copy=True), v.dtype) if isinstance(v, np.ndarray)
-            else [np.array(a, copy=True) for a in v] if k in ("coefs_", "intercepts_") else v
-            for k, v in vars(net).items()}
+    return {
+        k: (np.array(v, copy=True), v.dtype)
+        if isinstance(v, np.ndarray)
+        else [np.array(a, copy=True) for a in v]
+        if k in ("coefs_", "intercepts_")
+        else v
+        for k, v in vars(net).items()
+    }
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

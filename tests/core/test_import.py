@@ -6,8 +6,19 @@ import json
 
 from _core_helpers import run_python
 
-HEAVY = ["optuna", "mlflow", "hydra", "omegaconf", "matplotlib", "sklearn", "scipy", "h5py", "pandas", "torch",
-         "threadpoolctl"]
+HEAVY = [
+    "optuna",
+    "mlflow",
+    "hydra",
+    "omegaconf",
+    "matplotlib",
+    "sklearn",
+    "scipy",
+    "h5py",
+    "pandas",
+    "torch",
+    "threadpoolctl",
+]
 
 SCRIPT = r"""
 import json, sys

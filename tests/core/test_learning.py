@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import _core_helpers
 import numpy as np
 import pytest
+from _core_helpers import SINGLE_THREAD_ENV, finish, require_cat_data, start_python
 
 from numpynet import NeuralNetwork
-
-import _core_helpers
-from _core_helpers import SINGLE_THREAD_ENV, finish, require_cat_data, start_python
 
 
 def test_digits_reach_097_test_accuracy():
@@ -30,10 +29,15 @@ def test_digits_reach_097_test_accuracy():
     from sklearn.model_selection import train_test_split
 
     X, y = load_digits(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X / 16.0, y, test_size=0.2, stratify=y, random_state=0)
-    net = NeuralNetwork([64, 64, 32, 10], activation_function="relu", optimizer="adam",
-                        learning_rate=1e-3, mini_batch_size=32, epoch=100).fit(X_train, y_train)
+    X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, test_size=0.2, stratify=y, random_state=0)
+    net = NeuralNetwork(
+        [64, 64, 32, 10],
+        activation_function="relu",
+        optimizer="adam",
+        learning_rate=1e-3,
+        mini_batch_size=32,
+        epoch=100,
+    ).fit(X_train, y_train)
     accuracy = net.score(X_test, y_test)
     assert accuracy >= 0.97, f"digits test accuracy {accuracy:.4f} < 0.97"
     assert net.costs_[-1] < net.costs_[0]
@@ -69,8 +73,7 @@ def test_catvnoncat_with_the_original_configuration():
     require_cat_data()  # skips locally without the data, fails in CI (NUMPYNET_REQUIRE_CAT_DATA=1)
     tests_dir = str(Path(__file__).resolve().parents[1])  # where the worker finds _core_helpers
     shares = [CAT_SEEDS[0::2], CAT_SEEDS[1::2]]  # [1, 3, 5] and [2, 4]
-    workers = [start_python(CAT_WORKER, tests_dir, ",".join(map(str, s)), extra_env=SINGLE_THREAD_ENV)
-               for s in shares]
+    workers = [start_python(CAT_WORKER, tests_dir, ",".join(map(str, s)), extra_env=SINGLE_THREAD_ENV) for s in shares]
     results = {}
     try:
         for proc in workers:
@@ -89,15 +92,18 @@ def test_catvnoncat_with_the_original_configuration():
     assert mean_test >= 0.74, summary
 
 
-@pytest.mark.parametrize("required, outcome", [(None, pytest.skip.Exception), ("0", pytest.skip.Exception),
-                                               ("1", pytest.fail.Exception)])
+@pytest.mark.parametrize(
+    "required, outcome", [(None, pytest.skip.Exception), ("0", pytest.skip.Exception), ("1", pytest.fail.Exception)]
+)
 def test_missing_cat_data_skips_locally_and_fails_in_ci(required, outcome, tmp_path, monkeypatch):
     monkeypatch.setattr(_core_helpers, "CAT_DIR", tmp_path)  # an empty folder
     if required is None:
         monkeypatch.delenv("NUMPYNET_REQUIRE_CAT_DATA", raising=False)
     else:
         monkeypatch.setenv("NUMPYNET_REQUIRE_CAT_DATA", required)
-    with pytest.raises(outcome, match=r"cat / non-cat data not found in .*missing train_catvnoncat.h5, test_catvnoncat.h5"):
+    with pytest.raises(
+        outcome, match=r"cat / non-cat data not found in .*missing train_catvnoncat.h5, test_catvnoncat.h5"
+    ):
         require_cat_data()
     (tmp_path / "train_catvnoncat.h5").touch()
     (tmp_path / "test_catvnoncat.h5").touch()

@@ -71,6 +71,7 @@ def test_refitting_the_same_estimator_repeats_itself():
 
 # ------------------------------------------------------------------- evaluate
 
+
 def _flip(pred, classes, changes):
     """True labels = predictions with (from_class, to_class, count) changes."""
     y_true = pred.copy()
@@ -101,7 +102,8 @@ def test_binary_confusion_matrix_rows_are_true_classes():
     assert result["recall"] == pytest.approx(metrics.recall_score(y_true, pred), rel=1e-12)
     assert result["f1"] == pytest.approx(metrics.f1_score(y_true, pred), rel=1e-12)
     assert result["log_loss"] == pytest.approx(
-        metrics.log_loss(y_true, net.predict_proba(X), labels=net.classes_), rel=1e-9)
+        metrics.log_loss(y_true, net.predict_proba(X), labels=net.classes_), rel=1e-9
+    )
     assert net.score(X, y_true) == result["accuracy"]
 
 
@@ -117,14 +119,19 @@ def test_multiclass_metrics_match_scikit_learn_macro_averages():
     expected_cm = metrics.confusion_matrix(y_true, pred, labels=net.classes_)
     np.testing.assert_array_equal(result["confusion_matrix"], expected_cm)
     assert expected_cm[0, 2] != expected_cm[2, 0]  # orientation is observable here
-    for name, fn in [("precision", metrics.precision_score), ("recall", metrics.recall_score),
-                     ("f1", metrics.f1_score)]:
+    for name, fn in [
+        ("precision", metrics.precision_score),
+        ("recall", metrics.recall_score),
+        ("f1", metrics.f1_score),
+    ]:
         assert result[name] == pytest.approx(fn(y_true, pred, average="macro"), rel=1e-12), name
     assert result["log_loss"] == pytest.approx(
-        metrics.log_loss(y_true, net.predict_proba(X), labels=net.classes_), rel=1e-9)
+        metrics.log_loss(y_true, net.predict_proba(X), labels=net.classes_), rel=1e-9
+    )
 
 
 # --------------------------------------------------------------------- labels
+
 
 def test_binary_labels_are_relabelled_through_classes():
     """Any two labels train exactly as 0/1 with the larger label as the positive class."""
@@ -171,12 +178,14 @@ def test_two_classes_through_a_softmax_output():
 
 # ------------------------------------------------------------------- callback
 
+
 def test_callback_receives_the_metrics_every_epoch():
     X, y = binary_data()
     Xv, yv = binary_data(n=20, seed=1)
     seen = []
     net = NeuralNetwork([4, 5, 1], epoch=4).fit(
-        X, y, X_val=Xv, y_val=yv, callback=lambda epoch, metrics: seen.append((epoch, dict(metrics))))
+        X, y, X_val=Xv, y_val=yv, callback=lambda epoch, metrics: seen.append((epoch, dict(metrics)))
+    )
     assert [e for e, _ in seen] == [0, 1, 2, 3]
     for epoch, metrics in seen:
         assert {"train_cost", "train_accuracy", "learning_rate", "val_cost", "val_accuracy"} <= set(metrics)
@@ -221,6 +230,7 @@ def test_an_exception_in_the_callback_stops_fit_and_keeps_history():
 
 # ----------------------------------------------------------------- divergence
 
+
 def test_a_huge_learning_rate_raises_training_diverged():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((64, 5)) * 10
@@ -260,6 +270,7 @@ def test_divergence_in_the_very_last_update_is_not_returned_as_a_fitted_model():
 
 # ------------------------------------------------------ numerical robustness
 
+
 def test_losses_from_huge_logits_are_exact_and_silent():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -276,7 +287,7 @@ def test_losses_from_huge_logits_are_exact_and_silent():
 
 @pytest.mark.parametrize("n_out", [1, 3])
 def test_no_runtime_warning_for_huge_logits(n_out):
-    X, y = (binary_data() if n_out == 1 else multiclass_data())
+    X, y = binary_data() if n_out == 1 else multiclass_data()
     net = NeuralNetwork([4, 5, n_out], epoch=3).fit(X, y)
     net.coefs_[-1][...] *= 1e6  # logits of order 1e5 to 1e6
     net.intercepts_[-1][...] += 1e5
@@ -306,7 +317,7 @@ def test_prediction_in_chunks_matches_prediction_row_by_row_blocks():
     y = (X[:, 0] > 0).astype(int)
     net = NeuralNetwork([4, 5, 1], epoch=1).fit(X[:100], y[:100])
     whole = net.predict_proba(X)
-    parts = np.vstack([net.predict_proba(X[i:i + 1000]) for i in range(0, len(X), 1000)])
+    parts = np.vstack([net.predict_proba(X[i : i + 1000]) for i in range(0, len(X), 1000)])
     np.testing.assert_allclose(whole, parts, rtol=1e-12)
 
 
@@ -316,11 +327,12 @@ def test_prediction_in_three_chunks_covers_every_row():
     X = rng.standard_normal((20_000, 4))
     net = NeuralNetwork([4, 5, 3], epoch=1).fit(X[:90], np.arange(90) % 3)
     whole = net.predict_proba(X)
-    parts = np.vstack([net.predict_proba(X[i:i + 2500]) for i in range(0, len(X), 2500)])
+    parts = np.vstack([net.predict_proba(X[i : i + 2500]) for i in range(0, len(X), 2500)])
     np.testing.assert_allclose(whole, parts, rtol=1e-12)
 
 
 # -------------------------------------------------------------------- dropout
+
 
 def _plain_forward(net, X):
     """Deterministic forward pass with relu hidden units and no dropout."""
@@ -333,8 +345,7 @@ def _plain_forward(net, X):
 
 def test_dropout_is_off_at_prediction():
     X, y = binary_data()
-    net = NeuralNetwork([4, 16, 8, 1], regularization="dropout", keep_prob=0.5, epoch=20,
-                        learning_rate=0.05).fit(X, y)
+    net = NeuralNetwork([4, 16, 8, 1], regularization="dropout", keep_prob=0.5, epoch=20, learning_rate=0.05).fit(X, y)
     first, second = net.predict_proba(X), net.predict_proba(X)
     np.testing.assert_array_equal(first, second)
     np.testing.assert_allclose(first[:, 1], _plain_forward(net, X), rtol=1e-12)
@@ -353,10 +364,19 @@ def test_keep_prob_one_is_no_dropout():
 
 # --------------------------------------------------------------------- dtypes
 
+
 def test_float32_trains_and_predicts_in_float32():
     X, y = multiclass_data()
-    net = NeuralNetwork([4, 8, 3], dtype="float32", optimizer="adam", learning_rate=0.01,
-                        regularization="l2+dropout", keep_prob=0.9, lambd=0.01, epoch=40).fit(X, y)
+    net = NeuralNetwork(
+        [4, 8, 3],
+        dtype="float32",
+        optimizer="adam",
+        learning_rate=0.01,
+        regularization="l2+dropout",
+        keep_prob=0.9,
+        lambd=0.01,
+        epoch=40,
+    ).fit(X, y)
     assert all(w.dtype == np.float32 for w in net.coefs_ + net.intercepts_)
     assert net.predict_proba(X).dtype == np.float32
     assert all(math.isfinite(c) for c in net.costs_)
@@ -374,6 +394,7 @@ def test_float32_follows_the_float64_trajectory():
 
 # ------------------------------------------------------------- initialisation
 
+
 def _initial_weights(n_in=1000, n_hidden=500, **kw):
     """Weights straight after initialisation: one epoch with a rate too small to move them."""
     rng = np.random.default_rng(0)
@@ -382,8 +403,15 @@ def _initial_weights(n_in=1000, n_hidden=500, **kw):
     return net
 
 
-@pytest.mark.parametrize("kw", [{}, {"initialization": "he"}, {"initialization": "auto"},
-                                {"initialization": "auto", "activation_function": "leakyrelu"}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"initialization": "he"},
+        {"initialization": "auto"},
+        {"initialization": "auto", "activation_function": "leakyrelu"},
+    ],
+)
 def test_he_initialisation_has_std_sqrt_2_over_fan_in(kw):
     net = _initial_weights(**kw)
     W = net.coefs_[0]  # 500 000 draws: the std is known to about 0.1 %
@@ -401,6 +429,7 @@ def test_auto_initialisation_picks_xavier_for_saturating_units(activation):
 
 
 # -------------------------------------------------------------- scikit-learn
+
 
 def test_get_params_set_params_and_clone():
     from sklearn.base import clone
@@ -431,13 +460,16 @@ def test_cross_val_score_runs_with_stratified_folds():
     est = NeuralNetwork([4, 16, 3], optimizer="adam", learning_rate=0.01, epoch=60)
     scores = cross_val_score(est, X, y, cv=3)
     # a classifier gets StratifiedKFold: the same folds done by hand give the same scores
-    manual = [NeuralNetwork(**est.get_params()).fit(X[tr], y[tr]).score(X[te], y[te])
-              for tr, te in StratifiedKFold(3).split(X, y)]
+    manual = [
+        NeuralNetwork(**est.get_params()).fit(X[tr], y[tr]).score(X[te], y[te])
+        for tr, te in StratifiedKFold(3).split(X, y)
+    ]
     np.testing.assert_array_equal(scores, manual)
     assert scores.min() > 0.8
 
 
 # -------------------------------------------------------------------- logging
+
 
 def test_print_cost_logs_and_prints_nothing(caplog, capsys):
     X, y = binary_data()
@@ -463,6 +495,7 @@ def test_without_print_cost_nothing_is_logged(caplog, capsys):
 
 # ------------------------------------------------------- the cost with L2
 
+
 def _independent_cost(coefs, intercepts, X, y, lambd, m):
     """Binary cross-entropy of a relu network + lambd / (2 m) * sum ||W||^2, in plain numpy."""
     A = X
@@ -487,9 +520,17 @@ def test_train_cost_with_l2_takes_both_terms_at_the_same_weights(monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(NeuralNetwork, "_train", spy)
-    net = NeuralNetwork([4, 6, 3, 1], regularization="l2", lambd=2.0, optimizer="gd", learning_rate=0.5,
-                        mini_batch_size=40, epoch=1, seed=3).fit(X, y, X_val=Xv, y_val=yv)
-    (W0, b0), = start
+    net = NeuralNetwork(
+        [4, 6, 3, 1],
+        regularization="l2",
+        lambd=2.0,
+        optimizer="gd",
+        learning_rate=0.5,
+        mini_batch_size=40,
+        epoch=1,
+        seed=3,
+    ).fit(X, y, X_val=Xv, y_val=yv)
+    ((W0, b0),) = start
     ce0, l2_0 = _independent_cost(W0, b0, X, y, 2.0, 40)
     assert net.costs_[0] == pytest.approx(ce0 + l2_0, rel=1e-12)
     ce_end_val, l2_end = _independent_cost(net.coefs_, net.intercepts_, Xv, yv, 2.0, 40)
@@ -510,8 +551,9 @@ def test_train_cost_with_l2_over_mini_batches_weights_each_batch_at_its_own_star
         return original(passes, Xb, ws, mb, masks)
 
     monkeypatch.setattr(Passes, "forward", spy)
-    net = NeuralNetwork([4, 5, 1], regularization="l2", lambd=2.0, learning_rate=0.5, mini_batch_size=25,
-                        epoch=1, seed=0).fit(X, y)
+    net = NeuralNetwork(
+        [4, 5, 1], regularization="l2", lambd=2.0, learning_rate=0.5, mini_batch_size=25, epoch=1, seed=0
+    ).fit(X, y)
     assert len(snapshots) == 2
     # the labels of each batch: find each batch's rows in X
     total = 0.0
@@ -543,31 +585,39 @@ def test_val_balanced_accuracy_each_epoch_matches_scikit_learn_on_the_epoch_s_pr
     assert net.val_balanced_accuracies_ == [g for g, _ in seen]
     # a constant prediction scores 1 / classes, whatever the proportions
     from numpynet.metrics import balanced_accuracy
+
     assert balanced_accuracy(np.array([0, 0, 0, 1]), np.zeros(4, dtype=int), 2) == 0.5
     assert balanced_accuracy(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2]), 4) == pytest.approx((1 + 1 + 0.5) / 3)
 
 
 # ------------------------------------------------------- messages and repr
 
+
 def test_training_diverged_says_where_and_what_to_do():
     assert str(TrainingDiverged(3, 0.125)) == (
         "training diverged at epoch 3: the cost is not finite (last finite cost: 0.125); "
-        "lower learning_rate or add regularization")
+        "lower learning_rate or add regularization"
+    )
     first = TrainingDiverged(0, None, "weights are NaN")
     assert str(first) == (
         "training diverged at epoch 0: the cost is not finite (last finite cost: none); "
-        "lower learning_rate or add regularization (weights are NaN)")
+        "lower learning_rate or add regularization (weights are NaN)"
+    )
     assert (first.epoch, first.last_finite_cost) == (0, None)
     assert isinstance(first, RuntimeError)
 
 
 def test_repr_shows_only_the_settings_that_differ_from_the_defaults():
     assert repr(NeuralNetwork()) == "NeuralNetwork()"
-    assert repr(NeuralNetwork([4, 3, 1], learning_rate=0.1, hidden_layer_sizes=(100,))) == \
-        "NeuralNetwork(layer_dims=[4, 3, 1], learning_rate=0.1)"
+    assert (
+        repr(NeuralNetwork([4, 3, 1], learning_rate=0.1, hidden_layer_sizes=(100,)))
+        == "NeuralNetwork(layer_dims=[4, 3, 1], learning_rate=0.1)"
+    )
     # same value but another type is shown; an array never breaks the comparison
-    assert repr(NeuralNetwork(hidden_layer_sizes=[100], seed=np.int64(0))) == \
-        "NeuralNetwork(hidden_layer_sizes=[100], seed=np.int64(0))"
+    assert (
+        repr(NeuralNetwork(hidden_layer_sizes=[100], seed=np.int64(0)))
+        == "NeuralNetwork(hidden_layer_sizes=[100], seed=np.int64(0))"
+    )
     assert repr(NeuralNetwork(layer_dims=np.array([4, 3, 1]))) == "NeuralNetwork(layer_dims=array([4, 3, 1]))"
 
 
@@ -593,11 +643,15 @@ def test_precision_recall_and_f1_where_a_class_is_never_predicted_or_predicted_o
     from numpynet.metrics import confusion_matrix, precision_recall_f1
 
     y_true = np.array([0, 0, 0, 1, 1, 2, 2])
-    for y_pred in (np.array([0, 0, 0, 0, 0, 0, 0]),   # classes 1 and 2 never predicted
-                   np.array([0, 0, 1, 0, 1, 2, 0])):  # class 2 predicted once
+    for y_pred in (
+        np.array([0, 0, 0, 0, 0, 0, 0]),  # classes 1 and 2 never predicted
+        np.array([0, 0, 1, 0, 1, 2, 0]),
+    ):  # class 2 predicted once
         cm = confusion_matrix(y_true, y_pred, 3)
-        expected = [f(y_true, y_pred, average="macro", zero_division=0)
-                    for f in (sk.precision_score, sk.recall_score, sk.f1_score)]
+        expected = [
+            f(y_true, y_pred, average="macro", zero_division=0)
+            for f in (sk.precision_score, sk.recall_score, sk.f1_score)
+        ]
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             got = precision_recall_f1(cm)
@@ -610,9 +664,10 @@ def test_precision_recall_and_f1_where_a_class_is_never_predicted_or_predicted_o
 def test_evaluate_names_the_labels_in_its_messages():
     X, y = multiclass_data(n=30)
     net = NeuralNetwork([4, 3, 3], epoch=1).fit(X, y)
-    for bad, message in [(y[:-1], "y has 29 labels but X has 30 samples"),
-                         (np.where(np.arange(30) == 0, 7, y),
-                          "y contains label(s) [7] not seen in training; known classes: [0, 1, 2]")]:
+    for bad, message in [
+        (y[:-1], "y has 29 labels but X has 30 samples"),
+        (np.where(np.arange(30) == 0, 7, y), "y contains label(s) [7] not seen in training; known classes: [0, 1, 2]"),
+    ]:
         for method in (net.evaluate, net.score):
             with pytest.raises(ValueError) as info:
                 method(X, bad)
@@ -625,13 +680,22 @@ def test_label_and_feature_messages_at_prediction():
     inferred = NeuralNetwork(hidden_layer_sizes=(3,), epoch=1).fit(X, y)
     cases = [
         (explicit.predict, (X[:, :3],), "X has 3 features (shape (30, 3)) but layer_dims[0] is 4"),
-        (inferred.predict, (X[:, :3],),
-         "X has 3 features (shape (30, 3)) but the network was fitted with 4 (n_features_in_)"),
-        (explicit.evaluate, (X, np.array([None] * 30, dtype=object)),
-         "y labels of type object cannot be compared with classes_ [0, 1]"),
+        (
+            inferred.predict,
+            (X[:, :3],),
+            "X has 3 features (shape (30, 3)) but the network was fitted with 4 (n_features_in_)",
+        ),
+        (
+            explicit.evaluate,
+            (X, np.array([None] * 30, dtype=object)),
+            "y labels of type object cannot be compared with classes_ [0, 1]",
+        ),
         # at most the first 10 unknown labels are listed
-        (explicit.evaluate, (X, np.arange(30) + 5),
-         "y contains label(s) [5, 6, 7, 8, 9, 10, 11, 12, 13, 14] not seen in training; known classes: [0, 1]"),
+        (
+            explicit.evaluate,
+            (X, np.arange(30) + 5),
+            "y contains label(s) [5, 6, 7, 8, 9, 10, 11, 12, 13, 14] not seen in training; known classes: [0, 1]",
+        ),
     ]
     for method, args, message in cases:
         with pytest.raises(ValueError) as info:
@@ -693,13 +757,16 @@ def test_hopeless_classes_get_a_tiny_normal_probability_never_a_subnormal_or_zer
 
 # ------------------------------------------- divergence found at the end of an epoch
 
+
 def _with_a_huge_weight_after(net, epoch):
     """A callback that sets one first-layer weight to 1e200 after ``epoch``: the
     weight of a feature that is always 0, so the forward pass never sees it, but
     its square overflows in the L2 term."""
+
     def callback(e, metrics):
         if e == epoch:
             net.coefs_[0][0, 0] = 1e200
+
     return callback
 
 
@@ -725,6 +792,7 @@ def test_l2_with_lambd_zero_is_no_regularization_even_for_weights_too_large_to_s
 
 
 # ------------------------------------------------ float32 computes in float32
+
 
 def _spy_on_the_arrays(monkeypatch):
     """Record every workspace, forward pass, target matrix, optimizer and
@@ -759,6 +827,7 @@ def _spy_on_the_arrays(monkeypatch):
         def wrapped(rng, fan_in, fan_out, dtype):
             seen["init_dtypes"].append(np.dtype(dtype))
             return init(rng, fan_in, fan_out, dtype)
+
         return wrapped
 
     monkeypatch.setattr(Workspace, "__init__", spy_workspace)
@@ -783,13 +852,20 @@ def test_a_float32_network_computes_in_float32_throughout(n_out, monkeypatch):
     the memory and time, and other rounding) when the data comes in float64."""
     X, y = binary_data() if n_out == 1 else multiclass_data()
     seen = _spy_on_the_arrays(monkeypatch)
-    net = NeuralNetwork(hidden_layer_sizes=(5, 4), dtype="float32", optimizer="adam", regularization="dropout",
-                        keep_prob=0.8, epoch=2, mini_batch_size=16)
+    net = NeuralNetwork(
+        hidden_layer_sizes=(5, 4),
+        dtype="float32",
+        optimizer="adam",
+        regularization="dropout",
+        keep_prob=0.8,
+        epoch=2,
+        mini_batch_size=16,
+    )
     net.fit(X, y, X_val=X[:10], y_val=y[:10])  # float64 data, converted once
     f32 = np.dtype(np.float32)
     assert net._theta.dtype == net._grad.dtype == f32
     assert seen["init_dtypes"] == [f32] * 3
-    opt, = seen["optimizers"]
+    (opt,) = seen["optimizers"]
     state = [v for v in vars(opt).values() if isinstance(v, np.ndarray)]
     assert len(state) == 3 and {a.dtype for a in state} == {f32}  # adam: m, s and its scratch
     training, *validation = seen["workspaces"]

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _core_helpers import binary_data, flat_params
 
 from numpynet import NeuralNetwork
 from numpynet.optimizers import OPTIMIZERS, make_optimizer
-
-from _core_helpers import binary_data, flat_params
 
 RTOL = 1e-12
 
@@ -93,8 +92,7 @@ def test_adam_bias_correction_at_t1_and_t2():
     p2 = _step(opt, p1, [0.2, 0.4, -0.3], lr=0.1)
     np.testing.assert_allclose(opt.m, [0.065, -0.05, -0.03], rtol=RTOL)
     np.testing.assert_allclose(opt.s, [0.00028975, 0.001159, 0.00009], rtol=RTOL)
-    np.testing.assert_allclose(
-        p2, [0.81014248390292759, -1.8654394166626257, 0.57441367884968136], rtol=RTOL)
+    np.testing.assert_allclose(p2, [0.81014248390292759, -1.8654394166626257, 0.57441367884968136], rtol=RTOL)
 
 
 def test_adam_adds_epsilon_to_the_bias_corrected_root():
@@ -152,6 +150,7 @@ def test_fit_flushes_optimizer_state_once_per_epoch(monkeypatch):
 
 # ------------------------------------------------- which beta each one uses
 
+
 def _weights(**kw):
     X, y = binary_data(n=40)
     params = dict(layer_dims=[4, 5, 1], epoch=3, mini_batch_size=8, learning_rate=0.05)
@@ -159,9 +158,15 @@ def _weights(**kw):
     return flat_params(NeuralNetwork(**params).fit(X, y))
 
 
-@pytest.mark.parametrize("optimizer, uses", [
-    ("gd", set()), ("momentum", {"beta1"}), ("rmsprop", {"beta2"}), ("adam", {"beta1", "beta2"}),
-])
+@pytest.mark.parametrize(
+    "optimizer, uses",
+    [
+        ("gd", set()),
+        ("momentum", {"beta1"}),
+        ("rmsprop", {"beta2"}),
+        ("adam", {"beta1", "beta2"}),
+    ],
+)
 def test_each_optimizer_uses_the_documented_betas(optimizer, uses):
     base = _weights(optimizer=optimizer, beta1=0.9, beta2=0.999)
     for beta, other in (("beta1", 0.5), ("beta2", 0.9)):
@@ -171,13 +176,21 @@ def test_each_optimizer_uses_the_documented_betas(optimizer, uses):
 
 # ------------------------------------- gd with the learning rate folded in
 
+
 @pytest.mark.parametrize("regularization, keep_prob", [(None, 1.0), ("l2", 1.0), ("l2+dropout", 0.8)])
 def test_folded_gradient_descent_equals_momentum_with_beta1_zero(regularization, keep_prob):
     """gd folds lr into backprop (no ``step`` call); momentum with beta1 = 0 is
     the same update computed the textbook way (v = g; p -= lr v), so the two
     trajectories agree to rounding, with a decaying rate, L2 and dropout."""
-    kw = dict(regularization=regularization, keep_prob=keep_prob, lambd=0.7, decay="continuous",
-              decay_rate=0.5, learning_rate=0.2, epoch=6)
+    kw = dict(
+        regularization=regularization,
+        keep_prob=keep_prob,
+        lambd=0.7,
+        decay="continuous",
+        decay_rate=0.5,
+        learning_rate=0.2,
+        epoch=6,
+    )
     folded = _weights(optimizer="gd", **kw)
     textbook = _weights(optimizer="momentum", beta1=0.0, **kw)
     start = _weights(optimizer="gd", **{**kw, "learning_rate": 1e-12, "epoch": 1})

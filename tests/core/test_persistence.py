@@ -33,8 +33,15 @@ def _assert_same_predictions(a, b, X):
 
 def test_save_load_round_trip_predicts_identically(tmp_path):
     X, y = binary_data()
-    net = NeuralNetwork([4, 6, 3, 1], optimizer="adam", learning_rate=0.01, regularization="l2",
-                        lambd=0.3, epoch=10, activation_function="tanh").fit(X, y)
+    net = NeuralNetwork(
+        [4, 6, 3, 1],
+        optimizer="adam",
+        learning_rate=0.01,
+        regularization="l2",
+        lambd=0.3,
+        epoch=10,
+        activation_function="tanh",
+    ).fit(X, y)
     written = net.save(tmp_path / "model.npz")
     loaded = NeuralNetwork.load(written)
     _assert_same_predictions(net, loaded, X)
@@ -67,8 +74,9 @@ def test_load_accepts_the_path_given_to_save(tmp_path, monkeypatch):
 def test_save_accepts_numpy_scalar_hyperparameters(tmp_path):
     """Values from numpy grids (np.int64 seed, batch size...) pass validation, so save must take them."""
     X, y = binary_data()
-    net = NeuralNetwork([4, 3, 1], seed=np.int64(3), mini_batch_size=np.int64(16),
-                        learning_rate=np.float32(0.01), epoch=2).fit(X, y)
+    net = NeuralNetwork(
+        [4, 3, 1], seed=np.int64(3), mini_batch_size=np.int64(16), learning_rate=np.float32(0.01), epoch=2
+    ).fit(X, y)
     loaded = NeuralNetwork.load(net.save(tmp_path / "m.npz"))
     _assert_same_predictions(net, loaded, X)
     assert loaded.seed == 3 and loaded.mini_batch_size == 16
@@ -123,8 +131,9 @@ def test_load_lists_every_missing_key(tmp_path):
 def test_load_refuses_a_newer_format_and_reads_the_current_one(saved):
     net, path = saved
     X, _ = binary_data()
-    np.testing.assert_array_equal(NeuralNetwork.load(_rewrite(path, format_version=np.int64(2))).predict_proba(X),
-                                  net.predict_proba(X))
+    np.testing.assert_array_equal(
+        NeuralNetwork.load(_rewrite(path, format_version=np.int64(2))).predict_proba(X), net.predict_proba(X)
+    )
     _rewrite(path, format_version=np.int64(3))
     with pytest.raises(ValueError) as info:
         NeuralNetwork.load(path)
@@ -154,8 +163,12 @@ def test_save_returns_the_path_it_wrote(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     X, y = binary_data()
     net = NeuralNetwork([4, 3, 1], epoch=1).fit(X, y)
-    for given, written in [("a", "a.npz"), ("b.npz", "b.npz"), ("c.v2", "c.v2.npz"),
-                           (tmp_path / "d", str(tmp_path / "d.npz"))]:
+    for given, written in [
+        ("a", "a.npz"),
+        ("b.npz", "b.npz"),
+        ("c.v2", "c.v2.npz"),
+        (tmp_path / "d", str(tmp_path / "d.npz")),
+    ]:
         assert net.save(given) == written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz", "c.v2.npz", "d.npz"]
 
@@ -221,7 +234,6 @@ def test_an_unfitted_network_refuses_to_predict_or_save(tmp_path):
         net.save(tmp_path / "m.npz")
 
 
-
 def test_save_refuses_a_hyperparameter_json_cannot_hold(tmp_path):
     X, y = binary_data()
     flag = object()
@@ -233,7 +245,6 @@ def test_save_refuses_a_hyperparameter_json_cannot_hold(tmp_path):
     assert str(info.value) == f"hyperparameter value {flag!r} of type object cannot be saved"
 
 
-
 def test_an_unfitted_network_pickles_and_stays_unfitted():
     net = pickle.loads(pickle.dumps(NeuralNetwork([4, 3, 1], learning_rate=0.2)))
     assert net.get_params() == NeuralNetwork([4, 3, 1], learning_rate=0.2).get_params()
@@ -241,6 +252,7 @@ def test_an_unfitted_network_pickles_and_stays_unfitted():
 
 
 # ------------------------------------------------- files written by earlier code
+
 
 @pytest.mark.parametrize("name", list(OLD_MODELS))
 def test_a_file_written_before_the_split_loads_with_its_weights_and_predictions(name):
@@ -281,6 +293,7 @@ def test_a_pickle_written_before_the_split_unpickles_and_predicts_as_it_did():
 
 # ------------------------------------------- sizes checked before any allocation
 
+
 def test_load_refuses_layer_sizes_its_parameters_cannot_fill_before_allocating_them(saved, monkeypatch):
     """A crafted file whose layer_dims ask for 149 GiB of parameters while it holds 19: refused
     with the sizes named, and nothing of the asked size is ever allocated."""
@@ -292,6 +305,7 @@ def test_load_refuses_layer_sizes_its_parameters_cannot_fill_before_allocating_t
         def guarded(shape, *args, **kwargs):
             assert np.prod(shape, dtype=object) < 10**6, f"allocated {shape}"
             return alloc(shape, *args, **kwargs)
+
         return guarded
 
     monkeypatch.setattr(np, "zeros", small(zeros))
@@ -316,8 +330,7 @@ def test_load_reads_the_parameter_count_from_the_array_header_not_the_data(saved
     header: reading its data would allocate 149 GiB first."""
     _, path = saved
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
-                                                  "shape": (20_000_000_000,)})
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (20_000_000_000,)})
     _replace_member(path, "theta.npy", header.getvalue())
     with pytest.raises(ValueError) as info:
         NeuralNetwork.load(path)

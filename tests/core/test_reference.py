@@ -44,6 +44,7 @@ HIDDEN = {
 
 # ------------------------------------------------------------ the reference
 
+
 def ref_probabilities(logits):
     if logits.shape[1] == 1:
         return _sigmoid(logits)
@@ -73,7 +74,7 @@ def ref_forward(Ws, bs, X, activation, masks=None, keep_prob=1.0):
 
 
 def ref_l2(Ws, lambd, n):
-    return lambd / (2 * n) * sum(float(np.sum(W ** 2)) for W in Ws)
+    return lambd / (2 * n) * sum(float(np.sum(W**2)) for W in Ws)
 
 
 def ref_cost(Ws, bs, X, Y, activation, lambd=0.0, n=None, masks=None, keep_prob=1.0):
@@ -107,6 +108,7 @@ def one_hot(y, k):
 
 # --------------------------------------------------------- checking the reference
 
+
 def _tiny_problem(k, seed=0, n=7):
     rng = np.random.default_rng(seed)
     Ws = [rng.standard_normal((3, 4)), rng.standard_normal((4, 3)), rng.standard_normal((3, k))]
@@ -139,6 +141,7 @@ def test_the_reference_gradient_matches_central_differences_of_the_reference_cos
 
 # ------------------------------------------------------------ recording fit
 
+
 class Recorder:
     """Spy on ``Passes.backward``: one record per mini-batch update.
 
@@ -152,12 +155,14 @@ class Recorder:
         steps = self.steps
 
         def spy(passes, Xb, ws, mb, masks, l2_coef):
-            steps.append({
-                "X": np.array(Xb[:mb], dtype=np.float64),
-                "masks": None if masks is None else [np.array(m[:mb]) for m in masks],
-                "Ws": [np.array(W, dtype=np.float64) for W in passes.coefs],
-                "bs": [np.array(b, dtype=np.float64) for b in passes.intercepts],
-            })
+            steps.append(
+                {
+                    "X": np.array(Xb[:mb], dtype=np.float64),
+                    "masks": None if masks is None else [np.array(m[:mb]) for m in masks],
+                    "Ws": [np.array(W, dtype=np.float64) for W in passes.coefs],
+                    "bs": [np.array(b, dtype=np.float64) for b in passes.intercepts],
+                }
+            )
             return original(passes, Xb, ws, mb, masks, l2_coef)
 
         monkeypatch.setattr(Passes, "backward", spy)
@@ -189,16 +194,25 @@ LAMBD, KEEP, LR, EPOCHS, BATCH = 0.6, 0.6, 0.3, 3, 5
 @pytest.mark.parametrize("regularization", REGULARIZATIONS)
 @pytest.mark.parametrize("output", list(OUTPUTS))
 @pytest.mark.parametrize("activation", list(HIDDEN))
-def test_every_update_cost_and_prediction_match_the_reference(activation, output, regularization, dtype,
-                                                              monkeypatch):
+def test_every_update_cost_and_prediction_match_the_reference(activation, output, regularization, dtype, monkeypatch):
     k = OUTPUTS[output]
     X, y, Xv, yv = _data(k)
     n = len(X)
     Y, Yv = one_hot(y, k), one_hot(yv, k)
     record = Recorder(monkeypatch)
-    net = NeuralNetwork([3, 5, 4, k], activation_function=activation, regularization=regularization,
-                        lambd=LAMBD, keep_prob=KEEP, learning_rate=LR, epoch=EPOCHS, mini_batch_size=BATCH,
-                        optimizer="gd", dtype=dtype, seed=4).fit(X, y, X_val=Xv, y_val=yv)
+    net = NeuralNetwork(
+        [3, 5, 4, k],
+        activation_function=activation,
+        regularization=regularization,
+        lambd=LAMBD,
+        keep_prob=KEEP,
+        learning_rate=LR,
+        epoch=EPOCHS,
+        mini_batch_size=BATCH,
+        optimizer="gd",
+        dtype=dtype,
+        seed=4,
+    ).fit(X, y, X_val=Xv, y_val=yv)
     tol = DTYPES[dtype]
     l2 = "l2" in (regularization or "")
     dropout = "dropout" in (regularization or "")
@@ -207,8 +221,10 @@ def test_every_update_cost_and_prediction_match_the_reference(activation, output
     steps = record.steps
     assert len(steps) == EPOCHS * per_epoch
 
-    final = {"Ws": [np.array(W, dtype=np.float64) for W in net.coefs_],
-             "bs": [np.array(b, dtype=np.float64) for b in net.intercepts_]}
+    final = {
+        "Ws": [np.array(W, dtype=np.float64) for W in net.coefs_],
+        "bs": [np.array(b, dtype=np.float64) for b in net.intercepts_],
+    }
     epoch_cost, epoch_correct = [0.0] * EPOCHS, [0] * EPOCHS
     for i, step in enumerate(steps):
         rows = record.rows(X.astype(dtype).astype(np.float64), step)
@@ -258,8 +274,16 @@ def test_negative_pre_activations_are_exercised(activation, output, monkeypatch)
     k = OUTPUTS[output]
     X, y, _, _ = _data(k)
     record = Recorder(monkeypatch)
-    NeuralNetwork([3, 5, 4, k], activation_function=activation, regularization="dropout", keep_prob=KEEP,
-                  learning_rate=LR, epoch=1, mini_batch_size=BATCH, seed=4).fit(X, y)
+    NeuralNetwork(
+        [3, 5, 4, k],
+        activation_function=activation,
+        regularization="dropout",
+        keep_prob=KEEP,
+        learning_rate=LR,
+        epoch=1,
+        mini_batch_size=BATCH,
+        seed=4,
+    ).fit(X, y)
     step = record.steps[0]
     _, cache = ref_forward(step["Ws"], step["bs"], step["X"], activation, step["masks"], KEEP)
     hidden_Z = [cache[0][1], cache[1][1]]
@@ -268,6 +292,7 @@ def test_negative_pre_activations_are_exercised(activation, output, monkeypatch)
 
 
 # ---------------------------------------------------------------- shuffling
+
 
 def _epoch_orders(monkeypatch, seed, n=12, batch=5, epochs=4):
     """The order in which each epoch visits the training rows."""
@@ -279,7 +304,7 @@ def _epoch_orders(monkeypatch, seed, n=12, batch=5, epochs=4):
     visited = [i for step in record.steps for i in Recorder.rows(X, step)]
     per_epoch = len(visited) // epochs
     assert per_epoch == n
-    return [visited[e * n:(e + 1) * n] for e in range(epochs)]
+    return [visited[e * n : (e + 1) * n] for e in range(epochs)]
 
 
 def test_each_epoch_visits_every_example_once_in_a_new_order(monkeypatch):
@@ -302,6 +327,7 @@ def test_the_seed_fixes_the_order_of_the_examples(monkeypatch):
 
 # ------------------------------------------------------------------ dropout
 
+
 @pytest.mark.parametrize("keep_prob", [0.25, 0.7])
 def test_dropout_keeps_keep_prob_of_the_units_in_fresh_masks(keep_prob, monkeypatch):
     """200 rows x 60 + 40 units x 4 epochs = 80 000 draws: the kept fraction is
@@ -310,8 +336,9 @@ def test_dropout_keeps_keep_prob_of_the_units_in_fresh_masks(keep_prob, monkeypa
     X = rng.standard_normal((200, 3))
     y = np.arange(200) % 2
     record = Recorder(monkeypatch)
-    NeuralNetwork([3, 60, 40, 1], regularization="dropout", keep_prob=keep_prob, epoch=4,
-                  mini_batch_size=200, seed=0).fit(X, y)
+    NeuralNetwork(
+        [3, 60, 40, 1], regularization="dropout", keep_prob=keep_prob, epoch=4, mini_batch_size=200, seed=0
+    ).fit(X, y)
     masks = [step["masks"] for step in record.steps]
     assert len(masks) == 4 and all(len(m) == 2 for m in masks)
     kept = np.concatenate([m.ravel() for layers in masks for m in layers])
@@ -328,8 +355,9 @@ def test_kept_units_are_scaled_by_one_over_keep_prob(monkeypatch):
     A * mask / keep_prob, and measurably not the one without the rescaling."""
     X, y, _, _ = _data(1)
     record = Recorder(monkeypatch)
-    net = NeuralNetwork([3, 6, 5, 1], regularization="dropout", keep_prob=0.5, epoch=1,
-                        mini_batch_size=len(X), seed=2).fit(X, y)
+    net = NeuralNetwork(
+        [3, 6, 5, 1], regularization="dropout", keep_prob=0.5, epoch=1, mini_batch_size=len(X), seed=2
+    ).fit(X, y)
     (step,) = record.steps
     Y = one_hot(y[Recorder.rows(X, step)], 1)
     args = (step["Ws"], step["bs"], step["X"], Y, "relu")

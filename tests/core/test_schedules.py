@@ -12,25 +12,41 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _core_helpers import binary_data
 
 import numpynet.optimizers as optimizers
 from numpynet import NeuralNetwork
 from numpynet.schedules import make_schedule
 
-from _core_helpers import binary_data
 
-
-@pytest.mark.parametrize("epoch, expected", [
-    (0, 0.1), (1, 0.1 / 1.5), (2, 0.05), (4, 0.1 / 3), (10, 0.1 / 6), (999, 0.1 / 500.5),
-])
+@pytest.mark.parametrize(
+    "epoch, expected",
+    [
+        (0, 0.1),
+        (1, 0.1 / 1.5),
+        (2, 0.05),
+        (4, 0.1 / 3),
+        (10, 0.1 / 6),
+        (999, 0.1 / 500.5),
+    ],
+)
 def test_continuous_decay_at_given_epochs(epoch, expected):
     schedule = make_schedule("continuous", 0.1, 0.5, 1000)
     assert schedule(epoch) == pytest.approx(expected, rel=1e-14)
 
 
-@pytest.mark.parametrize("epoch, expected", [
-    (0, 0.2), (1, 0.2), (999, 0.2), (1000, 0.1), (1999, 0.1), (2000, 0.2 / 3), (3500, 0.05),
-])
+@pytest.mark.parametrize(
+    "epoch, expected",
+    [
+        (0, 0.2),
+        (1, 0.2),
+        (999, 0.2),
+        (1000, 0.1),
+        (1999, 0.1),
+        (2000, 0.2 / 3),
+        (3500, 0.05),
+    ],
+)
 def test_discrete_decay_at_given_epochs(epoch, expected):
     schedule = make_schedule("discrete", 0.2, 1.0, 1000)
     assert schedule(epoch) == pytest.approx(expected, rel=1e-14)
@@ -57,6 +73,7 @@ def test_a_schedule_does_not_compound_when_asked_again(decay):
 
 # --------------------------------------------------------------- through fit
 
+
 def _fit(callback=None, **kw):
     X, y = binary_data(n=40)
     params = dict(layer_dims=[4, 3, 1], learning_rate=0.1, mini_batch_size=16)
@@ -71,8 +88,7 @@ def test_fit_records_continuous_decay_per_epoch():
 
 def test_fit_records_discrete_decay_per_epoch():
     net = _fit(decay="discrete", decay_rate=0.5, decay_interval=2, epoch=7)
-    assert net.learning_rates_ == pytest.approx(
-        [0.1, 0.1, 0.1 / 1.5, 0.1 / 1.5, 0.05, 0.05, 0.1 / 2.5], rel=1e-14)
+    assert net.learning_rates_ == pytest.approx([0.1, 0.1, 0.1 / 1.5, 0.1 / 1.5, 0.05, 0.05, 0.1 / 2.5], rel=1e-14)
 
 
 def test_fit_without_decay_keeps_the_rate_whatever_decay_rate_says():
@@ -100,8 +116,13 @@ def test_the_optimizer_steps_with_the_scheduled_rate(monkeypatch, optimizer, cls
 
     monkeypatch.setattr(getattr(optimizers, cls), "step", recording)
     metrics = []
-    net = _fit(decay="continuous", decay_rate=1.0, epoch=3, optimizer=optimizer,
-               callback=lambda epoch, m: metrics.append(m["learning_rate"]))
+    net = _fit(
+        decay="continuous",
+        decay_rate=1.0,
+        epoch=3,
+        optimizer=optimizer,
+        callback=lambda epoch, m: metrics.append(m["learning_rate"]),
+    )
     batches = 3  # 40 examples in batches of 16
     assert seen == pytest.approx([0.1 / (1 + e) for e in range(3) for _ in range(batches)], rel=1e-14)
     assert metrics == net.learning_rates_

@@ -13,10 +13,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from _core_helpers import binary_data, flat_params, multiclass_data, run_python
 
 from numpynet import NeuralNetwork, NotFittedError
-
-from _core_helpers import binary_data, flat_params, multiclass_data, run_python
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -29,6 +28,7 @@ SMALL = dict(hidden_layer_sizes=(16,), optimizer="adam", learning_rate=0.01, epo
 
 
 # ------------------------------------------------------------ the core itself
+
 
 def test_default_network_is_constructible_and_infers_its_sizes():
     X, y = binary_data(n=40, n_features=5)
@@ -116,8 +116,14 @@ def test_a_format_1_file_still_loads(tmp_path, n_out):
     path = tmp_path / "old.npz"
     # format 1 stored each weight matrix (n_in, n_out) row-major, then the biases
     theta = np.concatenate([W.ravel() for W in net.coefs_] + [b for b in net.intercepts_])
-    np.savez(path, format_version=np.int64(1), hyperparameters=np.str_(json.dumps(old)),
-             theta=theta, classes=net.classes_, costs=np.asarray(net.costs_))
+    np.savez(
+        path,
+        format_version=np.int64(1),
+        hyperparameters=np.str_(json.dumps(old)),
+        theta=theta,
+        classes=net.classes_,
+        costs=np.asarray(net.costs_),
+    )
     back = NeuralNetwork.load(path)
     assert back.layer_dims_ == [4, 5, n_out]
     np.testing.assert_array_equal(flat_params(back), flat_params(net))
@@ -147,12 +153,25 @@ def test_the_harness_builds_and_trains_its_network_unchanged():
 
     from numpynet.sweeps.training.network import build_network
 
-    cfg = OmegaConf.create({"network": {"hidden": [6, 3], "activation": "tanh", "initialization": "auto"},
-                            "optimizer": {"name": "adam", "learning_rate": 0.01, "beta1": 0.9, "beta2": 0.999,
-                                          "epsilon": 1e-8},
-                            "train": {"epoch": 3, "mini_batch_size": 16, "seed": 1, "regularization": "l2",
-                                      "lambd": 0.1, "keep_prob": 1.0, "decay": None, "decay_rate": 1.0,
-                                      "decay_interval": 10, "dtype": "float64", "print_cost": False}})
+    cfg = OmegaConf.create(
+        {
+            "network": {"hidden": [6, 3], "activation": "tanh", "initialization": "auto"},
+            "optimizer": {"name": "adam", "learning_rate": 0.01, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
+            "train": {
+                "epoch": 3,
+                "mini_batch_size": 16,
+                "seed": 1,
+                "regularization": "l2",
+                "lambd": 0.1,
+                "keep_prob": 1.0,
+                "decay": None,
+                "decay_rate": 1.0,
+                "decay_interval": 10,
+                "dtype": "float64",
+                "print_cost": False,
+            },
+        }
+    )
     X, y = multiclass_data(n=60)
     net = build_network(cfg, 4, 3)
     assert net.layer_dims == [4, 6, 3, 3] and net.activation_function == "tanh"
@@ -161,10 +180,13 @@ def test_the_harness_builds_and_trains_its_network_unchanged():
 
 # ------------------------------------------------------------- the adapter
 
+
 @pytest.mark.slow
 def test_import_numpynet_sklearn_is_separate_from_import_numpynet():
-    out = run_python("import sys, numpynet; a = 'sklearn' in sys.modules; import numpynet.sklearn; "
-                     "print(a, 'sklearn' in sys.modules)")
+    out = run_python(
+        "import sys, numpynet; a = 'sklearn' in sys.modules; import numpynet.sklearn; "
+        "print(a, 'sklearn' in sys.modules)"
+    )
     assert out.split() == ["False", "True"]
 
 
@@ -267,7 +289,8 @@ def test_the_adapter_tracks_validation_data_like_the_core():
     seen = []
     core = NeuralNetwork(hidden_layer_sizes=(6,), epoch=3).fit(X, y, Xv, yv)
     adapted = NeuralNetworkClassifier(hidden_layer_sizes=(6,), epoch=3).fit(
-        X, y, X_val=Xv.tolist(), y_val=yv, callback=lambda epoch, metrics: seen.append(epoch))
+        X, y, X_val=Xv.tolist(), y_val=yv, callback=lambda epoch, metrics: seen.append(epoch)
+    )
     assert adapted.val_costs_ == core.val_costs_ and adapted.val_accuracies_ == core.val_accuracies_
     assert seen == [0, 1, 2]
     with pytest.raises(ValueError, match="X has 3 features, but NeuralNetworkClassifier is expecting 4"):
@@ -287,6 +310,7 @@ def test_the_adapter_hands_the_core_data_already_in_the_network_s_dtype(dtype, m
         def wrapped(self, X, *args):  # the adapter passes fit's X_val as the third argument
             received.append((method, X.dtype, args[1].dtype) if method == "fit" else (method, X.dtype))
             return real(self, X, *args)
+
         return wrapped
 
     for method in ("fit", "predict_proba", "predict", "evaluate"):

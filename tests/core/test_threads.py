@@ -48,6 +48,7 @@ def budget_two():
 
 # ------------------------------------------------------------ the rule itself
 
+
 def test_the_cat_network_is_below_the_split_threshold_and_wide_above():
     assert largest_product(CAT, 32) == 32 * 12288 * 20 < SPLIT_MIN_MACS
     assert largest_product(WIDE, 512) == 512 * 2048 * 2048 >= SPLIT_MIN_MACS
@@ -58,6 +59,7 @@ def test_the_cat_network_is_below_the_split_threshold_and_wide_above():
 
 
 # ------------------------------------------------------- what fit really uses
+
 
 def test_a_skinny_network_trains_on_one_thread_and_restores_the_budget(budget_two):
     seen, net = _seen_inside_fit([2048, 20, 1], batch=32)  # 1.3M multiply-adds per product

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _core_helpers import binary_data, flat_params, multiclass_data
 
 from numpynet import NeuralNetwork
-
-from _core_helpers import binary_data, flat_params, multiclass_data
 
 X, Y = binary_data(n=30)
 BASE = dict(layer_dims=[4, 3, 1], epoch=2)
@@ -56,12 +55,15 @@ def test_bad_hyperparameter_names_parameter_and_value(kw, name, shown):
     assert shown in message
 
 
-@pytest.mark.parametrize("name, value, valid", [
-    ("activation_function", "softplus", ["relu", "tanh", "sigmoid", "leakyrelu"]),
-    ("optimizer", "sgd", ["gd", "momentum", "rmsprop", "adam"]),
-    ("decay", "exponential", ["continuous", "discrete"]),
-    ("regularization", "l1", ["l2", "dropout", "l2+dropout"]),
-])
+@pytest.mark.parametrize(
+    "name, value, valid",
+    [
+        ("activation_function", "softplus", ["relu", "tanh", "sigmoid", "leakyrelu"]),
+        ("optimizer", "sgd", ["gd", "momentum", "rmsprop", "adam"]),
+        ("decay", "exponential", ["continuous", "discrete"]),
+        ("regularization", "l1", ["l2", "dropout", "l2+dropout"]),
+    ],
+)
 def test_unknown_name_lists_the_valid_ones(name, value, valid):
     with pytest.raises(ValueError) as info:
         _fit(**{name: value})
@@ -88,6 +90,7 @@ def test_dropout_spellings_are_accepted():
 
 
 # ------------------------------------------------------------------- data
+
 
 def _with(value, at=(3, 1)):
     bad = X.copy()
@@ -130,12 +133,15 @@ def test_mismatched_validation_lengths_name_X_val():
         NeuralNetwork(**BASE).fit(X, Y, X_val=X[:10], y_val=Y[:9])
 
 
-@pytest.mark.parametrize("labels, layer_dims, needle", [
-    (np.arange(30) % 3, [4, 3, 1], r"3 distinct label.*layer_dims\[-1\] is 1"),
-    (np.zeros(30, dtype=int), [4, 3, 1], r"1 distinct label.*layer_dims\[-1\] is 1"),
-    (Y, [4, 3, 3], r"2 distinct label.*layer_dims\[-1\] is 3"),
-    (np.arange(30) % 4, [4, 3, 3], r"4 distinct label.*layer_dims\[-1\] is 3"),
-])
+@pytest.mark.parametrize(
+    "labels, layer_dims, needle",
+    [
+        (np.arange(30) % 3, [4, 3, 1], r"3 distinct label.*layer_dims\[-1\] is 1"),
+        (np.zeros(30, dtype=int), [4, 3, 1], r"1 distinct label.*layer_dims\[-1\] is 1"),
+        (Y, [4, 3, 3], r"2 distinct label.*layer_dims\[-1\] is 3"),
+        (np.arange(30) % 4, [4, 3, 3], r"4 distinct label.*layer_dims\[-1\] is 3"),
+    ],
+)
 def test_labels_that_do_not_fit_the_output_layer(labels, layer_dims, needle):
     with pytest.raises(ValueError, match=needle):
         _fit(y=labels, layer_dims=layer_dims)
@@ -234,21 +240,42 @@ BAD_SETTINGS_MESSAGES = [
     (dict(n_threads=0), "n_threads=0 is invalid: must be an integer >= 1"),
     (dict(optimizer="sgd"), "optimizer='sgd' is invalid: must be one of 'gd', 'momentum', 'rmsprop', 'adam'"),
     (dict(decay="step"), "decay='step' is invalid: must be one of None, 'continuous', 'discrete'"),
-    (dict(activation_function="elu"),
-     "activation_function='elu' is invalid: must be one of 'relu', 'leakyrelu', 'tanh', 'sigmoid'"),
-    (dict(regularization="l1"), "regularization='l1' is invalid: must be one of None, 'l2', 'dropout', "
-                                "'l2+dropout', 'L2_regularization', 'l2_regularizer'"),
-    (dict(layer_dims=5), "layer_dims=5 is invalid: must list at least 2 sizes (input and output), "
-                         "e.g. [12288, 20, 7, 5, 1]"),
-    (dict(layer_dims=[4]), "layer_dims=[4] is invalid: must list at least 2 sizes (input and output), "
-                           "e.g. [12288, 20, 7, 5, 1]"),
-    (dict(layer_dims=[4, 2.0, 1]), "layer_dims=[4, 2.0, 1] is invalid: every size must be a positive integer (got 2.0)"),
-    (dict(layer_dims=[4, True, 1]), "layer_dims=[4, True, 1] is invalid: every size must be a positive integer (got True)"),
+    (
+        dict(activation_function="elu"),
+        "activation_function='elu' is invalid: must be one of 'relu', 'leakyrelu', 'tanh', 'sigmoid'",
+    ),
+    (
+        dict(regularization="l1"),
+        "regularization='l1' is invalid: must be one of None, 'l2', 'dropout', "
+        "'l2+dropout', 'L2_regularization', 'l2_regularizer'",
+    ),
+    (
+        dict(layer_dims=5),
+        "layer_dims=5 is invalid: must list at least 2 sizes (input and output), e.g. [12288, 20, 7, 5, 1]",
+    ),
+    (
+        dict(layer_dims=[4]),
+        "layer_dims=[4] is invalid: must list at least 2 sizes (input and output), e.g. [12288, 20, 7, 5, 1]",
+    ),
+    (
+        dict(layer_dims=[4, 2.0, 1]),
+        "layer_dims=[4, 2.0, 1] is invalid: every size must be a positive integer (got 2.0)",
+    ),
+    (
+        dict(layer_dims=[4, True, 1]),
+        "layer_dims=[4, True, 1] is invalid: every size must be a positive integer (got True)",
+    ),
     (dict(layer_dims=[4, 0, 1]), "layer_dims=[4, 0, 1] is invalid: every size must be a positive integer (got 0)"),
-    (dict(layer_dims=None, hidden_layer_sizes=(3, 0)),
-     "hidden_layer_sizes=(3, 0) is invalid: must be a positive integer or a sequence of positive integers, e.g. (20, 7, 5)"),
-    (dict(layer_dims=[4, 3, 1], hidden_layer_sizes=(5,)),
-     "hidden_layer_sizes=(5,) is invalid: it disagrees with layer_dims=[4, 3, 1] (hidden sizes [3]); give one of the two"),
+    (
+        dict(layer_dims=None, hidden_layer_sizes=(3, 0)),
+        "hidden_layer_sizes=(3, 0) is invalid: must be a positive integer or a sequence of positive integers, "
+        "e.g. (20, 7, 5)",
+    ),
+    (
+        dict(layer_dims=[4, 3, 1], hidden_layer_sizes=(5,)),
+        "hidden_layer_sizes=(5,) is invalid: it disagrees with layer_dims=[4, 3, 1] (hidden sizes [3]); "
+        "give one of the two",
+    ),
 ]
 
 
@@ -261,13 +288,29 @@ def test_each_bad_setting_gets_its_whole_message(kw, message):
 
 # the edges of each allowed interval, and each documented choice, are accepted
 GOOD_SETTINGS = [
-    dict(seed=0), dict(seed=np.int64(7)), dict(keep_prob=1.0, regularization="dropout"), dict(lambd=0.0),
-    dict(beta1=0.0, optimizer="momentum"), dict(beta2=0.0, optimizer="rmsprop"), dict(decay_rate=0.0, decay="continuous"),
-    dict(epoch=1), dict(mini_batch_size=1), dict(decay_interval=1, decay="discrete"), dict(n_threads=1),
-    dict(epsilon=1e-300, optimizer="adam"), dict(dtype="float32"), dict(initialization="xavier"),
-    dict(initialization="auto"), dict(regularization="DROPOUT", keep_prob=0.5), dict(regularization="none"),
-    dict(regularization="dropout+l2", keep_prob=0.5), dict(layer_dims=(4, np.int32(3), 1)),
-    dict(layer_dims=[4, 3, 1], hidden_layer_sizes=(3,)), dict(layer_dims=[4, 1]), dict(layer_dims=[4, 1, 1]), dict(layer_dims=None, hidden_layer_sizes=np.int64(2)),
+    dict(seed=0),
+    dict(seed=np.int64(7)),
+    dict(keep_prob=1.0, regularization="dropout"),
+    dict(lambd=0.0),
+    dict(beta1=0.0, optimizer="momentum"),
+    dict(beta2=0.0, optimizer="rmsprop"),
+    dict(decay_rate=0.0, decay="continuous"),
+    dict(epoch=1),
+    dict(mini_batch_size=1),
+    dict(decay_interval=1, decay="discrete"),
+    dict(n_threads=1),
+    dict(epsilon=1e-300, optimizer="adam"),
+    dict(dtype="float32"),
+    dict(initialization="xavier"),
+    dict(initialization="auto"),
+    dict(regularization="DROPOUT", keep_prob=0.5),
+    dict(regularization="none"),
+    dict(regularization="dropout+l2", keep_prob=0.5),
+    dict(layer_dims=(4, np.int32(3), 1)),
+    dict(layer_dims=[4, 3, 1], hidden_layer_sizes=(3,)),
+    dict(layer_dims=[4, 1]),
+    dict(layer_dims=[4, 1, 1]),
+    dict(layer_dims=None, hidden_layer_sizes=np.int64(2)),
 ]
 
 
@@ -290,6 +333,7 @@ def test_a_regularization_that_is_not_a_name_is_a_value_error():
 
 # ------------------------------------------------------------------ labels
 
+
 def test_a_column_of_labels_trains_like_a_flat_vector():
     """y of shape (n, 1) (a column, as the original's (1, m) transposed) is y.ravel()."""
     flat = _fit(y=Y)
@@ -302,7 +346,10 @@ def test_a_column_of_labels_trains_like_a_flat_vector():
 @pytest.mark.parametrize("shape", [(30, 2), (2, 15), (30, 1, 1)])
 def test_labels_of_another_shape_are_rejected(shape):
     y = np.resize(Y, shape)
-    with pytest.raises(ValueError, match=r"^y must be 1-D \(n_samples,\), got shape " + repr(shape).replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ValueError,
+        match=r"^y must be 1-D \(n_samples,\), got shape " + repr(shape).replace("(", r"\(").replace(")", r"\)"),
+    ):
         _fit(y=y)
 
 
@@ -327,14 +374,21 @@ def test_one_class_without_layer_dims_names_the_count():
 
 # -------------------------------------------------------------------- data
 
+
 def test_whole_messages_for_bad_data():
     cases = [
         (X[:, :0], r"^X has 0 features \(shape \(30, 0\)\); at least one feature is needed$"),
         (np.ones((30, 5)), r"^X has 5 features \(shape \(30, 5\)\) but layer_dims\[0\] is 4$"),
-        (X.T, r"^X has shape \(4, 30\) but layer_dims\[0\] is 4: the data looks features-first "
-              r"\(n_features, n_samples\); pass X.T$"),
-        (X[:, 0], r"^X must be 2-D \(n_samples, n_features\), got shape \(30,\); "
-                  r"flatten images with X.reshape\(len\(X\), -1\)$"),
+        (
+            X.T,
+            r"^X has shape \(4, 30\) but layer_dims\[0\] is 4: the data looks features-first "
+            r"\(n_features, n_samples\); pass X.T$",
+        ),
+        (
+            X[:, 0],
+            r"^X must be 2-D \(n_samples, n_features\), got shape \(30,\); "
+            r"flatten images with X.reshape\(len\(X\), -1\)$",
+        ),
         (np.full((30, 4), "a"), r"^X must be numeric, got an array of dtype <U1$"),
         ([[1.0, 2.0], [3.0]], r"^X could not be read as a numeric array: "),
         (np.where(np.arange(120).reshape(30, 4) % 7 == 0, np.nan, X), r"^X contains 18 NaN or infinite value\(s\); "),
@@ -352,20 +406,30 @@ def test_boolean_and_integer_features_are_numbers():
 
 # ------------------------------------------- sizes, output layer and validation data
 
+
 @pytest.mark.parametrize("hidden", [1, (1,), (3, 1)])
 def test_a_hidden_layer_of_one_unit_is_allowed(hidden):
     net = _fit(layer_dims=None, hidden_layer_sizes=hidden)
     assert net.layer_dims_ == [4, *np.atleast_1d(hidden).tolist(), 1]
 
 
-@pytest.mark.parametrize("labels, layer_dims, message", [
-    (np.arange(30) % 3, [4, 3, 1],
-     "y has 3 distinct label(s) but layer_dims[-1] is 1: a single sigmoid output needs exactly 2 classes "
-     "(use layer_dims[-1] = k for k classes)"),
-    (np.arange(30) % 3, [4, 3, 2],
-     "y has 3 distinct label(s) but layer_dims[-1] is 2: a softmax output needs exactly one unit per class "
-     "(use 1 unit for 2 classes if preferred)"),
-])
+@pytest.mark.parametrize(
+    "labels, layer_dims, message",
+    [
+        (
+            np.arange(30) % 3,
+            [4, 3, 1],
+            "y has 3 distinct label(s) but layer_dims[-1] is 1: a single sigmoid output needs exactly 2 classes "
+            "(use layer_dims[-1] = k for k classes)",
+        ),
+        (
+            np.arange(30) % 3,
+            [4, 3, 2],
+            "y has 3 distinct label(s) but layer_dims[-1] is 2: a softmax output needs exactly one unit per class "
+            "(use 1 unit for 2 classes if preferred)",
+        ),
+    ],
+)
 def test_an_output_layer_that_does_not_fit_the_labels_says_what_does(labels, layer_dims, message):
     with pytest.raises(ValueError) as info:
         _fit(y=labels, layer_dims=layer_dims)

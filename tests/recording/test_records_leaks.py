@@ -11,7 +11,6 @@ best_config.yaml, trials.csv, models...), stdout and stderr.
 from __future__ import annotations
 
 import re
-
 import subprocess
 from pathlib import Path
 
@@ -40,13 +39,13 @@ def stores():
 
 def _dump(url: str) -> str:
     libpq = url.replace("postgresql+psycopg://", "postgresql://").replace(f":{SECRET}@", "@")
-    return subprocess.run([client_program("pg_dump"), "--data-only", libpq], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        [client_program("pg_dump"), "--data-only", libpq], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def _files_holding_the_secret(root: Path) -> list[str]:
-    return [str(p.relative_to(root)) for p in root.rglob("*")
-            if p.is_file() and SECRET.encode() in p.read_bytes()]
+    return [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
 
 
 def _assert_nothing_leaked(proc: subprocess.CompletedProcess, cwd: Path, *urls: str) -> None:
@@ -61,9 +60,19 @@ def _assert_nothing_leaked(proc: subprocess.CompletedProcess, cwd: Path, *urls: 
 @pytest.mark.slow
 def test_train_and_reproduce_record_no_password(stores, tmp_path: Path) -> None:
     mlflow_url, _ = stores
-    train = run_command("numpynet-train", [f"tracking.uri={mlflow_url}", "train.epoch=3", "network.hidden=[8]",
-                                    "tracking.experiment=leaks", "tracking.log_plots=false"], tmp_path,
-                tracking_uri=None, timeout=600)
+    train = run_command(
+        "numpynet-train",
+        [
+            f"tracking.uri={mlflow_url}",
+            "train.epoch=3",
+            "network.hidden=[8]",
+            "tracking.experiment=leaks",
+            "tracking.log_plots=false",
+        ],
+        tmp_path,
+        tracking_uri=None,
+        timeout=600,
+    )
     assert train.returncode == 0, train.stderr
     assert "postgres:***@" in train.stderr  # the "MLflow run ... at <uri>" line, masked
     _assert_nothing_leaked(train, tmp_path, mlflow_url)
@@ -84,14 +93,26 @@ def test_train_and_reproduce_record_no_password(stores, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sweep_records_no_password(stores, tmp_path: Path) -> None:
     mlflow_url, optuna_url = stores
-    sweep = run_command("numpynet-sweep", [f"sweep.storage={optuna_url}", f"tracking.uri={mlflow_url}",
-                                    "sweep.n_trials=2", "sweep.study_name=leaks", "sweep.pruner.name=none",
-                                    "network.hidden=[8]", "tracking.experiment=sweep-leaks"], tmp_path,
-                tracking_uri=None, timeout=600)
+    sweep = run_command(
+        "numpynet-sweep",
+        [
+            f"sweep.storage={optuna_url}",
+            f"tracking.uri={mlflow_url}",
+            "sweep.n_trials=2",
+            "sweep.study_name=leaks",
+            "sweep.pruner.name=none",
+            "network.hidden=[8]",
+            "tracking.experiment=sweep-leaks",
+        ],
+        tmp_path,
+        tracking_uri=None,
+        timeout=600,
+    )
     assert sweep.returncode == 0, sweep.stderr
     # the printed UI command names this venv's mlflow by its path and quotes the (masked) URI
-    assert re.search(r"mlflow'? ui --backend-store-uri '?postgresql\+psycopg://postgres:\*\*\*@", sweep.stdout), \
+    assert re.search(r"mlflow'? ui --backend-store-uri '?postgresql\+psycopg://postgres:\*\*\*@", sweep.stdout), (
         sweep.stdout
+    )
     _assert_nothing_leaked(sweep, tmp_path, mlflow_url, optuna_url)
 
     import optuna
@@ -103,23 +124,36 @@ def test_sweep_records_no_password(stores, tmp_path: Path) -> None:
     assert "tracking.uri=postgresql+psycopg://postgres:***@" in parent.data.tags["numpynet.overrides"]
     study = optuna.load_study(study_name="leaks", storage=optuna_url)
     for trial in study.trials:
-        assert any(o.startswith("tracking.uri=postgresql+psycopg://postgres:***@")
-                   for o in trial.user_attrs["overrides"])
+        assert any(
+            o.startswith("tracking.uri=postgresql+psycopg://postgres:***@") for o in trial.user_attrs["overrides"]
+        )
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "study")}
     assert {"study/trials.csv", "study/best_config.yaml"} <= artifacts
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("user_setting", [None, "false"])
-def test_mlflow_s_own_view_run_lines_are_off_unless_the_user_turns_them_on(tmp_path: Path, mlflow_server, monkeypatch,
-                                                                            user_setting) -> None:
+def test_mlflow_s_own_view_run_lines_are_off_unless_the_user_turns_them_on(
+    tmp_path: Path, mlflow_server, monkeypatch, user_setting
+) -> None:
     """MLflow prints "View run ... at" and "View experiment at" after every run logged to a server: two
     lines per trial that bury a sweep's output. Off by default; a user who sets the variable gets them."""
     monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
     env = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": user_setting} if user_setting else None
-    train = run_command("numpynet-train", [f"tracking.uri={mlflow_server.url}", "train.epoch=2", "network.hidden=[8]",
-                                           "tracking.log_plots=false", "tracking.log_model=false"], tmp_path,
-                        tracking_uri=None, env=env, timeout=600)
+    train = run_command(
+        "numpynet-train",
+        [
+            f"tracking.uri={mlflow_server.url}",
+            "train.epoch=2",
+            "network.hidden=[8]",
+            "tracking.log_plots=false",
+            "tracking.log_model=false",
+        ],
+        tmp_path,
+        tracking_uri=None,
+        env=env,
+        timeout=600,
+    )
     assert train.returncode == 0, train.stderr
     shown = "View run" in train.stdout and "View experiment at" in train.stdout
     assert shown == (user_setting == "false"), train.stdout
@@ -133,8 +167,13 @@ def test_a_server_url_with_a_password_is_not_printed(tmp_path: Path, mlflow_serv
     url = mlflow_server.url.replace("http://", f"http://alice:{SECRET}@")
     work = tmp_path / "work"
     work.mkdir()
-    train = run_command("numpynet-train", [f"tracking.uri={url}", "train.epoch=3", "network.hidden=[8]",
-                                    "tracking.log_plots=false"], work, tracking_uri=None, timeout=600)
+    train = run_command(
+        "numpynet-train",
+        [f"tracking.uri={url}", "train.epoch=3", "network.hidden=[8]", "tracking.log_plots=false"],
+        work,
+        tracking_uri=None,
+        timeout=600,
+    )
     assert train.returncode == 0, train.stderr
     assert "alice:***@127.0.0.1" in train.stderr
     _assert_nothing_leaked(train, work)

@@ -6,13 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from commands import run_command
 from mlflow import MlflowClient
 
-from commands import run_command
-
-DIVERGING = ["data=breast_cancer", "optimizer=gd", "optimizer.learning_rate=100", "train.epoch=50",
-             "network.hidden=[8]", "tracking.log_model=false", "tracking.log_plots=false",
-             "tracking.experiment=records"]
+DIVERGING = [
+    "data=breast_cancer",
+    "optimizer=gd",
+    "optimizer.learning_rate=100",
+    "train.epoch=50",
+    "network.hidden=[8]",
+    "tracking.log_model=false",
+    "tracking.log_plots=false",
+    "tracking.experiment=records",
+]
 
 
 def _only_run(client: MlflowClient, experiment: str = "records"):
@@ -37,8 +43,13 @@ def test_a_diverged_run_has_its_config_and_reproduces(mlflow_store: str, tmp_pat
 
 
 # ----------------------------------------------------------------- item 12
-SWEEP_FAST = ["train.epoch=6", "train.decay_interval=2", "network.hidden=[8]", "tracking.log_plots=false",
-              "tracking.experiment=records"]
+SWEEP_FAST = [
+    "train.epoch=6",
+    "train.decay_interval=2",
+    "network.hidden=[8]",
+    "tracking.log_plots=false",
+    "tracking.experiment=records",
+]
 
 
 def _sweep(study_name: str):
@@ -75,17 +86,18 @@ def test_a_registered_model_of_another_study_is_left_alone(mlflow_store: str, ca
     summary = _sweep("mine")
     assert summary.best_run_id is not None and summary.registered_version is None
     assert client.search_model_versions(f"name='{name}'") == []
-    assert "belongs to study \"someone else's\"" in caplog.text
+    assert 'belongs to study "someone else\'s"' in caplog.text
 
 
 # ----------------------------------------------------------------- item 15
 @pytest.mark.slow
 def test_runs_record_the_numeric_environment_and_reproduce_warns_when_it_differs(
-        mlflow_store: str, tmp_path: Path) -> None:
+    mlflow_store: str, tmp_path: Path
+) -> None:
     import numpy as np
+    from conftest import TINY
     from threadpoolctl import threadpool_limits
 
-    from conftest import TINY
     from numpynet.sweeps.training import numeric_env
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.train import train
@@ -103,8 +115,9 @@ def test_runs_record_the_numeric_environment_and_reproduce_warns_when_it_differs
     same = run_command("numpynet-reproduce", [run_id], tmp_path)
     assert same.returncode == 0 and same.stdout.startswith("identical:"), same.stderr
     assert "numeric environment" not in same.stdout + same.stderr
-    repro = client.search_runs([client.get_run(run_id).info.experiment_id],
-                               f"tags.`numpynet.reproduced_from` = '{run_id}'")[0]
+    repro = client.search_runs(
+        [client.get_run(run_id).info.experiment_id], f"tags.`numpynet.reproduced_from` = '{run_id}'"
+    )[0]
     assert repro.data.tags[numeric_env.BLAS_THREADS] == "1"
 
     # a run made elsewhere: warned before training and said in the verdict
@@ -115,8 +128,9 @@ def test_runs_record_the_numeric_environment_and_reproduce_warns_when_it_differs
     warning = [line for line in other.stderr.splitlines() if "numeric environment differs" in line]
     assert len(warning) == 1 and "[WARNING]" in warning[0]
     assert f"numpy version 1.0.0 -> {np.__version__}" in warning[0] and "blas kernel Prescott -> " in warning[0]
-    assert f"the numeric environment differs from run {run_id}'s (numpy version 1.0.0 -> {np.__version__}" \
-        in other.stdout
+    assert (
+        f"the numeric environment differs from run {run_id}'s (numpy version 1.0.0 -> {np.__version__}" in other.stdout
+    )
     assert "Traceback" not in other.stderr
 
 
@@ -132,7 +146,8 @@ def read_only_store(tmp_path: Path, _template_store: Path):
     db = folder / "mlflow.db"
     shutil.copy(_template_store, db)
     MlflowClient(tracking_uri=f"sqlite:///{db}").create_experiment(  # readable content
-        "records", artifact_location=(folder / "artifacts").as_uri())
+        "records", artifact_location=(folder / "artifacts").as_uri()
+    )
     made = subprocess.run(["chattr", "+i", str(db)], capture_output=True)
     if made.returncode != 0:
         pytest.fail(f"chattr +i is needed for this test: {made.stderr!r}")
@@ -150,14 +165,20 @@ def _one_line(proc, fragment: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command, args", [
-    ("numpynet-train", ["train.epoch=3", "network.hidden=[8]", "tracking.experiment=records"]),
-    ("numpynet-sweep", ["sweep.n_trials=1", "network.hidden=[8]", "tracking.experiment=records"]),
-])
-def test_an_unwritable_store_is_one_line_and_exit_1(command: str, args: list[str], tmp_path: Path,
-                                                    read_only_store: str) -> None:
-    for uri, said in ((read_only_store, "attempt to write a readonly database"),
-                      ("sqlite:////dev/null/store/mlflow.db", "Not a directory: /dev/null/store")):
+@pytest.mark.parametrize(
+    "command, args",
+    [
+        ("numpynet-train", ["train.epoch=3", "network.hidden=[8]", "tracking.experiment=records"]),
+        ("numpynet-sweep", ["sweep.n_trials=1", "network.hidden=[8]", "tracking.experiment=records"]),
+    ],
+)
+def test_an_unwritable_store_is_one_line_and_exit_1(
+    command: str, args: list[str], tmp_path: Path, read_only_store: str
+) -> None:
+    for uri, said in (
+        (read_only_store, "attempt to write a readonly database"),
+        ("sqlite:////dev/null/store/mlflow.db", "Not a directory: /dev/null/store"),
+    ):
         proc = run_command(command, [*args, f"tracking.uri={uri}"], tmp_path, tracking_uri=None)
         assert proc.returncode == 1, proc.stderr
         _one_line(proc, f"MLflow store {uri}: {said}")
@@ -165,21 +186,26 @@ def test_an_unwritable_store_is_one_line_and_exit_1(command: str, args: list[str
 
 @pytest.mark.slow
 def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_line(
-        tmp_path: Path, mlflow_server) -> None:
+    tmp_path: Path, mlflow_server
+) -> None:
     """(b): the artifact store behind the server is unwritable; reads still work.
 
     The session's server: only this test's experiment folder is frozen, and only while it runs."""
     import subprocess
 
     from conftest import TINY
+
     from numpynet.sweeps.recording.store import PROBE_RETRIES
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.train import train
 
     server = mlflow_server
     tiny = [o for o in TINY if not o.startswith("tracking.experiment=")]  # its own experiment on the server
-    source = train(compose_config([*tiny, f"tracking.uri={server.url}", "tracking.experiment=unwritable",
-                                   "tracking.log_plots=false"]))
+    source = train(
+        compose_config(
+            [*tiny, f"tracking.uri={server.url}", "tracking.experiment=unwritable", "tracking.log_plots=false"]
+        )
+    )
     frozen = server.artifacts_dir / source["experiment_id"]
     subprocess.run(["chattr", "+i", str(frozen)], check=True)  # root ignores chmod; not this
     try:
@@ -192,12 +218,13 @@ def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_li
     assert lines[0].startswith(f"numpynet-reproduce: cannot store files in the MLflow store {server.url}")
     assert "ended FAILED" in lines[0]
     client = MlflowClient(tracking_uri=server.url)
-    (new,) = client.search_runs([source["experiment_id"]],
-                                f"tags.`numpynet.reproduced_from` = '{source['run_id']}'")
+    (new,) = client.search_runs([source["experiment_id"]], f"tags.`numpynet.reproduced_from` = '{source['run_id']}'")
     assert new.info.status == "FAILED"  # nothing left RUNNING
     # fast, counted rather than timed: the server's access log shows the few tries of the probing
     # write, not MLflow's default of 1 + 7 with doubling waits (minutes)
-    upload = f'"PUT /api/2.0/mlflow-artifacts/artifacts/{source["experiment_id"]}/{new.info.run_id}/artifacts/config.yaml '
+    upload = (
+        f'"PUT /api/2.0/mlflow-artifacts/artifacts/{source["experiment_id"]}/{new.info.run_id}/artifacts/config.yaml '
+    )
     tries = server.log_path.read_text(errors="replace").count(upload)
     assert 1 <= tries <= 1 + int(PROBE_RETRIES["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]), tries
 

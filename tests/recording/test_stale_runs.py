@@ -8,8 +8,8 @@ import sys
 import pytest
 from mlflow import MlflowClient
 
-from numpynet.sweeps.search import attrs
 from numpynet.sweeps.recording.stale_runs import TAG_FAIL_REASON, close_dead_local_parents
+from numpynet.sweeps.search import attrs
 
 
 def _dead_pid() -> int:
@@ -24,8 +24,9 @@ def test_only_the_dead_local_processes_parents_of_this_study_are_ended(mlflow_st
     host = attrs.worker_id().rpartition(":")[0]
 
     def parent(study: str, worker: str) -> str:
-        return client.create_run(exp, tags={"numpynet.role": "sweep", "numpynet.study": study,
-                                            "numpynet.worker": worker}).info.run_id
+        return client.create_run(
+            exp, tags={"numpynet.role": "sweep", "numpynet.study": study, "numpynet.worker": worker}
+        ).info.run_id
 
     dead = parent("s", f"{host}:{_dead_pid()}")
     alive = parent("s", attrs.worker_id())  # this process
@@ -46,8 +47,9 @@ def test_a_dead_parent_s_unfinished_children_are_ended_and_marked_incomplete(mlf
     client = MlflowClient(mlflow_store)
     exp = client.create_experiment("stale-children")
     host = attrs.worker_id().rpartition(":")[0]
-    parent = client.create_run(exp, tags={"numpynet.role": "sweep", "numpynet.study": "s",
-                                          "numpynet.worker": f"{host}:{_dead_pid()}"}).info.run_id
+    parent = client.create_run(
+        exp, tags={"numpynet.role": "sweep", "numpynet.study": "s", "numpynet.worker": f"{host}:{_dead_pid()}"}
+    ).info.run_id
     done = client.create_run(exp, tags={"mlflow.parentRunId": parent}).info.run_id
     client.set_terminated(done, "FINISHED")
     torn = client.create_run(exp, tags={"mlflow.parentRunId": parent}).info.run_id
@@ -78,8 +80,11 @@ def test_a_sweep_ends_the_runs_its_workers_left_unfinished(store, monkeypatch):
         real_end(self, run_id, status)
 
     monkeypatch.setattr(Recorder, "end_run", lose_the_first_end)
-    summary = run_sweep("default", ["n_trials=2", "pruner.name=none", "study_name=unfinished"],
-                        ["train.epoch=2", "tracking.experiment=unfinished"])
+    summary = run_sweep(
+        "default",
+        ["n_trials=2", "pruner.name=none", "study_name=unfinished"],
+        ["train.epoch=2", "tracking.experiment=unfinished"],
+    )
     client = MlflowClient(summary.tracking_uri)
     run = client.get_run(dropped[0])
     assert run.info.status == "KILLED" and run.data.tags[names.RECORD] == "incomplete"
@@ -103,16 +108,25 @@ def test_a_write_that_fails_after_the_last_trial_fails_the_sweep_in_one_line(sto
     def full_disk_on_the_last_end(self, run_id, status="FINISHED"):
         ended.append(run_id)
         if len(ended) == 2:  # the last trial's end: the write fails on the writer thread
+
             def fail():
                 raise OSError(errno.ENOSPC, "No space left on device")
+
             self.call(run_id, fail)
             return
         real_end(self, run_id, status)
 
     monkeypatch.setattr(Recorder, "end_run", full_disk_on_the_last_end)
     with pytest.raises(SystemExit) as info:
-        sweep_main(["sweep.n_trials=2", "sweep.pruner.name=none", "sweep.study_name=lastwrite", "train.epoch=2",
-                    "tracking.experiment=lastwrite"])
+        sweep_main(
+            [
+                "sweep.n_trials=2",
+                "sweep.pruner.name=none",
+                "sweep.study_name=lastwrite",
+                "train.epoch=2",
+                "tracking.experiment=lastwrite",
+            ]
+        )
     err = capsys.readouterr().err
     assert info.value.code == 1, err
     lines = [ln for ln in err.splitlines() if ln.startswith("numpynet-sweep")]

@@ -30,10 +30,14 @@ def synthetic_study(n: int, seed: int = 0, epochs: int = 60) -> optuna.Study:
         "train.decay": CategoricalDistribution([None, "continuous", "discrete"]),
     }
     for i in range(n):
-        params = {"optimizer.learning_rate": 10 ** rng.uniform(-4, math.log10(3e-2)),
-                  "train.lambd": 10 ** rng.uniform(-3, 1), "train.keep_prob": rng.uniform(0.6, 1),
-                  "train.seed": rng.randint(0, 10000), "train.mini_batch_size": rng.choice([16, 32, 64, 128, 256]),
-                  "train.decay": rng.choice([None, "continuous", "discrete"])}
+        params = {
+            "optimizer.learning_rate": 10 ** rng.uniform(-4, math.log10(3e-2)),
+            "train.lambd": 10 ** rng.uniform(-3, 1),
+            "train.keep_prob": rng.uniform(0.6, 1),
+            "train.seed": rng.randint(0, 10000),
+            "train.mini_batch_size": rng.choice([16, 32, 64, 128, 256]),
+            "train.decay": rng.choice([None, "continuous", "discrete"]),
+        }
         dists = dict(base)
         if params["train.decay"] is not None:  # a conditional parameter, as `when:` makes one
             params["train.decay_rate"] = 10 ** rng.uniform(-3, 0)
@@ -43,13 +47,13 @@ def synthetic_study(n: int, seed: int = 0, epochs: int = 60) -> optuna.Study:
         n_epochs = rng.randint(10, 30) if pruned else epochs
         curve = {e: final * (1 - math.exp(-(e + 1) / 8)) for e in range(n_epochs)}
         if pruned:
-            trial = create_trial(state=TrialState.PRUNED, params=params, distributions=dists,
-                                 intermediate_values=curve)
+            trial = create_trial(state=TrialState.PRUNED, params=params, distributions=dists, intermediate_values=curve)
         elif rng.random() < 0.05:
             trial = create_trial(state=TrialState.FAIL, params=params, distributions=dists)
         else:
-            trial = create_trial(value=curve[n_epochs - 1], params=params, distributions=dists,
-                                 intermediate_values=curve)
+            trial = create_trial(
+                value=curve[n_epochs - 1], params=params, distributions=dists, intermediate_values=curve
+            )
         study.add_trial(trial)
     return study
 
@@ -79,8 +83,11 @@ def test_intermediate_values_legend_has_three_entries_coloured_by_state():
     texts = [t.get_text() for t in legend.get_texts()]
     n_complete = len(study.get_trials(states=(TrialState.COMPLETE,)))
     n_pruned = len(study.get_trials(states=(TrialState.PRUNED,)))
-    assert texts == [f"complete ({n_complete})", f"pruned ({n_pruned}), x = stopped",  # as the terminal counts
-                     f"best: trial {study.best_trial.number}"]
+    assert texts == [
+        f"complete ({n_complete})",
+        f"pruned ({n_pruned}), x = stopped",  # as the terminal counts
+        f"best: trial {study.best_trial.number}",
+    ]
     # the legend fits inside its plot
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -95,11 +102,12 @@ def test_parallel_coordinate_tick_labels_do_not_overlap():
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     ax = fig.axes[0]
-    boxes = [t.get_window_extent(renderer) for t in ax.texts] + \
-            [t.get_window_extent(renderer) for t in ax.get_xticklabels()]
+    boxes = [t.get_window_extent(renderer) for t in ax.texts] + [
+        t.get_window_extent(renderer) for t in ax.get_xticklabels()
+    ]
     assert len(boxes) > 20
     for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
+        for b in boxes[i + 1 :]:
             assert not a.overlaps(b), (a, b)
 
 
@@ -154,8 +162,10 @@ def test_the_importance_plot_is_the_dashboard_s_method_the_same_on_every_call():
     assert bars[0] == bars[1] and len(bars[0]) >= 5
     # the ranking the Optuna dashboard shows: PED-ANOVA, as it computes it
     dashboard = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
-    assert [name for name in labels[::-1] if name in dashboard] == list(dashboard)[:len(labels)]
-    assert title.startswith(f"Parameter importances (PED-ANOVA, as the Optuna dashboard) of {n_complete} complete trials")
+    assert [name for name in labels[::-1] if name in dashboard] == list(dashboard)[: len(labels)]
+    assert title.startswith(
+        f"Parameter importances (PED-ANOVA, as the Optuna dashboard) of {n_complete} complete trials"
+    )
     assert "warning" not in title and n_complete >= study_plots.MIN_TRIALS_FOR_IMPORTANCE
 
 
@@ -205,11 +215,17 @@ def _few_in_one_decade(n: int) -> optuna.Study:
     default sweep (the case that drew 2×10⁻³, 3×10⁻³, 4×10⁻³... over each other)."""
     rng = random.Random(1)
     study = optuna.create_study(direction="maximize")
-    dists = {"optimizer.learning_rate": FloatDistribution(1e-4, 3e-2, log=True),
-             "train.decay_rate": FloatDistribution(1e-3, 1.0, log=True), "train.keep_prob": FloatDistribution(0.6, 1.0)}
+    dists = {
+        "optimizer.learning_rate": FloatDistribution(1e-4, 3e-2, log=True),
+        "train.decay_rate": FloatDistribution(1e-3, 1.0, log=True),
+        "train.keep_prob": FloatDistribution(0.6, 1.0),
+    }
     for _ in range(n):
-        params = {"optimizer.learning_rate": rng.uniform(2e-3, 2.7e-2), "train.decay_rate": rng.uniform(0.014, 0.09),
-                  "train.keep_prob": rng.uniform(0.6, 1.0)}
+        params = {
+            "optimizer.learning_rate": rng.uniform(2e-3, 2.7e-2),
+            "train.decay_rate": rng.uniform(0.014, 0.09),
+            "train.keep_prob": rng.uniform(0.6, 1.0),
+        }
         study.add_trial(create_trial(value=rng.random(), params=params, distributions=dists))
     return study
 
@@ -223,11 +239,14 @@ def _assert_no_overlapping_tick_labels(fig) -> None:
             continue
         for axis in (ax.xaxis, ax.yaxis):
             low, high = sorted(axis.get_view_interval())
-            labels = [t.label1 for t in axis.get_major_ticks() + axis.get_minor_ticks()
-                      if t.label1.get_visible() and t.label1.get_text() and low <= t.get_loc() <= high]
+            labels = [
+                t.label1
+                for t in axis.get_major_ticks() + axis.get_minor_ticks()
+                if t.label1.get_visible() and t.label1.get_text() and low <= t.get_loc() <= high
+            ]
             boxes = [t.get_window_extent(renderer) for t in labels]
             for i, a in enumerate(boxes):
-                for b in boxes[i + 1:]:
+                for b in boxes[i + 1 :]:
                     assert not a.overlaps(b), (ax.get_title(), [t.get_text() for t in labels])
             checked += len(labels)
     assert checked > 10

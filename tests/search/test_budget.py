@@ -12,18 +12,17 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from commands import start_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
+from services import wait_for
 
 import numpynet
-from numpynet.sweeps.search import attrs, budget
-from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.search.sweep import run_sweep
 from numpynet.sweeps.cli.sweep import sweep_main
-
-from commands import start_command
-from services import wait_for
+from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search import attrs, budget
+from numpynet.sweeps.search.sweep import run_sweep
 
 # attribute names as strings: the tests run unchanged against older code, and fail there on behaviour
 FAIL_KIND, RERUN_OF, INVOCATION = "fail_kind", "rerun_of", "invocation"
@@ -33,8 +32,14 @@ LR_ONLY = {"optimizer.learning_rate": {"type": "float", "low": 1.0e-3, "high": 3
 
 
 def _study_file(path: Path, **body) -> str:
-    spec = {"study_name": "b", "n_trials": 4, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
-            "space": LR_ONLY, **body}
+    spec = {
+        "study_name": "b",
+        "n_trials": 4,
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": {"name": "none"},
+        "space": LR_ONLY,
+        **body,
+    }
     path.write_text(yaml.safe_dump(spec))
     return str(path)
 
@@ -69,11 +74,14 @@ def _parents(root: Path) -> list:
 
 # ------------------------------------------------------- 5a: found before the first trial
 @pytest.mark.slow
-@pytest.mark.parametrize("sweep_name, overrides, key", [
-    ("default", ["data.val_fraction=0"], "data.val_fraction"),
-    ("nodecay", ["train.epoch=0"], "train.epoch"),
-    ("architecture", ["train.keep_prob=0"], "train.keep_prob"),
-])
+@pytest.mark.parametrize(
+    "sweep_name, overrides, key",
+    [
+        ("default", ["data.val_fraction=0"], "data.val_fraction"),
+        ("nodecay", ["train.epoch=0"], "train.epoch"),
+        ("architecture", ["train.keep_prob=0"], "train.keep_prob"),
+    ],
+)
 def test_an_error_every_trial_would_hit_is_refused_before_the_first_trial(store, sweep_name, overrides, key):
     if sweep_name == "nodecay":
         sweep_name = _study_file(store / "nodecay.yaml", study_name="pre")
@@ -124,10 +132,13 @@ def test_the_same_error_in_the_first_trials_stops_the_sweep_and_uses_no_budget(s
 
 def test_numeric_failures_count_and_end_the_parent_failed(store):
     """Items 5d and 14: divergence is the sampled values' fault and counts; all failed -> parent FAILED."""
-    sweep = _study_file(store / "d.yaml", study_name="diverge", n_trials=2,
-                        overrides=["optimizer=gd"],
-                        space={"optimizer.learning_rate": {"type": "float", "low": 1.0e200, "high": 1.0e250,
-                                                           "log": True}})
+    sweep = _study_file(
+        store / "d.yaml",
+        study_name="diverge",
+        n_trials=2,
+        overrides=["optimizer=gd"],
+        space={"optimizer.learning_rate": {"type": "float", "low": 1.0e200, "high": 1.0e250, "log": True}},
+    )
     with pytest.raises(UserError, match="every trial of study 'diverge' failed"):
         run_sweep(sweep, [], FAST)
     assert [r.info.status for r in _parents(store)] == ["FAILED"]  # consistent with exit status 1
@@ -170,12 +181,21 @@ def _trials(root: Path, name: str) -> list:
 @pytest.mark.slow
 def test_after_ctrl_c_the_resumed_study_runs_the_interrupted_configuration_first(store):
     sweep = _study_file(store / "i.yaml", study_name="again", n_trials=2)
-    args = [f"sweep={sweep}", "train.epoch=3000", "train.mini_batch_size=16", "network.hidden=[16]",
-            "tracking.log_plots=false"]
+    args = [
+        f"sweep={sweep}",
+        "train.epoch=3000",
+        "train.mini_batch_size=16",
+        "network.hidden=[16]",
+        "tracking.log_plots=false",
+    ]
     proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
-    running = wait_for(lambda: [t for t in _trials(store, "again")
-                                 if t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs], 240,
-                        "a trial training in its MLflow run")[0]
+    running = wait_for(
+        lambda: [
+            t for t in _trials(store, "again") if t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs
+        ],
+        240,
+        "a trial training in its MLflow run",
+    )[0]
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -188,15 +208,17 @@ def test_after_ctrl_c_the_resumed_study_runs_the_interrupted_configuration_first
     assert len(queued) == 1 and queued[0].user_attrs[RERUN_OF] == running.number
 
     # short trials to finish the budget quickly: another setup, which sweep.check_setup=false allows
-    resumed = start_command("numpynet-sweep", [*args[:1], "train.epoch=5", *args[2:], "sweep.check_setup=false"],
-                            store, tracking_uri=None)
+    resumed = start_command(
+        "numpynet-sweep", [*args[:1], "train.epoch=5", *args[2:], "sweep.check_setup=false"], store, tracking_uri=None
+    )
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     trials = _trials(store, "again")
     rerun = [t for t in trials if t.user_attrs.get(RERUN_OF) == running.number]
     assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE
     assert rerun[0].params == interrupted.params  # the configuration that was stopped, not a new sample
-    resumed_trials = [t for t in trials if t.user_attrs.get(INVOCATION) not in
-                      (None, interrupted.user_attrs[INVOCATION])]
+    resumed_trials = [
+        t for t in trials if t.user_attrs.get(INVOCATION) not in (None, interrupted.user_attrs[INVOCATION])
+    ]
     assert min(resumed_trials, key=lambda t: t.datetime_start).number == rerun[0].number  # run first
     assert sum(attrs.counts_in_budget(t) for t in trials) == 2

@@ -9,9 +9,8 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from optuna.trial import TrialState
-
 from commands import start_command
+from optuna.trial import TrialState
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -49,12 +48,26 @@ def test_processes_opening_a_new_sqlite_storage_at_once_all_join(tmp_path, n):
 @pytest.mark.slow
 def test_sweeps_started_together_on_a_new_sqlite_study_all_run(store):
     """Three numpynet-sweep commands started at once on a new sqlite:/// study share its budget."""
-    (store / "s.yaml").write_text(yaml.safe_dump({
-        "study_name": "trio", "n_trials": 3, "storage": f"sqlite:///{store / 'study.db'}",
-        "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
-        "space": {"optimizer.learning_rate": {"type": "float", "low": 1.0e-3, "high": 3.0e-2, "log": True}}}))
-    args = [f"sweep={store / 's.yaml'}", "train.epoch=3", "network.hidden=[8]", "tracking.log_plots=false",
-            "tracking.log_model=false", "sweep.register_model=false"]
+    (store / "s.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "study_name": "trio",
+                "n_trials": 3,
+                "storage": f"sqlite:///{store / 'study.db'}",
+                "sampler": {"name": "random", "seed": 0},
+                "pruner": {"name": "none"},
+                "space": {"optimizer.learning_rate": {"type": "float", "low": 1.0e-3, "high": 3.0e-2, "log": True}},
+            }
+        )
+    )
+    args = [
+        f"sweep={store / 's.yaml'}",
+        "train.epoch=3",
+        "network.hidden=[8]",
+        "tracking.log_plots=false",
+        "tracking.log_model=false",
+        "sweep.register_model=false",
+    ]
     procs = [start_command("numpynet-sweep", args, store, tracking_uri=None) for _ in range(3)]
     outcomes = [(p.communicate(timeout=600), p.returncode) for p in procs]
     assert [code for _, code in outcomes] == [0, 0, 0], [err for (_, err), _ in outcomes]
@@ -105,8 +118,13 @@ def _hold(journal: Path, mode: str):
 
     from commands import environment
 
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(journal), mode], env=environment(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(journal), mode],
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held", holder.communicate(timeout=60)
     return holder
 
@@ -121,8 +139,9 @@ def test_a_journal_lock_held_by_a_stopped_live_sweep_is_never_broken(tmp_path, m
     import signal
     import time
 
-    from numpynet.sweeps.search import storage
     from services import wait_for
+
+    from numpynet.sweeps.search import storage
 
     journal = tmp_path / "journal.log"
     holder = _hold(journal, "stops")
@@ -149,9 +168,7 @@ def test_a_journal_lock_left_by_a_dead_process_is_broken_at_once(tmp_path, monke
     """Its owner is gone: no need to wait out the grace period (no time passes on this clock)."""
     import time
 
-    from numpynet.sweeps.search import storage
-
-    from numpynet.sweeps.search import journal_lock
+    from numpynet.sweeps.search import journal_lock, storage
 
     journal = tmp_path / "journal.log"
     holder = _hold(journal, "dies")

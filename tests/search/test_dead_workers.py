@@ -14,17 +14,16 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from commands import start_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
+from services import wait_for
 
-from numpynet.sweeps.search import attrs, heartbeats, storage
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search import attrs, heartbeats, storage
 from numpynet.sweeps.search.status import status_report
 from numpynet.sweeps.search.sweep import run_sweep
-
-from commands import start_command
-from services import wait_for
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -33,8 +32,13 @@ SLOW_TRIAL = ["train.mini_batch_size=16", "network.hidden=[16]", "tracking.log_p
 
 
 def _study_file(path: Path, **body) -> str:
-    spec = {"n_trials": 2, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
-            "space": LR_ONLY, **body}
+    spec = {
+        "n_trials": 2,
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": {"name": "none"},
+        "space": LR_ONLY,
+        **body,
+    }
     path.write_text(yaml.safe_dump(spec))
     return f"sweep={path}"
 
@@ -80,8 +84,11 @@ def _gone(pid: int) -> bool:
 @pytest.mark.slow
 def test_a_sqlite_study_recovers_a_worker_killed_hard(store):
     db = f"sqlite:///{store / 'optuna.db'}"
-    args = [_study_file(store / "s.yaml", study_name="lite", storage=db, heartbeat_interval=1, grace_period=3),
-            "train.epoch=3000", *SLOW_TRIAL]
+    args = [
+        _study_file(store / "s.yaml", study_name="lite", storage=db, heartbeat_interval=1, grace_period=3),
+        "train.epoch=3000",
+        *SLOW_TRIAL,
+    ]
     proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
     victim = wait_for(lambda: _training(db, "lite"), 240, "a trial training in its MLflow run")[0]
     proc.kill()
@@ -92,8 +99,9 @@ def test_a_sqlite_study_recovers_a_worker_killed_hard(store):
     assert study.trials[victim.number].state == TrialState.RUNNING  # nobody has cleaned up yet
 
     # short trials (another setup, which sweep.check_setup=false allows) to finish the budget quickly
-    resumed = start_command("numpynet-sweep", [args[0], "train.epoch=5", *SLOW_TRIAL, "sweep.check_setup=false"],
-                            store, tracking_uri=None)
+    resumed = start_command(
+        "numpynet-sweep", [args[0], "train.epoch=5", *SLOW_TRIAL, "sweep.check_setup=false"], store, tracking_uri=None
+    )
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     trials = _trials(db, "lite")
@@ -167,8 +175,10 @@ def test_a_journal_already_corrupt_inside_is_refused_naming_the_file_and_the_fix
     lines = journal.read_bytes().splitlines(keepends=True)
     journal.write_bytes(lines[0] + TORN + b"".join(lines[1:]))  # what the old code left: a glued line
     sweep = _study_file(store / "g.yaml", study_name="glued")
-    for call in (lambda: run_sweep(sweep.split("=", 1)[1], [], ["train.epoch=3", "tracking.log_plots=false"]),
-                 lambda: status_report([sweep])):
+    for call in (
+        lambda: run_sweep(sweep.split("=", 1)[1], [], ["train.epoch=3", "tracking.log_plots=false"]),
+        lambda: status_report([sweep]),
+    ):
         with pytest.raises(UserError) as info:
             call()
         message = str(info.value)
@@ -181,21 +191,28 @@ def test_a_journal_tail_that_is_no_json_write_is_refused_and_left_as_it_is(store
     silently start the study over, so the sweep and numpynet-status refuse, and nothing is changed."""
     journal = store / "mlruns" / "optuna" / "journal.log"
     journal.parent.mkdir(parents=True)
-    study = optuna.create_study(study_name="damaged", storage=JournalStorage(JournalFileBackend(str(journal))),
-                                direction="maximize")
+    study = optuna.create_study(
+        study_name="damaged", storage=JournalStorage(JournalFileBackend(str(journal))), direction="maximize"
+    )
     study.enqueue_trial({"x": 1.0})
     intact = journal.read_bytes()
-    journal.write_bytes({"zeroed": b"\0" * len(intact), "garbage": b"abcd",
-                         "zeros after intact lines": intact + b"\0" * 4096}[damage])
+    journal.write_bytes(
+        {"zeroed": b"\0" * len(intact), "garbage": b"abcd", "zeros after intact lines": intact + b"\0" * 4096}[damage]
+    )
     before = journal.read_bytes()
     sweep = _study_file(store / "d.yaml", study_name="damaged")
-    for call in (lambda: run_sweep(sweep.split("=", 1)[1], [], ["train.epoch=3", "tracking.log_plots=false"]),
-                 lambda: status_report([sweep])):
+    for call in (
+        lambda: run_sweep(sweep.split("=", 1)[1], [], ["train.epoch=3", "tracking.log_plots=false"]),
+        lambda: status_report([sweep]),
+    ):
         with pytest.raises(UserError) as info:
             call()
         message = str(info.value)
         if damage == "garbage":  # no journal at all: refused as such, and no advice to move someone's file
-            assert message.startswith(f"sweep.storage='{journal}' is not an Optuna study journal") and " mv " not in message
+            assert (
+                message.startswith(f"sweep.storage='{journal}' is not an Optuna study journal")
+                and " mv " not in message
+            )
             continue
         assert "\n" not in message and str(journal) in message and "not a write cut short" in message
         assert f"mv {journal} {journal}.damaged" in message
@@ -210,12 +227,16 @@ def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
     # n_trials=4, not 2: with 2 the survivor's first trial would have to outlast that grace period for the freed
     # place to start after the dead trial was ended, a race on a loaded machine
     budget = 4
-    args = [_study_file(store / "w.yaml", study_name="two", n_trials=budget, n_jobs=2, grace_period=3), "train.epoch=600",
-            *SLOW_TRIAL]
+    args = [
+        _study_file(store / "w.yaml", study_name="two", n_trials=budget, n_jobs=2, grace_period=3),
+        "train.epoch=600",
+        *SLOW_TRIAL,
+    ]
     proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
     journal = _journal(store)
-    victim = wait_for(lambda: len(_training(journal, "two")) == 2 and _training(journal, "two"), 300,
-                       "two trials training")[0]
+    victim = wait_for(
+        lambda: len(_training(journal, "two")) == 2 and _training(journal, "two"), 300, "two trials training"
+    )[0]
     pid = int(victim.user_attrs[attrs.ATTR_WORKER].rsplit(":", 1)[1])
     assert pid != proc.pid
     os.kill(pid, signal.SIGKILL)
@@ -240,12 +261,16 @@ def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
 
 @pytest.mark.slow
 def test_workers_of_a_killed_sweep_stop_and_end_their_runs(store):
-    args = [_study_file(store / "p.yaml", study_name="orphans", n_trials=3, n_jobs=2, grace_period=3),
-            "train.epoch=4000", *SLOW_TRIAL]
+    args = [
+        _study_file(store / "p.yaml", study_name="orphans", n_trials=3, n_jobs=2, grace_period=3),
+        "train.epoch=4000",
+        *SLOW_TRIAL,
+    ]
     proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
     journal = _journal(store)
-    victims = wait_for(lambda: len(_training(journal, "orphans")) == 2 and _training(journal, "orphans"), 300,
-                        "two trials training")
+    victims = wait_for(
+        lambda: len(_training(journal, "orphans")) == 2 and _training(journal, "orphans"), 300, "two trials training"
+    )
     pids = [int(t.user_attrs[attrs.ATTR_WORKER].rsplit(":", 1)[1]) for t in victims]
     proc.kill()  # the sweep process itself
     proc.communicate(timeout=30)
@@ -259,8 +284,12 @@ def test_workers_of_a_killed_sweep_stop_and_end_their_runs(store):
     parent_id = client.get_run(victims[0].user_attrs[attrs.ATTR_RUN_ID]).data.tags["mlflow.parentRunId"]
     assert _status(client, parent_id) == "RUNNING"  # its process had no chance to end it
 
-    resumed = start_command("numpynet-sweep", [args[0], "sweep.n_jobs=1", "train.epoch=5", *SLOW_TRIAL,
-                                               "sweep.check_setup=false"], store, tracking_uri=None)
+    resumed = start_command(
+        "numpynet-sweep",
+        [args[0], "sweep.n_jobs=1", "train.epoch=5", *SLOW_TRIAL, "sweep.check_setup=false"],
+        store,
+        tracking_uri=None,
+    )
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert _status(client, parent_id) == "KILLED"  # the next start ended it

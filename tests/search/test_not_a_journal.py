@@ -13,9 +13,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.storages.journal import JournalFileBackend, JournalStorage
-
 from commands import run_command
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 
 def _json_dump(folder: Path) -> Path:
@@ -39,22 +38,28 @@ def _tree(folder: Path) -> dict[Path, bytes]:
 def test_the_sweep_refuses_a_file_that_is_not_a_journal_and_changes_nothing(store: Path, make) -> None:
     target = make(store)
     before = _tree(store)
-    proc = run_command("numpynet-sweep", [f"sweep.storage={target}", "sweep.n_trials=1", "train.epoch=2"], store,
-                       tracking_uri=None)
+    proc = run_command(
+        "numpynet-sweep", [f"sweep.storage={target}", "sweep.n_trials=1", "train.epoch=2"], store, tracking_uri=None
+    )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr == (f"numpynet-sweep: error: sweep.storage='{target}' is not an Optuna study journal (its "
-                           "first line is not a journal operation), so it is left as it is; point sweep.storage "
-                           "at a new file or at a study's journal\n")
+    assert proc.stderr == (
+        f"numpynet-sweep: error: sweep.storage='{target}' is not an Optuna study journal (its "
+        "first line is not a journal operation), so it is left as it is; point sweep.storage "
+        "at a new file or at a study's journal\n"
+    )
     assert _tree(store) == before  # the file as it was, no backup beside it, no journal, no run
 
 
-@pytest.mark.parametrize("target, says", [
-    ("/etc/passwd", "is not an Optuna study journal"),
-    ("/tmp", "is a directory, not a study journal"),
-    ("/dev/null", "is a device or special file, not a study journal"),
-    ("JSON", "is not an Optuna study journal"),
-    ("JSONL", "is not an Optuna study journal"),
-])
+@pytest.mark.parametrize(
+    "target, says",
+    [
+        ("/etc/passwd", "is not an Optuna study journal"),
+        ("/tmp", "is a directory, not a study journal"),
+        ("/dev/null", "is a device or special file, not a study journal"),
+        ("JSON", "is not an Optuna study journal"),
+        ("JSONL", "is not an Optuna study journal"),
+    ],
+)
 def test_status_refuses_what_is_not_a_journal_in_one_line(tmp_path: Path, monkeypatch, capsys, target, says) -> None:
     from numpynet.sweeps.cli.status import status_main
 

@@ -75,7 +75,7 @@ def test_nothing_is_pruned_before_the_pruners_warm_up(tiny_sweep, name):
         if pruner["name"] in ("successive_halving", "hyperband"):
             # a trial is judged at its rungs only: min_resource * reduction_factor ** k
             first, factor = pruner["min_resource"], pruner["reduction_factor"]
-            assert epoch in {first * factor ** k for k in range(8)}, (trial.number, epoch)
+            assert epoch in {first * factor**k for k in range(8)}, (trial.number, epoch)
         else:
             assert pruner["name"] == "median"
             assert epoch >= pruner["n_warmup_steps"], (trial.number, epoch)

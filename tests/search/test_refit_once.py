@@ -8,15 +8,13 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from commands import start_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from numpynet.sweeps.recording import names
-from numpynet.sweeps.search import attrs
 from numpynet.sweeps.search.refit_once import STUDY_ATTR_REFIT
 from numpynet.sweeps.search.sweep import run_sweep
-
-from commands import start_command
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -25,8 +23,16 @@ FAST = ["train.epoch=4", "network.hidden=[12]", "tracking.log_plots=false"]
 
 
 def _study_file(root: Path, **keys) -> str:
-    body = {"study_name": "once", "n_trials": 3, "sampler": {"name": "random", "seed": 0},
-            "pruner": {"name": "none"}, "space": SPACE, "refit": True, "log_study_plots": False, **keys}
+    body = {
+        "study_name": "once",
+        "n_trials": 3,
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": {"name": "none"},
+        "space": SPACE,
+        "refit": True,
+        "log_study_plots": False,
+        **keys,
+    }
     path = root / "study.yaml"
     path.write_text(yaml.safe_dump(body))
     return str(path)
@@ -51,8 +57,9 @@ def test_a_finished_study_run_again_retrains_nothing_and_reports_the_same_verdic
     study_file = _study_file(store, baseline=["optimizer.learning_rate=0.01"], robustness_seeds=2)
     first = run_sweep(study_file, [], FAST)
     refits = sorted(r.info.run_name for r in _refits(store))
-    assert refits == sorted(["refit-chosen", "refit-chosen-seed0", "refit-chosen-seed1",
-                             "refit-baseline-seed0", "refit-baseline-seed1"])
+    assert refits == sorted(
+        ["refit-chosen", "refit-chosen-seed0", "refit-chosen-seed1", "refit-baseline-seed0", "refit-baseline-seed1"]
+    )
     second = run_sweep(study_file, [], FAST)
     assert sorted(r.info.run_name for r in _refits(store)) == refits  # nothing trained again
     assert second.refit == first.refit and second.refit["robustness.seeds"] == 2.0  # the same verdict

@@ -20,16 +20,25 @@ from sklearn.datasets import make_classification
 
 from numpynet.sweeps.cli.summary import print_summary
 from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.search.sweep import run_sweep
 from numpynet.sweeps.search.settings import load_sweep_config
+from numpynet.sweeps.search.sweep import run_sweep
 
-COLLAPSE_CASE = ["optimizer=gd", "network.hidden=[20,7,5]", "network.initialization=xavier", "train.epoch=12",
-                 "train.mini_batch_size=32", "train.seed=0", "train.seed_per_fold=true", "tracking.log_plots=false"]
+COLLAPSE_CASE = [
+    "optimizer=gd",
+    "network.hidden=[20,7,5]",
+    "network.initialization=xavier",
+    "train.epoch=12",
+    "train.mini_batch_size=32",
+    "train.seed=0",
+    "train.seed_per_fold=true",
+    "tracking.log_plots=false",
+]
 
 
 def _collapse_data(root: Path) -> Path:
-    X, y = make_classification(n_samples=150, n_features=10, n_informative=3, weights=[0.75, 0.25], flip_y=0.05,
-                               random_state=2)
+    X, y = make_classification(
+        n_samples=150, n_features=10, n_informative=3, weights=[0.75, 0.25], flip_y=0.05, random_state=2
+    )
     X = (X - X.mean(0)) / X.std(0)
     path = root / "case.npz"
     np.savez(path, X=X[:100], y=y[:100], X_test=X[100:], y_test=y[100:])
@@ -37,10 +46,20 @@ def _collapse_data(root: Path) -> Path:
 
 
 def _study(root: Path, rule: str) -> str:
-    body = {"study_name": f"collapse-{rule}", "n_trials": 1, "metric": "val_balanced_accuracy", "objective": "best",
-            "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"}, "cv": 3, "refit": True,
-            "robustness_seeds": 2, "refit_rule": rule, "log_study_plots": False,
-            "space": {"optimizer.learning_rate": {"type": "categorical", "choices": [0.03]}}}
+    body = {
+        "study_name": f"collapse-{rule}",
+        "n_trials": 1,
+        "metric": "val_balanced_accuracy",
+        "objective": "best",
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": {"name": "none"},
+        "cv": 3,
+        "refit": True,
+        "robustness_seeds": 2,
+        "refit_rule": rule,
+        "log_study_plots": False,
+        "space": {"optimizer.learning_rate": {"type": "categorical", "choices": [0.03]}},
+    }
     path = root / f"{rule}.yaml"
     path.write_text(yaml.safe_dump(body))
     return str(path)
@@ -79,7 +98,8 @@ def test_the_old_rule_collapses_on_seed_1_the_fold_ensemble_does_not_and_the_ver
     # the registered model is the ensemble: its three fold models' weights travel with it
     client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlruns' / 'mlflow.db'}")
     assert sorted(a.path for a in client.list_artifacts(refits["refit-chosen"].info.run_id, "weights")) == [
-        f"weights/fold{k}.npz" for k in range(3)]
+        f"weights/fold{k}.npz" for k in range(3)
+    ]
     assert new.registered_version is not None
 
 

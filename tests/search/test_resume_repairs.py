@@ -8,14 +8,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import optuna
+from commands import run_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from numpynet.sweeps.recording.artifacts import whole_png
 from numpynet.sweeps.search import attrs
 from numpynet.sweeps.search.sweep import run_sweep
-
-from commands import run_command
 
 FAST = ["train.epoch=4", "network.hidden=[16]", "tracking.log_plots=false"]
 STUDY = ["n_trials=2", "pruner.name=none", "log_study_plots=false"]
@@ -71,7 +70,9 @@ def test_a_best_trial_whose_artifacts_vanished_is_a_store_fault_not_exit_0(store
     assert lines[-1].startswith("numpynet-sweep: error: the "), proc.stderr  # its config.yaml or its weights
     assert f"of run {best}, the study's best, cannot be read back from the MLflow artifact store" in lines[-1]
     assert "Traceback" not in proc.stderr
-    parents = [r for r in client.search_runs([client.get_run(best).info.experiment_id], "tags.`numpynet.role` = 'sweep'")]
+    parents = [
+        r for r in client.search_runs([client.get_run(best).info.experiment_id], "tags.`numpynet.role` = 'sweep'")
+    ]
     assert sorted(r.info.status for r in parents) == ["FAILED", "FINISHED"]  # this invocation's ended FAILED
     assert [v.version for v in client.search_model_versions("name='numpynet-gone'")] == [1]  # the first run's only
 
@@ -84,9 +85,14 @@ def test_a_study_resumed_against_an_emptied_tracking_store_stops_with_a_store_fa
 
     proc = run_command("numpynet-sweep", [*_cli_args("emptied"), "sweep.n_trials=3"], store, tracking_uri=None)
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        f"numpynet-sweep: error: the MLflow tracking store sqlite:///{store / 'mlruns' / 'mlflow.db'} holds none "
-        "of the runs of study 'emptied''s 2 finished trials"), proc.stderr
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"numpynet-sweep: error: the MLflow tracking store sqlite:///{store / 'mlruns' / 'mlflow.db'} holds none "
+            "of the runs of study 'emptied''s 2 finished trials"
+        )
+    ), proc.stderr
     client = _client(store)
     assert client.search_runs([e.experiment_id for e in client.search_experiments()], "") == []  # no run made
     storage = JournalStorage(JournalFileBackend(str(store / "mlruns" / "optuna" / "journal.log")))

@@ -55,8 +55,9 @@ def test_cmaes_samples_every_trial_after_the_first(tiny_sweep):
     assert "cma:generation" not in first.system_attrs  # the first trial is drawn at random
     assert later and all("cma:generation" in t.system_attrs for t in later)
     for trial in record.trials:
-        assert {k: float(record.children[trial.number].data.params[k]) for k in trial.params} == \
-            pytest.approx(trial.params)
+        assert {k: float(record.children[trial.number].data.params[k]) for k in trial.params} == pytest.approx(
+            trial.params
+        )
 
 
 @pytest.mark.slow
@@ -67,8 +68,9 @@ def test_qmc_follows_the_unscrambled_sobol_sequence(tiny_sweep):
     assert record.parent.data.tags[names.SAMPLER] == "qmc"
     space = record.settings["space"]
     low = {p: s["low"] for p, s in space.items()}
-    middle = {p: math.sqrt(s["low"] * s["high"]) if s.get("log") else (s["low"] + s["high"]) / 2
-              for p, s in space.items()}
+    middle = {
+        p: math.sqrt(s["low"] * s["high"]) if s.get("log") else (s["low"] + s["high"]) / 2 for p, s in space.items()
+    }
     assert record.trials[1].params == pytest.approx(low)
     assert record.trials[2].params == pytest.approx(middle)
 
@@ -130,10 +132,12 @@ def test_an_sqlite_study_is_read_back_from_its_database(tiny_sweep):
     storage = optuna.storages.RDBStorage(url)
     assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == [record.settings["study_name"]]
     study = optuna.load_study(study_name=record.settings["study_name"], storage=storage)
-    assert {t.number: t.user_attrs[attrs.ATTR_RUN_ID] for t in study.trials} == \
-        {n: run.info.run_id for n, run in record.children.items()}
-    assert [t.state.name for t in study.trials] == \
-        [record.children[t.number].data.tags[names.TRIAL_STATE] for t in study.trials]
+    assert {t.number: t.user_attrs[attrs.ATTR_RUN_ID] for t in study.trials} == {
+        n: run.info.run_id for n, run in record.children.items()
+    }
+    assert [t.state.name for t in study.trials] == [
+        record.children[t.number].data.tags[names.TRIAL_STATE] for t in study.trials
+    ]
 
 
 @pytest.mark.slow
@@ -196,8 +200,7 @@ def test_numpynet_status_reads_the_local_journal(tiny_sweep, monkeypatch, capsys
     states = [t.state for t in study.trials]
     assert f"study 'tiny-grid' in {record.root.resolve() / 'mlruns' / 'optuna' / 'journal.log'}" in out
     assert f"budget: 4 of {record.settings['n_trials']} trials used, 4 finished" in out
-    assert (f"trials: {states.count(TrialState.COMPLETE)} complete, "
-            f"{states.count(TrialState.PRUNED)} pruned") in out
+    assert (f"trials: {states.count(TrialState.COMPLETE)} complete, {states.count(TrialState.PRUNED)} pruned") in out
     best = study.best_trial
     assert f"best: trial {best.number}, value {best.value:.6g}" in out
     assert f"MLflow run {record.children[best.number].info.run_id}" in out
@@ -216,7 +219,8 @@ def test_numpynet_status_names_its_flags_for_an_unknown_one(flag, capsys):
 
 def test_a_timeout_that_passes_before_any_trial_names_sweep_timeout(store, monkeypatch, capsys):
     """A deadline already past when the first trial is asked for: one line naming ``sweep.timeout``
-    and exit 2 (a setting that lets no trial run), not "every trial failed ... First failure: unknown"; the parent run is not left RUNNING."""
+    and exit 2 (a setting that lets no trial run), not "every trial failed ... First failure: unknown";
+    the parent run is not left RUNNING."""
     from _tiny_sweeps import _LateClock
     from mlflow import MlflowClient
 
@@ -225,8 +229,16 @@ def test_a_timeout_that_passes_before_any_trial_names_sweep_timeout(store, monke
 
     monkeypatch.setattr(budget, "time", _LateClock(0))
     with pytest.raises(SystemExit) as exc:
-        sweep_main(["sweep.n_trials=2", "sweep.timeout=5", "sweep.study_name=late", "train.epoch=2",
-                    "network.hidden=[4]", "tracking.log_model=false"])
+        sweep_main(
+            [
+                "sweep.n_trials=2",
+                "sweep.timeout=5",
+                "sweep.study_name=late",
+                "train.epoch=2",
+                "network.hidden=[4]",
+                "tracking.log_model=false",
+            ]
+        )
     err = capsys.readouterr().err
     assert exc.value.code == 2
     assert "sweep.timeout=5" in err and "unknown" not in err and "Traceback" not in err

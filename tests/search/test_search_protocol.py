@@ -17,8 +17,8 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 from scipy import stats
 
-from numpynet.sweeps.search import attrs, budget
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search import attrs, budget
 from numpynet.sweeps.search.refit import paired_interval
 from numpynet.sweeps.search.sweep import prepare, run_sweep
 
@@ -30,8 +30,14 @@ FAST = ["train.epoch=4", "network.hidden=[12]", "tracking.log_plots=false"]
 
 
 def _study_file(tmp_path: Path, **keys) -> str:
-    body = {"study_name": "proto", "n_trials": 3, "sampler": {"name": "random", "seed": 0},
-            "pruner": {"name": "none"}, "space": SPACE, **keys}
+    body = {
+        "study_name": "proto",
+        "n_trials": 3,
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": {"name": "none"},
+        "space": SPACE,
+        **keys,
+    }
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(body))
     return str(path)
@@ -71,12 +77,15 @@ def test_the_baseline_is_trial_0_with_exactly_its_values_and_the_summary_names_i
     assert sum(bool(t.user_attrs.get(attrs.ATTR_BASELINE)) for t in _study(store).trials) == 1
 
 
-@pytest.mark.parametrize("baseline, fragment", [
-    (["train.lambd=0.5"], "sets train.lambd, which this study does not search"),
-    (["optimizer.learning_rate=0.5", "train.mini_batch_size=32"], "outside the searched range"),
-    (["optimizer.learning_rate=0.001", "train.mini_batch_size=48"], "is not one of the choices [16, 32, 64]"),
-    (["optimizer.learning_rate=0.001"], "does not set train.mini_batch_size"),
-])
+@pytest.mark.parametrize(
+    "baseline, fragment",
+    [
+        (["train.lambd=0.5"], "sets train.lambd, which this study does not search"),
+        (["optimizer.learning_rate=0.5", "train.mini_batch_size=32"], "outside the searched range"),
+        (["optimizer.learning_rate=0.001", "train.mini_batch_size=48"], "is not one of the choices [16, 32, 64]"),
+        (["optimizer.learning_rate=0.001"], "does not set train.mini_batch_size"),
+    ],
+)
 def test_a_baseline_outside_the_space_is_refused_before_anything_starts(store, baseline, fragment):
     with pytest.raises(UserError) as err:
         prepare(_study_file(store, baseline=baseline), [], FAST)
@@ -107,9 +116,17 @@ def test_a_cross_validated_trial_reports_the_mean_of_its_folds_as_recorded_in_ml
 
 @pytest.mark.slow
 def test_pruning_a_cross_validated_trial_stops_all_its_folds(store):
-    summary = run_sweep(_study_file(store, cv=3, n_trials=6, sampler={"name": "random", "seed": 1},
-                                    pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0}),
-                        [], ["train.epoch=8", "network.hidden=[12]", "tracking.log_plots=false"])
+    summary = run_sweep(
+        _study_file(
+            store,
+            cv=3,
+            n_trials=6,
+            sampler={"name": "random", "seed": 1},
+            pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+        ),
+        [],
+        ["train.epoch=8", "network.hidden=[12]", "tracking.log_plots=false"],
+    )
     client = _client(store)
     pruned = [t for t in _study(store).trials if t.state == TrialState.PRUNED]
     assert pruned, "the median pruner should stop at least one of 6 random trials"
@@ -128,8 +145,9 @@ def test_refit_and_robustness_figures_on_the_parent_match_their_child_runs(store
     parent = client.get_run(summary.parent_run_id)
     refits = [r for r in _children(client, summary.parent_run_id) if r.data.tags.get("numpynet.role") == "refit"]
     by_name = {r.info.run_name: r for r in refits}
-    assert sorted(by_name) == sorted(["refit-chosen"] + [f"refit-{who}-seed{s}" for who in ("chosen", "baseline")
-                                                         for s in range(3)])
+    assert sorted(by_name) == sorted(
+        ["refit-chosen"] + [f"refit-{who}-seed{s}" for who in ("chosen", "baseline") for s in range(3)]
+    )
     best = _study(store).best_trial
     chosen = by_name["refit-chosen"]
     assert chosen.data.tags["numpynet.refit_of_trial"] == str(best.number)
@@ -141,8 +159,11 @@ def test_refit_and_robustness_figures_on_the_parent_match_their_child_runs(store
         assert [by_name[f"refit-{who}-seed{s}"].data.params["train.seed"] for s in range(3)] == ["0", "1", "2"]
         assert parent.data.metrics[f"robustness.{who}.test_accuracy_mean"] == pytest.approx(np.mean(values))
         assert parent.data.metrics[f"robustness.{who}.test_accuracy_sd"] == pytest.approx(np.std(values, ddof=1))
-    diff = [by_name[f"refit-chosen-seed{s}"].data.metrics["test_accuracy"]
-            - by_name[f"refit-baseline-seed{s}"].data.metrics["test_accuracy"] for s in range(3)]
+    diff = [
+        by_name[f"refit-chosen-seed{s}"].data.metrics["test_accuracy"]
+        - by_name[f"refit-baseline-seed{s}"].data.metrics["test_accuracy"]
+        for s in range(3)
+    ]
     assert parent.data.metrics["robustness.paired_diff.test_accuracy_mean"] == pytest.approx(np.mean(diff))
     # the registered model is the refit's
     versions = client.search_model_versions("name='numpynet-proto'")
@@ -186,8 +207,9 @@ def test_test_labels_never_reach_the_search(store, monkeypatch):
 def test_refit_runs_and_cross_validated_trials_reproduce_bit_for_bit(store, monkeypatch):
     from numpynet.sweeps.cli.reproduce import reproduce
 
-    summary = run_sweep(_study_file(store, cv=3, n_trials=2, refit=True, robustness_seeds=2,
-                                    baseline=BASELINE), [], FAST)
+    summary = run_sweep(
+        _study_file(store, cv=3, n_trials=2, refit=True, robustness_seeds=2, baseline=BASELINE), [], FAST
+    )
     client = _client(store)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlruns' / 'mlflow.db'}")
     children = _children(client, summary.parent_run_id)
@@ -201,15 +223,25 @@ def test_refit_runs_and_cross_validated_trials_reproduce_bit_for_bit(store, monk
 
 @pytest.mark.slow
 def test_a_best_epoch_objective_returns_the_peak_and_the_refit_trains_that_many_epochs(store):
-    summary = run_sweep(_study_file(store, cv=3, refit=True, objective="best", metric="val_balanced_accuracy"),
-                        [], ["train.epoch=6", "network.hidden=[12]", "tracking.log_plots=false"])
+    summary = run_sweep(
+        _study_file(store, cv=3, refit=True, objective="best", metric="val_balanced_accuracy"),
+        [],
+        ["train.epoch=6", "network.hidden=[12]", "tracking.log_plots=false"],
+    )
     client = _client(store)
     study = _study(store)
-    runs = {int(r.data.tags["numpynet.trial_number"]): r for r in _children(client, summary.parent_run_id)
-            if "numpynet.trial_number" in r.data.tags and r.data.tags.get("numpynet.role") != "refit"}
+    runs = {
+        int(r.data.tags["numpynet.trial_number"]): r
+        for r in _children(client, summary.parent_run_id)
+        if "numpynet.trial_number" in r.data.tags and r.data.tags.get("numpynet.role") != "refit"
+    }
     for trial in study.trials:
-        curve = [m.value for m in sorted(client.get_metric_history(runs[trial.number].info.run_id,
-                                                                   "val_balanced_accuracy"), key=lambda m: m.step)]
+        curve = [
+            m.value
+            for m in sorted(
+                client.get_metric_history(runs[trial.number].info.run_id, "val_balanced_accuracy"), key=lambda m: m.step
+            )
+        ]
         peak = int(np.argmax(curve))
         assert trial.value == curve[peak]
         assert trial.user_attrs[attrs.ATTR_BEST_EPOCH] == peak

@@ -12,19 +12,23 @@ from pathlib import Path
 
 import optuna
 import pytest
+from commands import start_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
+from services import wait_for
 
 from numpynet.sweeps.search import attrs
 
-from commands import start_command
-from services import wait_for
-
 pytestmark = pytest.mark.timeout(900)
 
-LONG = ["sweep.pruner.name=none", "train.epoch=400", "train.decay_interval=50", "network.hidden=[16]",
-        "tracking.log_plots=false"]
+LONG = [
+    "sweep.pruner.name=none",
+    "train.epoch=400",
+    "train.decay_interval=50",
+    "network.hidden=[16]",
+    "tracking.log_plots=false",
+]
 
 
 def _trials(root: Path, name: str) -> list:
@@ -46,8 +50,12 @@ def _workers_of_group(pgid: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if entry.name.isdigit() and int(fields[2]) == pgid and fields[0] != "Z" \
-                    and b"spawn_main" in (entry / "cmdline").read_bytes():
+            if (
+                entry.name.isdigit()
+                and int(fields[2]) == pgid
+                and fields[0] != "Z"
+                and b"spawn_main" in (entry / "cmdline").read_bytes()
+            ):
                 found.append(int(entry.name))
         except (OSError, ValueError, IndexError):
             continue
@@ -89,13 +97,23 @@ def test_a_signal_that_ends_a_sweep_leaves_nothing_running_and_requeues_the_tria
     args = ["sweep.study_name=hup", "sweep.n_trials=4", f"sweep.n_jobs={n_jobs}", *LONG]
     terminal = _Terminal() if signum == signal.SIGHUP else None
     streams = {"stdout": terminal.slave, "stderr": terminal.slave} if terminal else {}
-    proc = start_command("numpynet-sweep", args, store, tracking_uri=None, env={"TMPDIR": str(tmp)}, cold=True,
-                         start_new_session=True, **streams)
+    proc = start_command(
+        "numpynet-sweep",
+        args,
+        store,
+        tracking_uri=None,
+        env={"TMPDIR": str(tmp)},
+        cold=True,
+        start_new_session=True,
+        **streams,
+    )
     try:
+
         def one_done_one_training() -> bool:
             trials = _trials(store, "hup")
-            return (any(t.state == TrialState.COMPLETE for t in trials)
-                    and any(t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs for t in trials))
+            return any(t.state == TrialState.COMPLETE for t in trials) and any(
+                t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs for t in trials
+            )
 
         wait_for(one_done_one_training, 300, "a finished trial and one training in its MLflow run")
         if terminal is not None:
@@ -137,9 +155,11 @@ def test_ctrl_c_during_the_refit_stops_it_at_an_epoch_boundary_and_says_so(store
     args = ["sweep.study_name=refit-stop", "sweep.n_trials=1", "sweep.refit=true", *LONG]
     proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
     try:
+
         def refitting() -> list:
-            return [r for r in _runs(store) if r.data.tags.get("numpynet.role") == "refit"
-                    and r.info.status == "RUNNING"]
+            return [
+                r for r in _runs(store) if r.data.tags.get("numpynet.role") == "refit" and r.info.status == "RUNNING"
+            ]
 
         refit_run = wait_for(refitting, 300, "the refit run training")[0]
         proc.send_signal(signal.SIGINT)

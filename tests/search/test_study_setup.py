@@ -33,7 +33,7 @@ def _csv(path: Path, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(120, 4))
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    rows = ["a,b,c,d,label", *(",".join([*(f"{v:.6f}" for v in x), str(t)]) for x, t in zip(X, y))]
+    rows = ["a,b,c,d,label", *(",".join([*(f"{v:.6f}" for v in x), str(t)]) for x, t in zip(X, y, strict=True))]
     path.write_text("\n".join(rows) + "\n")
     return path
 
@@ -48,19 +48,32 @@ def test_a_resume_with_the_study_s_settings_goes_on_and_the_setup_is_recorded_on
     # searched keys are not part of the setup: every trial has its own
     assert "optimizer.learning_rate" not in setup["config"] and "train.seed" not in setup["config"]
     # study-file keys that do not change a trial may change: budget, workers, sampler, pruner
-    run_sweep("default", ["n_trials=2", *STUDY[:1], "pruner.name=median", "sampler.name=random",
-                          "register_model=false", "log_study_plots=false"], FAST)
+    run_sweep(
+        "default",
+        [
+            "n_trials=2",
+            *STUDY[:1],
+            "pruner.name=median",
+            "sampler.name=random",
+            "register_model=false",
+            "log_study_plots=false",
+        ],
+        FAST,
+    )
     study = _study(store)
     assert len(study.trials) == 2 and study.user_attrs[STUDY_ATTR_SETUP] == setup
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("changed, named", [
-    (["train.epoch=4"], "train.epoch: study 3, command 4"),
-    (["network.hidden=[16]"], "network.hidden: study [8], command [16]"),
-    (["data=breast_cancer"], "data.name: study digits, command breast_cancer"),
-    (["data.seed=1"], "data.seed: study 0, command 1"),
-])
+@pytest.mark.parametrize(
+    "changed, named",
+    [
+        (["train.epoch=4"], "train.epoch: study 3, command 4"),
+        (["network.hidden=[16]"], "network.hidden: study [8], command [16]"),
+        (["data=breast_cancer"], "data.name: study digits, command breast_cancer"),
+        (["data.seed=1"], "data.seed: study 0, command 1"),
+    ],
+)
 def test_a_resume_with_other_training_settings_is_refused_before_any_run(store, changed, named):
     run_sweep("default", ["n_trials=1", *STUDY], FAST)
     before = [(r.info.run_id, r.info.status) for r in _runs(store)]

@@ -12,17 +12,24 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from commands import run_command, start_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
+from services import wait_for
 
 from numpynet import NeuralNetwork
+from numpynet.sweeps.recording.names import (
+    PRUNED_EPOCH as TAG_PRUNED_EPOCH,
+)
+from numpynet.sweeps.recording.names import (
+    TRIAL as TAG_TRIAL,
+)
+from numpynet.sweeps.recording.names import (
+    TRIAL_STATE as TAG_STATE,
+)
 from numpynet.sweeps.search import attrs
-from numpynet.sweeps.recording.names import PRUNED_EPOCH as TAG_PRUNED_EPOCH, TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE
 from numpynet.sweeps.search.sweep import run_sweep
-
-from commands import run_command, start_command
-from services import wait_for
 
 FAST = ["train.epoch=6", "train.decay_interval=2", "network.hidden=[16]", "tracking.log_plots=false"]
 
@@ -48,8 +55,9 @@ def _all_runs(client: MlflowClient) -> list:
 
 @pytest.mark.slow
 def test_small_sweep_is_fully_recorded(store, _template_store):
-    summary = run_sweep("default", ["n_trials=3", "study_name=e2e", "pruner.name=none"],
-                        FAST[:-1])  # plots on: the child runs must have them
+    summary = run_sweep(
+        "default", ["n_trials=3", "study_name=e2e", "pruner.name=none"], FAST[:-1]
+    )  # plots on: the child runs must have them
     study = _study(store, "e2e")
     client = _client(store)
     assert len(study.trials) == 3
@@ -75,8 +83,9 @@ def test_small_sweep_is_fully_recorded(store, _template_store):
         # figures are drawn for the best trial only, when the sweep ends (sweep.log_trial_plots=false)
         assert ("plots" in files) == (trial.number == study.best_trial.number), (trial.number, files)
     best_plots = {a.path for a in client.list_artifacts(children[study.best_trial.number].info.run_id, "plots")}
-    assert best_plots == {f"plots/{name}.png" for name in ("cost_curves", "learning_rate", "confusion_matrix",
-                                                            "test_predictions")}
+    assert best_plots == {
+        f"plots/{name}.png" for name in ("cost_curves", "learning_rate", "confusion_matrix", "test_predictions")
+    }
 
     parent = client.get_run(summary.parent_run_id)
     assert parent.info.status == "FINISHED"
@@ -88,8 +97,15 @@ def test_small_sweep_is_fully_recorded(store, _template_store):
         logged = parent.data.params[f"best.{key}"]
         assert str(value) == logged
     study_files = {a.path for a in client.list_artifacts(summary.parent_run_id, "study")}
-    for name in ("optimization_history.png", "param_importances.png", "parallel_coordinate.png",
-                 "slice.png", "intermediate_values.png", "trials.csv", "best_config.yaml"):
+    for name in (
+        "optimization_history.png",
+        "param_importances.png",
+        "parallel_coordinate.png",
+        "slice.png",
+        "intermediate_values.png",
+        "trials.csv",
+        "best_config.yaml",
+    ):
         assert f"study/{name}" in study_files, name
 
     # the registered model predicts exactly like the best trial's weights
@@ -117,8 +133,13 @@ def test_small_sweep_is_fully_recorded(store, _template_store):
     elsewhere = store / "elsewhere"
     (elsewhere / "mlruns").mkdir(parents=True)
     shutil.copy(_template_store, elsewhere / "mlruns" / "mlflow.db")
-    proc = run_command("numpynet-train", ["--config-dir", str(Path(cfg_path).parent), "--config-name", "best_config"],
-                       elsewhere, tracking_uri=None, timeout=300)
+    proc = run_command(
+        "numpynet-train",
+        ["--config-dir", str(Path(cfg_path).parent), "--config-name", "best_config"],
+        elsewhere,
+        tracking_uri=None,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in elsewhere.iterdir()) == ["mlruns"]
     rerun = _client(elsewhere).search_runs(["1"])[0]
@@ -139,12 +160,15 @@ def _write_sweep(path: Path, **body) -> str:
 @pytest.mark.slow
 def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(store):
     sweep = _write_sweep(
-        store / "wild.yaml", study_name="wild", n_trials=8,
+        store / "wild.yaml",
+        study_name="wild",
+        n_trials=8,
         sampler={"name": "random", "seed": 10},  # order: good, good, slow (pruned), NaN, NaN, slow, ...
         pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
         overrides=["optimizer=gd", "train.epoch=8"],
         # 0.5 learns, 1e-5 crawls (pruned), 1e200 overflows the weights (NaN cost)
-        space={"optimizer.learning_rate": {"type": "categorical", "choices": [0.5, 1.0e-5, 1.0e200]}})
+        space={"optimizer.learning_rate": {"type": "categorical", "choices": [0.5, 1.0e-5, 1.0e200]}},
+    )
     summary = run_sweep(sweep, [], ["network.hidden=[16]", "tracking.log_plots=false"])
     study = _study(store, "wild")
     states = {t.number: t.state for t in study.trials}
@@ -175,9 +199,14 @@ def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(store):
 def test_a_study_where_every_trial_fails_ends_with_a_clear_error(store):
     from numpynet.sweeps.errors import UserError
 
-    sweep = _write_sweep(store / "bad.yaml", study_name="bad", n_trials=2, sampler={"name": "random", "seed": 0},
-                         overrides=["optimizer=gd", "train.epoch=5"],
-                         space={"optimizer.learning_rate": {"type": "float", "low": 1.0e200, "high": 1.0e250, "log": True}})
+    sweep = _write_sweep(
+        store / "bad.yaml",
+        study_name="bad",
+        n_trials=2,
+        sampler={"name": "random", "seed": 0},
+        overrides=["optimizer=gd", "train.epoch=5"],
+        space={"optimizer.learning_rate": {"type": "float", "low": 1.0e200, "high": 1.0e250, "log": True}},
+    )
     with pytest.raises(UserError, match="every trial of study 'bad' failed"):
         run_sweep(sweep, [], ["network.hidden=[8]", "tracking.log_plots=false"])
     assert all(r.info.status != "RUNNING" for r in _all_runs(_client(store)))
@@ -188,8 +217,11 @@ def _spawned_children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid \
-                    and b"spawn_main" in (entry / "cmdline").read_bytes():
+            if (
+                entry.name.isdigit()
+                and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid
+                and b"spawn_main" in (entry / "cmdline").read_bytes()
+            ):
                 found.append(int(entry.name))
         except (OSError, ValueError, IndexError):
             continue
@@ -220,8 +252,13 @@ def test_a_stop_while_the_workers_start_ends_the_sweep(store, signum):
 def _short(args: list[str]) -> list[str]:
     """The same sweep with short trials: a resume only has to finish the budget, not catch a trial midway
     (another setup than the study's, which sweep.check_setup=false allows)."""
-    return [*({"train.epoch=400": "train.epoch=10", "train.decay_interval=50": "train.decay_interval=5"}.get(a, a)
-              for a in args), "sweep.check_setup=false"]
+    return [
+        *(
+            {"train.epoch=400": "train.epoch=10", "train.decay_interval=50": "train.decay_interval=5"}.get(a, a)
+            for a in args
+        ),
+        "sweep.check_setup=false",
+    ]
 
 
 def _states(root: Path, name: str) -> list[TrialState]:
@@ -234,14 +271,23 @@ def _states(root: Path, name: str) -> list[TrialState]:
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, n_jobs", [(signal.SIGINT, 1), (signal.SIGTERM, 2)])
 def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
-    args = ["sweep.study_name=stop", "sweep.n_trials=4", f"sweep.n_jobs={n_jobs}", "sweep.pruner.name=none",
-            "train.epoch=400", "train.decay_interval=50", "network.hidden=[16]", "tracking.log_plots=false"]
+    args = [
+        "sweep.study_name=stop",
+        "sweep.n_trials=4",
+        f"sweep.n_jobs={n_jobs}",
+        "sweep.pruner.name=none",
+        "train.epoch=400",
+        "train.decay_interval=50",
+        "network.hidden=[16]",
+        "tracking.log_plots=false",
+    ]
     proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
 
     def one_done_one_training() -> bool:
         trials = _study(store, "stop").trials if _states(store, "stop") else []
-        return (any(t.state == TrialState.COMPLETE for t in trials)
-                and any(t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs for t in trials))
+        return any(t.state == TrialState.COMPLETE for t in trials) and any(
+            t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs for t in trials
+        )
 
     wait_for(one_done_one_training, 240, "a finished trial and one training in its MLflow run")
     completed_before = {t.number: t.value for t in _study(store, "stop").trials if t.state == TrialState.COMPLETE}
@@ -261,7 +307,9 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
     runs = _all_runs(client)
     assert all(r.info.status != "RUNNING" for r in runs)
     status = {r.info.run_id: r.info.status for r in runs}
-    assert all(status[t.user_attrs[attrs.ATTR_RUN_ID]] == "KILLED" for t in interrupted if attrs.ATTR_RUN_ID in t.user_attrs)
+    assert all(
+        status[t.user_attrs[attrs.ATTR_RUN_ID]] == "KILLED" for t in interrupted if attrs.ATTR_RUN_ID in t.user_attrs
+    )
     assert any(attrs.ATTR_RUN_ID in t.user_attrs for t in interrupted)
     assert [r.info.status for r in runs if r.data.tags.get("numpynet.role") == "sweep"] == ["KILLED"]
 
@@ -280,11 +328,14 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
 
 @pytest.mark.slow
 def test_log_study_plots_false_keeps_the_parent_s_table_and_config_but_draws_no_plot(store):
-    summary = run_sweep("default", ["n_trials=2", "study_name=noplots", "pruner.name=none", "log_study_plots=false"],
-                        FAST)
+    summary = run_sweep(
+        "default", ["n_trials=2", "study_name=noplots", "pruner.name=none", "log_study_plots=false"], FAST
+    )
     client = _client(store)
     assert {a.path for a in client.list_artifacts(summary.parent_run_id, "study")} == {
-        "study/trials.csv", "study/best_config.yaml"}
+        "study/trials.csv",
+        "study/best_config.yaml",
+    }
     assert summary.registered_version is not None  # the rest of the end of the sweep still happens
 
 
@@ -308,12 +359,22 @@ def test_two_workers_share_the_budget(store):
         assert "weights" in {a.path for a in client.list_artifacts(run.info.run_id)}
     # the end of the sweep, its two halves drawn at once, leaves every file and the model
     study_files = {a.path for a in client.list_artifacts(summary.parent_run_id, "study")}
-    assert study_files == {f"study/{name}" for name in ("optimization_history.png", "param_importances.png",
-                                                         "parallel_coordinate.png", "slice.png",
-                                                         "intermediate_values.png", "trials.csv", "best_config.yaml")}
+    assert study_files == {
+        f"study/{name}"
+        for name in (
+            "optimization_history.png",
+            "param_importances.png",
+            "parallel_coordinate.png",
+            "slice.png",
+            "intermediate_values.png",
+            "trials.csv",
+            "best_config.yaml",
+        )
+    }
     best_run = study.best_trial.user_attrs[attrs.ATTR_RUN_ID]
     assert {a.path for a in client.list_artifacts(best_run, "plots")} == {
-        f"plots/{name}.png" for name in ("cost_curves", "learning_rate", "confusion_matrix", "test_predictions")}
+        f"plots/{name}.png" for name in ("cost_curves", "learning_rate", "confusion_matrix", "test_predictions")
+    }
     network = NeuralNetwork.load(client.download_artifacts(best_run, "weights/network.npz", str(store)))
     mlflow.set_tracking_uri(f"sqlite:///{store / 'mlruns' / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model(f"models:/numpynet-pair/{summary.registered_version}")
@@ -340,14 +401,24 @@ def test_a_seeded_study_is_reproducible(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_a_killed_local_worker_leaves_nothing_running_after_resume(store):
     # sweep.grace_period: a journal lock the killed worker held is broken after 3 s, not Optuna's 30
-    args = ["sweep.study_name=killed", "sweep.n_trials=3", "sweep.pruner.name=none", "sweep.grace_period=3",
-            "train.epoch=400", "train.decay_interval=50", "network.hidden=[16]", "tracking.log_plots=false"]
+    args = [
+        "sweep.study_name=killed",
+        "sweep.n_trials=3",
+        "sweep.pruner.name=none",
+        "sweep.grace_period=3",
+        "train.epoch=400",
+        "train.decay_interval=50",
+        "network.hidden=[16]",
+        "tracking.log_plots=false",
+    ]
     proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
 
     def training() -> bool:  # inside a trial: its MLflow run exists and it has reported an epoch
         trials = _study(store, "killed").trials if _states(store, "killed") else []
-        return any(t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs and t.intermediate_values
-                   for t in trials)
+        return any(
+            t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs and t.intermediate_values
+            for t in trials
+        )
 
     wait_for(training, 240, "a trial training in its MLflow run")
     proc.kill()  # SIGKILL: no cleanup at all
@@ -366,8 +437,11 @@ def test_a_killed_local_worker_leaves_nothing_running_after_resume(store):
         assert len(rerun) == 1 and rerun[0].params == trials[number].params
         assert rerun[0].state == TrialState.COMPLETE
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3  # the budget was completed
-    running = [(r.info.run_name, r.data.tags.get("numpynet.role")) for r in _all_runs(_client(store))
-               if r.info.status == "RUNNING"]
+    running = [
+        (r.info.run_name, r.data.tags.get("numpynet.role"))
+        for r in _all_runs(_client(store))
+        if r.info.status == "RUNNING"
+    ]
     assert running == []
 
 
@@ -381,13 +455,19 @@ def test_the_parent_of_worker_processes_pays_the_report_s_one_time_costs_while_t
     from numpynet.sweeps.search import workers
 
     scans, evaluators = [], []
-    real_scan, real_evaluator = requirements_utils.importlib_metadata.packages_distributions, \
-        optuna.importance.PedAnovaImportanceEvaluator
+    real_scan, real_evaluator = (
+        requirements_utils.importlib_metadata.packages_distributions,
+        optuna.importance.PedAnovaImportanceEvaluator,
+    )
     monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # as in a new process
-    monkeypatch.setattr(requirements_utils.importlib_metadata, "packages_distributions",
-                        lambda: scans.append(1) or real_scan())
-    monkeypatch.setattr(optuna.importance, "PedAnovaImportanceEvaluator",
-                        lambda *a, **k: evaluators.append(1) or real_evaluator(*a, **k))
+    monkeypatch.setattr(
+        requirements_utils.importlib_metadata, "packages_distributions", lambda: scans.append(1) or real_scan()
+    )
+    monkeypatch.setattr(
+        optuna.importance,
+        "PedAnovaImportanceEvaluator",
+        lambda *a, **k: evaluators.append(1) or real_evaluator(*a, **k),
+    )
     workers._warm_up_for_the_report()
     assert scans == [1] and evaluators == [1]
     assert requirements_utils._MODULES_TO_PACKAGES  # filled: logging the model will not scan again

@@ -26,8 +26,15 @@ FAST_TRAINING = ["train.epoch=4", "tracking.log_plots=false"]
 
 
 def _data(classes: int, rows: int = 90) -> tuple[np.ndarray, np.ndarray]:
-    X, y = make_classification(n_samples=rows, n_features=6, n_informative=4, n_redundant=0, n_classes=classes,
-                               n_clusters_per_class=1, random_state=0)
+    X, y = make_classification(
+        n_samples=rows,
+        n_features=6,
+        n_informative=4,
+        n_redundant=0,
+        n_classes=classes,
+        n_clusters_per_class=1,
+        random_state=0,
+    )
     return X * 50.0 + 1000.0, y  # far from standardised: a model must scale them as training did
 
 
@@ -43,9 +50,14 @@ def _check_protocol(summary, store: Path, capsys) -> None:
     """Baseline trial 0, a refit, both refitted over the seeds, the verdict on the parent and in the report."""
     assert summary.baseline_number == 0 and summary.best_number is not None
     refit = summary.refit
-    for key in ("refit.chosen.test_accuracy", "robustness.chosen.test_accuracy_mean",
-                "robustness.baseline.test_accuracy_mean", "robustness.paired_diff.test_accuracy_ci95_low",
-                "robustness.paired_diff.test_accuracy_ci95_high", "robustness.chosen.collapsed"):
+    for key in (
+        "refit.chosen.test_accuracy",
+        "robustness.chosen.test_accuracy_mean",
+        "robustness.baseline.test_accuracy_mean",
+        "robustness.paired_diff.test_accuracy_ci95_low",
+        "robustness.paired_diff.test_accuracy_ci95_high",
+        "robustness.chosen.collapsed",
+    ):
         assert key in refit, key
     parent = _client(store).get_run(summary.parent_run_id)
     assert parent.data.tags["numpynet.verdict_interval"] == METHOD

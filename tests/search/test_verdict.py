@@ -17,10 +17,15 @@ from numpynet.sweeps.search.verdict import crossed_interval
 MU = 0.03
 
 
-def _tables(rng: np.random.Generator, reps: int, seeds: int, rows: int, sd_seed: float, sd_row: float,
-            sd_noise: float) -> np.ndarray:
-    return (MU + rng.normal(0, sd_seed, (reps, seeds, 1)) + rng.normal(0, sd_row, (reps, 1, rows))
-            + rng.normal(0, sd_noise, (reps, seeds, rows)))
+def _tables(
+    rng: np.random.Generator, reps: int, seeds: int, rows: int, sd_seed: float, sd_row: float, sd_noise: float
+) -> np.ndarray:
+    return (
+        MU
+        + rng.normal(0, sd_seed, (reps, seeds, 1))
+        + rng.normal(0, sd_row, (reps, 1, rows))
+        + rng.normal(0, sd_noise, (reps, seeds, rows))
+    )
 
 
 # (seeds, rows, sd of the seed effect, of the row effect, of the noise): the row effect large, small, absent
@@ -36,8 +41,8 @@ def test_the_interval_covers_the_true_difference_95_percent_of_the_time(seeds, r
     # 1500 draws: the binomial sd of a 95 % coverage is 0.0056
     assert 0.935 <= covered <= 0.965
     # and the variance it estimates is the true variance of the mean
-    true_var = sd_seed ** 2 / seeds + sd_row ** 2 / rows + sd_noise ** 2 / (seeds * rows)
-    assert np.mean([iv.se ** 2 for iv in intervals]) == pytest.approx(true_var, rel=0.05)
+    true_var = sd_seed**2 / seeds + sd_row**2 / rows + sd_noise**2 / (seeds * rows)
+    assert np.mean([iv.se**2 for iv in intervals]) == pytest.approx(true_var, rel=0.05)
 
 
 def test_an_interval_over_the_seeds_alone_misses_when_the_test_rows_vary():

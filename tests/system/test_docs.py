@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from commands import run_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,8 +92,10 @@ def test_the_key_checker_can_fail():
     assert not _is_known("train.epochs") and not _is_known("sweep.n_trial")
     assert not _is_known("sweep.space.optimizer.learning_rat.low")
     assert _is_known("sweep.space.optimizer.learning_rate.low") and _is_known("sweep.space.optimizer")
-    assert named_keys("see `train.epoch=5`, sweeps/train.py, `sweep.KEY=VALUE`, `data.path`.") == \
-        {"train.epoch", "data.path"}
+    assert named_keys("see `train.epoch=5`, sweeps/train.py, `sweep.KEY=VALUE`, `data.path`.") == {
+        "train.epoch",
+        "data.path",
+    }
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -145,17 +146,30 @@ def test_readme_is_short_and_its_quickstart_is_make_sweep_and_make_test():
 @pytest.mark.slow
 def test_quickstart_sweep_runs_and_prints_progress_to_a_pipe(tmp_path):
     """The quickstart's `numpynet-sweep`, reduced to 2 short trials, in an empty folder, output to pipes."""
-    proc = run_command("numpynet-sweep", ["sweep.n_trials=2", "train.epoch=6", "train.decay_interval=2",
-                                  "network.hidden=[16]", "tracking.log_plots=false"], tmp_path, tracking_uri=None,
-                       cold=True)  # a plain interpreter, as a user's: a warning on import shows here too
+    proc = run_command(
+        "numpynet-sweep",
+        [
+            "sweep.n_trials=2",
+            "train.epoch=6",
+            "train.decay_interval=2",
+            "network.hidden=[16]",
+            "tracking.log_plots=false",
+        ],
+        tmp_path,
+        tracking_uri=None,
+        cold=True,
+    )  # a plain interpreter, as a user's: a warning on import shows here too
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Warning" not in proc.stderr, proc.stderr  # e.g. matplotlib's "Tight layout not applied"
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("trial ")]
     assert len(lines) == 2, proc.stderr
     for n, line in enumerate(lines):
-        assert re.fullmatch(rf"trial \d+ (COMPLETE|PRUNED|FAIL) (value [0-9.]+|no value), "
-                            rf"(best [0-9.]+ \(trial \d+\)|no best yet) \| {n + 1}/2, "
-                            r"elapsed \d+:\d\d, ETA \d+:\d\d", line), line
+        assert re.fullmatch(
+            rf"trial \d+ (COMPLETE|PRUNED|FAIL) (value [0-9.]+|no value), "
+            rf"(best [0-9.]+ \(trial \d+\)|no best yet) \| {n + 1}/2, "
+            r"elapsed \d+:\d\d, ETA \d+:\d\d",
+            line,
+        ), line
     out = proc.stdout.splitlines()
     command = out[out.index("open the MLflow UI on this store:") + 1].strip()
     store = tmp_path / "mlruns" / "mlflow.db"
@@ -170,8 +184,13 @@ def test_the_makefile_names_apt_get_with_one_space_as_root_and_as_a_user():
     """``make browser`` says what it runs: ``apt-get install`` as root, ``sudo apt-get install`` otherwise,
     never with the double space an empty ``$(SUDO)`` left."""
     for sudo in ("", "sudo"):
-        out = subprocess.run(["make", "-n", "-C", str(REPO), "browser", f"SUDO={sudo}"], capture_output=True,
-                             text=True, timeout=60, check=True).stdout
+        out = subprocess.run(
+            ["make", "-n", "-C", str(REPO), "browser", f"SUDO={sudo}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
         said = re.search(r"for the browser tests: (.*?apt-get install chromium)", out)
         assert said and said[1] == f"{sudo} apt-get install chromium".strip(), out
         assert re.search(rf"&& {sudo} ?env DEBIAN_FRONTEND".replace("  ", " "), out), out

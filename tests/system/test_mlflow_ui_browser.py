@@ -26,17 +26,24 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-
 from commands import run_command
+from mlflow import MlflowClient
 from services import MlflowServer, free_port
+
 from numpynet.sweeps.recording.names import TRIAL as TAG_TRIAL
 
 pytestmark = pytest.mark.timeout(300)
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 STUDY, EXPERIMENT, N_TRIALS = "ui-check", "ui-check", 12  # more than the 10 runs MLflow charts by default
 
 
@@ -44,10 +51,21 @@ STUDY, EXPERIMENT, N_TRIALS = "ui-check", "ui-check", 12  # more than the 10 run
 def finished_sweep(tmp_path_factory) -> Path:
     """A small finished sweep in the local default store (SQLite under ./mlruns)."""
     root = tmp_path_factory.mktemp("ui-sweep")
-    proc = run_command("numpynet-sweep", [
-        f"sweep.study_name={STUDY}", f"sweep.n_trials={N_TRIALS}",  # the default pruner: complete and pruned
-        f"tracking.experiment={EXPERIMENT}", "train.epoch=15", "train.decay_interval=5",
-        "network.hidden=[16]", "tracking.log_plots=false"], root, tracking_uri=None, timeout=240)
+    proc = run_command(
+        "numpynet-sweep",
+        [
+            f"sweep.study_name={STUDY}",
+            f"sweep.n_trials={N_TRIALS}",  # the default pruner: complete and pruned
+            f"tracking.experiment={EXPERIMENT}",
+            "train.epoch=15",
+            "train.decay_interval=5",
+            "network.hidden=[16]",
+            "tracking.log_plots=false",
+        ],
+        root,
+        tracking_uri=None,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (root / "sweep.out").write_text(proc.stdout)
     return root
@@ -109,12 +127,15 @@ def test_trial_runs_are_listed_under_their_parent_with_val_accuracy(finished_swe
 
         parent_row = _row_index(page, parent.info.run_id)
         child_rows = {r.info.run_id: _row_index(page, r.info.run_id) for r in children}
-        assert sorted(child_rows.values()) == list(range(parent_row + 1, parent_row + 1 + N_TRIALS)), \
+        assert sorted(child_rows.values()) == list(range(parent_row + 1, parent_row + 1 + N_TRIALS)), (
             f"trial runs directly under their parent (row {parent_row}): {child_rows}"
+        )
         expect(page.get_by_role("columnheader", name="val_accuracy").first).to_be_visible()
         for run in children:
-            cell = page.locator(f'.ag-center-cols-container [role="row"][row-index="{child_rows[run.info.run_id]}"] '
-                                '[role="gridcell"][col-id*="val_accuracy"]')
+            cell = page.locator(
+                f'.ag-center-cols-container [role="row"][row-index="{child_rows[run.info.run_id]}"] '
+                '[role="gridcell"][col-id*="val_accuracy"]'
+            )
             cell.scroll_into_view_if_needed()
             expect(cell).to_be_in_viewport()  # on screen, not merely in the DOM
             shown = cell.inner_text().strip()
@@ -213,8 +234,9 @@ def test_printed_address_shows_the_sweep_at_a_glance(finished_sweep, sweep_serve
     experiment = client.get_experiment_by_name(EXPERIMENT)
     assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
     printed = _printed_runs_address(finished_sweep)
-    assert printed == (f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
-                       "?workflowType=machine_learning")
+    assert printed == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+    )
     runs = client.search_runs([experiment.experiment_id], "", max_results=100)
     [parent] = [r for r in runs if r.data.tags.get("numpynet.role") == "sweep"]
     children = [r for r in runs if TAG_TRIAL in r.data.tags]
@@ -230,8 +252,9 @@ def test_printed_address_shows_the_sweep_at_a_glance(finished_sweep, sweep_serve
         _close_side_panels(page)  # its x, once
         page.reload()
         expect(page.get_by_text(parent.info.run_name, exact=True).first).to_be_visible(timeout=60_000)
-        assert not (page.locator(ASSISTANT_CLOSE).count() and page.locator(ASSISTANT_CLOSE).first.is_visible()), \
+        assert not (page.locator(ASSISTANT_CLOSE).count() and page.locator(ASSISTANT_CLOSE).first.is_visible()), (
             "the Assistant panel came back after a reload"
+        )
         page.locator('button[data-component-id*="runnamecellrenderer"]').first.click()  # unfold the trials
         expect(page.locator(f'a[href$="/runs/{child.info.run_id}"]').first).to_be_visible()
         states = set()
@@ -318,8 +341,13 @@ def test_optuna_dashboard_shows_the_trials_and_their_intermediate_values(finishe
     assert script.is_file(), "the [dashboard] extra is needed: pip install -e '.[dashboard]'"
     port = free_port()
     log = open(tmp_path / "dashboard.log", "wb")
-    proc = subprocess.Popen([str(script), "mlruns/optuna/journal.log", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=finished_sweep, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(script), "mlruns/optuna/journal.log", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=finished_sweep,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _wait_http(f"http://127.0.0.1:{port}/api/studies", proc, tmp_path / "dashboard.log")
         with sync_playwright() as pw:

@@ -8,6 +8,7 @@ free loopback port.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import socket
 import subprocess
@@ -18,28 +19,38 @@ import optuna
 import pytest
 import sqlalchemy
 import yaml
+from commands import run_command, start_command
 from mlflow import MlflowClient
 from optuna.trial import TrialState
+from services import free_port, wait_for
 
-from commands import run_command, start_command
-from services import free_port, pg_database, wait_for  # noqa: F401 (a fixture; mlflow_server is conftest.py's)
+from numpynet.sweeps.recording.names import TRIAL as TAG_TRIAL
+from numpynet.sweeps.recording.names import TRIAL_STATE as TAG_STATE
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.search import attrs, budget, storage
-from numpynet.sweeps.recording.names import TRIAL as TAG_TRIAL, TRIAL_STATE as TAG_STATE
 from numpynet.sweeps.search.best_model import TAG_REGISTERED_TRIAL, registered_model_name
 
 pytestmark = pytest.mark.timeout(600)
 
 HOST = socket.gethostname()
 #: speed-neutral space: every trial costs the same, so the timing of the kill is predictable
-SPACE = {"optimizer.learning_rate": {"type": "float", "low": 1.0e-3, "high": 3.0e-2, "log": True},
-         "train.lambd": {"type": "float", "low": 1.0e-3, "high": 1.0, "log": True}}
+SPACE = {
+    "optimizer.learning_rate": {"type": "float", "low": 1.0e-3, "high": 3.0e-2, "log": True},
+    "train.lambd": {"type": "float", "low": 1.0e-3, "high": 1.0, "log": True},
+}
 TINY = ["network.hidden=[16]", "tracking.log_plots=false"]
 
 
 def _sweep_file(path: Path, **body) -> str:
-    spec = {"metric": "val_accuracy", "direction": "maximize", "sampler": {"name": "tpe", "seed": 0},
-            "pruner": {"name": "none"}, "space": SPACE, "overrides": ["train.regularization=l2"], **body}
+    spec = {
+        "metric": "val_accuracy",
+        "direction": "maximize",
+        "sampler": {"name": "tpe", "seed": 0},
+        "pruner": {"name": "none"},
+        "space": SPACE,
+        "overrides": ["train.regularization=l2"],
+        **body,
+    }
     path.write_text(yaml.safe_dump(spec))
     return f"sweep={path}"
 
@@ -75,8 +86,14 @@ def _param_matches(logged: str, value) -> bool:
 def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_database, mlflow_server, tmp_path):
     budget, study_name, experiment = 9, "three-workers", "scale-out"
     sweep = _sweep_file(tmp_path / "three.yaml", study_name=study_name, n_trials=budget)
-    args = [sweep, f"sweep.storage={pg_database}", f"tracking.uri={mlflow_server.url}",
-            f"tracking.experiment={experiment}", "train.epoch=8", *TINY]
+    args = [
+        sweep,
+        f"sweep.storage={pg_database}",
+        f"tracking.uri={mlflow_server.url}",
+        f"tracking.experiment={experiment}",
+        "train.epoch=8",
+        *TINY,
+    ]
     workers = []
     for i in range(3):  # three "machines": separate folders, separate processes
         (tmp_path / f"machine{i}").mkdir()
@@ -111,8 +128,10 @@ def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_dat
     for trial in trials:
         run = by_number[trial.number]
         assert run.data.tags["mlflow.parentRunId"] in parents
-        assert parents[run.data.tags["mlflow.parentRunId"]].data.tags["numpynet.worker"] == \
-            trial.user_attrs[attrs.ATTR_WORKER], "a trial's run hangs under its own worker's parent"
+        assert (
+            parents[run.data.tags["mlflow.parentRunId"]].data.tags["numpynet.worker"]
+            == trial.user_attrs[attrs.ATTR_WORKER]
+        ), "a trial's run hangs under its own worker's parent"
         assert trial.user_attrs[attrs.ATTR_RUN_ID] == run.info.run_id
         assert run.data.tags[TAG_STATE] == trial.state.name
         for key, value in trial.params.items():
@@ -130,18 +149,20 @@ def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_dat
     assert list(mlflow_server.artifacts_dir.rglob(f"{some_run}/artifacts/config.yaml"))
 
     # best model: registered once per improvement, never twice for one trial, the last one is the best
-    versions = sorted(client.search_model_versions(f"name='{registered_model_name(study_name)}'"),
-                      key=lambda v: int(v.version))
+    versions = sorted(
+        client.search_model_versions(f"name='{registered_model_name(study_name)}'"), key=lambda v: int(v.version)
+    )
     assert versions, "the best trial's model is registered"
     registered = [int(v.tags[TAG_REGISTERED_TRIAL]) for v in versions]
     assert len(registered) == len(set(registered)), f"one trial registered twice: {registered}"
     values = [study.trials[n].value for n in registered]
-    assert all(a < b for a, b in zip(values, values[1:])), f"a version is no improvement: {values}"
+    assert all(a < b for a, b in itertools.pairwise(values)), f"a version is no improvement: {values}"
     assert registered[-1] == study.best_trial.number
 
     # numpynet-status reads the same progress from PostgreSQL
-    status = run_command("numpynet-status", [sweep, f"sweep.storage={pg_database}"], tmp_path, tracking_uri=None,
-                 timeout=120)
+    status = run_command(
+        "numpynet-status", [sweep, f"sweep.storage={pg_database}"], tmp_path, tracking_uri=None, timeout=120
+    )
     assert status.returncode == 0, status.stderr
     print(status.stdout)
     assert f"budget: {budget} of {budget} trials used, {budget} finished" in status.stdout
@@ -156,11 +177,23 @@ def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_datab
     # a budget of 3: the victim takes a trial and is killed in it; the survivor runs its own two and the
     # retry, waiting for the dead trial to turn stale if need be; more would only repeat the survivor's work
     budget, study_name, experiment = 3, "killed-worker", "scale-out-kill"
-    sweep = _sweep_file(tmp_path / "kill.yaml", study_name=study_name, n_trials=budget,
-                        heartbeat_interval=1, grace_period=3, retry_failed=1)
+    sweep = _sweep_file(
+        tmp_path / "kill.yaml",
+        study_name=study_name,
+        n_trials=budget,
+        heartbeat_interval=1,
+        grace_period=3,
+        retry_failed=1,
+    )
     # under a second of training per trial: the victim is paused where it is caught, then killed (below)
-    args = [sweep, f"sweep.storage={pg_database}", f"tracking.uri={mlflow_server.url}",
-            f"tracking.experiment={experiment}", "train.epoch=200", *TINY]
+    args = [
+        sweep,
+        f"sweep.storage={pg_database}",
+        f"tracking.uri={mlflow_server.url}",
+        f"tracking.experiment={experiment}",
+        "train.epoch=200",
+        *TINY,
+    ]
     (tmp_path / "victim").mkdir()
     (tmp_path / "survivor").mkdir()
     victim = _start(args, tmp_path / "victim")
@@ -172,8 +205,16 @@ def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_datab
             trials = _study(pg_database, study_name).get_trials(states=(TrialState.RUNNING,))
         except KeyError:
             return None
-        return next((t for t in trials if t.user_attrs.get(attrs.ATTR_WORKER) == victim_id
-                     and t.user_attrs.get(attrs.ATTR_RUN_ID) and 20 <= len(t.intermediate_values) <= 120), None)
+        return next(
+            (
+                t
+                for t in trials
+                if t.user_attrs.get(attrs.ATTR_WORKER) == victim_id
+                and t.user_attrs.get(attrs.ATTR_RUN_ID)
+                and 20 <= len(t.intermediate_values) <= 120
+            ),
+            None,
+        )
 
     try:
         while True:  # killed in the middle of a trial, however fast the machine: paused, checked, then killed
@@ -221,8 +262,9 @@ def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_datab
     retry_run = next(r for r in children if int(r.data.tags[TAG_TRIAL]) == retries[0].number)
     assert retry_run.info.status == "FINISHED"
 
-    status = run_command("numpynet-status", [sweep, f"sweep.storage={pg_database}"], tmp_path, tracking_uri=None,
-                 timeout=120)
+    status = run_command(
+        "numpynet-status", [sweep, f"sweep.storage={pg_database}"], tmp_path, tracking_uri=None, timeout=120
+    )
     assert status.returncode == 0, status.stderr
     print(status.stdout)
     assert "1 stale (worker died; not counted)" in status.stdout
@@ -252,9 +294,14 @@ def test_the_budget_lock_is_one_postgresql_advisory_lock_per_study(pg_database):
 
     def waiting_for_an_advisory_lock() -> bool:
         with sqlalchemy.create_engine(pg_database, poolclass=sqlalchemy.pool.NullPool).connect() as conn:
-            return bool(conn.execute(sqlalchemy.text(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).scalar())
+            return bool(
+                conn.execute(
+                    sqlalchemy.text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                    )
+                ).scalar()
+            )
 
     def started(*threads: threading.Thread) -> list[threading.Thread]:
         for thread in threads:
@@ -298,8 +345,10 @@ def test_the_tracking_server_records_the_same_content_as_the_local_store(pg_data
     common = [sweep, "train.epoch=12", "network.hidden=[16]", "tracking.experiment=same-content"]
     local_dir, server_dir = tmp_path / "local", tmp_path / "server"
     local_dir.mkdir(), server_dir.mkdir()
-    procs = [_start(common, local_dir),  # local defaults: journal file + SQLite store under ./mlruns
-             _start(common + [f"sweep.storage={pg_database}", f"tracking.uri={mlflow_server.url}"], server_dir)]
+    procs = [
+        _start(common, local_dir),  # local defaults: journal file + SQLite store under ./mlruns
+        _start(common + [f"sweep.storage={pg_database}", f"tracking.uri={mlflow_server.url}"], server_dir),
+    ]
     for code, _out, err in _finish(procs):
         assert code == 0, err[-3000:]
 
@@ -311,8 +360,9 @@ def test_the_tracking_server_records_the_same_content_as_the_local_store(pg_data
     local_client, local = the_trial_run(f"sqlite:///{local_dir / 'mlruns' / 'mlflow.db'}")
     server_client, served = the_trial_run(mlflow_server.url)
     ignore = lambda key: key.startswith("tracking.")  # noqa: E731 - where it was logged to
-    assert {k: v for k, v in local.data.params.items() if not ignore(k)} == \
-        {k: v for k, v in served.data.params.items() if not ignore(k)}
+    assert {k: v for k, v in local.data.params.items() if not ignore(k)} == {
+        k: v for k, v in served.data.params.items() if not ignore(k)
+    }
     timing = {"fit_seconds", "logging_seconds"}
     assert set(local.data.metrics) == set(served.data.metrics)
     for key in sorted(set(local.data.metrics) - timing):
@@ -339,18 +389,31 @@ def _closed_port() -> int:
 
 
 BAD = {
-    "storage refused": (lambda db, port: [f"sweep.storage=postgresql+psycopg://postgres:s3cret@127.0.0.1:{port}/x"],
-                        "cannot open the study storage postgresql+psycopg://postgres:***@127.0.0.1:{port}/x",
-                        "Connection refused"),
-    "storage malformed": (lambda db, port: ["sweep.storage=postgresql+psycopg://postgres:s3cret@127.0.0.1:notaport/x"],
-                          "postgresql+psycopg://postgres:***@127.0.0.1:notaport/x", "not a valid database URL"),
-    "no such database": (lambda db, port: [f"sweep.storage={db}_missing".replace("postgres@", "postgres:s3cret@")],
-                         "{db_masked}_missing", "does not exist"),
-    "driver not installed": (lambda db, port: ["sweep.storage=postgresql+psycopg2://postgres:s3cret@127.0.0.1/x"],
-                             "postgresql+psycopg2://postgres:***@127.0.0.1/x", "postgresql+psycopg://"),
-    "server unreachable": (lambda db, port: [f"tracking.uri=http://admin:s3cret@127.0.0.1:{port}"],
-                           "cannot reach the MLflow tracking server at http://admin:***@127.0.0.1:{port}",
-                           "connection refused"),
+    "storage refused": (
+        lambda db, port: [f"sweep.storage=postgresql+psycopg://postgres:s3cret@127.0.0.1:{port}/x"],
+        "cannot open the study storage postgresql+psycopg://postgres:***@127.0.0.1:{port}/x",
+        "Connection refused",
+    ),
+    "storage malformed": (
+        lambda db, port: ["sweep.storage=postgresql+psycopg://postgres:s3cret@127.0.0.1:notaport/x"],
+        "postgresql+psycopg://postgres:***@127.0.0.1:notaport/x",
+        "not a valid database URL",
+    ),
+    "no such database": (
+        lambda db, port: [f"sweep.storage={db}_missing".replace("postgres@", "postgres:s3cret@")],
+        "{db_masked}_missing",
+        "does not exist",
+    ),
+    "driver not installed": (
+        lambda db, port: ["sweep.storage=postgresql+psycopg2://postgres:s3cret@127.0.0.1/x"],
+        "postgresql+psycopg2://postgres:***@127.0.0.1/x",
+        "postgresql+psycopg://",
+    ),
+    "server unreachable": (
+        lambda db, port: [f"tracking.uri=http://admin:s3cret@127.0.0.1:{port}"],
+        "cannot reach the MLflow tracking server at http://admin:***@127.0.0.1:{port}",
+        "connection refused",
+    ),
 }
 
 
@@ -360,8 +423,13 @@ def test_bad_connection_strings_fail_fast_with_the_uri_masked(case, pg_database,
     make_args, where, why = BAD[case]
     port = _closed_port()
     db_masked = mask_url(pg_database.replace("postgres@", "postgres:s3cret@"))
-    proc = run_command("numpynet-sweep", make_args(pg_database, port) + ["train.epoch=5", "train.decay_interval=2"],
-               tmp_path, tracking_uri=None, timeout=120)
+    proc = run_command(
+        "numpynet-sweep",
+        make_args(pg_database, port) + ["train.epoch=5", "train.decay_interval=2"],
+        tmp_path,
+        tracking_uri=None,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr  # one line, no traceback

@@ -15,11 +15,11 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from commands import start_command
 from mlflow import MlflowClient
 from optuna.trial import TrialState
+from services import wait_for
 
-from commands import start_command
-from services import pg_database, wait_for  # noqa: F401 (a fixture; mlflow_server is conftest.py's)
 from numpynet.sweeps.recording.stale_runs import TAG_FAIL_REASON
 
 TAG_HEARTBEAT = "numpynet.heartbeat"  # a string: the test runs unchanged against older code
@@ -32,9 +32,16 @@ GRACE = 600
 
 
 def _sweep_file(path: Path, storage: str, name: str) -> str:
-    spec = {"study_name": name, "storage": storage, "n_trials": 1, "heartbeat_interval": 1,
-            "grace_period": GRACE, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
-            "space": SPACE}
+    spec = {
+        "study_name": name,
+        "storage": storage,
+        "n_trials": 1,
+        "heartbeat_interval": 1,
+        "grace_period": GRACE,
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": {"name": "none"},
+        "space": SPACE,
+    }
     path.write_text(yaml.safe_dump(spec))
     return f"sweep={path}"
 
@@ -53,16 +60,27 @@ def _parents(client: MlflowClient, experiment: str) -> list:
 @pytest.mark.slow
 def test_a_later_worker_ends_the_parent_run_of_a_worker_killed_anywhere(pg_database, mlflow_server, tmp_path):
     experiment = "shared-parent"
-    args = [_sweep_file(tmp_path / "s.yaml", pg_database, "shared"), f"tracking.uri={mlflow_server.url}",
-            f"tracking.experiment={experiment}", "network.hidden=[16]", "train.mini_batch_size=16",
-            "tracking.log_plots=false"]
+    args = [
+        _sweep_file(tmp_path / "s.yaml", pg_database, "shared"),
+        f"tracking.uri={mlflow_server.url}",
+        f"tracking.experiment={experiment}",
+        "network.hidden=[16]",
+        "train.mini_batch_size=16",
+        "tracking.log_plots=false",
+    ]
     client = MlflowClient(mlflow_server.url)
 
     def training() -> list:  # the first worker's trial, in its MLflow run and reporting epochs
         # caught well before its end (at most 150 of its 300 epochs), so the pause below cannot come too late
-        return [t for t in optuna.load_study(study_name="shared", storage=pg_database).trials
-                if t.state == TrialState.RUNNING and 0 < len(t.intermediate_values) <= 150] \
-            if _parents(client, experiment) else []
+        return (
+            [
+                t
+                for t in optuna.load_study(study_name="shared", storage=pg_database).trials
+                if t.state == TrialState.RUNNING and 0 < len(t.intermediate_values) <= 150
+            ]
+            if _parents(client, experiment)
+            else []
+        )
 
     # takes the whole budget with one trial; long enough (~1 s of training on two free cores) to be caught and
     # paused, and what is left of it after the pause runs to the end: not longer
@@ -72,14 +90,22 @@ def test_a_later_worker_ends_the_parent_run_of_a_worker_killed_anywhere(pg_datab
         (caught,) = wait_for(training, 300, "the first worker's trial")
         # paused (SIGSTOP), its trial stays RUNNING for as long as the test needs, however fast the machine
         first.send_signal(signal.SIGSTOP)
-        if optuna.load_study(study_name="shared", storage=pg_database).trials[caught.number].state \
-                != TrialState.RUNNING:
+        if (
+            optuna.load_study(study_name="shared", storage=pg_database).trials[caught.number].state
+            != TrialState.RUNNING
+        ):
             pytest.fail("the first worker's trial ended before it was paused: the scenario did not happen")
         # the study's own setup (a worker with another is refused); it joins, waits for a place in the budget
         victim = _start([*args, "train.epoch=300"], tmp_path)
-        parent = wait_for(lambda: [r for r in _parents(client, experiment)
-                                    if r.data.tags.get("numpynet.worker", "").endswith(f":{victim.pid}")], 300,
-                           "the second worker's parent run")[0]
+        parent = wait_for(
+            lambda: [
+                r
+                for r in _parents(client, experiment)
+                if r.data.tags.get("numpynet.worker", "").endswith(f":{victim.pid}")
+            ],
+            300,
+            "the second worker's parent run",
+        )[0]
         victim.kill()  # SIGKILL: no cleanup; it owns no trial, only its parent run
         victim.communicate(timeout=30)
         first.send_signal(signal.SIGCONT)

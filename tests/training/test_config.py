@@ -10,6 +10,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
 from numpynet import NeuralNetwork
+from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.training.config import (
     CONF_DIR,
     DATA_SCHEMAS,
@@ -20,7 +21,6 @@ from numpynet.sweeps.training.config import (
     compose_config,
     flatten,
 )
-from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.training.network import CORE_ARGUMENTS, build_network
 
 GROUPS = ("data", "network", "optimizer", "tracking")
@@ -30,9 +30,7 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize(
-    "group,option", [(g, o) for g in (*GROUPS, "experiment") for o in _options(g)]
-)
+@pytest.mark.parametrize("group,option", [(g, o) for g in (*GROUPS, "experiment") for o in _options(g)])
 def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
     cfg = compose_config([f"{group}={option}"])
     assert set(cfg) == {"data", "network", "optimizer", "train", "tracking"}
@@ -63,7 +61,11 @@ def test_cat_presets() -> None:
     cfg = compose_config(["data=catvnoncat", "network=cat"])
     assert list(cfg.network.hidden) == [20, 7, 5]
     original = compose_config(["experiment=cat_original"])
-    assert (original.data.name, list(original.network.hidden), original.optimizer.name) == ("catvnoncat", [20, 7, 5], "gd")
+    assert (original.data.name, list(original.network.hidden), original.optimizer.name) == (
+        "catvnoncat",
+        [20, 7, 5],
+        "gd",
+    )
     assert (original.optimizer.learning_rate, original.train.epoch, original.train.seed) == (0.01, 501, 1)
     assert original.train.mini_batch_size == 32
 
@@ -117,7 +119,9 @@ def test_check_config_types_a_plain_mapping_like_a_logged_config_yaml() -> None:
     assert OmegaConf.get_type(typed.optimizer).__name__ == "MomentumConfig"
     assert typed == cfg
     plain["optimizer"]["name"] = "adagrad"
-    with pytest.raises(UserError, match="optimizer.name='adagrad' is not known; choose one of adam, gd, momentum, rmsprop"):
+    with pytest.raises(
+        UserError, match="optimizer.name='adagrad' is not known; choose one of adam, gd, momentum, rmsprop"
+    ):
         check_config(plain)
     plain["optimizer"] = {"name": "adam", "beta9": 1}
     with pytest.raises(UserError, match="beta9"):
@@ -127,8 +131,12 @@ def test_check_config_types_a_plain_mapping_like_a_logged_config_yaml() -> None:
 def test_every_core_hyperparameter_is_settable_from_the_config() -> None:
     # the architecture comes from network.hidden (as layer_dims, so not also as hidden_layer_sizes);
     # BLAS threads from sweep.blas_threads, the budget inside which the core's n_threads=None chooses
-    core = set(inspect.signature(NeuralNetwork.__init__).parameters) - {"self", "layer_dims", "hidden_layer_sizes",
-                                                                         "n_threads"}
+    core = set(inspect.signature(NeuralNetwork.__init__).parameters) - {
+        "self",
+        "layer_dims",
+        "hidden_layer_sizes",
+        "n_threads",
+    }
     assert set(CORE_ARGUMENTS.values()) == core
     schema_keys = set(flatten(OmegaConf.structured(Config(optimizer=AdamConfig(), data={"name": "digits"}))))
     assert set(CORE_ARGUMENTS) <= schema_keys
@@ -136,18 +144,47 @@ def test_every_core_hyperparameter_is_settable_from_the_config() -> None:
 
 def test_build_network_passes_every_value_through() -> None:
     overrides = [
-        "network.hidden=[12,6]", "network.activation=tanh", "network.initialization=xavier",
-        "optimizer=adam", "optimizer.learning_rate=0.02", "optimizer.beta1=0.8", "optimizer.beta2=0.99",
-        "optimizer.epsilon=1e-6", "train.epoch=7", "train.mini_batch_size=64", "train.seed=5",
-        "train.regularization=l2+dropout", "train.lambd=0.3", "train.keep_prob=0.9", "train.decay=discrete",
-        "train.decay_rate=0.5", "train.decay_interval=3", "train.dtype=float32", "train.print_cost=true",
+        "network.hidden=[12,6]",
+        "network.activation=tanh",
+        "network.initialization=xavier",
+        "optimizer=adam",
+        "optimizer.learning_rate=0.02",
+        "optimizer.beta1=0.8",
+        "optimizer.beta2=0.99",
+        "optimizer.epsilon=1e-6",
+        "train.epoch=7",
+        "train.mini_batch_size=64",
+        "train.seed=5",
+        "train.regularization=l2+dropout",
+        "train.lambd=0.3",
+        "train.keep_prob=0.9",
+        "train.decay=discrete",
+        "train.decay_rate=0.5",
+        "train.decay_interval=3",
+        "train.dtype=float32",
+        "train.print_cost=true",
     ]
     net = build_network(compose_config(overrides), n_features=10, n_classes=3)
     expected = dict(
-        layer_dims=[10, 12, 6, 3], activation_function="tanh", initialization="xavier", optimizer="adam",
-        learning_rate=0.02, beta1=0.8, beta2=0.99, epsilon=1e-6, epoch=7, mini_batch_size=64, seed=5,
-        regularization="l2+dropout", lambd=0.3, keep_prob=0.9, decay="discrete", decay_rate=0.5,
-        decay_interval=3, dtype="float32", print_cost=True,
+        layer_dims=[10, 12, 6, 3],
+        activation_function="tanh",
+        initialization="xavier",
+        optimizer="adam",
+        learning_rate=0.02,
+        beta1=0.8,
+        beta2=0.99,
+        epsilon=1e-6,
+        epoch=7,
+        mini_batch_size=64,
+        seed=5,
+        regularization="l2+dropout",
+        lambd=0.3,
+        keep_prob=0.9,
+        decay="discrete",
+        decay_rate=0.5,
+        decay_interval=3,
+        dtype="float32",
+        print_cost=True,
     )
     assert {k: net.get_params()[k] for k in expected} == expected
 
@@ -173,12 +210,24 @@ def test_configs_are_found_relative_to_the_package_not_the_cwd(tmp_path: Path, m
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("override, keys", [
-    ("train.epochs=5", "train.epochs: train has no key 'epochs' (its keys: epoch, mini_batch_size, seed, seed_per_fold,"),
-    ("optimizer=gd optimizer.beta1=0.5", "optimizer.beta1: optimizer has no key 'beta1' (its keys: name, learning_rate)"),
-    ("data.train_path=/x", "data.train_path: data has no key 'train_path' (its keys: name, val_fraction, seed, folds, "
-                           "augment, balance, test_fraction)"),
-])
+@pytest.mark.parametrize(
+    "override, keys",
+    [
+        (
+            "train.epochs=5",
+            "train.epochs: train has no key 'epochs' (its keys: epoch, mini_batch_size, seed, seed_per_fold,",
+        ),
+        (
+            "optimizer=gd optimizer.beta1=0.5",
+            "optimizer.beta1: optimizer has no key 'beta1' (its keys: name, learning_rate)",
+        ),
+        (
+            "data.train_path=/x",
+            "data.train_path: data has no key 'train_path' (its keys: name, val_fraction, seed, folds, "
+            "augment, balance, test_fraction)",
+        ),
+    ],
+)
 def test_the_one_line_message_of_an_unknown_key_lists_the_group_s_keys(override: str, keys: str) -> None:
     from numpynet.sweeps.cli.policy import hydra_message
 
@@ -186,7 +235,9 @@ def test_the_one_line_message_of_an_unknown_key_lists_the_group_s_keys(override:
         compose_config(override.split())
     message = hydra_message(info.value)
     assert keys in message and "\n" not in message
-    assert "beta1" not in message.partition("its keys:")[2].partition(")")[0]  # gd has no beta1: only the chosen option's keys
+    assert (
+        "beta1" not in message.partition("its keys:")[2].partition(")")[0]
+    )  # gd has no beta1: only the chosen option's keys
 
 
 # ------------------------------------------------------------------ ranges of the harness's own keys
@@ -198,17 +249,25 @@ def test_data_seed_outside_numpy_s_range_is_named_for_every_data_option(option: 
     assert str(info.value) == f"data.seed={seed} is invalid: must be an integer in [0, 2**32-1] (0 to 4294967295)"
 
 
-@pytest.mark.parametrize("override, message", [
-    ("tracking.experiment=''", "tracking.experiment='' is invalid: must be a non-empty MLflow experiment name of at "
-                               "most 500 characters"),
-    ("tracking.experiment=' '", "tracking.experiment=' ' is invalid: must be a non-empty"),
-    (f"tracking.experiment={'x' * 3000}", f"tracking.experiment={'x' * 40!r}... (3000 characters) is invalid: must be "
-                                          "a non-empty MLflow experiment name of at most 500 characters"),
-    ("tracking.flush_every=0", "tracking.flush_every=0 is invalid: must be an integer >= 1 (epochs)"),
-    ("tracking.flush_seconds=0", "tracking.flush_seconds=0.0 is invalid: must be a finite number of seconds > 0"),
-    ("tracking.flush_seconds=nan", "tracking.flush_seconds=nan is invalid: must be a finite number of seconds > 0"),
-    ("tracking.flush_seconds=inf", "tracking.flush_seconds=inf is invalid: must be a finite number of seconds > 0"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "tracking.experiment=''",
+            "tracking.experiment='' is invalid: must be a non-empty MLflow experiment name of at most 500 characters",
+        ),
+        ("tracking.experiment=' '", "tracking.experiment=' ' is invalid: must be a non-empty"),
+        (
+            f"tracking.experiment={'x' * 3000}",
+            f"tracking.experiment={'x' * 40!r}... (3000 characters) is invalid: must be "
+            "a non-empty MLflow experiment name of at most 500 characters",
+        ),
+        ("tracking.flush_every=0", "tracking.flush_every=0 is invalid: must be an integer >= 1 (epochs)"),
+        ("tracking.flush_seconds=0", "tracking.flush_seconds=0.0 is invalid: must be a finite number of seconds > 0"),
+        ("tracking.flush_seconds=nan", "tracking.flush_seconds=nan is invalid: must be a finite number of seconds > 0"),
+        ("tracking.flush_seconds=inf", "tracking.flush_seconds=inf is invalid: must be a finite number of seconds > 0"),
+    ],
+)
 def test_tracking_values_outside_their_range_are_named(override: str, message: str) -> None:
     with pytest.raises(UserError) as info:
         compose_config([override])
@@ -216,20 +275,39 @@ def test_tracking_values_outside_their_range_are_named(override: str, message: s
 
 
 def test_the_limits_of_the_harness_s_keys_are_accepted() -> None:
-    cfg = compose_config(["data.seed=4294967295", f"tracking.experiment={'x' * 500}", "tracking.flush_every=1",
-                          "tracking.flush_seconds=0.01"])
+    cfg = compose_config(
+        [
+            "data.seed=4294967295",
+            f"tracking.experiment={'x' * 500}",
+            "tracking.flush_every=1",
+            "tracking.flush_seconds=0.01",
+        ]
+    )
     assert (cfg.data.seed, len(cfg.tracking.experiment)) == (2**32 - 1, 500)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("tracking.experiment=''", "numpynet-train: tracking.experiment='' is invalid: must be a non-empty MLflow "
-                               "experiment name of at most 500 characters\n"),
-    ("data.seed=-1", "numpynet-train: data.seed=-1 is invalid: must be an integer in [0, 2**32-1] (0 to 4294967295)\n"),
-    ("network.activation=é", "numpynet-train: network.activation=é: not an override in Hydra's grammar (unexpected "
-                             "'é' at character 20); allowed: KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "tracking.experiment=''",
+            "numpynet-train: tracking.experiment='' is invalid: must be a non-empty MLflow "
+            "experiment name of at most 500 characters\n",
+        ),
+        (
+            "data.seed=-1",
+            "numpynet-train: data.seed=-1 is invalid: must be an integer in [0, 2**32-1] (0 to 4294967295)\n",
+        ),
+        (
+            "network.activation=é",
+            "numpynet-train: network.activation=é: not an override in Hydra's grammar (unexpected "
+            "'é' at character 20); allowed: KEY=VALUE",
+        ),
+    ],
+)
 def test_numpynet_train_refuses_a_bad_value_in_one_line_exit_2_before_any_store(
-        override: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    override: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     from numpynet.sweeps.cli.train import train_main
 
     monkeypatch.chdir(tmp_path)

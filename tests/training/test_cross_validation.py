@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from numpynet import TrainingDiverged
+from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.training.config import compose_config
 from numpynet.sweeps.training.cross_validation import fit_folds, fold_metric, fold_networks, summary_metrics
 from numpynet.sweeps.training.data import load_dataset, stratified_folds
-from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.training.lockstep import fit_in_lockstep
 from numpynet.sweeps.training.network import build_network
 
@@ -45,10 +45,13 @@ def test_a_dataset_with_folds_has_no_holdout_and_keeps_its_test_split() -> None:
     np.testing.assert_array_equal(cv.X_test, holdout.X_test)
 
 
-@pytest.mark.parametrize("value, fragment", [
-    (1, "data.folds=1 is invalid: an integer >= 2"),
-    (500, "data.folds=500 is too many: the rarest class has only"),
-])
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        (1, "data.folds=1 is invalid: an integer >= 2"),
+        (500, "data.folds=500 is too many: the rarest class has only"),
+    ],
+)
 def test_bad_fold_counts_name_the_key(value, fragment) -> None:
     with pytest.raises(UserError, match=fragment.replace("(", r"\(")):
         load_dataset(compose_config([f"data.folds={value}"]).data)
@@ -71,9 +74,9 @@ def test_lockstep_folds_equal_separate_fits_bit_for_bit_and_report_their_mean() 
     for train, val in dataset.folds:  # the same folds, one plain fit after another
         net = build_network(cfg, dataset.n_features, dataset.n_classes)
         separate.append(net.fit(X[train], y[train], X[val], y[val]))
-    for a, b in zip(networks, separate):
+    for a, b in zip(networks, separate, strict=True):
         assert a.costs_ == b.costs_ and a.val_accuracies_ == b.val_accuracies_
-        for wa, wb in zip(a.coefs_, b.coefs_):
+        for wa, wb in zip(a.coefs_, b.coefs_, strict=True):
             np.testing.assert_array_equal(wa, wb)
 
     assert [epoch for epoch, _ in seen] == list(range(7))
@@ -94,9 +97,10 @@ def test_mirrored_folds_train_on_their_mirrored_training_rows() -> None:
     networks = _fold_networks(dataset, cfg)
     fit_folds(networks, dataset)
     X, y = dataset.X_train, dataset.y_train
-    for net, (train, val) in zip(networks, dataset.folds):
+    for net, (train, val) in zip(networks, dataset.folds, strict=True):
         mirrored = build_network(cfg, dataset.n_features, dataset.n_classes).fit(
-            *dataset.training_arrays(train), X[val], y[val])
+            *dataset.training_arrays(train), X[val], y[val]
+        )
         plain = build_network(cfg, dataset.n_features, dataset.n_classes).fit(X[train], y[train], X[val], y[val])
         assert net.costs_ == mirrored.costs_ and net.val_accuracies_ == mirrored.val_accuracies_
         assert net.costs_ != plain.costs_
@@ -109,7 +113,7 @@ def test_seed_per_fold_seeds_fold_k_with_seed_plus_k_and_equals_those_separate_f
     assert [net.seed for net in networks] == [5, 6, 7, 8]
     fit_folds(networks, dataset)
     X, y = dataset.X_train, dataset.y_train
-    for k, (net, (train, val)) in enumerate(zip(networks, dataset.folds)):
+    for k, (net, (train, val)) in enumerate(zip(networks, dataset.folds, strict=True)):
         alone = build_network(compose_config([*FAST, f"train.seed={5 + k}"]), dataset.n_features, dataset.n_classes)
         alone.fit(X[train], y[train], X[val], y[val])
         assert net.costs_ == alone.costs_ and net.val_accuracies_ == alone.val_accuracies_
@@ -129,6 +133,7 @@ def test_only_one_fold_computes_at_a_time_in_a_fixed_order() -> None:
                     order.append((epoch, k))
                     busy.release()
                 on_epoch(epoch, {"val_accuracy": float(k)})
+
         return fit
 
     fit_in_lockstep([fit_of(k) for k in range(3)], lambda epoch, per_fold: None)
@@ -152,8 +157,9 @@ def test_stopping_on_the_mean_stops_every_fold_at_that_epoch() -> None:
     with pytest.raises(Pruned):
         fit_folds(networks, dataset, prune_at_2)
     assert [len(n.costs_) for n in networks] == [3, 3, 3, 3]
-    assert threading.active_count() == 1 or not any(t.name.startswith("numpynet-fold") and t.is_alive()
-                                                    for t in threading.enumerate())
+    assert threading.active_count() == 1 or not any(
+        t.name.startswith("numpynet-fold") and t.is_alive() for t in threading.enumerate()
+    )
 
 
 def test_a_fault_in_one_fold_fails_the_run_and_stops_the_others() -> None:
@@ -164,6 +170,7 @@ def test_a_fault_in_one_fold_fails_the_run_and_stops_the_others() -> None:
             for epoch in range(50):
                 calls.append(k)
                 on_epoch(epoch, {"val_accuracy": 0.5})
+
         return fit
 
     def diverges(on_epoch):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.training.config import compose_config
 from numpynet.sweeps.training.data import content_hash, load_dataset
-from numpynet.sweeps.errors import UserError
 
 
 def data_cfg(*overrides: str):
@@ -52,8 +52,11 @@ def test_breast_cancer_standardised_with_training_statistics_only() -> None:
 
 
 def test_catvnoncat_loader_on_the_original_files(catvnoncat_dir: Path) -> None:
-    cfg = data_cfg("data=catvnoncat", f"data.train_path={catvnoncat_dir / 'train_catvnoncat.h5'}",
-                   f"data.test_path={catvnoncat_dir / 'test_catvnoncat.h5'}")
+    cfg = data_cfg(
+        "data=catvnoncat",
+        f"data.train_path={catvnoncat_dir / 'train_catvnoncat.h5'}",
+        f"data.test_path={catvnoncat_dir / 'test_catvnoncat.h5'}",
+    )
     d = load_dataset(cfg)
     assert (len(d.X_train), len(d.X_val), len(d.X_test)) == (167, 42, 50)
     assert d.n_features == 64 * 64 * 3 and d.image_shape == (64, 64, 3)
@@ -70,8 +73,13 @@ def test_catvnoncat_loader_on_the_original_files(catvnoncat_dir: Path) -> None:
 def test_npz_with_own_test_set_and_images(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     path = tmp_path / "d.npz"
-    np.savez(path, X=rng.random((40, 4, 4)), y=np.repeat([3, 7], 20), X_test=rng.random((10, 4, 4)),
-             y_test=np.repeat([3, 7], 5))
+    np.savez(
+        path,
+        X=rng.random((40, 4, 4)),
+        y=np.repeat([3, 7], 20),
+        X_test=rng.random((10, 4, 4)),
+        y_test=np.repeat([3, 7], 5),
+    )
     d = load_dataset(file_cfg(path))
     assert d.n_features == 16 and d.image_shape == (4, 4)
     assert len(d.X_test) == 10 and len(d.X_train) + len(d.X_val) == 40
@@ -116,7 +124,9 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 def test_corrupt_hdf5_file(tmp_path: Path, catvnoncat_dir: Path) -> None:
     bad = tmp_path / "train.h5"
     bad.write_bytes(b"this is not an HDF5 file" * 10)
-    cfg = data_cfg("data=catvnoncat", f"data.train_path={bad}", f"data.test_path={catvnoncat_dir / 'test_catvnoncat.h5'}")
+    cfg = data_cfg(
+        "data=catvnoncat", f"data.train_path={bad}", f"data.test_path={catvnoncat_dir / 'test_catvnoncat.h5'}"
+    )
     with pytest.raises(UserError, match=r"data.train_path=.*train.h5: cannot read it as HDF5"):
         load_dataset(cfg)
 
@@ -131,10 +141,13 @@ def test_hdf5_without_the_expected_datasets(tmp_path: Path) -> None:
         load_dataset(cfg)
 
 
-@pytest.mark.parametrize("suffix,write", [
-    (".npz", lambda p: p.write_bytes(b"PK\x03\x04 truncated")),
-    (".csv", lambda p: p.write_bytes(b"")),
-])
+@pytest.mark.parametrize(
+    "suffix,write",
+    [
+        (".npz", lambda p: p.write_bytes(b"PK\x03\x04 truncated")),
+        (".csv", lambda p: p.write_bytes(b"")),
+    ],
+)
 def test_unreadable_files(tmp_path: Path, suffix: str, write) -> None:
     path = tmp_path / f"d{suffix}"
     write(path)
@@ -211,8 +224,10 @@ def test_a_long_list_in_an_error_is_cut_with_a_count(tmp_path: Path) -> None:
     np.savez(path, X=np.zeros((20, 2)), y=np.arange(20) % 2, X_test=np.zeros((200, 2)), y_test=np.arange(2, 202))
     with pytest.raises(UserError) as caught:
         load_dataset(file_cfg(path))
-    assert (f"{path}: test labels 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 190 more (200 in all) never occur in the "
-            "training split") in str(caught.value)
+    assert (
+        f"{path}: test labels 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 190 more (200 in all) never occur in the "
+        "training split"
+    ) in str(caught.value)
     columns = tmp_path / "wide.csv"
     columns.write_text(",".join(f"c{i}" for i in range(60)) + "\n" + ",".join("1" for _ in range(60)) + "\n")
     with pytest.raises(UserError) as caught:
@@ -285,13 +300,19 @@ def test_bad_npz_on_the_command_line_is_one_line_without_traceback(tmp_path: Pat
 
     path = tmp_path / "d.npz"
     path.write_text("not numpy")
-    proc = run_command("numpynet-train", ["data=file", f"data.path={path}", f"tracking.uri=sqlite:///{tmp_path}/m.db"],
-               tmp_path, timeout=120)
+    proc = run_command(
+        "numpynet-train",
+        ["data=file", f"data.path={path}", f"tracking.uri=sqlite:///{tmp_path}/m.db"],
+        tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert lines == [f"numpynet-train: data.path={path}: not an .npz file (no zip header); "
-                     "expected a zip of .npy arrays as written by numpy.savez(path, X=..., y=...)"], proc.stderr
+    assert lines == [
+        f"numpynet-train: data.path={path}: not an .npz file (no zip header); "
+        "expected a zip of .npy arrays as written by numpy.savez(path, X=..., y=...)"
+    ], proc.stderr
 
 
 def test_a_worker_adopts_the_parent_s_datasets_and_reads_nothing_again(tmp_path: Path, monkeypatch) -> None:
@@ -324,8 +345,13 @@ def _colour_images(tmp_path: Path) -> Path:
     """30 training images 3 high, 5 wide, 2 channels (no two alike) and their own test set."""
     rng = np.random.default_rng(1)
     path = tmp_path / "img.npz"
-    np.savez(path, X=rng.random((30, 3, 5, 2)), y=np.repeat([0, 1], 15), X_test=rng.random((6, 3, 5, 2)),
-             y_test=np.repeat([0, 1], 3))
+    np.savez(
+        path,
+        X=rng.random((30, 3, 5, 2)),
+        y=np.repeat([0, 1], 15),
+        X_test=rng.random((6, 3, 5, 2)),
+        y_test=np.repeat([0, 1], 3),
+    )
     return path
 
 
@@ -375,8 +401,12 @@ def _write_h5(path: Path, **datasets) -> Path:
 @pytest.mark.parametrize("suffix", [".h5", ".hdf5"])
 def test_an_hdf5_file_loads_the_same_dataset_as_the_same_npz(tmp_path: Path, suffix: str) -> None:
     rng = np.random.default_rng(2)
-    arrays = {"X": rng.random((30, 3, 5, 2)), "y": np.repeat([0, 1], 15),
-              "X_test": rng.random((6, 3, 5, 2)), "y_test": np.repeat([0, 1], 3)}
+    arrays = {
+        "X": rng.random((30, 3, 5, 2)),
+        "y": np.repeat([0, 1], 15),
+        "X_test": rng.random((6, 3, 5, 2)),
+        "y_test": np.repeat([0, 1], 3),
+    }
     np.savez(tmp_path / "d.npz", **arrays)
     from_npz = load_dataset(file_cfg(tmp_path / "d.npz", "data.augment=hflip"))
     from_h5 = load_dataset(file_cfg(_write_h5(tmp_path / f"d{suffix}", **arrays), "data.augment=hflip"))
@@ -389,11 +419,14 @@ def test_an_hdf5_file_loads_the_same_dataset_as_the_same_npz(tmp_path: Path, suf
     assert from_h5.digest == load_dataset(file_cfg(tmp_path / "flat.npz")).digest and from_h5.image_shape is None
 
 
-@pytest.mark.parametrize("content,reason", [
-    (b"", "not an HDF5 file (no HDF5 signature); expected datasets X, y as written by h5py"),
-    (b"X,y\n1,0\n", "not an HDF5 file (no HDF5 signature); expected datasets X, y as written by h5py"),
-    (b"\x89HDF\r\n\x1a\n" + bytes(8) + b"truncated", "cannot read it as HDF5 ("),
-])
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        (b"", "not an HDF5 file (no HDF5 signature); expected datasets X, y as written by h5py"),
+        (b"X,y\n1,0\n", "not an HDF5 file (no HDF5 signature); expected datasets X, y as written by h5py"),
+        (b"\x89HDF\r\n\x1a\n" + bytes(8) + b"truncated", "cannot read it as HDF5 ("),
+    ],
+)
 def test_a_file_that_is_not_hdf5_is_named(tmp_path: Path, content: bytes, reason: str) -> None:
     path = tmp_path / "d.h5"
     path.write_bytes(content)
@@ -407,37 +440,61 @@ def test_hdf5_missing_datasets_groups_and_non_numeric_data_are_named(tmp_path: P
     with h5py.File(path, "w") as f:
         f["X"], f["labels"] = X, y
         f.create_group("extra")
-    with pytest.raises(UserError, match=rf"^data.path={path}: no dataset 'y' in the file \(it has: X, extra/, "
-                                        r"labels\); expected X, y and optionally X_test, y_test$"):
+    with pytest.raises(
+        UserError,
+        match=rf"^data.path={path}: no dataset 'y' in the file \(it has: X, extra/, "
+        r"labels\); expected X, y and optionally X_test, y_test$",
+    ):
         load_dataset(file_cfg(path))
     with h5py.File(path, "w") as f:
         f["X"] = X
         f.create_group("y")["labels"] = y
     with pytest.raises(UserError, match=rf"^data.path={path}: 'y' is an HDF5 group, not a dataset; expected X, y"):
         load_dataset(file_cfg(path))
-    cases = [("y", np.array([b"cat", b"dog"] * 2), None, "strings (dtype |S3)"),
-             ("X", np.array([["a", "b"]] * 4, dtype=object), h5py.string_dtype(), "strings (dtype object)"),
-             ("y", np.array([np.arange(1), np.arange(2)] * 2, dtype=object), h5py.vlen_dtype(np.int64),
-              "Python objects or variable-length data (dtype object)")]
+    cases = [
+        ("y", np.array([b"cat", b"dog"] * 2), None, "strings (dtype |S3)"),
+        ("X", np.array([["a", "b"]] * 4, dtype=object), h5py.string_dtype(), "strings (dtype object)"),
+        (
+            "y",
+            np.array([np.arange(1), np.arange(2)] * 2, dtype=object),
+            h5py.vlen_dtype(np.int64),
+            "Python objects or variable-length data (dtype object)",
+        ),
+    ]
     for name, value, dtype, what in cases:
         with h5py.File(path, "w") as f:
             f["X"], f["y"] = X, y
             del f[name]
             f.create_dataset(name, data=value, dtype=dtype)
-        with pytest.raises(UserError, match=rf"^data.path={path}: dataset '{name}' holds {re.escape(what)}; "
-                                            r"expected numbers \(store text labels as integer codes\)$"):
+        with pytest.raises(
+            UserError,
+            match=rf"^data.path={path}: dataset '{name}' holds {re.escape(what)}; "
+            r"expected numbers \(store text labels as integer codes\)$",
+        ):
             load_dataset(file_cfg(path))
 
 
 def test_npz_and_hdf5_share_the_layout_checks(tmp_path: Path) -> None:
     X, y = np.zeros((4, 3, 3)), np.array([0, 1, 0, 1])
-    bad = {"has only one of X_test, y_test; give both or neither": {"X": X, "y": y, "y_test": y},
-           r"y has shape \(4, 2\) for the 4 rows of X; expected one label per row, shape \(4,\)":
-               {"X": X, "y": np.zeros((4, 2))},
-           r"y_test has shape \(3,\) for the 4 rows of X_test; expected one label per row":
-               {"X": X, "y": y, "X_test": X, "y_test": y[:3]},
-           r"X holds rows of shape \(3, 3\) but X_test of shape \(9,\); both must hold images of one size":
-               {"X": X, "y": y, "X_test": X.reshape(4, 9), "y_test": y}}
+    bad = {
+        "has only one of X_test, y_test; give both or neither": {"X": X, "y": y, "y_test": y},
+        r"y has shape \(4, 2\) for the 4 rows of X; expected one label per row, shape \(4,\)": {
+            "X": X,
+            "y": np.zeros((4, 2)),
+        },
+        r"y_test has shape \(3,\) for the 4 rows of X_test; expected one label per row": {
+            "X": X,
+            "y": y,
+            "X_test": X,
+            "y_test": y[:3],
+        },
+        r"X holds rows of shape \(3, 3\) but X_test of shape \(9,\); both must hold images of one size": {
+            "X": X,
+            "y": y,
+            "X_test": X.reshape(4, 9),
+            "y_test": y,
+        },
+    }
     for message, arrays in bad.items():
         np.savez(tmp_path / "d.npz", **arrays)
         for path in (tmp_path / "d.npz", _write_h5(tmp_path / "d.h5", **arrays)):
@@ -460,9 +517,9 @@ def test_oversampling_gives_every_class_the_largest_count_in_training_only(tmp_p
     counts = np.unique(y, return_counts=True)[1]
     assert counts.tolist() == [int(np.sum(d.y_train == 0))] * 3
     # the originals first, then copies of existing rows: nothing new, nothing from validation or test
-    np.testing.assert_array_equal(X[:len(d.X_train)], d.X_train)
+    np.testing.assert_array_equal(X[: len(d.X_train)], d.X_train)
     originals = {row.tobytes() for row in d.X_train}
-    assert all(row.tobytes() in originals for row in X[len(d.X_train):])
+    assert all(row.tobytes() in originals for row in X[len(d.X_train) :])
     assert np.unique(d.y_val, return_counts=True)[1].tolist() != counts.tolist()  # validation as it was
     assert np.array_equal(d.training_arrays()[0], X)  # deterministic
 

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from commands import run_command
 
 HUGE = "network.hidden=[100000,100000]"
@@ -26,9 +25,11 @@ def test_an_oversized_network_is_refused_in_one_line_and_nothing_is_created(tmp_
     prefix = f"{prog}: error: " if prog == "numpynet-sweep" else f"{prog}: "
     gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     # digits: 64 features, 10 classes; Adam keeps 3 arrays of the parameters' size besides weights and gradients
-    assert last.startswith(f"{prefix}network.hidden=[100000, 100000] is too large for this machine: 10,007,600,010 "
-                           f"parameters need 372.8 GiB for the weights, gradients and adam state (float64), more "
-                           f"than its {gib:.1f} GiB of memory"), proc.stderr
+    assert last.startswith(
+        f"{prefix}network.hidden=[100000, 100000] is too large for this machine: 10,007,600,010 "
+        f"parameters need 372.8 GiB for the weights, gradients and adam state (float64), more "
+        f"than its {gib:.1f} GiB of memory"
+    ), proc.stderr
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
     assert not (tmp_path / "mlruns").exists()  # no study, no run
 

@@ -9,18 +9,17 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from commands import communicate_or_kill, run_command, start_command
+from conftest import REPO_ROOT, TINY
 from mlflow import MlflowClient
 
 from numpynet import NeuralNetwork, TrainingDiverged, __version__
-from numpynet.sweeps.training.config import compose_config, flatten
-from numpynet.sweeps.training.data import load_dataset
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording.names import FAILURE_REASON, STOPPED_EPOCH
 from numpynet.sweeps.recording.store import param_text as _param_text
+from numpynet.sweeps.training.config import compose_config, flatten
+from numpynet.sweeps.training.data import load_dataset
 from numpynet.sweeps.training.train import train
-
-from commands import communicate_or_kill, run_command, start_command
-from conftest import REPO_ROOT, TINY
 
 PER_EPOCH = ("train_cost", "train_accuracy", "val_cost", "val_accuracy", "val_balanced_accuracy", "learning_rate")
 FINAL = ("test_accuracy", "test_precision", "test_recall", "test_f1", "test_log_loss", "fit_seconds", "epochs_run")
@@ -48,8 +47,16 @@ def _download_network(client: MlflowClient, run_id: str, tmp_path: Path) -> Neur
 # ------------------------------------------------------------------ a full run
 @pytest.mark.slow
 def test_a_mirrored_run_trains_on_the_mirrored_training_split(mlflow_store: str, tmp_path: Path) -> None:
-    cfg = compose_config(["train.epoch=3", "network.hidden=[8]", "tracking.experiment=tests", "data.augment=hflip",
-                          "tracking.log_model=false", "tracking.log_plots=false"])
+    cfg = compose_config(
+        [
+            "train.epoch=3",
+            "network.hidden=[8]",
+            "tracking.experiment=tests",
+            "data.augment=hflip",
+            "tracking.log_model=false",
+            "tracking.log_plots=false",
+        ]
+    )
     result = train(cfg)
     client = MlflowClient(mlflow_store)
     dataset = load_dataset(cfg.data)
@@ -85,8 +92,12 @@ def test_run_records_params_curves_metrics_artifacts_tags_and_model(mlflow_store
     assert 0 <= result["best_epoch"] < 4
 
     assert _artifacts(client, run.info.run_id) == {
-        "config.yaml", "weights/network.npz", "plots/cost_curves.png", "plots/learning_rate.png",
-        "plots/confusion_matrix.png", "plots/test_predictions.png",
+        "config.yaml",
+        "weights/network.npz",
+        "plots/cost_curves.png",
+        "plots/learning_rate.png",
+        "plots/confusion_matrix.png",
+        "plots/test_predictions.png",
     }
     net = _download_network(client, run.info.run_id, tmp_path)
     assert _history(client, run.info.run_id, "train_cost") == net.costs_  # stored bit for bit
@@ -98,12 +109,15 @@ def test_run_records_params_curves_metrics_artifacts_tags_and_model(mlflow_store
     assert tags["numpynet.seed"] == "0"
     assert tags["mlflow.runName"] == "digits-adam-16"
     if (REPO_ROOT / ".git").exists():
-        assert len(tags["numpynet.git_commit"]) == 40 and tags["mlflow.source.git.commit"] == tags["numpynet.git_commit"]
+        assert (
+            len(tags["numpynet.git_commit"]) == 40 and tags["mlflow.source.git.commit"] == tags["numpynet.git_commit"]
+        )
 
     model = mlflow.pyfunc.load_model(result["model_uri"])
     np.testing.assert_array_equal(model.predict(dataset.X_test), net.predict(dataset.X_test))
-    np.testing.assert_array_equal(model.predict(dataset.X_test[:5], params={"proba": True}),
-                                  net.predict_proba(dataset.X_test[:5]))
+    np.testing.assert_array_equal(
+        model.predict(dataset.X_test[:5], params={"proba": True}), net.predict_proba(dataset.X_test[:5])
+    )
     assert model.metadata.get_input_schema() is not None and model.metadata.get_output_schema() is not None
 
     # The model carries its code: it loads in a Python where the project is not importable.
@@ -116,8 +130,13 @@ def test_run_records_params_curves_metrics_artifacts_tags_and_model(mlflow_store
         "import numpynet; print(numpynet.__file__); print(' '.join(map(str, m.predict(np.load(sys.argv[2])))))"
     )
     np.save(tmp_path / "X.npy", dataset.X_test)
-    proc = subprocess.run([sys.executable, "-c", hide_project, result["model_uri"], str(tmp_path / "X.npy")],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", hide_project, result["model_uri"], str(tmp_path / "X.npy")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     where, predicted = proc.stdout.strip().splitlines()[-2:]
     assert not Path(where).is_relative_to(REPO_ROOT)
@@ -125,10 +144,15 @@ def test_run_records_params_curves_metrics_artifacts_tags_and_model(mlflow_store
 
 
 def test_catvnoncat_run_logs_image_grid_and_binary_model(mlflow_store: str, catvnoncat_dir: Path) -> None:
-    cfg = compose_config([
-        "data=catvnoncat", f"data.train_path={catvnoncat_dir / 'train_catvnoncat.h5'}",
-        f"data.test_path={catvnoncat_dir / 'test_catvnoncat.h5'}", "network.hidden=[4]", "train.epoch=2",
-    ])
+    cfg = compose_config(
+        [
+            "data=catvnoncat",
+            f"data.train_path={catvnoncat_dir / 'train_catvnoncat.h5'}",
+            f"data.test_path={catvnoncat_dir / 'test_catvnoncat.h5'}",
+            "network.hidden=[4]",
+            "train.epoch=2",
+        ]
+    )
     result = train(cfg)
     client = MlflowClient(mlflow_store)
     assert "plots/test_predictions.png" in _artifacts(client, result["run_id"])
@@ -183,13 +207,17 @@ def test_stop_exception_finishes_the_run_with_what_exists(mlflow_store: str) -> 
     assert client.search_logged_models([run.info.experiment_id]) == []  # no pyfunc model for a stopped run
 
 
-@pytest.mark.parametrize("error,status,reason", [
-    (RuntimeError("disk on fire"), "FAILED", "RuntimeError: disk on fire"),
-    (TrainingDiverged(1, 2.5), "FAILED", "TrainingDiverged: training diverged at epoch 1"),
-    (KeyboardInterrupt(), "KILLED", "interrupted"),
-])
-def test_failure_ends_the_run_with_status_and_reason(mlflow_store: str, error: BaseException, status: str,
-                                                     reason: str) -> None:
+@pytest.mark.parametrize(
+    "error,status,reason",
+    [
+        (RuntimeError("disk on fire"), "FAILED", "RuntimeError: disk on fire"),
+        (TrainingDiverged(1, 2.5), "FAILED", "TrainingDiverged: training diverged at epoch 1"),
+        (KeyboardInterrupt(), "KILLED", "interrupted"),
+    ],
+)
+def test_failure_ends_the_run_with_status_and_reason(
+    mlflow_store: str, error: BaseException, status: str, reason: str
+) -> None:
     def fail(epoch: int, metrics: dict) -> None:
         if epoch == 1:
             raise error
@@ -217,7 +245,8 @@ def test_bad_data_fails_before_any_run_exists(mlflow_store: str, tmp_path: Path)
         train(compose_config([*TINY, "data=file", f"data.path={tmp_path / 'missing.csv'}"]))
     client = MlflowClient(mlflow_store)
     assert client.get_experiment_by_name("tests") is None or not client.search_runs(
-        [client.get_experiment_by_name("tests").experiment_id])
+        [client.get_experiment_by_name("tests").experiment_id]
+    )
 
 
 # ------------------------------------------------------------------ overhead
@@ -237,14 +266,19 @@ def test_metric_logging_keeps_off_the_training_thread(mlflow_store: str, monkeyp
         def spy(self, *args, _name=name, _real=real, **kwargs):
             calls.append((_name, threading.current_thread().name))
             return _real(self, *args, **kwargs)
+
         monkeypatch.setattr(Client, name, spy)
     epochs_seen: list[int] = []
 
     def on_epoch(epoch: int, metrics: dict) -> None:
         epochs_seen.append(len([c for c in calls if c[1] == threading.current_thread().name]))
 
-    result = train(compose_config(["train.epoch=50", "tracking.log_model=false", "tracking.log_plots=false",
-                                   "tracking.flush_every=10"]), on_epoch=on_epoch)
+    result = train(
+        compose_config(
+            ["train.epoch=50", "tracking.log_model=false", "tracking.log_plots=false", "tracking.flush_every=10"]
+        ),
+        on_epoch=on_epoch,
+    )
     assert result["epochs_run"] == 50 and len(epochs_seen) == 50
     # the first write of a process (config.yaml) is synchronous: a store that cannot take files fails before training
     assert set(epochs_seen) == {1}, epochs_seen
@@ -253,23 +287,30 @@ def test_metric_logging_keeps_off_the_training_thread(mlflow_store: str, monkeyp
     history = MlflowClient(mlflow_store).get_metric_history(result["run_id"], "train_cost")
     assert [m.step for m in history] == list(range(50))
     # the time spent handing metrics over is recorded as measured (a figure, not asserted against a clock)
-    assert MlflowClient(mlflow_store).get_run(result["run_id"]).data.metrics["logging_seconds"] == \
-        pytest.approx(result["logging_seconds"])
+    assert MlflowClient(mlflow_store).get_run(result["run_id"]).data.metrics["logging_seconds"] == pytest.approx(
+        result["logging_seconds"]
+    )
 
 
 # ------------------------------------------------------------ concurrency
 @pytest.mark.slow
 def test_two_processes_on_one_new_local_store_both_land(tmp_path: Path) -> None:
     # two numpynet-train processes started together in a folder without a store: both create it
-    procs = [start_command("numpynet-train", ["train.epoch=30", "network.hidden=[16]", f"train.seed={seed}"],
-                           tmp_path, tracking_uri=None) for seed in (1, 2)]
+    procs = [
+        start_command(
+            "numpynet-train",
+            ["train.epoch=30", "network.hidden=[16]", f"train.seed={seed}"],
+            tmp_path,
+            tracking_uri=None,
+        )
+        for seed in (1, 2)
+    ]
     outputs = [communicate_or_kill(p, 300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("numpynet").experiment_id])
     # the last line: "run <id>: 30 epochs in ..."
-    assert {r.info.run_id for r in runs} == {out.strip().splitlines()[-1].split()[1].rstrip(":")
-                                             for out, _ in outputs}
+    assert {r.info.run_id for r in runs} == {out.strip().splitlines()[-1].split()[1].rstrip(":") for out, _ in outputs}
     for run in runs:
         assert run.info.status == "FINISHED"
         for key in PER_EPOCH:
@@ -280,8 +321,12 @@ def test_two_processes_on_one_new_local_store_both_land(tmp_path: Path) -> None:
 # -------------------------------------------------------------------- CLI
 @pytest.mark.slow
 def test_cli_trains_from_any_directory_without_writing_outputs(tmp_path: Path) -> None:
-    proc = run_command("numpynet-train", ["train.epoch=2", "network.hidden=[8]", "tracking.log_model=false"], cwd=tmp_path,
-               tracking_uri=None)
+    proc = run_command(
+        "numpynet-train",
+        ["train.epoch=2", "network.hidden=[8]", "tracking.log_model=false"],
+        cwd=tmp_path,
+        tracking_uri=None,
+    )
     assert proc.returncode == 0, proc.stderr
     (line,) = proc.stdout.strip().splitlines()
     assert line.startswith("run ") and "2 epochs in" in line and "test_accuracy" in line
@@ -304,14 +349,20 @@ def test_cli_bad_value_exits_2_with_one_line_and_a_failed_run(mlflow_store: str,
     assert run.info.status == "FAILED" and "learning_rate" in run.data.tags[FAILURE_REASON]
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["network.hiden=[8]"], "config error: network.hiden: network has no key 'hiden' (its keys: hidden, activation, "),
-    (["optimizer=adamw"], "Could not find 'optimizer/adamw'"),
-    (["data=catvnoncat"], "data.train_path is not set; pass data.train_path="),
-    # Hydra's own hint, "add --multirun", is a flag numpynet refuses
-    (["network.hidden=64,32"], "network.hidden=64,32 is ambiguous: for a list write 'network.hidden=[64,32]'"),
-    (["data.path=/x.npz"], "); data=file has it: e.g. data=file data.path=..."),  # after data's own keys
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (
+            ["network.hiden=[8]"],
+            "config error: network.hiden: network has no key 'hiden' (its keys: hidden, activation, ",
+        ),
+        (["optimizer=adamw"], "Could not find 'optimizer/adamw'"),
+        (["data=catvnoncat"], "data.train_path is not set; pass data.train_path="),
+        # Hydra's own hint, "add --multirun", is a flag numpynet refuses
+        (["network.hidden=64,32"], "network.hidden=64,32 is ambiguous: for a list write 'network.hidden=[64,32]'"),
+        (["data.path=/x.npz"], "); data=file has it: e.g. data=file data.path=..."),  # after data's own keys
+    ],
+)
 def test_cli_config_and_data_errors_are_one_line_without_a_run(mlflow_store: str, capsys, args, fragment) -> None:
     from numpynet.sweeps.cli.train import train_main
 
@@ -327,7 +378,9 @@ def test_cli_debug_flag_shows_the_traceback(mlflow_store: str, capsys) -> None:
 
     assert train_main([*TINY, "data=catvnoncat", "--debug"]) == 2
     err = capsys.readouterr().err
-    assert "Traceback (most recent call last)" in err and err.rstrip().endswith("data.train_path=/path/to/train_catvnoncat.h5")
+    assert "Traceback (most recent call last)" in err and err.rstrip().endswith(
+        "data.train_path=/path/to/train_catvnoncat.h5"
+    )
 
 
 @pytest.mark.slow

@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-
 from commands import communicate_or_kill, run_command, start_command
+from mlflow import MlflowClient
 
 
 def alias_bomb(levels: int = 9) -> str:
@@ -63,22 +62,33 @@ def test_a_logged_config_with_aliases_is_refused_by_reproduce(mlflow_store: str,
 
     assert reproduce_main([run_id]) == 2
     err = capsys.readouterr().err
-    assert err == (f"numpynet-reproduce: run {run_id}'s config.yaml artifact: line 2: YAML alias *a0 refused; "
-                   "numpynet reads no anchors' aliases (a few lines of them can stand for billions of values): "
-                   "write the values out; it cannot be reproduced from this artifact\n")
+    assert err == (
+        f"numpynet-reproduce: run {run_id}'s config.yaml artifact: line 2: YAML alias *a0 refused; "
+        "numpynet reads no anchors' aliases (a few lines of them can stand for billions of values): "
+        "write the values out; it cannot be reproduced from this artifact\n"
+    )
     assert len(client.search_runs([experiment])) == 1  # nothing trained
 
 
 def test_a_config_composed_from_the_users_folder_with_aliases_is_refused(tmp_path: Path) -> None:
     """``numpynet-train --config-dir . --config-name best_config``, as docs/sweeps.md retrains a best config."""
-    (tmp_path / "best_config.yaml").write_text("defaults:\n  - _self_\n" + alias_bomb() + "tracking:\n  run_name: *a8\n")
+    (tmp_path / "best_config.yaml").write_text(
+        "defaults:\n  - _self_\n" + alias_bomb() + "tracking:\n  run_name: *a8\n"
+    )
     before = _files(tmp_path)
-    proc = run_command("numpynet-train", ["--config-dir", str(tmp_path), "--config-name", "best_config"], tmp_path,
-                       tracking_uri=None, timeout=120)
+    proc = run_command(
+        "numpynet-train",
+        ["--config-dir", str(tmp_path), "--config-name", "best_config"],
+        tmp_path,
+        tracking_uri=None,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr == (f"numpynet-train: {tmp_path / 'best_config.yaml'}: line 4: YAML alias *a0 refused; "
-                           "numpynet reads no anchors' aliases (a few lines of them can stand for billions of "
-                           "values): write the values out\n")
+    assert proc.stderr == (
+        f"numpynet-train: {tmp_path / 'best_config.yaml'}: line 4: YAML alias *a0 refused; "
+        "numpynet reads no anchors' aliases (a few lines of them can stand for billions of "
+        "values): write the values out\n"
+    )
     assert _files(tmp_path) == before  # no ./mlruns, no run
 
 
