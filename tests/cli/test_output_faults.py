@@ -38,6 +38,7 @@ for name in ("create_run", "log_batch", "update_run_info", "set_tag", "log_param
 """
 
 
+@pytest.mark.slow
 def test_a_store_that_turns_read_only_mid_sweep_is_one_line(store: Path) -> None:
     hook = store / "hook"
     hook.mkdir()
@@ -97,7 +98,11 @@ def test_a_failed_write_stays_a_store_fault_however_it_is_re_raised() -> None:
 @pytest.mark.parametrize(
     "prog, args",
     [
-        ("numpynet-sweep", ["sweep.n_trials=1", "train.epoch=2", "sweep.log_study_plots=false"]),
+        pytest.param(
+            "numpynet-sweep",
+            ["sweep.n_trials=1", "train.epoch=2", "sweep.log_study_plots=false"],
+            marks=pytest.mark.slow,
+        ),
         ("numpynet-status", []),
     ],
 )

@@ -46,6 +46,7 @@ def test_a_closed_port_is_named_at_once_by_every_command(tmp_path: Path, which: 
     _check(proc, prog, uri, "connection refused", tmp_path)
 
 
+@pytest.mark.slow
 def test_a_server_that_accepts_but_never_answers_is_named_after_the_probe_timeout(tmp_path: Path) -> None:
     with socket.socket() as listener:  # the kernel completes the handshake; nobody ever reads or answers
         listener.bind(("127.0.0.1", 0))

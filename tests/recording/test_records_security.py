@@ -232,6 +232,7 @@ def _everything_recorded(store_uri: str) -> str:
     return "\n".join(texts)
 
 
+@pytest.mark.slow
 def test_best_config_retrains_as_docs_say_without_resolving_a_planted_interpolation(tmp_path: Path) -> None:
     from commands import run_command
 
@@ -249,6 +250,7 @@ def test_best_config_retrains_as_docs_say_without_resolving_a_planted_interpolat
     assert "TOPSECRETvalue" not in recorded + proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_numpynet_train_refuses_an_interpolation_read_from_a_config_file(tmp_path: Path) -> None:
     """A downloaded ``best_config.yaml`` edited to hold ``${oc.env:...}``: one line, nothing created."""
     from commands import run_command

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import optuna
+import pytest
 from commands import run_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -34,6 +35,7 @@ def _artifact_folder(client: MlflowClient, run_id: str) -> Path:
     return Path(urlparse(uri).path if uri.startswith("file:") else uri)
 
 
+@pytest.mark.slow
 def test_a_re_run_redraws_the_best_trial_s_figures_that_are_missing_or_cut_short(store):
     """After a full disk, the best trial's learning_rate.png was cut short and cost_curves.png missing; the
     resumed sweep skipped drawing because the folder was not empty."""
@@ -56,6 +58,7 @@ def _cli_args(name: str) -> list[str]:
     return [*(f"sweep.{o}" for o in STUDY), f"sweep.study_name={name}", *FAST]
 
 
+@pytest.mark.slow
 def test_a_best_trial_whose_artifacts_vanished_is_a_store_fault_not_exit_0(store):
     """The artifacts folder deleted mid-sweep: a warning, no model, no best_config.yaml, and exit 0."""
     run_sweep("default", [*STUDY, "study_name=gone"], FAST)
@@ -77,6 +80,7 @@ def test_a_best_trial_whose_artifacts_vanished_is_a_store_fault_not_exit_0(store
     assert [v.version for v in client.search_model_versions("name='numpynet-gone'")] == [1]  # the first run's only
 
 
+@pytest.mark.slow
 def test_a_study_resumed_against_an_emptied_tracking_store_stops_with_a_store_fault(store):
     """mlflow.db emptied to 0 bytes opens as a fresh store: the resumed study ran against it, leaving its
     trials without runs, and exited 0."""
