@@ -95,14 +95,11 @@ def test_a_failed_write_stays_a_store_fault_however_it_is_re_raised() -> None:
         assert str(exc) == "writing to the MLflow store failed: Read-only file system"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "prog, args",
     [
-        pytest.param(
-            "numpynet-sweep",
-            ["sweep.n_trials=1", "train.epoch=2", "sweep.log_study_plots=false"],
-            marks=pytest.mark.slow,
-        ),
+        ("numpynet-sweep", ["sweep.n_trials=1", "train.epoch=2", "sweep.log_study_plots=false"]),
         ("numpynet-status", []),
     ],
 )

@@ -34,6 +34,7 @@ def _tree(folder: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [_json_dump, _json_lines], ids=["json-dump", "json-lines"])
 def test_the_sweep_refuses_a_file_that_is_not_a_journal_and_changes_nothing(store: Path, make) -> None:
     target = make(store)

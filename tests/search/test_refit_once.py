@@ -52,6 +52,7 @@ def _refits(root: Path) -> list:
     return [r for r in _runs(root) if r.data.tags.get(names.ROLE) == "refit"]
 
 
+@pytest.mark.slow
 def test_a_finished_study_run_again_retrains_nothing_and_reports_the_same_verdict(store):
     """Each invocation re-trained the refit and every robustness seed: 14 refit runs after two."""
     study_file = _study_file(store, baseline=["optimizer.learning_rate=0.01"], robustness_seeds=2)
@@ -70,6 +71,7 @@ def test_a_finished_study_run_again_retrains_nothing_and_reports_the_same_verdic
     assert _study(store).user_attrs[STUDY_ATTR_REFIT]["key"]["trial"] == second.best_number
 
 
+@pytest.mark.slow
 def test_a_study_with_more_trials_refits_its_new_best(store):
     """The record belongs to a best trial: a resumed study whose best changed refits that one."""
     run_sweep(_study_file(store, n_trials=1), [], FAST)

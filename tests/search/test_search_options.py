@@ -151,6 +151,7 @@ def test_the_timeout_stops_the_sweep_before_its_budget(tiny_sweep):
     assert "study 'tiny-qmc': 3 complete (budget 6)" in record.stdout
 
 
+@pytest.mark.slow
 def test_register_model_false_registers_nothing(tiny_sweep):
     record = tiny_sweep("qmc")
     assert record.client.search_registered_models() == []

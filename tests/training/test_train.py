@@ -143,6 +143,7 @@ def test_run_records_params_curves_metrics_artifacts_tags_and_model(mlflow_store
     assert predicted.split() == [str(v) for v in net.predict(dataset.X_test)]
 
 
+@pytest.mark.slow
 def test_catvnoncat_run_logs_image_grid_and_binary_model(mlflow_store: str, catvnoncat_dir: Path) -> None:
     cfg = compose_config(
         [

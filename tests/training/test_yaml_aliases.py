@@ -92,6 +92,7 @@ def test_a_config_composed_from_the_users_folder_with_aliases_is_refused(tmp_pat
     assert _files(tmp_path) == before  # no ./mlruns, no run
 
 
+@pytest.mark.slow
 def test_sigterm_while_a_logged_config_is_parsed_stops_reproduce_at_once(mlflow_store: str, tmp_path: Path) -> None:
     """A 6 MB logged config takes minutes to parse: the signal must not wait for it (nor for an epoch)."""
     client = MlflowClient(mlflow_store)
