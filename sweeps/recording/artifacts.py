@@ -159,7 +159,7 @@ def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork |
     ``mlflow.models.Model.log`` gets the run id, so no "active run" or
     "active experiment" global is involved. (``Model.log`` still reads the
     tracking URI from MLflow's global setting, which
-    :func:`numpynet.sweeps.training.train.train` points at this run's store.)
+    :func:`numpynet.sweeps.training.trainer.train` points at this run's store.)
     """
     import mlflow
     from mlflow.models import Model, infer_signature

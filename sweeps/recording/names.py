@@ -2,7 +2,7 @@
 
 One place, so that a reader of the records (the UI, ``numpynet-status``, a
 test, a notebook) and every writer agree. Optuna's own user attributes live
-with the search (:mod:`numpynet.sweeps.search.attrs`).
+with the search (:mod:`numpynet.sweeps.search.optuna_attrs`).
 """
 
 from __future__ import annotations

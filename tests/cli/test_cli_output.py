@@ -18,7 +18,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 from services import free_port
 
-from numpynet.sweeps.cli.policy import training_groups
+from numpynet.sweeps.cli.config_groups import training_groups
 from numpynet.sweeps.cli.progress import TrialProgress
 from numpynet.sweeps.cli.summary import runs_page_url, ui_command
 

@@ -58,7 +58,7 @@ def test_a_store_that_turns_read_only_mid_sweep_is_one_line(store: Path) -> None
 
 
 def test_a_database_errors_warning_is_one_line_and_said_once() -> None:
-    from numpynet.sweeps.cli.policy import StoreFaultOnce
+    from numpynet.sweeps.cli.command_logging import StoreFaultOnce
 
     sql = (
         "(sqlite3.OperationalError) attempt to write a readonly database\n[SQL: INSERT INTO tags (key) "

@@ -13,7 +13,7 @@ from numpynet.sweeps.cli.reproduce import VERDICT_TAG, Reproduction, compare_run
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording.names import REPRODUCED_FROM
 from numpynet.sweeps.training.config import compose_config
-from numpynet.sweeps.training.train import train
+from numpynet.sweeps.training.trainer import train
 
 
 class Stop(Exception):

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from commands import run_command
 
-from numpynet.sweeps.cli.policy import sweep_groups
+from numpynet.sweeps.cli.config_groups import sweep_groups
 from numpynet.sweeps.cli.summary import ui_command
 from numpynet.sweeps.cli.sweep import sweep_main
 from numpynet.sweeps.errors import UserError

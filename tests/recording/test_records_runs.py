@@ -53,7 +53,7 @@ SWEEP_FAST = [
 
 
 def _sweep(study_name: str):
-    from numpynet.sweeps.search.sweep import run_sweep
+    from numpynet.sweeps.search.invocation import run_sweep
 
     return run_sweep("default", ["n_trials=1", f"study_name={study_name}", "pruner.name=none"], SWEEP_FAST)
 
@@ -100,7 +100,7 @@ def test_runs_record_the_numeric_environment_and_reproduce_warns_when_it_differs
 
     from numpynet.sweeps.training import numeric_env
     from numpynet.sweeps.training.config import compose_config
-    from numpynet.sweeps.training.train import train
+    from numpynet.sweeps.training.trainer import train
 
     with threadpool_limits(limits=1, user_api="blas"):
         run_id = train(compose_config(TINY))["run_id"]
@@ -197,7 +197,7 @@ def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_li
 
     from numpynet.sweeps.recording.store import PROBE_RETRIES
     from numpynet.sweeps.training.config import compose_config
-    from numpynet.sweeps.training.train import train
+    from numpynet.sweeps.training.trainer import train
 
     server = mlflow_server
     tiny = [o for o in TINY if not o.startswith("tracking.experiment=")]  # its own experiment on the server

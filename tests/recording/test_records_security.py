@@ -146,7 +146,7 @@ def test_reproduce_refuses_an_interpolation_in_a_logged_config(
 
     from numpynet.sweeps.cli.reproduce import main
     from numpynet.sweeps.training.config import compose_config
-    from numpynet.sweeps.training.train import train
+    from numpynet.sweeps.training.trainer import train
 
     monkeypatch.setenv("SOME_SECRET", "TOPSECRETvalue")
     run_id = train(compose_config(TINY))["run_id"]
@@ -204,11 +204,11 @@ def test_printing_the_config_masks_a_password(command: str, args: list[str], cap
 
 # ------------------------------------------------- issue 23, item 5: secrets through best_config.yaml
 def _best_config(folder: Path, run_name: str) -> Path:
-    """A sweep's ``best_config.yaml`` as report.py writes it, from a trial's logged config whose
+    """A sweep's ``best_config.yaml`` as sweep_report.py writes it, from a trial's logged config whose
     ``tracking.run_name`` was replaced by ``run_name`` (the record is data: anything may be planted)."""
     from conftest import TINY
 
-    from numpynet.sweeps.search.report import BEST_CONFIG_HEADER, _as_a_training_config
+    from numpynet.sweeps.recording.sweep_report import BEST_CONFIG_HEADER, _as_a_training_config
     from numpynet.sweeps.training.config import compose_config, to_yaml
 
     logged = to_yaml(compose_config([*TINY, "data.val_fraction=0.2"])).replace(

@@ -13,7 +13,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState, create_trial
 
 from numpynet.sweeps.recording import study_plots
-from numpynet.sweeps.search.report import PLOTS, _write_plots
+from numpynet.sweeps.recording.sweep_report import PLOTS, _write_plots
 
 
 def synthetic_study(n: int, seed: int = 0, epochs: int = 60) -> optuna.Study:
@@ -189,7 +189,7 @@ def test_the_study_plots_leave_the_process_s_matplotlib_style_as_it_was():
     """Optuna's plots switch pyplot to its ggplot style; the figures a process draws afterwards keep theirs."""
     import matplotlib
 
-    from numpynet.sweeps.search.report import _build_plots
+    from numpynet.sweeps.recording.sweep_report import _build_plots
 
     with matplotlib.rc_context():  # from matplotlib's defaults, whatever an earlier test left behind
         matplotlib.rcdefaults()

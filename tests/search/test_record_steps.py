@@ -25,7 +25,7 @@ from _tiny_sweeps import STUDIES
 from optuna.trial import TrialState
 
 from numpynet.sweeps.recording import names
-from numpynet.sweeps.search import attrs
+from numpynet.sweeps.search import optuna_attrs
 
 PRUNING = [name for name, spec in STUDIES.items() if spec.file.get("pruner", {}).get("name") != "none"]
 
@@ -55,7 +55,7 @@ def test_a_pruned_trial_records_its_last_reported_step_as_pruned_epoch(tiny_swee
     for trial in pruned:
         last = max(trial.intermediate_values)
         run = record.children[trial.number]
-        assert trial.user_attrs[attrs.ATTR_PRUNED_EPOCH] == last
+        assert trial.user_attrs[optuna_attrs.ATTR_PRUNED_EPOCH] == last
         assert run.data.tags[names.PRUNED_EPOCH] == str(last)
         assert run.data.tags[names.TRIAL_STATE] == "PRUNED" and run.info.status == "FINISHED"
         # the runs table shows the outcome in the name: the epoch it was pruned at
@@ -71,7 +71,7 @@ def test_nothing_is_pruned_before_the_pruners_warm_up(tiny_sweep, name):
     pruned = [t for t in record.trials if t.state == TrialState.PRUNED]
     assert pruned, f"the {name} sweep is set up to prune"
     for trial in pruned:
-        epoch = trial.user_attrs[attrs.ATTR_PRUNED_EPOCH]
+        epoch = trial.user_attrs[optuna_attrs.ATTR_PRUNED_EPOCH]
         if pruner["name"] in ("successive_halving", "hyperband"):
             # a trial is judged at its rungs only: min_resource * reduction_factor ** k
             first, factor = pruner["min_resource"], pruner["reduction_factor"]

@@ -13,8 +13,8 @@ from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from numpynet.sweeps.recording import names
+from numpynet.sweeps.search.invocation import run_sweep
 from numpynet.sweeps.search.refit_once import STUDY_ATTR_REFIT
-from numpynet.sweeps.search.sweep import run_sweep
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from numpynet.sweeps.cli.status import status_main
 from numpynet.sweeps.recording import names
-from numpynet.sweeps.search import attrs
+from numpynet.sweeps.search import optuna_attrs
 
 
 def _top_table(stdout: str) -> list[tuple[int, float]]:
@@ -132,7 +132,7 @@ def test_an_sqlite_study_is_read_back_from_its_database(tiny_sweep):
     storage = optuna.storages.RDBStorage(url)
     assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == [record.settings["study_name"]]
     study = optuna.load_study(study_name=record.settings["study_name"], storage=storage)
-    assert {t.number: t.user_attrs[attrs.ATTR_RUN_ID] for t in study.trials} == {
+    assert {t.number: t.user_attrs[optuna_attrs.ATTR_RUN_ID] for t in study.trials} == {
         n: run.info.run_id for n, run in record.children.items()
     }
     assert [t.state.name for t in study.trials] == [

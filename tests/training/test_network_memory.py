@@ -35,7 +35,7 @@ def test_an_oversized_network_is_refused_in_one_line_and_nothing_is_created(tmp_
 
 
 def test_the_estimate_counts_weights_biases_and_each_optimizers_state() -> None:
-    from numpynet.sweeps.training.network import parameter_bytes
+    from numpynet.sweeps.training.network_from_config import parameter_bytes
 
     sizes = [64, 100, 10]
     count = 64 * 100 + 100 * 10 + 100 + 10
