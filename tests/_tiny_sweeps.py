@@ -168,7 +168,8 @@ def run_tiny_sweep(name: str, root: Path, template_store: Path) -> SweepRecord:
     from numpynet.sweeps.cli.sweep import sweep_main
     from numpynet.sweeps.recording import sweep_report
     from numpynet.sweeps.search import best_model, budget
-    from numpynet.sweeps.search.settings import load_sweep_config, plain, split_overrides
+    from numpynet.sweeps.search.overrides import split_overrides
+    from numpynet.sweeps.search.settings import load_sweep_config, plain
 
     spec = STUDIES[name]
     (root / "mlruns").mkdir(parents=True)

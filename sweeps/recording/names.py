@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME  # noqa: F401 - re-exported
 
-PREFIX = "numpynet."
-
 # ------------------------------------------------------------- every run
 VERSION = "numpynet.version"
 DATA = "numpynet.data"
@@ -88,7 +86,6 @@ REPRODUCED_FROM = "numpynet.reproduced_from"
 REPRODUCTION = "numpynet.reproduction"  # the verdict: bit-identical or not
 
 # ---------------------------------------------------------------- metrics
-CURVES = ("train_cost", "train_accuracy", "val_cost", "val_accuracy", "learning_rate")  # step = epoch
 RUN_FIGURES = ("fit_seconds", "epochs_run", "logging_seconds")
 
 # -------------------------------------------------------------- artifacts

@@ -155,14 +155,14 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
         model_run = None
     metric = sweep.get("metric") or "objective value"
     # Optuna's plotting warns: kept off the helper thread (see there)
-    figures = _build_plots(study, metric) if sweep.get("log_study_plots", True) else {}
+    figures = build_study_plots(study, metric) if sweep.get("log_study_plots", True) else {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="numpynet-report") as helper:
         model = None
         if best is not None and model_run:
             model = helper.submit(best_model.log_and_register_best, client, plan, best, model_run, base_cfg)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
-            _save_plots(figures, out)
+            save_study_plots(figures, out)
             _write_trials_csv(study, out / "trials.csv")
             if best is not None:
                 summary.best_number, summary.best_value = best.number, best.value
@@ -195,7 +195,7 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
     return summary
 
 
-def _build_plots(study: optuna.Study, metric: str = "objective value") -> dict[str, Any]:
+def build_study_plots(study: optuna.Study, metric: str = "objective value") -> dict[str, Any]:
     """Each entry of ``PLOTS`` as a Figure ready to save; a plot that cannot be drawn is skipped.
 
     Optuna marks its matplotlib plots experimental; that and any layout
@@ -226,7 +226,7 @@ def _build_plots(study: optuna.Study, metric: str = "objective value") -> dict[s
     return figures
 
 
-def _save_plots(figures: dict[str, Any], out: Path) -> None:
+def save_study_plots(figures: dict[str, Any], out: Path) -> None:
     """One PNG per figure, at most about 1200 px wide (see :func:`study_plots.save`)."""
     try:
         for name, fig in figures.items():
@@ -236,11 +236,6 @@ def _save_plots(figures: dict[str, Any], out: Path) -> None:
                 log.info("study plot %s skipped: %s", name, exc)
     finally:
         plt.close("all")
-
-
-def _write_plots(study: optuna.Study, out: Path, metric: str = "objective value") -> None:
-    """Build and save every study plot into ``out`` (what :func:`summarise` does in two steps)."""
-    _save_plots(_build_plots(study, metric), out)
 
 
 def _figure_of(axes: Any):
@@ -280,7 +275,7 @@ def _as_a_training_config(text: str) -> str:
 
 
 def _copy_best_config(client: MlflowClient, run_id: str, out: Path) -> None:
-    from numpynet.sweeps.recording.artifacts import CONFIG_ARTIFACT
+    from numpynet.sweeps.recording.names import CONFIG_ARTIFACT
 
     try:
         local = client.download_artifacts(run_id, CONFIG_ARTIFACT, str(out / "_download"))

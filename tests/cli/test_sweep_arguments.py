@@ -18,7 +18,8 @@ from numpynet.sweeps.cli.config_groups import sweep_groups
 from numpynet.sweeps.cli.summary import ui_command
 from numpynet.sweeps.cli.sweep import sweep_main
 from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.search.settings import SweepConfig, load_sweep_config, split_overrides
+from numpynet.sweeps.search.overrides import split_overrides
+from numpynet.sweeps.search.settings import SweepConfig, load_sweep_config
 from numpynet.sweeps.training.config import CONF_DIR, compose_config
 
 STUDY_FILES = sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))

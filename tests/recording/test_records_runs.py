@@ -60,7 +60,8 @@ def _sweep(study_name: str):
 
 @pytest.mark.slow
 def test_studies_whose_names_sanitize_alike_register_separate_models(mlflow_store: str) -> None:
-    from numpynet.sweeps.search.best_model import TAG_REGISTERED_STUDY, registered_model_name
+    from numpynet.sweeps.recording.names import STUDY as TAG_REGISTERED_STUDY
+    from numpynet.sweeps.search.best_model import registered_model_name
 
     names = {registered_model_name(s) for s in ("x y", "x-y", "x_y", "x/y", "x  y")}
     assert len(names) == 5
@@ -78,7 +79,8 @@ def test_studies_whose_names_sanitize_alike_register_separate_models(mlflow_stor
 
 @pytest.mark.slow
 def test_a_registered_model_of_another_study_is_left_alone(mlflow_store: str, caplog) -> None:
-    from numpynet.sweeps.search.best_model import TAG_REGISTERED_STUDY, registered_model_name
+    from numpynet.sweeps.recording.names import STUDY as TAG_REGISTERED_STUDY
+    from numpynet.sweeps.search.best_model import registered_model_name
 
     client = MlflowClient(tracking_uri=mlflow_store)
     name = registered_model_name("mine")

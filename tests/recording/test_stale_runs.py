@@ -8,7 +8,8 @@ import sys
 import pytest
 from mlflow import MlflowClient
 
-from numpynet.sweeps.recording.stale_runs import TAG_FAIL_REASON, close_dead_local_parents
+from numpynet.sweeps.recording.names import FAILURE_REASON as TAG_FAIL_REASON
+from numpynet.sweeps.recording.stale_runs import close_dead_local_parents
 from numpynet.sweeps.search import heartbeats
 
 

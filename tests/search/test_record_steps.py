@@ -28,6 +28,8 @@ from numpynet.sweeps.recording import names
 from numpynet.sweeps.search import optuna_attrs
 
 PRUNING = [name for name, spec in STUDIES.items() if spec.file.get("pruner", {}).get("name") != "none"]
+#: the per-epoch curves every trial run records (step = epoch)
+CURVES = ("train_cost", "train_accuracy", "val_cost", "val_accuracy", "learning_rate")
 
 
 @pytest.mark.slow
@@ -60,7 +62,7 @@ def test_a_pruned_trial_records_its_last_reported_step_as_pruned_epoch(tiny_swee
         assert run.data.tags[names.TRIAL_STATE] == "PRUNED" and run.info.status == "FINISHED"
         # the runs table shows the outcome in the name: the epoch it was pruned at
         assert run.info.run_name == f"pruned@{last} · trial-{trial.number}"
-        for metric in names.CURVES:  # every curve of the run stops at that epoch
+        for metric in CURVES:  # every curve of the run stops at that epoch
             assert max(m.step for m in record.history(trial.number, metric)) == last, metric
 
 

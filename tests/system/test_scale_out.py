@@ -24,11 +24,12 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 from services import free_port, wait_for
 
+from numpynet.sweeps.recording.names import TRIAL as TAG_REGISTERED_TRIAL
 from numpynet.sweeps.recording.names import TRIAL as TAG_TRIAL
 from numpynet.sweeps.recording.names import TRIAL_STATE as TAG_STATE
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.search import budget, optuna_attrs, storage
-from numpynet.sweeps.search.best_model import TAG_REGISTERED_TRIAL, registered_model_name
+from numpynet.sweeps.search.best_model import registered_model_name
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -20,9 +20,8 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 from services import wait_for
 
-from numpynet.sweeps.recording.stale_runs import TAG_FAIL_REASON
-
-TAG_HEARTBEAT = "numpynet.heartbeat"  # a string: the test runs unchanged against older code
+from numpynet.sweeps.recording.names import FAILURE_REASON as TAG_FAIL_REASON
+from numpynet.sweeps.recording.names import HEARTBEAT as TAG_HEARTBEAT
 
 pytestmark = pytest.mark.timeout(900)
 
