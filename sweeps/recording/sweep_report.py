@@ -79,7 +79,7 @@ def warm_up() -> None:
     once to check the model's requirements (about 1 s in this venv). Paid
     here, they are not paid between the last trial and the end of the sweep.
     Each step is only a cache fill: a failure is logged and the report pays
-    it later, as before. Uses no pyplot state (trials may draw figures).
+    the cost when it runs. Uses no pyplot state (trials may draw figures).
     """
     import io
 

@@ -31,8 +31,8 @@ def counts_in_budget(trial: FrozenTrial) -> bool:
     stopped by Ctrl-C / SIGTERM (``interrupted``), trials failed as stale
     because their worker died (no ``fail_reason``), and failures of the
     configuration or the code (``error``) or of the machine or a store
-    (``fault``), which :mod:`numpynet.sweeps.search.failures` stops the sweep on. Failures
-    recorded before ``fail_kind`` existed count, as they did.
+    (``fault``), which :mod:`numpynet.sweeps.search.failures` stops the sweep on. A failure
+    recorded without ``fail_kind`` (by a numpynet that did not write it) counts.
     """
     if trial.state in (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE, TrialState.PRUNED):
         return True

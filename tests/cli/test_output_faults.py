@@ -1,7 +1,7 @@
 """Issue 23, item 11 (output): a store that turns read-only mid-sweep is one line, not pages of SQL; a standard
 output that refuses writes is one line, not a traceback.
 
-Before, a read-only ``mlflow.db`` mid-sweep printed 58 lines: each failing
+Left to SQLAlchemy, a read-only ``mlflow.db`` mid-sweep prints 58 lines: each failing
 write's warning with SQLAlchemy's statement, its parameters and a link. The
 store is made to refuse writes from its 40th on, exactly as SQLite refuses
 them (``sqlite3.OperationalError`` wrapped by SQLAlchemy), by a
@@ -77,8 +77,8 @@ def test_a_database_errors_warning_is_one_line_and_said_once() -> None:
 
 
 def test_a_failed_write_stays_a_store_fault_however_it_is_re_raised() -> None:
-    """The recorder's error is a StoreError: ``raise ... from None`` on its way up (train.py) used to
-    drop the database error it was caused by, and the fault was counted as a config error."""
+    """The recorder's error is a StoreError that keeps the database error it was caused by, even through
+    ``raise ... from None`` on its way up (trainer.py): the fault is not counted as a config error."""
     from numpynet.sweeps.recording.recorder import Recorder
     from numpynet.sweeps.search import failures
 

@@ -205,7 +205,7 @@ def test_cfg_hydra_all_and_package(empty_cwd, capsys):
     ],
 )
 def test_a_bad_override_is_one_line_naming_it_and_exit_2(empty_cwd, capsys, args, fragments):
-    for extra in ([], ["--cfg", "job"]):  # before a run as before printing the config
+    for extra in ([], ["--cfg", "job"]):  # refused before a run, and before printing the config
         code, out, err = _run([*args, *extra], capsys)
         assert code == 2, (args, out, err)
         assert err.count("\n") == 1 and err.startswith("numpynet-sweep: error: "), err

@@ -510,7 +510,7 @@ def _independent_cost(coefs, intercepts, X, y, lambd, m):
 def test_train_cost_with_l2_takes_both_terms_at_the_same_weights(monkeypatch):
     """Full-batch gd, one epoch: train_cost is cross-entropy + L2 at the starting
     weights (the forward pass the update used); val_cost is both at the final
-    weights. Mixing the two (the old report) differs measurably here."""
+    weights. A report that mixes the two (cross-entropy at one, L2 at the other) differs measurably here."""
     X, y = binary_data(n=40, n_features=4)
     Xv, yv = binary_data(n=30, n_features=4, seed=1)
     start = []

@@ -102,7 +102,7 @@ def test_mask_urls_in_text_and_overrides() -> None:
         "train.epoch=3",
         "tracking.uri=postgresql://u:***@h/db",
     ]
-    # the sentence's own punctuation is not part of the URL (it used to come out as db%3A)
+    # the sentence's own punctuation is not part of the URL (``db:`` stays ``db:``, not ``db%3A``)
     assert (
         mask_urls_in("cannot open the study storage postgresql+psycopg://u:SECRET@h:1/db: refused")
         == "cannot open the study storage postgresql+psycopg://u:***@h:1/db: refused"

@@ -24,7 +24,7 @@ from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search import budget, optuna_attrs
 from numpynet.sweeps.search.invocation import run_sweep
 
-# attribute names as strings: the tests run unchanged against older code, and fail there on behaviour
+# attribute names as strings: the tests read the records as they are stored
 FAIL_KIND, RERUN_OF, INVOCATION = "fail_kind", "rerun_of", "invocation"
 
 FAST = ["train.epoch=4", "network.hidden=[8]", "tracking.log_plots=false"]

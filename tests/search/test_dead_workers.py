@@ -175,7 +175,7 @@ def test_a_journal_already_corrupt_inside_is_refused_naming_the_file_and_the_fix
     for x in (1.0, 2.0, 3.0):
         study.enqueue_trial({"x": x})
     lines = journal.read_bytes().splitlines(keepends=True)
-    journal.write_bytes(lines[0] + TORN + b"".join(lines[1:]))  # what the old code left: a glued line
+    journal.write_bytes(lines[0] + TORN + b"".join(lines[1:]))  # a torn line with the next one glued to it
     sweep = _study_file(store / "g.yaml", study_name="glued")
     for call in (
         lambda: run_sweep(sweep.split("=", 1)[1], [], ["train.epoch=3", "tracking.log_plots=false"]),

@@ -33,8 +33,8 @@ def _models_of(record, run_id: str) -> list:
 
 # ------------------------------------------------------------------ samplers
 def test_the_grid_sampler_runs_each_point_of_its_grid_once_then_the_sweep_ends(tiny_sweep):
-    """A 2 x 2 grid with a budget of 6: four trials, one per point, then a clean end (Optuna's grid
-    sampler used to raise ``Study.stop`` outside ``optimize`` after the last point)."""
+    """A 2 x 2 grid with a budget of 6: four trials, one per point, then a clean end (Optuna's own grid
+    sampler calls ``Study.stop`` after the last point, which raises outside ``optimize``)."""
     record = tiny_sweep("grid")
     space = record.settings["space"]
     grid = set(itertools.product(*(spec["choices"] for spec in space.values())))

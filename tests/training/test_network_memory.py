@@ -1,9 +1,9 @@
 """Issue 23, item 10: a network whose parameters cannot fit in memory is refused before any study or run.
 
-Before, ``network.hidden=[100000,100000]`` passed the sweep's pre-checks,
-created the study and its parent run, then failed as a fault (``MemoryError``
-... 74.6 GiB) with advice to resume; ``numpynet-train`` said "internal error"
-after creating a run.
+Unchecked, ``network.hidden=[100000,100000]`` would pass the sweep's pre-checks,
+create the study and its parent run, then fail as a fault (``MemoryError``
+... 74.6 GiB) with advice to resume; ``numpynet-train`` would say "internal
+error" after creating a run.
 """
 
 from __future__ import annotations
