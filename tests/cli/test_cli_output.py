@@ -13,14 +13,14 @@ from pathlib import Path
 
 import optuna
 import pytest
-from commands import run_command
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
-from services import free_port
 
 from numpynet.sweeps.cli.config_groups import training_groups
 from numpynet.sweeps.cli.progress import TrialProgress
 from numpynet.sweeps.cli.summary import runs_page_url, ui_command
+from tests.helpers.commands import run_command
+from tests.helpers.services import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from commands import run_command
+
+from tests.helpers.commands import run_command
 
 READ_ONLY_AFTER = """
 import sqlite3
@@ -103,8 +104,9 @@ def test_a_failed_write_stays_a_store_fault_however_it_is_re_raised() -> None:
 )
 def test_a_standard_output_that_refuses_writes_is_one_line(store: Path, prog: str, args: list[str]) -> None:
     import optuna
-    from commands import communicate_or_kill, start_command
     from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from tests.helpers.commands import communicate_or_kill, start_command
 
     if prog == "numpynet-status":  # a study to report on
         journal = store / "mlruns" / "optuna" / "journal.log"

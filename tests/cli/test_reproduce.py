@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from commands import run_command
-from conftest import TINY
 from mlflow import MlflowClient
 
 from numpynet.sweeps.cli.reproduce import Reproduction, compare_runs, reproduce
@@ -14,6 +12,7 @@ from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording.names import REPRODUCED_FROM, REPRODUCTION
 from numpynet.sweeps.training.config import compose_config
 from numpynet.sweeps.training.trainer import train
+from tests.helpers.commands import TINY, run_command
 
 
 class Stop(Exception):

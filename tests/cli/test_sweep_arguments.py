@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from commands import run_command
 
 from numpynet.sweeps.cli.config_groups import sweep_groups
 from numpynet.sweeps.cli.summary import ui_command
@@ -21,6 +20,7 @@ from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.overrides import split_overrides
 from numpynet.sweeps.search.settings import SweepConfig, load_sweep_config
 from numpynet.sweeps.training.config import CONF_DIR, compose_config
+from tests.helpers.commands import run_command
 
 STUDY_FILES = sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))
 

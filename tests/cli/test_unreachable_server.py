@@ -14,8 +14,9 @@ import socket
 from pathlib import Path
 
 import pytest
-from commands import run_command
-from services import free_port
+
+from tests.helpers.commands import run_command
+from tests.helpers.services import free_port
 
 
 def _commands(uri: str) -> dict[str, tuple[str, list[str]]]:

@@ -12,12 +12,12 @@ import warnings
 
 import numpy as np
 import pytest
-from _core_helpers import binary_data, flat_params, multiclass_data, run_python
 
 from numpynet import NeuralNetwork, TrainingDiverged
 from numpynet.labels import output_units
 from numpynet.losses import SigmoidBinary, SoftmaxCategorical
 from numpynet.propagation import Passes, Workspace
+from tests.helpers.core import binary_data, flat_params, multiclass_data, run_python
 
 # --------------------------------------------------------------- determinism
 

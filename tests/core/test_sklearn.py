@@ -13,9 +13,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from _core_helpers import binary_data, flat_params, multiclass_data, run_python
 
 from numpynet import NeuralNetwork, NotFittedError
+from tests.helpers.core import binary_data, flat_params, multiclass_data, run_python
 
 sklearn = pytest.importorskip("sklearn")
 

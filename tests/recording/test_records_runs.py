@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from commands import run_command
 from mlflow import MlflowClient
+
+from tests.helpers.commands import run_command
 
 DIVERGING = [
     "data=breast_cancer",
@@ -97,12 +98,12 @@ def test_runs_record_the_numeric_environment_and_reproduce_warns_when_it_differs
     mlflow_store: str, tmp_path: Path
 ) -> None:
     import numpy as np
-    from conftest import TINY
     from threadpoolctl import threadpool_limits
 
     from numpynet.sweeps.training import numeric_env
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.trainer import train
+    from tests.helpers.commands import TINY
 
     with threadpool_limits(limits=1, user_api="blas"):
         run_id = train(compose_config(TINY))["run_id"]
@@ -195,11 +196,10 @@ def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_li
     The session's server: only this test's experiment folder is frozen, and only while it runs."""
     import subprocess
 
-    from conftest import TINY
-
     from numpynet.sweeps.recording.store import PROBE_RETRIES
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.trainer import train
+    from tests.helpers.commands import TINY
 
     server = mlflow_server
     tiny = [o for o in TINY if not o.startswith("tracking.experiment=")]  # its own experiment on the server

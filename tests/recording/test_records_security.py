@@ -112,7 +112,7 @@ def test_mask_urls_in_text_and_overrides() -> None:
 
 @pytest.mark.slow
 def test_cannot_open_storage_error_hides_a_password_with_a_slash(tmp_path: Path) -> None:
-    from commands import run_command
+    from tests.helpers.commands import run_command
 
     url = "postgresql+psycopg://postgres:ab/SECRET@127.0.0.1:1/nodb"  # nothing listens on port 1
     proc = run_command(
@@ -141,12 +141,12 @@ def _replace_logged_config(client, run_id: str, tmp_path: Path, edit) -> None:
 def test_reproduce_refuses_an_interpolation_in_a_logged_config(
     mlflow_store: str, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conftest import TINY
     from mlflow import MlflowClient
 
     from numpynet.sweeps.cli.reproduce import main
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.trainer import train
+    from tests.helpers.commands import TINY
 
     monkeypatch.setenv("SOME_SECRET", "TOPSECRETvalue")
     run_id = train(compose_config(TINY))["run_id"]
@@ -206,10 +206,9 @@ def test_printing_the_config_masks_a_password(command: str, args: list[str], cap
 def _best_config(folder: Path, run_name: str) -> Path:
     """A sweep's ``best_config.yaml`` as sweep_report.py writes it, from a trial's logged config whose
     ``tracking.run_name`` was replaced by ``run_name`` (the record is data: anything may be planted)."""
-    from conftest import TINY
-
     from numpynet.sweeps.recording.sweep_report import BEST_CONFIG_HEADER, _as_a_training_config
     from numpynet.sweeps.training.config import compose_config, to_yaml
+    from tests.helpers.commands import TINY
 
     logged = to_yaml(compose_config([*TINY, "data.val_fraction=0.2"])).replace(
         "run_name: null", f"run_name: {run_name}"
@@ -233,7 +232,7 @@ def _everything_recorded(store_uri: str) -> str:
 
 
 def test_best_config_retrains_as_docs_say_without_resolving_a_planted_interpolation(tmp_path: Path) -> None:
-    from commands import run_command
+    from tests.helpers.commands import run_command
 
     _best_config(tmp_path, "leak-${oc.env:SOME_SECRET}")
     proc = run_command(
@@ -251,7 +250,7 @@ def test_best_config_retrains_as_docs_say_without_resolving_a_planted_interpolat
 
 def test_numpynet_train_refuses_an_interpolation_read_from_a_config_file(tmp_path: Path) -> None:
     """A downloaded ``best_config.yaml`` edited to hold ``${oc.env:...}``: one line, nothing created."""
-    from commands import run_command
+    from tests.helpers.commands import run_command
 
     path = _best_config(tmp_path, "placeholder")
     path.write_text(path.read_text().replace("run_name: placeholder", "run_name: leak-${oc.env:SOME_SECRET}"))

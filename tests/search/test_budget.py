@@ -12,17 +12,17 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from commands import start_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
-from services import wait_for
 
 import numpynet
 from numpynet.sweeps.cli.sweep import sweep_main
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search import budget, optuna_attrs
 from numpynet.sweeps.search.invocation import run_sweep
+from tests.helpers.commands import start_command
+from tests.helpers.services import wait_for
 
 # attribute names as strings: the tests read the records as they are stored
 FAIL_KIND, RERUN_OF, INVOCATION = "fail_kind", "rerun_of", "invocation"

@@ -14,16 +14,16 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from commands import start_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
-from services import wait_for
 
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search import budget, heartbeats, optuna_attrs, storage
 from numpynet.sweeps.search.invocation import run_sweep
 from numpynet.sweeps.search.study_status import status_report
+from tests.helpers.commands import start_command
+from tests.helpers.services import wait_for
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from commands import run_command
 from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+from tests.helpers.commands import run_command
 
 
 def _json_dump(folder: Path) -> Path:

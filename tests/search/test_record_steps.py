@@ -1,6 +1,6 @@
 """Optuna's and MLflow's records of a trial's epochs agree (issue 14, item 3).
 
-Read back from both stores after each tiny sweep of ``_tiny_sweeps`` (grid +
+Read back from both stores after each tiny sweep of ``tests.helpers.tiny_sweeps`` (grid +
 successive halving, ``sweep=architecture`` + hyperband, CMA-ES + median, QMC
 without pruner): the steps Optuna holds as intermediate values are the steps of
 the MLflow curve of the metric reported to the pruner, a pruned trial's
@@ -21,11 +21,11 @@ Bugs planted in ``sweeps/search/trial.py`` to check that these tests catch them
 from __future__ import annotations
 
 import pytest
-from _tiny_sweeps import STUDIES
 from optuna.trial import TrialState
 
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.search import optuna_attrs
+from tests.helpers.tiny_sweeps import STUDIES
 
 PRUNING = [name for name, spec in STUDIES.items() if spec.file.get("pruner", {}).get("name") != "none"]
 #: the per-epoch curves every trial run records (step = epoch)

@@ -8,13 +8,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import optuna
-from commands import run_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from numpynet.sweeps.recording.artifacts import whole_png
 from numpynet.sweeps.search import optuna_attrs
 from numpynet.sweeps.search.invocation import run_sweep
+from tests.helpers.commands import run_command
 
 FAST = ["train.epoch=4", "network.hidden=[16]", "tracking.log_plots=false"]
 STUDY = ["n_trials=2", "pruner.name=none", "log_study_plots=false"]

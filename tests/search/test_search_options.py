@@ -1,6 +1,6 @@
 """Every sampler, pruner and study option runs in a tiny sweep and is read back (issue 14, item 3).
 
-The sweeps are those of ``_tiny_sweeps`` (each run once per session and shared
+The sweeps are those of ``tests.helpers.tiny_sweeps`` (each run once per session and shared
 with ``test_record_steps.py``); each test reads what one option left in the
 Optuna study and in the MLflow runs.
 """
@@ -142,7 +142,7 @@ def test_an_sqlite_study_is_read_back_from_its_database(tiny_sweep):
 
 @pytest.mark.slow
 def test_the_timeout_stops_the_sweep_before_its_budget(tiny_sweep):
-    """The clock passes the deadline after three trials (``_tiny_sweeps``: no wall time is waited)."""
+    """The clock passes the deadline after three trials (``tests.helpers.tiny_sweeps``: no wall time is waited)."""
     record = tiny_sweep("qmc")
     assert record.settings["n_trials"] == 6 and record.settings["timeout"]
     assert [t.state for t in record.trials] == [TrialState.COMPLETE] * 3
@@ -221,11 +221,11 @@ def test_a_timeout_that_passes_before_any_trial_names_sweep_timeout(store, monke
     """A deadline already past when the first trial is asked for: one line naming ``sweep.timeout``
     and exit 2 (a setting that lets no trial run), not "every trial failed ... First failure: unknown";
     the parent run is not left RUNNING."""
-    from _tiny_sweeps import _LateClock
     from mlflow import MlflowClient
 
     from numpynet.sweeps.cli.sweep import sweep_main
     from numpynet.sweeps.search import budget
+    from tests.helpers.tiny_sweeps import _LateClock
 
     monkeypatch.setattr(budget, "time", _LateClock(0))
     with pytest.raises(SystemExit) as exc:

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-from commands import start_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
-from services import wait_for
 
 from numpynet.sweeps.search import optuna_attrs
+from tests.helpers.commands import start_command
+from tests.helpers.services import wait_for
 
 pytestmark = pytest.mark.timeout(900)
 

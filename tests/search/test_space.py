@@ -9,13 +9,13 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from commands import run_command
 
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.invocation import prepare
 from numpynet.sweeps.search.samplers import make_sampler
 from numpynet.sweeps.search.settings import load_sweep_config
 from numpynet.sweeps.search.space import SearchSpace, format_override
+from tests.helpers.commands import run_command
 
 BASE = ["train.regularization=l2+dropout", "train.epoch=5"]
 

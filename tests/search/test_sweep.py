@@ -12,11 +12,9 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from commands import run_command, start_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
-from services import wait_for
 
 from numpynet import NeuralNetwork
 from numpynet.sweeps.recording.names import (
@@ -30,6 +28,8 @@ from numpynet.sweeps.recording.names import (
 )
 from numpynet.sweeps.search import budget, heartbeats, optuna_attrs
 from numpynet.sweeps.search.invocation import run_sweep
+from tests.helpers.commands import run_command, start_command
+from tests.helpers.services import wait_for
 
 FAST = ["train.epoch=6", "train.decay_interval=2", "network.hidden=[16]", "tracking.log_plots=false"]
 

@@ -19,10 +19,8 @@ import optuna
 import pytest
 import sqlalchemy
 import yaml
-from commands import run_command, start_command
 from mlflow import MlflowClient
 from optuna.trial import TrialState
-from services import free_port, wait_for
 
 from numpynet.sweeps.recording.names import TRIAL as TAG_REGISTERED_TRIAL
 from numpynet.sweeps.recording.names import TRIAL as TAG_TRIAL
@@ -30,6 +28,8 @@ from numpynet.sweeps.recording.names import TRIAL_STATE as TAG_STATE
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.search import budget, optuna_attrs, storage
 from numpynet.sweeps.search.best_model import registered_model_name
+from tests.helpers.commands import run_command, start_command
+from tests.helpers.services import free_port, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 

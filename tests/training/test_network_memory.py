@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
-from commands import run_command
+
+from tests.helpers.commands import run_command
 
 HUGE = "network.hidden=[100000,100000]"
 

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from commands import communicate_or_kill, run_command, start_command
 from mlflow import MlflowClient
+
+from tests.helpers.commands import communicate_or_kill, run_command, start_command
 
 
 def alias_bomb(levels: int = 9) -> str:
