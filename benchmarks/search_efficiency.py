@@ -21,7 +21,7 @@ the test split.
 
 This measures the search, not the tracking: the studies run in this
 process tree with an in-memory Optuna storage and no MLflow, built from the
-harness's own pieces (study file, ``SearchSpace``, ``numpynet.sweeps.search.study``'s
+harness's own pieces (study file, ``SearchSpace``, ``numpynet.sweeps.search.samplers``'
 sampler and pruner tables, ``compose_config``, ``build_network``,
 ``numpynet.sweeps.training.cross_validation.fit_folds``, ``numpynet.sweeps.search.refit.paired_interval``).
 The objective does what a sweep's trial does: report the study metric every
