@@ -2,7 +2,7 @@
 
 A cross-validated trial (``data.folds=K``) trains its K fold models one
 epoch at a time, in turn, so that it can report the mean curve every epoch
-(see ``sweeps/lockstep.py``). The alternative is K plain ``fit`` calls one
+(see ``sweeps/training/cross_validation.py``). The alternative is K plain ``fit`` calls one
 after another, which cannot prune on the mean. Both train exactly the same
 networks on the same folds (bit for bit, a test checks it), so the
 difference is the price of the lockstep: thread hand-overs at every epoch
@@ -47,7 +47,7 @@ def run(ctx: Context) -> SectionResult:
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.cross_validation import fit_folds
     from numpynet.sweeps.training.data import load_dataset
-    from numpynet.sweeps.training.network import build_network
+    from numpynet.sweeps.training.network_from_config import build_network
 
     rows, data = [], {}
     for name, overrides in _workloads(ctx):

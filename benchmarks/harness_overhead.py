@@ -10,7 +10,7 @@ The same K trials run two ways, interleaved (sweep, bare, then bare, sweep, ...)
   sampler seed fixed, so every repeat runs the same K configurations.
 - *bare*: the benchmark process reads each trial's overrides back from the
   Optuna study, composes the same config, builds the network with the
-  harness's own ``numpynet.sweeps.training.network.build_network`` and times
+  harness's own ``numpynet.sweeps.training.network_from_config.build_network`` and times
   ``NeuralNetwork.fit(X_train, y_train, X_val, y_val)`` (validation metrics
   every epoch, as a sweep needs them), with the same BLAS thread limit the
   sweep's worker uses. Data loading and config composition are outside the
@@ -115,7 +115,7 @@ class Comparison:
         self.trials: list[dict[str, Any]] | None = None  # from the first sweep run
         self.configs: list[Any] = []
         self.datasets = self.arrays = None
-        self.threads = max(1, os.cpu_count() or 1)  # what numpynet.sweeps.search.sweep gives a single worker
+        self.threads = max(1, os.cpu_count() or 1)  # what numpynet.sweeps.search.invocation gives a single worker
 
     # ------------------------------------------------------------ sweep side
     def sweep(self) -> dict[str, Any]:
@@ -159,7 +159,7 @@ class Comparison:
     def bare(self) -> dict[str, Any]:
         from threadpoolctl import threadpool_limits
 
-        from numpynet.sweeps.training.network import build_network
+        from numpynet.sweeps.training.network_from_config import build_network
 
         if self.trials is None:
             raise RuntimeError("the bare fits need the sweep's trials: run the sweep first")
@@ -190,7 +190,7 @@ class Comparison:
         """One 2-epoch fit of the size's config (first touch of numpy, BLAS, imports); not recorded."""
         from numpynet.sweeps.training.config import compose_config
         from numpynet.sweeps.training.data import load_dataset
-        from numpynet.sweeps.training.network import build_network
+        from numpynet.sweeps.training.network_from_config import build_network
 
         cfg = compose_config([*study_body(self.size, "warm-up")["overrides"], "train.epoch=2"])
         ds = load_dataset(cfg.data)
@@ -326,7 +326,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         "subprocess on a local store in a temporary folder (created beforehand, shared by the rounds), and "
         "the bare fits of the same K configurations in this process (config composed and data loaded "
         "outside the timed region; "
-        "`numpynet.sweeps.training.network.build_network`, then `fit` with the validation split; "
+        "`numpynet.sweeps.training.network_from_config.build_network`, then `fit` with the validation split; "
         "the same BLAS thread limit as "
         "the sweep's worker); the order alternates every round. *sweep s* is the lifetime of the sweep's "
         "MLflow parent run: it excludes interpreter start-up, imports, config composition, the data check "

@@ -51,8 +51,8 @@ LABELS = {"local": "local default (journal file + SQLite)", "postgresql": "Postg
 
 
 def _services():
-    sys.path.insert(0, str(REPO))  # tests/ is not an installed package
-    from tests import services
+    sys.path.insert(0, str(REPO))  # the checkout's tests package, wherever the benchmark runs from
+    from tests.helpers import services
 
     return services
 
@@ -91,8 +91,8 @@ def one_run(
     """Start ``workers`` numpynet-sweep processes on a fresh study; time them."""
     import optuna
 
-    sys.path.insert(0, str(REPO))  # tests/ is not an installed package
-    from tests import commands
+    sys.path.insert(0, str(REPO))  # the checkout's tests package, wherever the benchmark runs from
+    from tests.helpers import commands
 
     study = f"bench-{setup}-{workers}w-{secrets.token_hex(3)}"
     args = [f"sweep={sweep}", f"sweep.study_name={study}", f"tracking.experiment={study}"]

@@ -21,7 +21,7 @@ the test split.
 
 This measures the search, not the tracking: the studies run in this
 process tree with an in-memory Optuna storage and no MLflow, built from the
-harness's own pieces (study file, ``SearchSpace``, ``numpynet.sweeps.search.study``'s
+harness's own pieces (study file, ``SearchSpace``, ``numpynet.sweeps.search.samplers``'
 sampler and pruner tables, ``compose_config``, ``build_network``,
 ``numpynet.sweeps.training.cross_validation.fit_folds``, ``numpynet.sweeps.search.refit.paired_interval``).
 The objective does what a sweep's trial does: report the study metric every
@@ -111,7 +111,7 @@ def methods(problem: Problem) -> dict[str, list[str]]:
 
 def _prepare(p: Problem, overrides: list[str]):
     """(sweep config, base config, base overrides, search space) as a sweep would prepare them."""
-    from numpynet.sweeps.search.sweep import prepare
+    from numpynet.sweeps.search.invocation import prepare
 
     train = list(p.train_overrides) + ([f"train.epoch={p.epochs}"] if p.epochs else [])
     return prepare(p.study_file, [*overrides, f"n_trials={p.n_trials}"], train)
@@ -122,14 +122,14 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
     import optuna
     from threadpoolctl import threadpool_limits
 
-    from numpynet.sweeps.search import attrs, budget, samplers
+    from numpynet.sweeps.search import baseline, optuna_attrs, samplers
     from numpynet.sweeps.search.refit import refit_epochs
     from numpynet.sweeps.search.settings import plain
     from numpynet.sweeps.search.trial import ObjectiveCurve
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.cross_validation import fit_folds
     from numpynet.sweeps.training.data import load_dataset
-    from numpynet.sweeps.training.network import build_network
+    from numpynet.sweeps.training.network_from_config import build_network
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     p = Problem(**problem)
@@ -144,7 +144,7 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
         pruner=samplers.make_pruner(sweep["pruner"]),
     )
     if sweep.get("baseline"):
-        budget.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
+        baseline.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
     data = load_dataset(base_cfg.data)
     metric = sweep["metric"]
     folds = 1 if data.folds is None else len(data.folds)
@@ -176,7 +176,7 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
             trial.set_user_attr("epochs_run", (-1 if curve.epoch is None else curve.epoch + 1) * folds)
         if curve.value is None or not math.isfinite(curve.value):
             raise ValueError(f"{metric} is {curve.value!r} after training")
-        trial.set_user_attr(attrs.ATTR_BEST_EPOCH, curve.best_epoch)
+        trial.set_user_attr(optuna_attrs.ATTR_BEST_EPOCH, curve.best_epoch)
         return curve.value
 
     with threadpool_limits(limits=1):
@@ -261,7 +261,7 @@ def refit_scores(base: list[str], space, trial, n_seeds: int, epochs: int | None
     from numpynet.sweeps.search.refit import REFIT_OVERRIDES, trial_overrides
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.data import load_dataset
-    from numpynet.sweeps.training.network import build_network
+    from numpynet.sweeps.training.network_from_config import build_network
 
     scores = []
     extra = [] if epochs is None else [f"train.epoch={epochs}"]

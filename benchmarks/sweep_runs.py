@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-SWEEP_ROLE_TAG = "numpynet.role"  # "sweep" on the parent run (sweeps/sweep.py)
+SWEEP_ROLE_TAG = "numpynet.role"  # "sweep" on the parent run (sweeps/search/invocation.py)
 STUDY_TAG = "numpynet.study"
 
 

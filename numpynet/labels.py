@@ -1,8 +1,15 @@
-"""Label encoding: the sorted classes, each label's index in them, and the output layer's targets."""
+"""Label encoding: the output layer's size for a number of classes, the sorted classes, each label's index in
+them, and the output layer's targets."""
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def output_units(n_classes: int) -> int:
+    """Units of the output layer for ``n_classes`` classes: one sigmoid unit for 2, one softmax unit per class
+    otherwise."""
+    return 1 if n_classes == 2 else n_classes
 
 
 def unique_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

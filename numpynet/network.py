@@ -248,7 +248,7 @@ class NeuralNetwork:
             return dims
         if n_classes < 2:
             raise ValueError(f"y has {n_classes} class: a classifier needs at least 2 classes in y")
-        return [n_features, *s["hidden"], 1 if n_classes == 2 else n_classes]
+        return [n_features, *s["hidden"], labels.output_units(n_classes)]
 
     def _set_architecture(self, dims: list[int]) -> None:
         self.layer_dims_ = list(dims)

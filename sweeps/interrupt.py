@@ -138,3 +138,22 @@ def watch_parent(parent_pid: int, every: float = 0.5) -> threading.Thread:
     thread = threading.Thread(target=watch, name="numpynet-parent-watch", daemon=True)
     thread.start()
     return thread
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """The signal policy of every command: Ctrl-C, SIGTERM and SIGHUP act at the next safe point.
+
+    A safe point is an epoch boundary (``on_epoch`` calls
+    :func:`numpynet.sweeps.interrupt.check`), between trials, or the sweep's
+    watch loop; the run in progress then ends KILLED, never half-written.
+    """
+    try:
+        previous = install()
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        restore(previous)

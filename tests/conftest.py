@@ -9,11 +9,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import commands
 import pytest
-from _core_helpers import require_cat_data  # data in $NUMPYNET_CAT_DATA, ../shared, or beside the origin
-from services import mlflow_server, pg_database  # noqa: F401 - fixtures: one MLflow server per session; a database per module
-from session_needs import prepare
+
+from tests.helpers import commands
+from tests.helpers.core import require_cat_data  # data in $NUMPYNET_CAT_DATA, ../shared, or beside the origin
+from tests.helpers.services import mlflow_server, pg_database  # noqa: F401 - fixtures: one MLflow server per session; a database per module
+from tests.helpers.session_needs import prepare
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _THROWAWAY_PG = pytest.StashKey()
@@ -21,7 +22,7 @@ _THROWAWAY_PG = pytest.StashKey()
 
 def pytest_configure(config: pytest.Config) -> None:
     """Before any test: name what the selected tests lack in one line (exit 4), and start a throwaway
-    PostgreSQL when none answers (``tests/session_needs.py``). Once, in the process running the session."""
+    PostgreSQL when none answers (``tests/helpers/session_needs.py``). Once, in the process running the session."""
     if hasattr(config, "workerinput") or config.option.help or config.option.collectonly:
         return
     missing, server = prepare(config.args, config.invocation_params.dir)
@@ -36,10 +37,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     server = config.stash.get(_THROWAWAY_PG, None)
     if server is not None:
         server.stop()
-
-
-#: Overrides that make a digits run take well under a second.
-TINY = ["train.epoch=3", "network.hidden=[16]", "tracking.log_model=false", "tracking.experiment=tests"]
 
 
 @pytest.fixture(scope="session")
@@ -77,12 +74,12 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _template_stor
 
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory: pytest.TempPathFactory, _template_store: Path):
-    """``tiny_sweep(name)``: the record of the sweep ``name`` of ``_tiny_sweeps.STUDIES``.
+    """``tiny_sweep(name)``: the record of the sweep ``name`` of ``tests.helpers.tiny_sweeps.STUDIES``.
 
     Each runs once per session, in-process, on a copy of the template store,
     however many tests read it; a sweep that failed fails its readers at once.
     """
-    from _tiny_sweeps import run_tiny_sweep
+    from tests.helpers.tiny_sweeps import run_tiny_sweep
 
     done: dict[str, object] = {}
     failed: dict[str, Exception] = {}
@@ -234,7 +231,7 @@ def _tests_write_nowhere_in_the_checkout() -> Iterator[None]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _commands_start_warm() -> Iterator[None]:
-    """Commands are forked by a warm starter with the libraries imported (``tests/commands.py``);
+    """Commands are forked by a warm starter with the libraries imported (``tests/helpers/commands.py``);
     ``NUMPYNET_TESTS_COLD=1`` starts every command as a plain interpreter instead."""
     if os.environ.get("NUMPYNET_TESTS_COLD") != "1":
         commands.use_warm_starter()

@@ -1,1 +1,2 @@
-"""The harness, the command line: one policy for errors, logging, signals and exit codes."""
+"""The harness, the command line: the four commands and what they share (errors and exit status, logging,
+standard output)."""

@@ -91,7 +91,7 @@ class TrialProgress:
         self._bar.refresh()
 
     def _lines(self, done: int, total: int, study) -> None:
-        from numpynet.sweeps.search.attrs import counts_in_budget
+        from numpynet.sweeps.search.budget import counts_in_budget
 
         finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
         done = sum(counts_in_budget(t) for t in finished)  # from the same snapshot as the new trials below

@@ -29,7 +29,7 @@ from mlflow.exceptions import MlflowException
 from omegaconf import OmegaConf
 
 from numpynet.sweeps.cli.logged_config import load_logged_config, refuse_interpolations, refuse_sweep_parent
-from numpynet.sweeps.cli.policy import quiet_on_a_closed_pipe
+from numpynet.sweeps.cli.stdout_faults import quiet_on_a_closed_pipe
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording import store as tracking
@@ -125,7 +125,7 @@ class Reproduction:
         from threadpoolctl import threadpool_limits
 
         from numpynet import TrainingDiverged
-        from numpynet.sweeps.training.train import train
+        from numpynet.sweeps.training.trainer import train
 
         diverged: TrainingDiverged | None = None
         try:
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     from numpynet.sweeps import interrupt
-    from numpynet.sweeps.cli.policy import deferred_signals, print_error, report_error
+    from numpynet.sweeps.cli.exit_status import print_error, report_error
     from numpynet.sweeps.cli.progress import EpochProgress
 
     prog = "numpynet-reproduce"
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         progress.update(epoch, metrics)
 
     try:
-        with deferred_signals():
+        with interrupt.deferred_signals():
             with interrupt.at_once():  # reading the source run creates nothing: a signal stops it at once
                 reproduction = Reproduction(args.run_id, tracking_uri=args.tracking_uri, overrides=args.overrides)
             with EpochProgress(total=int(reproduction.cfg.train.epoch)) as progress:

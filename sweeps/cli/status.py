@@ -1,17 +1,14 @@
-"""``numpynet-status``: progress of a study read from its storage (:mod:`numpynet.sweeps.search.status`)."""
+"""``numpynet-status``: progress of a study read from its storage (:mod:`numpynet.sweeps.search.study_status`)."""
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Sequence
 
-from numpynet.sweeps.cli.policy import (
-    arguments_or_help,
-    exit_with_error,
-    quiet_on_a_closed_pipe,
-    setup_command_logging,
-    user_error_text,
-)
+from numpynet.sweeps.cli.command_logging import setup_command_logging
+from numpynet.sweeps.cli.exit_status import exit_with_error, user_error_text
+from numpynet.sweeps.cli.stdout_faults import quiet_on_a_closed_pipe
 
 STATUS_USAGE = """\
 numpynet-status: progress of a study from its shared storage.
@@ -40,7 +37,7 @@ def status_main(argv: Sequence[str] | None = None) -> None:
     list_all = "--all" in args
     args = [a for a in args if a != "--all"]
     setup_command_logging()
-    from numpynet.sweeps.search.status import status_report
+    from numpynet.sweeps.search.study_status import status_report
 
     try:
         print(status_report(args, list_all=list_all))
@@ -49,3 +46,13 @@ def status_main(argv: Sequence[str] | None = None) -> None:
         if text is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         exit_with_error("numpynet-status", text, 2)
+
+
+# no Hydra app: the arguments name a study, not a config
+def arguments_or_help(argv: Sequence[str] | None, usage: str) -> list[str] | None:
+    """The command's arguments (``sys.argv[1:]`` by default); ``None`` once ``usage`` is printed for -h / --help."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in args or "--help" in args:
+        print(usage)
+        return None
+    return args

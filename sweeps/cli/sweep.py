@@ -1,4 +1,4 @@
-"""``numpynet-sweep``: the command line of a sweep (the study runs in :mod:`numpynet.sweeps.search.sweep`).
+"""``numpynet-sweep``: the command line of a sweep (the study runs in :mod:`numpynet.sweeps.search.invocation`).
 
 Arguments are Hydra overrides, parsed by Hydra's own grammar: ``sweep`` is the
 config group of the study files (``sweep=NAME`` picks ``conf/sweep/NAME.yaml``,
@@ -17,22 +17,17 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from numpynet.sweeps.cli.command_logging import setup_command_logging
+from numpynet.sweeps.cli.exit_status import DEBUG_FLAG, exit_with_error, hydra_message, user_error_text
 from numpynet.sweeps.cli.hydra_flags import parse_flags
-from numpynet.sweeps.cli.policy import (
-    DEBUG_FLAG,
-    exit_with_error,
-    hydra_message,
-    quiet_on_a_closed_pipe,
-    setup_command_logging,
-    user_error_text,
-)
 from numpynet.sweeps.cli.progress import TrialProgress
+from numpynet.sweeps.cli.stdout_faults import quiet_on_a_closed_pipe
 from numpynet.sweeps.cli.summary import print_summary
 from numpynet.sweeps.errors import StoreError, UserError
 
 PROG = "numpynet-sweep"
 
-#: what the interrupt message says, by what the sweep was doing (numpynet.sweeps.search.plan's stages)
+#: what the interrupt message says, by what the sweep was doing (numpynet.sweeps.search.invocation's stages)
 WHAT_STOPPED = {
     "trials": "during the trials: any trial that was running is marked FAIL (not counted) and its values queued: "
     "the same command resumes the study and runs them first; its MLflow run is ended KILLED, and the "
@@ -86,7 +81,7 @@ def sweep_main(argv: Sequence[str] | None = None) -> None:
 
 def _run(name: str, sweep_overrides: list[str], train_overrides: list[str], debug: bool) -> None:
     setup_command_logging()
-    from numpynet.sweeps.search.sweep import SweepInterrupted, run_sweep
+    from numpynet.sweeps.search.invocation import SweepInterrupted, run_sweep
 
     bar = TrialProgress()
     try:

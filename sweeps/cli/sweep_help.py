@@ -25,7 +25,7 @@ def help_text(
     sweep_name: str, sweep_overrides: Sequence[str], train_overrides: Sequence[str], resolve: bool = False
 ) -> str:
     """``numpynet-sweep --help``: header, groups (the study files included), the study's keys, footer."""
-    from numpynet.sweeps.cli.policy import register_help_resolvers
+    from numpynet.sweeps.cli.config_groups import register_help_resolvers
     from numpynet.sweeps.search.settings import base_overrides, load_sweep_config
 
     study = load_sweep_config(sweep_name, sweep_overrides)

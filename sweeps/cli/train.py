@@ -7,17 +7,19 @@ from typing import Any
 from omegaconf import DictConfig
 
 from numpynet.sweeps import interrupt
-from numpynet.sweeps.cli.policy import EXIT_OK, quiet_on_a_closed_pipe, run_hydra_app
+from numpynet.sweeps.cli.exit_status import EXIT_OK
+from numpynet.sweeps.cli.hydra_app import run_hydra_app
+from numpynet.sweeps.cli.stdout_faults import quiet_on_a_closed_pipe
 
 
 def _train_task(cfg: DictConfig) -> int:
     from numpynet.sweeps.cli.progress import EpochProgress
-    from numpynet.sweeps.training.train import train
+    from numpynet.sweeps.training.trainer import train
 
     refuse_interpolations_from_files(cfg)
 
     def on_epoch(epoch: int, metrics: dict) -> None:
-        interrupt.check()  # Ctrl-C / SIGTERM stop the run here: it ends KILLED (see policy.deferred_signals)
+        interrupt.check()  # Ctrl-C / SIGTERM stop the run here: it ends KILLED (see interrupt.deferred_signals)
         progress.update(epoch, metrics)
 
     with EpochProgress(total=int(cfg.train.epoch)) as progress:

@@ -16,13 +16,10 @@ from typing import Any
 
 import numpy as np
 from mlflow import MlflowClient
-from omegaconf import DictConfig
 
 from numpynet import NeuralNetwork
-from numpynet.sweeps.recording.names import CONFIG_ARTIFACT, MODEL_NAME, WEIGHTS_ARTIFACT
-from numpynet.sweeps.recording.redact import recordable_config
+from numpynet.sweeps.recording.names import MODEL_NAME, WEIGHTS_ARTIFACT
 from numpynet.sweeps.recording.store import retry_locked
-from numpynet.sweeps.training.config import to_yaml
 from numpynet.sweeps.training.data import Dataset
 from numpynet.sweeps.training.ensemble import FOLD_WEIGHTS, FoldEnsemble, members
 
@@ -60,16 +57,6 @@ def weights_digest(network: NeuralNetwork | FoldEnsemble) -> str:
         for array in (*member.coefs_, *member.intercepts_):
             digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
-
-
-def log_config(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:
-    """``config.yaml``, in its recordable form (URLs masked), sent when the run starts.
-
-    Logged before training rather than with the other files, so that a run
-    that diverges, fails or is killed can still be reproduced.
-    """
-    text = to_yaml(recordable_config(cfg))
-    retry_locked(lambda: client.log_text(run_id, text, CONFIG_ARTIFACT))
 
 
 def write_run_files(
@@ -159,7 +146,7 @@ def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork |
     ``mlflow.models.Model.log`` gets the run id, so no "active run" or
     "active experiment" global is involved. (``Model.log`` still reads the
     tracking URI from MLflow's global setting, which
-    :func:`numpynet.sweeps.training.train.train` points at this run's store.)
+    :func:`numpynet.sweeps.training.trainer.train` points at this run's store.)
     """
     import mlflow
     from mlflow.models import Model, infer_signature

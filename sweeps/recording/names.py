@@ -2,14 +2,12 @@
 
 One place, so that a reader of the records (the UI, ``numpynet-status``, a
 test, a notebook) and every writer agree. Optuna's own user attributes live
-with the search (:mod:`numpynet.sweeps.search.attrs`).
+with the search (:mod:`numpynet.sweeps.search.optuna_attrs`).
 """
 
 from __future__ import annotations
 
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME  # noqa: F401 - re-exported
-
-PREFIX = "numpynet."
 
 # ------------------------------------------------------------- every run
 VERSION = "numpynet.version"
@@ -88,7 +86,6 @@ REPRODUCED_FROM = "numpynet.reproduced_from"
 REPRODUCTION = "numpynet.reproduction"  # the verdict: bit-identical or not
 
 # ---------------------------------------------------------------- metrics
-CURVES = ("train_cost", "train_accuracy", "val_cost", "val_accuracy", "learning_rate")  # step = epoch
 RUN_FIGURES = ("fit_seconds", "epochs_run", "logging_seconds")
 
 # -------------------------------------------------------------- artifacts

@@ -44,7 +44,7 @@ from numpynet.sweeps.recording.names import (
 from numpynet.sweeps.recording.names import (
     WORKER as TAG_WORKER,
 )
-from numpynet.sweeps.search import attrs, heartbeats
+from numpynet.sweeps.search import heartbeats, optuna_attrs
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _quoted(value: str) -> str:
 
 def _trial_runs(client: MlflowClient, study_name: str, trial: FrozenTrial, experiment_id: str | None) -> list:
     """The trial's child run: by the id the trial recorded at its start, else by its tags."""
-    run_id = trial.user_attrs.get(attrs.ATTR_RUN_ID)
+    run_id = trial.user_attrs.get(optuna_attrs.ATTR_RUN_ID)
     if run_id:
         try:
             return [client.get_run(run_id)]
@@ -89,10 +89,10 @@ def close_dead_trial_runs(
     client: MlflowClient, study_name: str, trial: FrozenTrial, experiment_id: str | None = None
 ) -> list[str]:
     """End KILLED the runs left RUNNING by the dead worker of ``trial``; returns their ids."""
-    dead = trial.user_attrs.get(attrs.ATTR_WORKER, "unknown worker")
+    dead = trial.user_attrs.get(optuna_attrs.ATTR_WORKER, "unknown worker")
     reason = (
         f"worker {dead} stopped sending heartbeats during trial {trial.number} (killed or lost); "
-        f"trial marked FAIL by {attrs.worker_id()} after the grace period"
+        f"trial marked FAIL by {heartbeats.worker_id()} after the grace period"
     )
     closed: list[str] = []
     for run in _trial_runs(client, study_name, trial, experiment_id):
@@ -146,7 +146,7 @@ def close_dead_local_parents(client: MlflowClient, experiment_id: str, study_nam
         client.set_tag(
             run.info.run_id,
             TAG_FAIL_REASON,
-            f"sweep process {worker} ended without cleanup (killed); run ended KILLED by {attrs.worker_id()}",
+            f"sweep process {worker} ended without cleanup (killed); run ended KILLED by {heartbeats.worker_id()}",
         )
         client.set_terminated(run.info.run_id, "KILLED")
         log.warning("MLflow parent run %s of dead sweep process %s ended KILLED", run.info.run_id, worker)
@@ -263,7 +263,7 @@ def close_stale_parents(
             run.info.run_id,
             TAG_FAIL_REASON,
             f"sweep process {worker} stopped sending heartbeats {now - beat:.0f} s ago (grace period "
-            f"{grace:g} s): killed or lost; run ended KILLED by {attrs.worker_id()}",
+            f"{grace:g} s): killed or lost; run ended KILLED by {heartbeats.worker_id()}",
         )
         client.set_terminated(run.info.run_id, "KILLED")
         log.warning(

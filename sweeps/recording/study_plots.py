@@ -227,7 +227,7 @@ def slice_plot(study: optuna.Study, metric: str = "objective value") -> Figure:
     axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / height, top=1 - 0.75 / height, wspace=0.08, hspace=0.4)
     best = _best(study)
-    for ax, name in zip(axes[: len(names)], names, strict=True):  # the grid may have spare axes
+    for ax, name in zip(axes, names, strict=False):  # a grid may hold more axes than parameters: hidden below
         dist = dists[name]
         having = [t for t in trials if name in t.params]
         ys = np.array([t.value for t in having], dtype=float)

@@ -1,6 +1,6 @@
 """The best trial's model at the end of a sweep: its figures, its pyfunc model on the parent, its registry entry.
 
-Independent of the study plots (:mod:`numpynet.sweeps.search.report` runs
+Independent of the study plots (:mod:`numpynet.sweeps.recording.sweep_report` runs
 both at once): everything here reads the best trial's own MLflow run (its
 weights and curves) and writes to that run, the parent run and the model
 registry.
@@ -22,7 +22,7 @@ from numpynet.sweeps.errors import StoreError
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.names import STUDY as TAG_REGISTERED_STUDY
 from numpynet.sweeps.recording.names import TRIAL as TAG_REGISTERED_TRIAL
-from numpynet.sweeps.search import attrs, budget
+from numpynet.sweeps.search import budget, optuna_attrs
 from numpynet.sweeps.search.run_records import unreadable_run_file
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_r
             child_run_id,
             plan.parent_run_id,
             base_cfg,
-            figures=child_run_id == best.user_attrs.get(attrs.ATTR_RUN_ID),
+            figures=child_run_id == best.user_attrs.get(optuna_attrs.ATTR_RUN_ID),
         )
     except StoreError:
         raise

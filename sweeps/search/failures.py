@@ -26,7 +26,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from numpynet.sweeps.errors import SweepStopped
-from numpynet.sweeps.search import attrs
+from numpynet.sweeps.search import optuna_attrs
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def fault_message(reason: str, trial_number: int | None = None) -> str:
 
 
 def stop_key(invocation: str) -> str:
-    return attrs.STUDY_ATTR_STOP + invocation
+    return optuna_attrs.STUDY_ATTR_STOP + invocation
 
 
 def request_stop(study: optuna.Study, invocation: str, message: str, exit_code: int) -> None:
@@ -101,22 +101,24 @@ def same_error_stop(trials: list[FrozenTrial], invocation: str, n_first: int) ->
     and the same reason. A numeric failure or a success among them means the
     values matter, so the sweep goes on.
     """
-    mine = sorted((t for t in trials if t.user_attrs.get(attrs.ATTR_INVOCATION) == invocation), key=lambda t: t.number)
+    mine = sorted(
+        (t for t in trials if t.user_attrs.get(optuna_attrs.ATTR_INVOCATION) == invocation), key=lambda t: t.number
+    )
     first = mine[: max(1, n_first)]
     if len(first) < max(1, n_first):
         return None
-    if not all(t.state == TrialState.FAIL and t.user_attrs.get(attrs.ATTR_FAIL_KIND) == ERROR for t in first):
+    if not all(t.state == TrialState.FAIL and t.user_attrs.get(optuna_attrs.ATTR_FAIL_KIND) == ERROR for t in first):
         return None
-    reasons = {t.user_attrs.get(attrs.ATTR_FAIL_REASON) for t in first}
+    reasons = {t.user_attrs.get(optuna_attrs.ATTR_FAIL_REASON) for t in first}
     return reasons.pop() if len(reasons) == 1 else None
 
 
 def too_many_errors(trials: list[FrozenTrial], invocation: str, limit: int) -> int:
     """Errors of this invocation, when more than ``limit`` (they do not count, so they could go on forever)."""
     errors = sum(
-        t.user_attrs.get(attrs.ATTR_INVOCATION) == invocation
+        t.user_attrs.get(optuna_attrs.ATTR_INVOCATION) == invocation
         and t.state == TrialState.FAIL
-        and t.user_attrs.get(attrs.ATTR_FAIL_KIND) == ERROR
+        and t.user_attrs.get(optuna_attrs.ATTR_FAIL_KIND) == ERROR
         for t in trials
     )
     return errors if errors > limit else 0

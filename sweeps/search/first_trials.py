@@ -103,7 +103,7 @@ def _check_one(
     composed: dict[tuple[str, ...], DictConfig],
 ) -> None:
     from numpynet.sweeps.training.data import load_dataset
-    from numpynet.sweeps.training.network import CORE_ARGUMENTS, build_network, check_network_fits
+    from numpynet.sweeps.training.network_from_config import CORE_ARGUMENTS, build_network, check_network_fits
 
     overrides = space.overrides(sampled)
     where = f" (with the sampled values {' '.join(overrides)})" if overrides else ""

@@ -4,6 +4,8 @@ Optuna sends heartbeats only from ``study.optimize``; under ask-and-tell there i
 public API for them, so this module uses ``study._storage`` and ``trial._trial_id``
 (record a heartbeat, read a trial by id, mark a dead worker's trial FAIL). Keep such uses here:
 the budget and the workers read a trial's stored state through :func:`stored_trial`.
+A worker is named by :func:`worker_id` (host:pid) on its trials and runs, which tells
+whether a worker of this host is still alive.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Callable, Iterator
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from numpynet.sweeps.search.attrs import (
+from numpynet.sweeps.search.optuna_attrs import (
     ATTR_HEARTBEAT,
     ATTR_INTERRUPTED,
     ATTR_RUN_ID,
@@ -26,6 +28,10 @@ from numpynet.sweeps.search.attrs import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}"
 
 
 # ------------------------------------------------------------ workers' loop
@@ -128,7 +134,7 @@ def fail_dead_local_trials(
     ``interrupted`` and do not use up the budget; their values are queued, as
     those of a trial stopped by a signal, so resuming runs them first.
     """
-    from numpynet.sweeps.search.budget import requeue_interrupted  # budget imports this module
+    from numpynet.sweeps.search.interrupted_trials import requeue_interrupted  # which imports this module
 
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

@@ -109,7 +109,7 @@ def grammar_error(arg: str, exc: BaseException) -> str:
     """Hydra's parse error in one line: the override, what the parser expected, how to quote, where the grammar is.
 
     The one wording of a malformed override, for ``numpynet-sweep`` and ``numpynet-train`` alike
-    (:func:`numpynet.sweeps.cli.policy.report_error`)."""
+    (:func:`numpynet.sweeps.cli.exit_status.report_error`)."""
     lines = [ln for ln in str(exc).splitlines() if ln.strip()]
     lexer = "LexerNoViableAltException: "
     if lines and lines[0].startswith(lexer) and len(lines) > 1 and lines[1].strip() == "^":

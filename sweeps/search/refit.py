@@ -54,7 +54,7 @@ from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.search.verdict import METHOD as VERDICT_METHOD
 from numpynet.sweeps.search.verdict import PairedInterval, crossed_interval
 from numpynet.sweeps.training.config import compose_config
-from numpynet.sweeps.training.train import CORRECT_BY_TEST_ROW
+from numpynet.sweeps.training.trainer import CORRECT_BY_TEST_ROW
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ Train = Callable[..., dict[str, Any]]
 
 def refit_epochs(trial: FrozenTrial) -> int | None:
     """The epochs a refit of ``trial`` trains when the study's objective is the best epoch."""
-    from numpynet.sweeps.search.attrs import ATTR_BEST_EPOCH
+    from numpynet.sweeps.search.optuna_attrs import ATTR_BEST_EPOCH
 
     epoch = trial.user_attrs.get(ATTR_BEST_EPOCH)
     return None if epoch is None else int(epoch) + 1
@@ -183,7 +183,7 @@ def refit(
     on_run: Callable[[str], None] | None = None,
     rule: str = ALL_DATA,
 ) -> RefitReport:
-    """Run the refits (see the module doc); ``train`` is :func:`numpynet.sweeps.training.train.train`.
+    """Run the refits (see the module doc); ``train`` is :func:`numpynet.sweeps.training.trainer.train`.
 
     With ``best_epoch`` (``sweep.objective=best``) the chosen configuration
     is refitted for the epochs its cross-validated curve peaked at; the

@@ -36,7 +36,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from numpynet.sweeps import interrupt
-from numpynet.sweeps.search import attrs, heartbeats, storage
+from numpynet.sweeps.search import heartbeats, optuna_attrs, storage
 from numpynet.sweeps.search.refit import Comparison, RefitReport
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,8 @@ def refit_once(
     ``on_dead(study, trial)`` ends the MLflow runs of a dead worker's trial
     failed while waiting (as :func:`heartbeats.fail_dead_local_trials` does).
     """
-    from numpynet.sweeps.search.budget import baseline_trial
-    from numpynet.sweeps.search.report import best_trial
+    from numpynet.sweeps.search.baseline import baseline_trial
+    from numpynet.sweeps.search.sweep_summary import best_trial
 
     wait_for_other_workers(study, storage_url, on_dead)
     with refit_lock(storage_url, study.study_name):
@@ -181,8 +181,11 @@ def wait_for_other_workers(
 
 
 def _watchable(trial: FrozenTrial) -> bool:
-    worker = trial.user_attrs.get(attrs.ATTR_WORKER, "")
-    return attrs.ATTR_HEARTBEAT in trial.user_attrs or worker.rpartition(":")[0] == attrs.worker_id().rpartition(":")[0]
+    worker = trial.user_attrs.get(optuna_attrs.ATTR_WORKER, "")
+    return (
+        optuna_attrs.ATTR_HEARTBEAT in trial.user_attrs
+        or worker.rpartition(":")[0] == heartbeats.worker_id().rpartition(":")[0]
+    )
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from numpynet.sweeps.errors import StoreError
 from numpynet.sweeps.recording.redact import mask_url
-from numpynet.sweeps.search.attrs import ATTR_RUN_ID
+from numpynet.sweeps.search.optuna_attrs import ATTR_RUN_ID
 
 SAMPLE = 3  # the latest finished trials whose runs are looked up (one lookup each)
 

@@ -1,4 +1,7 @@
-"""Samplers and pruners by name: one table each, built from a study file's ``sampler`` / ``pruner``."""
+"""Samplers and pruners by name: one table each, built from a study file's ``sampler`` / ``pruner``.
+
+Each worker that joins a study gets its own sampler seed (:func:`join_study`).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,31 @@ from typing import Any, Mapping, Sequence
 import optuna
 
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.budget import budget_lock
+from numpynet.sweeps.search.optuna_attrs import STUDY_ATTR_BUDGET, STUDY_ATTR_JOINED
 from numpynet.sweeps.training.checks import SEED_MAX
 
 log = logging.getLogger(__name__)
+
+
+def join_study(
+    study: optuna.Study, url: str, sampler_spec: Mapping[str, Any], space, n_trials: int | None = None
+) -> int:
+    """Register a worker on the study; give it a sampler seeded for it alone.
+
+    Workers started on several machines all say ``sampler.seed=0``; seeded
+    alike, they would propose the same first configurations. The k-th worker
+    that ever joins the study gets seed + k (so the first worker of a fresh
+    study keeps the seed, and a one-worker study stays reproducible).
+    Returns k.
+    """
+    with budget_lock(url, study.study_name):
+        joined = int(study.user_attrs.get(STUDY_ATTR_JOINED, 0))
+        study.set_user_attr(STUDY_ATTR_JOINED, joined + 1)
+        if n_trials is not None:
+            study.set_user_attr(STUDY_ATTR_BUDGET, int(n_trials))
+    study.sampler = make_sampler(sampler_spec, space, joined)
+    return joined
 
 
 class GridSampler(optuna.samplers.GridSampler):

@@ -18,8 +18,9 @@ from optuna.trial import FrozenTrial
 
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording.redact import mask_url
-from numpynet.sweeps.search.attrs import ATTR_WORKER, worker_id
+from numpynet.sweeps.search.heartbeats import worker_id
 from numpynet.sweeps.search.journal_lock import OwnedJournalLock
+from numpynet.sweeps.search.optuna_attrs import ATTR_WORKER
 
 log = logging.getLogger(__name__)
 

@@ -36,11 +36,11 @@ from numpynet.sweeps import interrupt
 from numpynet.sweeps.errors import SweepStopped
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.redact import mask_urls_in, recordable_overrides
-from numpynet.sweeps.search import attrs, budget, failures
+from numpynet.sweeps.search import failures, heartbeats, interrupted_trials, optuna_attrs
 from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.training.data import load_dataset
 from numpynet.sweeps.training.prepared import PreparedConfig
-from numpynet.sweeps.training.train import Trainer
+from numpynet.sweeps.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +111,12 @@ class TrialPipeline:
         )
         base = self.prepared.composed({})
         load_dataset(base.data)  # loaded (and cached) before the first trial
-        self.worker = attrs.worker_id()
+        self.worker = heartbeats.worker_id()
 
     def __call__(self, study: optuna.Study, trial: optuna.Trial) -> TrialOutcome:
-        trial.set_user_attr(attrs.ATTR_WORKER, self.worker)
+        trial.set_user_attr(optuna_attrs.ATTR_WORKER, self.worker)
         if self.parent_run_id is not None:
-            trial.set_user_attr(attrs.ATTR_INVOCATION, self.parent_run_id)
+            trial.set_user_attr(optuna_attrs.ATTR_INVOCATION, self.parent_run_id)
         curve = ObjectiveCurve(self.objective, self.maximize)
         sampled: dict[str, Any] = {}
         run_id: str | None = None
@@ -151,29 +151,29 @@ class TrialPipeline:
             run_id = self.trainer.start(
                 cfg, dataset, parent_run_id=self.parent_run_id, experiment_id=self.experiment_id, tags=tags
             )
-            trial.set_user_attr(attrs.ATTR_RUN_ID, run_id)
+            trial.set_user_attr(optuna_attrs.ATTR_RUN_ID, run_id)
             self.trainer.fit(
                 run_id, cfg, dataset, on_epoch=on_epoch, stop_exceptions=(optuna.TrialPruned,), end_run=False
             )
         except optuna.TrialPruned:
-            trial.set_user_attr(attrs.ATTR_PRUNED_EPOCH, curve.epoch)
+            trial.set_user_attr(optuna_attrs.ATTR_PRUNED_EPOCH, curve.epoch)
             outcome = self._finish(
                 study, trial, TrialState.PRUNED, None, run_id, sampled, {names.PRUNED_EPOCH: str(curve.epoch)}, named
             )
         except (KeyboardInterrupt, SystemExit):
-            trial.set_user_attr(attrs.ATTR_INTERRUPTED, True)
+            trial.set_user_attr(optuna_attrs.ATTR_INTERRUPTED, True)
             self._finish(
                 study, trial, TrialState.FAIL, None, run_id, sampled, {names.FAILURE_REASON: "interrupted"}, named
             )
-            budget.requeue_interrupted(study, trial)
+            interrupted_trials.requeue_interrupted(study, trial)
             raise
         except Exception as exc:  # diverged, bad sampled value, any bug: the study goes on
             reason = mask_urls_in(f"{type(exc).__name__}: {exc}")[:500]
             kind = failures.classify(exc)
             if kind != failures.FAULT:  # a fault stops the sweep, whose one error line says it
                 log.warning("trial %d failed (%s): %s", trial.number, kind, reason)
-            trial.set_user_attr(attrs.ATTR_FAIL_REASON, reason)
-            trial.set_user_attr(attrs.ATTR_FAIL_KIND, kind)
+            trial.set_user_attr(optuna_attrs.ATTR_FAIL_REASON, reason)
+            trial.set_user_attr(optuna_attrs.ATTR_FAIL_KIND, kind)
             outcome = self._finish(
                 study, trial, TrialState.FAIL, None, run_id, sampled, {names.FAILURE_REASON: reason}, named
             )
@@ -182,11 +182,11 @@ class TrialPipeline:
         else:
             value = curve.value
             if curve.best_epoch is not None:
-                trial.set_user_attr(attrs.ATTR_BEST_EPOCH, curve.best_epoch)
+                trial.set_user_attr(optuna_attrs.ATTR_BEST_EPOCH, curve.best_epoch)
             if value is None or not math.isfinite(value):
                 reason = f"{self.metric} is {value!r} after training"
-                trial.set_user_attr(attrs.ATTR_FAIL_REASON, reason)
-                trial.set_user_attr(attrs.ATTR_FAIL_KIND, failures.NUMERIC)
+                trial.set_user_attr(optuna_attrs.ATTR_FAIL_REASON, reason)
+                trial.set_user_attr(optuna_attrs.ATTR_FAIL_KIND, failures.NUMERIC)
                 outcome = self._finish(
                     study, trial, TrialState.FAIL, None, run_id, sampled, {names.FAILURE_REASON: reason}, named
                 )
@@ -201,18 +201,18 @@ class TrialPipeline:
         run's name says the outcome (:func:`names.trial_run_name`)."""
         if run_id is not None:
             if named:
-                outcome = "INTERRUPTED" if trial.user_attrs.get(attrs.ATTR_INTERRUPTED) else state.name
+                outcome = "INTERRUPTED" if trial.user_attrs.get(optuna_attrs.ATTR_INTERRUPTED) else state.name
                 tags = {
                     **tags,
                     names.MLFLOW_RUN_NAME: names.trial_run_name(
-                        trial.number, outcome, value, trial.user_attrs.get(attrs.ATTR_PRUNED_EPOCH)
+                        trial.number, outcome, value, trial.user_attrs.get(optuna_attrs.ATTR_PRUNED_EPOCH)
                     ),
                 }
             status = (
                 "FINISHED"
                 if state in (TrialState.COMPLETE, TrialState.PRUNED)
                 else "KILLED"
-                if trial.user_attrs.get(attrs.ATTR_INTERRUPTED)
+                if trial.user_attrs.get(optuna_attrs.ATTR_INTERRUPTED)
                 else "FAILED"
             )
             try:

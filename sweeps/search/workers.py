@@ -1,5 +1,7 @@
 """Workers: the loop that runs a study's trials in one process, and the processes of ``sweep.n_jobs``.
 
+A worker gets the :class:`SweepPlan` (picklable) and opens everything else itself.
+
 Each worker prepares its trial pipeline once (data, config, MLflow store and
 experiment, search space), then asks for trials under the study's budget
 lock until the budget is used up. With ``n_jobs`` > 1 the workers are
@@ -17,6 +19,7 @@ import os
 import signal
 import sys
 import warnings
+from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_for_processes
 from pathlib import Path
 from typing import Callable
@@ -27,14 +30,27 @@ from numpynet.sweeps import interrupt
 from numpynet.sweeps.errors import StoreError, SweepStopped, UserError
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.recording.stale_runs import CloseDeadTrialRuns
-from numpynet.sweeps.search import attrs, budget, failures, heartbeats, samplers, storage
-from numpynet.sweeps.search.plan import SweepPlan
+from numpynet.sweeps.search import budget, failures, heartbeats, interrupted_trials, optuna_attrs, samplers, storage
 from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.search.trial import TrialOutcome, TrialPipeline
 from numpynet.sweeps.training.config import CONF_DIR, compose_config
-from numpynet.sweeps.training.train import Trainer
+from numpynet.sweeps.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepPlan:
+    """Everything a worker process needs (picklable)."""
+
+    sweep: dict
+    base_overrides: list[str]
+    storage_url: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str | None = None
+    n_threads: int | None = None
+    n_first: int = failures.FIRST_TRIALS  # trials the same-error stop rule looks at (numpynet.sweeps.search.failures)
 
 
 def run_worker(
@@ -59,7 +75,7 @@ def run_worker(
     base_cfg = compose_config(plan.base_overrides)
     space = SearchSpace.from_config(sweep["space"], base_cfg, CONF_DIR)
     study = study or open_study(plan, space, worker_index)
-    budget.join_study(study, plan.storage_url, sweep["sampler"], space, sweep["n_trials"])  # own sampler seed
+    samplers.join_study(study, plan.storage_url, sweep["sampler"], space, sweep["n_trials"])  # own sampler seed
     trainer = trainer or Trainer(plan.tracking_uri)
     pipeline = TrialPipeline(
         space,
@@ -123,8 +139,8 @@ def _trial_loop(
                     outcome = pipeline(study, trial)
             except KeyboardInterrupt:
                 if trial is not None:  # e.g. interrupted before the runner took charge of it
-                    budget.mark_interrupted(study, trial)
-                    budget.requeue_interrupted(study, trial)
+                    interrupted_trials.mark_interrupted(study, trial)
+                    interrupted_trials.requeue_interrupted(study, trial)
                 raise
             except SweepStopped as exc:
                 if invocation is not None:
@@ -182,8 +198,8 @@ def _fail_as_fault(study: optuna.Study, trial: optuna.Trial, reason: str) -> Non
     try:
         if heartbeats.stored_trial(study, trial).state.is_finished():
             return
-        trial.set_user_attr(attrs.ATTR_FAIL_REASON, reason[:500])
-        trial.set_user_attr(attrs.ATTR_FAIL_KIND, failures.FAULT)
+        trial.set_user_attr(optuna_attrs.ATTR_FAIL_REASON, reason[:500])
+        trial.set_user_attr(optuna_attrs.ATTR_FAIL_KIND, failures.FAULT)
         study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
     except Exception as exc:
         log.warning("could not mark trial %d FAIL after a fault: %s", trial.number, exc)
@@ -257,12 +273,12 @@ def _warm_up_for_the_report() -> None:
     The parent only watches; without this, the model-logging modules, MLflow's
     scan of the installed packages, the importance evaluator's imports and matplotlib's first
     draw were paid after the last trial, on the clock (see
-    :func:`numpynet.sweeps.search.report.warm_up`). With ``n_jobs=1`` the trials
+    :func:`numpynet.sweeps.recording.sweep_report.warm_up`). With ``n_jobs=1`` the trials
     run in this very interpreter, where the same work would only slow them.
     """
-    from numpynet.sweeps.search import report
+    from numpynet.sweeps.recording import sweep_report
 
-    report.warm_up()
+    sweep_report.warm_up()
 
 
 def run_processes(

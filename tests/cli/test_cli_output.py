@@ -13,14 +13,14 @@ from pathlib import Path
 
 import optuna
 import pytest
-from commands import run_command
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
-from services import free_port
 
-from numpynet.sweeps.cli.policy import training_groups
+from numpynet.sweeps.cli.config_groups import training_groups
 from numpynet.sweeps.cli.progress import TrialProgress
 from numpynet.sweeps.cli.summary import runs_page_url, ui_command
+from tests.helpers.commands import run_command
+from tests.helpers.services import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def test_train_help_lists_only_the_groups_training_accepts(tmp_path):
         for option in options:
             compose_config([f"{group}={option}"])
     assert not list(tmp_path.iterdir()), "--help wrote files"
-    # the group it used to list is refused, and no longer offered
+    # conf/sweep/ is not a training group: numpynet-train refuses it, and its help does not list it
     refused = run_command("numpynet-train", ["sweep=default", "--cfg", "job"], tmp_path, tracking_uri=None)
     assert refused.returncode == 2 and "sweep" in refused.stderr
     # the footer's UI command is this environment's mlflow

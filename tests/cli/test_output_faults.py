@@ -1,7 +1,7 @@
 """Issue 23, item 11 (output): a store that turns read-only mid-sweep is one line, not pages of SQL; a standard
 output that refuses writes is one line, not a traceback.
 
-Before, a read-only ``mlflow.db`` mid-sweep printed 58 lines: each failing
+Left to SQLAlchemy, a read-only ``mlflow.db`` mid-sweep prints 58 lines: each failing
 write's warning with SQLAlchemy's statement, its parameters and a link. The
 store is made to refuse writes from its 40th on, exactly as SQLite refuses
 them (``sqlite3.OperationalError`` wrapped by SQLAlchemy), by a
@@ -14,7 +14,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from commands import run_command
+
+from tests.helpers.commands import run_command
 
 READ_ONLY_AFTER = """
 import sqlite3
@@ -59,7 +60,7 @@ def test_a_store_that_turns_read_only_mid_sweep_is_one_line(store: Path) -> None
 
 
 def test_a_database_errors_warning_is_one_line_and_said_once() -> None:
-    from numpynet.sweeps.cli.policy import StoreFaultOnce
+    from numpynet.sweeps.cli.command_logging import StoreFaultOnce
 
     sql = (
         "(sqlite3.OperationalError) attempt to write a readonly database\n[SQL: INSERT INTO tags (key) "
@@ -78,8 +79,8 @@ def test_a_database_errors_warning_is_one_line_and_said_once() -> None:
 
 
 def test_a_failed_write_stays_a_store_fault_however_it_is_re_raised() -> None:
-    """The recorder's error is a StoreError: ``raise ... from None`` on its way up (train.py) used to
-    drop the database error it was caused by, and the fault was counted as a config error."""
+    """The recorder's error is a StoreError that keeps the database error it was caused by, even through
+    ``raise ... from None`` on its way up (trainer.py): the fault is not counted as a config error."""
     from numpynet.sweeps.recording.recorder import Recorder
     from numpynet.sweeps.search import failures
 
@@ -105,8 +106,9 @@ def test_a_failed_write_stays_a_store_fault_however_it_is_re_raised() -> None:
 )
 def test_a_standard_output_that_refuses_writes_is_one_line(store: Path, prog: str, args: list[str]) -> None:
     import optuna
-    from commands import communicate_or_kill, start_command
     from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from tests.helpers.commands import communicate_or_kill, start_command
 
     if prog == "numpynet-status":  # a study to report on
         journal = store / "mlruns" / "optuna" / "journal.log"

@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from commands import run_command
-from conftest import TINY
 from mlflow import MlflowClient
 
-from numpynet.sweeps.cli.reproduce import VERDICT_TAG, Reproduction, compare_runs, reproduce
+from numpynet.sweeps.cli.reproduce import Reproduction, compare_runs, reproduce
 from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.recording.names import REPRODUCED_FROM
+from numpynet.sweeps.recording.names import REPRODUCED_FROM, REPRODUCTION
 from numpynet.sweeps.training.config import compose_config
-from numpynet.sweeps.training.train import train
+from numpynet.sweeps.training.trainer import train
+from tests.helpers.commands import TINY, run_command
 
 
 class Stop(Exception):
@@ -51,7 +50,7 @@ def test_reproduce_in_a_separate_process_is_bit_identical(mlflow_store: str, tmp
         for r in client.search_runs([client.get_run(source).info.experiment_id])
         if r.data.tags.get(REPRODUCED_FROM) == source
     ]
-    assert new.info.status == "FINISHED" and new.data.tags[VERDICT_TAG] == "identical"
+    assert new.info.status == "FINISHED" and new.data.tags[REPRODUCTION] == "identical"
     for key in ("train_cost", "val_cost", "learning_rate"):
         assert _history(client, new.info.run_id, key) == _history(client, source, key)
     assert new.data.tags["numpynet.weights_sha256"] == client.get_run(source).data.tags["numpynet.weights_sha256"]

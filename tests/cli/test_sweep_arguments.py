@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from commands import run_command
 
-from numpynet.sweeps.cli.policy import sweep_groups
+from numpynet.sweeps.cli.config_groups import sweep_groups
 from numpynet.sweeps.cli.summary import ui_command
 from numpynet.sweeps.cli.sweep import sweep_main
 from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.search.settings import SweepConfig, load_sweep_config, split_overrides
+from numpynet.sweeps.search.overrides import split_overrides
+from numpynet.sweeps.search.settings import SweepConfig, load_sweep_config
 from numpynet.sweeps.training.config import CONF_DIR, compose_config
+from tests.helpers.commands import run_command
 
 STUDY_FILES = sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))
 
@@ -204,7 +205,7 @@ def test_cfg_hydra_all_and_package(empty_cwd, capsys):
     ],
 )
 def test_a_bad_override_is_one_line_naming_it_and_exit_2(empty_cwd, capsys, args, fragments):
-    for extra in ([], ["--cfg", "job"]):  # before a run as before printing the config
+    for extra in ([], ["--cfg", "job"]):  # refused before a run, and before printing the config
         code, out, err = _run([*args, *extra], capsys)
         assert code == 2, (args, out, err)
         assert err.count("\n") == 1 and err.startswith("numpynet-sweep: error: "), err

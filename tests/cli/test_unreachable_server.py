@@ -1,11 +1,11 @@
-"""Issue 23, item 7: every command names a tracking server that does not answer, in seconds, rightly.
+"""Every command names a tracking server that does not answer, in seconds, rightly.
 
-Before, ``numpynet-train tracking.uri=http://127.0.0.1:1`` spent 4 min in
-MLflow's HTTP retries and then blamed the artifact store, and
-``numpynet-reproduce`` spent as long and then said "no run". Fast is checked
+Left to MLflow's HTTP retries, ``numpynet-train tracking.uri=http://127.0.0.1:1``
+would wait about 4 min and then blame the artifact store, and
+``numpynet-reproduce`` as long and then say "no run". Fast is checked
 without a stopwatch: MLflow's retries log "Retrying ...", and no answer to the
 one /health probe ends the command before any of them; the test's timeout
-(two minutes) is far below the old four.
+(two minutes) is far below those four.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import socket
 from pathlib import Path
 
 import pytest
-from commands import run_command
-from services import free_port
+
+from tests.helpers.commands import run_command
+from tests.helpers.services import free_port
 
 
 def _commands(uri: str) -> dict[str, tuple[str, list[str]]]:

@@ -1,4 +1,4 @@
-"""The tests' warm starter (tests/warm_starter.py) gives a command what a new process would have."""
+"""The tests' warm starter (tests/helpers/warm_starter.py) gives a command what a new process would have."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-import commands
 import pytest
-from commands import run_command, start_command
+
+from tests.helpers import commands
+from tests.helpers.commands import run_command, start_command
 
 
 @pytest.fixture(autouse=True)

@@ -120,9 +120,9 @@ def test_grad_check_detects_a_wrong_derivative(wrong, monkeypatch):
 def test_float32_backprop_against_a_float64_reference(output, regularization):
     """grad_check of a float32 network is meaningful: its reference is float64.
 
-    Central differences in float32 with eps = 1e-7 used to return about 0.57
-    for a correct network; now a correct float32 backprop is within float32
-    rounding of the reference, and the float64 twin of the same network is
+    Central differences in float32 with eps = 1e-7 would give about 0.57 for a
+    correct network; against the float64 reference a correct float32 backprop
+    is within float32 rounding, and the float64 twin of the same network is
     checked at the usual tolerance.
     """
     net32, X, y = _trained("tanh", OUTPUTS[output], regularization, dtype="float32")

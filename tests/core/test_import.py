@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from _core_helpers import run_python
+from tests.helpers.core import run_python
 
 HEAVY = [
     "optuna",

@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import _core_helpers
 import numpy as np
 import pytest
-from _core_helpers import SINGLE_THREAD_ENV, finish, require_cat_data, start_python
 
 from numpynet import NeuralNetwork
+from tests.helpers import core
+from tests.helpers.core import SINGLE_THREAD_ENV, finish, require_cat_data, start_python
 
 
 def test_digits_reach_097_test_accuracy():
@@ -52,7 +52,7 @@ def test_digits_reach_097_test_accuracy():
 CAT_WORKER = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from _core_helpers import load_catvnoncat
+from tests.helpers.core import load_catvnoncat
 from numpynet import NeuralNetwork
 
 X_train, y_train, X_test, y_test = load_catvnoncat()
@@ -71,9 +71,9 @@ CAT_SEEDS = [1, 2, 3, 4, 5]
 @pytest.mark.slow
 def test_catvnoncat_with_the_original_configuration():
     require_cat_data()  # skips locally without the data, fails in CI (NUMPYNET_REQUIRE_CAT_DATA=1)
-    tests_dir = str(Path(__file__).resolve().parents[1])  # where the worker finds _core_helpers
+    repo = str(Path(__file__).resolve().parents[2])  # where the worker finds tests.helpers
     shares = [CAT_SEEDS[0::2], CAT_SEEDS[1::2]]  # [1, 3, 5] and [2, 4]
-    workers = [start_python(CAT_WORKER, tests_dir, ",".join(map(str, s)), extra_env=SINGLE_THREAD_ENV) for s in shares]
+    workers = [start_python(CAT_WORKER, repo, ",".join(map(str, s)), extra_env=SINGLE_THREAD_ENV) for s in shares]
     results = {}
     try:
         for proc in workers:
@@ -96,7 +96,7 @@ def test_catvnoncat_with_the_original_configuration():
     "required, outcome", [(None, pytest.skip.Exception), ("0", pytest.skip.Exception), ("1", pytest.fail.Exception)]
 )
 def test_missing_cat_data_skips_locally_and_fails_in_ci(required, outcome, tmp_path, monkeypatch):
-    monkeypatch.setattr(_core_helpers, "CAT_DIR", tmp_path)  # an empty folder
+    monkeypatch.setattr(core, "CAT_DIR", tmp_path)  # an empty folder
     if required is None:
         monkeypatch.delenv("NUMPYNET_REQUIRE_CAT_DATA", raising=False)
     else:

@@ -12,11 +12,12 @@ import warnings
 
 import numpy as np
 import pytest
-from _core_helpers import binary_data, flat_params, multiclass_data, run_python
 
 from numpynet import NeuralNetwork, TrainingDiverged
+from numpynet.labels import output_units
 from numpynet.losses import SigmoidBinary, SoftmaxCategorical
 from numpynet.propagation import Passes, Workspace
+from tests.helpers.core import binary_data, flat_params, multiclass_data, run_python
 
 # --------------------------------------------------------------- determinism
 
@@ -509,7 +510,7 @@ def _independent_cost(coefs, intercepts, X, y, lambd, m):
 def test_train_cost_with_l2_takes_both_terms_at_the_same_weights(monkeypatch):
     """Full-batch gd, one epoch: train_cost is cross-entropy + L2 at the starting
     weights (the forward pass the update used); val_cost is both at the final
-    weights. Mixing the two (the old report) differs measurably here."""
+    weights. A report that mixes the two (cross-entropy at one, L2 at the other) differs measurably here."""
     X, y = binary_data(n=40, n_features=4)
     Xv, yv = binary_data(n=30, n_features=4, seed=1)
     start = []
@@ -672,6 +673,14 @@ def test_evaluate_names_the_labels_in_its_messages():
             with pytest.raises(ValueError) as info:
                 method(X, bad)
             assert str(info.value) == message
+
+
+def test_the_output_layer_has_one_unit_for_two_classes_and_one_per_class_above():
+    assert [output_units(k) for k in (2, 3, 10)] == [1, 3, 10]
+    for X, y in (binary_data(n=30), multiclass_data(n=30, k=3)):
+        net = NeuralNetwork(hidden_layer_sizes=(3,), epoch=1).fit(X, y)
+        assert net.layer_dims_ == [4, 3, output_units(len(np.unique(y)))]
+        assert net.out_activation_ == ("logistic" if len(np.unique(y)) == 2 else "softmax")
 
 
 def test_label_and_feature_messages_at_prediction():

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _core_helpers import binary_data, flat_params
 
 from numpynet import NeuralNetwork
 from numpynet.optimizers import OPTIMIZERS, make_optimizer
+from tests.helpers.core import binary_data, flat_params
 
 RTOL = 1e-12
 

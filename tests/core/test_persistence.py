@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _core_helpers import binary_data, multiclass_data
 
 from numpynet import NeuralNetwork
+from tests.helpers.core import binary_data, multiclass_data
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OLD_MODELS = {"binary": np.float64, "multiclass_float32": np.float32}

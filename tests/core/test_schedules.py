@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _core_helpers import binary_data
 
 import numpynet.optimizers as optimizers
 from numpynet import NeuralNetwork
 from numpynet.schedules import make_schedule
+from tests.helpers.core import binary_data
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from _core_helpers import binary_data, flat_params, multiclass_data, run_python
 
 from numpynet import NeuralNetwork, NotFittedError
+from tests.helpers.core import binary_data, flat_params, multiclass_data, run_python
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -148,10 +148,11 @@ def test_a_pickle_from_before_format_2_still_loads():
 
 
 def test_the_harness_builds_and_trains_its_network_unchanged():
-    """numpynet.sweeps.training.network.build_network passes layer_dims positionally with seed-named kwargs."""
+    """The harness's build_network (training/network_from_config.py) passes layer_dims positionally with seed-named
+    kwargs."""
     from omegaconf import OmegaConf
 
-    from numpynet.sweeps.training.network import build_network
+    from numpynet.sweeps.training.network_from_config import build_network
 
     cfg = OmegaConf.create(
         {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _core_helpers import binary_data, flat_params, multiclass_data
 
 from numpynet import NeuralNetwork
+from tests.helpers.core import binary_data, flat_params, multiclass_data
 
 X, Y = binary_data(n=30)
 BASE = dict(layer_dims=[4, 3, 1], epoch=2)

@@ -15,9 +15,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from commands import run_command
-from services import create_database, drop_database
-from throwaway_postgres import client_program
+
+from tests.helpers.commands import run_command
+from tests.helpers.services import create_database, drop_database
+from tests.helpers.throwaway_postgres import client_program
 
 SECRET = "S3CRETpw"
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from commands import run_command
 from mlflow import MlflowClient
+
+from tests.helpers.commands import run_command
 
 DIVERGING = [
     "data=breast_cancer",
@@ -53,14 +54,15 @@ SWEEP_FAST = [
 
 
 def _sweep(study_name: str):
-    from numpynet.sweeps.search.sweep import run_sweep
+    from numpynet.sweeps.search.invocation import run_sweep
 
     return run_sweep("default", ["n_trials=1", f"study_name={study_name}", "pruner.name=none"], SWEEP_FAST)
 
 
 @pytest.mark.slow
 def test_studies_whose_names_sanitize_alike_register_separate_models(mlflow_store: str) -> None:
-    from numpynet.sweeps.search.best_model import TAG_REGISTERED_STUDY, registered_model_name
+    from numpynet.sweeps.recording.names import STUDY as TAG_REGISTERED_STUDY
+    from numpynet.sweeps.search.best_model import registered_model_name
 
     names = {registered_model_name(s) for s in ("x y", "x-y", "x_y", "x/y", "x  y")}
     assert len(names) == 5
@@ -78,7 +80,8 @@ def test_studies_whose_names_sanitize_alike_register_separate_models(mlflow_stor
 
 @pytest.mark.slow
 def test_a_registered_model_of_another_study_is_left_alone(mlflow_store: str, caplog) -> None:
-    from numpynet.sweeps.search.best_model import TAG_REGISTERED_STUDY, registered_model_name
+    from numpynet.sweeps.recording.names import STUDY as TAG_REGISTERED_STUDY
+    from numpynet.sweeps.search.best_model import registered_model_name
 
     client = MlflowClient(tracking_uri=mlflow_store)
     name = registered_model_name("mine")
@@ -95,12 +98,12 @@ def test_runs_record_the_numeric_environment_and_reproduce_warns_when_it_differs
     mlflow_store: str, tmp_path: Path
 ) -> None:
     import numpy as np
-    from conftest import TINY
     from threadpoolctl import threadpool_limits
 
     from numpynet.sweeps.training import numeric_env
     from numpynet.sweeps.training.config import compose_config
-    from numpynet.sweeps.training.train import train
+    from numpynet.sweeps.training.trainer import train
+    from tests.helpers.commands import TINY
 
     with threadpool_limits(limits=1, user_api="blas"):
         run_id = train(compose_config(TINY))["run_id"]
@@ -193,11 +196,10 @@ def test_reproduce_against_a_server_that_cannot_store_files_fails_fast_in_one_li
     The session's server: only this test's experiment folder is frozen, and only while it runs."""
     import subprocess
 
-    from conftest import TINY
-
     from numpynet.sweeps.recording.store import PROBE_RETRIES
     from numpynet.sweeps.training.config import compose_config
-    from numpynet.sweeps.training.train import train
+    from numpynet.sweeps.training.trainer import train
+    from tests.helpers.commands import TINY
 
     server = mlflow_server
     tiny = [o for o in TINY if not o.startswith("tracking.experiment=")]  # its own experiment on the server

@@ -102,7 +102,7 @@ def test_mask_urls_in_text_and_overrides() -> None:
         "train.epoch=3",
         "tracking.uri=postgresql://u:***@h/db",
     ]
-    # the sentence's own punctuation is not part of the URL (it used to come out as db%3A)
+    # the sentence's own punctuation is not part of the URL (``db:`` stays ``db:``, not ``db%3A``)
     assert (
         mask_urls_in("cannot open the study storage postgresql+psycopg://u:SECRET@h:1/db: refused")
         == "cannot open the study storage postgresql+psycopg://u:***@h:1/db: refused"
@@ -112,7 +112,7 @@ def test_mask_urls_in_text_and_overrides() -> None:
 
 @pytest.mark.slow
 def test_cannot_open_storage_error_hides_a_password_with_a_slash(tmp_path: Path) -> None:
-    from commands import run_command
+    from tests.helpers.commands import run_command
 
     url = "postgresql+psycopg://postgres:ab/SECRET@127.0.0.1:1/nodb"  # nothing listens on port 1
     proc = run_command(
@@ -141,12 +141,12 @@ def _replace_logged_config(client, run_id: str, tmp_path: Path, edit) -> None:
 def test_reproduce_refuses_an_interpolation_in_a_logged_config(
     mlflow_store: str, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conftest import TINY
     from mlflow import MlflowClient
 
     from numpynet.sweeps.cli.reproduce import main
     from numpynet.sweeps.training.config import compose_config
-    from numpynet.sweeps.training.train import train
+    from numpynet.sweeps.training.trainer import train
+    from tests.helpers.commands import TINY
 
     monkeypatch.setenv("SOME_SECRET", "TOPSECRETvalue")
     run_id = train(compose_config(TINY))["run_id"]
@@ -204,12 +204,11 @@ def test_printing_the_config_masks_a_password(command: str, args: list[str], cap
 
 # ------------------------------------------------- issue 23, item 5: secrets through best_config.yaml
 def _best_config(folder: Path, run_name: str) -> Path:
-    """A sweep's ``best_config.yaml`` as report.py writes it, from a trial's logged config whose
+    """A sweep's ``best_config.yaml`` as sweep_report.py writes it, from a trial's logged config whose
     ``tracking.run_name`` was replaced by ``run_name`` (the record is data: anything may be planted)."""
-    from conftest import TINY
-
-    from numpynet.sweeps.search.report import BEST_CONFIG_HEADER, _as_a_training_config
+    from numpynet.sweeps.recording.sweep_report import BEST_CONFIG_HEADER, _as_a_training_config
     from numpynet.sweeps.training.config import compose_config, to_yaml
+    from tests.helpers.commands import TINY
 
     logged = to_yaml(compose_config([*TINY, "data.val_fraction=0.2"])).replace(
         "run_name: null", f"run_name: {run_name}"
@@ -234,7 +233,7 @@ def _everything_recorded(store_uri: str) -> str:
 
 @pytest.mark.slow
 def test_best_config_retrains_as_docs_say_without_resolving_a_planted_interpolation(tmp_path: Path) -> None:
-    from commands import run_command
+    from tests.helpers.commands import run_command
 
     _best_config(tmp_path, "leak-${oc.env:SOME_SECRET}")
     proc = run_command(
@@ -253,7 +252,7 @@ def test_best_config_retrains_as_docs_say_without_resolving_a_planted_interpolat
 @pytest.mark.slow
 def test_numpynet_train_refuses_an_interpolation_read_from_a_config_file(tmp_path: Path) -> None:
     """A downloaded ``best_config.yaml`` edited to hold ``${oc.env:...}``: one line, nothing created."""
-    from commands import run_command
+    from tests.helpers.commands import run_command
 
     path = _best_config(tmp_path, "placeholder")
     path.write_text(path.read_text().replace("run_name: placeholder", "run_name: leak-${oc.env:SOME_SECRET}"))

@@ -8,8 +8,9 @@ import sys
 import pytest
 from mlflow import MlflowClient
 
-from numpynet.sweeps.recording.stale_runs import TAG_FAIL_REASON, close_dead_local_parents
-from numpynet.sweeps.search import attrs
+from numpynet.sweeps.recording.names import FAILURE_REASON as TAG_FAIL_REASON
+from numpynet.sweeps.recording.stale_runs import close_dead_local_parents
+from numpynet.sweeps.search import heartbeats
 
 
 def _dead_pid() -> int:
@@ -21,7 +22,7 @@ def _dead_pid() -> int:
 def test_only_the_dead_local_processes_parents_of_this_study_are_ended(mlflow_store):
     client = MlflowClient(mlflow_store)
     exp = client.create_experiment("stale")
-    host = attrs.worker_id().rpartition(":")[0]
+    host = heartbeats.worker_id().rpartition(":")[0]
 
     def parent(study: str, worker: str) -> str:
         return client.create_run(
@@ -29,7 +30,7 @@ def test_only_the_dead_local_processes_parents_of_this_study_are_ended(mlflow_st
         ).info.run_id
 
     dead = parent("s", f"{host}:{_dead_pid()}")
-    alive = parent("s", attrs.worker_id())  # this process
+    alive = parent("s", heartbeats.worker_id())  # this process
     elsewhere = parent("s", f"another-host:{_dead_pid()}")  # cannot be checked from here
     other_study = parent("t", f"{host}:{_dead_pid()}")
 
@@ -46,7 +47,7 @@ def test_a_dead_parent_s_unfinished_children_are_ended_and_marked_incomplete(mlf
 
     client = MlflowClient(mlflow_store)
     exp = client.create_experiment("stale-children")
-    host = attrs.worker_id().rpartition(":")[0]
+    host = heartbeats.worker_id().rpartition(":")[0]
     parent = client.create_run(
         exp, tags={"numpynet.role": "sweep", "numpynet.study": "s", "numpynet.worker": f"{host}:{_dead_pid()}"}
     ).info.run_id
@@ -68,7 +69,7 @@ def test_a_sweep_ends_the_runs_its_workers_left_unfinished(store, monkeypatch):
     """The sweep's own end closes a child whose end was never stored (the recorder lost it)."""
     from numpynet.sweeps.recording import names
     from numpynet.sweeps.recording.recorder import Recorder
-    from numpynet.sweeps.search.sweep import run_sweep
+    from numpynet.sweeps.search.invocation import run_sweep
 
     real_end = Recorder.end_run
     dropped: list[str] = []

@@ -13,7 +13,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState, create_trial
 
 from numpynet.sweeps.recording import study_plots
-from numpynet.sweeps.search.report import PLOTS, _write_plots
+from numpynet.sweeps.recording.sweep_report import PLOTS, build_study_plots, save_study_plots
 
 
 def synthetic_study(n: int, seed: int = 0, epochs: int = 60) -> optuna.Study:
@@ -64,7 +64,7 @@ def test_study_plots_are_at_most_1200_px_wide_and_print_no_warning(n_trials, tmp
     study = synthetic_study(n_trials)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _write_plots(study, tmp_path, "val_accuracy")
+        save_study_plots(build_study_plots(study, "val_accuracy"), tmp_path)
     assert [str(w.message) for w in caught] == []
     assert capfd.readouterr().err == ""
     written = sorted(p.stem for p in tmp_path.glob("*.png"))
@@ -189,13 +189,11 @@ def test_the_study_plots_leave_the_process_s_matplotlib_style_as_it_was():
     """Optuna's plots switch pyplot to its ggplot style; the figures a process draws afterwards keep theirs."""
     import matplotlib
 
-    from numpynet.sweeps.search.report import _build_plots
-
     with matplotlib.rc_context():  # from matplotlib's defaults, whatever an earlier test left behind
         matplotlib.rcdefaults()
         before = dict(matplotlib.rcParams)
         assert before["axes.facecolor"] == "white"  # not already ggplot's grey: the test can see a change
-        figures = _build_plots(synthetic_study(20), "val_accuracy")
+        figures = build_study_plots(synthetic_study(20), "val_accuracy")
         assert "optimization_history" in figures
         after = dict(matplotlib.rcParams)
     assert {k: after[k] for k in after if after[k] != before[k]} == {}

@@ -12,19 +12,19 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from commands import start_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
-from services import wait_for
 
 import numpynet
 from numpynet.sweeps.cli.sweep import sweep_main
 from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.search import attrs, budget
-from numpynet.sweeps.search.sweep import run_sweep
+from numpynet.sweeps.search import budget, optuna_attrs
+from numpynet.sweeps.search.invocation import run_sweep
+from tests.helpers.commands import start_command
+from tests.helpers.services import wait_for
 
-# attribute names as strings: the tests run unchanged against older code, and fail there on behaviour
+# attribute names as strings: the tests read the records as they are stored
 FAIL_KIND, RERUN_OF, INVOCATION = "fail_kind", "rerun_of", "invocation"
 
 FAST = ["train.epoch=4", "network.hidden=[8]", "tracking.log_plots=false"]
@@ -191,7 +191,9 @@ def test_after_ctrl_c_the_resumed_study_runs_the_interrupted_configuration_first
     proc = start_command("numpynet-sweep", args, store, tracking_uri=None)
     running = wait_for(
         lambda: [
-            t for t in _trials(store, "again") if t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs
+            t
+            for t in _trials(store, "again")
+            if t.state == TrialState.RUNNING and optuna_attrs.ATTR_RUN_ID in t.user_attrs
         ],
         240,
         "a trial training in its MLflow run",
@@ -203,7 +205,7 @@ def test_after_ctrl_c_the_resumed_study_runs_the_interrupted_configuration_first
 
     trials = _trials(store, "again")
     interrupted = trials[running.number]
-    assert interrupted.state == TrialState.FAIL and attrs.ATTR_INTERRUPTED in interrupted.user_attrs
+    assert interrupted.state == TrialState.FAIL and optuna_attrs.ATTR_INTERRUPTED in interrupted.user_attrs
     queued = [t for t in trials if t.state == TrialState.WAITING]
     assert len(queued) == 1 and queued[0].user_attrs[RERUN_OF] == running.number
 
@@ -221,4 +223,4 @@ def test_after_ctrl_c_the_resumed_study_runs_the_interrupted_configuration_first
         t for t in trials if t.user_attrs.get(INVOCATION) not in (None, interrupted.user_attrs[INVOCATION])
     ]
     assert min(resumed_trials, key=lambda t: t.datetime_start).number == rerun[0].number  # run first
-    assert sum(attrs.counts_in_budget(t) for t in trials) == 2
+    assert sum(budget.counts_in_budget(t) for t in trials) == 2

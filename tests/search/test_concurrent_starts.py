@@ -9,8 +9,9 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from commands import start_command
 from optuna.trial import TrialState
+
+from tests.helpers.commands import start_command
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -116,7 +117,7 @@ def _hold(journal: Path, mode: str):
     import subprocess
     import sys
 
-    from commands import environment
+    from tests.helpers.commands import environment
 
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(journal), mode],
@@ -139,9 +140,8 @@ def test_a_journal_lock_held_by_a_stopped_live_sweep_is_never_broken(tmp_path, m
     import signal
     import time
 
-    from services import wait_for
-
     from numpynet.sweeps.search import storage
+    from tests.helpers.services import wait_for
 
     journal = tmp_path / "journal.log"
     holder = _hold(journal, "stops")

@@ -14,16 +14,16 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from commands import start_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
-from services import wait_for
 
 from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.search import attrs, heartbeats, storage
-from numpynet.sweeps.search.status import status_report
-from numpynet.sweeps.search.sweep import run_sweep
+from numpynet.sweeps.search import budget, heartbeats, optuna_attrs, storage
+from numpynet.sweeps.search.invocation import run_sweep
+from numpynet.sweeps.search.study_status import status_report
+from tests.helpers.commands import start_command
+from tests.helpers.services import wait_for
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -69,7 +69,9 @@ def _status(client: MlflowClient, run_id: str) -> str:
 
 
 def _training(storage, name: str) -> list:
-    return [t for t in _trials(storage, name) if t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs]
+    return [
+        t for t in _trials(storage, name) if t.state == TrialState.RUNNING and optuna_attrs.ATTR_RUN_ID in t.user_attrs
+    ]
 
 
 def _gone(pid: int) -> bool:
@@ -93,7 +95,7 @@ def test_a_sqlite_study_recovers_a_worker_killed_hard(store):
     victim = wait_for(lambda: _training(db, "lite"), 240, "a trial training in its MLflow run")[0]
     proc.kill()
     proc.communicate(timeout=30)
-    assert victim.user_attrs.get(attrs.ATTR_HEARTBEAT) == 1  # SQLite trials send heartbeats now
+    assert victim.user_attrs.get(optuna_attrs.ATTR_HEARTBEAT) == 1  # SQLite trials send heartbeats now
     study = optuna.load_study(study_name="lite", storage=storage.make_storage(db, 1, 3))
     assert heartbeats.heartbeat_interval(study) == 1
     assert study.trials[victim.number].state == TrialState.RUNNING  # nobody has cleaned up yet
@@ -106,11 +108,11 @@ def test_a_sqlite_study_recovers_a_worker_killed_hard(store):
     assert resumed.returncode == 0, err
     trials = _trials(db, "lite")
     dead = trials[victim.number]
-    assert dead.state == TrialState.FAIL and not attrs.counts_in_budget(dead)
+    assert dead.state == TrialState.FAIL and not budget.counts_in_budget(dead)
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2  # its place was run by the resumed sweep
     client = _client(store)
-    assert _status(client, victim.user_attrs[attrs.ATTR_RUN_ID]) == "KILLED"
-    parent = client.get_run(victim.user_attrs[attrs.ATTR_RUN_ID]).data.tags["mlflow.parentRunId"]
+    assert _status(client, victim.user_attrs[optuna_attrs.ATTR_RUN_ID]) == "KILLED"
+    parent = client.get_run(victim.user_attrs[optuna_attrs.ATTR_RUN_ID]).data.tags["mlflow.parentRunId"]
     assert _status(client, parent) == "KILLED"
     assert all(r.info.status != "RUNNING" for r in _runs(store))
 
@@ -173,7 +175,7 @@ def test_a_journal_already_corrupt_inside_is_refused_naming_the_file_and_the_fix
     for x in (1.0, 2.0, 3.0):
         study.enqueue_trial({"x": x})
     lines = journal.read_bytes().splitlines(keepends=True)
-    journal.write_bytes(lines[0] + TORN + b"".join(lines[1:]))  # what the old code left: a glued line
+    journal.write_bytes(lines[0] + TORN + b"".join(lines[1:]))  # a torn line with the next one glued to it
     sweep = _study_file(store / "g.yaml", study_name="glued")
     for call in (
         lambda: run_sweep(sweep.split("=", 1)[1], [], ["train.epoch=3", "tracking.log_plots=false"]),
@@ -226,9 +228,9 @@ def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
     # grace_period: a journal lock the killed worker held is broken after 3 s, not Optuna's 30.
     # n_trials=4, not 2: with 2 the survivor's first trial would have to outlast that grace period for the freed
     # place to start after the dead trial was ended, a race on a loaded machine
-    budget = 4
+    n_trials = 4
     args = [
-        _study_file(store / "w.yaml", study_name="two", n_trials=budget, n_jobs=2, grace_period=3),
+        _study_file(store / "w.yaml", study_name="two", n_trials=n_trials, n_jobs=2, grace_period=3),
         "train.epoch=600",
         *SLOW_TRIAL,
     ]
@@ -237,14 +239,16 @@ def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
     victim = wait_for(
         lambda: len(_training(journal, "two")) == 2 and _training(journal, "two"), 300, "two trials training"
     )[0]
-    pid = int(victim.user_attrs[attrs.ATTR_WORKER].rsplit(":", 1)[1])
+    pid = int(victim.user_attrs[optuna_attrs.ATTR_WORKER].rsplit(":", 1)[1])
     assert pid != proc.pid
     os.kill(pid, signal.SIGKILL)
     client = _client(store)
 
     def ended() -> bool:
         trial = _trials(journal, "two")[victim.number]
-        return trial.state == TrialState.FAIL and _status(client, victim.user_attrs[attrs.ATTR_RUN_ID]) == "KILLED"
+        return (
+            trial.state == TrialState.FAIL and _status(client, victim.user_attrs[optuna_attrs.ATTR_RUN_ID]) == "KILLED"
+        )
 
     wait_for(ended, 90, "the parent to end the dead worker's trial and run")  # generous: CI machines are shared
     out, err = proc.communicate(timeout=600)
@@ -252,8 +256,8 @@ def test_a_killed_worker_s_trial_is_ended_at_once_and_the_sweep_goes_on(store):
     assert "Traceback" not in err
     trials = _trials(journal, "two")
     dead = trials[victim.number]
-    assert not attrs.counts_in_budget(dead)
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == budget  # the other worker ran the freed place
+    assert not budget.counts_in_budget(dead)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == n_trials  # the other worker ran the freed place
     # at once, while the sweep still ran: the record shows a trial started after the dead one was ended
     assert any(t.datetime_start > dead.datetime_complete for t in trials if t.number != victim.number)
     assert all(r.info.status != "RUNNING" for r in _runs(store))
@@ -271,7 +275,7 @@ def test_workers_of_a_killed_sweep_stop_and_end_their_runs(store):
     victims = wait_for(
         lambda: len(_training(journal, "orphans")) == 2 and _training(journal, "orphans"), 300, "two trials training"
     )
-    pids = [int(t.user_attrs[attrs.ATTR_WORKER].rsplit(":", 1)[1]) for t in victims]
+    pids = [int(t.user_attrs[optuna_attrs.ATTR_WORKER].rsplit(":", 1)[1]) for t in victims]
     proc.kill()  # the sweep process itself
     proc.communicate(timeout=30)
     wait_for(lambda: all(_gone(pid) for pid in pids), 60, "the orphaned workers to stop")
@@ -279,9 +283,9 @@ def test_workers_of_a_killed_sweep_stop_and_end_their_runs(store):
     trials = _trials(journal, "orphans")
     for victim in victims:
         trial = trials[victim.number]
-        assert trial.state == TrialState.FAIL and attrs.ATTR_INTERRUPTED in trial.user_attrs
-        assert _status(client, victim.user_attrs[attrs.ATTR_RUN_ID]) == "KILLED"
-    parent_id = client.get_run(victims[0].user_attrs[attrs.ATTR_RUN_ID]).data.tags["mlflow.parentRunId"]
+        assert trial.state == TrialState.FAIL and optuna_attrs.ATTR_INTERRUPTED in trial.user_attrs
+        assert _status(client, victim.user_attrs[optuna_attrs.ATTR_RUN_ID]) == "KILLED"
+    parent_id = client.get_run(victims[0].user_attrs[optuna_attrs.ATTR_RUN_ID]).data.tags["mlflow.parentRunId"]
     assert _status(client, parent_id) == "RUNNING"  # its process had no chance to end it
 
     resumed = start_command(

@@ -1,9 +1,9 @@
 """Issue 23, item 3: ``sweep.storage`` naming something that is not an Optuna journal is refused, untouched.
 
-Before, a ``results.json`` written by ``json.dump`` (no trailing newline) was
-"repaired" as a torn journal and replaced with exit 0, a JSON-lines file was
-truncated, ``/tmp`` and ``/dev/null`` ended in tracebacks, and
-``numpynet-status sweep.storage=/etc/passwd`` advised moving ``/etc/passwd``.
+What the tests guard against: a ``results.json`` written by ``json.dump`` (no
+trailing newline) "repaired" as a torn journal and replaced with exit 0, a
+JSON-lines file truncated, ``/tmp`` and ``/dev/null`` ending in tracebacks, and
+``numpynet-status sweep.storage=/etc/passwd`` advising to move ``/etc/passwd``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from commands import run_command
 from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+from tests.helpers.commands import run_command
 
 
 def _json_dump(folder: Path) -> Path:

@@ -1,6 +1,6 @@
 """Optuna's and MLflow's records of a trial's epochs agree (issue 14, item 3).
 
-Read back from both stores after each tiny sweep of ``_tiny_sweeps`` (grid +
+Read back from both stores after each tiny sweep of ``tests.helpers.tiny_sweeps`` (grid +
 successive halving, ``sweep=architecture`` + hyperband, CMA-ES + median, QMC
 without pruner): the steps Optuna holds as intermediate values are the steps of
 the MLflow curve of the metric reported to the pruner, a pruned trial's
@@ -21,13 +21,15 @@ Bugs planted in ``sweeps/search/trial.py`` to check that these tests catch them
 from __future__ import annotations
 
 import pytest
-from _tiny_sweeps import STUDIES
 from optuna.trial import TrialState
 
 from numpynet.sweeps.recording import names
-from numpynet.sweeps.search import attrs
+from numpynet.sweeps.search import optuna_attrs
+from tests.helpers.tiny_sweeps import STUDIES
 
 PRUNING = [name for name, spec in STUDIES.items() if spec.file.get("pruner", {}).get("name") != "none"]
+#: the per-epoch curves every trial run records (step = epoch)
+CURVES = ("train_cost", "train_accuracy", "val_cost", "val_accuracy", "learning_rate")
 
 
 @pytest.mark.slow
@@ -55,12 +57,12 @@ def test_a_pruned_trial_records_its_last_reported_step_as_pruned_epoch(tiny_swee
     for trial in pruned:
         last = max(trial.intermediate_values)
         run = record.children[trial.number]
-        assert trial.user_attrs[attrs.ATTR_PRUNED_EPOCH] == last
+        assert trial.user_attrs[optuna_attrs.ATTR_PRUNED_EPOCH] == last
         assert run.data.tags[names.PRUNED_EPOCH] == str(last)
         assert run.data.tags[names.TRIAL_STATE] == "PRUNED" and run.info.status == "FINISHED"
         # the runs table shows the outcome in the name: the epoch it was pruned at
         assert run.info.run_name == f"pruned@{last} · trial-{trial.number}"
-        for metric in names.CURVES:  # every curve of the run stops at that epoch
+        for metric in CURVES:  # every curve of the run stops at that epoch
             assert max(m.step for m in record.history(trial.number, metric)) == last, metric
 
 
@@ -71,7 +73,7 @@ def test_nothing_is_pruned_before_the_pruners_warm_up(tiny_sweep, name):
     pruned = [t for t in record.trials if t.state == TrialState.PRUNED]
     assert pruned, f"the {name} sweep is set up to prune"
     for trial in pruned:
-        epoch = trial.user_attrs[attrs.ATTR_PRUNED_EPOCH]
+        epoch = trial.user_attrs[optuna_attrs.ATTR_PRUNED_EPOCH]
         if pruner["name"] in ("successive_halving", "hyperband"):
             # a trial is judged at its rungs only: min_resource * reduction_factor ** k
             first, factor = pruner["min_resource"], pruner["reduction_factor"]

@@ -8,13 +8,13 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from commands import start_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from numpynet.sweeps.recording import names
+from numpynet.sweeps.search.invocation import run_sweep
 from numpynet.sweeps.search.refit_once import STUDY_ATTR_REFIT
-from numpynet.sweeps.search.sweep import run_sweep
+from tests.helpers.commands import start_command
 
 pytestmark = pytest.mark.timeout(900)
 

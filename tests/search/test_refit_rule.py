@@ -20,8 +20,8 @@ from sklearn.datasets import make_classification
 
 from numpynet.sweeps.cli.summary import print_summary
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.invocation import run_sweep
 from numpynet.sweeps.search.settings import load_sweep_config
-from numpynet.sweeps.search.sweep import run_sweep
 
 COLLAPSE_CASE = [
     "optimizer=gd",

@@ -9,13 +9,13 @@ from urllib.parse import urlparse
 
 import optuna
 import pytest
-from commands import run_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from numpynet.sweeps.recording.artifacts import whole_png
-from numpynet.sweeps.search import attrs
-from numpynet.sweeps.search.sweep import run_sweep
+from numpynet.sweeps.search import optuna_attrs
+from numpynet.sweeps.search.invocation import run_sweep
+from tests.helpers.commands import run_command
 
 FAST = ["train.epoch=4", "network.hidden=[16]", "tracking.log_plots=false"]
 STUDY = ["n_trials=2", "pruner.name=none", "log_study_plots=false"]
@@ -27,7 +27,7 @@ def _client(root: Path) -> MlflowClient:
 
 def _best_run(root: Path, name: str) -> str:
     storage = JournalStorage(JournalFileBackend(str(root / "mlruns" / "optuna" / "journal.log")))
-    return optuna.load_study(study_name=name, storage=storage).best_trial.user_attrs[attrs.ATTR_RUN_ID]
+    return optuna.load_study(study_name=name, storage=storage).best_trial.user_attrs[optuna_attrs.ATTR_RUN_ID]
 
 
 def _artifact_folder(client: MlflowClient, run_id: str) -> Path:

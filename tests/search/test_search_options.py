@@ -1,6 +1,6 @@
 """Every sampler, pruner and study option runs in a tiny sweep and is read back (issue 14, item 3).
 
-The sweeps are those of ``_tiny_sweeps`` (each run once per session and shared
+The sweeps are those of ``tests.helpers.tiny_sweeps`` (each run once per session and shared
 with ``test_record_steps.py``); each test reads what one option left in the
 Optuna study and in the MLflow runs.
 """
@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from numpynet.sweeps.cli.status import status_main
 from numpynet.sweeps.recording import names
-from numpynet.sweeps.search import attrs
+from numpynet.sweeps.search import optuna_attrs
 
 
 def _top_table(stdout: str) -> list[tuple[int, float]]:
@@ -33,8 +33,8 @@ def _models_of(record, run_id: str) -> list:
 
 # ------------------------------------------------------------------ samplers
 def test_the_grid_sampler_runs_each_point_of_its_grid_once_then_the_sweep_ends(tiny_sweep):
-    """A 2 x 2 grid with a budget of 6: four trials, one per point, then a clean end (Optuna's grid
-    sampler used to raise ``Study.stop`` outside ``optimize`` after the last point)."""
+    """A 2 x 2 grid with a budget of 6: four trials, one per point, then a clean end (Optuna's own grid
+    sampler calls ``Study.stop`` after the last point, which raises outside ``optimize``)."""
     record = tiny_sweep("grid")
     space = record.settings["space"]
     grid = set(itertools.product(*(spec["choices"] for spec in space.values())))
@@ -132,7 +132,7 @@ def test_an_sqlite_study_is_read_back_from_its_database(tiny_sweep):
     storage = optuna.storages.RDBStorage(url)
     assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == [record.settings["study_name"]]
     study = optuna.load_study(study_name=record.settings["study_name"], storage=storage)
-    assert {t.number: t.user_attrs[attrs.ATTR_RUN_ID] for t in study.trials} == {
+    assert {t.number: t.user_attrs[optuna_attrs.ATTR_RUN_ID] for t in study.trials} == {
         n: run.info.run_id for n, run in record.children.items()
     }
     assert [t.state.name for t in study.trials] == [
@@ -142,7 +142,7 @@ def test_an_sqlite_study_is_read_back_from_its_database(tiny_sweep):
 
 @pytest.mark.slow
 def test_the_timeout_stops_the_sweep_before_its_budget(tiny_sweep):
-    """The clock passes the deadline after three trials (``_tiny_sweeps``: no wall time is waited)."""
+    """The clock passes the deadline after three trials (``tests.helpers.tiny_sweeps``: no wall time is waited)."""
     record = tiny_sweep("qmc")
     assert record.settings["n_trials"] == 6 and record.settings["timeout"]
     assert [t.state for t in record.trials] == [TrialState.COMPLETE] * 3
@@ -222,11 +222,11 @@ def test_a_timeout_that_passes_before_any_trial_names_sweep_timeout(store, monke
     """A deadline already past when the first trial is asked for: one line naming ``sweep.timeout``
     and exit 2 (a setting that lets no trial run), not "every trial failed ... First failure: unknown";
     the parent run is not left RUNNING."""
-    from _tiny_sweeps import _LateClock
     from mlflow import MlflowClient
 
     from numpynet.sweeps.cli.sweep import sweep_main
     from numpynet.sweeps.search import budget
+    from tests.helpers.tiny_sweeps import _LateClock
 
     monkeypatch.setattr(budget, "time", _LateClock(0))
     with pytest.raises(SystemExit) as exc:

@@ -18,9 +18,9 @@ from optuna.trial import TrialState
 from scipy import stats
 
 from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.search import attrs, budget
+from numpynet.sweeps.search import baseline, interrupted_trials, optuna_attrs
+from numpynet.sweeps.search.invocation import prepare, run_sweep
 from numpynet.sweeps.search.refit import paired_interval
-from numpynet.sweeps.search.sweep import prepare, run_sweep
 
 SPACE = {
     "optimizer.learning_rate": {"type": "float", "low": 1.0e-4, "high": 3.0e-2, "log": True},
@@ -65,16 +65,16 @@ def test_the_baseline_is_trial_0_with_exactly_its_values_and_the_summary_names_i
     summary = run_sweep(_study_file(store, baseline=BASELINE), [], FAST)
     study = _study(store)
     first = study.trials[0]
-    assert first.user_attrs[attrs.ATTR_BASELINE] is True
+    assert first.user_attrs[optuna_attrs.ATTR_BASELINE] is True
     assert first.params == {"optimizer.learning_rate": 0.001, "train.mini_batch_size": 32}
-    assert [t.user_attrs.get(attrs.ATTR_BASELINE, False) for t in study.trials] == [True, False, False]
+    assert [t.user_attrs.get(optuna_attrs.ATTR_BASELINE, False) for t in study.trials] == [True, False, False]
     assert summary.baseline_number == 0 and summary.baseline_value == first.value
     parent = _client(store).get_run(summary.parent_run_id)
     assert parent.data.tags["numpynet.baseline_trial_number"] == "0"
     assert parent.data.metrics["baseline_value"] == pytest.approx(first.value)
     # resuming does not queue it again
     run_sweep(_study_file(store, baseline=BASELINE, n_trials=4), [], FAST)
-    assert sum(bool(t.user_attrs.get(attrs.ATTR_BASELINE)) for t in _study(store).trials) == 1
+    assert sum(bool(t.user_attrs.get(optuna_attrs.ATTR_BASELINE)) for t in _study(store).trials) == 1
 
 
 @pytest.mark.parametrize(
@@ -244,28 +244,28 @@ def test_a_best_epoch_objective_returns_the_peak_and_the_refit_trains_that_many_
         ]
         peak = int(np.argmax(curve))
         assert trial.value == curve[peak]
-        assert trial.user_attrs[attrs.ATTR_BEST_EPOCH] == peak
+        assert trial.user_attrs[optuna_attrs.ATTR_BEST_EPOCH] == peak
         # what the pruner saw: the running best
         assert [trial.intermediate_values[e] for e in range(6)] == list(np.maximum.accumulate(curve))
     best = study.best_trial
     refit = next(r for r in _children(client, summary.parent_run_id) if r.info.run_name == "refit-chosen")
-    assert refit.data.params["train.epoch"] == str(best.user_attrs[attrs.ATTR_BEST_EPOCH] + 1)
+    assert refit.data.params["train.epoch"] == str(best.user_attrs[optuna_attrs.ATTR_BEST_EPOCH] + 1)
 
 
 def test_an_interrupted_baseline_is_queued_again_once_and_stays_the_baseline(store):
     storage = JournalStorage(JournalFileBackend(str(store / "journal.log")))
     study = optuna.create_study(study_name="b", storage=storage)
     params = {"optimizer.learning_rate": 0.001, "train.mini_batch_size": 32}
-    assert budget.enqueue_baseline(study, params)
+    assert baseline.enqueue_baseline(study, params)
     trial = study.ask()
     trial.suggest_float("optimizer.learning_rate", 1e-4, 3e-2, log=True)
     trial.suggest_categorical("train.mini_batch_size", [16, 32, 64])
-    trial.set_user_attr(attrs.ATTR_INTERRUPTED, True)
+    trial.set_user_attr(optuna_attrs.ATTR_INTERRUPTED, True)
     study.tell(trial, state=TrialState.FAIL)  # Ctrl-C during the baseline
-    assert budget.requeue_interrupted(study, trial)
-    assert not budget.enqueue_baseline(study, params)  # the re-run is the baseline: no second one
+    assert interrupted_trials.requeue_interrupted(study, trial)
+    assert not baseline.enqueue_baseline(study, params)  # the re-run is the baseline: no second one
     waiting = study.get_trials(states=(TrialState.WAITING,))
-    assert len(waiting) == 1 and waiting[0].user_attrs[attrs.ATTR_BASELINE] is True
+    assert len(waiting) == 1 and waiting[0].user_attrs[optuna_attrs.ATTR_BASELINE] is True
     assert waiting[0].system_attrs["fixed_params"] == params  # what the re-run will train
 
 

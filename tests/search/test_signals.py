@@ -12,13 +12,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-from commands import start_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
-from services import wait_for
 
-from numpynet.sweeps.search import attrs
+from numpynet.sweeps.search import optuna_attrs
+from tests.helpers.commands import start_command
+from tests.helpers.services import wait_for
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -112,7 +112,7 @@ def test_a_signal_that_ends_a_sweep_leaves_nothing_running_and_requeues_the_tria
         def one_done_one_training() -> bool:
             trials = _trials(store, "hup")
             return any(t.state == TrialState.COMPLETE for t in trials) and any(
-                t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs for t in trials
+                t.state == TrialState.RUNNING and optuna_attrs.ATTR_RUN_ID in t.user_attrs for t in trials
             )
 
         wait_for(one_done_one_training, 300, "a finished trial and one training in its MLflow run")
@@ -131,9 +131,9 @@ def test_a_signal_that_ends_a_sweep_leaves_nothing_running_and_requeues_the_tria
 
     trials = _trials(store, "hup")
     assert TrialState.RUNNING not in [t.state for t in trials]
-    interrupted = [t for t in trials if attrs.ATTR_INTERRUPTED in t.user_attrs]
+    interrupted = [t for t in trials if optuna_attrs.ATTR_INTERRUPTED in t.user_attrs]
     assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
-    queued = {t.user_attrs.get(attrs.ATTR_RERUN_OF): t for t in trials if t.state == TrialState.WAITING}
+    queued = {t.user_attrs.get(optuna_attrs.ATTR_RERUN_OF): t for t in trials if t.state == TrialState.WAITING}
     for trial in interrupted:  # its configuration is kept: the resumed study runs it first
         if trial.params:
             assert queued[trial.number].system_attrs["fixed_params"] == trial.params
@@ -141,9 +141,9 @@ def test_a_signal_that_ends_a_sweep_leaves_nothing_running_and_requeues_the_tria
     status = {r.info.run_id: r.info.status for r in runs}
     assert [r.info.status for r in runs if r.data.tags.get("numpynet.role") == "sweep"] == ["KILLED"]
     for trial in trials:
-        if attrs.ATTR_RUN_ID in trial.user_attrs:
+        if optuna_attrs.ATTR_RUN_ID in trial.user_attrs:
             expected = "KILLED" if trial in interrupted else "FINISHED"
-            assert status[trial.user_attrs[attrs.ATTR_RUN_ID]] == expected, trial.number
+            assert status[trial.user_attrs[optuna_attrs.ATTR_RUN_ID]] == expected, trial.number
     assert all(s != "RUNNING" for s in status.values())
     assert list(tmp.iterdir()) == []  # the workers' data folder and every other temporary folder removed
 

@@ -9,13 +9,13 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from commands import run_command
 
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.invocation import prepare
 from numpynet.sweeps.search.samplers import make_sampler
 from numpynet.sweeps.search.settings import load_sweep_config
 from numpynet.sweeps.search.space import SearchSpace, format_override
-from numpynet.sweeps.search.sweep import prepare
+from tests.helpers.commands import run_command
 
 BASE = ["train.regularization=l2+dropout", "train.epoch=5"]
 
@@ -417,8 +417,8 @@ def test_an_error_while_sampling_ends_the_trial_fail_and_no_run_stays_running(tm
     from optuna.storages.journal import JournalFileBackend, JournalStorage
     from optuna.trial import TrialState
 
+    from numpynet.sweeps.search.invocation import run_sweep
     from numpynet.sweeps.search.space import SearchSpace as Space
-    from numpynet.sweeps.search.sweep import run_sweep
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

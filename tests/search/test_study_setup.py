@@ -12,8 +12,8 @@ from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.search.invocation import run_sweep
 from numpynet.sweeps.search.study_setup import STUDY_ATTR_SETUP
-from numpynet.sweeps.search.sweep import run_sweep
 
 FAST = ["train.epoch=3", "train.decay_interval=2", "network.hidden=[8]", "tracking.log_plots=false"]
 STUDY = ["study_name=setup", "pruner.name=none", "register_model=false", "log_study_plots=false"]

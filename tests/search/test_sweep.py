@@ -12,11 +12,9 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from commands import run_command, start_command
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
-from services import wait_for
 
 from numpynet import NeuralNetwork
 from numpynet.sweeps.recording.names import (
@@ -28,8 +26,10 @@ from numpynet.sweeps.recording.names import (
 from numpynet.sweeps.recording.names import (
     TRIAL_STATE as TAG_STATE,
 )
-from numpynet.sweeps.search import attrs
-from numpynet.sweeps.search.sweep import run_sweep
+from numpynet.sweeps.search import budget, heartbeats, optuna_attrs
+from numpynet.sweeps.search.invocation import run_sweep
+from tests.helpers.commands import run_command, start_command
+from tests.helpers.services import wait_for
 
 FAST = ["train.epoch=6", "train.decay_interval=2", "network.hidden=[16]", "tracking.log_plots=false"]
 
@@ -71,7 +71,7 @@ def test_small_sweep_is_fully_recorded(store, _template_store):
         assert run.info.status == "FINISHED"
         assert run.data.tags[TAG_STATE] == trial.state.name
         assert run.info.run_name == f"{trial.value:.3f} complete · trial-{trial.number}"  # named when it ended
-        assert trial.user_attrs[attrs.ATTR_RUN_ID] == run.info.run_id
+        assert trial.user_attrs[optuna_attrs.ATTR_RUN_ID] == run.info.run_id
         for key, value in trial.params.items():
             logged = run.data.params[key]
             assert (logged == "null" and value is None) or yaml.safe_load(logged) == value, key
@@ -182,12 +182,12 @@ def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(store):
         assert run.data.tags[TAG_STATE] == trial.state.name
         if trial.state == TrialState.FAIL:
             assert trial.params["optimizer.learning_rate"] == 1.0e200
-            assert "diverged" in trial.user_attrs[attrs.ATTR_FAIL_REASON]
+            assert "diverged" in trial.user_attrs[optuna_attrs.ATTR_FAIL_REASON]
             assert run.info.status == "FAILED"
             assert "diverged" in run.data.tags["numpynet.failure_reason"]
             assert run.info.run_name == f"failed · trial-{trial.number}"
         if trial.state == TrialState.PRUNED:
-            epoch = trial.user_attrs[attrs.ATTR_PRUNED_EPOCH]
+            epoch = trial.user_attrs[optuna_attrs.ATTR_PRUNED_EPOCH]
             assert run.info.run_name == f"pruned@{epoch} · trial-{trial.number}"
             assert run.data.tags[TAG_PRUNED_EPOCH] == str(epoch)
             assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == epoch + 1 < 8
@@ -286,7 +286,7 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
     def one_done_one_training() -> bool:
         trials = _study(store, "stop").trials if _states(store, "stop") else []
         return any(t.state == TrialState.COMPLETE for t in trials) and any(
-            t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs for t in trials
+            t.state == TrialState.RUNNING and optuna_attrs.ATTR_RUN_ID in t.user_attrs for t in trials
         )
 
     wait_for(one_done_one_training, 240, "a finished trial and one training in its MLflow run")
@@ -301,16 +301,18 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
 
     trials = _study(store, "stop").trials
     assert TrialState.RUNNING not in [t.state for t in trials]
-    interrupted = [t for t in trials if attrs.ATTR_INTERRUPTED in t.user_attrs]
+    interrupted = [t for t in trials if optuna_attrs.ATTR_INTERRUPTED in t.user_attrs]
     assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
     client = _client(store)
     runs = _all_runs(client)
     assert all(r.info.status != "RUNNING" for r in runs)
     status = {r.info.run_id: r.info.status for r in runs}
     assert all(
-        status[t.user_attrs[attrs.ATTR_RUN_ID]] == "KILLED" for t in interrupted if attrs.ATTR_RUN_ID in t.user_attrs
+        status[t.user_attrs[optuna_attrs.ATTR_RUN_ID]] == "KILLED"
+        for t in interrupted
+        if optuna_attrs.ATTR_RUN_ID in t.user_attrs
     )
-    assert any(attrs.ATTR_RUN_ID in t.user_attrs for t in interrupted)
+    assert any(optuna_attrs.ATTR_RUN_ID in t.user_attrs for t in interrupted)
     assert [r.info.status for r in runs if r.data.tags.get("numpynet.role") == "sweep"] == ["KILLED"]
 
     # the same command resumes, as the interrupt message says ([15-2]: two workers again, on the re-queued trials)
@@ -318,7 +320,7 @@ def test_interrupt_then_resume_completes_the_budget(store, signum, n_jobs):
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     trials = _study(store, "stop").trials
-    counted = [t for t in trials if attrs.counts_in_budget(t)]
+    counted = [t for t in trials if budget.counts_in_budget(t)]
     assert len(counted) == 4 and all(t.state == TrialState.COMPLETE for t in counted)
     for number, value in completed_before.items():  # nothing completed was lost or re-run
         assert trials[number].state == TrialState.COMPLETE and trials[number].value == value
@@ -347,8 +349,8 @@ def test_two_workers_share_the_budget(store):
     assert sorted(numbers) == list(range(6))
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     # trials ran in the worker processes, not in this one; how the two shared them is the scheduler's business
-    workers = {t.user_attrs[attrs.ATTR_WORKER] for t in study.trials}
-    assert 1 <= len(workers) <= 2 and attrs.worker_id() not in workers, workers
+    workers = {t.user_attrs[optuna_attrs.ATTR_WORKER] for t in study.trials}
+    assert 1 <= len(workers) <= 2 and heartbeats.worker_id() not in workers, workers
     client = _client(store)
     children = _children(client, summary.parent_run_id)
     assert sorted(int(r.data.tags[TAG_TRIAL]) for r in children) == list(range(6))
@@ -371,7 +373,7 @@ def test_two_workers_share_the_budget(store):
             "best_config.yaml",
         )
     }
-    best_run = study.best_trial.user_attrs[attrs.ATTR_RUN_ID]
+    best_run = study.best_trial.user_attrs[optuna_attrs.ATTR_RUN_ID]
     assert {a.path for a in client.list_artifacts(best_run, "plots")} == {
         f"plots/{name}.png" for name in ("cost_curves", "learning_rate", "confusion_matrix", "test_predictions")
     }
@@ -416,7 +418,7 @@ def test_a_killed_local_worker_leaves_nothing_running_after_resume(store):
     def training() -> bool:  # inside a trial: its MLflow run exists and it has reported an epoch
         trials = _study(store, "killed").trials if _states(store, "killed") else []
         return any(
-            t.state == TrialState.RUNNING and attrs.ATTR_RUN_ID in t.user_attrs and t.intermediate_values
+            t.state == TrialState.RUNNING and optuna_attrs.ATTR_RUN_ID in t.user_attrs and t.intermediate_values
             for t in trials
         )
 
@@ -431,9 +433,9 @@ def test_a_killed_local_worker_leaves_nothing_running_after_resume(store):
     assert resumed.returncode == 0, err
     trials = _study(store, "killed").trials
     for number in dead:
-        assert trials[number].state == TrialState.FAIL and attrs.ATTR_INTERRUPTED in trials[number].user_attrs
+        assert trials[number].state == TrialState.FAIL and optuna_attrs.ATTR_INTERRUPTED in trials[number].user_attrs
         # its configuration is not lost: the resumed sweep queued it and ran it first
-        rerun = [t for t in trials if t.user_attrs.get(attrs.ATTR_RERUN_OF) == number]
+        rerun = [t for t in trials if t.user_attrs.get(optuna_attrs.ATTR_RERUN_OF) == number]
         assert len(rerun) == 1 and rerun[0].params == trials[number].params
         assert rerun[0].state == TrialState.COMPLETE
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3  # the budget was completed

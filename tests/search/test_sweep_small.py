@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from sklearn.datasets import make_classification
 
 from numpynet.sweeps.cli.summary import print_summary
-from numpynet.sweeps.search.sweep import run_sweep
+from numpynet.sweeps.search.invocation import run_sweep
 from numpynet.sweeps.search.verdict import METHOD
 
 FAST_STUDY = ["n_trials=2", "cv=3", "robustness_seeds=2", "log_study_plots=false"]

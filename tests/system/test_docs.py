@@ -13,7 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from commands import run_command
+
+from tests.helpers.commands import run_command
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = sorted((REPO / "docs").glob("*.md"))

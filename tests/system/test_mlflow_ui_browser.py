@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 import pytest
-from commands import run_command
 from mlflow import MlflowClient
-from services import MlflowServer, free_port
 
 from numpynet.sweeps.recording.names import TRIAL as TAG_TRIAL
+from tests.helpers.commands import run_command
+from tests.helpers.services import MlflowServer, free_port
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -19,16 +19,17 @@ import optuna
 import pytest
 import sqlalchemy
 import yaml
-from commands import run_command, start_command
 from mlflow import MlflowClient
 from optuna.trial import TrialState
-from services import free_port, wait_for
 
+from numpynet.sweeps.recording.names import TRIAL as TAG_REGISTERED_TRIAL
 from numpynet.sweeps.recording.names import TRIAL as TAG_TRIAL
 from numpynet.sweeps.recording.names import TRIAL_STATE as TAG_STATE
 from numpynet.sweeps.recording.redact import mask_url
-from numpynet.sweeps.search import attrs, budget, storage
-from numpynet.sweeps.search.best_model import TAG_REGISTERED_TRIAL, registered_model_name
+from numpynet.sweeps.search import budget, optuna_attrs, storage
+from numpynet.sweeps.search.best_model import registered_model_name
+from tests.helpers.commands import run_command, start_command
+from tests.helpers.services import free_port, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -108,11 +109,11 @@ def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_dat
     trials = study.get_trials()
     assert sorted(t.number for t in trials) == list(range(budget))
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    assert sum(attrs.counts_in_budget(t) for t in trials) == budget
+    assert sum(budget.counts_in_budget(t) for t in trials) == budget
     pids = {w.pid for w in workers}
-    seen = {t.user_attrs[attrs.ATTR_WORKER] for t in trials}
+    seen = {t.user_attrs[optuna_attrs.ATTR_WORKER] for t in trials}
     assert seen <= {f"{HOST}:{pid}" for pid in pids}  # how they shared the trials is the scheduler's business
-    assert study.user_attrs[attrs.STUDY_ATTR_JOINED] == 3
+    assert study.user_attrs[optuna_attrs.STUDY_ATTR_JOINED] == 3
     assert len({tuple(sorted(t.params.items())) for t in trials}) == budget, "workers proposed the same point"
 
     # MLflow: one parent run per worker, one child run per trial, content agrees with Optuna
@@ -130,9 +131,9 @@ def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_dat
         assert run.data.tags["mlflow.parentRunId"] in parents
         assert (
             parents[run.data.tags["mlflow.parentRunId"]].data.tags["numpynet.worker"]
-            == trial.user_attrs[attrs.ATTR_WORKER]
+            == trial.user_attrs[optuna_attrs.ATTR_WORKER]
         ), "a trial's run hangs under its own worker's parent"
-        assert trial.user_attrs[attrs.ATTR_RUN_ID] == run.info.run_id
+        assert trial.user_attrs[optuna_attrs.ATTR_RUN_ID] == run.info.run_id
         assert run.data.tags[TAG_STATE] == trial.state.name
         for key, value in trial.params.items():
             assert _param_matches(run.data.params[key], value), (trial.number, key)
@@ -209,8 +210,8 @@ def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_datab
             (
                 t
                 for t in trials
-                if t.user_attrs.get(attrs.ATTR_WORKER) == victim_id
-                and t.user_attrs.get(attrs.ATTR_RUN_ID)
+                if t.user_attrs.get(optuna_attrs.ATTR_WORKER) == victim_id
+                and t.user_attrs.get(optuna_attrs.ATTR_RUN_ID)
                 and 20 <= len(t.intermediate_values) <= 120
             ),
             None,
@@ -238,10 +239,10 @@ def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_datab
     study = _study(pg_database, study_name)
     trials = study.get_trials()
     dead = study.trials[doomed.number]
-    assert dead.state == TrialState.FAIL and attrs.is_stale_failure(dead)
-    assert not attrs.counts_in_budget(dead)
-    assert sum(attrs.counts_in_budget(t) for t in trials) == budget
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials if attrs.counts_in_budget(t))
+    assert dead.state == TrialState.FAIL and budget.is_stale_failure(dead)
+    assert not budget.counts_in_budget(dead)
+    assert sum(budget.counts_in_budget(t) for t in trials) == budget
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials if budget.counts_in_budget(t))
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
     assert len(retries) == 1 and retries[0].params == dead.params  # sweep.retry_failed=1 ran it again
@@ -250,7 +251,7 @@ def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_datab
     client = MlflowClient(tracking_uri=mlflow_server.url)
     runs = _runs(client, experiment)
     assert not [r for r in runs if r.info.status == "RUNNING"], "no eternal RUNNING rows in the UI"
-    dead_run = client.get_run(doomed.user_attrs[attrs.ATTR_RUN_ID])
+    dead_run = client.get_run(doomed.user_attrs[optuna_attrs.ATTR_RUN_ID])
     assert dead_run.info.status == "KILLED"
     assert dead_run.data.tags[TAG_STATE] == "FAIL"
     assert victim_id in dead_run.data.tags["numpynet.failure_reason"]

@@ -15,14 +15,13 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from commands import start_command
 from mlflow import MlflowClient
 from optuna.trial import TrialState
-from services import wait_for
 
-from numpynet.sweeps.recording.stale_runs import TAG_FAIL_REASON
-
-TAG_HEARTBEAT = "numpynet.heartbeat"  # a string: the test runs unchanged against older code
+from numpynet.sweeps.recording.names import FAILURE_REASON as TAG_FAIL_REASON
+from numpynet.sweeps.recording.names import HEARTBEAT as TAG_HEARTBEAT
+from tests.helpers.commands import start_command
+from tests.helpers.services import wait_for
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -21,7 +21,7 @@ from numpynet.sweeps.training.config import (
     compose_config,
     flatten,
 )
-from numpynet.sweeps.training.network import CORE_ARGUMENTS, build_network
+from numpynet.sweeps.training.network_from_config import CORE_ARGUMENTS, build_network
 
 GROUPS = ("data", "network", "optimizer", "tracking")
 
@@ -229,7 +229,7 @@ def test_configs_are_found_relative_to_the_package_not_the_cwd(tmp_path: Path, m
     ],
 )
 def test_the_one_line_message_of_an_unknown_key_lists_the_group_s_keys(override: str, keys: str) -> None:
-    from numpynet.sweeps.cli.policy import hydra_message
+    from numpynet.sweeps.cli.exit_status import hydra_message
 
     with pytest.raises(ConfigCompositionException) as info:
         compose_config(override.split())

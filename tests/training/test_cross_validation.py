@@ -10,10 +10,15 @@ import pytest
 from numpynet import TrainingDiverged
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.training.config import compose_config
-from numpynet.sweeps.training.cross_validation import fit_folds, fold_metric, fold_networks, summary_metrics
+from numpynet.sweeps.training.cross_validation import (
+    fit_folds,
+    fit_in_lockstep,
+    fold_metric,
+    fold_networks,
+    summary_metrics,
+)
 from numpynet.sweeps.training.data import load_dataset, stratified_folds
-from numpynet.sweeps.training.lockstep import fit_in_lockstep
-from numpynet.sweeps.training.network import build_network
+from numpynet.sweeps.training.network_from_config import build_network
 
 FAST = ["train.epoch=7", "network.hidden=[12]", "data.folds=4"]
 

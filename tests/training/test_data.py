@@ -296,7 +296,7 @@ def test_an_npz_of_python_objects_is_refused_with_its_name(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_bad_npz_on_the_command_line_is_one_line_without_traceback(tmp_path: Path) -> None:
-    from commands import run_command
+    from tests.helpers.commands import run_command
 
     path = tmp_path / "d.npz"
     path.write_text("not numpy")

@@ -1,9 +1,9 @@
 """Issue 23, item 10: a network whose parameters cannot fit in memory is refused before any study or run.
 
-Before, ``network.hidden=[100000,100000]`` passed the sweep's pre-checks,
-created the study and its parent run, then failed as a fault (``MemoryError``
-... 74.6 GiB) with advice to resume; ``numpynet-train`` said "internal error"
-after creating a run.
+Unchecked, ``network.hidden=[100000,100000]`` would pass the sweep's pre-checks,
+create the study and its parent run, then fail as a fault (``MemoryError``
+... 74.6 GiB) with advice to resume; ``numpynet-train`` would say "internal
+error" after creating a run.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
-from commands import run_command
+
+from tests.helpers.commands import run_command
 
 HUGE = "network.hidden=[100000,100000]"
 
@@ -35,7 +36,7 @@ def test_an_oversized_network_is_refused_in_one_line_and_nothing_is_created(tmp_
 
 
 def test_the_estimate_counts_weights_biases_and_each_optimizers_state() -> None:
-    from numpynet.sweeps.training.network import parameter_bytes
+    from numpynet.sweeps.training.network_from_config import parameter_bytes
 
     sizes = [64, 100, 10]
     count = 64 * 100 + 100 * 10 + 100 + 10

@@ -9,8 +9,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from commands import communicate_or_kill, run_command, start_command
-from conftest import REPO_ROOT, TINY
 from mlflow import MlflowClient
 
 from numpynet import NeuralNetwork, TrainingDiverged, __version__
@@ -19,7 +17,8 @@ from numpynet.sweeps.recording.names import FAILURE_REASON, STOPPED_EPOCH
 from numpynet.sweeps.recording.store import param_text as _param_text
 from numpynet.sweeps.training.config import compose_config, flatten
 from numpynet.sweeps.training.data import load_dataset
-from numpynet.sweeps.training.train import train
+from numpynet.sweeps.training.trainer import train
+from tests.helpers.commands import REPO_ROOT, TINY, communicate_or_kill, run_command, start_command
 
 PER_EPOCH = ("train_cost", "train_accuracy", "val_cost", "val_accuracy", "val_balanced_accuracy", "learning_rate")
 FINAL = ("test_accuracy", "test_precision", "test_recall", "test_f1", "test_log_loss", "fit_seconds", "epochs_run")
@@ -62,7 +61,7 @@ def test_a_mirrored_run_trains_on_the_mirrored_training_split(mlflow_store: str,
     dataset = load_dataset(cfg.data)
     X, y = dataset.training_arrays()
     assert len(X) == 2 * len(dataset.X_train)
-    from numpynet.sweeps.training.network import build_network
+    from numpynet.sweeps.training.network_from_config import build_network
 
     direct = build_network(cfg, dataset.n_features, dataset.n_classes).fit(X, y, dataset.X_val, dataset.y_val)
     assert _history(client, result["run_id"], "train_cost") == direct.costs_
@@ -415,7 +414,7 @@ def test_progress_bar_only_on_a_terminal() -> None:
 def test_cli_interrupted_run_ends_killed(mlflow_store: str, tmp_path: Path, signum: int, code: int, said: str) -> None:
     """Ctrl-C (SIGINT) or kill (SIGTERM) mid-training: the run is KILLED, never left RUNNING."""
 
-    from services import wait_for
+    from tests.helpers.services import wait_for
 
     args = ["train.epoch=100000", "network.hidden=[8]", "tracking.experiment=tests", "tracking.flush_every=1"]
     proc = start_command("numpynet-train", args, tmp_path)

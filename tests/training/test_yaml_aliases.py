@@ -1,9 +1,9 @@
-"""Issue 23, item 1: a YAML alias bomb in any file the commands read is refused in one line, at once.
+"""A YAML alias bomb in any file the commands read is refused in one line, at once.
 
 Nine levels of anchors, each repeating the level below nine times, stand for
-9**9 values in under 700 bytes; before the fix, each command that read one
-grew past gigabytes for minutes. Also: a signal during a long parse stops the
-command at once instead of at an epoch boundary that has not come.
+9**9 values in under 700 bytes; expanded, one grows past gigabytes for minutes.
+Also: a signal during a long parse stops the command at once instead of at an
+epoch boundary that has not come.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from commands import communicate_or_kill, run_command, start_command
 from mlflow import MlflowClient
+
+from tests.helpers.commands import communicate_or_kill, run_command, start_command
 
 
 def alias_bomb(levels: int = 9) -> str:
@@ -115,7 +116,7 @@ def test_sigterm_while_a_logged_config_is_parsed_stops_reproduce_at_once(mlflow_
         time.sleep(0.002)
     assert parsing, f"the command ended before it read the config (folder seen: {seen}): {proc.communicate()}"
     proc.send_signal(signal.SIGTERM)
-    _, err = communicate_or_kill(proc, 60)  # before the fix it went on parsing for minutes
+    _, err = communicate_or_kill(proc, 60)  # the parse alone takes minutes
     assert proc.returncode == 128 + signal.SIGTERM and err.strip().endswith("numpynet-reproduce: terminated"), err
     assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1
 

@@ -54,11 +54,11 @@ PRELOAD = [
     "numpynet.sweeps.cli.sweep",
     "numpynet.sweeps.cli.reproduce",
     "numpynet.sweeps.cli.status",
-    "numpynet.sweeps.search.sweep",
+    "numpynet.sweeps.search.invocation",
     "numpynet.sweeps.search.workers",
-    "numpynet.sweeps.training.train",
+    "numpynet.sweeps.training.trainer",
     "numpynet.sweeps.recording.recorder",
-    "numpynet.sweeps.search.report",
+    "numpynet.sweeps.recording.sweep_report",
 ]
 
 

@@ -1,7 +1,7 @@
 """Shared helpers of the numpynet core tests (tests/core/test_*.py).
 
 Kept out of conftest.py on purpose: the harness tests own that file. Import
-with ``from _core_helpers import ...`` (pytest puts tests/ on sys.path).
+with ``from tests.helpers.core import ...``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _find_cat_dir() -> Path:
@@ -85,7 +85,7 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     Works whether or not the project is pip-installed: the checkout is put
     first on PYTHONPATH.
     """
-    from commands import environment
+    from tests.helpers.commands import environment
 
     return environment(env=extra)
 
@@ -119,7 +119,7 @@ def start_python(code: str, *args: str, extra_env: dict[str, str] | None = None)
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
     """Wait for a process from :func:`start_python`; return stdout or fail with stderr."""
-    from commands import communicate_or_kill
+    from tests.helpers.commands import communicate_or_kill
 
     out, err = communicate_or_kill(proc, timeout)
     if proc.returncode != 0:

@@ -8,6 +8,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from numpynet import NeuralNetwork
+from numpynet.labels import output_units
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.training.config import flatten
 
@@ -41,9 +42,8 @@ CORE_ARGUMENTS: dict[str, str] = {
 
 
 def build_network(cfg: DictConfig, n_features: int, n_classes: int, fold: int | None = None) -> NeuralNetwork:
-    """The core network described by ``cfg`` for data of the given shape.
+    """The core network described by ``cfg`` for data of the given shape (layer sizes: :func:`layer_sizes`).
 
-    One sigmoid unit for two classes (as the original), softmax otherwise.
     ``fold`` (cross-validation) shifts the seed by the fold's index when
     ``train.seed_per_fold`` is set.
     """
@@ -51,8 +51,7 @@ def build_network(cfg: DictConfig, n_features: int, n_classes: int, fold: int | 
     kwargs = {arg: flat[key] for key, arg in CORE_ARGUMENTS.items() if key in flat}
     if fold is not None and flat.get("train.seed_per_fold"):
         kwargs["seed"] = kwargs.get("seed", 0) + fold
-    outputs = 1 if n_classes == 2 else n_classes
-    return NeuralNetwork([n_features, *flat["network.hidden"], outputs], **kwargs)
+    return NeuralNetwork(layer_sizes(cfg, n_features, n_classes), **kwargs)
 
 
 #: arrays of the parameters' size each optimizer keeps (numpynet/optimizers.py), besides weights and gradients
@@ -60,8 +59,9 @@ OPTIMIZER_ARRAYS = {"gd": 0, "momentum": 1, "rmsprop": 2, "adam": 3}
 
 
 def layer_sizes(cfg: DictConfig, n_features: int, n_classes: int) -> list[int]:
-    """Every layer's size, input and output included, as :func:`build_network` builds the network."""
-    return [n_features, *cfg.network.hidden, 1 if n_classes == 2 else n_classes]
+    """Every layer's size, input and output included: the configured hidden layers between the data's features
+    and the output layer the core sizes for the data's classes."""
+    return [n_features, *cfg.network.hidden, output_units(n_classes)]
 
 
 def parameter_bytes(sizes: list[int], dtype: str, optimizer: str) -> tuple[int, int]:

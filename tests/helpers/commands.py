@@ -14,14 +14,14 @@ replaces variables.
 
 In the test session (``tests/conftest.py`` calls :func:`use_warm_starter`) the
 process is forked by a warm starter that has the libraries imported already
-(``tests/warm_starter.py``): still a new process with its own pid, working
+(``tests/helpers/warm_starter.py``): still a new process with its own pid, working
 directory, environment, pipes, signals and exit status, without the 3-4 s of
 imports each time. A command whose ``env`` sets a variable read when an
 interpreter or BLAS starts (``OPENBLAS_*``, ``PYTHON*``...), or a call with
 ``cold=True``, is started as a plain new interpreter.
 
-Imported by the tests (``from commands import run_command``) and by the benchmarks
-(``from tests.commands import ...``), which always start plain interpreters.
+Imported by the tests and the benchmarks as ``from tests.helpers.commands import ...``;
+the benchmarks always start plain interpreters.
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ import threading
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: Overrides that make a digits run take well under a second.
+TINY = ["train.epoch=3", "network.hidden=[16]", "tracking.log_model=false", "tracking.experiment=tests"]
 
 #: console script -> (module, function) of its entry point (as in pyproject.toml)
 ENTRY_POINTS = {

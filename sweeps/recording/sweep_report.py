@@ -29,11 +29,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param  # noqa: E402
-from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
 from numpynet.sweeps.recording import names, study_plots  # noqa: E402
-from numpynet.sweeps.search import attrs, best_model, budget  # noqa: E402
+from numpynet.sweeps.search import best_model, optuna_attrs  # noqa: E402
+from numpynet.sweeps.search.baseline import baseline_trial  # noqa: E402
+from numpynet.sweeps.search.sweep_summary import SweepSummary, best_trial, state_counts, top_trials  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ def warm_up() -> None:
     once to check the model's requirements (about 1 s in this venv). Paid
     here, they are not paid between the last trial and the end of the sweep.
     Each step is only a cache fill: a failure is logged and the report pays
-    it later, as before. Uses no pyplot state (trials may draw figures).
+    the cost when it runs. Uses no pyplot state (trials may draw figures).
     """
     import io
 
@@ -114,38 +116,6 @@ def warm_up() -> None:
             log.debug("end-report warm-up step %s failed: %s", step.__name__, exc)
 
 
-def failure_reasons(study: optuna.Study) -> list[str]:
-    return [
-        f"trial {t.number}: {t.user_attrs[attrs.ATTR_FAIL_REASON]}"
-        for t in study.get_trials(deepcopy=False)
-        if attrs.ATTR_FAIL_REASON in t.user_attrs
-    ]
-
-
-def state_counts(study: optuna.Study) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        name = "INTERRUPTED" if attrs.ATTR_INTERRUPTED in t.user_attrs else t.state.name
-        counts[name] = counts.get(name, 0) + 1
-    return counts
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:  # no COMPLETE trial yet
-        return None
-
-
-def top_trials(study: optuna.Study, k: int) -> list[dict[str, Any]]:
-    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    done.sort(key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
-    return [
-        {"number": t.number, "value": t.value, "params": dict(t.params), "run_id": t.user_attrs.get(attrs.ATTR_RUN_ID)}
-        for t in done[:k]
-    ]
-
-
 def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_report=None) -> "Any":
     """Log the study's outcome on the parent run; returns a SweepSummary.
 
@@ -158,8 +128,6 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
     figures on this one. Much of either half waits for SQLite or the disk, or
     encodes PNGs, without holding the GIL. Both are done when this returns.
     """
-    from numpynet.sweeps.search.plan import SweepSummary
-
     sweep = plan.sweep
     parent = plan.parent_run_id
     counts = state_counts(study)
@@ -177,7 +145,7 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
     model_run = (
         refit_report.chosen_run_id
         if refit_report is not None
-        else (best.user_attrs.get(attrs.ATTR_RUN_ID) if best is not None else None)
+        else (best.user_attrs.get(optuna_attrs.ATTR_RUN_ID) if best is not None else None)
     )
     if sweep.get("cv") and refit_report is None:
         log.info(
@@ -187,23 +155,23 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
         model_run = None
     metric = sweep.get("metric") or "objective value"
     # Optuna's plotting warns: kept off the helper thread (see there)
-    figures = _build_plots(study, metric) if sweep.get("log_study_plots", True) else {}
+    figures = build_study_plots(study, metric) if sweep.get("log_study_plots", True) else {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="numpynet-report") as helper:
         model = None
         if best is not None and model_run:
             model = helper.submit(best_model.log_and_register_best, client, plan, best, model_run, base_cfg)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
-            _save_plots(figures, out)
+            save_study_plots(figures, out)
             _write_trials_csv(study, out / "trials.csv")
             if best is not None:
                 summary.best_number, summary.best_value = best.number, best.value
                 summary.best_params = dict(best.params)
-                summary.best_run_id = best.user_attrs.get(attrs.ATTR_RUN_ID)
+                summary.best_run_id = best.user_attrs.get(optuna_attrs.ATTR_RUN_ID)
                 metrics["best_value"] = float(best.value)
                 client.log_batch(parent, params=[Param(f"best.{k}", str(v)) for k, v in best.params.items()])
                 client.set_tag(parent, names.BEST_TRIAL, str(best.number))
-            baseline = budget.baseline_trial(study)
+            baseline = baseline_trial(study)
             if baseline is not None:
                 summary.baseline_number, summary.baseline_state = baseline.number, baseline.state.name
                 summary.baseline_value = baseline.value
@@ -227,7 +195,7 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
     return summary
 
 
-def _build_plots(study: optuna.Study, metric: str = "objective value") -> dict[str, Any]:
+def build_study_plots(study: optuna.Study, metric: str = "objective value") -> dict[str, Any]:
     """Each entry of ``PLOTS`` as a Figure ready to save; a plot that cannot be drawn is skipped.
 
     Optuna marks its matplotlib plots experimental; that and any layout
@@ -258,7 +226,7 @@ def _build_plots(study: optuna.Study, metric: str = "objective value") -> dict[s
     return figures
 
 
-def _save_plots(figures: dict[str, Any], out: Path) -> None:
+def save_study_plots(figures: dict[str, Any], out: Path) -> None:
     """One PNG per figure, at most about 1200 px wide (see :func:`study_plots.save`)."""
     try:
         for name, fig in figures.items():
@@ -268,11 +236,6 @@ def _save_plots(figures: dict[str, Any], out: Path) -> None:
                 log.info("study plot %s skipped: %s", name, exc)
     finally:
         plt.close("all")
-
-
-def _write_plots(study: optuna.Study, out: Path, metric: str = "objective value") -> None:
-    """Build and save every study plot into ``out`` (what :func:`summarise` does in two steps)."""
-    _save_plots(_build_plots(study, metric), out)
 
 
 def _figure_of(axes: Any):
@@ -312,7 +275,7 @@ def _as_a_training_config(text: str) -> str:
 
 
 def _copy_best_config(client: MlflowClient, run_id: str, out: Path) -> None:
-    from numpynet.sweeps.recording.artifacts import CONFIG_ARTIFACT
+    from numpynet.sweeps.recording.names import CONFIG_ARTIFACT
 
     try:
         local = client.download_artifacts(run_id, CONFIG_ARTIFACT, str(out / "_download"))

@@ -45,7 +45,7 @@ from numpynet.sweeps.training import cross_validation
 from numpynet.sweeps.training.config import PROJECT_DIR, check_config, flatten, to_yaml
 from numpynet.sweeps.training.data import Dataset, load_dataset
 from numpynet.sweeps.training.ensemble import FoldEnsemble
-from numpynet.sweeps.training.network import CORE_ARGUMENTS, build_network, check_network_fits  # noqa: F401 - the public home
+from numpynet.sweeps.training.network_from_config import build_network, check_network_fits
 from numpynet.sweeps.training.numeric_env import numeric_environment
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,9 @@ Workers are processes (``sweep.n_jobs``), each limited to its share of the
 BLAS threads, sharing the study through its storage. The budget
 ``sweep.n_trials`` counts every trial of the study, over all invocations, so
 running the same command again resumes where the last one stopped.
+
+Before anything is created, :func:`preflight` checks that both stores answer;
+a signal ends the invocation with :class:`SweepInterrupted`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import optuna
@@ -32,7 +36,7 @@ from numpynet.sweeps.recording.stale_runs import (
     close_unfinished_children,
 )
 from numpynet.sweeps.search import (
-    attrs,
+    baseline,
     budget,
     failures,
     heartbeats,
@@ -43,22 +47,29 @@ from numpynet.sweeps.search import (
     study_setup,
 )
 from numpynet.sweeps.search.first_trials import check_first_trials
-from numpynet.sweeps.search.plan import (
-    STAGE_REFIT,
-    STAGE_REPORT,
-    STAGE_TRIALS,
-    SweepInterrupted,
-    SweepPlan,
-    SweepSummary,
-)
 from numpynet.sweeps.search.settings import load_sweep_config, plain
 from numpynet.sweeps.search.space import SearchSpace
+from numpynet.sweeps.search.sweep_summary import SweepSummary, failure_reasons
 from numpynet.sweeps.search.trial import TrialOutcome
-from numpynet.sweeps.search.workers import open_study, run_processes, run_worker
+from numpynet.sweeps.search.workers import SweepPlan, open_study, run_processes, run_worker
 from numpynet.sweeps.training.config import CONF_DIR, compose_config
-from numpynet.sweeps.training.train import Trainer
+from numpynet.sweeps.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
+
+
+#: what a sweep was doing when a signal stopped it (:class:`SweepInterrupted`'s ``stage``)
+STAGE_TRIALS, STAGE_REFIT, STAGE_REPORT = "trials", "refit", "report"
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C, SIGTERM or SIGHUP stopped the sweep during ``stage``; the record was closed cleanly."""
+
+    def __init__(self, signum: int, summary: "SweepSummary | None" = None, stage: str = STAGE_TRIALS):
+        self.signum = signum
+        self.summary = summary
+        self.stage = stage
+        super().__init__(f"sweep interrupted by {signal.Signals(signum).name}")
 
 
 # ----------------------------------------------------------------- preparing
@@ -125,9 +136,8 @@ def run_sweep(
     """
     import mlflow
 
+    from numpynet.sweeps.recording import sweep_report as study_report
     from numpynet.sweeps.recording.store import create_run, resolve_tracking_uri
-    from numpynet.sweeps.search import report as study_report
-    from numpynet.sweeps.search.preflight import preflight
 
     with warnings_after_checks():  # an error found by the checks comes alone, not after a warning
         sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
@@ -155,7 +165,7 @@ def run_sweep(
         # a study resumed with other settings stops here
         study_setup.check_or_record(study, setup, storage_url, enforce=sweep.get("check_setup", True))
         if sweep.get("baseline"):
-            budget.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
+            baseline.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
     if not plan.storage_url.startswith("postgresql"):  # one machine: a dead worker's pid tells at once
         heartbeats.fail_dead_local_trials(study, CloseDeadTrialRuns(tracking_uri, experiment_id))
         close_dead_local_parents(client, experiment_id, sweep["study_name"])
@@ -174,7 +184,7 @@ def run_sweep(
             names.SAMPLER: sweep["sampler"].get("name", "tpe"),
             names.PRUNER: sweep["pruner"].get("name", "none"),
             names.STORAGE: mask_url(storage_url),
-            names.WORKER: attrs.worker_id(),
+            names.WORKER: heartbeats.worker_id(),
             names.N_JOBS: str(n_jobs),
             names.BLAS_THREADS: str(plan.n_threads),
             names.N_TRIALS: str(sweep["n_trials"]),
@@ -250,7 +260,7 @@ def run_sweep(
     if interrupted is not None:
         raise SweepInterrupted(interrupted, summary, stage)
     if summary.best_number is None:
-        reasons = study_report.failure_reasons(study)
+        reasons = failure_reasons(study)
         timeout = plan.sweep.get("timeout")
         if not reasons and timeout is not None and not any(t.state.is_finished() for t in study.trials):
             raise UserError(
@@ -287,7 +297,7 @@ def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace, trainer: Tr
     from threadpoolctl import threadpool_limits
 
     from numpynet.sweeps.search import refit, refit_once
-    from numpynet.sweeps.training.train import train
+    from numpynet.sweeps.training.trainer import train
 
     def run(best, baseline):
         try:
@@ -323,3 +333,63 @@ def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace, trainer: Tr
         run,
         on_dead=CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id),
     )
+
+
+# ---------------------------------------------------------------------------- preflight
+# Fail fast: check the study storage and the MLflow tracking store before any training.
+# A wrong connection string or a server that is not running must cost the user
+# seconds and one clear line naming the URI (password masked), not a stack
+# trace after MLflow's two minutes of HTTP retries or after the first trial.
+DB_PROBE_TIMEOUT = 10  # seconds to connect to a database
+
+
+def check_storage(url: str) -> None:
+    """The Optuna storage at ``url`` can be opened (journal folder writable, database reachable)."""
+    if not storage.is_rdb(url):
+        from numpynet.sweeps.search.journal import refuse_what_is_not_a_journal
+
+        refuse_what_is_not_a_journal(url)
+        folder = Path(url).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the study storage folder {folder}: {exc.strerror}") from None
+        if not os.access(folder, os.W_OK):
+            raise UserError(f"cannot write the study storage {url}: {folder} is not writable")
+        return
+    storage.check_rdb_url(url)
+    _probe_database(url, "the study storage")
+
+
+def check_tracking(uri: str) -> None:
+    """The MLflow tracking store at ``uri`` answers: a short /health probe for servers."""
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme in ("http", "https"):
+        from numpynet.sweeps.recording.store import check_tracking_server
+
+        check_tracking_server(uri)
+    elif scheme and scheme.startswith(("postgresql", "mysql", "mssql")):
+        _probe_database(uri, "the MLflow tracking database")
+
+
+def preflight(storage_url: str, tracking_uri: str) -> None:
+    """Both checks, tracking first (its failure is the slower one to notice otherwise)."""
+    check_tracking(tracking_uri)
+    check_storage(storage_url)
+
+
+def _probe_database(url: str, what: str) -> None:
+    import sqlalchemy
+
+    connect_args = storage.pg_connect_args() if url.startswith("postgresql") else {}
+    connect_args["connect_timeout"] = DB_PROBE_TIMEOUT if connect_args else None
+    connect_args = {k: v for k, v in connect_args.items() if v is not None}
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        raise UserError(f"cannot open {what} {mask_url(url)}: {storage.db_error_text(exc, url)}") from None

@@ -13,9 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from throwaway_postgres import DEFAULT_PG, ThrowawayPostgres, server_binaries, unreachable
+from tests.helpers.throwaway_postgres import DEFAULT_PG, ThrowawayPostgres, server_binaries, unreachable
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 
 #: test files (or folders) -> what they need; a selection reaching one of them needs it
@@ -44,7 +44,7 @@ def _selected(args: list[str], invocation_dir: Path, needing: tuple[str, ...]) -
 def _cat_data_missing() -> str | None:
     if os.environ.get("NUMPYNET_REQUIRE_CAT_DATA") != "1":
         return None  # the cat tests skip, saying why
-    from _core_helpers import CAT_DIR, CAT_FILES
+    from tests.helpers.core import CAT_DIR, CAT_FILES
 
     if all((CAT_DIR / name).is_file() for name in CAT_FILES):
         return None

@@ -17,10 +17,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording.redact import mask_url
-from numpynet.sweeps.search import attrs, storage
+from numpynet.sweeps.search import budget, optuna_attrs, storage
 from numpynet.sweeps.search.overrides import split_overrides
-from numpynet.sweeps.search.report import best_trial
 from numpynet.sweeps.search.settings import load_sweep_config
+from numpynet.sweeps.search.sweep_summary import best_trial
 
 RETRIED_FROM = "failed_trial"  # system attribute Optuna's retry callback puts on a re-queued trial
 
@@ -44,19 +44,21 @@ def status_report(args: Sequence[str], list_all: bool = False) -> str:
             f"studies there: {', '.join(names) or 'none'}"
         ) from None
     budget_given = any(o.split("=", 1)[0].strip().lstrip("+~") == "n_trials" for o in sweep_overrides)
-    n_trials = sweep.n_trials if budget_given else int(study.user_attrs.get(attrs.STUDY_ATTR_BUDGET, sweep.n_trials))
+    n_trials = (
+        sweep.n_trials if budget_given else int(study.user_attrs.get(optuna_attrs.STUDY_ATTR_BUDGET, sweep.n_trials))
+    )
     return _one_study(study, n_trials, url)
 
 
 def trial_label(t: FrozenTrial) -> str:
     """The state as a person reads it: interrupted and dead-worker failures apart from real ones."""
     if t.state == TrialState.FAIL:
-        if attrs.ATTR_INTERRUPTED in t.user_attrs:
+        if optuna_attrs.ATTR_INTERRUPTED in t.user_attrs:
             return "interrupted"
-        if attrs.is_stale_failure(t):
+        if budget.is_stale_failure(t):
             return "stale"
-        if t.user_attrs.get(attrs.ATTR_FAIL_KIND) in ("error", "fault"):
-            return t.user_attrs[attrs.ATTR_FAIL_KIND]
+        if t.user_attrs.get(optuna_attrs.ATTR_FAIL_KIND) in ("error", "fault"):
+            return t.user_attrs[optuna_attrs.ATTR_FAIL_KIND]
     return t.state.name.lower()
 
 
@@ -73,8 +75,8 @@ EXPLAIN = {
 def _one_study(study: optuna.Study, n_trials: int, url: str) -> str:
     trials = study.get_trials(deepcopy=False)
     counts = Counter(trial_label(t) for t in trials)
-    used = sum(attrs.counts_in_budget(t) for t in trials)
-    finished = sum(t.state.is_finished() and attrs.counts_in_budget(t) for t in trials)
+    used = sum(budget.counts_in_budget(t) for t in trials)
+    finished = sum(t.state.is_finished() and budget.counts_in_budget(t) for t in trials)
     lines = [
         f"study {study.study_name!r} in {mask_url(url)}",
         f"  budget: {used} of {n_trials} trials used, {finished} finished",
@@ -91,7 +93,7 @@ def _one_study(study: optuna.Study, n_trials: int, url: str) -> str:
         lines.append(f"  rate: {rate:.2f} trials/min since the first trial started{eta}")
     best = best_trial(study)
     if best is not None:
-        run = best.user_attrs.get(attrs.ATTR_RUN_ID)
+        run = best.user_attrs.get(optuna_attrs.ATTR_RUN_ID)
         lines.append(
             f"  best: trial {best.number}, value {best.value:.6g}, params {best.params}"
             + (f", MLflow run {run}" if run else "")
@@ -103,7 +105,7 @@ def _one_study(study: optuna.Study, n_trials: int, url: str) -> str:
             epoch = max(t.intermediate_values) if t.intermediate_values else "-"
             retry = f", retry of trial {t.system_attrs[RETRIED_FROM]}" if RETRIED_FROM in t.system_attrs else ""
             lines.append(
-                f"  running: trial {t.number} on {t.user_attrs.get(attrs.ATTR_WORKER, '?')}, "
+                f"  running: trial {t.number} on {t.user_attrs.get(optuna_attrs.ATTR_WORKER, '?')}, "
                 f"{age:.0f} s, epoch {epoch}{retry}"
             )
     lines += _workers(trials, now)
@@ -112,7 +114,7 @@ def _one_study(study: optuna.Study, n_trials: int, url: str) -> str:
 
 def _rate(trials: list[FrozenTrial]) -> float | None:
     """Finished trials per minute between the first start and the last completion."""
-    done = [t for t in trials if t.state.is_finished() and attrs.counts_in_budget(t) and t.datetime_complete]
+    done = [t for t in trials if t.state.is_finished() and budget.counts_in_budget(t) and t.datetime_complete]
     starts = [t.datetime_start for t in trials if t.datetime_start]
     if not done or not starts:
         return None
@@ -124,7 +126,7 @@ def _workers(trials: list[FrozenTrial], now: dt.datetime) -> list[str]:
     """One line per worker process (host:pid): its trials and when it last started one."""
     by_worker: dict[str, list[FrozenTrial]] = {}
     for t in trials:
-        by_worker.setdefault(t.user_attrs.get(attrs.ATTR_WORKER, "?"), []).append(t)
+        by_worker.setdefault(t.user_attrs.get(optuna_attrs.ATTR_WORKER, "?"), []).append(t)
     by_worker.pop("?", None)
     hosts = sorted({w.rsplit(":", 1)[0] for w in by_worker})
     lines = [f"  workers seen: {len(by_worker)} process(es) on {len(hosts)} host(s): {', '.join(hosts) or '-'}"]

@@ -166,8 +166,10 @@ def run_tiny_sweep(name: str, root: Path, template_store: Path) -> SweepRecord:
     import mlflow
 
     from numpynet.sweeps.cli.sweep import sweep_main
-    from numpynet.sweeps.search import best_model, budget, report
-    from numpynet.sweeps.search.settings import load_sweep_config, plain, split_overrides
+    from numpynet.sweeps.recording import sweep_report
+    from numpynet.sweeps.search import best_model, budget
+    from numpynet.sweeps.search.overrides import split_overrides
+    from numpynet.sweeps.search.settings import load_sweep_config, plain
 
     spec = STUDIES[name]
     (root / "mlruns").mkdir(parents=True)
@@ -184,7 +186,7 @@ def run_tiny_sweep(name: str, root: Path, template_store: Path) -> SweepRecord:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)  # the default store: ./mlruns/mlflow.db
         mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         mp.setenv("MLFLOW_LOGGING_LEVEL", "WARNING")  # sweep_main sets it when unset, for good; this is undone
-        mp.setattr(report, "PLOTS", {})  # no study plots
+        mp.setattr(sweep_report, "PLOTS", {})  # no study plots
         real = best_model.log_model_from_run
         mp.setattr(best_model, "log_model_from_run", lambda *a, figures=False, **k: real(*a, figures=False, **k))
         if spec.clock_checks is not None:

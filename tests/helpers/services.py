@@ -1,13 +1,13 @@
 """Real services for the scale-out tests: a fresh PostgreSQL database, an MLflow server.
 
-Imported by the tests that need them (``from services import ...``); the
-benchmarks use the same helpers (``from tests.services import ...``).
+Imported by the tests that need them and by the benchmarks as
+``from tests.helpers.services import ...``.
 
 PostgreSQL is expected at 127.0.0.1:5432 with trust authentication for the
 user ``postgres``; ``NUMPYNET_TEST_PG`` overrides the server URL (no database
 part), e.g. ``postgresql+psycopg://postgres@db:5432``. When it is unset and
 nothing answers there, ``tests/conftest.py`` starts a throwaway server before
-the session and sets ``NUMPYNET_TEST_PG`` to it (``tests/throwaway_postgres.py``).
+the session and sets ``NUMPYNET_TEST_PG`` to it (``tests/helpers/throwaway_postgres.py``).
 A missing server fails the test with a clear message: these tests are part of
 CI and must not be skipped.
 Every database created here has a random name and is dropped afterwards;
