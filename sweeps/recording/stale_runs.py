@@ -196,12 +196,11 @@ class ParentHeartbeat:
         self._thread: threading.Thread | None = None
 
     @staticmethod
-    def interval_for(sweep: dict) -> tuple[float | None, float | None]:
+    def interval_for(interval: int | None, grace: int | None) -> tuple[float | None, float | None]:
         """(interval, grace period) in seconds from ``sweep.heartbeat_interval`` / ``grace_period``."""
-        interval = sweep.get("heartbeat_interval")
         if not interval:
             return None, None
-        grace = sweep.get("grace_period") or 2 * interval
+        grace = grace or 2 * interval
         return float(interval), float(max(grace, 2 * interval))
 
     @staticmethod

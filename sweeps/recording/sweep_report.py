@@ -132,13 +132,13 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
     parent = plan.parent_run_id
     counts = state_counts(study)
     summary = SweepSummary(
-        sweep["study_name"],
+        sweep.study_name,
         plan.storage_url,
         plan.tracking_uri,
         parent,
-        sweep["n_trials"],
+        sweep.n_trials,
         counts,
-        top=top_trials(study, sweep.get("top_k", 5)),
+        top=top_trials(study, sweep.top_k),
     )
     metrics = {f"trials_{state.lower()}": float(n) for state, n in counts.items()}
     best = best_trial(study)
@@ -147,15 +147,15 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
         if refit_report is not None
         else (best.user_attrs.get(optuna_attrs.ATTR_RUN_ID) if best is not None else None)
     )
-    if sweep.get("cv") and refit_report is None:
+    if sweep.cv and refit_report is None:
         log.info(
             "study %s: cross-validated trials keep no weights and there is no refit: no model to register",
-            sweep["study_name"],
+            sweep.study_name,
         )
         model_run = None
-    metric = sweep.get("metric") or "objective value"
+    metric = sweep.metric
     # Optuna's plotting warns: kept off the helper thread (see there)
-    figures = _build_plots(study, metric) if sweep.get("log_study_plots", True) else {}
+    figures = _build_plots(study, metric) if sweep.log_study_plots else {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="numpynet-report") as helper:
         model = None
         if best is not None and model_run:
