@@ -33,6 +33,7 @@ from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
 from numpynet.sweeps.recording import names, study_plots  # noqa: E402
+from numpynet.sweeps.recording.mlflow_limits import batches  # noqa: E402
 from numpynet.sweeps.search import best_model, optuna_attrs  # noqa: E402
 from numpynet.sweeps.search.baseline import baseline_trial  # noqa: E402
 from numpynet.sweeps.search.sweep_summary import SweepSummary, best_trial, state_counts, top_trials  # noqa: E402
@@ -169,7 +170,8 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
                 summary.best_params = dict(best.params)
                 summary.best_run_id = best.user_attrs.get(optuna_attrs.ATTR_RUN_ID)
                 metrics["best_value"] = float(best.value)
-                client.log_batch(parent, params=[Param(f"best.{k}", str(v)) for k, v in best.params.items()])
+                for chunk in batches(params=[Param(f"best.{k}", str(v)) for k, v in best.params.items()]):
+                    client.log_batch(parent, **chunk)
                 client.set_tag(parent, names.BEST_TRIAL, str(best.number))
             baseline = baseline_trial(study)
             if baseline is not None:
@@ -188,7 +190,8 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
             if best is not None and summary.best_run_id:
                 client.set_tag(parent, names.BEST_RUN_ID, summary.best_run_id)
                 _copy_best_config(client, summary.best_run_id, out)
-            client.log_batch(parent, metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()])
+            for chunk in batches(metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()]):
+                client.log_batch(parent, **chunk)
             client.log_artifacts(parent, str(out), artifact_path="study")
         if model is not None:
             summary.registered_version = model.result()  # its error, if any, is raised here
