@@ -47,6 +47,7 @@ from numpynet.sweeps.search import (
     study_setup,
 )
 from numpynet.sweeps.search.first_trials import check_first_trials
+from numpynet.sweeps.search.overrides import DEFAULT_SWEEP
 from numpynet.sweeps.search.settings import load_sweep_config
 from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.search.sweep_summary import SweepSummary, failure_reasons
@@ -123,7 +124,7 @@ def warnings_after_checks(logger: str = "numpynet.sweeps") -> Iterator[None]:
 
 # ------------------------------------------------------------- orchestration
 def run_sweep(
-    sweep_name: str = "default",
+    sweep_name: str = DEFAULT_SWEEP,
     sweep_overrides: Sequence[str] = (),
     train_overrides: Sequence[str] = (),
     progress: Callable[[int, int, optuna.Study], None] | None = None,
