@@ -124,6 +124,7 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
 
     from numpynet.sweeps.search import baseline, optuna_attrs, samplers
     from numpynet.sweeps.search.refit import refit_epochs
+    from numpynet.sweeps.search.settings import BEST
     from numpynet.sweeps.search.trial import ObjectiveCurve
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.cross_validation import fit_folds
@@ -197,7 +198,7 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
     }
     if sweep.refit and best is not None:
         n_seeds = p.robustness_seeds if p.robustness_seeds is not None else sweep.robustness_seeds
-        epochs = refit_epochs(best) if sweep.objective == "best" else None
+        epochs = refit_epochs(best) if sweep.objective == BEST else None
         with threadpool_limits(limits=1):
             out["refit_test_accuracy"] = refit_scores(base, space, best, max(n_seeds, 1), epochs)
     out["seconds"] = time.perf_counter() - started

@@ -49,7 +49,7 @@ from numpynet.sweeps.recording.names import (
 from numpynet.sweeps.recording.names import (
     ROLE as TAG_ROLE,
 )
-from numpynet.sweeps.search.settings import ALL_DATA, FOLD_ENSEMBLE, SweepConfig
+from numpynet.sweeps.search.settings import ALL_DATA, BEST, FOLD_ENSEMBLE, SweepConfig
 from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.search.verdict import METHOD as VERDICT_METHOD
 from numpynet.sweeps.search.verdict import PairedInterval, crossed_interval
@@ -191,7 +191,7 @@ def refit(
     for the chosen configuration and the baseline alike.
     ``on_run(label)`` is called before each refit starts (progress).
     """
-    best_epoch, seeds = sweep.objective == "best", sweep.robustness_seeds
+    best_epoch, seeds = sweep.objective == BEST, sweep.robustness_seeds
     ensemble = sweep.refit_rule == FOLD_ENSEMBLE and any(
         o.startswith("data.folds=") and o != "data.folds=null" for o in base_overrides
     )

@@ -120,7 +120,9 @@ _ABSENT = object()
 ALL_DATA, FOLD_ENSEMBLE = "all_data", "fold_ensemble"
 REFIT_RULES = (ALL_DATA, FOLD_ENSEMBLE)
 METRICS = ("val_accuracy", "val_balanced_accuracy", "val_cost", "train_accuracy", "train_cost")
-OBJECTIVES = ("final", "best")
+#: sweep.objective: the metric's last epoch, or its best one
+FINAL, BEST = "final", "best"
+OBJECTIVES = (FINAL, BEST)
 DIRECTIONS = ("maximize", "minimize")
 
 

@@ -37,6 +37,7 @@ from numpynet.sweeps.errors import SweepStopped
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.redact import mask_urls_in, recordable_overrides
 from numpynet.sweeps.search import failures, heartbeats, interrupted_trials, optuna_attrs
+from numpynet.sweeps.search.settings import FINAL
 from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.training.data import load_dataset
 from numpynet.sweeps.training.prepared import PreparedConfig
@@ -76,7 +77,7 @@ class ObjectiveCurve:
     def update(self, epoch: int, raw: float) -> float | None:
         """Take the metric of ``epoch``; returns the value to report (None if not finite)."""
         self.epoch = epoch
-        if self.mode == "final":
+        if self.mode == FINAL:
             self.value, self.best_epoch = raw, epoch
         elif math.isfinite(raw) and (self.value is None or (raw > self.value if self.maximize else raw < self.value)):
             self.value, self.best_epoch = raw, epoch
