@@ -88,7 +88,7 @@ def study_body(size: Size, study_name: str) -> dict[str, Any]:
 
     body = yaml.safe_load(sweep_file(size.study_file).read_text())
     overrides = [o for o in body.get("overrides", []) if not str(o).startswith("train.epoch=")]
-    sampler = dict(body.get("sampler") or {"name": "tpe"})
+    sampler = dict(body.get("sampler") or {})
     sampler["seed"] = 0
     # Plain trials on both sides: the cat study's search protocol (baseline, cv, refit, robustness)
     # is measured by the search and cv sections; here one trial is one fit, as on the bare side.
@@ -127,7 +127,7 @@ class Comparison:
         ph = sweep_runs.phases(self.root, study, process)
         trials = ph.pop("trials")
         if self.trials is None:
-            self._prepare_bare(trials)
+            self._prepare_bare(trials, study_file)
         same = [t["params"] for t in trials] == [t["params"] for t in self.trials]
         if not same:
             log.warning("harness: sweep run %d ran other configurations than the first (seeded sampler?)", self.runs)
@@ -140,17 +140,14 @@ class Comparison:
         }
 
     # ------------------------------------------------------------- bare side
-    def _prepare_bare(self, trials: list[dict[str, Any]]) -> None:
+    def _prepare_bare(self, trials: list[dict[str, Any]], study_file: Path) -> None:
+        from numpynet.sweeps.search.settings import load_sweep_config
         from numpynet.sweeps.training.config import compose_config
         from numpynet.sweeps.training.data import load_dataset
 
         self.trials = trials
-        body = study_body(self.size, "value")  # read once, outside the timed fits
-        self.objective = (
-            body.get("metric", "val_accuracy"),
-            body.get("objective", "final"),
-            body.get("direction", "maximize"),
-        )
+        settings = load_sweep_config(str(study_file))  # read once, outside the timed fits
+        self.objective = (settings.metric, settings.objective, settings.direction)
         self.configs = [compose_config(t["overrides"]) for t in trials]
         # per trial: a searched data key (data.augment) gives that trial its own training arrays
         self.datasets = [load_dataset(cfg.data) for cfg in self.configs]

@@ -124,7 +124,7 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
 
     from numpynet.sweeps.search import baseline, optuna_attrs, samplers
     from numpynet.sweeps.search.refit import refit_epochs
-    from numpynet.sweeps.search.settings import plain
+    from numpynet.sweeps.search.settings import BEST
     from numpynet.sweeps.search.trial import ObjectiveCurve
     from numpynet.sweeps.training.config import compose_config
     from numpynet.sweeps.training.cross_validation import fit_folds
@@ -136,22 +136,21 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
     started = time.perf_counter()
     # at most half the budget is random start-up, so that TPE and GP get to model the space
     overrides = [*methods(p)[method], f"sampler.seed={seed}", f"sampler.n_startup_trials={max(1, p.n_trials // 2)}"]
-    sweep_cfg, base_cfg, base, space = _prepare(p, overrides)
-    sweep = plain(sweep_cfg)
+    sweep, base_cfg, base, space = _prepare(p, overrides)
     study = optuna.create_study(
-        direction=sweep["direction"],
-        sampler=samplers.make_sampler(sweep["sampler"], space),
-        pruner=samplers.make_pruner(sweep["pruner"]),
+        direction=sweep.direction,
+        sampler=samplers.make_sampler(sweep.sampler, space),
+        pruner=samplers.make_pruner(sweep.pruner),
     )
-    if sweep.get("baseline"):
-        baseline.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
+    if sweep.baseline:
+        baseline.enqueue_baseline(study, space.fixed_params(sweep.baseline))
     data = load_dataset(base_cfg.data)
-    metric = sweep["metric"]
+    metric = sweep.metric
     folds = 1 if data.folds is None else len(data.folds)
 
     def objective(trial: optuna.Trial) -> float:
         cfg = compose_config(base + space.overrides(space.sample(trial)))
-        curve = ObjectiveCurve(sweep.get("objective", "final"), sweep["direction"] == "maximize")
+        curve = ObjectiveCurve(sweep.objective, sweep.maximize)
 
         def on_epoch(epoch: int, metrics: dict) -> None:
             value = curve.update(epoch, float(metrics[metric]))
@@ -195,11 +194,11 @@ def run_study(problem: dict[str, Any], method: str, seed: int) -> dict[str, Any]
         "epochs": sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials),
         "states": {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL")},
         "search_seconds": search_seconds,
-        "curve": best_so_far(trials, sweep["direction"] == "maximize"),
+        "curve": best_so_far(trials, sweep.maximize),
     }
-    if sweep.get("refit") and best is not None:
-        n_seeds = p.robustness_seeds if p.robustness_seeds is not None else int(sweep.get("robustness_seeds") or 0)
-        epochs = refit_epochs(best) if sweep.get("objective") == "best" else None
+    if sweep.refit and best is not None:
+        n_seeds = p.robustness_seeds if p.robustness_seeds is not None else sweep.robustness_seeds
+        epochs = refit_epochs(best) if sweep.objective == BEST else None
         with threadpool_limits(limits=1):
             out["refit_test_accuracy"] = refit_scores(base, space, best, max(n_seeds, 1), epochs)
     out["seconds"] = time.perf_counter() - started
@@ -277,15 +276,12 @@ def baseline_scores(problem: dict[str, Any]) -> list[float] | None:
     """The baseline's refit test accuracy per seed (the same for every method: its configuration is fixed)."""
     from threadpoolctl import threadpool_limits
 
-    from numpynet.sweeps.search.settings import plain
-
     p = Problem(**problem)
-    sweep_cfg, _, base, space = _prepare(p, [])
-    sweep = plain(sweep_cfg)
-    if not (sweep.get("refit") and sweep.get("baseline")):
+    sweep, _, base, space = _prepare(p, [])
+    if not (sweep.refit and sweep.baseline):
         return None
-    trial = _Params(space.fixed_params(sweep["baseline"]))
-    n_seeds = p.robustness_seeds if p.robustness_seeds is not None else int(sweep.get("robustness_seeds") or 0)
+    trial = _Params(space.fixed_params(sweep.baseline))
+    n_seeds = p.robustness_seeds if p.robustness_seeds is not None else sweep.robustness_seeds
     with threadpool_limits(limits=1):
         return refit_scores(base, space, trial, max(n_seeds, 1))
 

@@ -26,10 +26,10 @@ def help_text(
 ) -> str:
     """``numpynet-sweep --help``: header, groups (the study files included), the study's keys, footer."""
     from numpynet.sweeps.cli.config_groups import register_help_resolvers
-    from numpynet.sweeps.search.settings import base_overrides, load_sweep_config
+    from numpynet.sweeps.search.settings import base_overrides, load_sweep_node, settings_of
 
-    study = load_sweep_config(sweep_name, sweep_overrides)
-    cfg = _with_hydra_node(base_overrides(study, train_overrides))
+    study = load_sweep_node(sweep_name, sweep_overrides)
+    cfg = _with_hydra_node(base_overrides(settings_of(study), train_overrides))
     register_help_resolvers()
     shown = OmegaConf.create({"sweep": study})
     if resolve:
@@ -48,11 +48,11 @@ def config_text(
 ) -> str:
     """``numpynet-sweep --cfg job|hydra|all [--package KEY] [--resolve]``, as Hydra's ``--cfg`` prints it."""
     from numpynet.sweeps.errors import UserError
-    from numpynet.sweeps.search.settings import base_overrides, compose_sweep_config
+    from numpynet.sweeps.search.settings import base_overrides, compose_sweep_config, settings_of
 
     cfg = compose_sweep_config(sweep_name, sweep_overrides, train_overrides)
     if cfg_type != "job":
-        hydra_node = _with_hydra_node(base_overrides(cfg.sweep, train_overrides)).hydra
+        hydra_node = _with_hydra_node(base_overrides(settings_of(cfg.sweep), train_overrides)).hydra
         with open_dict(hydra_node):  # as Hydra's --cfg hydra: the help texts are left out
             for key in ("help", "hydra_help"):
                 hydra_node.pop(key, None)

@@ -43,12 +43,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from numpynet.sweeps.errors import StoreError
-from numpynet.sweeps.recording.store import MAX_TAG_VALUE, open_client, param_text, retry_locked, store_fault_reason
+from numpynet.sweeps.recording.mlflow_limits import MAX_TAG_VALUE, batches
+from numpynet.sweeps.recording.store import open_client, param_text, retry_locked, store_fault_reason
 
 log = logging.getLogger(__name__)
-
-#: MLflow's ``log_batch`` limits per call
-MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_ENTITIES = 1000, 100, 100, 1000
 
 
 @dataclass
@@ -62,13 +60,7 @@ class _Batch:
 
     def chunks(self):
         """``log_batch`` keyword arguments within MLflow's limits, params and tags first."""
-        params, tags, metrics = list(self.params), list(self.tags), list(self.metrics)
-        while params or tags or metrics:
-            p, params = params[:MAX_PARAMS], params[MAX_PARAMS:]
-            t, tags = tags[:MAX_TAGS], tags[MAX_TAGS:]
-            room = MAX_ENTITIES - len(p) - len(t)
-            m, metrics = metrics[: min(room, MAX_METRICS)], metrics[min(room, MAX_METRICS) :]
-            yield {"params": p, "tags": t, "metrics": m}
+        return batches(self.params, self.tags, self.metrics)
 
 
 _STOP = object()

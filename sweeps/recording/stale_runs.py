@@ -20,6 +20,7 @@ from mlflow.entities import RunStatus
 from optuna.trial import FrozenTrial
 
 from numpynet.sweeps.recording import names
+from numpynet.sweeps.recording.mlflow_limits import SEARCH_PAGE
 from numpynet.sweeps.recording.names import (
     FAILURE_REASON as TAG_FAIL_REASON,
 )
@@ -139,7 +140,7 @@ def close_dead_local_parents(client: MlflowClient, experiment_id: str, study_nam
         "and attributes.status = 'RUNNING'"
     )
     closed = []
-    for run in client.search_runs([experiment_id], query, max_results=1000):
+    for run in client.search_runs([experiment_id], query, max_results=SEARCH_PAGE):
         worker = run.data.tags.get(TAG_WORKER, "")
         if not heartbeats.is_dead_local_worker(worker):
             continue
@@ -166,7 +167,7 @@ def close_unfinished_children(client: MlflowClient, experiment_id: str, parent_i
     """
     query = f"tags.`mlflow.parentRunId` = {_quoted(parent_id)} and attributes.status = 'RUNNING'"
     closed = []
-    for run in client.search_runs([experiment_id], query, max_results=1000):
+    for run in client.search_runs([experiment_id], query, max_results=SEARCH_PAGE):
         client.set_tag(run.info.run_id, names.RECORD, "incomplete")
         client.set_tag(
             run.info.run_id,
@@ -196,12 +197,11 @@ class ParentHeartbeat:
         self._thread: threading.Thread | None = None
 
     @staticmethod
-    def interval_for(sweep: dict) -> tuple[float | None, float | None]:
+    def interval_for(interval: int | None, grace: int | None) -> tuple[float | None, float | None]:
         """(interval, grace period) in seconds from ``sweep.heartbeat_interval`` / ``grace_period``."""
-        interval = sweep.get("heartbeat_interval")
         if not interval:
             return None, None
-        grace = sweep.get("grace_period") or 2 * interval
+        grace = grace or 2 * interval
         return float(interval), float(max(grace, 2 * interval))
 
     @staticmethod
@@ -246,7 +246,7 @@ def close_stale_parents(
     now = time.time() if now is None else now
     closed = []
     try:
-        runs = client.search_runs([experiment_id], query, max_results=1000)
+        runs = client.search_runs([experiment_id], query, max_results=SEARCH_PAGE)
     except Exception as exc:  # the sweep itself will report a store that does not answer
         log.warning("could not look for parent runs of dead sweep processes: %s", exc)
         return closed

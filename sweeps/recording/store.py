@@ -28,15 +28,12 @@ from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 
 from numpynet.sweeps.errors import StoreError, UserError
+from numpynet.sweeps.recording.mlflow_limits import MAX_PARAM_VALUE, MAX_TAG_VALUE, batches
 from numpynet.sweeps.recording.redact import mask_url, mask_urls_in
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-MAX_TAG_VALUE = 5000  # MLflow allows 8000; leave room for multi-byte characters
-MAX_PARAM_VALUE = 6000
-PARAM_BATCH_LIMIT = 100
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
@@ -360,9 +357,8 @@ def store_fault_reason(exc: BaseException) -> str:
 
 def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None:
     items = [RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()]
-    for start in range(0, len(items), PARAM_BATCH_LIMIT):
-        chunk = items[start : start + PARAM_BATCH_LIMIT]
-        retry_locked(lambda chunk=chunk: client.log_batch(run_id, tags=chunk))
+    for chunk in batches(tags=items):
+        retry_locked(lambda chunk=chunk: client.log_batch(run_id, tags=chunk["tags"]))
 
 
 def git_commit(path: Path) -> tuple[str, bool] | None:

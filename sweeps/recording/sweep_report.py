@@ -33,6 +33,7 @@ from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
 from numpynet.sweeps.recording import names, study_plots  # noqa: E402
+from numpynet.sweeps.recording.mlflow_limits import batches  # noqa: E402
 from numpynet.sweeps.search import best_model, optuna_attrs  # noqa: E402
 from numpynet.sweeps.search.baseline import baseline_trial  # noqa: E402
 from numpynet.sweeps.search.sweep_summary import SweepSummary, best_trial, state_counts, top_trials  # noqa: E402
@@ -132,13 +133,13 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
     parent = plan.parent_run_id
     counts = state_counts(study)
     summary = SweepSummary(
-        sweep["study_name"],
+        sweep.study_name,
         plan.storage_url,
         plan.tracking_uri,
         parent,
-        sweep["n_trials"],
+        sweep.n_trials,
         counts,
-        top=top_trials(study, sweep.get("top_k", 5)),
+        top=top_trials(study, sweep.top_k),
     )
     metrics = {f"trials_{state.lower()}": float(n) for state, n in counts.items()}
     best = best_trial(study)
@@ -147,15 +148,15 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
         if refit_report is not None
         else (best.user_attrs.get(optuna_attrs.ATTR_RUN_ID) if best is not None else None)
     )
-    if sweep.get("cv") and refit_report is None:
+    if sweep.cv and refit_report is None:
         log.info(
             "study %s: cross-validated trials keep no weights and there is no refit: no model to register",
-            sweep["study_name"],
+            sweep.study_name,
         )
         model_run = None
-    metric = sweep.get("metric") or "objective value"
+    metric = sweep.metric
     # Optuna's plotting warns: kept off the helper thread (see there)
-    figures = build_study_plots(study, metric) if sweep.get("log_study_plots", True) else {}
+    figures = build_study_plots(study, metric) if sweep.log_study_plots else {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="numpynet-report") as helper:
         model = None
         if best is not None and model_run:
@@ -169,7 +170,8 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
                 summary.best_params = dict(best.params)
                 summary.best_run_id = best.user_attrs.get(optuna_attrs.ATTR_RUN_ID)
                 metrics["best_value"] = float(best.value)
-                client.log_batch(parent, params=[Param(f"best.{k}", str(v)) for k, v in best.params.items()])
+                for chunk in batches(params=[Param(f"best.{k}", str(v)) for k, v in best.params.items()]):
+                    client.log_batch(parent, **chunk)
                 client.set_tag(parent, names.BEST_TRIAL, str(best.number))
             baseline = baseline_trial(study)
             if baseline is not None:
@@ -188,7 +190,8 @@ def summarise(study: optuna.Study, client: MlflowClient, plan, base_cfg, refit_r
             if best is not None and summary.best_run_id:
                 client.set_tag(parent, names.BEST_RUN_ID, summary.best_run_id)
                 _copy_best_config(client, summary.best_run_id, out)
-            client.log_batch(parent, metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()])
+            for chunk in batches(metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()]):
+                client.log_batch(parent, **chunk)
             client.log_artifacts(parent, str(out), artifact_path="study")
         if model is not None:
             summary.registered_version = model.result()  # its error, if any, is raised here

@@ -128,23 +128,23 @@ def log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_r
             f"could not log the best model (trial {best.number}, run {child_run_id}) in the "
             f"MLflow store: {type(exc).__name__}: {exc}"[:800]
         ) from exc
-    if not sweep.get("register_model", True):
+    if not sweep.register_model:
         return None
-    name = registered_model_name(sweep["study_name"])
-    with budget.budget_lock(plan.storage_url, sweep["study_name"] + ":registry"):
-        owner = _owned_by_another_study(client, name, sweep["study_name"])
+    name = registered_model_name(sweep.study_name)
+    with budget.budget_lock(plan.storage_url, sweep.study_name + ":registry"):
+        owner = _owned_by_another_study(client, name, sweep.study_name)
         if owner is not None:
             log.warning(
                 "not registering the best model of study %r: the registered model %s belongs to "
                 "study %r; rename one of the studies",
-                sweep["study_name"],
+                sweep.study_name,
                 name,
                 owner,
             )
             return None
-        sign = 1.0 if sweep.get("direction", "maximize") == "maximize" else -1.0
+        sign = 1.0 if sweep.maximize else -1.0
         for version in client.search_model_versions(f"name='{name}'"):
-            if version.tags.get(TAG_REGISTERED_STUDY, sweep["study_name"]) != sweep["study_name"]:
+            if version.tags.get(TAG_REGISTERED_STUDY, sweep.study_name) != sweep.study_name:
                 continue  # another study's version: its trial numbers mean nothing here
             if version.tags.get(TAG_REGISTERED_TRIAL) == str(best.number):
                 return version.version  # this best is registered already (by us or another worker)
@@ -152,7 +152,7 @@ def log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_r
             if value is not None and sign * float(value) >= sign * best.value:
                 return version.version  # a worker that finished later registered a better trial already
         try:
-            client.create_registered_model(name, tags={TAG_REGISTERED_STUDY: sweep["study_name"]})
+            client.create_registered_model(name, tags={TAG_REGISTERED_STUDY: sweep.study_name})
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -163,7 +163,7 @@ def log_and_register_best(client: MlflowClient, plan, best: FrozenTrial, child_r
             model_id=model_uri.removeprefix("models:/"),
             tags={
                 TAG_REGISTERED_TRIAL: str(best.number),
-                TAG_REGISTERED_STUDY: sweep["study_name"],
+                TAG_REGISTERED_STUDY: sweep.study_name,
                 names.BEST_VALUE: str(best.value),
                 names.TRIAL_RUN_ID: child_run_id,
             },

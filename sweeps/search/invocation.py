@@ -47,7 +47,8 @@ from numpynet.sweeps.search import (
     study_setup,
 )
 from numpynet.sweeps.search.first_trials import check_first_trials
-from numpynet.sweeps.search.settings import load_sweep_config, plain
+from numpynet.sweeps.search.overrides import DEFAULT_SWEEP
+from numpynet.sweeps.search.settings import load_sweep_config
 from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.search.sweep_summary import SweepSummary, failure_reasons
 from numpynet.sweeps.search.trial import TrialOutcome
@@ -75,17 +76,17 @@ class SweepInterrupted(Exception):
 # ----------------------------------------------------------------- preparing
 def prepare(sweep_name: str, sweep_overrides: Sequence[str], train_overrides: Sequence[str]):
     """Load and check everything that can be wrong before the first trial."""
-    sweep_cfg = load_sweep_config(sweep_name, sweep_overrides)
-    base_overrides = settings.base_overrides(sweep_cfg, train_overrides)
+    sweep = load_sweep_config(sweep_name, sweep_overrides)
+    base_overrides = settings.base_overrides(sweep, train_overrides)
     base_cfg = compose_config(base_overrides)
-    space = SearchSpace.from_config(plain(sweep_cfg.space), base_cfg, CONF_DIR)
-    if sweep_cfg.baseline:
-        space.fixed_params([str(o) for o in sweep_cfg.baseline])  # checked before anything starts
-    samplers.make_sampler(plain(sweep_cfg.sampler), space)
-    samplers.make_pruner(plain(sweep_cfg.pruner))
+    space = SearchSpace.from_config(sweep.space, base_cfg, CONF_DIR)
+    if sweep.baseline:
+        space.fixed_params(sweep.baseline)  # checked before anything starts
+    samplers.make_sampler(sweep.sampler, space)
+    samplers.make_pruner(sweep.pruner)
     dataset = _check_data(base_cfg)
-    check_first_trials(space, base_overrides, base_cfg, dataset, sweep_cfg.metric)
-    return sweep_cfg, base_cfg, base_overrides, space
+    check_first_trials(space, base_overrides, base_cfg, dataset, sweep.metric)
+    return sweep, base_cfg, base_overrides, space
 
 
 def _check_data(base_cfg: DictConfig):
@@ -123,7 +124,7 @@ def warnings_after_checks(logger: str = "numpynet.sweeps") -> Iterator[None]:
 
 # ------------------------------------------------------------- orchestration
 def run_sweep(
-    sweep_name: str = "default",
+    sweep_name: str = DEFAULT_SWEEP,
     sweep_overrides: Sequence[str] = (),
     train_overrides: Sequence[str] = (),
     progress: Callable[[int, int, optuna.Study], None] | None = None,
@@ -140,61 +141,59 @@ def run_sweep(
     from numpynet.sweeps.recording.store import create_run, resolve_tracking_uri
 
     with warnings_after_checks():  # an error found by the checks comes alone, not after a warning
-        sweep_cfg, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
-        sweep = plain(sweep_cfg)
-        sweep["space"] = plain(sweep_cfg.space)
-        storage_url = storage.resolve_storage_url(sweep["storage"])
+        sweep, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
+        storage_url = storage.resolve_storage_url(sweep.storage)
         tracking_uri = resolve_tracking_uri(base_cfg.tracking.uri)
         preflight(storage_url, tracking_uri)  # one clear line naming the URI, before anything is created
     mlflow.set_tracking_uri(tracking_uri)  # the model logger and registry read MLflow's global URI
     trainer = Trainer(tracking_uri)  # one MLflow recorder for this process's writes
     client, experiment_id = trainer.client, trainer.experiment_id(base_cfg.tracking.experiment)
-    n_jobs = sweep["n_jobs"]
+    n_jobs = sweep.n_jobs
     plan = SweepPlan(
         sweep,
         base_overrides,
         storage_url,
         tracking_uri,
         experiment_id,
-        n_threads=sweep.get("blas_threads") or max(1, (os.cpu_count() or 1) // n_jobs),
+        n_threads=sweep.blas_threads or max(1, (os.cpu_count() or 1) // n_jobs),
     )
     study = open_study(plan, space)  # creates it, and fails fast on a bad storage
     run_records.check_trial_runs(study, client, tracking_uri)  # an emptied or replaced store: one line, exit 1
     setup = study_setup.setup_of(sweep, base_cfg, {p.path for p in space.params}, _check_data(base_cfg).digest)
-    with budget.budget_lock(storage_url, sweep["study_name"]):
+    with budget.budget_lock(storage_url, sweep.study_name):
         # a study resumed with other settings stops here
-        study_setup.check_or_record(study, setup, storage_url, enforce=sweep.get("check_setup", True))
-        if sweep.get("baseline"):
-            baseline.enqueue_baseline(study, space.fixed_params(sweep["baseline"]))
+        study_setup.check_or_record(study, setup, storage_url, enforce=sweep.check_setup)
+        if sweep.baseline:
+            baseline.enqueue_baseline(study, space.fixed_params(sweep.baseline))
     if not plan.storage_url.startswith("postgresql"):  # one machine: a dead worker's pid tells at once
         heartbeats.fail_dead_local_trials(study, CloseDeadTrialRuns(tracking_uri, experiment_id))
-        close_dead_local_parents(client, experiment_id, sweep["study_name"])
-    close_stale_parents(client, experiment_id, sweep["study_name"])  # wherever they ran: by their heartbeat
-    plan.n_first = max(1, min(failures.FIRST_TRIALS, sweep["n_trials"] - budget.budget_used(study)))
+        close_dead_local_parents(client, experiment_id, sweep.study_name)
+    close_stale_parents(client, experiment_id, sweep.study_name)  # wherever they ran: by their heartbeat
+    plan.n_first = max(1, min(failures.FIRST_TRIALS, sweep.n_trials - budget.budget_used(study)))
 
-    beat = ParentHeartbeat.interval_for(sweep)
+    beat = ParentHeartbeat.interval_for(sweep.heartbeat_interval, sweep.grace_period)
     parent = create_run(
         client,
         tracking_uri,
         experiment_id,
-        run_name=f"sweep:{sweep['study_name']}",
+        run_name=f"sweep:{sweep.study_name}",
         tags={
             names.ROLE: "sweep",
-            names.STUDY: sweep["study_name"],
-            names.SAMPLER: sweep["sampler"].get("name", "tpe"),
-            names.PRUNER: sweep["pruner"].get("name", "none"),
+            names.STUDY: sweep.study_name,
+            names.SAMPLER: sweep.sampler.name,
+            names.PRUNER: sweep.pruner.name,
             names.STORAGE: mask_url(storage_url),
             names.WORKER: heartbeats.worker_id(),
             names.N_JOBS: str(n_jobs),
             names.BLAS_THREADS: str(plan.n_threads),
-            names.N_TRIALS: str(sweep["n_trials"]),
+            names.N_TRIALS: str(sweep.n_trials),
             names.OVERRIDES: " ".join(recordable_overrides(base_overrides)),
             **ParentHeartbeat.initial_tags(*beat),
         },
     )
     plan.parent_run_id = parent.info.run_id
     heartbeat = ParentHeartbeat(tracking_uri, plan.parent_run_id, beat[0]).start()
-    deadline = time.time() + sweep["timeout"] if sweep["timeout"] else None
+    deadline = time.time() + sweep.timeout if sweep.timeout else None
     status, interrupted, stage = "FINISHED", None, STAGE_TRIALS
     refit_report = None
     summary: SweepSummary | None = None
@@ -204,14 +203,14 @@ def run_sweep(
 
             def tick(_outcome: TrialOutcome) -> None:
                 if progress:
-                    progress(budget.finished_trials(study), sweep["n_trials"], study)
+                    progress(budget.finished_trials(study), sweep.n_trials, study)
 
             if progress:
-                progress(budget.finished_trials(study), sweep["n_trials"], study)
+                progress(budget.finished_trials(study), sweep.n_trials, study)
             run_worker(plan, 0, tick, deadline, study=study, trainer=trainer)
         else:
             run_processes(plan, study, n_jobs, deadline, progress)
-        if sweep.get("refit"):
+        if sweep.refit:
             stage = STAGE_REFIT
             refit_report = _refit(plan, study, space, trainer)
     except KeyboardInterrupt as exc:
@@ -223,7 +222,7 @@ def run_sweep(
     finally:
         failing = status == "FAILED"
         with contextlib.suppress(Exception):  # parents of sweeps that died meanwhile (logged inside)
-            close_stale_parents(client, experiment_id, sweep["study_name"])
+            close_stale_parents(client, experiment_id, sweep.study_name)
         try:  # every worker has ended and flushed: a child still RUNNING lost its worker mid-record
             trainer.recorder.flush()
             close_unfinished_children(client, experiment_id, plan.parent_run_id)
@@ -261,15 +260,15 @@ def run_sweep(
         raise SweepInterrupted(interrupted, summary, stage)
     if summary.best_number is None:
         reasons = failure_reasons(study)
-        timeout = plan.sweep.get("timeout")
+        timeout = sweep.timeout
         if not reasons and timeout is not None and not any(t.state.is_finished() for t in study.trials):
             raise UserError(
-                f"sweep.timeout={timeout} s passed before study {sweep['study_name']!r} finished "
+                f"sweep.timeout={timeout} s passed before study {sweep.study_name!r} finished "
                 "any trial; no configuration completed. Allowed: a timeout long enough for one "
                 "trial, or null for none"
             )
         raise UserError(
-            f"every trial of study {sweep['study_name']!r} failed or was pruned; no configuration "
+            f"every trial of study {sweep.study_name!r} failed or was pruned; no configuration "
             f"completed. First failure: {reasons[0] if reasons else 'unknown'}"
         )
     return summary
@@ -307,13 +306,10 @@ def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace, trainer: Tr
                     space,
                     best,
                     baseline,
-                    int(plan.sweep.get("robustness_seeds") or 0),
+                    plan.sweep,
                     plan.parent_run_id,
-                    plan.sweep["study_name"],
                     functools.partial(train, trainer=trainer, on_epoch=_stop_point),
-                    plan.sweep.get("objective", "final") == "best",
                     on_run=lambda name: (interrupt.check(), log.info("%s", name)),
-                    rule=plan.sweep.get("refit_rule", refit.ALL_DATA),
                 )
         except Exception as exc:  # e.g. a refit that diverges on more data: the search's own record stands
             if failures.classify(exc) == failures.FAULT:

@@ -49,7 +49,7 @@ from numpynet.sweeps.recording.names import (
 from numpynet.sweeps.recording.names import (
     ROLE as TAG_ROLE,
 )
-from numpynet.sweeps.search.settings import ALL_DATA, FOLD_ENSEMBLE
+from numpynet.sweeps.search.settings import ALL_DATA, BEST, FOLD_ENSEMBLE, SweepConfig
 from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.search.verdict import METHOD as VERDICT_METHOD
 from numpynet.sweeps.search.verdict import PairedInterval, crossed_interval
@@ -175,26 +175,24 @@ def refit(
     space: SearchSpace,
     chosen: FrozenTrial,
     baseline: FrozenTrial | None,
-    seeds: int,
+    sweep: SweepConfig,
     parent_run_id: str,
-    study_name: str,
     train: Train,
-    best_epoch: bool = False,
     on_run: Callable[[str], None] | None = None,
-    rule: str = ALL_DATA,
 ) -> RefitReport:
     """Run the refits (see the module doc); ``train`` is :func:`numpynet.sweeps.training.trainer.train`.
 
-    With ``best_epoch`` (``sweep.objective=best``) the chosen configuration
-    is refitted for the epochs its cross-validated curve peaked at; the
-    baseline always keeps its own configuration, epochs included.
-    ``rule`` (``sweep.refit_rule``): :data:`ALL_DATA` trains one model on all
-    the training rows; :data:`FOLD_ENSEMBLE` (cross-validated studies) trains
+    With ``sweep.objective=best`` the chosen configuration is refitted for
+    the epochs its cross-validated curve peaked at; the baseline always
+    keeps its own configuration, epochs included. ``sweep.robustness_seeds``
+    repeats both refits over that many seeds. ``sweep.refit_rule``:
+    :data:`ALL_DATA` trains one model on all the training rows; :data:`FOLD_ENSEMBLE` (cross-validated studies) trains
     the configuration's K fold models again and tests them as one ensemble,
     for the chosen configuration and the baseline alike.
     ``on_run(label)`` is called before each refit starts (progress).
     """
-    ensemble = rule == FOLD_ENSEMBLE and any(
+    best_epoch, seeds = sweep.objective == BEST, sweep.robustness_seeds
+    ensemble = sweep.refit_rule == FOLD_ENSEMBLE and any(
         o.startswith("data.folds=") and o != "data.folds=null" for o in base_overrides
     )
 
@@ -214,7 +212,7 @@ def refit(
             TAG_REFIT_OF: str(trial.number),
             TAG_REFIT_CONFIG: who,
             TAG_REFIT_SEED: "" if seed is None else str(seed),
-            names.STUDY: study_name,
+            names.STUDY: sweep.study_name,
             names.REFIT_RULE: FOLD_ENSEMBLE if ensemble else ALL_DATA,
             "mlflow.runName": name,
         }

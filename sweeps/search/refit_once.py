@@ -38,6 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 from numpynet.sweeps import interrupt
 from numpynet.sweeps.search import heartbeats, optuna_attrs, storage
 from numpynet.sweeps.search.refit import Comparison, RefitReport
+from numpynet.sweeps.search.settings import SweepConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +46,16 @@ STUDY_ATTR_REFIT = "numpynet_refit"  # the refit's report, with the key of what 
 POLL_SECONDS = 1.0
 
 
-def refit_key(best: FrozenTrial, baseline: FrozenTrial | None, sweep: dict, base_overrides: list[str]) -> dict:
+def refit_key(best: FrozenTrial, baseline: FrozenTrial | None, sweep: SweepConfig, base_overrides: list[str]) -> dict:
     """What a refit depends on: a record made for another key is not reused (the overrides as a digest:
     they may hold a URL with a password)."""
     digest = hashlib.sha256(json.dumps(list(base_overrides)).encode()).hexdigest()[:16]
     return {
         "trial": best.number,
         "baseline": None if baseline is None else baseline.number,
-        "seeds": int(sweep.get("robustness_seeds") or 0),
-        "objective": sweep.get("objective", "final"),
-        "rule": sweep.get("refit_rule", "all_data"),
+        "seeds": sweep.robustness_seeds,
+        "objective": sweep.objective,
+        "rule": sweep.refit_rule,
         "overrides": digest,
     }
 
@@ -109,7 +110,7 @@ def recorded_report(study: optuna.Study, key: dict) -> RefitReport | None:
 def refit_once(
     study: optuna.Study,
     storage_url: str,
-    sweep: dict,
+    sweep: SweepConfig,
     base_overrides: list[str],
     run: Callable[[FrozenTrial, FrozenTrial | None], RefitReport | None],
     on_dead: Callable[[optuna.Study, FrozenTrial], Any] | None = None,

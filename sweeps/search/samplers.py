@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import logging
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import optuna
 
@@ -17,12 +17,13 @@ from numpynet.sweeps.search.budget import budget_lock
 from numpynet.sweeps.search.optuna_attrs import STUDY_ATTR_BUDGET, STUDY_ATTR_JOINED
 from numpynet.sweeps.training.checks import SEED_MAX
 
+if TYPE_CHECKING:
+    from numpynet.sweeps.search.settings import PrunerConfig, SamplerConfig
+
 log = logging.getLogger(__name__)
 
 
-def join_study(
-    study: optuna.Study, url: str, sampler_spec: Mapping[str, Any], space, n_trials: int | None = None
-) -> int:
+def join_study(study: optuna.Study, url: str, sampler: SamplerConfig, space, n_trials: int | None = None) -> int:
     """Register a worker on the study; give it a sampler seeded for it alone.
 
     Workers started on several machines all say ``sampler.seed=0``; seeded
@@ -36,7 +37,7 @@ def join_study(
         study.set_user_attr(STUDY_ATTR_JOINED, joined + 1)
         if n_trials is not None:
             study.set_user_attr(STUDY_ATTR_BUDGET, int(n_trials))
-    study.sampler = make_sampler(sampler_spec, space, joined)
+    study.sampler = make_sampler(sampler, space, joined)
     return joined
 
 
@@ -117,20 +118,13 @@ def _pruner_table(kwargs: dict) -> dict:
     return {name: (lambda cls=cls: cls(**kwargs)) for name, cls in PRUNER_CLASSES.items()}
 
 
-def _split(spec: Mapping[str, Any], what: str) -> tuple[str, dict]:
-    spec = dict(spec or {})
-    name = spec.pop("name", None)
-    return str(name).lower() if name is not None else "none" if what == "pruner" else "tpe", spec
-
-
-def make_sampler(spec: Mapping[str, Any], space, worker_index: int = 0) -> optuna.samplers.BaseSampler:
-    """The sampler named by ``spec.name``; other keys are its arguments.
+def make_sampler(config: SamplerConfig, space, worker_index: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler named by ``config.name``, with ``config.arguments()``.
 
     Worker k > 0 gets seed + k so that parallel workers do not propose the
     same points; one worker with a seed gives a reproducible study.
     """
-    name, kwargs = _split(spec, "sampler")
-    seed = kwargs.pop("seed", None)
+    name, kwargs, seed = config.name.lower(), config.arguments(), config.seed
     if seed is not None:
         seed = (int(seed) + worker_index) % (SEED_MAX + 1)  # numpy's seed range (the study's seed is checked in it)
     if name not in SAMPLER_CLASSES:
@@ -148,9 +142,9 @@ def make_sampler(spec: Mapping[str, Any], space, worker_index: int = 0) -> optun
         raise UserError(f"sweep.sampler ({name}): {exc}") from None
 
 
-def make_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
-    """The pruner named by ``spec.name`` (median, successive_halving, hyperband, none)."""
-    name, kwargs = _split(spec, "pruner")
+def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
+    """The pruner named by ``config.name`` (median, successive_halving, hyperband, none), with its arguments."""
+    name, kwargs = config.name.lower(), config.arguments()
     if name not in PRUNER_CLASSES:
         raise UserError(f"sweep.pruner.name={name!r} is invalid: must be one of {', '.join(PRUNER_CLASSES)}")
     table = _pruner_table(_keep_own_arguments("pruner", name, kwargs, PRUNER_CLASSES))

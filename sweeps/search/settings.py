@@ -4,6 +4,10 @@ A study file is plain YAML checked against :class:`SweepConfig`: a misspelt
 key or a wrong type fails before any trial with the key named. The command
 line changes it with ``sweep=NAME`` (a file of ``conf/sweep/`` or a path to a
 YAML file) and ``sweep.KEY=VALUE`` overrides.
+
+:func:`load_sweep_config` returns the settings as a :class:`SweepConfig`
+instance (``OmegaConf.to_object``), and the sweep reads them as attributes
+from there to their last use: each default is stated once, in the schema.
 """
 
 from __future__ import annotations
@@ -30,6 +34,43 @@ SWEEP_DIR = CONF_DIR / "sweep"
 
 
 @dataclass
+class SamplerConfig:
+    """``sweep.sampler``: which Optuna sampler, and its seed.
+
+    The study file's ``sampler`` is an open mapping: any other key is an
+    argument of the sampler's class (``n_startup_trials: 10``), read with
+    :meth:`arguments`.
+    """
+
+    name: str = "tpe"  # tpe | random | cmaes | qmc | grid | gp
+    seed: Any = 0  # an integer in [0, 2**32-1], or null for an unseeded sampler (checked when loaded)
+
+    def arguments(self) -> dict[str, Any]:
+        """The sampler class's own arguments: the keys of ``sweep.sampler`` besides ``name`` and ``seed``."""
+        return _extra_keys(self)
+
+
+@dataclass
+class PrunerConfig:
+    """``sweep.pruner``: which Optuna pruner; any other key is an argument of its class (:meth:`arguments`)."""
+
+    name: str = "median"  # median | successive_halving | hyperband | none
+
+    def arguments(self) -> dict[str, Any]:
+        """The pruner class's own arguments: the keys of ``sweep.pruner`` besides ``name``."""
+        return _extra_keys(self)
+
+
+def _extra_keys(config: Any) -> dict[str, Any]:
+    """The keys an open mapping of the study file (``sampler``, ``pruner``) has beyond its schema's fields.
+
+    :func:`OmegaConf.to_object` sets them on the dataclass as attributes of their own.
+    """
+    own = {f.name for f in fields(config)}
+    return {k: v for k, v in vars(config).items() if k not in own}
+
+
+@dataclass
 class SweepConfig:
     study_name: str = "numpynet"  # the Optuna study (and the registered model's name)
     storage: Optional[str] = (
@@ -42,10 +83,10 @@ class SweepConfig:
     timeout: Optional[float] = None  # stop starting new trials after this many seconds (this invocation)
     n_jobs: int = 1  # worker processes on this machine
     blas_threads: Optional[int] = None  # BLAS threads per worker; null = cores // n_jobs
-    sampler: dict = field(default_factory=lambda: {"name": "tpe", "seed": 0})
-    pruner: dict = field(default_factory=lambda: {"name": "median"})
-    overrides: list = field(default_factory=list)  # training overrides fixed for every trial
-    space: dict = field(default_factory=dict)  # config path -> distribution
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    overrides: list[str] = field(default_factory=list)  # training overrides fixed for every trial
+    space: dict[str, Any] = field(default_factory=dict)  # config path -> distribution (search/space.py)
     log_trial_models: bool = False  # log a pyfunc model per trial (the best is always logged and registered)
     log_trial_plots: bool = False  # draw each trial's figures; the MLflow UI draws every curve from the metrics,
     # and the best trial's figures are drawn when the sweep ends
@@ -57,7 +98,8 @@ class SweepConfig:
     # journal files: a lock left this long by a killed writer is broken
     retry_failed: int = 0  # re-run the configuration of a stale (dead-worker) trial up to N times
     top_k: int = 5  # rows of the summary table
-    baseline: Optional[list] = None  # overrides of a reference configuration, run first as trial 0 (searched keys only)
+    baseline: Optional[list[str]] = None  # overrides of a reference configuration, run first as trial 0
+    # (searched keys only)
     cv: Optional[int] = None  # K: every trial is cross-validated on K stratified folds (data.folds=K); null = holdout
     refit: bool = False  # after the search, train the best configuration (and the baseline) on all the
     # training data, test it once, and register that model
@@ -65,6 +107,10 @@ class SweepConfig:
     robustness_seeds: int = 0  # M: repeat both refits over train.seed = 0..M-1 and compare them, paired
     refit_rule: str = "all_data"  # all_data: one model on all the training rows | fold_ensemble (needs cv):
     # the K fold models, probabilities averaged (docs/search-protocol.md)
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
 
 
 SWEEP_KEYS = tuple(f.name for f in fields(SweepConfig))
@@ -74,7 +120,9 @@ _ABSENT = object()
 ALL_DATA, FOLD_ENSEMBLE = "all_data", "fold_ensemble"
 REFIT_RULES = (ALL_DATA, FOLD_ENSEMBLE)
 METRICS = ("val_accuracy", "val_balanced_accuracy", "val_cost", "train_accuracy", "train_cost")
-OBJECTIVES = ("final", "best")
+#: sweep.objective: the metric's last epoch, or its best one
+FINAL, BEST = "final", "best"
+OBJECTIVES = (FINAL, BEST)
 DIRECTIONS = ("maximize", "minimize")
 
 
@@ -88,11 +136,24 @@ def sweep_file(name: str) -> Path:
     return path
 
 
-def load_sweep_config(name: str = DEFAULT_SWEEP, overrides: Sequence[str] = ()) -> DictConfig:
-    """The study file ``name`` with ``overrides`` applied, checked against the schema.
+def load_sweep_config(name: str = DEFAULT_SWEEP, overrides: Sequence[str] = ()) -> SweepConfig:
+    """The study's settings: the study file ``name`` with ``overrides`` applied, checked, typed.
 
     ``overrides`` are Hydra overrides relative to the study (``n_trials=5``,
     ``+sampler.n_startup_trials=5``, ``~baseline``, ``space.train.lambd.low=0.01``).
+    """
+    return settings_of(load_sweep_node(name, overrides))
+
+
+def settings_of(node: DictConfig) -> SweepConfig:
+    """The typed settings of a study's checked config node (:func:`load_sweep_node`)."""
+    return OmegaConf.to_object(node)
+
+
+def load_sweep_node(name: str = DEFAULT_SWEEP, overrides: Sequence[str] = ()) -> DictConfig:
+    """The study file ``name`` with ``overrides`` applied and checked, as a config node (what
+    ``numpynet-sweep --cfg job`` and ``--help`` print under ``sweep``).
+
     Unlike a Hydra-composed node, the study's mappings (``sampler``, ``pruner``,
     ``space``) stay open: a key of them is set without ``+``, as the study
     files have always been changed; the other keys are the schema's.
@@ -111,10 +172,11 @@ def load_sweep_config(name: str = DEFAULT_SWEEP, overrides: Sequence[str] = ()) 
     if space:
         raw.space = apply_space_overrides(raw.get("space"), space)
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(SweepConfig), raw)
+        cfg = OmegaConf.merge(_schema(), raw)
         for arg, override in zip(overrides, parsed, strict=True):
             if override.key_or_group.split(".")[0] != "space":
                 _apply(cfg, arg, override)
+        settings = settings_of(cfg)
     except UserError:
         raise
     except Exception as exc:
@@ -122,8 +184,20 @@ def load_sweep_config(name: str = DEFAULT_SWEEP, overrides: Sequence[str] = ()) 
         key = getattr(exc, "full_key", None)
         where = f"sweep.{key}: " if key else ""
         raise UserError(f"invalid sweep config ({path.name} with {list(overrides)}): {where}{first}") from None
-    _check(cfg)
+    _check(settings)
     return cfg
+
+
+def _schema() -> DictConfig:
+    """:class:`SweepConfig` as a config node whose open mappings (``sampler``, ``pruner``) take keys of their own."""
+    cfg = OmegaConf.structured(SweepConfig)
+    _open_mappings(cfg)
+    return cfg
+
+
+def _open_mappings(cfg: DictConfig) -> None:
+    OmegaConf.set_struct(cfg.sampler, False)
+    OmegaConf.set_struct(cfg.pruner, False)
 
 
 def _apply(cfg: DictConfig, arg: str, override: Override) -> None:
@@ -137,8 +211,10 @@ def _apply(cfg: DictConfig, arg: str, override: Override) -> None:
         if not present:
             raise UserError(f"{as_written(arg)}: the study has no sweep.{key} to delete")
         parent, _, leaf = key.rpartition(".")
-        if not parent:  # a key of the schema: back to its default
-            cfg[leaf] = OmegaConf.structured(SweepConfig)[leaf]
+        default = OmegaConf.select(_schema(), key, default=_ABSENT)
+        if default is not _ABSENT:  # a key of the schema: back to its default
+            OmegaConf.update(cfg, key, default, merge=False)
+            _open_mappings(cfg)
         else:
             del OmegaConf.select(cfg, parent)[leaf]
     elif override.is_add() and present:
@@ -150,13 +226,13 @@ def _apply(cfg: DictConfig, arg: str, override: Override) -> None:
         OmegaConf.update(cfg, key, override.value(), merge=True, force_add=True)
 
 
-def base_overrides(sweep_cfg: DictConfig, train_overrides: Sequence[str]) -> list[str]:
+def base_overrides(sweep: SweepConfig, train_overrides: Sequence[str]) -> list[str]:
     """The overrides every trial's config starts from: the study's fixed ones, then the command line's.
 
     A fixed value for a searched key would be silently replaced by the sampled one: refused.
     With ``sweep.cv`` every trial cross-validates (see numpynet.sweeps.training.cross_validation).
     """
-    searched = set(flatten_space(plain(sweep_cfg.space)))
+    searched = set(flatten_space(sweep.space))
     for override in train_overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key in searched:
@@ -164,11 +240,11 @@ def base_overrides(sweep_cfg: DictConfig, train_overrides: Sequence[str]) -> lis
                 f"{override!r}: {key} is searched by this sweep (sweep.space), so a fixed value would "
                 f"be ignored; drop it, or use a study file without {key} in its space"
             )
-    overrides = [str(o) for o in sweep_cfg.overrides] + list(train_overrides)
-    if sweep_cfg.cv is not None:
+    overrides = [*sweep.overrides, *train_overrides]
+    if sweep.cv is not None:
         if any(o.split("=", 1)[0].lstrip("+~") == "data.folds" for o in overrides):
             raise UserError("data.folds is set by sweep.cv in a sweep; drop the data.folds override")
-        overrides.append(f"data.folds={int(sweep_cfg.cv)}")
+        overrides.append(f"data.folds={sweep.cv}")
     return overrides
 
 
@@ -179,14 +255,14 @@ def compose_sweep_config(
     trial starts from (Hydra's composition of ``conf/config.yaml``) with the study under ``sweep``."""
     from numpynet.sweeps.training.config import compose_config
 
-    sweep_cfg = load_sweep_config(sweep_name, sweep_overrides)
-    cfg = compose_config(base_overrides(sweep_cfg, train_overrides))
+    node = load_sweep_node(sweep_name, sweep_overrides)
+    cfg = compose_config(base_overrides(settings_of(node), train_overrides))
     with open_dict(cfg):
-        cfg.sweep = sweep_cfg
+        cfg.sweep = node
     return cfg
 
 
-def _check(cfg: DictConfig) -> None:
+def _check(cfg: SweepConfig) -> None:
     if cfg.metric not in METRICS:
         raise UserError(f"sweep.metric={cfg.metric!r} is invalid: must be one of {', '.join(METRICS)}")
     if cfg.objective not in OBJECTIVES:
@@ -236,7 +312,7 @@ def _check(cfg: DictConfig) -> None:
             "set sweep.cv or use sweep.refit_rule=all_data"
         )
     _check_counts(cfg)
-    seed = OmegaConf.select(cfg, "sampler.seed", default=None)
+    seed = cfg.sampler.seed
     if seed is not None and (not _is_int(seed) or not 0 <= seed <= SEED_MAX):
         raise UserError(
             f"sweep.sampler.seed={seed!r} is invalid: must be an integer in [0, 2**32-1] "
@@ -246,15 +322,14 @@ def _check(cfg: DictConfig) -> None:
         raise UserError(f"sweep.study_name={cfg.study_name!r} is invalid: a non-empty name without slashes")
 
 
-def _check_counts(cfg: DictConfig) -> None:
+def _check_counts(cfg: SweepConfig) -> None:
     """The study's other integer keys: each has a least value (and some may be null)."""
-    for key, least, nullable in (
-        ("top_k", 1, False),
-        ("retry_failed", 0, False),
-        ("heartbeat_interval", 1, True),
-        ("grace_period", 1, True),
+    for key, value, least, nullable in (
+        ("top_k", cfg.top_k, 1, False),
+        ("retry_failed", cfg.retry_failed, 0, False),
+        ("heartbeat_interval", cfg.heartbeat_interval, 1, True),
+        ("grace_period", cfg.grace_period, 1, True),
     ):
-        value = cfg[key]
         if value is None and nullable:
             continue
         if value is None or value < least:
@@ -264,8 +339,3 @@ def _check_counts(cfg: DictConfig) -> None:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def plain(node: Any) -> Any:
-    """A DictConfig / ListConfig as plain Python containers."""
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node

@@ -21,7 +21,7 @@ search space itself may change between invocations, as Optuna allows.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from omegaconf import DictConfig
@@ -29,6 +29,9 @@ from omegaconf import DictConfig
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.training.config import flatten
+
+if TYPE_CHECKING:
+    from numpynet.sweeps.search.settings import SweepConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ _NOT_COMPARED = {"data.path", "data.train_path", "data.test_path", "train.print_
 _SHOWN = 4  # differing keys named in the error
 
 
-def setup_of(sweep: dict[str, Any], base_cfg: DictConfig, space_keys: set[str], digest: str) -> dict[str, Any]:
+def setup_of(sweep: SweepConfig, base_cfg: DictConfig, space_keys: set[str], digest: str) -> dict[str, Any]:
     """The setup of a sweep: what its trials share, as JSON-ready values."""
     searched = tuple(f"{key}." for key in space_keys)  # a searched config group: all of its keys
     config = {
@@ -54,8 +57,8 @@ def setup_of(sweep: dict[str, Any], base_cfg: DictConfig, space_keys: set[str], 
     return {
         "config": config,
         "data_sha256": digest,
-        "metric": sweep.get("metric"),
-        "objective": sweep.get("objective", "final"),
+        "metric": sweep.metric,
+        "objective": sweep.objective,
     }
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import optuna
 from optuna.trial import TrialState
@@ -37,10 +37,14 @@ from numpynet.sweeps.errors import SweepStopped
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.redact import mask_urls_in, recordable_overrides
 from numpynet.sweeps.search import failures, heartbeats, interrupted_trials, optuna_attrs
+from numpynet.sweeps.search.settings import FINAL
 from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.training.data import load_dataset
 from numpynet.sweeps.training.prepared import PreparedConfig
 from numpynet.sweeps.training.trainer import Trainer
+
+if TYPE_CHECKING:
+    from numpynet.sweeps.search.workers import SweepPlan
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +68,8 @@ class ObjectiveCurve:
     for the refit, which trains that many epochs.
     """
 
-    mode: str = "final"
-    maximize: bool = True
+    mode: str
+    maximize: bool
     epoch: int | None = None
     value: float | None = None
     best_epoch: int | None = None
@@ -73,7 +77,7 @@ class ObjectiveCurve:
     def update(self, epoch: int, raw: float) -> float | None:
         """Take the metric of ``epoch``; returns the value to report (None if not finite)."""
         self.epoch = epoch
-        if self.mode == "final":
+        if self.mode == FINAL:
             self.value, self.best_epoch = raw, epoch
         elif math.isfinite(raw) and (self.value is None or (raw > self.value if self.maximize else raw < self.value)):
             self.value, self.best_epoch = raw, epoch
@@ -84,30 +88,24 @@ class ObjectiveCurve:
 class TrialPipeline:
     """Everything a worker needs to run trials of one study, prepared once.
 
-    ``base_overrides`` are the study's fixed overrides; the trials' own
-    ``tracking.log_model`` / ``tracking.log_plots`` are off unless the study
-    asks (``log_trial_models`` / ``log_trial_plots``): the best trial's model
-    and figures are made when the sweep ends.
+    ``plan`` is the sweep as its workers get it: the study's settings
+    (``plan.sweep``) and fixed overrides (``plan.base_overrides``), the
+    parent run and the experiment. The trials' own ``tracking.log_model`` /
+    ``tracking.log_plots`` are off unless the study asks
+    (``sweep.log_trial_models`` / ``sweep.log_trial_plots``): the best
+    trial's model and figures are made when the sweep ends.
     """
 
+    plan: SweepPlan
     space: SearchSpace
-    base_overrides: list[str]
-    metric: str
-    study_name: str
-    parent_run_id: str | None
     trainer: Trainer
-    experiment_id: str
-    log_trial_models: bool = False
-    log_trial_plots: bool = False
+    base_cfg: Any = None  # compose_config(plan.base_overrides), when the worker has composed it already
     on_trial_end: Callable[[TrialOutcome], None] | None = None
-    objective: str = "final"
-    maximize: bool = True
-    base_cfg: Any = None  # compose_config(base_overrides), when the worker has composed it already
     prepared: PreparedConfig = field(init=False)
 
     def __post_init__(self) -> None:
         self.prepared = PreparedConfig(
-            self.base_overrides, [p.path for p in self.space.params if p.is_group], self.base_cfg
+            self.plan.base_overrides, [p.path for p in self.space.params if p.is_group], self.base_cfg
         )
         base = self.prepared.composed({})
         load_dataset(base.data)  # loaded (and cached) before the first trial
@@ -115,16 +113,16 @@ class TrialPipeline:
 
     def __call__(self, study: optuna.Study, trial: optuna.Trial) -> TrialOutcome:
         trial.set_user_attr(optuna_attrs.ATTR_WORKER, self.worker)
-        if self.parent_run_id is not None:
-            trial.set_user_attr(optuna_attrs.ATTR_INVOCATION, self.parent_run_id)
-        curve = ObjectiveCurve(self.objective, self.maximize)
+        if self.plan.parent_run_id is not None:
+            trial.set_user_attr(optuna_attrs.ATTR_INVOCATION, self.plan.parent_run_id)
+        curve = ObjectiveCurve(self.plan.sweep.objective, self.plan.sweep.maximize)
         sampled: dict[str, Any] = {}
         run_id: str | None = None
         named = False  # the run's name is ours to set ("trial-7"), not the user's tracking.run_name
 
         def on_epoch(epoch: int, metrics: dict) -> None:
             interrupt.check()  # Ctrl-C / SIGTERM stop the trial here, never inside a storage write
-            value = curve.update(epoch, float(metrics[self.metric]))
+            value = curve.update(epoch, float(metrics[self.plan.sweep.metric]))
             if value is not None:
                 trial.report(value, epoch)
             if trial.should_prune():
@@ -133,15 +131,16 @@ class TrialPipeline:
         try:
             # Sampling is inside the guarded region: whatever it raises ends the trial FAIL, not RUNNING.
             sampled = self.space.sample(trial)
-            overrides = self.base_overrides + self.space.overrides(sampled)
+            overrides = self.plan.base_overrides + self.space.overrides(sampled)
             trial.set_user_attr("overrides", recordable_overrides(overrides))
             cfg = self.prepared.config_for(sampled)
             # a trial's model and plots are off unless the study asks; set in its config (the one source the run
             # reads), the recorded config.yaml says so and numpynet-reproduce of a trial does what the trial did
-            cfg.tracking.log_model, cfg.tracking.log_plots = self.log_trial_models, self.log_trial_plots
+            cfg.tracking.log_model = self.plan.sweep.log_trial_models
+            cfg.tracking.log_plots = self.plan.sweep.log_trial_plots
             dataset = load_dataset(cfg.data)
             tags = {
-                names.STUDY: self.study_name,
+                names.STUDY: self.plan.sweep.study_name,
                 names.TRIAL: str(trial.number),
                 names.OVERRIDES: " ".join(recordable_overrides(overrides)),
             }
@@ -149,7 +148,7 @@ class TrialPipeline:
             if named:
                 tags[names.MLFLOW_RUN_NAME] = names.trial_run_name(trial.number)
             run_id = self.trainer.start(
-                cfg, dataset, parent_run_id=self.parent_run_id, experiment_id=self.experiment_id, tags=tags
+                cfg, dataset, parent_run_id=self.plan.parent_run_id, experiment_id=self.plan.experiment_id, tags=tags
             )
             trial.set_user_attr(optuna_attrs.ATTR_RUN_ID, run_id)
             self.trainer.fit(
@@ -184,7 +183,7 @@ class TrialPipeline:
             if curve.best_epoch is not None:
                 trial.set_user_attr(optuna_attrs.ATTR_BEST_EPOCH, curve.best_epoch)
             if value is None or not math.isfinite(value):
-                reason = f"{self.metric} is {value!r} after training"
+                reason = f"{self.plan.sweep.metric} is {value!r} after training"
                 trial.set_user_attr(optuna_attrs.ATTR_FAIL_REASON, reason)
                 trial.set_user_attr(optuna_attrs.ATTR_FAIL_KIND, failures.NUMERIC)
                 outcome = self._finish(

@@ -31,6 +31,7 @@ from numpynet.sweeps.errors import StoreError, SweepStopped, UserError
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.recording.stale_runs import CloseDeadTrialRuns
 from numpynet.sweeps.search import budget, failures, heartbeats, interrupted_trials, optuna_attrs, samplers, storage
+from numpynet.sweeps.search.settings import SweepConfig
 from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.search.trial import TrialOutcome, TrialPipeline
 from numpynet.sweeps.training.config import CONF_DIR, compose_config
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 class SweepPlan:
     """Everything a worker process needs (picklable)."""
 
-    sweep: dict
+    sweep: SweepConfig
     base_overrides: list[str]
     storage_url: str
     tracking_uri: str
@@ -73,25 +74,11 @@ def run_worker(
 
     sweep = plan.sweep
     base_cfg = compose_config(plan.base_overrides)
-    space = SearchSpace.from_config(sweep["space"], base_cfg, CONF_DIR)
+    space = SearchSpace.from_config(sweep.space, base_cfg, CONF_DIR)
     study = study or open_study(plan, space, worker_index)
-    samplers.join_study(study, plan.storage_url, sweep["sampler"], space, sweep["n_trials"])  # own sampler seed
+    samplers.join_study(study, plan.storage_url, sweep.sampler, space, sweep.n_trials)  # own sampler seed
     trainer = trainer or Trainer(plan.tracking_uri)
-    pipeline = TrialPipeline(
-        space,
-        plan.base_overrides,
-        sweep["metric"],
-        sweep["study_name"],
-        plan.parent_run_id,
-        trainer,
-        plan.experiment_id,
-        log_trial_models=sweep.get("log_trial_models", False),
-        log_trial_plots=sweep.get("log_trial_plots", False),
-        on_trial_end=on_trial_end,
-        objective=sweep.get("objective", "final"),
-        maximize=sweep["direction"] == "maximize",
-        base_cfg=base_cfg,
-    )
+    pipeline = TrialPipeline(plan, space, trainer, base_cfg=base_cfg, on_trial_end=on_trial_end)
     try:
         done = _trial_loop(plan, study, pipeline, deadline, threadpool_limits)
     except BaseException:
@@ -132,7 +119,7 @@ def _trial_loop(
                 stop = failures.stop_requested(study, invocation)  # another worker of this run saw why
                 if stop is not None:
                     raise stop
-                trial = budget.next_trial(study, plan.storage_url, sweep["n_trials"], deadline)
+                trial = budget.next_trial(study, plan.storage_url, sweep.n_trials, deadline)
                 if trial is None:
                     break
                 with heartbeats.heartbeat(study, trial):
@@ -159,7 +146,7 @@ def _trial_loop(
                 raise SweepStopped(message, 1) from exc
             done += 1
             if outcome is not None and outcome.state == optuna.trial.TrialState.FAIL:  # only failures can stop
-                failures.check_after_trial(study, invocation, plan.n_first, sweep["n_trials"])
+                failures.check_after_trial(study, invocation, plan.n_first, sweep.n_trials)
     return done
 
 
@@ -168,28 +155,28 @@ def open_study(plan: SweepPlan, space: SearchSpace, worker_index: int = 0) -> op
     sweep = plan.sweep
     opened = storage.make_storage(
         plan.storage_url,
-        sweep.get("heartbeat_interval"),
-        sweep.get("grace_period"),
-        sweep.get("retry_failed", 0),
+        sweep.heartbeat_interval,
+        sweep.grace_period,
+        sweep.retry_failed,
         on_stale=CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id),
     )
     study = optuna.create_study(
-        study_name=sweep["study_name"],
+        study_name=sweep.study_name,
         storage=opened,
         load_if_exists=True,
-        sampler=samplers.make_sampler(sweep["sampler"], space, worker_index),
-        pruner=samplers.make_pruner(sweep["pruner"]),
-        direction=sweep["direction"],
+        sampler=samplers.make_sampler(sweep.sampler, space, worker_index),
+        pruner=samplers.make_pruner(sweep.pruner),
+        direction=sweep.direction,
     )
-    if study.direction.name.lower() != sweep["direction"]:
+    if study.direction.name.lower() != sweep.direction:
         raise UserError(
-            f"study {sweep['study_name']!r} in {mask_url(plan.storage_url)} was created to "
-            f"{study.direction.name.lower()}, not to {sweep['direction']}; pick another sweep.study_name"
+            f"study {sweep.study_name!r} in {mask_url(plan.storage_url)} was created to "
+            f"{study.direction.name.lower()}, not to {sweep.direction}; pick another sweep.study_name"
         )
-    if study.metric_names != [sweep["metric"]]:  # the dashboard names the objective ("val_accuracy", not "Objective 0")
+    if study.metric_names != [sweep.metric]:  # the dashboard names the objective ("val_accuracy", not "Objective 0")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([sweep["metric"]])
+            study.set_metric_names([sweep.metric])
     return study
 
 
@@ -305,7 +292,7 @@ def run_processes(
     seen_dead: set[int] = set()
     try:
         if progress:  # what was done before this invocation, counted before any worker runs a trial
-            progress(budget.finished_trials(study), plan.sweep["n_trials"], study)
+            progress(budget.finished_trials(study), plan.sweep.n_trials, study)
         with _without_model_code_paths():
             for p in procs:
                 interrupt.check()  # Ctrl-C while the workers start: the ones started are stopped below
@@ -318,14 +305,14 @@ def run_processes(
                 _warm_up_for_the_report()
                 warm = True
             if progress and done != last:
-                progress(done, plan.sweep["n_trials"], study)
+                progress(done, plan.sweep.n_trials, study)
                 last = done
             # wakes as soon as a worker ends (the last one's end is the end of the trials), else every 0.5 s
             wait_for_processes([p.sentinel for p in procs if p.is_alive()], timeout=0.5)
             interrupt.check()
         _end_trials_of_dead_workers(study, procs, seen_dead, close_runs)
         if progress:
-            progress(budget.finished_trials(study), plan.sweep["n_trials"], study)
+            progress(budget.finished_trials(study), plan.sweep.n_trials, study)
     except KeyboardInterrupt:
         # Forward the stop at once: each worker marks its running trial FAIL /
         # KILLED and exits. A worker that already got a terminal Ctrl-C ignores
@@ -358,7 +345,7 @@ def run_processes(
             1,
         )
     if killed:
-        if budget.budget_used(study) < plan.sweep["n_trials"] and all(c is not None and c < 0 for c in codes):
+        if budget.budget_used(study) < plan.sweep.n_trials and all(c is not None and c < 0 for c in codes):
             raise SweepStopped(
                 f"every worker process was killed ({', '.join(killed)}); their trials are marked "
                 "FAIL and do not count: run the same command again to resume",

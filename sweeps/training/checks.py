@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.recording.mlflow_limits import MAX_EXPERIMENT_NAME
 
 SEED_MAX = 2**32 - 1  # numpy's seed range: scikit-learn's random_state (the data split), Optuna's samplers
-EXPERIMENT_NAME_MAX = 500  # MLflow's limit on an experiment name
 
 
 def check_values(cfg: DictConfig) -> None:
@@ -27,11 +27,11 @@ def check_values(cfg: DictConfig) -> None:
         raise UserError(f"data.seed={seed!r} is invalid: must be an integer in [0, 2**32-1] (0 to {SEED_MAX})")
     tracking = cfg.tracking
     name = tracking.experiment
-    if not isinstance(name, str) or not name.strip() or len(name) > EXPERIMENT_NAME_MAX:
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_EXPERIMENT_NAME:
         shown = f"{name[:40]!r}... ({len(name)} characters)" if isinstance(name, str) and len(name) > 60 else repr(name)
         raise UserError(
             f"tracking.experiment={shown} is invalid: must be a non-empty MLflow experiment name of at "
-            f"most {EXPERIMENT_NAME_MAX} characters"
+            f"most {MAX_EXPERIMENT_NAME} characters"
         )
     if tracking.flush_every < 1:
         raise UserError(f"tracking.flush_every={tracking.flush_every} is invalid: must be an integer >= 1 (epochs)")

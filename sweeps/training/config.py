@@ -123,19 +123,22 @@ class FileDataConfig(SplitDataConfig):
 # ----------------------------------------------------------------------- train
 @dataclass
 class TrainConfig:
-    epoch: int = 200
-    mini_batch_size: int = 32
-    seed: int = 0
+    """``train.*``: the fit loop's settings. Their defaults are stated here only (``conf/config.yaml``
+    selects the groups and sets none of them)."""
+
+    epoch: int = 200  # passes over the training split
+    mini_batch_size: int = 32  # samples per gradient step
+    seed: int = 0  # seeds initialisation, shuffling and dropout (the core's own generator)
     seed_per_fold: bool = False  # with data.folds=K: fold k's model uses seed + k, so the mean over the
     # folds averages K initialisations and shuffles too, not K splits of one
-    regularization: Optional[str] = None
-    lambd: float = 1.0
-    keep_prob: float = 1.0
-    decay: Optional[str] = None
-    decay_rate: float = 1.0
-    decay_interval: int = 1000
-    dtype: str = "float64"
-    print_cost: bool = False
+    regularization: Optional[str] = None  # null | l2 | dropout | l2+dropout
+    lambd: float = 1.0  # L2 strength, used when regularization includes l2
+    keep_prob: float = 1.0  # dropout keep probability, used when regularization includes dropout
+    decay: Optional[str] = None  # learning-rate decay: null | continuous | discrete
+    decay_rate: float = 1.0  # decay strength
+    decay_interval: int = 1000  # epochs between steps of discrete decay
+    dtype: str = "float64"  # float64 | float32 (float32 is faster, not bit-comparable with float64)
+    print_cost: bool = False  # let the core log its cost every few epochs
 
 
 # -------------------------------------------------------------------- tracking

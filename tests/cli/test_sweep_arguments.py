@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from numpynet.sweeps.cli.config_groups import sweep_groups
 from numpynet.sweeps.cli.summary import ui_command
 from numpynet.sweeps.cli.sweep import sweep_main
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.overrides import split_overrides
-from numpynet.sweeps.search.settings import SweepConfig, load_sweep_config
+from numpynet.sweeps.search.settings import SamplerConfig, SweepConfig, load_sweep_config, load_sweep_node
 from numpynet.sweeps.training.config import CONF_DIR, compose_config
 from tests.helpers.commands import run_command
 
@@ -88,8 +89,6 @@ def test_cfg_job_prints_the_training_config_and_the_study_and_creates_nothing(em
     # the training config is what every trial starts from: the study's fixed overrides, then the command line's
     study = load_sweep_config("default")
     base = compose_config([*study.overrides, "network.hidden=[128,64]", "tracking.run_name=null"])
-    from omegaconf import OmegaConf
-
     assert {k: v for k, v in cfg.items() if k != "sweep"} == OmegaConf.to_container(base)
     assert cfg["train"]["epoch"] == 60  # from conf/sweep/default.yaml's overrides, not config.yaml's 200
     assert not list(empty_cwd.iterdir()), "--cfg job created files (a store, mlruns/, outputs/)"
@@ -146,7 +145,9 @@ def test_cfg_hydra_all_and_package(empty_cwd, capsys):
     assert {"hydra", "sweep", "train"} <= set(yaml.safe_load(out)) and yaml.safe_load(out)["sweep"]["n_jobs"] == 2
     code, out, err = _run(["-c", "job", "--package", "sweep.sampler"], capsys)
     assert code == 0, err
-    assert out.startswith("# @package sweep.sampler\n") and yaml.safe_load(out) == load_sweep_config().sampler
+    assert out.startswith("# @package sweep.sampler\n") and yaml.safe_load(out) == OmegaConf.to_container(
+        load_sweep_node().sampler
+    )
     import hydra
 
     assert _run(["--version"], capsys)[1] == f"Hydra {hydra.__version__}\n"  # as numpynet-train --version
@@ -280,6 +281,10 @@ def test_deleting_a_study_key_restores_the_schema_default(tmp_path):
     )
     study = load_sweep_config(str(path), ["~top_k", "~baseline"])
     assert (study.top_k, study.baseline) == (SweepConfig.top_k, None)
+    # a key of a nested part of the schema goes back to its default too; a key of the open mapping goes
+    study = load_sweep_config(str(path), ["sampler.seed=7", "sampler.n_startup_trials=3", "~sampler.seed"])
+    assert (study.sampler.seed, study.sampler.arguments()) == (SamplerConfig.seed, {"n_startup_trials": 3})
+    assert load_sweep_config(str(path), ["pruner.n_warmup_steps=2", "~pruner.n_warmup_steps"]).pruner.arguments() == {}
     with pytest.raises(UserError, match=r"~sweep.sampler.n_startup_trials: the study has no sweep.sampler.n_startup"):
         load_sweep_config(str(path), ["~sampler.n_startup_trials"])
 

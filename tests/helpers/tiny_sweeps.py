@@ -164,12 +164,13 @@ class _LateClock:
 def run_tiny_sweep(name: str, root: Path, template_store: Path) -> SweepRecord:
     """Run ``STUDIES[name]`` in ``root`` (its default local stores under ``root/mlruns``) and read it back."""
     import mlflow
+    from omegaconf import OmegaConf
 
     from numpynet.sweeps.cli.sweep import sweep_main
     from numpynet.sweeps.recording import sweep_report
     from numpynet.sweeps.search import best_model, budget
     from numpynet.sweeps.search.overrides import split_overrides
-    from numpynet.sweeps.search.settings import load_sweep_config, plain
+    from numpynet.sweeps.search.settings import load_sweep_node
 
     spec = STUDIES[name]
     (root / "mlruns").mkdir(parents=True)
@@ -199,7 +200,7 @@ def run_tiny_sweep(name: str, root: Path, template_store: Path) -> SweepRecord:
         finally:
             mlflow.set_tracking_uri(None)  # run_sweep pointed MLflow's global URI (and the env) at this store
         sweep_name, sweep_overrides, _ = split_overrides(argv)
-        settings = plain(load_sweep_config(sweep_name, sweep_overrides))
+        settings = OmegaConf.to_container(load_sweep_node(sweep_name, sweep_overrides), resolve=True)
     storage = settings["storage"] or str(root / "mlruns" / "optuna" / "journal.log")
     if "://" not in storage:
         storage = JournalStorage(JournalFileBackend(storage))

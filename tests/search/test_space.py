@@ -13,7 +13,7 @@ import yaml
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.search.invocation import prepare
 from numpynet.sweeps.search.samplers import make_sampler
-from numpynet.sweeps.search.settings import load_sweep_config
+from numpynet.sweeps.search.settings import SamplerConfig, load_sweep_config
 from numpynet.sweeps.search.space import SearchSpace, format_override
 from tests.helpers.commands import run_command
 
@@ -166,7 +166,7 @@ def test_the_study_keys_accept_their_limits_and_null(tmp_path):
         load_sweep_config(_sweep_file(tmp_path, space), ["sampler.seed=null", "grace_period=null"]).sampler.seed is None
     )
     # worker k is seeded seed + k, which wraps around instead of leaving numpy's range
-    assert make_sampler({"name": "random", "seed": 2**32 - 1}, None, 1) is not None
+    assert make_sampler(SamplerConfig(name="random", seed=2**32 - 1), None, 1) is not None
 
 
 BASELINE_SPACE = {
