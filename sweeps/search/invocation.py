@@ -25,7 +25,7 @@ import optuna
 from omegaconf import DictConfig
 
 from numpynet.sweeps import interrupt
-from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.errors import NoTrialCompleted, UserError
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.redact import mask_url, recordable_overrides
 from numpynet.sweeps.recording.stale_runs import (
@@ -268,7 +268,7 @@ def run_sweep(
                 "any trial; no configuration completed. Allowed: a timeout long enough for one "
                 "trial, or null for none"
             )
-        raise UserError(
+        raise NoTrialCompleted(
             f"every trial of study {sweep['study_name']!r} failed or was pruned; no configuration "
             f"completed. First failure: {reasons[0] if reasons else 'unknown'}"
         )
