@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 import optuna
 from optuna.trial import TrialState
 
-from numpynet.sweeps import interrupt
+from numpynet.sweeps import interrupt, processes
 from numpynet.sweeps.errors import SweepStopped
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.redact import mask_urls_in, recordable_overrides
@@ -113,7 +113,7 @@ class TrialPipeline:
         )
         base = self.prepared.composed({})
         load_dataset(base.data)  # loaded (and cached) before the first trial
-        self.worker = heartbeats.worker_id()
+        self.worker = processes.worker_id()
 
     def run_trial(
         self, study: optuna.Study, storage_url: str, n_trials: int, deadline: float | None = None

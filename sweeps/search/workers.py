@@ -29,8 +29,8 @@ import optuna
 from numpynet.sweeps import interrupt
 from numpynet.sweeps.errors import StoreError, SweepStopped, UserError
 from numpynet.sweeps.recording.redact import mask_url
-from numpynet.sweeps.recording.stale_runs import CloseDeadTrialRuns
 from numpynet.sweeps.search import budget, failures, heartbeats, samplers, storage
+from numpynet.sweeps.search.heartbeats import CloseDeadTrialRuns
 from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.search.trial import TrialOutcome, TrialPipeline
 from numpynet.sweeps.training.config import CONF_DIR, compose_config
