@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from numpynet.sweeps import safe_yaml
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording import names
-from numpynet.sweeps.recording.artifacts import CONFIG_ARTIFACT
+from numpynet.sweeps.recording.names import CONFIG_ARTIFACT
 from numpynet.sweeps.training.interpolations import interpolations
 
 

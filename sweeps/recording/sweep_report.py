@@ -280,7 +280,7 @@ def _as_a_training_config(text: str) -> str:
 
 
 def _copy_best_config(client: MlflowClient, run_id: str, out: Path) -> None:
-    from numpynet.sweeps.recording.artifacts import CONFIG_ARTIFACT
+    from numpynet.sweeps.recording.names import CONFIG_ARTIFACT
 
     try:
         local = client.download_artifacts(run_id, CONFIG_ARTIFACT, str(out / "_download"))

@@ -46,7 +46,7 @@ from numpynet.sweeps.recording.redact import mask_url, mask_urls_in, recordable_
 from numpynet.sweeps.training import cross_validation
 from numpynet.sweeps.training.config import PROJECT_DIR, check_config, flatten, to_yaml
 from numpynet.sweeps.training.data import Dataset, load_dataset
-from numpynet.sweeps.training.ensemble import FoldEnsemble
+from numpynet.sweeps.training.ensemble import FoldEnsemble, members, weights_digest
 from numpynet.sweeps.training.network_from_config import CORE_ARGUMENTS, build_network, check_network_fits  # noqa: F401 - the public home
 from numpynet.sweeps.training.numeric_env import numeric_environment
 
@@ -249,20 +249,23 @@ class Trainer:
         # per test row, whether the prediction is right: the paired verdict's table (not recorded)
         result[CORRECT_BY_TEST_ROW] = network.predict(dataset.X_test) == dataset.y_test
         self.recorder.log_metrics(run_id, {k: v for k, v in result.items() if k.startswith(("test_", "best_"))})
-        tags = {names.WEIGHTS_SHA256: artifacts.weights_digest(network)}
+        tags = {names.WEIGHTS_SHA256: weights_digest(network)}
         if artifacts.collapsed(final):
             tags[names.COLLAPSED] = "true"
             log.warning("run %s predicts one class for every test row (a collapsed model)", run_id)
         self.recorder.set_tags(run_id, tags)
         folder = Path(tempfile.mkdtemp(prefix="numpynet-run-"))
-        artifacts.write_run_files(
-            folder, network, dataset, confusion, with_plots=cfg.tracking.log_plots if plots is None else plots
-        )
+        if isinstance(network, FoldEnsemble):  # one weights file per fold model, no figures (its curves are metrics)
+            network.save(folder)
+        else:
+            artifacts.write_run_files(
+                folder, network, dataset, confusion, with_plots=cfg.tracking.log_plots if plots is None else plots
+            )
         self.recorder.log_folder(run_id, folder)
         if cfg.tracking.log_model if model is None else model:
             # MLflow links the run's metrics to the model when it is logged: store them first
             self.recorder.flush()
-            result["model_uri"] = artifacts.log_pyfunc_model(self.client, run_id, network, dataset)
+            result["model_uri"] = artifacts.log_pyfunc_model(self.client, run_id, network, members(network), dataset)
         return result
 
 
