@@ -20,8 +20,11 @@ class UserError(Exception):
     """A problem with the user's configuration or data, not a bug.
 
     The message names the config key, the offending value and what is allowed,
-    so the CLI can print it as a single line without a traceback.
+    so the CLI can print it as a single line without a traceback, and exit
+    with :attr:`exit_code` (2: a usage error, unless a subclass says otherwise).
     """
+
+    exit_code = 2
 
 
 class StoreError(UserError):
@@ -30,6 +33,14 @@ class StoreError(UserError):
     A fault of the machine or the store, not of the config: the CLIs print it
     as one line and exit with status 1.
     """
+
+    exit_code = 1
+
+
+class NoTrialCompleted(UserError):
+    """A sweep ended without a completed trial: every trial failed or was pruned (exit status 1)."""
+
+    exit_code = 1
 
 
 class SweepStopped(UserError):

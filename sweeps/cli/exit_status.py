@@ -11,7 +11,7 @@ import sys
 import traceback
 from typing import NoReturn
 
-from numpynet.sweeps.errors import StoreError, UserError
+from numpynet.sweeps.errors import UserError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEBUG_FLAG = "--debug"
@@ -51,16 +51,19 @@ def report_error(prog: str, exc: BaseException, debug: bool) -> int:
 
     if debug:
         traceback.print_exception(exc)
-    if isinstance(exc, (StoreError, TrainingDiverged)):  # a fault of the store, or of the training: not the config
+    if isinstance(exc, TrainingDiverged):  # a fault of the training, not of the config
         print_error(prog, str(exc), exc)
         return EXIT_FAILURE
+    if isinstance(exc, UserError):  # it carries its status: 2, or 1 for a fault of the store (StoreError)
+        print_error(prog, str(exc), exc)
+        return exc.exit_code
     if isinstance(exc, OverrideParseException) and exc.override:  # worded as numpynet-sweep words it
         print_error(prog, grammar_error(exc.override, exc), exc)
         return EXIT_USAGE
     if isinstance(exc, (HydraException, OmegaConfBaseException)):
         print_error(prog, f"config error: {hydra_message(exc)}", exc)
         return EXIT_USAGE
-    if isinstance(exc, (UserError, ValueError)):
+    if isinstance(exc, ValueError):
         print_error(prog, str(exc), exc)
         return EXIT_USAGE
     if isinstance(exc, MlflowException):

@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from numpynet.sweeps.cli.command_logging import setup_command_logging
-from numpynet.sweeps.cli.exit_status import DEBUG_FLAG, exit_with_error, hydra_message, user_error_text
+from numpynet.sweeps.cli.exit_status import DEBUG_FLAG, EXIT_USAGE, exit_with_error, hydra_message, user_error_text
 from numpynet.sweeps.cli.hydra_flags import parse_flags
 from numpynet.sweeps.cli.progress import TrialProgress
 from numpynet.sweeps.cli.stdout_faults import quiet_on_a_closed_pipe
 from numpynet.sweeps.cli.summary import print_summary
-from numpynet.sweeps.errors import StoreError, UserError
+from numpynet.sweeps.errors import UserError
 
 PROG = "numpynet-sweep"
 
@@ -113,7 +113,5 @@ def _exit_for(exc: BaseException, debug: bool) -> NoReturn:
         text = user_error_text(exc)
     if text is None or debug:
         raise exc
-    code = getattr(exc, "exit_code", None) or (
-        1 if isinstance(exc, StoreError) or (isinstance(exc, UserError) and "every trial of" in text) else 2
-    )
+    code = exc.exit_code if isinstance(exc, UserError) else EXIT_USAGE  # ValueError, Hydra's, OmegaConf's
     exit_with_error(PROG, text, code)

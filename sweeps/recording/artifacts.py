@@ -1,18 +1,18 @@
-"""What a finished (or stopped) run leaves in MLflow besides its curves.
+"""What a finished (or stopped) run's network leaves in MLflow besides its curves.
 
-``config.yaml`` (sent when the run starts), the plots, the weights as the
-core's ``.npz`` and the ``pyfunc`` model, plus the final test metrics. The
-end-of-run files are written to a temporary folder and sent with one
-``log_artifacts`` call.
+The final test metrics, the weights as the core's ``.npz``, the figures and
+the ``pyfunc`` model. The end-of-run files are written to a temporary folder
+and sent with one ``log_artifacts`` call. What they read of the data is
+:class:`RunData`; a fold ensemble's own files and its loading back are
+:mod:`numpynet.sweeps.training.ensemble`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from mlflow import MlflowClient
@@ -20,17 +20,35 @@ from mlflow import MlflowClient
 from numpynet import NeuralNetwork
 from numpynet.sweeps.recording.names import MODEL_NAME, WEIGHTS_ARTIFACT
 from numpynet.sweeps.recording.store import retry_locked
-from numpynet.sweeps.training.data import Dataset
-from numpynet.sweeps.training.ensemble import FOLD_WEIGHTS, FoldEnsemble, members
 
 log = logging.getLogger(__name__)
+
+
+class RunData(Protocol):
+    """What a run's files read of its data (:class:`numpynet.sweeps.training.data.Dataset` has it)."""
+
+    X_test: np.ndarray
+    y_test: np.ndarray
+    image_shape: tuple[int, ...] | None
+    scaling: tuple[np.ndarray, np.ndarray] | None
+
+    def label_name(self, label: Any) -> str: ...
+
+
+class Classifier(Protocol):
+    """A network, or a fold ensemble of networks (:mod:`numpynet.sweeps.training.ensemble`)."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+
+    def evaluate(self, X: np.ndarray, y: np.ndarray) -> dict[str, Any]: ...
+
 
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")  # run by MLflow, never imported here
 MODEL_WEIGHTS_KEY = "weights"  # pyfunc_model.WEIGHTS_ARTIFACT
 MODEL_SCALING_KEY = "scaling"  # pyfunc_model.SCALING_ARTIFACT
 
 
-def test_metrics(network: NeuralNetwork, dataset: Dataset) -> tuple[dict[str, float], np.ndarray]:
+def test_metrics(network: Classifier, dataset: RunData) -> tuple[dict[str, float], np.ndarray]:
     """``test_*`` scalars and the confusion matrix of the current weights.
 
     ``test_predicted_classes`` counts the classes the network predicts for at
@@ -49,32 +67,15 @@ def collapsed(metrics: dict[str, float]) -> bool:
     return metrics.get("test_predicted_classes", 0.0) == 1.0
 
 
-def weights_digest(network: NeuralNetwork | FoldEnsemble) -> str:
-    """SHA-256 of all weights and biases (of every fold model of an ensemble, in fold order): equal
-    digests mean bit-identical networks."""
-    digest = hashlib.sha256()
-    for member in members(network):
-        for array in (*member.coefs_, *member.intercepts_):
-            digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
 def write_run_files(
     folder: Path,
-    network: NeuralNetwork | FoldEnsemble,
-    dataset: Dataset,
+    network: NeuralNetwork,
+    dataset: RunData,
     confusion: np.ndarray | None,
     *,
     with_plots: bool,
 ) -> None:
-    """The weights (and, when asked, the figures) of a finished run, as files under ``folder``.
-
-    A fold ensemble leaves one weights file per fold model and no figures (its curves are the run's
-    metrics).
-    """
-    if isinstance(network, FoldEnsemble):
-        network.save(folder)
-        return
+    """The weights (and, when asked, the figures) of a finished run's network, as files under ``folder``."""
     weights = folder / WEIGHTS_ARTIFACT
     weights.parent.mkdir(parents=True, exist_ok=True)
     network.save(weights)
@@ -82,7 +83,7 @@ def write_run_files(
         write_plots(folder / "plots", network, dataset, confusion)
 
 
-def write_plots(folder: Path, network: NeuralNetwork, dataset: Dataset, confusion: np.ndarray | None) -> None:
+def write_plots(folder: Path, network: NeuralNetwork, dataset: RunData, confusion: np.ndarray | None) -> None:
     # imported here: a sweep's trials draw no figures, and their workers then never load matplotlib
     from numpynet.sweeps.recording import plots
 
@@ -111,7 +112,7 @@ def write_plots(folder: Path, network: NeuralNetwork, dataset: Dataset, confusio
             )
 
 
-def figure_names(dataset: Dataset, with_confusion: bool = True) -> list[str]:
+def figure_names(dataset: RunData, with_confusion: bool = True) -> list[str]:
     """The files :func:`write_plots` writes for ``dataset`` (with the confusion matrix, when it is given)."""
     names = ["cost_curves.png", "learning_rate.png"]
     if with_confusion:
@@ -139,7 +140,9 @@ def whole_png(path: Path) -> bool:
         return False
 
 
-def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork | FoldEnsemble, dataset: Dataset) -> str:
+def log_pyfunc_model(
+    client: MlflowClient, run_id: str, network: Classifier, networks: list[NeuralNetwork], dataset: RunData
+) -> str:
     """Log the network (or fold ensemble) as an MLflow ``pyfunc`` model; return its ``models:/<model_id>`` URI.
 
     The LoggedModel is created explicitly in the run's experiment and
@@ -167,7 +170,7 @@ def log_pyfunc_model(client: MlflowClient, run_id: str, network: NeuralNetwork |
         # an ensemble's fold models: weights, weights_1, ... (the model averages their probabilities)
         files = {
             MODEL_WEIGHTS_KEY + (f"_{k}" if k else ""): member.save(Path(tmp) / f"network{k}.npz")
-            for k, member in enumerate(members(network))
+            for k, member in enumerate(networks)
         }
         if dataset.scaling is not None:
             files[MODEL_SCALING_KEY] = str(Path(tmp) / "scaling.npz")
@@ -207,17 +210,3 @@ def summary_metrics(network: NeuralNetwork) -> dict[str, Any]:
             best_epoch=best,
         )
     return out
-
-
-def load_run_model(client: MlflowClient, run_id: str, folder: str) -> NeuralNetwork | FoldEnsemble:
-    """The model a run's weight files hold: its network, or the fold models of a fold ensemble."""
-    listed = {f.path for f in client.list_artifacts(run_id, WEIGHTS_ARTIFACT.rsplit("/", 1)[0])}
-    if WEIGHTS_ARTIFACT in listed:
-        return NeuralNetwork.load(client.download_artifacts(run_id, WEIGHTS_ARTIFACT, folder))
-    folds = []
-    while FOLD_WEIGHTS.format(k=len(folds)) in listed:
-        path = FOLD_WEIGHTS.format(k=len(folds))
-        folds.append(NeuralNetwork.load(client.download_artifacts(run_id, path, folder)))
-    if not folds:
-        raise FileNotFoundError(f"run {run_id} has no weights ({WEIGHTS_ARTIFACT} or {FOLD_WEIGHTS.format(k=0)})")
-    return FoldEnsemble(folds)

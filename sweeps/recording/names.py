@@ -91,4 +91,5 @@ RUN_FIGURES = ("fit_seconds", "epochs_run", "logging_seconds")
 # -------------------------------------------------------------- artifacts
 CONFIG_ARTIFACT = "config.yaml"
 WEIGHTS_ARTIFACT = "weights/network.npz"
+FOLD_WEIGHTS = "weights/fold{k}.npz"  # a fold ensemble's weight files, one per fold model k
 MODEL_NAME = "model"

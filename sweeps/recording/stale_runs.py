@@ -12,13 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 
-import optuna
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
-from optuna.trial import FrozenTrial
 
+from numpynet.sweeps.processes import is_dead_local_worker, worker_id
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.mlflow_limits import SEARCH_PAGE
 from numpynet.sweeps.recording.names import (
@@ -45,66 +43,57 @@ from numpynet.sweeps.recording.names import (
 from numpynet.sweeps.recording.names import (
     WORKER as TAG_WORKER,
 )
-from numpynet.sweeps.search import heartbeats, optuna_attrs
 
 log = logging.getLogger(__name__)
 
 TAG_PARENT = "mlflow.parentRunId"
 
 
-@dataclass
-class CloseDeadTrialRuns:
-    """``on_stale`` hook for :func:`numpynet.sweeps.search.storage.make_storage` (picklable)."""
-
-    tracking_uri: str
-    experiment_id: str | None = None
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> list[str]:
-        return close_dead_trial_runs(
-            MlflowClient(tracking_uri=self.tracking_uri), study.study_name, trial, self.experiment_id
-        )
-
-
 def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _trial_runs(client: MlflowClient, study_name: str, trial: FrozenTrial, experiment_id: str | None) -> list:
-    """The trial's child run: by the id the trial recorded at its start, else by its tags."""
-    run_id = trial.user_attrs.get(optuna_attrs.ATTR_RUN_ID)
+def _trial_runs(
+    client: MlflowClient, study_name: str, number: int, run_id: str | None, experiment_id: str | None
+) -> list:
+    """Trial ``number``'s child run: by the id the trial recorded at its start, else by its tags."""
     if run_id:
         try:
             return [client.get_run(run_id)]
         except Exception as exc:  # deleted meanwhile, or another server
-            log.info("run %s of trial %d not found (%s); searching by tags", run_id, trial.number, exc)
+            log.info("run %s of trial %d not found (%s); searching by tags", run_id, number, exc)
     if experiment_id is None:
         return []
     query = (
-        f"tags.`{TAG_STUDY}` = {_quoted(study_name)} and tags.`{TAG_TRIAL}` = '{trial.number}' "
+        f"tags.`{TAG_STUDY}` = {_quoted(study_name)} and tags.`{TAG_TRIAL}` = '{number}' "
         "and attributes.status = 'RUNNING'"
     )
     return list(client.search_runs([experiment_id], query, max_results=10))
 
 
 def close_dead_trial_runs(
-    client: MlflowClient, study_name: str, trial: FrozenTrial, experiment_id: str | None = None
+    client: MlflowClient,
+    study_name: str,
+    number: int,
+    run_id: str | None,
+    dead: str,
+    experiment_id: str | None = None,
 ) -> list[str]:
-    """End KILLED the runs left RUNNING by the dead worker of ``trial``; returns their ids."""
-    dead = trial.user_attrs.get(optuna_attrs.ATTR_WORKER, "unknown worker")
+    """End KILLED the runs that worker ``dead`` left RUNNING in trial ``number`` (its run ``run_id``, as
+    the trial recorded it, else found by its tags); returns their ids."""
     reason = (
-        f"worker {dead} stopped sending heartbeats during trial {trial.number} (killed or lost); "
-        f"trial marked FAIL by {heartbeats.worker_id()} after the grace period"
+        f"worker {dead} stopped sending heartbeats during trial {number} (killed or lost); "
+        f"trial marked FAIL by {worker_id()} after the grace period"
     )
     closed: list[str] = []
-    for run in _trial_runs(client, study_name, trial, experiment_id):
+    for run in _trial_runs(client, study_name, number, run_id, experiment_id):
         if run.info.status != RunStatus.to_string(RunStatus.RUNNING):
             continue
-        run_id = run.info.run_id
-        client.set_tag(run_id, TAG_STATE, "FAIL")
-        client.set_tag(run_id, TAG_FAIL_REASON, reason)
-        client.set_terminated(run_id, "KILLED")
-        closed.append(run_id)
-        log.warning("MLflow run %s of stale trial %d ended KILLED", run_id, trial.number)
+        client.set_tag(run.info.run_id, TAG_STATE, "FAIL")
+        client.set_tag(run.info.run_id, TAG_FAIL_REASON, reason)
+        client.set_terminated(run.info.run_id, "KILLED")
+        closed.append(run.info.run_id)
+        log.warning("MLflow run %s of stale trial %d ended KILLED", run.info.run_id, number)
         parent_id = run.data.tags.get(TAG_PARENT)
         if parent_id:
             closed += _close_dead_parent(client, parent_id, dead, reason)
@@ -142,12 +131,12 @@ def close_dead_local_parents(client: MlflowClient, experiment_id: str, study_nam
     closed = []
     for run in client.search_runs([experiment_id], query, max_results=SEARCH_PAGE):
         worker = run.data.tags.get(TAG_WORKER, "")
-        if not heartbeats.is_dead_local_worker(worker):
+        if not is_dead_local_worker(worker):
             continue
         client.set_tag(
             run.info.run_id,
             TAG_FAIL_REASON,
-            f"sweep process {worker} ended without cleanup (killed); run ended KILLED by {heartbeats.worker_id()}",
+            f"sweep process {worker} ended without cleanup (killed); run ended KILLED by {worker_id()}",
         )
         client.set_terminated(run.info.run_id, "KILLED")
         log.warning("MLflow parent run %s of dead sweep process %s ended KILLED", run.info.run_id, worker)
@@ -263,7 +252,7 @@ def close_stale_parents(
             run.info.run_id,
             TAG_FAIL_REASON,
             f"sweep process {worker} stopped sending heartbeats {now - beat:.0f} s ago (grace period "
-            f"{grace:g} s): killed or lost; run ended KILLED by {heartbeats.worker_id()}",
+            f"{grace:g} s): killed or lost; run ended KILLED by {worker_id()}",
         )
         client.set_terminated(run.info.run_id, "KILLED")
         log.warning(

@@ -65,8 +65,9 @@ def log_model_from_run(
     here, once.
     """
     from numpynet import NeuralNetwork
-    from numpynet.sweeps.recording.artifacts import load_run_model, log_pyfunc_model, test_metrics, write_plots
+    from numpynet.sweeps.recording.artifacts import log_pyfunc_model, test_metrics, write_plots
     from numpynet.sweeps.training.data import load_dataset
+    from numpynet.sweeps.training.ensemble import load_run_model, members
 
     dataset = load_dataset(base_cfg.data)
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,7 +93,7 @@ def log_model_from_run(
             folder = Path(tmp) / "plots"
             write_plots(folder, network, dataset, test_metrics(network, dataset)[1])
             client.log_artifacts(child_run_id, str(folder), artifact_path="plots")
-    return log_pyfunc_model(client, parent_run_id, network, dataset)
+    return log_pyfunc_model(client, parent_run_id, network, members(network), dataset)
 
 
 def _figures_to_draw(client: MlflowClient, run_id: str, dataset, scratch: Path) -> list[str]:

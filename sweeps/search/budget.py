@@ -16,6 +16,7 @@ from typing import Iterator
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from numpynet.sweeps.search.failures import NUMERIC
 from numpynet.sweeps.search.heartbeats import ask_with_heartbeat, fail_stale_trials, heartbeat_interval
 from numpynet.sweeps.search.optuna_attrs import ATTR_FAIL_KIND, ATTR_FAIL_REASON, ATTR_HEARTBEAT, ATTR_INTERRUPTED
 from numpynet.sweeps.search.storage import file_lock, lock_file_beside, pg_advisory_lock
@@ -39,7 +40,7 @@ def counts_in_budget(trial: FrozenTrial) -> bool:
     return (
         trial.state == TrialState.FAIL
         and ATTR_FAIL_REASON in trial.user_attrs
-        and trial.user_attrs.get(ATTR_FAIL_KIND, "numeric") == "numeric"
+        and trial.user_attrs.get(ATTR_FAIL_KIND, NUMERIC) == NUMERIC
     )
 
 

@@ -30,6 +30,7 @@ from numpynet.sweeps.search import optuna_attrs
 
 log = logging.getLogger(__name__)
 
+#: the kinds of failure, as stored in a trial's ``fail_kind`` (the only place they are spelt)
 NUMERIC, ERROR, FAULT = "numeric", "error", "fault"
 FIRST_TRIALS = 3  # the stop rule looks at this many first trials of an invocation (fewer if its budget is smaller)
 

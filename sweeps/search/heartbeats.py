@@ -4,22 +4,25 @@ Optuna sends heartbeats only from ``study.optimize``; under ask-and-tell there i
 public API for them, so this module uses ``study._storage`` and ``trial._trial_id``
 (record a heartbeat, read a trial by id, mark a dead worker's trial FAIL). Keep such uses here:
 the budget and the workers read a trial's stored state through :func:`stored_trial`.
-A worker is named by :func:`worker_id` (host:pid) on its trials and runs, which tells
-whether a worker of this host is still alive.
+A worker is named by :func:`~numpynet.sweeps.processes.worker_id` (host:pid) on its trials
+and runs, which tells whether a worker of this host is still alive. :class:`CloseDeadTrialRuns`
+hands a dead worker's trial to the recording layer, which ends its MLflow runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from numpynet.sweeps.processes import is_dead_local_worker
+from numpynet.sweeps.processes import worker_id as worker_id  # the value of ATTR_WORKER
 from numpynet.sweeps.search.optuna_attrs import (
     ATTR_HEARTBEAT,
     ATTR_INTERRUPTED,
@@ -28,10 +31,6 @@ from numpynet.sweeps.search.optuna_attrs import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def worker_id() -> str:
-    return f"{os.uname().nodename}:{os.getpid()}"
 
 
 # ------------------------------------------------------------ workers' loop
@@ -151,17 +150,24 @@ def fail_dead_local_trials(
     return failed
 
 
-def is_dead_local_worker(worker: str) -> bool:
-    """``worker`` (a :func:`worker_id`, host:pid) is a process of this host that no longer exists."""
-    owner, _, pid = worker.rpartition(":")
-    return owner == os.uname().nodename and pid.isdigit() and not _pid_alive(int(pid))
+@dataclass
+class CloseDeadTrialRuns:
+    """``on_stale`` hook for :func:`numpynet.sweeps.search.storage.make_storage` (picklable): ends
+    KILLED the MLflow runs that the dead worker of a stale trial left RUNNING."""
 
+    tracking_uri: str
+    experiment_id: str | None = None
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> list[str]:
+        from mlflow import MlflowClient  # not for a worker's heartbeats: only when one died
+
+        from numpynet.sweeps.recording.stale_runs import close_dead_trial_runs
+
+        return close_dead_trial_runs(
+            MlflowClient(tracking_uri=self.tracking_uri),
+            study.study_name,
+            trial.number,
+            trial.user_attrs.get(ATTR_RUN_ID),
+            trial.user_attrs.get(ATTR_WORKER, "unknown worker"),
+            self.experiment_id,
+        )

@@ -25,11 +25,11 @@ import optuna
 from omegaconf import DictConfig
 
 from numpynet.sweeps import interrupt
-from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.errors import NoTrialCompleted, UserError
+from numpynet.sweeps.processes import worker_id
 from numpynet.sweeps.recording import names
 from numpynet.sweeps.recording.redact import mask_url, recordable_overrides
 from numpynet.sweeps.recording.stale_runs import (
-    CloseDeadTrialRuns,
     ParentHeartbeat,
     close_dead_local_parents,
     close_stale_parents,
@@ -166,7 +166,7 @@ def run_sweep(
         if sweep.baseline:
             baseline.enqueue_baseline(study, space.fixed_params(sweep.baseline))
     if not plan.storage_url.startswith("postgresql"):  # one machine: a dead worker's pid tells at once
-        heartbeats.fail_dead_local_trials(study, CloseDeadTrialRuns(tracking_uri, experiment_id))
+        heartbeats.fail_dead_local_trials(study, heartbeats.CloseDeadTrialRuns(tracking_uri, experiment_id))
         close_dead_local_parents(client, experiment_id, sweep.study_name)
     close_stale_parents(client, experiment_id, sweep.study_name)  # wherever they ran: by their heartbeat
     plan.n_first = max(1, min(failures.FIRST_TRIALS, sweep.n_trials - budget.budget_used(study)))
@@ -183,7 +183,7 @@ def run_sweep(
             names.SAMPLER: sweep.sampler.name,
             names.PRUNER: sweep.pruner.name,
             names.STORAGE: mask_url(storage_url),
-            names.WORKER: heartbeats.worker_id(),
+            names.WORKER: worker_id(),
             names.N_JOBS: str(n_jobs),
             names.BLAS_THREADS: str(plan.n_threads),
             names.N_TRIALS: str(sweep.n_trials),
@@ -267,7 +267,7 @@ def run_sweep(
                 "any trial; no configuration completed. Allowed: a timeout long enough for one "
                 "trial, or null for none"
             )
-        raise UserError(
+        raise NoTrialCompleted(
             f"every trial of study {sweep.study_name!r} failed or was pruned; no configuration "
             f"completed. First failure: {reasons[0] if reasons else 'unknown'}"
         )
@@ -327,7 +327,7 @@ def _refit(plan: SweepPlan, study: optuna.Study, space: SearchSpace, trainer: Tr
         plan.sweep,
         plan.base_overrides,
         run,
-        on_dead=CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id),
+        on_dead=heartbeats.CloseDeadTrialRuns(plan.tracking_uri, plan.experiment_id),
     )
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from numpynet.sweeps import interrupt
+from numpynet.sweeps import interrupt, processes
 from numpynet.sweeps.search import heartbeats, optuna_attrs, storage
 from numpynet.sweeps.search.refit import Comparison, RefitReport
 from numpynet.sweeps.search.settings import SweepConfig
@@ -185,7 +185,7 @@ def _watchable(trial: FrozenTrial) -> bool:
     worker = trial.user_attrs.get(optuna_attrs.ATTR_WORKER, "")
     return (
         optuna_attrs.ATTR_HEARTBEAT in trial.user_attrs
-        or worker.rpartition(":")[0] == heartbeats.worker_id().rpartition(":")[0]
+        or worker.rpartition(":")[0] == processes.worker_id().rpartition(":")[0]
     )
 
 

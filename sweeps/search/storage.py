@@ -17,8 +17,8 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial
 
 from numpynet.sweeps.errors import UserError
+from numpynet.sweeps.processes import worker_id
 from numpynet.sweeps.recording.redact import mask_url
-from numpynet.sweeps.search.heartbeats import worker_id
 from numpynet.sweeps.search.journal_lock import OwnedJournalLock
 from numpynet.sweeps.search.optuna_attrs import ATTR_WORKER
 

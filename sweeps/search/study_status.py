@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from numpynet.sweeps.errors import UserError
 from numpynet.sweeps.recording.redact import mask_url
 from numpynet.sweeps.search import budget, optuna_attrs, storage
+from numpynet.sweeps.search.failures import ERROR, FAULT
 from numpynet.sweeps.search.overrides import split_overrides
 from numpynet.sweeps.search.settings import load_sweep_config
 from numpynet.sweeps.search.sweep_summary import best_trial
@@ -57,16 +58,16 @@ def trial_label(t: FrozenTrial) -> str:
             return "interrupted"
         if budget.is_stale_failure(t):
             return "stale"
-        if t.user_attrs.get(optuna_attrs.ATTR_FAIL_KIND) in ("error", "fault"):
+        if t.user_attrs.get(optuna_attrs.ATTR_FAIL_KIND) in (ERROR, FAULT):
             return t.user_attrs[optuna_attrs.ATTR_FAIL_KIND]
     return t.state.name.lower()
 
 
-ORDER = ("complete", "pruned", "fail", "error", "fault", "stale", "interrupted", "running", "waiting")
+ORDER = ("complete", "pruned", "fail", ERROR, FAULT, "stale", "interrupted", "running", "waiting")
 EXPLAIN = {
     "stale": "worker died; not counted",
-    "error": "config or code error; not counted",
-    "fault": "machine or store fault; not counted",
+    ERROR: "config or code error; not counted",
+    FAULT: "machine or store fault; not counted",
     "interrupted": "Ctrl-C / SIGTERM; not counted",
     "waiting": "queued, e.g. a stale trial's retry",
 }

@@ -29,8 +29,8 @@ import optuna
 from numpynet.sweeps import interrupt
 from numpynet.sweeps.errors import StoreError, SweepStopped, UserError
 from numpynet.sweeps.recording.redact import mask_url
-from numpynet.sweeps.recording.stale_runs import CloseDeadTrialRuns
-from numpynet.sweeps.search import budget, failures, heartbeats, interrupted_trials, optuna_attrs, samplers, storage
+from numpynet.sweeps.search import budget, failures, heartbeats, samplers, storage
+from numpynet.sweeps.search.heartbeats import CloseDeadTrialRuns
 from numpynet.sweeps.search.settings import SweepConfig
 from numpynet.sweeps.search.space import SearchSpace
 from numpynet.sweeps.search.trial import TrialOutcome, TrialPipeline
@@ -111,41 +111,28 @@ def _trial_loop(
     invocation = plan.parent_run_id
     done = 0
     with threadpool_limits(limits=plan.n_threads):
-        # next_trial: under the budget lock, fail stale trials of dead workers, count, ask
         while True:
-            trial, outcome = None, None
             try:
                 interrupt.check()
                 stop = failures.stop_requested(study, invocation)  # another worker of this run saw why
                 if stop is not None:
                     raise stop
-                trial = budget.next_trial(study, plan.storage_url, sweep.n_trials, deadline)
-                if trial is None:
+                outcome = pipeline.run_trial(study, deadline)
+                if outcome is None:
                     break
-                with heartbeats.heartbeat(study, trial):
-                    outcome = pipeline(study, trial)
-            except KeyboardInterrupt:
-                if trial is not None:  # e.g. interrupted before the runner took charge of it
-                    interrupted_trials.mark_interrupted(study, trial)
-                    interrupted_trials.requeue_interrupted(study, trial)
-                raise
             except SweepStopped as exc:
                 if invocation is not None:
                     failures.request_stop(study, invocation, str(exc), exc.exit_code)
                 raise
-            except Exception as exc:  # outside the trial's own handling: a store failed, or a bug
+            except Exception as exc:  # before any trial was asked: a store failed, or a bug
                 if failures.classify(exc) != failures.FAULT:
                     raise
-                message = failures.fault_message(
-                    f"{type(exc).__name__}: {exc}"[:500], trial.number if trial is not None else None
-                )
-                if trial is not None:
-                    _fail_as_fault(study, trial, message)
+                message = failures.fault_message(f"{type(exc).__name__}: {exc}"[:500])
                 if invocation is not None:
                     failures.request_stop(study, invocation, message, 1)
                 raise SweepStopped(message, 1) from exc
             done += 1
-            if outcome is not None and outcome.state == optuna.trial.TrialState.FAIL:  # only failures can stop
+            if outcome.state == optuna.trial.TrialState.FAIL:  # only failures can stop
                 failures.check_after_trial(study, invocation, plan.n_first, sweep.n_trials)
     return done
 
@@ -178,18 +165,6 @@ def open_study(plan: SweepPlan, space: SearchSpace, worker_index: int = 0) -> op
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([sweep.metric])
     return study
-
-
-def _fail_as_fault(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    """FAIL (not counted) a trial left RUNNING by a fault, if the storage still answers."""
-    try:
-        if heartbeats.stored_trial(study, trial).state.is_finished():
-            return
-        trial.set_user_attr(optuna_attrs.ATTR_FAIL_REASON, reason[:500])
-        trial.set_user_attr(optuna_attrs.ATTR_FAIL_KIND, failures.FAULT)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-    except Exception as exc:
-        log.warning("could not mark trial %d FAIL after a fault: %s", trial.number, exc)
 
 
 EXIT_STOPPED = 3  # a worker's exit status after a SweepStopped; the orchestrator reads the reason from the study

@@ -18,17 +18,17 @@ tests the ensemble once and keeps the K weight files
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mlflow import MlflowClient
 
 from numpynet import NeuralNetwork
 from numpynet.metrics import confusion_matrix, precision_recall_f1
-
-#: the run's weight files, one per fold model, under the run's ``weights/`` folder
-FOLD_WEIGHTS = "weights/fold{k}.npz"
+from numpynet.sweeps.recording.names import FOLD_WEIGHTS, WEIGHTS_ARTIFACT
 
 
 class FoldEnsemble:
@@ -77,3 +77,27 @@ class FoldEnsemble:
 def members(model: NeuralNetwork | FoldEnsemble) -> list[NeuralNetwork]:
     """The networks a model is made of: itself, or the fold models of an ensemble."""
     return model.networks if isinstance(model, FoldEnsemble) else [model]
+
+
+def weights_digest(network: NeuralNetwork | FoldEnsemble) -> str:
+    """SHA-256 of all weights and biases (of every fold model of an ensemble, in fold order): equal
+    digests mean bit-identical networks."""
+    digest = hashlib.sha256()
+    for member in members(network):
+        for array in (*member.coefs_, *member.intercepts_):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def load_run_model(client: MlflowClient, run_id: str, folder: str) -> NeuralNetwork | FoldEnsemble:
+    """The model a run's weight files hold: its network, or the fold models of a fold ensemble."""
+    listed = {f.path for f in client.list_artifacts(run_id, WEIGHTS_ARTIFACT.rsplit("/", 1)[0])}
+    if WEIGHTS_ARTIFACT in listed:
+        return NeuralNetwork.load(client.download_artifacts(run_id, WEIGHTS_ARTIFACT, folder))
+    folds = []
+    while FOLD_WEIGHTS.format(k=len(folds)) in listed:
+        path = FOLD_WEIGHTS.format(k=len(folds))
+        folds.append(NeuralNetwork.load(client.download_artifacts(run_id, path, folder)))
+    if not folds:
+        raise FileNotFoundError(f"run {run_id} has no weights ({WEIGHTS_ARTIFACT} or {FOLD_WEIGHTS.format(k=0)})")
+    return FoldEnsemble(folds)

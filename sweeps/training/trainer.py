@@ -1,7 +1,9 @@
 """Running one training: ``train(cfg)``, and the :class:`Trainer` a sweep's worker prepares once.
 
-A run's lifecycle is the point of this module: whatever happens after the
-MLflow run is created, it ends FINISHED, FAILED (with the reason in the
+A run's lifecycle is the point of this module: whoever starts a run ends it
+(:func:`train` here, a sweep's trial in :mod:`numpynet.sweeps.search.trial`);
+:meth:`Trainer.fit` only records into it. Whatever happens after the MLflow
+run is created, it ends FINISHED, FAILED (with the reason in the
 ``numpynet.failure_reason`` tag) or KILLED, never RUNNING. Data is loaded
 before the run is created, so a wrong path leaves no run behind.
 
@@ -44,7 +46,7 @@ from numpynet.sweeps.recording.redact import mask_url, mask_urls_in, recordable_
 from numpynet.sweeps.training import cross_validation
 from numpynet.sweeps.training.config import PROJECT_DIR, check_config, flatten, to_yaml
 from numpynet.sweeps.training.data import Dataset, load_dataset
-from numpynet.sweeps.training.ensemble import FoldEnsemble
+from numpynet.sweeps.training.ensemble import FoldEnsemble, members, weights_digest
 from numpynet.sweeps.training.network_from_config import build_network, check_network_fits
 from numpynet.sweeps.training.numeric_env import numeric_environment
 
@@ -166,21 +168,21 @@ class Trainer:
         stop_exceptions: tuple[type[BaseException], ...] = (),
         plots: bool | None = None,
         model: bool | None = None,
-        end_run: bool = True,
         ensemble: bool = False,
     ) -> dict[str, Any]:
-        """Train and record into the run ``start`` made; it is ended (queued) whatever happens.
+        """Train and record into the run ``start`` made; whoever started the run ends it.
 
         With ``ensemble`` a cross-validated run also tests its K fold models as one
         :class:`~numpynet.sweeps.training.ensemble.FoldEnsemble` and keeps their weights (and, when
         asked, its pyfunc model): the ``fold_ensemble`` refit rule.
 
-        Raises what training raises (the run is ended FAILED, or KILLED on
-        Ctrl-C / exit), or the ``stop_exceptions`` instance ``on_epoch``
-        raised to stop early on purpose (the run is completed with what
-        exists and ended FINISHED with ``numpynet.stopped_epoch``). With
-        ``end_run=False`` the caller ends the run (a sweep's trial, which
-        tags it with the trial's outcome in the same write).
+        Raises what training raises, once the curves so far, ``epochs_run``,
+        ``fit_seconds`` and the reason (tag ``numpynet.failure_reason``) are
+        queued; or the ``stop_exceptions`` instance that training (``on_epoch``)
+        raised to stop early on purpose, once the run is completed with what
+        exists and tagged ``numpynet.stopped_epoch``. The run is left RUNNING
+        for its owner to end (:func:`train`; a sweep's trial, which tags it
+        with the trial's outcome in the same write).
         """
         curves = _Curves(self.recorder, run_id, cfg.tracking.flush_every, cfg.tracking.flush_seconds)
         last_epoch = -1
@@ -218,10 +220,12 @@ class Trainer:
             self.recorder.log_metrics(run_id, {k: result[k] for k in names.RUN_FIGURES})
             if stopped is not None:
                 self.recorder.set_tags(run_id, {names.STOPPED_EPOCH: last_epoch})
-            if end_run:
-                self.recorder.end_run(run_id, "FINISHED")
         except BaseException as exc:
-            self._abort(run_id, curves, exc, last_epoch + 1, time.perf_counter() - started, end_run)
+            curves.hand_over()
+            self.recorder.log_metrics(
+                run_id, {"epochs_run": last_epoch + 1, "fit_seconds": time.perf_counter() - started}
+            )
+            self.recorder.set_tags(run_id, {names.FAILURE_REASON: failure_reason(exc)})
             raise
         if stopped is not None:
             log.info("run %s stopped after epoch %d (%s)", run_id, last_epoch, type(stopped).__name__)
@@ -245,36 +249,24 @@ class Trainer:
         # per test row, whether the prediction is right: the paired verdict's table (not recorded)
         result[CORRECT_BY_TEST_ROW] = network.predict(dataset.X_test) == dataset.y_test
         self.recorder.log_metrics(run_id, {k: v for k, v in result.items() if k.startswith(("test_", "best_"))})
-        tags = {names.WEIGHTS_SHA256: artifacts.weights_digest(network)}
+        tags = {names.WEIGHTS_SHA256: weights_digest(network)}
         if artifacts.collapsed(final):
             tags[names.COLLAPSED] = "true"
             log.warning("run %s predicts one class for every test row (a collapsed model)", run_id)
         self.recorder.set_tags(run_id, tags)
         folder = Path(tempfile.mkdtemp(prefix="numpynet-run-"))
-        artifacts.write_run_files(
-            folder, network, dataset, confusion, with_plots=cfg.tracking.log_plots if plots is None else plots
-        )
+        if isinstance(network, FoldEnsemble):  # one weights file per fold model, no figures (its curves are metrics)
+            network.save(folder)
+        else:
+            artifacts.write_run_files(
+                folder, network, dataset, confusion, with_plots=cfg.tracking.log_plots if plots is None else plots
+            )
         self.recorder.log_folder(run_id, folder)
         if cfg.tracking.log_model if model is None else model:
             # MLflow links the run's metrics to the model when it is logged: store them first
             self.recorder.flush()
-            result["model_uri"] = artifacts.log_pyfunc_model(self.client, run_id, network, dataset)
+            result["model_uri"] = artifacts.log_pyfunc_model(self.client, run_id, network, members(network), dataset)
         return result
-
-    def _abort(
-        self, run_id: str, curves: "_Curves", exc: BaseException, epochs: int, seconds: float, end_run: bool = True
-    ) -> None:
-        """End the run FAILED (or KILLED on Ctrl-C / exit) with the reason; keep the curves."""
-        killed = isinstance(exc, (KeyboardInterrupt, SystemExit))
-        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else mask_urls_in(f"{type(exc).__name__}: {exc}")
-        status = "KILLED" if killed else "FAILED"
-        curves.hand_over()
-        self.recorder.log_metrics(run_id, {"epochs_run": epochs, "fit_seconds": seconds})
-        self.recorder.set_tags(run_id, {names.FAILURE_REASON: reason})
-        if end_run:
-            self.recorder.end_run(run_id, status)
-        exc.add_note(f"MLflow run {run_id} ended {status}")
-        log.info("run %s ended %s: %s", run_id, status, reason)
 
 
 class _Curves:
@@ -367,16 +359,32 @@ def train(
         result = trainer.fit(
             run_id, cfg, dataset, on_epoch=on_epoch, stop_exceptions=stop_exceptions, ensemble=ensemble
         )
-    except BaseException as exc:
+    except BaseException as exc:  # the run ends here, as it started here
+        status = "FINISHED" if isinstance(exc, stop_exceptions) else end_status(exc)
+        trainer.recorder.end_run(run_id, status)
+        if status != "FINISHED":
+            exc.add_note(f"MLflow run {run_id} ended {status}")
+            log.info("run %s ended %s: %s", run_id, status, failure_reason(exc))
         _flush_quietly(trainer, run_id)
         try:
             exc.mlflow_run_id = run_id  # type: ignore[attr-defined] - lets a library caller find the run
         except AttributeError:  # exception types with __slots__
             pass
         raise
+    trainer.recorder.end_run(run_id, "FINISHED")
     trainer.recorder.flush()
     result.update(run_id=run_id, experiment_id=experiment_id or trainer.experiment_id(cfg.tracking.experiment))
     return result
+
+
+def end_status(exc: BaseException) -> str:
+    """The end status of a run that ``exc`` stopped: KILLED after Ctrl-C / SIGTERM / exit, else FAILED."""
+    return "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The ``numpynet.failure_reason`` of a run that ``exc`` stopped (URLs masked)."""
+    return "interrupted" if isinstance(exc, KeyboardInterrupt) else mask_urls_in(f"{type(exc).__name__}: {exc}")
 
 
 def _flush_quietly(trainer: Trainer, run_id: str) -> None:
