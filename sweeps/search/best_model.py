@@ -1,6 +1,6 @@
 """The best trial's model at the end of a sweep: its figures, its pyfunc model on the parent, its registry entry.
 
-Independent of the study plots (:mod:`numpynet.sweeps.recording.sweep_report` runs
+Independent of the study plots (:mod:`numpynet.sweeps.search.end_of_sweep` runs
 both at once): everything here reads the best trial's own MLflow run (its
 weights and curves) and writes to that run, the parent run and the model
 registry.

@@ -137,8 +137,8 @@ def run_sweep(
     """
     import mlflow
 
-    from numpynet.sweeps.recording import sweep_report as study_report
     from numpynet.sweeps.recording.store import create_run, resolve_tracking_uri
+    from numpynet.sweeps.search import end_of_sweep
 
     with warnings_after_checks():  # an error found by the checks comes alone, not after a warning
         sweep, base_cfg, base_overrides, space = prepare(sweep_name, sweep_overrides, train_overrides)
@@ -231,7 +231,7 @@ def run_sweep(
                 failing, exc, "could not end the unfinished runs of this sweep's dead workers: %s", exc
             )
         try:
-            summary = study_report.summarise(study, client, plan, base_cfg, refit_report)
+            summary = end_of_sweep.summarise(study, client, plan, base_cfg, refit_report)
             summary.experiment_id = experiment_id
         except Exception as exc:
             if not failing:

@@ -59,6 +59,7 @@ PRELOAD = [
     "numpynet.sweeps.training.trainer",
     "numpynet.sweeps.recording.recorder",
     "numpynet.sweeps.recording.sweep_report",
+    "numpynet.sweeps.search.end_of_sweep",
 ]
 
 

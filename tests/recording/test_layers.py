@@ -16,18 +16,6 @@ PACKAGE = "numpynet.sweeps"
 #: layer -> the layers of the harness it must not import
 FORBIDDEN = {"recording": ("training", "search", "cli")}
 
-#: Imports that break the rule today, each named. ``sweep_report.py`` (moved into recording/ by the
-#: renames of issue 26) still reads the study through search/ and the training schema's defaults;
-#: until that is split, it is listed here, and the test fails when this list is wrong either way.
-KNOWN = {
-    ("recording/sweep_report.py", "numpynet.sweeps.search"),
-    ("recording/sweep_report.py", "numpynet.sweeps.search.baseline"),
-    ("recording/sweep_report.py", "numpynet.sweeps.search.sweep_summary"),
-    ("recording/sweep_report.py", "numpynet.sweeps.search.run_records"),
-    ("recording/sweep_report.py", "numpynet.sweeps.training.config"),
-    ("recording/sweep_report.py", "numpynet.sweeps.training.interpolations"),
-}
-
 
 def imported_modules(source: str, module: str) -> set[str]:
     """Every module ``source`` (the text of ``module``) imports, relative imports resolved."""
@@ -76,4 +64,4 @@ def test_recording_imports_neither_training_nor_search():
     found = set()
     for path in sorted((SWEEPS / "recording").glob("*.py")):
         found |= violations(path.read_text(), path.relative_to(SWEEPS).as_posix())
-    assert found == KNOWN
+    assert found == set()

@@ -204,9 +204,9 @@ def test_printing_the_config_masks_a_password(command: str, args: list[str], cap
 
 # ------------------------------------------------- issue 23, item 5: secrets through best_config.yaml
 def _best_config(folder: Path, run_name: str) -> Path:
-    """A sweep's ``best_config.yaml`` as sweep_report.py writes it, from a trial's logged config whose
+    """A sweep's ``best_config.yaml`` as search/end_of_sweep.py writes it, from a trial's logged config whose
     ``tracking.run_name`` was replaced by ``run_name`` (the record is data: anything may be planted)."""
-    from numpynet.sweeps.recording.sweep_report import BEST_CONFIG_HEADER, _as_a_training_config
+    from numpynet.sweeps.search.end_of_sweep import BEST_CONFIG_HEADER, as_training_config
     from numpynet.sweeps.training.config import compose_config, to_yaml
     from tests.helpers.commands import TINY
 
@@ -215,7 +215,7 @@ def _best_config(folder: Path, run_name: str) -> Path:
     )
     assert run_name in logged
     path = folder / "best_config.yaml"
-    path.write_text(BEST_CONFIG_HEADER + _as_a_training_config(logged))
+    path.write_text(BEST_CONFIG_HEADER + as_training_config(logged))
     return path
 
 
