@@ -112,6 +112,7 @@ def study_body(size: Size, study_name: str) -> dict[str, Any]:
     # Plain trials on both sides: the cat study's search protocol (baseline, cv, refit, robustness)
     # is measured by the search and cv sections; here one trial is one fit, as on the bare side.
     body.update(cv=None, baseline=None, refit=False, robustness_seeds=0)
+    body.pop("refit_rule", None)  # fold_ensemble needs cv: the default rule, unused without a refit
     body.update(
         study_name=study_name,
         n_trials=size.n_trials,
@@ -601,7 +602,8 @@ METHOD = " ".join(
     share falls as fits get longer. Per-step table: each step is the wall time spent inside the functions
     `benchmarks/harness_steps.py` lists for it (`STEPS`), minus the time in other listed functions they call, on the
     trial's thread during the trial loop, over K; *harness code between the steps* is the rest of the trial loop's
-    wall time.
+    wall time. Wall time: a step that releases the GIL (file and database I/O) and must then wait for it while the
+    MLflow writer thread runs Python shows that wait as its own.
     """.split()
 )
 

@@ -13,7 +13,9 @@ as fit; the journal reads the sampler makes count as sampling, see
 :data:`ABSORBED`), kept apart by thread (the trial's thread, MLflow's writer thread,
 others) and by phase (before the trials, the trials, after them: the trial
 loop's entry and return mark the phases). Time in the trial loop that no
-step holds is the harness's own code between the steps.
+step holds is the harness's own code between the steps. The times are wall
+times: waiting for the GIL held by another thread (the MLflow writer) counts
+in the step that waits.
 
 The output JSON holds, per (thread, phase, step), seconds and calls; per
 phase and timed function, its calls; the trial loop's start and end, and the start and
