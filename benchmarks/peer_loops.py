@@ -115,9 +115,9 @@ def careful_loop(
                     now = int(time.time() * 1000)
                     rows.extend(Metric(k, float(v), now, epoch) for k, v in metrics.items())
                 v = float(metrics[metric])
-                if math.isfinite(v) and (not best_epoch or value is None or (v > value) == maximize):
-                    value = v  # the objective so far: the last epoch's metric, or the best epoch's
-                if value is not None:
+                if not best_epoch or math.isfinite(v) and (value is None or (v > value) == maximize):
+                    value = v  # the objective so far: the last epoch's metric, or the best finite epoch's
+                if value is not None and math.isfinite(value):
                     trial.report(value, epoch)
                 if trial.should_prune():
                     raise optuna.TrialPruned()
@@ -131,8 +131,8 @@ def careful_loop(
                 state = FAIL  # diverged, or a value the network refuses: the study goes on
             for start in range(0, len(rows), BATCH):
                 client.log_batch(run.info.run_id, metrics=rows[start : start + BATCH])
-            if state == COMPLETE and value is None:
-                state = FAIL  # no finite value in any epoch
+            if state == COMPLETE and (value is None or not math.isfinite(value)):
+                state = FAIL  # no finite value to return
             if state == COMPLETE:
                 test = network.evaluate(data.X_test, data.y_test)
                 mlflow.log_metrics({"value": value, "test_accuracy": float(test["accuracy"])})
