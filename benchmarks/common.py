@@ -130,6 +130,26 @@ def wait_for_quiet(max_wait: float, window: float = 0.5) -> float:
     return time.monotonic() - t0
 
 
+def load_1min() -> float | None:
+    """The 1-minute load average, or None where the system does not give it."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
+def wait_for_load(max_load: float, max_wait: float, poll: float = 2.0) -> float:
+    """Wait until the 1-minute load average is at most ``max_load``, or ``max_wait`` seconds have
+    passed; return the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < max_wait:
+        load = load_1min()
+        if load is None or load <= max_load:
+            break
+        time.sleep(min(poll, max(0.0, max_wait - (time.monotonic() - t0))))
+    return time.monotonic() - t0
+
+
 def interleave(
     contenders: dict[str, Trial],
     rounds: int,
@@ -138,6 +158,8 @@ def interleave(
     max_extra_rounds: int | None = None,
     deadline: float = float("inf"),
     quiet_wait: float = 0.0,
+    max_load: float | None = None,
+    load_wait: float = 0.0,
 ) -> dict[str, Any]:
     """Run every contender once per round, rotating the order each round.
 
@@ -157,14 +179,23 @@ def interleave(
       deadline) for a moment when other processes are idle.
       Statistics use the clean rounds when at least half of the requested
       rounds are clean, else all rounds (and say so).
+    - The 1-minute load average is recorded at the start and the end of
+      every round. With ``max_load``, the round first waits (up to
+      ``load_wait`` seconds, not past the deadline) for the load to fall to
+      ``max_load``, and a round that starts above it counts as contended.
+      The end-of-round load is recorded, not judged: it holds the round's
+      own work (one busy process for ``t`` seconds adds about
+      ``1 - exp(-t / 60)`` to it).
 
-    Returns ``{"samples": {name: [sample, ...]}, "clean": [bool per round], "used": [round indices]}``.
+    Returns ``{"samples": {name: [sample, ...]}, "clean": [bool per round], "used": [round indices],
+    "loads": [(start, end) per round]}``.
     """
     names = list(contenders)
     for name in names:
         (warmups or contenders)[name]()
     samples: dict[str, list[dict]] = {name: [] for name in names}
     clean: list[bool] = []
+    loads: list[tuple[float | None, float | None]] = []
     extra = rounds if max_extra_rounds is None else max_extra_rounds
     r = 0
     while sum(clean) < rounds:
@@ -173,23 +204,29 @@ def interleave(
             break
         order = names[r % len(names) :] + names[: r % len(names)]
         waited = wait_for_quiet(min(quiet_wait, max(0.0, deadline - time.monotonic())))
+        if max_load is not None:
+            waited += wait_for_load(max_load, min(load_wait, max(0.0, deadline - time.monotonic())))
         if waited > 1:
             log.debug("waited %.0f s for the machine to be quiet", waited)
+        start_load = load_1min()
         for name in order:
             time.sleep(settle)
             samples[name].append(measured(contenders[name]))
-        clean.append(all(samples[n][-1].get("others_cores", 0.0) <= CONTENDED for n in names))
+        loads.append((start_load, load_1min()))
+        loaded = max_load is not None and start_load is not None and start_load > max_load
+        clean.append(not loaded and all(samples[n][-1].get("others_cores", 0.0) <= CONTENDED for n in names))
         log.debug(
-            "round %d%s: %s",
+            "round %d%s, load %s to %s: %s",
             r,
             "" if clean[-1] else " (contended)",
+            *loads[-1],
             {n: round(samples[n][-1]["seconds"], 4) for n in names},
         )
         r += 1
     used = [i for i, ok in enumerate(clean) if ok]
     if len(used) < max(1, (rounds + 1) // 2):
         used = list(range(len(clean)))
-    return {"samples": samples, "clean": clean, "used": used}
+    return {"samples": samples, "clean": clean, "used": used, "loads": loads}
 
 
 def pick_used(result: dict[str, Any], name: str, key: str = "seconds") -> list[float]:
