@@ -83,7 +83,7 @@ STEPS: dict[str, list[str]] = {
         "numpynet.sweeps.training.trainer:_Curves.add",
         "numpynet.sweeps.training.trainer:_Curves.hand_over",
         "numpynet.sweeps.recording.artifacts:write_run_files",
-        "numpynet.sweeps.recording.artifacts:weights_digest",
+        "numpynet.sweeps.training.trainer:weights_digest",
     ],
 }
 #: step -> steps whose own time it is when called from them (the sampler reads the trials it models)
