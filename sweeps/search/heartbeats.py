@@ -22,7 +22,6 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from numpynet.sweeps.processes import is_dead_local_worker
-from numpynet.sweeps.processes import worker_id as worker_id  # the value of ATTR_WORKER
 from numpynet.sweeps.search.optuna_attrs import (
     ATTR_HEARTBEAT,
     ATTR_INTERRUPTED,

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from numpynet.sweeps import safe_yaml
 from numpynet.sweeps.errors import UserError
-from numpynet.sweeps.search.overrides import DEFAULT_SWEEP, as_written, parse_overrides, split_overrides  # noqa: F401 - split_overrides: as before
+from numpynet.sweeps.search.overrides import DEFAULT_SWEEP, as_written, parse_overrides
 from numpynet.sweeps.search.space_file import apply_space_overrides, flatten_space
 from numpynet.sweeps.training.checks import SEED_MAX  # numpy's (so every Optuna sampler's) seed range too
 from numpynet.sweeps.training.config import CONF_DIR, no_such_key

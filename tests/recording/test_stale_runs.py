@@ -8,9 +8,9 @@ import sys
 import pytest
 from mlflow import MlflowClient
 
+from numpynet.sweeps import processes
 from numpynet.sweeps.recording.names import FAILURE_REASON as TAG_FAIL_REASON
 from numpynet.sweeps.recording.stale_runs import close_dead_local_parents
-from numpynet.sweeps.search import heartbeats
 
 
 def _dead_pid() -> int:
@@ -22,7 +22,7 @@ def _dead_pid() -> int:
 def test_only_the_dead_local_processes_parents_of_this_study_are_ended(mlflow_store):
     client = MlflowClient(mlflow_store)
     exp = client.create_experiment("stale")
-    host = heartbeats.worker_id().rpartition(":")[0]
+    host = processes.worker_id().rpartition(":")[0]
 
     def parent(study: str, worker: str) -> str:
         return client.create_run(
@@ -30,7 +30,7 @@ def test_only_the_dead_local_processes_parents_of_this_study_are_ended(mlflow_st
         ).info.run_id
 
     dead = parent("s", f"{host}:{_dead_pid()}")
-    alive = parent("s", heartbeats.worker_id())  # this process
+    alive = parent("s", processes.worker_id())  # this process
     elsewhere = parent("s", f"another-host:{_dead_pid()}")  # cannot be checked from here
     other_study = parent("t", f"{host}:{_dead_pid()}")
 
@@ -47,7 +47,7 @@ def test_a_dead_parent_s_unfinished_children_are_ended_and_marked_incomplete(mlf
 
     client = MlflowClient(mlflow_store)
     exp = client.create_experiment("stale-children")
-    host = heartbeats.worker_id().rpartition(":")[0]
+    host = processes.worker_id().rpartition(":")[0]
     parent = client.create_run(
         exp, tags={"numpynet.role": "sweep", "numpynet.study": "s", "numpynet.worker": f"{host}:{_dead_pid()}"}
     ).info.run_id

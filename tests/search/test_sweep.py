@@ -17,6 +17,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from numpynet import NeuralNetwork
+from numpynet.sweeps import processes
 from numpynet.sweeps.recording.names import (
     PRUNED_EPOCH as TAG_PRUNED_EPOCH,
 )
@@ -26,7 +27,7 @@ from numpynet.sweeps.recording.names import (
 from numpynet.sweeps.recording.names import (
     TRIAL_STATE as TAG_STATE,
 )
-from numpynet.sweeps.search import budget, heartbeats, optuna_attrs
+from numpynet.sweeps.search import budget, optuna_attrs
 from numpynet.sweeps.search.invocation import run_sweep
 from tests.helpers.commands import run_command, start_command
 from tests.helpers.services import wait_for
@@ -350,7 +351,7 @@ def test_two_workers_share_the_budget(store):
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     # trials ran in the worker processes, not in this one; how the two shared them is the scheduler's business
     workers = {t.user_attrs[optuna_attrs.ATTR_WORKER] for t in study.trials}
-    assert 1 <= len(workers) <= 2 and heartbeats.worker_id() not in workers, workers
+    assert 1 <= len(workers) <= 2 and processes.worker_id() not in workers, workers
     client = _client(store)
     children = _children(client, summary.parent_run_id)
     assert sorted(int(r.data.tags[TAG_TRIAL]) for r in children) == list(range(6))
