@@ -85,8 +85,8 @@ def _param_matches(logged: str, value) -> bool:
 # ------------------------------------------------------------ three workers
 @pytest.mark.slow
 def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_database, mlflow_server, tmp_path):
-    budget, study_name, experiment = 9, "three-workers", "scale-out"
-    sweep = _sweep_file(tmp_path / "three.yaml", study_name=study_name, n_trials=budget)
+    n_trials, study_name, experiment = 9, "three-workers", "scale-out"
+    sweep = _sweep_file(tmp_path / "three.yaml", study_name=study_name, n_trials=n_trials)
     args = [
         sweep,
         f"sweep.storage={pg_database}",
@@ -107,14 +107,14 @@ def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_dat
     # Optuna: exactly the budget, unique numbers, nothing left running or queued
     study = _study(pg_database, study_name)
     trials = study.get_trials()
-    assert sorted(t.number for t in trials) == list(range(budget))
+    assert sorted(t.number for t in trials) == list(range(n_trials))
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    assert sum(budget.counts_in_budget(t) for t in trials) == budget
+    assert sum(budget.counts_in_budget(t) for t in trials) == n_trials
     pids = {w.pid for w in workers}
     seen = {t.user_attrs[optuna_attrs.ATTR_WORKER] for t in trials}
     assert seen <= {f"{HOST}:{pid}" for pid in pids}  # how they shared the trials is the scheduler's business
     assert study.user_attrs[optuna_attrs.STUDY_ATTR_JOINED] == 3
-    assert len({tuple(sorted(t.params.items())) for t in trials}) == budget, "workers proposed the same point"
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == n_trials, "workers proposed the same point"
 
     # MLflow: one parent run per worker, one child run per trial, content agrees with Optuna
     client = MlflowClient(tracking_uri=mlflow_server.url)
@@ -124,7 +124,7 @@ def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_dat
     assert len(parents) == 3
     assert {r.data.tags["numpynet.worker"] for r in parents.values()} == {f"{HOST}:{pid}" for pid in pids}
     children = [r for r in runs if TAG_TRIAL in r.data.tags]
-    assert sorted(int(r.data.tags[TAG_TRIAL]) for r in children) == list(range(budget))  # exactly one each
+    assert sorted(int(r.data.tags[TAG_TRIAL]) for r in children) == list(range(n_trials))  # exactly one each
     by_number = {int(r.data.tags[TAG_TRIAL]): r for r in children}
     for trial in trials:
         run = by_number[trial.number]
@@ -166,7 +166,7 @@ def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_dat
     )
     assert status.returncode == 0, status.stderr
     print(status.stdout)
-    assert f"budget: {budget} of {budget} trials used, {budget} finished" in status.stdout
+    assert f"budget: {n_trials} of {n_trials} trials used, {n_trials} finished" in status.stdout
     assert f"best: trial {study.best_trial.number}" in status.stdout
     assert f"workers seen: {len(seen)} process(es) on 1 host(s): {HOST}" in status.stdout
     assert "postgresql+psycopg://" in status.stdout
@@ -177,11 +177,11 @@ def test_three_workers_share_one_postgresql_study_and_one_tracking_server(pg_dat
 def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_database, mlflow_server, tmp_path):
     # a budget of 3: the victim takes a trial and is killed in it; the survivor runs its own two and the
     # retry, waiting for the dead trial to turn stale if need be; more would only repeat the survivor's work
-    budget, study_name, experiment = 3, "killed-worker", "scale-out-kill"
+    n_trials, study_name, experiment = 3, "killed-worker", "scale-out-kill"
     sweep = _sweep_file(
         tmp_path / "kill.yaml",
         study_name=study_name,
-        n_trials=budget,
+        n_trials=n_trials,
         heartbeat_interval=1,
         grace_period=3,
         retry_failed=1,
@@ -241,7 +241,7 @@ def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_datab
     dead = study.trials[doomed.number]
     assert dead.state == TrialState.FAIL and budget.is_stale_failure(dead)
     assert not budget.counts_in_budget(dead)
-    assert sum(budget.counts_in_budget(t) for t in trials) == budget
+    assert sum(budget.counts_in_budget(t) for t in trials) == n_trials
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials if budget.counts_in_budget(t))
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
@@ -269,7 +269,7 @@ def test_a_worker_killed_hard_is_noticed_and_the_budget_still_completes(pg_datab
     assert status.returncode == 0, status.stderr
     print(status.stdout)
     assert "1 stale (worker died; not counted)" in status.stdout
-    assert f"budget: {budget} of {budget} trials used, {budget} finished" in status.stdout
+    assert f"budget: {n_trials} of {n_trials} trials used, {n_trials} finished" in status.stdout
 
 
 def test_the_budget_lock_is_one_postgresql_advisory_lock_per_study(pg_database):
