@@ -91,7 +91,25 @@ def test_the_outer_splits_are_seeded_stratified_and_disjoint():
 @pytest.mark.slow
 def test_the_smoke_benchmark_runs_every_arm_writes_the_report_and_resumes(tmp_path):
     work = tmp_path / "work"
-    cmd = [sys.executable, "-m", "benchmarks.search_benchmark", "--smoke", "--work", str(work)]
+    # the registered protocol with a lighter smoke section: the same tasks, splits, arms and jobs, fewer trials
+    # and epochs (the pipeline is what is checked here, not the figures)
+    protocol = yaml.safe_load(PROTOCOL.read_text())
+    protocol["smoke"].update(
+        configurations=4, D_max_iter=50, B_epoch=10,
+        A_overrides=["sweep.n_trials=4", "sweep.robustness_seeds=2", "train.epoch=10"],
+    )  # fmt: skip
+    lighter = tmp_path / "protocol.yaml"
+    lighter.write_text(yaml.safe_dump(protocol, sort_keys=False))
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.search_benchmark",
+        "--smoke",
+        "--protocol",
+        str(lighter),
+        "--work",
+        str(work),
+    ]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines()]
